@@ -1,0 +1,375 @@
+//! The seam between the orchestration and the coding agent: what kugetsu needs from opencode.
+//!
+//! The real opencode has sharp edges (no `--workdir`, forks that hang in another directory and
+//! lose their permission rules, runs that exit 0 after a rejected permission, runs that hang).
+//! The driver in `kugetsu-opencode` absorbs them; core only sees sessions, runs, typed events and
+//! a classified [`RunOutcome`]. The in-memory fake in [`crate::testing`] implements the same
+//! trait for fast library-level tests.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// An opencode session id (`ses_...`). Validated so it is safe in an argv, a file and SQL.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct SessionId(String);
+
+/// A session id that is empty, too long, or holds characters outside `[A-Za-z0-9_-]`.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid session id {id:?}: only letters, digits, '_' and '-' (1 to 128) are allowed")]
+pub struct InvalidSessionId {
+    /// The rejected text.
+    pub id: String,
+}
+
+impl SessionId {
+    /// Validates and wraps an id.
+    pub fn new(id: impl Into<String>) -> Result<Self, InvalidSessionId> {
+        let id = id.into();
+        let ok = !id.is_empty()
+            && id.len() <= 128
+            && !id.starts_with('-')
+            && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+        if ok { Ok(SessionId(id)) } else { Err(InvalidSessionId { id }) }
+    }
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for SessionId {
+    type Error = InvalidSessionId;
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        SessionId::new(value)
+    }
+}
+impl From<SessionId> for String {
+    fn from(value: SessionId) -> Self {
+        value.0
+    }
+}
+impl fmt::Display for SessionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+impl fmt::Debug for SessionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SessionId({})", self.0)
+    }
+}
+
+/// Environment variables handed to an agent process (from the env files). `Debug` masks the
+/// values of sensitive keys so they cannot leak through a log line.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct AgentEnv(pub BTreeMap<String, String>);
+
+impl fmt::Debug for AgentEnv {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map()
+            .entries(self.0.iter().map(|(k, v)| (k, crate::env_file::mask_value(k, v))))
+            .finish()
+    }
+}
+
+/// How an agent session is created at `init`.
+#[derive(Debug, Clone)]
+pub struct CreateSessionRequest {
+    /// Session title (`kugetsu base`, `kugetsu pm-agent`).
+    pub title: String,
+    /// The priming prompt (the agent's instructions).
+    pub prompt: String,
+    /// Directory the session lives in.
+    pub dir: PathBuf,
+    /// Environment for the agent process.
+    pub env: AgentEnv,
+    /// Through the TUI on the user's terminal (the spec's way) instead of headless.
+    pub interactive: bool,
+    /// Limits of the priming run.
+    pub limits: RunLimits,
+    /// Where the run's whole output is appended.
+    pub log_path: PathBuf,
+}
+
+/// How to fork the base session for an issue.
+#[derive(Debug, Clone)]
+pub struct ForkRequest {
+    /// The session to fork.
+    pub base: SessionId,
+    /// Directory the fork must really run in (the issue's worktree).
+    pub dir: PathBuf,
+    /// Title for the new session.
+    pub title: String,
+    /// Environment for any helper process the fork needs.
+    pub env: AgentEnv,
+}
+
+/// Wall-clock limits of one run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RunLimits {
+    /// Kill the run (its whole process group) after this long.
+    pub timeout: Duration,
+    /// Kill the run if it prints nothing for this long (opencode can hang silently).
+    pub idle_timeout: Duration,
+}
+
+impl Default for RunLimits {
+    fn default() -> Self {
+        RunLimits { timeout: Duration::from_secs(60 * 60), idle_timeout: Duration::from_secs(15 * 60) }
+    }
+}
+
+/// One turn of an existing session.
+#[derive(Debug, Clone)]
+pub struct RunRequest {
+    /// The session to continue.
+    pub session: SessionId,
+    /// The directory the session lives in.
+    pub dir: PathBuf,
+    /// The message, delivered byte-exact.
+    pub prompt: String,
+    /// Environment for the agent process.
+    pub env: AgentEnv,
+    /// Time limits.
+    pub limits: RunLimits,
+    /// Where the run's whole output is appended.
+    pub log_path: PathBuf,
+}
+
+/// State of a tool call in a [`AgentEvent::ToolUse`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ToolStatus {
+    /// The tool ran.
+    Completed,
+    /// The tool failed or was refused.
+    Error,
+    /// Anything else the agent reports.
+    Other,
+}
+
+/// A typed event from a running agent, for progress display and outcome classification.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum AgentEvent {
+    /// A step began.
+    StepStart,
+    /// The agent said something.
+    Text {
+        /// The whole text.
+        text: String,
+    },
+    /// The agent's reasoning (only when asked for).
+    Reasoning {
+        /// The text.
+        text: String,
+    },
+    /// A tool call finished or failed.
+    ToolUse {
+        /// Tool name (`bash`, `write`, ...).
+        tool: String,
+        /// Its state.
+        status: ToolStatus,
+        /// A one-line title of the call, if given.
+        title: Option<String>,
+        /// The error, if it failed.
+        error: Option<String>,
+    },
+    /// A step ended.
+    StepFinish {
+        /// `stop` or `tool-calls`.
+        reason: String,
+        /// Total tokens of the step, if reported.
+        tokens: Option<u64>,
+    },
+    /// A permission was rejected (headless runs auto-reject asks).
+    PermissionRejected {
+        /// What was asked (`external_directory (/etc/*)`, or the tool name).
+        permission: String,
+    },
+    /// The agent reported an error.
+    Error {
+        /// Error class (`APIError`, ...).
+        name: String,
+        /// Its message.
+        message: String,
+    },
+}
+
+/// Receives what a run does while it runs.
+pub trait EventSink {
+    /// The agent process started with this pid (its process group id too).
+    fn spawned(&mut self, _pid: u32) {}
+    /// One event.
+    fn event(&mut self, _event: &AgentEvent) {}
+}
+
+/// An [`EventSink`] that ignores everything.
+pub struct NoEvents;
+impl EventSink for NoEvents {}
+
+impl EventSink for Vec<AgentEvent> {
+    fn event(&mut self, event: &AgentEvent) {
+        self.push(event.clone());
+    }
+}
+
+/// How a run ended, as recorded in the session file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum RunOutcome {
+    /// The turn finished normally.
+    Completed,
+    /// An error event or a non-zero exit.
+    Failed {
+        /// What went wrong.
+        message: String,
+    },
+    /// A permission was rejected, so the work is not done even if the exit was 0.
+    Blocked {
+        /// Which permission.
+        permission: String,
+    },
+    /// Killed at the wall-clock timeout.
+    TimedOut {
+        /// Seconds it ran.
+        after_secs: u64,
+    },
+    /// Killed after printing nothing for the idle timeout.
+    Hung {
+        /// Seconds of silence.
+        silent_secs: u64,
+    },
+}
+
+impl RunOutcome {
+    /// Whether the turn did what was asked.
+    pub fn is_success(&self) -> bool {
+        matches!(self, RunOutcome::Completed)
+    }
+    /// A one-line description.
+    pub fn describe(&self) -> String {
+        match self {
+            RunOutcome::Completed => "completed".into(),
+            RunOutcome::Failed { message } => format!("failed: {message}"),
+            RunOutcome::Blocked { permission } => format!("blocked: permission rejected: {permission}"),
+            RunOutcome::TimedOut { after_secs } => format!("timed out after {after_secs}s"),
+            RunOutcome::Hung { silent_secs } => format!("hung: no output for {silent_secs}s"),
+        }
+    }
+}
+
+/// What a finished run reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunReport {
+    /// The session the run drove (for a created session, its new id).
+    pub session: SessionId,
+    /// How it ended.
+    pub outcome: RunOutcome,
+    /// The process's exit code, if it exited by itself.
+    pub exit_code: Option<i32>,
+}
+
+/// A session as the agent lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentSessionInfo {
+    /// Its id.
+    pub id: SessionId,
+    /// Its title.
+    pub title: String,
+    /// The directory it runs in.
+    pub directory: PathBuf,
+}
+
+/// Why the driver could not do what was asked (as opposed to a run that ended badly, which is a
+/// [`RunOutcome`]).
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    /// The agent program could not be found or started.
+    #[error("cannot run the agent program {program}")]
+    Spawn {
+        /// The program.
+        program: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The agent does not know this session.
+    #[error("agent session {id} not found")]
+    SessionNotFound {
+        /// The id.
+        id: SessionId,
+    },
+    /// An interactive session needs a terminal.
+    #[error("creating a session interactively needs a terminal")]
+    NeedsTerminal,
+    /// The agent printed something the driver could not understand.
+    #[error("unexpected output from `{command}`: {detail}")]
+    Protocol {
+        /// The agent subcommand.
+        command: String,
+        /// What was wrong.
+        detail: String,
+    },
+    /// An agent command failed.
+    #[error("`{command}` failed: {message}")]
+    CommandFailed {
+        /// The agent subcommand.
+        command: String,
+        /// Its error output, first line.
+        message: String,
+    },
+    /// A run could not produce a session (for `create_session`: no session id was printed).
+    #[error("the agent run did not produce a session: {}", .outcome.describe())]
+    NoSession {
+        /// How the run ended.
+        outcome: RunOutcome,
+    },
+    /// An I/O error on a path the driver manages (a log file, a temp file).
+    #[error("cannot {action} {path}")]
+    Io {
+        /// What was being done.
+        action: &'static str,
+        /// The path.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Drives the coding agent.
+pub trait AgentDriver: Send + Sync {
+    /// Creates a session (base or PM agent) by running its priming prompt, through the TUI when
+    /// `req.interactive`, else headless. Returns the new session's id in the report.
+    fn create_session(
+        &self,
+        req: &CreateSessionRequest,
+        sink: &mut dyn EventSink,
+    ) -> Result<RunReport, AgentError>;
+
+    /// Makes a new session with `req.base`'s whole history that really runs in `req.dir`, with
+    /// the base's permission rules kept.
+    fn fork_session(&self, req: &ForkRequest) -> Result<SessionId, AgentError>;
+
+    /// Runs one turn of a session, streaming events into `sink`, under `req.limits`.
+    fn run(&self, req: &RunRequest, sink: &mut dyn EventSink) -> Result<RunReport, AgentError>;
+
+    /// Deletes a session; [`AgentError::SessionNotFound`] if it does not exist.
+    fn delete_session(&self, id: &SessionId) -> Result<(), AgentError>;
+
+    /// Whether the agent knows the session.
+    fn session_exists(&self, id: &SessionId) -> Result<bool, AgentError>;
+
+    /// Sessions of the project that `dir` belongs to.
+    fn list_sessions(&self, dir: &Path) -> Result<Vec<AgentSessionInfo>, AgentError>;
+
+    /// Re-applies the permission rules that keep a headless session from hanging (forks made by
+    /// other tools lose them). Returns whether anything changed.
+    fn fix_permissions(&self, id: &SessionId) -> Result<bool, AgentError>;
+}

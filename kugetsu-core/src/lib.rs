@@ -1,0 +1,22 @@
+//! kugetsu-core: the issue-driven orchestration of kugetsu, with no process spawning, no git
+//! library and no terminal. It is handed a state directory, a config, a clock and three
+//! backends (worktrees, agent driver, queue and slots) and does the rest; the CLI and embedders
+//! wire real or fake backends in.
+
+pub mod agent;
+pub mod clock;
+pub mod env_file;
+pub mod issue_ref;
+pub mod queue;
+pub mod session;
+pub mod state;
+pub mod storage;
+pub mod worktree;
+
+pub use agent::{AgentDriver, AgentError, AgentEvent, RunOutcome, SessionId};
+pub use issue_ref::{IssueRef, IssueRefError, RepoRef};
+pub use queue::{AgentSlots, QueueItem, QueueStatus, TaskQueue};
+pub use session::{Index, SessionFile, SessionKind, SessionState};
+pub use state::StateDir;
+pub use storage::StorageError;
+pub use worktree::{WorktreeError, Worktrees};

@@ -1,0 +1,454 @@
+//! Durable, private, crash-safe files for the state directory.
+//!
+//! Everything kugetsu remembers lives in small files that several processes (the CLI, the daemon,
+//! agents calling the CLI) read and rewrite concurrently, and any of them may be killed at any
+//! moment. So every write here is atomic and durable (temp file in the same directory, fsync,
+//! rename, fsync of the directory), files are created `0600` and directories `0700` from the
+//! start (never chmod-ed afterwards, which would leave a window), symlinks are refused, shared
+//! files are rewritten under kernel-released locks, and a file that cannot be parsed is moved
+//! aside with its bytes intact instead of being replaced by an empty state.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+/// Mode of every file kugetsu creates: only the owner may read it (it may hold tokens).
+pub const FILE_MODE: u32 = 0o600;
+/// Mode of every directory kugetsu creates.
+pub const DIR_MODE: u32 = 0o700;
+/// Largest state file kugetsu will read; anything bigger is treated as corrupt rather than
+/// loaded into memory.
+pub const MAX_STATE_FILE_BYTES: u64 = 16 * 1024 * 1024;
+
+/// A failure reading or writing a state file; every variant names the path it is about.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    /// An I/O operation failed.
+    #[error("cannot {action} {path}")]
+    Io {
+        /// What was being done ("read", "write", "create directory", ...).
+        action: &'static str,
+        /// The file or directory concerned.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: io::Error,
+    },
+    /// The file exists but is not valid; its bytes were kept aside at `kept_at`.
+    #[error("{path} is corrupt ({reason}); its contents were kept at {kept_at}")]
+    Corrupt {
+        /// The state file that could not be parsed.
+        path: PathBuf,
+        /// Where the unparseable bytes now are.
+        kept_at: PathBuf,
+        /// What was wrong with it.
+        reason: String,
+    },
+    /// A state file or directory is a symbolic link; kugetsu does not follow them.
+    #[error("{path} is a symbolic link; kugetsu refuses to follow links in its state directory")]
+    Symlink {
+        /// The link.
+        path: PathBuf,
+    },
+    /// The state directory belongs to someone else or others may write to it.
+    #[error("{path} is not private: {reason}")]
+    NotPrivate {
+        /// The directory or file concerned.
+        path: PathBuf,
+        /// Owner or mode problem, in words.
+        reason: String,
+    },
+    /// A value could not be serialized (a programming error, reported rather than panicking).
+    #[error("cannot serialize {path}")]
+    Serialize {
+        /// The file that was to be written.
+        path: PathBuf,
+        /// The serializer's error.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// A lock is held by another live process and the caller asked not to wait.
+    #[error("{path} is locked by another kugetsu process")]
+    WouldBlock {
+        /// The lock file.
+        path: PathBuf,
+    },
+}
+
+impl StorageError {
+    fn io(action: &'static str, path: &Path, source: io::Error) -> Self {
+        StorageError::Io { action, path: path.to_path_buf(), source }
+    }
+}
+
+/// Creates `dir` and its missing parents with mode `0700`, refusing symlinks.
+pub fn ensure_dir(dir: &Path) -> Result<(), StorageError> {
+    match fs::symlink_metadata(dir) {
+        Ok(meta) if meta.file_type().is_symlink() => {
+            return Err(StorageError::Symlink { path: dir.to_path_buf() });
+        }
+        Ok(meta) if meta.is_dir() => return Ok(()),
+        Ok(_) => {
+            return Err(StorageError::io(
+                "create directory",
+                dir,
+                io::Error::new(io::ErrorKind::AlreadyExists, "a file is in the way"),
+            ));
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(StorageError::io("inspect", dir, e)),
+    }
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(DIR_MODE)
+        .create(dir)
+        .map_err(|e| StorageError::io("create directory", dir, e))
+}
+
+/// Checks that `dir` is owned by the current user and not writable by group or others.
+///
+/// A state directory others can write to would let them plant session files or symlinks that
+/// kugetsu then acts on, so it is refused rather than silently used.
+pub fn check_private_dir(dir: &Path) -> Result<(), StorageError> {
+    let meta = fs::symlink_metadata(dir).map_err(|e| StorageError::io("inspect", dir, e))?;
+    if meta.file_type().is_symlink() {
+        return Err(StorageError::Symlink { path: dir.to_path_buf() });
+    }
+    let me = rustix::process::geteuid().as_raw();
+    if meta.uid() != me {
+        return Err(StorageError::NotPrivate {
+            path: dir.to_path_buf(),
+            reason: format!("owned by uid {}, not by you (uid {me})", meta.uid()),
+        });
+    }
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o022 != 0 {
+        return Err(StorageError::NotPrivate {
+            path: dir.to_path_buf(),
+            reason: format!("mode {mode:o} lets others write to it (run: chmod 700 {})", dir.display()),
+        });
+    }
+    Ok(())
+}
+
+fn refuse_symlink(path: &Path) -> Result<bool, StorageError> {
+    match fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_symlink() => {
+            Err(StorageError::Symlink { path: path.to_path_buf() })
+        }
+        Ok(_) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(StorageError::io("inspect", path, e)),
+    }
+}
+
+/// Reads a whole state file, or `None` when it does not exist. Symlinks are refused and files
+/// above [`MAX_STATE_FILE_BYTES`] are reported as corrupt (and kept aside).
+pub fn read_bytes(path: &Path) -> Result<Option<Vec<u8>>, StorageError> {
+    if !refuse_symlink(path)? {
+        return Ok(None);
+    }
+    let mut file = match OpenOptions::new()
+        .read(true)
+        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+        .open(path)
+    {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) if e.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) => {
+            return Err(StorageError::Symlink { path: path.to_path_buf() });
+        }
+        Err(e) => return Err(StorageError::io("read", path, e)),
+    };
+    let len = file.metadata().map_err(|e| StorageError::io("read", path, e))?.len();
+    if len > MAX_STATE_FILE_BYTES {
+        return Err(quarantine(path, &format!("{len} bytes is larger than any state file")));
+    }
+    let mut buf = Vec::with_capacity(len as usize);
+    file.read_to_end(&mut buf).map_err(|e| StorageError::io("read", path, e))?;
+    Ok(Some(buf))
+}
+
+/// Reads and parses a JSON state file, or `None` when it does not exist.
+///
+/// A file that is not valid JSON of the expected shape is moved aside (see [`quarantine`]) and
+/// reported as [`StorageError::Corrupt`]: callers never mistake it for an empty state.
+pub fn read_json<T: DeserializeOwned>(path: &Path) -> Result<Option<T>, StorageError> {
+    let Some(bytes) = read_bytes(path)? else { return Ok(None) };
+    match serde_json::from_slice(&bytes) {
+        Ok(value) => Ok(Some(value)),
+        Err(e) => Err(quarantine(path, &e.to_string())),
+    }
+}
+
+/// Moves an unparseable file aside as `<name>.corrupt-<timestamp>` and returns the error that
+/// reports it. If even the rename fails the file is left where it is, still never overwritten
+/// by a reader.
+pub fn quarantine(path: &Path, reason: &str) -> StorageError {
+    let stamp = time::OffsetDateTime::now_utc();
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let suffix = format!(
+        "{:04}{:02}{:02}T{:02}{:02}{:02}.{:09}Z",
+        stamp.year(),
+        u8::from(stamp.month()),
+        stamp.day(),
+        stamp.hour(),
+        stamp.minute(),
+        stamp.second(),
+        stamp.nanosecond()
+    );
+    let kept_at = path.with_file_name(format!("{name}.corrupt-{suffix}"));
+    let kept_at = match fs::rename(path, &kept_at) {
+        Ok(()) => {
+            if let Some(dir) = path.parent() {
+                let _ = sync_dir(dir);
+            }
+            tracing::warn!(path = %path.display(), kept_at = %kept_at.display(), reason, "corrupt state file moved aside");
+            kept_at
+        }
+        Err(_) => path.to_path_buf(),
+    };
+    StorageError::Corrupt { path: path.to_path_buf(), kept_at, reason: reason.to_string() }
+}
+
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// Writes `bytes` to `path` atomically and durably.
+///
+/// The bytes go to a temp file in the same directory (created `0600`), which is fsynced, renamed
+/// over `path`, and the directory is fsynced, so a crash at any point leaves either the whole old
+/// or the whole new content. A symlink at `path` is refused rather than replaced.
+pub fn atomic_write(path: &Path, bytes: &[u8]) -> Result<(), StorageError> {
+    refuse_symlink(path)?;
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let tmp = dir.join(format!(
+        ".{name}.tmp-{}-{}",
+        std::process::id(),
+        TEMP_COUNTER.fetch_add(1, Ordering::Relaxed)
+    ));
+    let result = (|| {
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(FILE_MODE)
+            .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+            .open(&tmp)
+            .map_err(|e| StorageError::io("write", path, e))?;
+        file.write_all(bytes).map_err(|e| StorageError::io("write", path, e))?;
+        file.sync_all().map_err(|e| StorageError::io("sync", path, e))?;
+        drop(file);
+        fs::rename(&tmp, path).map_err(|e| StorageError::io("replace", path, e))?;
+        sync_dir(dir).map_err(|e| StorageError::io("sync directory", dir, e))
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// Serializes `value` as pretty JSON (with a trailing newline) and writes it with
+/// [`atomic_write`].
+pub fn write_json<T: Serialize + ?Sized>(path: &Path, value: &T) -> Result<(), StorageError> {
+    let mut bytes = serde_json::to_vec_pretty(value)
+        .map_err(|source| StorageError::Serialize { path: path.to_path_buf(), source })?;
+    bytes.push(b'\n');
+    atomic_write(path, &bytes)
+}
+
+/// Opens (creating `0600` if needed) a lock file. Lock files are never deleted: deleting one
+/// while another process waits on it would let two holders in at once.
+pub fn open_lock_file(path: &Path) -> Result<File, StorageError> {
+    if let Some(dir) = path.parent() {
+        ensure_dir(dir)?;
+    }
+    refuse_symlink(path)?;
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(FILE_MODE)
+        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+        .open(path)
+        .map_err(|e| StorageError::io("open lock", path, e))
+}
+
+/// Runs `f` while holding an exclusive lock on `lock_path`, waiting for other holders.
+///
+/// The lock is an `flock` through fd-lock, so the kernel drops it when the holder dies: a
+/// killed process never leaves the state directory locked.
+pub fn with_exclusive_lock<R, E>(
+    lock_path: &Path,
+    f: impl FnOnce() -> Result<R, E>,
+) -> Result<R, E>
+where
+    E: From<StorageError>,
+{
+    let file = open_lock_file(lock_path)?;
+    let mut lock = fd_lock::RwLock::new(file);
+    let _guard = lock.write().map_err(|e| StorageError::io("lock", lock_path, e))?;
+    f()
+}
+
+/// Like [`with_exclusive_lock`] but returns [`StorageError::WouldBlock`] instead of waiting.
+pub fn try_with_exclusive_lock<R, E>(
+    lock_path: &Path,
+    f: impl FnOnce() -> Result<R, E>,
+) -> Result<R, E>
+where
+    E: From<StorageError>,
+{
+    let file = open_lock_file(lock_path)?;
+    let mut lock = fd_lock::RwLock::new(file);
+    let _guard = match lock.try_write() {
+        Ok(g) => g,
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+            return Err(StorageError::WouldBlock { path: lock_path.to_path_buf() }.into());
+        }
+        Err(e) => return Err(StorageError::io("lock", lock_path, e).into()),
+    };
+    f()
+}
+
+/// Read-modify-write of a JSON file under its lock: loads it (or `default()` when missing),
+/// lets `f` change it, and writes it back atomically if `f` succeeds.
+///
+/// A corrupt file aborts the update with [`StorageError::Corrupt`]; it is never replaced by the
+/// default.
+pub fn update_json<T, R, E>(
+    path: &Path,
+    lock_path: &Path,
+    default: impl FnOnce() -> T,
+    f: impl FnOnce(&mut T) -> Result<R, E>,
+) -> Result<R, E>
+where
+    T: Serialize + DeserializeOwned,
+    E: From<StorageError>,
+{
+    with_exclusive_lock(lock_path, || {
+        let mut value = read_json(path)?.unwrap_or_else(default);
+        let out = f(&mut value)?;
+        write_json(path, &value)?;
+        Ok(out)
+    })
+}
+
+/// Removes a state file if it exists (refusing symlinks, which are left for the user to see).
+pub fn remove_file(path: &Path) -> Result<bool, StorageError> {
+    if !refuse_symlink(path)? {
+        return Ok(false);
+    }
+    match fs::remove_file(path) {
+        Ok(()) => {
+            if let Some(dir) = path.parent() {
+                let _ = sync_dir(dir);
+            }
+            Ok(true)
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(StorageError::io("remove", path, e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn write_then_read_round_trips_and_is_private() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.json");
+        write_json(&path, &serde_json::json!({"x": 1})).unwrap();
+        let v: serde_json::Value = read_json(&path).unwrap().unwrap();
+        assert_eq!(v["x"], 1);
+        let mode = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        let leftovers: Vec<_> = fs::read_dir(dir.path()).unwrap().collect();
+        assert_eq!(leftovers.len(), 1, "no temp file left behind");
+    }
+
+    #[test]
+    fn missing_file_reads_as_none() {
+        let dir = tempfile::tempdir().unwrap();
+        let v: Option<serde_json::Value> = read_json(&dir.path().join("nope.json")).unwrap();
+        assert!(v.is_none());
+    }
+
+    #[test]
+    fn corrupt_file_is_moved_aside_with_bytes_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("index.json");
+        fs::write(&path, b"{not json\0").unwrap();
+        let err = read_json::<serde_json::Value>(&path).unwrap_err();
+        let StorageError::Corrupt { kept_at, .. } = &err else { panic!("{err}") };
+        assert!(!path.exists());
+        assert_eq!(fs::read(kept_at).unwrap(), b"{not json\0");
+        assert!(kept_at.file_name().unwrap().to_string_lossy().starts_with("index.json.corrupt-"));
+        assert!(err.to_string().contains("index.json"));
+    }
+
+    #[test]
+    fn update_never_replaces_a_corrupt_file_with_the_default() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("n.json");
+        fs::write(&path, b"[1,").unwrap();
+        let r: Result<(), StorageError> =
+            update_json(&path, &dir.path().join("n.lock"), Vec::<u32>::new, |v| {
+                v.push(1);
+                Ok(())
+            });
+        assert!(matches!(r, Err(StorageError::Corrupt { .. })));
+        assert!(!path.exists(), "the default was not written in its place");
+    }
+
+    #[test]
+    fn symlinked_state_files_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("target.json");
+        fs::write(&target, b"{}").unwrap();
+        let link = dir.path().join("link.json");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        assert!(matches!(
+            read_json::<serde_json::Value>(&link),
+            Err(StorageError::Symlink { .. })
+        ));
+        assert!(matches!(write_json(&link, &1), Err(StorageError::Symlink { .. })));
+        assert_eq!(fs::read(&target).unwrap(), b"{}");
+    }
+
+    #[test]
+    fn private_dir_check_rejects_group_writable() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().join("state");
+        ensure_dir(&d).unwrap();
+        assert_eq!(fs::metadata(&d).unwrap().permissions().mode() & 0o777, 0o700);
+        check_private_dir(&d).unwrap();
+        fs::set_permissions(&d, fs::Permissions::from_mode(0o777)).unwrap();
+        let err = check_private_dir(&d).unwrap_err();
+        assert!(err.to_string().contains("lets others write"), "{err}");
+    }
+
+    #[test]
+    fn try_lock_reports_would_block_while_held() {
+        let dir = tempfile::tempdir().unwrap();
+        let lock = dir.path().join("x.lock");
+        let inner: Result<(), StorageError> = with_exclusive_lock(&lock, || {
+            let r: Result<(), StorageError> = try_with_exclusive_lock(&lock, || Ok(()));
+            assert!(matches!(r, Err(StorageError::WouldBlock { .. })));
+            Ok(())
+        });
+        inner.unwrap();
+        let again: Result<(), StorageError> = try_with_exclusive_lock(&lock, || Ok(()));
+        again.unwrap();
+    }
+}

@@ -1,0 +1,246 @@
+//! The seam between the orchestration and git: what kugetsu needs from a worktree backend.
+//!
+//! Core decides *which* worktree an issue gets (its path under `worktrees/`, its branch
+//! `fix/issue-<id>`, the repository URL); a backend (`kugetsu-git`, or the in-memory fake in
+//! [`crate::testing`]) decides *how*. Keeping git behind this trait keeps gix out of core and lets
+//! the orchestration be tested without touching a disk.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+
+/// Where a worktree's repository comes from, with credentials kept apart from the URL so that
+/// the URL can be logged, stored and shown while the token never is.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RepoSource {
+    /// Clone URL without credentials (`https://github.com/o/r.git`, `ssh://...`, a local path).
+    pub url: String,
+    /// A stable, filesystem-safe key naming the repository's mirror (one mirror per repository).
+    pub mirror_key: String,
+    /// A token for https, if one is configured. Never written anywhere by a backend.
+    pub token: Option<Secret>,
+}
+
+impl std::fmt::Debug for RepoSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RepoSource")
+            .field("url", &self.url)
+            .field("mirror_key", &self.mirror_key)
+            .field("token", &self.token.as_ref().map(|_| "***"))
+            .finish()
+    }
+}
+
+/// A secret string whose `Debug` and `Display` never show it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret value.
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+    /// The secret itself, for the one place that must send it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+impl std::fmt::Display for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("***")
+    }
+}
+
+/// What `start` asks of a backend: a clean worktree at `path` on a new `branch`.
+#[derive(Debug, Clone)]
+pub struct WorktreeRequest {
+    /// The repository.
+    pub source: RepoSource,
+    /// Absolute path of the worktree to create (under the state directory's `worktrees/`).
+    pub path: PathBuf,
+    /// Branch to create and check out, e.g. `fix/issue-14`.
+    pub branch: String,
+    /// What to branch from: `None` for the remote's default branch, else a ref the user named.
+    pub base_ref: Option<String>,
+    /// Recreate even if the old worktree holds uncommitted files or unpushed commits.
+    pub force: bool,
+}
+
+/// A worktree as a backend sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorktreeInfo {
+    /// Absolute path of the working directory.
+    pub path: PathBuf,
+    /// Checked-out branch (short name), if any.
+    pub branch: Option<String>,
+    /// Commit the worktree's HEAD points at (hex), if any.
+    pub head: Option<String>,
+    /// The mirror this worktree belongs to.
+    pub mirror_key: String,
+    /// Registered but its directory is gone: a prune candidate.
+    pub prunable: bool,
+    /// Locked against removal (`git worktree lock`).
+    pub locked: bool,
+}
+
+/// Work in a worktree that removing it would lose.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UnsavedWork {
+    /// Modified, staged, deleted or untracked paths, relative to the worktree.
+    pub changed_files: Vec<String>,
+    /// Commits on the branch that no remote-tracking branch contains (`<short id> <summary>`).
+    pub unpushed_commits: Vec<String>,
+}
+
+impl UnsavedWork {
+    /// Nothing would be lost.
+    pub fn is_empty(&self) -> bool {
+        self.changed_files.is_empty() && self.unpushed_commits.is_empty()
+    }
+}
+
+/// How to remove a worktree.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RemoveOptions {
+    /// Remove even with unsaved work or a lock.
+    pub force: bool,
+    /// Also delete the worktree's branch.
+    pub delete_branch: bool,
+}
+
+/// Phases reported to a [`WorktreeProgress`] so a front end can draw bars.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WorktreePhase {
+    /// Cloning the mirror for the first time.
+    Clone,
+    /// Fetching into an existing mirror.
+    Fetch,
+    /// Checking files out into the worktree.
+    Checkout,
+}
+
+/// Receives progress; every method has a no-op default.
+pub trait WorktreeProgress {
+    /// A phase started; `total` is the amount of work if known.
+    fn phase(&mut self, _phase: WorktreePhase, _total: Option<u64>) {}
+    /// `done` units of the current phase are finished.
+    fn advance(&mut self, _done: u64) {}
+    /// The current phase finished.
+    fn finish(&mut self) {}
+}
+
+/// A progress sink that ignores everything.
+pub struct NoProgress;
+impl WorktreeProgress for NoProgress {}
+
+/// Why a worktree operation failed; each variant names what it is about.
+#[derive(Debug, thiserror::Error)]
+pub enum WorktreeError {
+    /// The repository does not exist or cannot be reached.
+    #[error("repository {url} not found or not reachable")]
+    RepoNotFound {
+        /// The repository URL (never with credentials).
+        url: String,
+        /// Detail from the backend.
+        #[source]
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    },
+    /// The server refused the credentials (or asked for some and none were configured).
+    #[error("authentication failed for {url}")]
+    AuthFailed {
+        /// The repository URL (never with credentials).
+        url: String,
+    },
+    /// The named base ref does not exist.
+    #[error("base ref {base_ref} not found in {url}")]
+    BaseRefNotFound {
+        /// The ref the user named.
+        base_ref: String,
+        /// The repository URL.
+        url: String,
+    },
+    /// The branch is checked out in another worktree.
+    #[error("branch {branch} is already checked out at {path}")]
+    BranchCheckedOut {
+        /// The branch.
+        branch: String,
+        /// Where it is checked out.
+        path: PathBuf,
+    },
+    /// Something that is not a worktree of this repository is in the way.
+    #[error("{path} exists and is not a kugetsu worktree")]
+    PathNotWorktree {
+        /// The path.
+        path: PathBuf,
+    },
+    /// The path is not a worktree known to the backend.
+    #[error("no worktree at {path}")]
+    NoSuchWorktree {
+        /// The path.
+        path: PathBuf,
+    },
+    /// Recreating or removing would lose work, and `force` was not given.
+    #[error("{path} has work that would be lost ({} changed file(s), {} unpushed commit(s))", .unsaved.changed_files.len(), .unsaved.unpushed_commits.len())]
+    WouldLoseWork {
+        /// The worktree.
+        path: PathBuf,
+        /// What would be lost.
+        unsaved: UnsavedWork,
+    },
+    /// The worktree is locked.
+    #[error("{path} is locked{}", .reason.as_deref().map(|r| format!(": {r}")).unwrap_or_default())]
+    Locked {
+        /// The worktree.
+        path: PathBuf,
+        /// The lock's reason, if one was given.
+        reason: Option<String>,
+    },
+    /// The operation was interrupted and rolled back.
+    #[error("interrupted; nothing was left half-made")]
+    Interrupted,
+    /// Any other failure, with what was being done.
+    #[error("{context}")]
+    Other {
+        /// What was being done, naming the repo, branch or path.
+        context: String,
+        /// The backend's error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+}
+
+/// A git worktree backend.
+///
+/// Implementations must be safe to call from several processes at once on the same state
+/// directory (serialize per mirror with a kernel-released lock) and must never write a
+/// [`Secret`] to disk, a log or an error.
+pub trait Worktrees: Send + Sync {
+    /// Makes `req.path` a fresh worktree of `req.source` on a new branch `req.branch`, first
+    /// cloning or fetching the mirror. If a worktree already exists there it is recreated clean,
+    /// unless it holds [`UnsavedWork`] and `req.force` is false, which is
+    /// [`WorktreeError::WouldLoseWork`]. Interruption (`interrupt` set) leaves nothing half-made.
+    fn create(
+        &self,
+        req: &WorktreeRequest,
+        progress: &mut dyn WorktreeProgress,
+        interrupt: &AtomicBool,
+    ) -> Result<WorktreeInfo, WorktreeError>;
+
+    /// Removes the worktree at `path` (refusing unsaved work unless `opts.force`).
+    fn remove(&self, path: &Path, opts: RemoveOptions) -> Result<(), WorktreeError>;
+
+    /// Every worktree of every mirror this backend manages.
+    fn list(&self) -> Result<Vec<WorktreeInfo>, WorktreeError>;
+
+    /// What removing the worktree at `path` would lose.
+    fn unsaved_work(&self, path: &Path) -> Result<UnsavedWork, WorktreeError>;
+
+    /// Drops registrations of worktrees whose directories are gone; returns their paths.
+    fn prune(&self) -> Result<Vec<PathBuf>, WorktreeError>;
+}
