@@ -7,10 +7,13 @@ pub mod agent;
 pub mod clock;
 pub mod env_file;
 pub mod issue_ref;
+pub mod orchestrator;
 pub mod queue;
 pub mod session;
 pub mod state;
 pub mod storage;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 pub mod worktree;
 
 pub use agent::{AgentDriver, AgentError, AgentEvent, RunOutcome, SessionId};

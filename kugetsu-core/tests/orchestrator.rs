@@ -1,0 +1,321 @@
+//! Library-level tests of the orchestration over the in-memory fakes.
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+use kugetsu_core::agent::{NoEvents, RunOutcome};
+use kugetsu_core::clock::FixedClock;
+use kugetsu_core::orchestrator::{
+    InitOptions, Orchestrator, OrchestratorError, Settings, StartOptions, Status,
+};
+use kugetsu_core::testing::{FakeAgent, FakeTurn, FakeWorktrees, MemorySlots, StaticEnv};
+use kugetsu_core::worktree::{NoProgress, RepoSource, UnsavedWork};
+use kugetsu_core::{IssueRef, StateDir};
+
+struct Env {
+    _tmp: tempfile::TempDir,
+    state: StateDir,
+    wt: Arc<FakeWorktrees>,
+    agent: Arc<FakeAgent>,
+    orch: Orchestrator,
+}
+
+fn env_with(max_agents: usize) -> Env {
+    let tmp = tempfile::tempdir().unwrap();
+    let state = StateDir::new(tmp.path().join("state"));
+    let wt = Arc::new(FakeWorktrees::default());
+    let agent = Arc::new(FakeAgent::default());
+    let envs = StaticEnv::default();
+    envs.0
+        .lock()
+        .unwrap()
+        .insert("default".into(), [("GITHUB_TOKEN".to_string(), "canary-123".to_string())].into());
+    let orch = Orchestrator::new(
+        state.clone(),
+        wt.clone(),
+        agent.clone(),
+        Arc::new(MemorySlots::default()),
+        Arc::new(envs),
+        Arc::new(FixedClock(time::macros::datetime!(2026-11-23 12:00 UTC))),
+        Settings { max_agents, slot_wait: Duration::from_secs(30), ..Settings::default() },
+    );
+    Env { _tmp: tmp, state, wt, agent, orch }
+}
+
+fn init(e: &Env) {
+    e.orch
+        .init(
+            &InitOptions {
+                force: false,
+                interactive: false,
+                session_dir: e.state.root().to_path_buf(),
+                base_prompt: "you are the base".into(),
+                pm_prompt: "you are the PM".into(),
+            },
+            &mut NoEvents,
+        )
+        .unwrap();
+}
+
+fn start_opts(r: &str, msg: &str) -> StartOptions {
+    let issue = IssueRef::parse(r).unwrap();
+    StartOptions {
+        source: RepoSource {
+            url: "https://example.invalid/o/r.git".into(),
+            mirror_key: issue.repo().mirror_key(),
+            token: None,
+        },
+        issue,
+        message: msg.into(),
+        base_ref: None,
+        force: false,
+    }
+}
+
+#[test]
+fn status_walks_through_the_spec_words() {
+    let e = env_with(3);
+    assert_eq!(e.orch.status().unwrap(), Status::KugetsuNotInitialized);
+    init(&e);
+    assert_eq!(e.orch.status().unwrap(), Status::Ok);
+    e.orch.destroy_pm().unwrap();
+    assert_eq!(e.orch.status().unwrap(), Status::PmAgentMissing);
+    e.orch.destroy_base().unwrap();
+    assert_eq!(e.orch.status().unwrap(), Status::BaseSessionMissing);
+}
+
+#[test]
+fn init_twice_needs_force() {
+    let e = env_with(3);
+    init(&e);
+    let again = e.orch.init(
+        &InitOptions {
+            force: false,
+            interactive: false,
+            session_dir: e.state.root().into(),
+            base_prompt: "b".into(),
+            pm_prompt: "p".into(),
+        },
+        &mut NoEvents,
+    );
+    assert!(matches!(again, Err(OrchestratorError::AlreadyInitialized { .. })), "{again:?}");
+}
+
+#[test]
+fn start_forks_into_the_worktree_and_runs_there() {
+    let e = env_with(3);
+    init(&e);
+    let summary = e
+        .orch
+        .start(
+            &start_opts("github.com/shoko/kugetsu#14", "fix the bug"),
+            &mut NoProgress,
+            &AtomicBool::new(false),
+            &mut NoEvents,
+        )
+        .unwrap();
+    assert_eq!(summary.outcome, RunOutcome::Completed);
+    let wt = e.state.worktrees_dir().join("github.com-shoko-kugetsu-14");
+    assert_eq!(summary.worktree_path, wt);
+    assert_eq!(e.agent.dir_of(summary.session_id.as_str()), Some(wt.clone()));
+    let created = e.wt.created.lock().unwrap();
+    assert_eq!(created[0].branch, "fix/issue-14");
+    let calls = e.agent.calls.lock().unwrap();
+    let run = calls.iter().find(|c| c.op == "run").unwrap();
+    assert_eq!(run.prompt, "fix the bug");
+    assert_eq!(run.dir, wt);
+    assert_eq!(run.env_keys, ["GITHUB_TOKEN"]);
+    let list = e.orch.list().unwrap();
+    assert_eq!(list.len(), 3);
+    assert_eq!(list[2].issue_ref, "github.com/shoko/kugetsu#14");
+    assert_eq!(list[2].state.as_deref(), Some("idle"));
+    let index = std::fs::read_to_string(e.state.index_path()).unwrap();
+    assert!(
+        index.contains("\"github.com/shoko/kugetsu#14\": \"github.com-shoko-kugetsu-14.json\""),
+        "{index}"
+    );
+}
+
+#[test]
+fn start_requires_init_and_continue_requires_a_session() {
+    let e = env_with(3);
+    let r = e.orch.start(
+        &start_opts("github.com/o/r#1", "x"),
+        &mut NoProgress,
+        &AtomicBool::new(false),
+        &mut NoEvents,
+    );
+    assert!(matches!(r, Err(OrchestratorError::NotInitialized { .. })));
+    init(&e);
+    let r =
+        e.orch.continue_issue(&IssueRef::parse("github.com/o/r#1").unwrap(), "more", &mut NoEvents);
+    assert!(matches!(r, Err(OrchestratorError::UnknownIssue { .. })), "{r:?}");
+}
+
+#[test]
+fn outcomes_are_recorded_in_the_session_file() {
+    let e = env_with(3);
+    init(&e);
+    e.agent.script([FakeTurn::Outcome(RunOutcome::Blocked {
+        permission: "external_directory (/etc/*)".into(),
+    })]);
+    let s = e
+        .orch
+        .start(
+            &start_opts("github.com/o/r#2", "x"),
+            &mut NoProgress,
+            &AtomicBool::new(false),
+            &mut NoEvents,
+        )
+        .unwrap();
+    assert!(matches!(s.outcome, RunOutcome::Blocked { .. }));
+    let file =
+        std::fs::read_to_string(e.state.sessions_dir().join("github.com-o-r-2.json")).unwrap();
+    assert!(file.contains("\"state\": \"blocked\""), "{file}");
+    assert!(file.contains("external_directory"), "{file}");
+    e.agent.script([FakeTurn::Reply("done".into())]);
+    let s = e
+        .orch
+        .continue_issue(&IssueRef::parse("github.com/o/r#2").unwrap(), "go on", &mut NoEvents)
+        .unwrap();
+    assert_eq!(s.outcome, RunOutcome::Completed);
+    let file =
+        std::fs::read_to_string(e.state.sessions_dir().join("github.com-o-r-2.json")).unwrap();
+    assert!(file.contains("\"state\": \"idle\""), "{file}");
+    assert!(!file.contains("canary-123"), "no secret in a session file");
+}
+
+#[test]
+fn concurrent_starts_never_exceed_the_limit() {
+    let e = env_with(2);
+    init(&e);
+    e.agent.script((0..6).map(|_| FakeTurn::Sleep(Duration::from_millis(60))));
+    std::thread::scope(|s| {
+        for i in 0..6 {
+            let orch = e.orch.clone();
+            s.spawn(move || {
+                orch.start(
+                    &start_opts(&format!("github.com/o/r#{i}"), "x"),
+                    &mut NoProgress,
+                    &AtomicBool::new(false),
+                    &mut NoEvents,
+                )
+                .unwrap();
+            });
+        }
+    });
+    assert!(e.agent.max_running.load(std::sync::atomic::Ordering::SeqCst) <= 2);
+    assert_eq!(e.orch.list().unwrap().len(), 8, "every start recorded");
+}
+
+#[test]
+fn destroy_refuses_unsaved_work_unless_forced() {
+    let e = env_with(3);
+    init(&e);
+    let issue = IssueRef::parse("github.com/o/r#3").unwrap();
+    e.orch
+        .start(
+            &start_opts("github.com/o/r#3", "x"),
+            &mut NoProgress,
+            &AtomicBool::new(false),
+            &mut NoEvents,
+        )
+        .unwrap();
+    let wt = e.state.worktree_path(&issue);
+    e.wt.set_unsaved(
+        &wt,
+        UnsavedWork { changed_files: vec!["src/lib.rs".into()], unpushed_commits: vec![] },
+    );
+    let err = e.orch.destroy_issue(&issue, false).unwrap_err();
+    assert!(err.to_string().contains("would be lost"), "{err}");
+    assert_eq!(e.orch.list().unwrap().len(), 3, "nothing removed");
+    let report = e.orch.destroy_issue(&issue, true).unwrap();
+    assert_eq!(report.worktrees, [wt]);
+    assert_eq!(e.orch.list().unwrap().len(), 2);
+}
+
+#[test]
+fn destroying_base_also_destroys_the_pm_agent() {
+    let e = env_with(3);
+    init(&e);
+    let report = e.orch.destroy_base().unwrap();
+    assert_eq!(report.sessions.len(), 2);
+    assert!(!e.state.pm_session_path().exists());
+    assert!(!e.state.base_session_path().exists());
+}
+
+#[test]
+fn prune_keeps_base_and_pm_and_removes_orphans_only_with_force() {
+    let e = env_with(3);
+    init(&e);
+    let orphan = e.state.sessions_dir().join("github.com-x-y-9.json");
+    std::fs::write(&orphan, "{}").unwrap();
+    let orphan_wt = e.state.worktrees_dir().join("leftover");
+    std::fs::create_dir_all(orphan_wt.join("sub")).unwrap();
+    // A symlink planted in worktrees/ pointing outside: pruning removes the link, not the target.
+    let outside = e.state.root().parent().unwrap().join("outside");
+    std::fs::create_dir_all(&outside).unwrap();
+    std::fs::write(outside.join("keep.txt"), "x").unwrap();
+    std::os::unix::fs::symlink(&outside, e.state.worktrees_dir().join("evil")).unwrap();
+    let dry = e.orch.prune(false).unwrap();
+    assert_eq!(dry.session_files, [orphan.clone()]);
+    assert_eq!(dry.worktrees.len(), 2);
+    assert!(orphan.exists());
+    let done = e.orch.prune(true).unwrap();
+    assert!(done.removed);
+    assert!(!orphan.exists());
+    assert!(!orphan_wt.exists());
+    assert!(outside.join("keep.txt").exists(), "nothing outside the worktrees root is deleted");
+    assert!(e.state.base_session_path().exists() && e.state.pm_session_path().exists());
+}
+
+#[test]
+fn a_tampered_session_file_cannot_point_outside_the_worktrees_root() {
+    let e = env_with(3);
+    init(&e);
+    let issue = IssueRef::parse("github.com/o/r#5").unwrap();
+    e.orch
+        .start(
+            &start_opts("github.com/o/r#5", "x"),
+            &mut NoProgress,
+            &AtomicBool::new(false),
+            &mut NoEvents,
+        )
+        .unwrap();
+    let path = e.state.sessions_dir().join("github.com-o-r-5.json");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let wt = e.state.worktree_path(&issue);
+    std::fs::write(&path, text.replace(wt.to_str().unwrap(), "/etc")).unwrap();
+    let err = e.orch.destroy_issue(&issue, true).unwrap_err();
+    assert!(matches!(err, OrchestratorError::UnsafePath { .. }), "{err}");
+    let err = e.orch.continue_issue(&issue, "x", &mut NoEvents).unwrap_err();
+    assert!(matches!(err, OrchestratorError::UnsafePath { .. }), "{err}");
+}
+
+#[test]
+fn doctor_reports_and_fixes_a_dead_running_session() {
+    let e = env_with(3);
+    init(&e);
+    e.orch
+        .start(
+            &start_opts("github.com/o/r#6", "x"),
+            &mut NoProgress,
+            &AtomicBool::new(false),
+            &mut NoEvents,
+        )
+        .unwrap();
+    let path = e.state.sessions_dir().join("github.com-o-r-6.json");
+    let text = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("\"state\": \"idle\"", "\"state\": \"running\"");
+    std::fs::write(&path, text).unwrap();
+    let findings = e.orch.doctor(false, false).unwrap();
+    assert!(
+        findings.iter().any(|f| f.problem.contains("no agent process is alive") && !f.fixed),
+        "{findings:?}"
+    );
+    let findings = e.orch.doctor(true, false).unwrap();
+    assert!(findings.iter().any(|f| f.problem.contains("no agent process is alive") && f.fixed));
+    assert!(std::fs::read_to_string(&path).unwrap().contains("\"state\": \"failed\""));
+}
