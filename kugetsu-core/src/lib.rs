@@ -5,11 +5,13 @@
 
 pub mod agent;
 pub mod clock;
+pub mod config;
 pub mod env_file;
 pub mod issue_ref;
 pub mod orchestrator;
 pub mod queue;
 pub mod session;
+mod shell;
 pub mod state;
 pub mod storage;
 #[cfg(any(test, feature = "testing"))]
