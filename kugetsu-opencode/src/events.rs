@@ -1,0 +1,395 @@
+//! Parser of what `opencode run --format json` prints: NDJSON events on stdout and a few
+//! human lines on stderr that matter (auto-rejected permissions, `Error:` lines).
+//!
+//! opencode's stream is loose: newer versions add event types, lines can be cut off when the
+//! stream drops mid-turn, and a rejected permission is only visible in a tool part's error text
+//! and a coloured stderr line (the exit code stays 0). So the parser never fails: unknown types
+//! and garbage lines are skipped, and the two signals of a rejection both become
+//! [`AgentEvent::PermissionRejected`].
+
+use kugetsu_core::agent::{AgentEvent, SessionId, ToolStatus};
+use serde_json::Value;
+
+/// The error text opencode puts on a tool part whose permission ask was rejected
+/// ("The user rejected permission to use this specific tool call.").
+const REJECTED_MARKER: &str = "rejected permission";
+
+/// What one stdout line holds.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ParsedLine {
+    /// The `sessionID` of the line, when present and valid.
+    pub session: Option<SessionId>,
+    /// The events the line maps to (empty for unknown types and garbage).
+    pub events: Vec<AgentEvent>,
+}
+
+/// Parses one stdout line of `--format json`. Never fails: a line that is not a JSON object
+/// yields an empty [`ParsedLine`].
+pub fn parse_stdout_line(line: &str) -> ParsedLine {
+    let Ok(Value::Object(obj)) = serde_json::from_str::<Value>(line.trim()) else {
+        return ParsedLine::default();
+    };
+    let session = obj.get("sessionID").and_then(Value::as_str).and_then(|s| SessionId::new(s).ok());
+    let part = obj.get("part").unwrap_or(&Value::Null);
+    let mut events = Vec::new();
+    match obj.get("type").and_then(Value::as_str) {
+        Some("step_start") => events.push(AgentEvent::StepStart),
+        Some("text") => {
+            events.push(AgentEvent::Text { text: str_at(part, &["text"]).unwrap_or_default() })
+        }
+        Some("reasoning") => {
+            events.push(AgentEvent::Reasoning { text: str_at(part, &["text"]).unwrap_or_default() })
+        }
+        Some("tool_use") => {
+            let tool = str_at(part, &["tool"]).unwrap_or_else(|| "unknown".to_owned());
+            let status = match str_at(part, &["state", "status"]).as_deref() {
+                Some("completed") => ToolStatus::Completed,
+                Some("error") => ToolStatus::Error,
+                _ => ToolStatus::Other,
+            };
+            let error = str_at(part, &["state", "error"]);
+            let rejected = status == ToolStatus::Error
+                && error
+                    .as_deref()
+                    .is_some_and(|e| e.to_ascii_lowercase().contains(REJECTED_MARKER));
+            events.push(AgentEvent::ToolUse {
+                tool: tool.clone(),
+                status,
+                title: str_at(part, &["state", "title"]),
+                error,
+            });
+            if rejected {
+                events.push(AgentEvent::PermissionRejected { permission: tool });
+            }
+        }
+        Some("step_finish") => {
+            let tokens = part.get("tokens");
+            let total = tokens.and_then(|t| t.get("total")).and_then(Value::as_u64).or_else(|| {
+                let t = tokens?;
+                let n = |k: &str| t.get(k).and_then(Value::as_u64);
+                Some(n("input")? + n("output")? + n("reasoning").unwrap_or(0))
+            });
+            events.push(AgentEvent::StepFinish {
+                reason: str_at(part, &["reason"]).unwrap_or_default(),
+                tokens: total,
+            });
+        }
+        Some("error") => {
+            let err = obj.get("error").unwrap_or(&Value::Null);
+            let name = str_at(err, &["name"]).unwrap_or_else(|| "UnknownError".to_owned());
+            let message = str_at(err, &["data", "message"])
+                .or_else(|| str_at(err, &["message"]))
+                .or_else(|| err.as_str().map(str::to_owned))
+                .unwrap_or_else(|| "no message".to_owned());
+            events.push(AgentEvent::Error { name, message });
+        }
+        _ => {}
+    }
+    ParsedLine { session, events }
+}
+
+/// What one stderr line means to the driver.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StderrLine {
+    /// `! permission requested: <what>; auto-rejecting`.
+    PermissionRejected(String),
+    /// `Error: <message>` (colours removed).
+    Error(String),
+    /// Anything else (logs, help text).
+    Other,
+}
+
+/// Classifies one stderr line (ANSI colours are ignored).
+pub fn parse_stderr_line(line: &str) -> StderrLine {
+    let plain = strip_ansi(line);
+    let plain = plain.trim();
+    if let Some(rest) = plain.strip_prefix('!') {
+        let rest = rest.trim_start();
+        if let Some(what) = rest.strip_prefix("permission requested:") {
+            let what = what.trim();
+            let what = what.strip_suffix("auto-rejecting").map(str::trim_end).unwrap_or(what);
+            let what = what.strip_suffix(';').unwrap_or(what).trim();
+            if !what.is_empty() {
+                return StderrLine::PermissionRejected(what.to_owned());
+            }
+        }
+    }
+    if let Some(msg) = plain.strip_prefix("Error:") {
+        return StderrLine::Error(msg.trim().to_owned());
+    }
+    StderrLine::Other
+}
+
+/// Removes ANSI escape sequences (CSI `ESC [ ... final`, OSC `ESC ] ... BEL/ST`, and two-byte
+/// escapes) from a line.
+pub fn strip_ansi(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c != '\u{1b}' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('[') => {
+                // Parameters and intermediates, then one final byte in @..~.
+                for c in chars.by_ref() {
+                    if ('@'..='~').contains(&c) {
+                        break;
+                    }
+                }
+            }
+            Some(']') => {
+                while let Some(c) = chars.next() {
+                    if c == '\u{7}' {
+                        break;
+                    }
+                    if c == '\u{1b}' && chars.peek() == Some(&'\\') {
+                        chars.next();
+                        break;
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+fn push_once(list: &mut Vec<String>, item: &str) {
+    if !list.iter().any(|x| x == item) {
+        list.push(item.to_owned());
+    }
+}
+
+fn str_at(v: &Value, path: &[&str]) -> Option<String> {
+    let mut cur = v;
+    for key in path {
+        cur = cur.get(key)?;
+    }
+    cur.as_str().map(str::to_owned)
+}
+
+/// Accumulates a run's stream: the session id of the first line, the events, and what the
+/// outcome classification needs.
+#[derive(Debug, Default, Clone)]
+pub struct EventLog {
+    /// The `sessionID` of the first stdout line that had one.
+    pub session: Option<SessionId>,
+    /// Every event so far, in order.
+    pub events: Vec<AgentEvent>,
+    /// The last `Error:` line seen on stderr (colours removed).
+    pub last_stderr_error: Option<String>,
+    rejected_by_stderr: Vec<String>,
+    rejected_tools: Vec<String>,
+}
+
+impl EventLog {
+    /// Feeds one stdout line; returns the events it produced.
+    pub fn stdout_line(&mut self, line: &str) -> Vec<AgentEvent> {
+        let parsed = parse_stdout_line(line);
+        if self.session.is_none() {
+            self.session = parsed.session;
+        }
+        for ev in &parsed.events {
+            if let AgentEvent::PermissionRejected { permission } = ev {
+                push_once(&mut self.rejected_tools, permission);
+            }
+        }
+        self.events.extend(parsed.events.iter().cloned());
+        parsed.events
+    }
+
+    /// Feeds one stderr line; returns the event it produced, if any.
+    pub fn stderr_line(&mut self, line: &str) -> Option<AgentEvent> {
+        match parse_stderr_line(line) {
+            StderrLine::PermissionRejected(permission) => {
+                push_once(&mut self.rejected_by_stderr, &permission);
+                let ev = AgentEvent::PermissionRejected { permission };
+                self.events.push(ev.clone());
+                Some(ev)
+            }
+            StderrLine::Error(msg) => {
+                self.last_stderr_error = Some(msg);
+                None
+            }
+            StderrLine::Other => None,
+        }
+    }
+
+    /// Which permissions were rejected, most specific first: the stderr descriptions
+    /// (`external_directory (/etc/*)`) when there are any, else the names of the tools whose
+    /// calls were rejected (`tool read`). Empty when nothing was rejected.
+    pub fn rejected_permissions(&self) -> Vec<String> {
+        if self.rejected_by_stderr.is_empty() {
+            self.rejected_tools.iter().map(|t| format!("tool {t}")).collect()
+        } else {
+            self.rejected_by_stderr.clone()
+        }
+    }
+
+    /// The first error event, as `Name: message`.
+    pub fn first_error(&self) -> Option<String> {
+        self.events.iter().find_map(|ev| match ev {
+            AgentEvent::Error { name, message } => Some(format!("{name}: {message}")),
+            _ => None,
+        })
+    }
+
+    /// Whether the stream looks cut off: the last step did not finish with `stop`
+    /// (opencode's stream can drop mid-turn and still exit 0).
+    pub fn ended_mid_turn(&self) -> bool {
+        let last_step = self.events.iter().rev().find_map(|ev| match ev {
+            AgentEvent::StepStart => Some(None),
+            AgentEvent::StepFinish { reason, .. } => Some(Some(reason.as_str())),
+            _ => None,
+        });
+        match last_step {
+            None => true,
+            Some(None) => true,
+            Some(Some(reason)) => reason == "tool-calls",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SAMPLE: &str = include_str!("../tests/data/events-sample-1.18.33.jsonl");
+    const REJECTED_OUT: &str = include_str!("../tests/data/permission-rejected-1.18.33.jsonl");
+    const REJECTED_ERR: &str = include_str!("../tests/data/permission-rejected-1.18.33.stderr");
+
+    fn sid(s: &str) -> SessionId {
+        SessionId::new(s).expect("valid id")
+    }
+
+    #[test]
+    fn sample_maps_to_typed_events() {
+        let mut log = EventLog::default();
+        for line in SAMPLE.lines() {
+            log.stdout_line(line);
+        }
+        assert_eq!(log.session, Some(sid("ses_df618a3e3ffeqRYEBPX0sKpw5X")));
+        let text = AgentEvent::Text { text: "hello".into() };
+        let stop = AgentEvent::StepFinish { reason: "stop".into(), tokens: Some(12) };
+        assert_eq!(
+            log.events,
+            vec![
+                AgentEvent::StepStart,
+                text.clone(),
+                stop.clone(),
+                AgentEvent::StepStart,
+                AgentEvent::ToolUse {
+                    tool: "bash".into(),
+                    status: ToolStatus::Completed,
+                    title: Some("echo hi-from-tool".into()),
+                    error: None,
+                },
+                AgentEvent::StepFinish { reason: "tool-calls".into(), tokens: Some(15) },
+                AgentEvent::StepStart,
+                text,
+                stop,
+                AgentEvent::Error { name: "APIError".into(), message: "mock bad request".into() },
+            ]
+        );
+        assert_eq!(log.first_error().as_deref(), Some("APIError: mock bad request"));
+        assert!(log.rejected_permissions().is_empty());
+    }
+
+    #[test]
+    fn each_line_carries_its_session() {
+        let ids: Vec<_> = SAMPLE.lines().map(|l| parse_stdout_line(l).session).collect();
+        assert_eq!(ids[0], Some(sid("ses_df618a3e3ffeqRYEBPX0sKpw5X")));
+        assert_eq!(ids[3], Some(sid("ses_df6104180ffeNQm1nM5Gv0CVsS")));
+        assert_eq!(ids[9], Some(sid("ses_df6101ac2ffejogqVNpjls040f")));
+    }
+
+    #[test]
+    fn rejected_permission_from_tool_part_and_stderr() {
+        let mut log = EventLog::default();
+        for line in REJECTED_OUT.lines() {
+            log.stdout_line(line);
+        }
+        assert_eq!(log.rejected_permissions(), vec!["tool read".to_owned()]);
+        assert!(log.events.contains(&AgentEvent::PermissionRejected { permission: "read".into() }));
+        assert!(log.ended_mid_turn(), "a rejection stops the turn after tool-calls");
+        for line in REJECTED_ERR.lines() {
+            log.stderr_line(line);
+        }
+        assert_eq!(log.rejected_permissions(), vec!["external_directory (/etc/*)".to_owned()]);
+    }
+
+    #[test]
+    fn stderr_lines() {
+        assert_eq!(
+            parse_stderr_line("! permission requested: bash (rm -rf /); auto-rejecting"),
+            StderrLine::PermissionRejected("bash (rm -rf /)".into())
+        );
+        assert_eq!(
+            parse_stderr_line("\u{1b}[91m\u{1b}[1mError: \u{1b}[0mSession not found"),
+            StderrLine::Error("Session not found".into())
+        );
+        assert_eq!(parse_stderr_line("INFO something"), StderrLine::Other);
+        assert_eq!(
+            parse_stderr_line("! permission requested: ; auto-rejecting"),
+            StderrLine::Other
+        );
+    }
+
+    #[test]
+    fn garbage_and_unknown_lines_are_ignored() {
+        for line in [
+            "",
+            "not json",
+            "{\"type\":\"step_sta",
+            "[1,2]",
+            "{\"type\":\"done\",\"reason\":\"idle\",\"rejected\":[]}",
+            "{\"type\":42}",
+            "\u{0}\u{1b}[0m",
+        ] {
+            assert!(parse_stdout_line(line).events.is_empty(), "{line:?}");
+        }
+        // A known type with a broken payload still yields an event, never a panic.
+        assert_eq!(
+            parse_stdout_line("{\"type\":\"tool_use\",\"part\":7}").events,
+            vec![AgentEvent::ToolUse {
+                tool: "unknown".into(),
+                status: ToolStatus::Other,
+                title: None,
+                error: None
+            }]
+        );
+        assert_eq!(
+            parse_stdout_line("{\"type\":\"error\",\"error\":\"boom\"}").events,
+            vec![AgentEvent::Error { name: "UnknownError".into(), message: "boom".into() }]
+        );
+    }
+
+    #[test]
+    fn invalid_session_ids_are_not_captured() {
+        let p = parse_stdout_line(
+            "{\"type\":\"step_start\",\"sessionID\":\"ses_x'; DROP TABLE session;--\"}",
+        );
+        assert_eq!(p.session, None);
+        assert_eq!(p.events, vec![AgentEvent::StepStart]);
+    }
+
+    #[test]
+    fn mid_turn_detection() {
+        let mut log = EventLog::default();
+        assert!(log.ended_mid_turn());
+        log.events.push(AgentEvent::StepStart);
+        assert!(log.ended_mid_turn());
+        log.events.push(AgentEvent::StepFinish { reason: "stop".into(), tokens: None });
+        assert!(!log.ended_mid_turn());
+    }
+
+    #[test]
+    fn strip_ansi_removes_csi_and_osc() {
+        assert_eq!(strip_ansi("\u{1b}[93m\u{1b}[1m! \u{1b}[0mx"), "! x");
+        assert_eq!(strip_ansi("a\u{1b}]0;title\u{7}b"), "ab");
+        assert_eq!(strip_ansi("plain"), "plain");
+        assert_eq!(strip_ansi("trailing\u{1b}"), "trailing");
+    }
+}
