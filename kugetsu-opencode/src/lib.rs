@@ -1,1 +1,25 @@
-//! placeholder
+//! kugetsu-opencode: drives the `opencode` CLI headlessly for kugetsu and parses its JSON
+//! event stream.
+//!
+//! What the real CLI (1.18.33) does, and how the driver copes:
+//! - there is no `--workdir`: a session runs in its stored directory, so every command runs
+//!   with the session's directory as its cwd;
+//! - positional message arguments with spaces get wrapped in quotes: the prompt goes on stdin,
+//!   which is always closed (or `/dev/null`) because opencode reads it to EOF;
+//! - a run can hang silently: wall-clock and idle limits kill its whole process group;
+//! - a rejected permission exits 0: runs are classified from their events
+//!   ([`kugetsu_core::agent::RunOutcome`]);
+//! - `run --fork` keeps the base's directory (and hangs when run elsewhere) and drops the
+//!   permission rules: forks are made by `export`, id rewriting and `import` from the target
+//!   directory ([`fork`]).
+//!
+//! With the `fake` feature the package also builds `fake-opencode`, a scripted stand-in that
+//! follows the same contract (see `CONFORMANCE.md`).
+
+pub mod command;
+pub mod driver;
+pub mod events;
+pub mod fork;
+mod process;
+
+pub use driver::{OpencodeDriver, OpencodeOptions};

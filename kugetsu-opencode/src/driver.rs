@@ -1,0 +1,741 @@
+//! [`OpencodeDriver`]: the [`AgentDriver`] that runs the real opencode CLI.
+//!
+//! It works around what the CLI really does (see the crate docs): the prompt goes on stdin with
+//! no positional argument (positional arguments with spaces get wrapped in quotes), every run
+//! has a wall-clock and an idle limit and kills its whole process group, a run is judged by its
+//! events and not only its exit code (a rejected permission exits 0), and a fork is made by
+//! export and import into the target directory (a fork made by `run --fork` keeps the base's
+//! directory, and a run elsewhere hangs).
+
+use std::ffi::OsString;
+use std::fs::{File, OpenOptions};
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitStatus;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use kugetsu_core::agent::{
+    AgentDriver, AgentEnv, AgentError, AgentSessionInfo, CreateSessionRequest, EventSink,
+    ForkRequest, RunLimits, RunOutcome, RunReport, RunRequest, SessionId,
+};
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::command::{CommandSpec, Io, build_command};
+use crate::events::{EventLog, strip_ansi};
+use crate::fork::{IdGen, ensure_rules, rewrite_export};
+use crate::process::{self, Ended, Limits, Seen, Stream};
+
+/// How to run opencode.
+#[derive(Debug, Clone)]
+pub struct OpencodeOptions {
+    /// The opencode program (from the config or `KUGETSU_OPENCODE_BIN`; resolved by the
+    /// caller, this crate reads no environment).
+    pub program: PathBuf,
+    /// The environment every opencode process starts from (`PATH`, `HOME`, `XDG_*`, provider
+    /// keys...). The process env is cleared first; `GIT_*` variables are dropped from this.
+    pub base_env: Vec<(OsString, OsString)>,
+    /// `--model provider/model` for runs, if set.
+    pub model: Option<String>,
+    /// `--agent NAME` for runs, if set.
+    pub agent: Option<String>,
+    /// Time between SIGTERM and SIGKILL when a run is stopped.
+    pub kill_grace: Duration,
+    /// Limit for the short helper commands (`session list`, `export`, `import`, `db`).
+    pub helper_timeout: Duration,
+}
+
+impl OpencodeOptions {
+    /// Options for `program` with an empty base env and default limits.
+    pub fn new(program: impl Into<PathBuf>) -> Self {
+        OpencodeOptions {
+            program: program.into(),
+            base_env: Vec::new(),
+            model: None,
+            agent: None,
+            kill_grace: Duration::from_secs(5),
+            helper_timeout: Duration::from_secs(120),
+        }
+    }
+
+    /// Sets the base environment.
+    pub fn base_env<I, K, V>(mut self, vars: I) -> Self
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: Into<OsString>,
+        V: Into<OsString>,
+    {
+        self.base_env = vars.into_iter().map(|(k, v)| (k.into(), v.into())).collect();
+        self
+    }
+
+    /// Sets the model.
+    pub fn model(mut self, model: impl Into<String>) -> Self {
+        self.model = Some(model.into());
+        self
+    }
+
+    /// Sets the agent.
+    pub fn agent(mut self, agent: impl Into<String>) -> Self {
+        self.agent = Some(agent.into());
+        self
+    }
+
+    /// Sets the SIGTERM-to-SIGKILL grace period.
+    pub fn kill_grace(mut self, grace: Duration) -> Self {
+        self.kill_grace = grace;
+        self
+    }
+
+    /// Sets the helper-command limit.
+    pub fn helper_timeout(mut self, timeout: Duration) -> Self {
+        self.helper_timeout = timeout;
+        self
+    }
+}
+
+/// Drives the opencode CLI. Cheap to share between threads: it holds only its options.
+#[derive(Debug, Clone)]
+pub struct OpencodeDriver {
+    opts: OpencodeOptions,
+}
+
+/// One helper command's result.
+struct Helper {
+    status: Option<ExitStatus>,
+    stdout: String,
+    stderr: String,
+}
+
+impl Helper {
+    fn ok(&self) -> bool {
+        self.status.is_some_and(|s| s.success())
+    }
+    /// The `Error:` line of stderr without colours, else its last non-empty line.
+    fn error_line(&self) -> String {
+        let plain = strip_ansi(&self.stderr);
+        let lines: Vec<&str> = plain.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+        lines
+            .iter()
+            .find_map(|l| l.strip_prefix("Error:").map(str::trim))
+            .or(lines.last().copied())
+            .map(str::to_owned)
+            .unwrap_or_else(|| match self.status.and_then(|s| s.code()) {
+                Some(code) => format!("exited with code {code}"),
+                None => "killed".to_owned(),
+            })
+    }
+    fn not_found(&self) -> bool {
+        strip_ansi(&self.stderr).contains("Session not found")
+    }
+}
+
+#[derive(Deserialize)]
+struct ListedSession {
+    id: String,
+    #[serde(default)]
+    title: String,
+    #[serde(default)]
+    directory: PathBuf,
+}
+
+impl OpencodeDriver {
+    /// A driver with these options.
+    pub fn new(options: OpencodeOptions) -> Self {
+        OpencodeDriver { opts: options }
+    }
+
+    /// Its options.
+    pub fn options(&self) -> &OpencodeOptions {
+        &self.opts
+    }
+
+    fn spawn_error(&self, source: std::io::Error) -> AgentError {
+        AgentError::Spawn { program: self.opts.program.clone(), source }
+    }
+
+    /// Runs a helper command to its end under the helper timeout.
+    fn helper(
+        &self,
+        what: &str,
+        args: &[OsString],
+        cwd: Option<&Path>,
+        env: Option<&AgentEnv>,
+    ) -> Result<Helper, AgentError> {
+        let cmd = build_command(&CommandSpec {
+            program: &self.opts.program,
+            args,
+            cwd,
+            base_env: &self.opts.base_env,
+            agent_env: env,
+            io: Io::NullStdin,
+        });
+        let limits =
+            Limits { timeout: self.opts.helper_timeout, idle: None, grace: self.opts.kill_grace };
+        let (ended, out, err) =
+            process::run_captured(cmd, None, limits).map_err(|e| self.spawn_error(e))?;
+        let status = match ended {
+            Ended::Exited(s) => Some(s),
+            Ended::TimedOut(d) | Ended::Hung(d) => {
+                return Err(AgentError::CommandFailed {
+                    command: what.to_owned(),
+                    message: format!("no answer after {}s, killed", d.as_secs()),
+                });
+            }
+        };
+        Ok(Helper {
+            status,
+            stdout: String::from_utf8_lossy(&out).into_owned(),
+            stderr: String::from_utf8_lossy(&err).into_owned(),
+        })
+    }
+
+    /// `opencode db "<sql>" --format json`, rows as JSON objects.
+    fn db(&self, sql: &str) -> Result<Vec<serde_json::Map<String, Value>>, AgentError> {
+        let args = os(&["db", sql, "--format", "json"]);
+        let h = self.helper("db", &args, None, None)?;
+        if !h.ok() {
+            return Err(AgentError::CommandFailed {
+                command: "db".into(),
+                message: h.error_line(),
+            });
+        }
+        let text = h.stdout.trim();
+        if text.is_empty() {
+            return Ok(Vec::new());
+        }
+        serde_json::from_str(text).map_err(|e| AgentError::Protocol {
+            command: "db".into(),
+            detail: format!("not a JSON list of rows: {e}"),
+        })
+    }
+
+    /// The stored row of a session: (directory, permission JSON text), or None.
+    fn session_row(&self, id: &SessionId) -> Result<Option<(String, Option<String>)>, AgentError> {
+        let rows =
+            self.db(&format!("SELECT id, directory, permission FROM session WHERE id = '{id}'"))?;
+        Ok(rows.into_iter().next().map(|row| {
+            let dir = row.get("directory").and_then(Value::as_str).unwrap_or_default().to_owned();
+            let perm = row.get("permission").and_then(Value::as_str).map(str::to_owned);
+            (dir, perm)
+        }))
+    }
+
+    fn run_args(&self, session: Option<&SessionId>, title: Option<&str>) -> Vec<OsString> {
+        let mut args = os(&["run", "--format", "json"]);
+        if let Some(id) = session {
+            args.push(format!("--session={id}").into());
+        }
+        if let Some(title) = title {
+            args.push(format!("--title={title}").into());
+        }
+        if let Some(model) = &self.opts.model {
+            args.push(format!("--model={model}").into());
+        }
+        if let Some(agent) = &self.opts.agent {
+            args.push(format!("--agent={agent}").into());
+        }
+        args
+    }
+
+    /// Runs one headless turn: prompt on stdin, events parsed and streamed, output appended to
+    /// the log, the end classified.
+    #[allow(clippy::too_many_arguments)]
+    fn turn(
+        &self,
+        args: &[OsString],
+        dir: &Path,
+        env: &AgentEnv,
+        prompt: &str,
+        limits: RunLimits,
+        log_path: &Path,
+        sink: &mut dyn EventSink,
+    ) -> Result<(EventLog, RunOutcome, Option<i32>), AgentError> {
+        let mut log_file = open_log(log_path)?;
+        let header = format!(
+            "=== {} opencode {} (in {})\n",
+            unix_now(),
+            args.iter().map(|a| a.to_string_lossy()).collect::<Vec<_>>().join(" "),
+            dir.display()
+        );
+        let mut log_err = write_log(&mut log_file, header.as_bytes(), None);
+        let cmd = build_command(&CommandSpec {
+            program: &self.opts.program,
+            args,
+            cwd: Some(dir),
+            base_env: &self.opts.base_env,
+            agent_env: Some(env),
+            io: Io::PipedStdin,
+        });
+        let mut events = EventLog::default();
+        let plimits = Limits {
+            timeout: limits.timeout,
+            idle: Some(limits.idle_timeout),
+            grace: self.opts.kill_grace,
+        };
+        let ended = process::run(cmd, Some(prompt.as_bytes().to_vec()), plimits, &mut |seen| {
+            let (stream, bytes) = match seen {
+                Seen::Spawned(pid) => return sink.spawned(pid),
+                Seen::Line(stream, bytes) => (stream, bytes),
+            };
+            log_err = write_log(&mut log_file, bytes, log_err.take());
+            if !bytes.ends_with(b"\n") {
+                log_err = write_log(&mut log_file, b"\n", log_err.take());
+            }
+            let line = String::from_utf8_lossy(bytes);
+            match stream {
+                Stream::Stdout => {
+                    for ev in events.stdout_line(&line) {
+                        sink.event(&ev);
+                    }
+                }
+                Stream::Stderr => {
+                    if let Some(ev) = events.stderr_line(&line) {
+                        sink.event(&ev);
+                    }
+                }
+            }
+        })
+        .map_err(|e| self.spawn_error(e))?;
+        let (outcome, code) = classify(ended, &events);
+        let footer = format!("=== {} {}\n", unix_now(), outcome.describe());
+        log_err = write_log(&mut log_file, footer.as_bytes(), log_err.take());
+        if let Some(source) = log_err {
+            return Err(AgentError::Io {
+                action: "append to the run log",
+                path: log_path.to_owned(),
+                source,
+            });
+        }
+        Ok((events, outcome, code))
+    }
+
+    fn create_interactive(&self, req: &CreateSessionRequest) -> Result<RunReport, AgentError> {
+        if !(std::io::stdin().is_terminal() && std::io::stdout().is_terminal()) {
+            return Err(AgentError::NeedsTerminal);
+        }
+        let before: Vec<SessionId> =
+            self.list_sessions(&req.dir)?.into_iter().map(|s| s.id).collect();
+        let mut args = vec![OsString::from(format!("--prompt={}", req.prompt))];
+        if let Some(model) = &self.opts.model {
+            args.push(format!("--model={model}").into());
+        }
+        if let Some(agent) = &self.opts.agent {
+            args.push(format!("--agent={agent}").into());
+        }
+        let mut cmd = build_command(&CommandSpec {
+            program: &self.opts.program,
+            args: &args,
+            cwd: Some(&req.dir),
+            base_env: &self.opts.base_env,
+            agent_env: Some(&req.env),
+            io: Io::Terminal,
+        });
+        let status = cmd.status().map_err(|e| self.spawn_error(e))?;
+        let outcome = if status.success() {
+            RunOutcome::Completed
+        } else {
+            RunOutcome::Failed { message: format!("the opencode TUI exited with {status}") }
+        };
+        // The TUI prints no id: the new session is the newest one of this directory's project
+        // that was not there before.
+        let after = self.list_sessions(&req.dir)?;
+        let Some(new) = after.into_iter().find(|s| !before.contains(&s.id)) else {
+            return Err(AgentError::NoSession { outcome });
+        };
+        // TUI sessions get no deny rules, and a headless run of them could hang on a question.
+        self.fix_permissions(&new.id)?;
+        let title = req.title.replace('\'', "''");
+        self.db(&format!("UPDATE session SET title = '{title}' WHERE id = '{}'", new.id))?;
+        Ok(RunReport { session: new.id, outcome, exit_code: status.code() })
+    }
+}
+
+fn os(args: &[&str]) -> Vec<OsString> {
+    args.iter().map(OsString::from).collect()
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+fn open_log(path: &Path) -> Result<File, AgentError> {
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(|source| AgentError::Io {
+            action: "create the directory of the run log",
+            path: parent.to_owned(),
+            source,
+        })?;
+    }
+    OpenOptions::new().create(true).append(true).open(path).map_err(|source| AgentError::Io {
+        action: "open the run log",
+        path: path.to_owned(),
+        source,
+    })
+}
+
+/// Appends to the log, keeping the first error (the run goes on; the error is reported at the
+/// end).
+fn write_log(
+    file: &mut File,
+    bytes: &[u8],
+    prev: Option<std::io::Error>,
+) -> Option<std::io::Error> {
+    if prev.is_some() {
+        return prev;
+    }
+    file.write_all(bytes).err()
+}
+
+/// Turns how a run ended and what it printed into an outcome (and the exit code, if it exited).
+fn classify(ended: Ended, events: &EventLog) -> (RunOutcome, Option<i32>) {
+    let status = match ended {
+        Ended::TimedOut(d) => return (RunOutcome::TimedOut { after_secs: d.as_secs() }, None),
+        Ended::Hung(d) => return (RunOutcome::Hung { silent_secs: d.as_secs() }, None),
+        Ended::Exited(status) => status,
+    };
+    let code = status.code();
+    let rejected = events.rejected_permissions();
+    if !rejected.is_empty() {
+        return (RunOutcome::Blocked { permission: rejected.join(", ") }, code);
+    }
+    if let Some(message) = events.first_error() {
+        return (RunOutcome::Failed { message }, code);
+    }
+    if !status.success() {
+        let message = match (&events.last_stderr_error, code) {
+            (Some(e), _) => e.clone(),
+            (None, Some(c)) => format!("opencode exited with code {c}"),
+            (None, None) => {
+                use std::os::unix::process::ExitStatusExt;
+                format!("opencode was killed by signal {}", status.signal().unwrap_or(0))
+            }
+        };
+        return (RunOutcome::Failed { message }, code);
+    }
+    if events.events.is_empty() {
+        return (
+            RunOutcome::Failed { message: "opencode exited without printing any event".into() },
+            code,
+        );
+    }
+    if events.ended_mid_turn() {
+        return (
+            RunOutcome::Failed {
+                message: "opencode's event stream ended before the turn finished".into(),
+            },
+            code,
+        );
+    }
+    (RunOutcome::Completed, code)
+}
+
+fn same_dir(a: &Path, b: &Path) -> bool {
+    let ca = a.canonicalize().unwrap_or_else(|_| a.to_owned());
+    let cb = b.canonicalize().unwrap_or_else(|_| b.to_owned());
+    ca == cb
+}
+
+fn dir_text(dir: &Path) -> Result<String, AgentError> {
+    let abs = dir.canonicalize().map_err(|source| AgentError::Io {
+        action: "resolve the session directory",
+        path: dir.to_owned(),
+        source,
+    })?;
+    abs.to_str().map(str::to_owned).ok_or_else(|| AgentError::Io {
+        action: "use (not UTF-8) the session directory",
+        path: dir.to_owned(),
+        source: std::io::Error::new(std::io::ErrorKind::InvalidInput, "path is not UTF-8"),
+    })
+}
+
+impl AgentDriver for OpencodeDriver {
+    fn create_session(
+        &self,
+        req: &CreateSessionRequest,
+        sink: &mut dyn EventSink,
+    ) -> Result<RunReport, AgentError> {
+        if req.interactive {
+            return self.create_interactive(req);
+        }
+        let args = self.run_args(None, Some(&req.title));
+        let (events, outcome, exit_code) =
+            self.turn(&args, &req.dir, &req.env, &req.prompt, req.limits, &req.log_path, sink)?;
+        match events.session {
+            Some(session) => Ok(RunReport { session, outcome, exit_code }),
+            None => Err(AgentError::NoSession { outcome }),
+        }
+    }
+
+    fn fork_session(&self, req: &ForkRequest) -> Result<SessionId, AgentError> {
+        let dir = dir_text(&req.dir)?;
+        let export = self.helper(
+            "export",
+            &os(&["export", req.base.as_str()]),
+            Some(&req.dir),
+            Some(&req.env),
+        )?;
+        if !export.ok() {
+            if export.not_found() {
+                return Err(AgentError::SessionNotFound { id: req.base.clone() });
+            }
+            return Err(AgentError::CommandFailed {
+                command: "export".into(),
+                message: export.error_line(),
+            });
+        }
+        let mut doc: Value = serde_json::from_str(export.stdout.trim()).map_err(|e| {
+            AgentError::Protocol { command: "export".into(), detail: format!("not JSON: {e}") }
+        })?;
+        let new_id =
+            rewrite_export(&mut doc, &dir, &req.title, &mut IdGen::new()).map_err(|e| {
+                AgentError::Protocol { command: "export".into(), detail: e.to_string() }
+            })?;
+        let new_id = SessionId::new(new_id).map_err(|e| AgentError::Protocol {
+            command: "export".into(),
+            detail: e.to_string(),
+        })?;
+        // The transcript can hold secrets: a private temp file, removed when dropped.
+        let mut tmp =
+            tempfile::Builder::new().prefix("kugetsu-fork-").suffix(".json").tempfile().map_err(
+                |source| AgentError::Io {
+                    action: "create a temp file for",
+                    path: "the fork".into(),
+                    source,
+                },
+            )?;
+        let bytes = serde_json::to_vec(&doc).map_err(|e| AgentError::Protocol {
+            command: "export".into(),
+            detail: e.to_string(),
+        })?;
+        tmp.write_all(&bytes).and_then(|()| tmp.flush()).map_err(|source| AgentError::Io {
+            action: "write",
+            path: tmp.path().to_owned(),
+            source,
+        })?;
+        let import = self.helper(
+            "import",
+            &[OsString::from("import"), tmp.path().as_os_str().to_owned()],
+            Some(&req.dir),
+            Some(&req.env),
+        )?;
+        if !import.ok() {
+            return Err(AgentError::CommandFailed {
+                command: "import".into(),
+                message: import.error_line(),
+            });
+        }
+        let printed = strip_ansi(&import.stdout).lines().find_map(|l| {
+            l.trim().strip_prefix("Imported session:").map(|id| id.trim().to_owned())
+        });
+        match printed {
+            Some(id) if id == new_id.as_str() => {}
+            other => {
+                return Err(AgentError::Protocol {
+                    command: "import".into(),
+                    detail: format!("expected `Imported session: {new_id}`, got {other:?}"),
+                });
+            }
+        }
+        // Trust but verify: the fork must live in the target directory (else a run hangs) and
+        // carry the deny rules.
+        match self.session_row(&new_id)? {
+            None => {
+                return Err(AgentError::Protocol {
+                    command: "import".into(),
+                    detail: format!("session {new_id} is not in the database after the import"),
+                });
+            }
+            Some((stored, _)) if !same_dir(Path::new(&stored), &req.dir) => {
+                let d = dir.replace('\'', "''");
+                self.db(&format!("UPDATE session SET directory = '{d}' WHERE id = '{new_id}'"))?;
+            }
+            Some(_) => {}
+        }
+        self.fix_permissions(&new_id)?;
+        Ok(new_id)
+    }
+
+    fn run(&self, req: &RunRequest, sink: &mut dyn EventSink) -> Result<RunReport, AgentError> {
+        // opencode runs a session in its stored directory, and a run started elsewhere prints
+        // nothing and never ends: refuse it up front instead of waiting for the idle limit.
+        match self.session_row(&req.session)? {
+            None => return Err(AgentError::SessionNotFound { id: req.session.clone() }),
+            Some((stored, _)) if !same_dir(Path::new(&stored), &req.dir) => {
+                return Err(AgentError::CommandFailed {
+                    command: "run".into(),
+                    message: format!(
+                        "session {} lives in {stored}, not in {}; opencode would hang running it there",
+                        req.session,
+                        req.dir.display()
+                    ),
+                });
+            }
+            Some(_) => {}
+        }
+        let args = self.run_args(Some(&req.session), None);
+        let (_, outcome, exit_code) =
+            self.turn(&args, &req.dir, &req.env, &req.prompt, req.limits, &req.log_path, sink)?;
+        Ok(RunReport { session: req.session.clone(), outcome, exit_code })
+    }
+
+    fn delete_session(&self, id: &SessionId) -> Result<(), AgentError> {
+        let h =
+            self.helper("session delete", &os(&["session", "delete", id.as_str()]), None, None)?;
+        if h.ok() {
+            Ok(())
+        } else if h.not_found() {
+            Err(AgentError::SessionNotFound { id: id.clone() })
+        } else {
+            Err(AgentError::CommandFailed {
+                command: "session delete".into(),
+                message: h.error_line(),
+            })
+        }
+    }
+
+    fn session_exists(&self, id: &SessionId) -> Result<bool, AgentError> {
+        Ok(self.session_row(id)?.is_some())
+    }
+
+    fn list_sessions(&self, dir: &Path) -> Result<Vec<AgentSessionInfo>, AgentError> {
+        let h = self.helper(
+            "session list",
+            &os(&["session", "list", "--format", "json"]),
+            Some(dir),
+            None,
+        )?;
+        if !h.ok() {
+            return Err(AgentError::CommandFailed {
+                command: "session list".into(),
+                message: h.error_line(),
+            });
+        }
+        parse_session_list(&h.stdout)
+    }
+
+    fn fix_permissions(&self, id: &SessionId) -> Result<bool, AgentError> {
+        let Some((_, perm)) = self.session_row(id)? else {
+            return Err(AgentError::SessionNotFound { id: id.clone() });
+        };
+        let mut rules = match perm.as_deref().map(serde_json::from_str::<Value>) {
+            None => Value::Null,
+            Some(Ok(v)) => v,
+            Some(Err(e)) => {
+                return Err(AgentError::Protocol {
+                    command: "db".into(),
+                    detail: format!("permission of session {id} is not JSON: {e}"),
+                });
+            }
+        };
+        if !ensure_rules(&mut rules) {
+            return Ok(false);
+        }
+        let text = rules.to_string().replace('\'', "''");
+        self.db(&format!("UPDATE session SET permission = '{text}' WHERE id = '{id}'"))?;
+        Ok(true)
+    }
+}
+
+/// Parses `session list --format json` (nothing at all when there are no sessions).
+fn parse_session_list(stdout: &str) -> Result<Vec<AgentSessionInfo>, AgentError> {
+    let text = stdout.trim();
+    if text.is_empty() {
+        return Ok(Vec::new());
+    }
+    let listed: Vec<ListedSession> =
+        serde_json::from_str(text).map_err(|e| AgentError::Protocol {
+            command: "session list".into(),
+            detail: format!("not a JSON session list: {e}"),
+        })?;
+    listed
+        .into_iter()
+        .map(|s| {
+            let id = SessionId::new(s.id).map_err(|e| AgentError::Protocol {
+                command: "session list".into(),
+                detail: e.to_string(),
+            })?;
+            Ok(AgentSessionInfo { id, title: s.title, directory: s.directory })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::process::ExitStatusExt;
+
+    fn log(lines: &[&str], stderr: &[&str]) -> EventLog {
+        let mut l = EventLog::default();
+        for x in lines {
+            l.stdout_line(x);
+        }
+        for x in stderr {
+            l.stderr_line(x);
+        }
+        l
+    }
+    const START: &str = r#"{"type":"step_start","sessionID":"ses_a"}"#;
+    const STOP: &str = r#"{"type":"step_finish","sessionID":"ses_a","part":{"reason":"stop"}}"#;
+    const TOOLS: &str =
+        r#"{"type":"step_finish","sessionID":"ses_a","part":{"reason":"tool-calls"}}"#;
+
+    fn exit(code: i32) -> Ended {
+        Ended::Exited(ExitStatus::from_raw(code << 8))
+    }
+
+    #[test]
+    fn classification() {
+        assert_eq!(classify(exit(0), &log(&[START, STOP], &[])).0, RunOutcome::Completed);
+        assert_eq!(
+            classify(
+                exit(0),
+                &log(&[START, TOOLS], &["! permission requested: bash (x); auto-rejecting"])
+            )
+            .0,
+            RunOutcome::Blocked { permission: "bash (x)".into() }
+        );
+        assert_eq!(
+            classify(exit(1), &log(&[], &["\u{1b}[91mError: \u{1b}[0mSession not found"])),
+            (RunOutcome::Failed { message: "Session not found".into() }, Some(1))
+        );
+        assert_eq!(
+            classify(
+                exit(0),
+                &log(
+                    &[r#"{"type":"error","error":{"name":"APIError","data":{"message":"m"}}}"#],
+                    &[]
+                )
+            )
+            .0,
+            RunOutcome::Failed { message: "APIError: m".into() }
+        );
+        assert!(matches!(classify(exit(0), &log(&[], &[])).0, RunOutcome::Failed { .. }));
+        assert!(matches!(
+            classify(exit(0), &log(&[START, TOOLS], &[])).0,
+            RunOutcome::Failed { .. }
+        ));
+        assert_eq!(classify(exit(3), &log(&[], &[])).1, Some(3));
+        assert_eq!(
+            classify(Ended::Hung(Duration::from_secs(7)), &log(&[], &[])).0,
+            RunOutcome::Hung { silent_secs: 7 }
+        );
+        assert_eq!(
+            classify(Ended::Exited(ExitStatus::from_raw(9)), &log(&[], &[])).0,
+            RunOutcome::Failed { message: "opencode was killed by signal 9".into() }
+        );
+    }
+
+    #[test]
+    fn session_list_parsing() {
+        assert_eq!(parse_session_list("").map(|v| v.len()).ok(), Some(0));
+        let out = r#"[
+  {"id": "ses_df5eb4af9ffemK92KrwWdJZMY3", "title": "base", "updated": 1, "created": 1, "projectId": "global", "directory": "/p"}
+]"#;
+        let list = parse_session_list(out).expect("parses");
+        assert_eq!(list[0].id.as_str(), "ses_df5eb4af9ffemK92KrwWdJZMY3");
+        assert_eq!(list[0].directory, PathBuf::from("/p"));
+        assert!(parse_session_list("garbage").is_err());
+        assert!(parse_session_list(r#"[{"id": "ses_x'; --"}]"#).is_err());
+    }
+}

@@ -1,0 +1,224 @@
+//! Runs one headless opencode process to its end under a wall-clock and an idle limit,
+//! streaming its output line by line, and makes sure nothing it started is left running.
+//!
+//! opencode can hang silently (a session in another directory, a permission ask, a stdin pipe
+//! left open), so every run has limits; on a limit the whole process group gets SIGTERM, then
+//! SIGKILL after a grace period. The group leader is not reaped until its group has been
+//! signalled, so the group id cannot be reused by an unrelated process in between.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::process::{Child, Command, ExitStatus};
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use rustix::process::{Pid, Signal, WaitId, WaitIdOptions};
+
+/// Which stream a line came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Stream {
+    Stdout,
+    Stderr,
+}
+
+/// How a process ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Ended {
+    /// It exited by itself.
+    Exited(ExitStatus),
+    /// Killed at the wall-clock limit after this long.
+    TimedOut(Duration),
+    /// Killed after printing nothing for this long.
+    Hung(Duration),
+}
+
+/// Limits of one process.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Limits {
+    pub timeout: Duration,
+    pub idle: Option<Duration>,
+    /// Between SIGTERM and SIGKILL.
+    pub grace: Duration,
+}
+
+/// What [`run`] reports while the process runs.
+pub(crate) enum Seen<'a> {
+    /// Started with this pid (= its process group id).
+    Spawned(u32),
+    /// One output line, with its newline if it had one.
+    Line(Stream, &'a [u8]),
+}
+
+enum Msg {
+    Line(Stream, Vec<u8>),
+    Eof,
+}
+
+/// How long to keep reading after the leader exited while something else still holds the
+/// pipes open (a background tool process); then the group is killed.
+const PIPE_LINGER: Duration = Duration::from_secs(2);
+const TICK: Duration = Duration::from_millis(50);
+
+/// Spawns `cmd` (built by [`crate::command::build_command`] in its own process group), writes
+/// `stdin` to it and closes it, and reports its pid and every output line to `seen` until it
+/// ends.
+pub(crate) fn run(
+    mut cmd: Command,
+    stdin: Option<Vec<u8>>,
+    limits: Limits,
+    seen: &mut dyn FnMut(Seen<'_>),
+) -> std::io::Result<Ended> {
+    let mut child = cmd.spawn()?;
+    seen(Seen::Spawned(child.id()));
+    let (tx, rx) = mpsc::channel::<Msg>();
+    let mut readers = 0;
+    if let Some(out) = child.stdout.take() {
+        spawn_reader(out, Stream::Stdout, tx.clone());
+        readers += 1;
+    }
+    if let Some(err) = child.stderr.take() {
+        spawn_reader(err, Stream::Stderr, tx.clone());
+        readers += 1;
+    }
+    drop(tx);
+    // The prompt can be larger than a pipe buffer: write it from a thread while the output is
+    // read, and close the pipe when done (opencode reads stdin to EOF before it starts).
+    let writer = child.stdin.take().map(|mut pipe| {
+        let bytes = stdin.unwrap_or_default();
+        thread::spawn(move || {
+            // A child that exits without reading makes this fail with EPIPE: nothing to do.
+            let _ = pipe.write_all(&bytes);
+        })
+    });
+
+    let start = Instant::now();
+    let mut last_output = start;
+    let mut exited_at: Option<Instant> = None;
+    let mut lingering_killed = false;
+    let ended = loop {
+        let now = Instant::now();
+        if readers == 0 && exited_at.is_some() {
+            break None;
+        }
+        if now.duration_since(start) >= limits.timeout {
+            terminate_group(&child, limits.grace);
+            break Some(Ended::TimedOut(now.duration_since(start)));
+        }
+        if let Some(idle) = limits.idle
+            && exited_at.is_none()
+            && now.duration_since(last_output) >= idle
+        {
+            terminate_group(&child, limits.grace);
+            break Some(Ended::Hung(now.duration_since(last_output)));
+        }
+        if exited_at.is_none() && leader_exited(&child) {
+            exited_at = Some(now);
+        }
+        if let Some(at) = exited_at
+            && !lingering_killed
+            && now.duration_since(at) >= PIPE_LINGER
+        {
+            // The leader is gone but something in its group keeps the pipes open.
+            signal_group(&child, Signal::KILL);
+            lingering_killed = true;
+        }
+        let mut wait = TICK.min(limits.timeout.saturating_sub(now.duration_since(start)));
+        if let Some(idle) = limits.idle {
+            wait = wait.min(idle.saturating_sub(now.duration_since(last_output)));
+        }
+        match rx.recv_timeout(wait.max(Duration::from_millis(1))) {
+            Ok(Msg::Line(stream, bytes)) => {
+                last_output = Instant::now();
+                seen(Seen::Line(stream, &bytes));
+            }
+            Ok(Msg::Eof) => readers -= 1,
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => readers = 0,
+        }
+    };
+    // Whatever way it ended, nothing of the group may survive the run (background processes
+    // a tool started, or members that ignored SIGTERM). The leader is still unreaped here.
+    signal_group(&child, Signal::KILL);
+    let status = child.wait()?;
+    // Lines still queued (printed just before the end) are delivered too; bounded, in case
+    // a process that left the group keeps writing.
+    let drain_until = Instant::now() + Duration::from_millis(500);
+    while readers > 0 {
+        let left = drain_until.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(Msg::Line(stream, bytes)) => seen(Seen::Line(stream, &bytes)),
+            Ok(Msg::Eof) => readers -= 1,
+            Err(_) => break,
+        }
+        if left.is_zero() {
+            break;
+        }
+    }
+    if let Some(w) = writer {
+        let _ = w.join();
+    }
+    Ok(ended.unwrap_or(Ended::Exited(status)))
+}
+
+fn spawn_reader<R: Read + Send + 'static>(pipe: R, stream: Stream, tx: mpsc::Sender<Msg>) {
+    thread::spawn(move || {
+        let mut reader = BufReader::new(pipe);
+        loop {
+            let mut line = Vec::new();
+            match reader.read_until(b'\n', &mut line) {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {
+                    if tx.send(Msg::Line(stream, line)).is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+        let _ = tx.send(Msg::Eof);
+    });
+}
+
+/// Whether the leader has exited, without reaping it (so its pid, which is the group id,
+/// stays reserved until the group has been signalled).
+fn leader_exited(child: &Child) -> bool {
+    let pid = Pid::from_child(child);
+    matches!(
+        rustix::process::waitid(
+            WaitId::Pid(pid),
+            WaitIdOptions::EXITED | WaitIdOptions::NOHANG | WaitIdOptions::NOWAIT,
+        ),
+        Ok(Some(_))
+    )
+}
+
+fn signal_group(child: &Child, sig: Signal) {
+    // ESRCH (group already empty) is the expected case after a clean exit.
+    let _ = rustix::process::kill_process_group(Pid::from_child(child), sig);
+}
+
+/// SIGTERM to the group, up to `grace` for the leader to exit, then SIGKILL to the group.
+fn terminate_group(child: &Child, grace: Duration) {
+    signal_group(child, Signal::TERM);
+    let deadline = Instant::now() + grace;
+    while Instant::now() < deadline && !leader_exited(child) {
+        thread::sleep(Duration::from_millis(20));
+    }
+    signal_group(child, Signal::KILL);
+}
+
+/// Runs a short helper command (`session list`, `export`, `db`, ...) to its end and returns
+/// its status and whole stdout and stderr.
+pub(crate) fn run_captured(
+    cmd: Command,
+    stdin: Option<Vec<u8>>,
+    limits: Limits,
+) -> std::io::Result<(Ended, Vec<u8>, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut err = Vec::new();
+    let ended = run(cmd, stdin, limits, &mut |seen| match seen {
+        Seen::Spawned(_) => {}
+        Seen::Line(Stream::Stdout, bytes) => out.extend_from_slice(bytes),
+        Seen::Line(Stream::Stderr, bytes) => err.extend_from_slice(bytes),
+    })?;
+    Ok((ended, out, err))
+}
