@@ -1,1 +1,19 @@
-//! placeholder
+//! kugetsu-queue: the durable file queue, the concurrency slots and the queue daemon.
+//!
+//! Users hand kugetsu work and walk away, so this crate is built around one promise: whatever
+//! dies (the CLI, the daemon, an agent, the machine), no queued task is lost and no more than
+//! `MAX_CONCURRENT_AGENTS` dev agents ever run at once. Everything rests on atomic file writes
+//! and kernel-released `flock` locks from `kugetsu_core::storage`, so the guarantees hold
+//! across processes, not just threads.
+//!
+//! - [`FileQueue`]: the [`TaskQueue`](kugetsu_core::queue::TaskQueue) over `queue/items/`.
+//! - [`FileSlots`]: the [`AgentSlots`](kugetsu_core::queue::AgentSlots) over `locks/slot-<n>.lock`.
+//! - [`daemon`]: the daemon that drains the queue, and `queue-daemon status|stop|logs`.
+
+pub mod process;
+pub mod queue;
+pub mod slots;
+pub mod wake;
+
+pub use queue::FileQueue;
+pub use slots::{FileSlotGuard, FileSlots, LentSlot};
