@@ -1,0 +1,410 @@
+//! The driver against `fake-opencode`, which follows the real CLI's contract
+//! (see CONFORMANCE.md): sessions, forks into a worktree, outcomes, limits, prompt and env
+//! hygiene.
+
+mod support;
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use kugetsu_core::agent::{
+    AgentDriver, AgentError, AgentEvent, EventSink, ForkRequest, RunOutcome, SessionId,
+};
+use kugetsu_opencode::{OpencodeDriver, OpencodeOptions};
+use serde_json::{Value, json};
+use support::{Sandbox, agent_env, assert_group_gone, limits, read};
+
+const FAKE: &str = env!("CARGO_BIN_EXE_fake-opencode");
+
+struct Fake {
+    sb: Sandbox,
+    script: PathBuf,
+    record: PathBuf,
+}
+
+impl Fake {
+    fn new() -> Self {
+        let sb = Sandbox::new();
+        let script = sb.path("script.json");
+        let record = sb.path("record.jsonl");
+        std::fs::write(&script, "{}").expect("script");
+        Fake { sb, script, record }
+    }
+    fn script(&self, turns: Value) {
+        std::fs::write(&self.script, json!({ "turns": turns }).to_string()).expect("script");
+    }
+    fn base_env(&self) -> Vec<(OsString, OsString)> {
+        let mut env = self.sb.base_env();
+        env.push(("FAKE_OPENCODE_SCRIPT".into(), self.script.clone().into()));
+        env.push(("FAKE_OPENCODE_RECORD".into(), self.record.clone().into()));
+        env
+    }
+    fn driver(&self) -> OpencodeDriver {
+        OpencodeDriver::new(
+            OpencodeOptions::new(FAKE)
+                .base_env(self.base_env())
+                .kill_grace(Duration::from_millis(300))
+                .helper_timeout(Duration::from_secs(30)),
+        )
+    }
+    /// Invocations recorded by the fake.
+    fn records(&self) -> Vec<Value> {
+        std::fs::read_to_string(&self.record)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("record line"))
+            .collect()
+    }
+    fn run_records(&self) -> Vec<Value> {
+        self.records().into_iter().filter(|r| r["message"].is_string()).collect()
+    }
+    fn create_base(&self, d: &OpencodeDriver) -> SessionId {
+        let report = d
+            .create_session(&self.sb.create_req("base", "kugetsu base", "prime"), &mut Vec::new())
+            .expect("create");
+        assert_eq!(report.outcome, RunOutcome::Completed);
+        report.session
+    }
+    /// The fake's own store, for checks the driver API does not expose.
+    fn export(&self, id: &SessionId) -> Value {
+        let out = std::process::Command::new(FAKE)
+            .args(["export", id.as_str()])
+            .env_clear()
+            .envs(self.base_env())
+            .output()
+            .expect("export");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&out.stdout).expect("export json")
+    }
+}
+
+#[derive(Default)]
+struct Sink {
+    pid: Option<u32>,
+    events: Vec<AgentEvent>,
+}
+impl EventSink for Sink {
+    fn spawned(&mut self, pid: u32) {
+        self.pid = Some(pid);
+    }
+    fn event(&mut self, event: &AgentEvent) {
+        self.events.push(event.clone());
+    }
+}
+
+#[test]
+fn create_headless_session() {
+    let f = Fake::new();
+    let d = f.driver();
+    let mut sink = Sink::default();
+    let report = d
+        .create_session(&f.sb.create_req("base", "kugetsu base", "you are the base"), &mut sink)
+        .expect("create");
+    assert_eq!(report.outcome, RunOutcome::Completed);
+    assert_eq!(report.exit_code, Some(0));
+    assert!(report.session.as_str().starts_with("ses_"));
+    assert!(sink.pid.is_some());
+    assert!(sink.events.contains(&AgentEvent::Text { text: "hello".into() }));
+    assert!(d.session_exists(&report.session).expect("exists"));
+    let list = d.list_sessions(&f.sb.path("base")).expect("list");
+    assert_eq!(list.len(), 1);
+    assert_eq!(list[0].id, report.session);
+    assert_eq!(list[0].title, "kugetsu base");
+    assert_eq!(list[0].directory, f.sb.path("base"));
+    let rec = &f.run_records()[0];
+    assert_eq!(rec["message"], "you are the base");
+    let argv: Vec<&str> =
+        rec["argv"].as_array().expect("argv").iter().filter_map(Value::as_str).collect();
+    assert_eq!(argv, ["run", "--format", "json", "--title=kugetsu base"]);
+    assert_eq!(rec["cwd"], f.sb.path("base").to_string_lossy().as_ref());
+    // A new headless session has the deny rules already.
+    assert!(!d.fix_permissions(&report.session).expect("fix"));
+}
+
+#[test]
+fn fork_really_runs_in_the_worktree() {
+    let f = Fake::new();
+    let d = f.driver();
+    let base = f.create_base(&d);
+    let fork = d
+        .fork_session(&ForkRequest {
+            base: base.clone(),
+            dir: f.sb.path("tree"),
+            title: "issue 14".into(),
+            env: agent_env(&[]),
+        })
+        .expect("fork");
+    assert_ne!(fork, base);
+    assert_eq!(fork.as_str().len(), 30);
+    let doc = f.export(&fork);
+    assert_eq!(doc["info"]["directory"], f.sb.path("tree").to_string_lossy().as_ref());
+    assert_eq!(doc["info"]["title"], "issue 14");
+    assert_eq!(
+        doc["messages"].as_array().map(Vec::len),
+        f.export(&base)["messages"].as_array().map(Vec::len)
+    );
+    assert_eq!(doc["messages"][0]["parts"][0]["text"], "prime", "history kept");
+    assert!(!d.fix_permissions(&fork).expect("fix"), "rules kept through the fork");
+
+    f.script(json!([{"mode": "tool", "path": "out.txt", "content": "from the fork\n"}]));
+    let mut sink = Sink::default();
+    let report = d.run(&f.sb.run_req(&fork, "tree", "write it"), &mut sink).expect("run");
+    assert_eq!(report.outcome, RunOutcome::Completed);
+    assert_eq!(read(&f.sb.path("tree").join("out.txt")), "from the fork\n");
+    assert!(!f.sb.path("base").join("out.txt").exists());
+    assert!(
+        sink.events
+            .iter()
+            .any(|e| matches!(e, AgentEvent::ToolUse { tool, .. } if tool == "write"))
+    );
+
+    // The base is untouched and still runs in its own directory.
+    let report =
+        d.run(&f.sb.run_req(&base, "base", "again"), &mut Sink::default()).expect("run base");
+    assert_eq!(report.outcome, RunOutcome::Completed);
+    // Running a session away from its directory would hang opencode: refused up front.
+    let err =
+        d.run(&f.sb.run_req(&fork, "base", "wrong dir"), &mut Sink::default()).expect_err("trap");
+    assert!(
+        matches!(err, AgentError::CommandFailed { ref message, .. } if message.contains("would hang")),
+        "{err}"
+    );
+}
+
+#[test]
+fn fork_of_unknown_base_is_session_not_found() {
+    let f = Fake::new();
+    let base = SessionId::new("ses_df5eb4af9ffemK92KrwWdJZMY3").expect("id");
+    let err = f
+        .driver()
+        .fork_session(&ForkRequest {
+            base,
+            dir: f.sb.path("tree"),
+            title: "t".into(),
+            env: agent_env(&[]),
+        })
+        .expect_err("no base");
+    assert!(matches!(err, AgentError::SessionNotFound { .. }), "{err}");
+}
+
+#[test]
+fn run_outcomes_are_classified() {
+    let f = Fake::new();
+    let d = f.driver();
+    let s = f.create_base(&d);
+    f.script(json!([
+        {"mode": "error", "name": "APIError", "message": "mock bad request"},
+        {"mode": "permission", "permission": "external_directory (/etc/*)"},
+        {"mode": "exit", "code": 3, "stderr": "\u{1b}[91m\u{1b}[1mError: \u{1b}[0mdisk on fire"},
+        {"mode": "exit", "code": 0},
+    ]));
+    let run =
+        |prompt: &str| d.run(&f.sb.run_req(&s, "base", prompt), &mut Sink::default()).expect("run");
+    let r = run("1");
+    assert_eq!(r.outcome, RunOutcome::Failed { message: "APIError: mock bad request".into() });
+    assert_eq!(r.exit_code, Some(1));
+    let r = run("2");
+    assert_eq!(r.outcome, RunOutcome::Blocked { permission: "external_directory (/etc/*)".into() });
+    assert_eq!(r.exit_code, Some(0), "blocked even though opencode exited 0");
+    let r = run("3");
+    assert_eq!(r.outcome, RunOutcome::Failed { message: "disk on fire".into() });
+    assert_eq!(r.exit_code, Some(3));
+    let r = run("4");
+    assert!(
+        matches!(r.outcome, RunOutcome::Failed { ref message } if message.contains("without printing")),
+        "{:?}",
+        r.outcome
+    );
+    let log = read(&f.sb.log());
+    assert!(log.contains("auto-rejecting"), "stderr is logged");
+    assert!(log.contains("\"type\":\"error\""), "stdout is logged");
+    assert!(log.contains("disk on fire"));
+}
+
+#[test]
+fn unknown_session_is_reported() {
+    let f = Fake::new();
+    let d = f.driver();
+    let id = SessionId::new("ses_df5eb4af9ffemK92KrwWdJZMY3").expect("id");
+    assert!(!d.session_exists(&id).expect("exists"));
+    assert!(matches!(
+        d.run(&f.sb.run_req(&id, "base", "x"), &mut Sink::default()),
+        Err(AgentError::SessionNotFound { .. })
+    ));
+    assert!(matches!(d.delete_session(&id), Err(AgentError::SessionNotFound { .. })));
+    assert!(matches!(d.fix_permissions(&id), Err(AgentError::SessionNotFound { .. })));
+}
+
+#[test]
+fn delete_session() {
+    let f = Fake::new();
+    let d = f.driver();
+    let s = f.create_base(&d);
+    d.delete_session(&s).expect("delete");
+    assert!(!d.session_exists(&s).expect("exists"));
+    assert!(matches!(d.delete_session(&s), Err(AgentError::SessionNotFound { .. })));
+    assert!(d.list_sessions(&f.sb.path("base")).expect("list").is_empty());
+}
+
+#[test]
+fn wall_clock_timeout_kills_the_group() {
+    let f = Fake::new();
+    let d = f.driver();
+    let s = f.create_base(&d);
+    f.script(json!([{"mode": "slow", "interval_ms": 100}]));
+    let mut req = f.sb.run_req(&s, "base", "go");
+    req.limits = limits(2, 60);
+    let mut sink = Sink::default();
+    let r = d.run(&req, &mut sink).expect("run");
+    assert!(matches!(r.outcome, RunOutcome::TimedOut { .. }), "{:?}", r.outcome);
+    assert_eq!(r.exit_code, None);
+    assert!(sink.events.len() > 3, "it was printing all along");
+    assert_group_gone(sink.pid.expect("pid"));
+}
+
+#[test]
+fn silent_hang_is_killed_with_children_that_ignore_sigterm() {
+    let f = Fake::new();
+    let d = f.driver();
+    let s = f.create_base(&d);
+    f.script(json!([{"mode": "hang", "children": 2, "ignore_term": true, "after_output": true}]));
+    let mut req = f.sb.run_req(&s, "base", "go");
+    req.limits = limits(120, 1);
+    let mut sink = Sink::default();
+    let r = d.run(&req, &mut sink).expect("run");
+    assert!(matches!(r.outcome, RunOutcome::Hung { silent_secs: 1 }), "{:?}", r.outcome);
+    assert_group_gone(sink.pid.expect("pid"));
+}
+
+#[test]
+fn question_without_rules_hangs_until_permissions_are_fixed() {
+    let f = Fake::new();
+    let d = f.driver();
+    let base = f.create_base(&d);
+    // A fork made the upstream way (`run --fork`) loses the rules.
+    let out = std::process::Command::new(FAKE)
+        .args(["run", "--fork", "--format", "json", "-s", base.as_str(), "hi"])
+        .current_dir(f.sb.path("base"))
+        .env_clear()
+        .envs(f.base_env())
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("fork");
+    let first: Value =
+        serde_json::from_slice(out.stdout.split(|b| *b == b'\n').next().expect("line"))
+            .expect("json");
+    let fork = SessionId::new(first["sessionID"].as_str().expect("id")).expect("id");
+    assert!(f.export(&fork)["info"].get("permission").is_none());
+
+    f.script(json!([{"mode": "question"}, {"mode": "question"}]));
+    let mut req = f.sb.run_req(&fork, "base", "ask me");
+    req.limits = limits(60, 1);
+    assert!(matches!(
+        d.run(&req, &mut Sink::default()).expect("run").outcome,
+        RunOutcome::Hung { .. }
+    ));
+    assert!(d.fix_permissions(&fork).expect("fix"));
+    assert!(!d.fix_permissions(&fork).expect("fix again"));
+    assert_eq!(d.run(&req, &mut Sink::default()).expect("run").outcome, RunOutcome::Completed);
+}
+
+#[test]
+fn prompts_reach_opencode_byte_exact() {
+    let f = Fake::new();
+    let d = f.driver();
+    let s = f.create_base(&d);
+    let big: String = "0123456789abcdef\n".repeat(64 * 1024);
+    let prompts = [
+        "$(touch pwned) `touch pwned2` ; rm -rf / #".to_owned(),
+        "--help".to_owned(),
+        "-s ses_other --dir /".to_owned(),
+        "line one\nline two\n\n  indented\ttab \"quoted\" 'single'\n".to_owned(),
+        "ünïcödé ✓ 漢字".to_owned(),
+        big,
+    ];
+    for p in &prompts {
+        let r = d.run(&f.sb.run_req(&s, "base", p), &mut Sink::default()).expect("run");
+        assert_eq!(r.outcome, RunOutcome::Completed);
+    }
+    let recs = f.run_records();
+    let got: Vec<&str> = recs.iter().skip(1).filter_map(|r| r["message"].as_str()).collect();
+    assert_eq!(got.len(), prompts.len());
+    for (g, p) in got.iter().zip(&prompts) {
+        assert!(*g == p.as_str(), "prompt changed on the way (len {} vs {})", g.len(), p.len());
+    }
+    for r in &recs {
+        let argv = r["argv"].to_string();
+        assert!(
+            !argv.contains("touch") && !argv.contains("--help") && !argv.contains("0123456789"),
+            "{argv}"
+        );
+    }
+    assert!(!f.sb.path("base").join("pwned").exists());
+    assert!(!f.sb.path("base").join("pwned2").exists());
+}
+
+#[test]
+fn env_values_never_reach_the_argv() {
+    let f = Fake::new();
+    let mut base = f.base_env();
+    base.push(("GIT_DIR".into(), "/somewhere/else/.git".into()));
+    let d = OpencodeDriver::new(OpencodeOptions::new(FAKE).base_env(base));
+    let mut req = f.sb.create_req("base", "kugetsu base", "hi");
+    req.env =
+        agent_env(&[("GITHUB_TOKEN", "ghp_supersecretvalue"), ("MY_SETTING", "visible-value")]);
+    let r = d.create_session(&req, &mut Sink::default()).expect("create");
+    let fork = d
+        .fork_session(&ForkRequest {
+            base: r.session,
+            dir: f.sb.path("tree"),
+            title: "t".into(),
+            env: req.env.clone(),
+        })
+        .expect("fork");
+    let mut run = f.sb.run_req(&fork, "tree", "go");
+    run.env = req.env.clone();
+    d.run(&run, &mut Sink::default()).expect("run");
+    let recs = f.records();
+    assert!(recs.len() >= 4);
+    let runs: Vec<&Value> = recs.iter().filter(|r| r["message"].is_string()).collect();
+    for r in &recs {
+        let argv = r["argv"].to_string();
+        assert!(
+            !argv.contains("ghp_supersecretvalue") && !argv.contains("visible-value"),
+            "{argv}"
+        );
+        let names = r["env_names"].to_string();
+        assert!(!names.contains("\"GIT_DIR\""), "GIT_* stripped: {names}");
+    }
+    for r in runs {
+        assert!(r["env_names"].to_string().contains("\"GITHUB_TOKEN\""));
+    }
+    assert!(!read(&f.sb.log()).contains("ghp_supersecretvalue"));
+}
+
+#[test]
+fn log_is_appended_across_runs() {
+    let f = Fake::new();
+    let d = f.driver();
+    let s = f.create_base(&d);
+    let before = read(&f.sb.log());
+    d.run(&f.sb.run_req(&s, "base", "again"), &mut Sink::default()).expect("run");
+    let after = read(&f.sb.log());
+    assert!(after.starts_with(&before));
+    assert_eq!(after.matches("\"type\":\"step_start\"").count(), 2);
+    assert_eq!(after.matches("=== ").count(), 4, "a header and a footer per run:\n{after}");
+    assert!(after.contains("completed"));
+}
+
+#[test]
+fn missing_program_is_a_spawn_error() {
+    let f = Fake::new();
+    let d = OpencodeDriver::new(
+        OpencodeOptions::new(f.sb.path("no-such-opencode")).base_env(f.base_env()),
+    );
+    let err = d
+        .create_session(&f.sb.create_req("base", "t", "p"), &mut Sink::default())
+        .expect_err("spawn");
+    assert!(matches!(err, AgentError::Spawn { .. }), "{err}");
+}

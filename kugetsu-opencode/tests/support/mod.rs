@@ -1,0 +1,114 @@
+//! Shared helpers of the integration tests: hermetic directories and env, and a check that a
+//! process group is really gone.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use kugetsu_core::agent::{AgentEnv, CreateSessionRequest, RunLimits, RunRequest, SessionId};
+
+/// A temp root with its own HOME and XDG dirs, and two project directories.
+pub struct Sandbox {
+    pub root: tempfile::TempDir,
+}
+
+impl Sandbox {
+    pub fn new() -> Self {
+        let root = tempfile::Builder::new().prefix("kugetsu-oc-").tempdir().expect("temp dir");
+        let s = Sandbox { root };
+        for d in ["home", "data", "config", "cache", "state", "base", "tree", "logs"] {
+            std::fs::create_dir_all(s.path(d)).expect("mkdir");
+        }
+        s
+    }
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.root.path().join(rel).canonicalize().unwrap_or_else(|_| self.root.path().join(rel))
+    }
+    /// HOME, XDG_* and PATH: the base env every test driver starts from.
+    pub fn base_env(&self) -> Vec<(OsString, OsString)> {
+        let mut env = vec![
+            ("HOME".into(), self.path("home").into()),
+            ("XDG_DATA_HOME".into(), self.path("data").into()),
+            ("XDG_CONFIG_HOME".into(), self.path("config").into()),
+            ("XDG_CACHE_HOME".into(), self.path("cache").into()),
+            ("XDG_STATE_HOME".into(), self.path("state").into()),
+        ];
+        if let Some(path) = std::env::var_os("PATH") {
+            env.push(("PATH".into(), path));
+        }
+        env
+    }
+    pub fn log(&self) -> PathBuf {
+        self.path("logs").join("run.log")
+    }
+    pub fn create_req(&self, dir: &str, title: &str, prompt: &str) -> CreateSessionRequest {
+        CreateSessionRequest {
+            title: title.into(),
+            prompt: prompt.into(),
+            dir: self.path(dir),
+            env: AgentEnv::default(),
+            interactive: false,
+            limits: limits(60, 60),
+            log_path: self.log(),
+        }
+    }
+    pub fn run_req(&self, session: &SessionId, dir: &str, prompt: &str) -> RunRequest {
+        RunRequest {
+            session: session.clone(),
+            dir: self.path(dir),
+            prompt: prompt.into(),
+            env: AgentEnv::default(),
+            limits: limits(60, 60),
+            log_path: self.log(),
+        }
+    }
+}
+
+pub fn limits(timeout_secs: u64, idle_secs: u64) -> RunLimits {
+    RunLimits {
+        timeout: Duration::from_secs(timeout_secs),
+        idle_timeout: Duration::from_secs(idle_secs),
+    }
+}
+
+pub fn agent_env(pairs: &[(&str, &str)]) -> AgentEnv {
+    AgentEnv(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<BTreeMap<_, _>>())
+}
+
+/// Live (not zombie) processes whose process group is `pgid`, from /proc.
+pub fn live_members(pgid: u32) -> Vec<u32> {
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir("/proc") else { return out };
+    for e in entries.flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else { continue };
+        let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) else { continue };
+        // Fields after the `(comm)`: state, ppid, pgrp, ...
+        let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else { continue };
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        if fields.len() > 2 && fields[2] == pgid.to_string() && fields[0] != "Z" && fields[0] != "X"
+        {
+            out.push(pid);
+        }
+    }
+    out
+}
+
+/// Waits (a bounded while: SIGKILL is delivered asynchronously) for the group to be empty.
+pub fn assert_group_gone(pgid: u32) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let live = live_members(pgid);
+        if live.is_empty() {
+            return;
+        }
+        assert!(Instant::now() < deadline, "process group {pgid} still has live members {live:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+pub fn read(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
+}
