@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 
 use kugetsu_core::agent::{AgentEnv, CreateSessionRequest, RunLimits, RunRequest, SessionId};
 
+pub mod mock_model;
+
 /// A temp root with its own HOME and XDG dirs, and two project directories.
 pub struct Sandbox {
     pub root: tempfile::TempDir,

@@ -1,0 +1,151 @@
+//! A mock OpenAI-compatible model on 127.0.0.1 for running the real opencode in tests:
+//! `POST /v1/chat/completions` answered with server-sent `data:` chunks ending `data: [DONE]`.
+//!
+//! What it answers depends on the last message:
+//! - a tool result: a text answer `done`;
+//! - a user message containing `WRITEFILE:<name>`: a `write` tool call creating `<name>`
+//!   (a relative path, so it lands in the session's directory) with `written by the mock`;
+//! - containing `READETC`: a `read` of `/etc/hostname` (outside the project: a permission ask);
+//! - containing `HANG`: no answer at all, the connection is held open;
+//! - anything else: a text answer `hello`.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+/// A running mock; its thread lives as long as the test process.
+pub struct MockModel {
+    /// `http://127.0.0.1:PORT/v1`
+    pub base_url: String,
+    /// Bodies of the requests received, in order.
+    pub requests: Arc<Mutex<Vec<Value>>>,
+}
+
+impl MockModel {
+    pub fn start() -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind mock model");
+        let port = listener.local_addr().expect("addr").port();
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let seen = requests.clone();
+        thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let seen = seen.clone();
+                thread::spawn(move || {
+                    let _ = serve(stream, &seen);
+                });
+            }
+        });
+        MockModel { base_url: format!("http://127.0.0.1:{port}/v1"), requests }
+    }
+
+    /// The `OPENCODE_CONFIG_CONTENT` that points opencode at this mock.
+    pub fn opencode_config(&self) -> String {
+        json!({
+            "$schema": "https://opencode.ai/config.json",
+            "autoupdate": false,
+            "share": "disabled",
+            "model": "mock/mock-model",
+            "small_model": "mock/mock-model",
+            "provider": {"mock": {
+                "npm": "@ai-sdk/openai-compatible",
+                "name": "Mock",
+                "options": {"baseURL": self.base_url, "apiKey": "sk-mock"},
+                "models": {"mock-model": {"name": "Mock", "limit": {"context": 100000, "output": 4096}}}
+            }}
+        })
+        .to_string()
+    }
+}
+
+fn serve(stream: TcpStream, seen: &Mutex<Vec<Value>>) -> std::io::Result<()> {
+    let mut reader = BufReader::new(stream.try_clone()?);
+    let mut request_line = String::new();
+    reader.read_line(&mut request_line)?;
+    let mut length = 0usize;
+    loop {
+        let mut header = String::new();
+        if reader.read_line(&mut header)? == 0 {
+            break;
+        }
+        let header = header.trim_end();
+        if header.is_empty() {
+            break;
+        }
+        if let Some((name, value)) = header.split_once(':')
+            && name.eq_ignore_ascii_case("content-length")
+        {
+            length = value.trim().parse().unwrap_or(0);
+        }
+    }
+    let mut body = vec![0; length];
+    reader.read_exact(&mut body)?;
+    let mut out = stream;
+    if !request_line.starts_with("POST") || !request_line.contains("/chat/completions") {
+        out.write_all(b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")?;
+        return Ok(());
+    }
+    let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    seen.lock().map(|mut v| v.push(body.clone())).ok();
+    let last = body["messages"].as_array().and_then(|m| m.last()).cloned().unwrap_or(Value::Null);
+    let text = content_text(&last["content"]);
+    if last["role"] == "user" && text.contains("HANG") {
+        // Never answer: opencode waits silently, as it does on a stuck provider.
+        thread::sleep(Duration::from_secs(3600));
+        return Ok(());
+    }
+    out.write_all(
+        b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncache-control: no-cache\r\nconnection: close\r\n\r\n",
+    )?;
+    let chunk = |delta: Value, finish: Value| {
+        json!({"id": "chatcmpl-mock", "object": "chat.completion.chunk", "created": 1, "model": "mock-model",
+               "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
+    };
+    let tool_call = |name: &str, args: Value| {
+        chunk(
+            json!({"role": "assistant", "tool_calls": [{"index": 0, "id": "call_1", "type": "function",
+                   "function": {"name": name, "arguments": args.to_string()}}]}),
+            Value::Null,
+        )
+    };
+    let mut chunks = Vec::new();
+    if last["role"] == "user" && text.contains("WRITEFILE:") {
+        let name = text
+            .split("WRITEFILE:")
+            .nth(1)
+            .and_then(|r| r.split_whitespace().next())
+            .unwrap_or("out.txt");
+        chunks.push(tool_call(
+            "write",
+            json!({"filePath": name, "content": "written by the mock\n"}),
+        ));
+        chunks.push(chunk(json!({}), json!("tool_calls")));
+    } else if last["role"] == "user" && text.contains("READETC") {
+        chunks.push(tool_call("read", json!({"filePath": "/etc/hostname"})));
+        chunks.push(chunk(json!({}), json!("tool_calls")));
+    } else {
+        let answer = if last["role"] == "tool" { "done" } else { "hello" };
+        chunks.push(chunk(json!({"role": "assistant", "content": answer}), Value::Null));
+        let mut end = chunk(json!({}), json!("stop"));
+        end["usage"] = json!({"prompt_tokens": 10, "completion_tokens": 2, "total_tokens": 12});
+        chunks.push(end);
+    }
+    for c in chunks {
+        out.write_all(format!("data: {c}\n\n").as_bytes())?;
+    }
+    out.write_all(b"data: [DONE]\n\n")?;
+    out.flush()
+}
+
+fn content_text(content: &Value) -> String {
+    match content {
+        Value::String(s) => s.clone(),
+        Value::Array(parts) => {
+            parts.iter().filter_map(|p| p["text"].as_str()).collect::<Vec<_>>().join("\n")
+        }
+        _ => String::new(),
+    }
+}
