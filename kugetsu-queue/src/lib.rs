@@ -10,10 +10,17 @@
 //! - [`FileSlots`]: the [`AgentSlots`](kugetsu_core::queue::AgentSlots) over `locks/slot-<n>.lock`.
 //! - [`daemon`]: the daemon that drains the queue, and `queue-daemon status|stop|logs`.
 
+pub mod daemon;
+pub mod log;
 pub mod process;
 pub mod queue;
 pub mod slots;
 pub mod wake;
 
+pub use daemon::{
+    Daemon, DaemonError, DaemonOptions, DispatchContext, DispatchError, DispatchOutcome,
+    Dispatcher, Notifier, QueueEvent, QueueEventKind,
+};
+pub use process::own_token;
 pub use queue::FileQueue;
 pub use slots::{FileSlotGuard, FileSlots, LentSlot};

@@ -42,16 +42,26 @@ pub fn pid_exists(pid: u32) -> bool {
 /// Sends `signal` to the process with `token`, and to its process group when it leads one
 /// (agents are started in their own group so that their children go with them). Does nothing
 /// when the token no longer matches: the pid may belong to someone else by now.
-pub fn signal_verified(pid: u32, token: &str, signal: Signal) -> bool {
-    if !is_alive(pid, token) {
-        return false;
-    }
-    let Some(p) = i32::try_from(pid).ok().and_then(Pid::from_raw) else { return false };
+pub fn signal_group_verified(pid: u32, token: &str, signal: Signal) -> bool {
+    let Some(p) = verified_pid(pid, token) else { return false };
     let leads_group = rustix::process::getpgid(Some(p)).is_ok_and(|g| g == p);
     if leads_group && rustix::process::kill_process_group(p, signal).is_ok() {
         return true;
     }
     rustix::process::kill_process(p, signal).is_ok()
+}
+
+/// Sends `signal` to the process with `token` only (not its group); nothing if the token no
+/// longer matches.
+pub fn signal_verified(pid: u32, token: &str, signal: Signal) -> bool {
+    verified_pid(pid, token).is_some_and(|p| rustix::process::kill_process(p, signal).is_ok())
+}
+
+fn verified_pid(pid: u32, token: &str) -> Option<Pid> {
+    if !is_alive(pid, token) {
+        return None;
+    }
+    i32::try_from(pid).ok().and_then(Pid::from_raw)
 }
 
 /// `(state, starttime)` from the text of `/proc/<pid>/stat`. The command name (field 2) is in

@@ -1,0 +1,186 @@
+//! Test helper (feature `test-helper`): plays the other processes in the queue's integration
+//! tests, because the guarantees under test (one claimer wins, never more agents than the
+//! limit, nothing lost when a daemon is killed) are about processes, not threads.
+//!
+//! Modes:
+//! - `claim <state> <out>`: claims items until none is left, appending each id to `<out>`.
+//! - `enqueue <state> <n> <message>`: enqueues `n` items with issue ref `o/r#<i>`.
+//! - `hold-slot <state> <limit> <hold-ms> <record-dir>`: takes a slot (waiting), holds it.
+//! - `daemon <state> <limit> <record-dir> <interval-ms>`: a daemon whose dispatcher starts
+//!   `agent` processes; runs until SIGTERM/SIGINT.
+//! - `agent <record-dir> <id> <ms> <lane>`: a fake agent: counts itself in `<lane>`'s
+//!   concurrency counter, sleeps, records that it finished.
+//!
+//! Concurrency is measured with a counter file under an flock (`<lane>.count`, with the
+//! maximum ever seen in `<lane>.max`), which needs no clock and cannot miss an overlap.
+#![allow(clippy::print_stderr, clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+use std::sync::Arc;
+use std::time::Duration;
+
+use kugetsu_core::StateDir;
+use kugetsu_core::queue::{AgentSlots, Claim, NewTask, QueueItem, TaskQueue};
+use kugetsu_core::storage;
+use kugetsu_queue::daemon::{
+    Daemon, DaemonError, DaemonOptions, DispatchContext, DispatchError, DispatchOutcome,
+    Dispatcher, QueueEvent,
+};
+use kugetsu_queue::{FileQueue, FileSlots, process};
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let arg = |i: usize| args.get(i).cloned().unwrap_or_default();
+    let state = StateDir::new(arg(1));
+    match arg(0).as_str() {
+        "claim" => claim(&state, Path::new(&arg(2))),
+        "enqueue" => {
+            let q = FileQueue::new(&state);
+            for i in 0..arg(2).parse::<usize>().unwrap() {
+                q.enqueue(NewTask { message: arg(3), issue_ref: Some(format!("o/r#{i}")) })
+                    .unwrap();
+            }
+            ExitCode::SUCCESS
+        }
+        "hold-slot" => {
+            let slots = FileSlots::new(&state);
+            let limit = arg(2).parse().unwrap();
+            let hold = Duration::from_millis(arg(3).parse().unwrap());
+            let record = PathBuf::from(arg(4));
+            let guard = slots.acquire(limit, Duration::from_secs(120)).unwrap();
+            count(&record, "slot", 1);
+            std::thread::sleep(hold);
+            count(&record, "slot", -1);
+            append(&record.join("slot.done"), &format!("{}\n", guard.index()));
+            ExitCode::SUCCESS
+        }
+        "daemon" => daemon(state, arg(2).parse().unwrap(), PathBuf::from(arg(3)), &arg(4)),
+        "agent" => {
+            let record = PathBuf::from(arg(1));
+            let ms: u64 = arg(3).parse().unwrap();
+            append(
+                &record.join(format!("agent-{}.pid", arg(2))),
+                &format!("{}\n", std::process::id()),
+            );
+            count(&record, &arg(4), 1);
+            std::thread::sleep(Duration::from_millis(ms));
+            count(&record, &arg(4), -1);
+            append(&record.join("agents.done"), &format!("{}\n", arg(2)));
+            ExitCode::SUCCESS
+        }
+        other => {
+            eprintln!("queue-test-helper: unknown mode {other:?}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn claim(state: &StateDir, out: &Path) -> ExitCode {
+    let q = FileQueue::new(state);
+    let claim = Claim {
+        owner_pid: std::process::id(),
+        owner_token: process::own_token(),
+        claimed_at: time::OffsetDateTime::now_utc(),
+        agent_pid: None,
+    };
+    while let Some(item) = q.claim_next(&claim, time::OffsetDateTime::now_utc()).unwrap() {
+        append(out, &format!("{}\n", item.id));
+    }
+    ExitCode::SUCCESS
+}
+
+fn append(path: &Path, text: &str) {
+    let mut f = OpenOptions::new().append(true).create(true).open(path).unwrap();
+    f.write_all(text.as_bytes()).unwrap();
+}
+
+/// Adds `delta` to `<lane>.count` and raises `<lane>.max`, under `<lane>.lock`.
+fn count(record: &Path, lane: &str, delta: i64) {
+    let lock = record.join(format!("{lane}.lock"));
+    let r: Result<(), storage::StorageError> = storage::with_exclusive_lock(&lock, || {
+        let read = |p: PathBuf| -> i64 {
+            std::fs::read_to_string(p).ok().and_then(|s| s.trim().parse().ok()).unwrap_or(0)
+        };
+        let n = read(record.join(format!("{lane}.count"))) + delta;
+        std::fs::write(record.join(format!("{lane}.count")), n.to_string()).unwrap();
+        if n > read(record.join(format!("{lane}.max"))) {
+            std::fs::write(record.join(format!("{lane}.max")), n.to_string()).unwrap();
+        }
+        Ok(())
+    });
+    r.unwrap();
+}
+
+/// Starts a fake agent per item in its own process group, like the real driver does.
+/// Messages: `sleep:<ms>` (default 300), `fail` (retryable, no agent), `fatal`.
+struct FakeDispatcher {
+    record: PathBuf,
+}
+
+impl Dispatcher for FakeDispatcher {
+    fn dispatch(
+        &self,
+        item: &QueueItem,
+        ctx: &mut DispatchContext<'_>,
+    ) -> Result<DispatchOutcome, DispatchError> {
+        if item.message == "fail" {
+            return Err(DispatchError::Retry("fake failure".into()));
+        }
+        if item.message == "fatal" {
+            return Err(DispatchError::Fatal("fake fatal failure".into()));
+        }
+        let ms = item.message.strip_prefix("sleep:").and_then(|m| m.parse().ok()).unwrap_or(300u64);
+        let lane = if item.issue_ref.is_some() { "dev" } else { "pm" };
+        use std::os::unix::process::CommandExt;
+        let mut child = Command::new(std::env::current_exe().unwrap())
+            .args(["agent", &self.record.to_string_lossy(), &item.id, &ms.to_string(), lane])
+            .process_group(0)
+            .spawn()
+            .map_err(|e| DispatchError::Retry(e.to_string()))?;
+        ctx.agent_started(child.id());
+        let status = child.wait().map_err(|e| DispatchError::Retry(e.to_string()))?;
+        if status.success() {
+            Ok(DispatchOutcome { summary: format!("agent {} done", child.id()) })
+        } else {
+            Err(DispatchError::Retry(format!("agent exited with {status}")))
+        }
+    }
+}
+
+fn daemon(state: StateDir, limit: usize, record: PathBuf, interval_ms: &str) -> ExitCode {
+    let interval = Duration::from_millis(interval_ms.parse().unwrap_or(60_000));
+    let events = record.join("events.log");
+    let notifier = move |e: &QueueEvent| {
+        append(&events, &format!("{} {} {}\n", e.kind.as_str(), e.item_id, e.detail));
+    };
+    let daemon = Daemon::new(
+        state,
+        Arc::new(FakeDispatcher { record: record.clone() }),
+        Arc::new(move || limit),
+    )
+    .with_notifier(Arc::new(notifier))
+    .with_options(DaemonOptions {
+        interval,
+        retry_backoff: Duration::from_millis(50),
+        shutdown_grace: Duration::from_secs(1),
+        cleanup_age: None,
+        ..DaemonOptions::default()
+    });
+    match daemon.run_until_signalled() {
+        Ok(exit) => {
+            append(&record.join("daemon.exit"), &format!("{exit:?}\n"));
+            ExitCode::SUCCESS
+        }
+        Err(DaemonError::AlreadyRunning { .. }) => {
+            append(&record.join("daemon.refused"), "already running\n");
+            ExitCode::from(3)
+        }
+        Err(e) => {
+            eprintln!("queue-test-helper daemon: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
