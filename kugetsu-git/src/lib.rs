@@ -1,1 +1,40 @@
-//! placeholder
+//! Per-issue git worktrees over one bare mirror per repository, in pure Rust with gitoxide.
+//!
+//! # Why it is built this way
+//!
+//! kugetsu gives every issue its own checkout so that agents working on different issues never
+//! see each other's files. Full clones per issue would copy the object store each time; instead
+//! each repository has **one bare mirror** (`<mirrors>/<mirror_key>.git`) and every issue gets a
+//! **linked worktree** of it (what `git worktree add` makes), sharing objects. The mirror keeps the
+//! remote's branches as `refs/remotes/origin/*`, leaving `refs/heads/*` to the issue branches
+//! (`fix/issue-14`), so fetching can never move an issue branch.
+//!
+//! Everything runs in-process with [`gix`]: no `git` program is needed to add, list, inspect or
+//! remove worktrees, and https clones and fetches are in-process too (local-path and `file://`
+//! remotes make gix spawn `git upload-pack`, `ssh://` spawns `ssh`). The worktrees it makes are
+//! ordinary git worktrees: `git worktree list`, `git status` and `git worktree remove` work on
+//! them, and this crate removes worktrees that `git` made.
+//!
+//! # Guarantees
+//!
+//! - **No lost work.** Recreating a worktree, or removing one, is refused with
+//!   [`WorktreeError::WouldLoseWork`] (listing the files and commits) when it holds modified,
+//!   staged or untracked files, or commits that no remote branch contains, unless forced.
+//! - **Serialized per repository.** Clone, fetch, add and remove of one mirror run under an
+//!   `flock` on `<locks>/mirror-<mirror_key>.lock` (kernel-released if a process dies);
+//!   different repositories never wait for each other.
+//! - **Nothing half-made.** A first clone is built beside the mirror and renamed into place; an
+//!   interrupted or failed checkout removes the new worktree and puts the branch back as it was.
+//! - **Tokens stay in memory.** [`RepoSource::token`](kugetsu_core::worktree::RepoSource) is
+//!   handed to the server through gix's credential callback; it never appears in a URL, a config
+//!   file, a log line or an error, and git's own credential helpers and prompts are not used.
+//!
+//! [`WorktreeError::WouldLoseWork`]: kugetsu_core::worktree::WorktreeError::WouldLoseWork
+
+mod backend;
+mod error;
+mod mirror;
+mod progress;
+mod unsaved;
+
+pub use backend::{Committer, GitConfig, GitWorktrees};

@@ -1,0 +1,552 @@
+//! [`GitWorktrees`]: the gix implementation of [`Worktrees`].
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use gix::bstr::ByteSlice;
+use gix::refs::transaction::PreviousValue;
+use kugetsu_core::storage::{self, StorageError};
+use kugetsu_core::worktree::{
+    RemoveOptions, UnsavedWork, WorktreeError, WorktreeInfo, WorktreePhase, WorktreeProgress,
+    WorktreeRequest, Worktrees,
+};
+
+use crate::error::{self, GitError};
+use crate::{mirror, progress, unsaved};
+
+/// Identity recorded in reflogs when git's own `user.name`/`user.email` are not configured.
+///
+/// Creating a branch or a worktree writes reflog entries, which need a committer; on a fresh
+/// server there often is none, and gix then refuses. These values are used only as a fallback:
+/// a configured identity wins.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Committer {
+    /// Name, e.g. `kugetsu`.
+    pub name: String,
+    /// Email, e.g. `kugetsu@localhost`.
+    pub email: String,
+}
+
+impl Committer {
+    /// A fallback identity.
+    pub fn new(name: impl Into<String>, email: impl Into<String>) -> Self {
+        Committer { name: name.into(), email: email.into() }
+    }
+}
+
+/// Which git configuration files gix reads besides each repository's own.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum GitConfig {
+    /// System, global (`~/.gitconfig`) and `GIT_CONFIG_*` environment configuration apply, as
+    /// they do for `git` (proxies, `url.*.insteadOf`, `core.autocrlf`, ...).
+    #[default]
+    User,
+    /// Only the repository's own configuration: for tests and for callers that must not depend
+    /// on the user's environment.
+    Isolated,
+}
+
+/// Per-issue worktrees over one bare mirror per repository; see the crate docs.
+#[derive(Debug, Clone)]
+pub struct GitWorktrees {
+    mirrors_dir: PathBuf,
+    locks_dir: PathBuf,
+    committer: Committer,
+    config: GitConfig,
+}
+
+/// Lock failures, kept apart from the operation's own errors inside a lock.
+struct LockFailure(StorageError);
+
+impl From<StorageError> for LockFailure {
+    fn from(e: StorageError) -> Self {
+        LockFailure(e)
+    }
+}
+
+impl GitWorktrees {
+    /// A backend keeping mirrors in `mirrors_dir` (as `<mirror_key>.git`) and their lock files
+    /// in `locks_dir`. Both are created (mode `0700`) on first use. `committer` is the reflog
+    /// identity used when git has none configured.
+    pub fn new(
+        mirrors_dir: impl Into<PathBuf>,
+        locks_dir: impl Into<PathBuf>,
+        committer: Committer,
+    ) -> Self {
+        GitWorktrees {
+            mirrors_dir: mirrors_dir.into(),
+            locks_dir: locks_dir.into(),
+            committer,
+            config: GitConfig::default(),
+        }
+    }
+
+    /// Chooses which git configuration applies (default [`GitConfig::User`]).
+    pub fn with_git_config(mut self, config: GitConfig) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// The mirror directory for a repository key (`<mirrors_dir>/<key>.git`).
+    pub fn mirror_path(&self, mirror_key: &str) -> Result<PathBuf, WorktreeError> {
+        mirror::mirror_path(&self.mirrors_dir, mirror_key)
+    }
+
+    fn lock_path(&self, mirror_key: &str) -> PathBuf {
+        self.locks_dir.join(format!("mirror-{mirror_key}.lock"))
+    }
+
+    /// Runs `f` holding the lock of mirror `key`: clone, fetch, add and remove of one repository
+    /// are serialized across processes, other repositories proceed in parallel.
+    fn locked<T>(
+        &self,
+        key: &str,
+        f: impl FnOnce() -> Result<T, WorktreeError>,
+    ) -> Result<T, WorktreeError> {
+        storage::ensure_dir(&self.locks_dir).map_err(error::storage)?;
+        let lock = self.lock_path(key);
+        match storage::with_exclusive_lock::<_, LockFailure>(&lock, || Ok(f())) {
+            Ok(result) => result,
+            Err(LockFailure(e)) => Err(error::storage(e)),
+        }
+    }
+
+    fn open_options(&self) -> gix::open::Options {
+        let base = match self.config {
+            GitConfig::User => gix::open::Options::default(),
+            GitConfig::Isolated => gix::open::Options::isolated(),
+        };
+        base.config_overrides([
+            format!("gitoxide.committer.nameFallback={}", self.committer.name),
+            format!("gitoxide.committer.emailFallback={}", self.committer.email),
+            // Relative worktree links need a repository extension that git before 2.48 refuses.
+            "worktree.useRelativePaths=false".to_string(),
+        ])
+    }
+
+    fn open_mirror(&self, path: &Path) -> Result<gix::Repository, WorktreeError> {
+        gix::open_opts(path, self.open_options()).map_err(|e| {
+            error::ctx(format!("mirror {} is not a usable git repository", path.display()), e)
+        })
+    }
+
+    /// `(mirror_key, mirror path)` of every mirror present.
+    fn mirrors(&self) -> Result<Vec<(String, PathBuf)>, WorktreeError> {
+        let entries = match fs::read_dir(&self.mirrors_dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(error::at(&self.mirrors_dir, "read", e)),
+        };
+        let mut out = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(|e| error::at(&self.mirrors_dir, "read", e))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with('.') {
+                continue;
+            }
+            if let Some(key) = name.strip_suffix(".git")
+                && entry.path().is_dir()
+            {
+                out.push((key.to_string(), entry.path()));
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    /// The mirror holding a registration for the worktree at `path`.
+    fn owner_of(&self, path: &Path) -> Result<(String, PathBuf), WorktreeError> {
+        for (key, mirror) in self.mirrors()? {
+            let repo = self.open_mirror(&mirror)?;
+            let proxies =
+                repo.worktrees().map_err(|e| error::at(&mirror, "list worktrees of", e))?;
+            if proxies.iter().any(|p| p.base().is_ok_and(|b| same_path(&b, path))) {
+                return Ok((key, mirror));
+            }
+        }
+        Err(WorktreeError::NoSuchWorktree { path: path.to_path_buf() })
+    }
+
+    fn info(&self, key: &str, proxy: &gix::worktree::Proxy<'_>) -> WorktreeInfo {
+        let path = proxy.base().unwrap_or_else(|_| proxy.git_dir().to_path_buf());
+        let repo = proxy.clone().into_repo_with_possibly_inaccessible_worktree().ok();
+        let branch = repo
+            .as_ref()
+            .and_then(|r| r.head_name().ok().flatten())
+            .map(|n| n.shorten().to_string());
+        let head = repo
+            .as_ref()
+            .and_then(|r| unsaved::head_commit(r).ok().flatten())
+            .map(|id| id.to_hex().to_string());
+        WorktreeInfo {
+            path,
+            branch,
+            head,
+            mirror_key: key.to_string(),
+            prunable: proxy.is_prunable(),
+            locked: proxy.is_locked(),
+        }
+    }
+
+    fn create_locked(
+        &self,
+        req: &WorktreeRequest,
+        mirror_path: &Path,
+        sink: &mut dyn WorktreeProgress,
+        interrupt: &AtomicBool,
+    ) -> Result<WorktreeInfo, WorktreeError> {
+        let url = req.source.url.as_str();
+        let interrupted = || interrupt.load(Ordering::Relaxed);
+        let repo = if mirror_path.exists() {
+            let repo = self.open_mirror(mirror_path)?;
+            mirror::fetch(&repo, &req.source, sink, interrupt)?;
+            repo
+        } else {
+            mirror::clone(&req.source, mirror_path, self.open_options(), sink, interrupt)?;
+            self.open_mirror(mirror_path)?
+        };
+        if interrupted() {
+            return Err(WorktreeError::Interrupted);
+        }
+        let base = match &req.base_ref {
+            Some(base_ref) => mirror::resolve_base(&repo, base_ref, url)?,
+            None => mirror::default_branch(&repo, url)?.0,
+        };
+        let full_name: gix::refs::FullName = format!("refs/heads/{}", req.branch)
+            .try_into()
+            .map_err(|e| error::ctx(format!("invalid branch name {:?}", req.branch), e))?;
+
+        // Look at what is there now, and refuse before touching anything.
+        let proxies =
+            repo.worktrees().map_err(|e| error::at(mirror_path, "list worktrees of", e))?;
+        let at_path = proxies.iter().find(|p| p.base().is_ok_and(|b| same_path(&b, &req.path)));
+        let mut unsaved_work = UnsavedWork::default();
+        match at_path {
+            Some(proxy) => {
+                if proxy.is_locked() && !req.force {
+                    return Err(WorktreeError::Locked {
+                        path: req.path.clone(),
+                        reason: proxy
+                            .lock_reason()
+                            .map(|r| r.to_string())
+                            .filter(|r| !r.is_empty()),
+                    });
+                }
+                unsaved_work = self.unsaved_of(proxy, &req.path)?;
+            }
+            None => check_free(&req.path)?,
+        }
+        for proxy in proxies.iter().filter(|p| at_path.is_none_or(|at| at.git_dir() != p.git_dir()))
+        {
+            let Ok(other) = proxy.clone().into_repo_with_possibly_inaccessible_worktree() else {
+                continue;
+            };
+            if other.head_name().ok().flatten().as_ref() == Some(&full_name) {
+                return Err(WorktreeError::BranchCheckedOut {
+                    branch: req.branch.clone(),
+                    path: proxy.base().unwrap_or_else(|_| proxy.git_dir().to_path_buf()),
+                });
+            }
+        }
+        let previous = match repo.try_find_reference(full_name.as_ref()) {
+            Ok(Some(mut r)) => Some(
+                r.peel_to_id().map_err(|e| error::at(mirror_path, "read branches of", e))?.detach(),
+            ),
+            Ok(None) => None,
+            Err(e) => return Err(error::at(mirror_path, "read branches of", e)),
+        };
+        if let Some(previous) = previous {
+            let commits = unsaved::unpushed_commits(&repo, previous)
+                .map_err(|e| error::ctx(format!("cannot inspect branch {}", req.branch), e))?;
+            for c in commits {
+                if !unsaved_work.unpushed_commits.contains(&c) {
+                    unsaved_work.unpushed_commits.push(c);
+                }
+            }
+        }
+        if !unsaved_work.is_empty() && !req.force {
+            return Err(WorktreeError::WouldLoseWork {
+                path: req.path.clone(),
+                unsaved: unsaved_work,
+            });
+        }
+        if interrupted() {
+            return Err(WorktreeError::Interrupted);
+        }
+
+        // From here on things change: the old worktree goes, the branch moves, the new one comes.
+        if let Some(proxy) = at_path {
+            remove_registered(
+                proxy.clone(),
+                &req.path,
+                gix::worktree::remove::Force::OverrideLock,
+            )?;
+        }
+        drop(proxies);
+        repo.reference(
+            full_name.clone(),
+            base,
+            PreviousValue::Any,
+            format!(
+                "branch: Created from {}",
+                req.base_ref.as_deref().unwrap_or("the default branch")
+            ),
+        )
+        .map_err(|e| error::ctx(format!("cannot create branch {}", req.branch), e))?;
+        let restore_branch = |repo: &gix::Repository| {
+            let result = match previous {
+                Some(id) => repo
+                    .reference(full_name.clone(), id, PreviousValue::Any, "kugetsu: restored")
+                    .map(drop),
+                None => repo.find_reference(full_name.as_ref()).and_then(|r| r.delete()),
+            };
+            if let Err(e) = result {
+                tracing::warn!(branch = %req.branch, error = %e, "could not roll the branch back");
+            }
+        };
+        if let Some(parent) = req.path.parent() {
+            storage::ensure_dir(parent).map_err(error::storage)?;
+        }
+        let worker_repo = repo.clone();
+        let head = gix::worktree::add::Head::Attached(full_name.clone());
+        let added = progress::run(sink, WorktreePhase::Checkout, "checkout", move |node| {
+            worker_repo.add_worktree(&req.path, head, node, interrupt)
+        });
+        let outcome = match added {
+            Ok((_, outcome)) => outcome,
+            Err(e) => {
+                restore_branch(&repo);
+                return Err(error::add(&req.path, &req.branch, e));
+            }
+        };
+        let failures: Vec<String> = outcome
+            .collisions
+            .iter()
+            .map(|c| c.path.to_string())
+            .chain(outcome.errors.iter().map(|e| format!("{}: {}", e.path, e.error)))
+            .collect();
+        if !failures.is_empty() || interrupted() {
+            if let Ok(proxy) = find_proxy(&repo, &req.path) {
+                let _ =
+                    remove_registered(proxy, &req.path, gix::worktree::remove::Force::OverrideLock);
+            }
+            restore_branch(&repo);
+            if failures.is_empty() {
+                return Err(WorktreeError::Interrupted);
+            }
+            let shown = failures.iter().take(5).cloned().collect::<Vec<_>>().join(", ");
+            return Err(error::at(&req.path, "check out", GitError::Checkout(shown)));
+        }
+        Ok(WorktreeInfo {
+            path: req.path.clone(),
+            branch: Some(req.branch.clone()),
+            head: Some(base.to_hex().to_string()),
+            mirror_key: req.source.mirror_key.clone(),
+            prunable: false,
+            locked: false,
+        })
+    }
+
+    /// Unsaved work of a registered worktree; a missing directory only has its commits.
+    fn unsaved_of(
+        &self,
+        proxy: &gix::worktree::Proxy<'_>,
+        path: &Path,
+    ) -> Result<UnsavedWork, WorktreeError> {
+        let repo = proxy
+            .clone()
+            .into_repo_with_possibly_inaccessible_worktree()
+            .map_err(|e| error::at(path, "open worktree", e))?;
+        let mut work = UnsavedWork::default();
+        if path.is_dir() {
+            work.changed_files = unsaved::changed_files(&repo)
+                .map_err(|e| error::at(path, "read the status of", e))?;
+        }
+        if let Some(tip) =
+            unsaved::head_commit(&repo).map_err(|e| error::at(path, "read HEAD of", e))?
+        {
+            work.unpushed_commits = unsaved::unpushed_commits(&repo, tip)
+                .map_err(|e| error::at(path, "list unpushed commits of", e))?;
+        }
+        Ok(work)
+    }
+}
+
+fn find_proxy<'r>(
+    repo: &'r gix::Repository,
+    path: &Path,
+) -> Result<gix::worktree::Proxy<'r>, WorktreeError> {
+    repo.worktrees()
+        .map_err(|e| error::at(repo.path(), "list worktrees of", e))?
+        .into_iter()
+        .find(|p| p.base().is_ok_and(|b| same_path(&b, path)))
+        .ok_or_else(|| WorktreeError::NoSuchWorktree { path: path.to_path_buf() })
+}
+
+/// Removes a registered worktree, or only its registration when its directory is gone.
+fn remove_registered(
+    proxy: gix::worktree::Proxy<'_>,
+    path: &Path,
+    force: gix::worktree::remove::Force,
+) -> Result<(), WorktreeError> {
+    if fs::symlink_metadata(path).is_ok() {
+        proxy.remove(force, gix::progress::Discard).map_err(|e| error::remove(path, e))
+    } else {
+        let git_dir = proxy.git_dir().to_path_buf();
+        fs::remove_dir_all(&git_dir)
+            .map_err(|e| error::at(&git_dir, "remove the stale registration", e))
+    }
+}
+
+/// `path` may become a new worktree: it is absent or an empty directory.
+fn check_free(path: &Path) -> Result<(), WorktreeError> {
+    match fs::symlink_metadata(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(error::at(path, "inspect", e)),
+        Ok(meta) if meta.is_dir() => {
+            let mut entries = fs::read_dir(path).map_err(|e| error::at(path, "read", e))?;
+            if entries.next().is_none() {
+                Ok(())
+            } else {
+                Err(error::not_worktree(path.to_path_buf()))
+            }
+        }
+        Ok(_) => Err(error::not_worktree(path.to_path_buf())),
+    }
+}
+
+/// Whether two paths name the same place, also when one of them no longer exists.
+fn same_path(a: &Path, b: &Path) -> bool {
+    if a == b {
+        return true;
+    }
+    match (fs::canonicalize(a), fs::canonicalize(b)) {
+        (Ok(x), Ok(y)) => x == y,
+        _ => false,
+    }
+}
+
+fn validate(req: &WorktreeRequest) -> Result<(), WorktreeError> {
+    if !req.path.is_absolute() {
+        // gix matches worktrees by path suffix; a relative path could pick another repository's.
+        return Err(error::at(
+            &req.path,
+            "use",
+            GitError::Invalid("worktree paths must be absolute".into()),
+        ));
+    }
+    gix::validate::reference::name_partial(req.branch.as_bytes().as_bstr())
+        .map_err(|e| error::ctx(format!("invalid branch name {:?}", req.branch), e))?;
+    Ok(())
+}
+
+impl Worktrees for GitWorktrees {
+    fn create(
+        &self,
+        req: &WorktreeRequest,
+        progress: &mut dyn WorktreeProgress,
+        interrupt: &AtomicBool,
+    ) -> Result<WorktreeInfo, WorktreeError> {
+        validate(req)?;
+        let mirror_path = self.mirror_path(&req.source.mirror_key)?;
+        mirror::parse_url(&req.source.url)?;
+        storage::ensure_dir(&self.mirrors_dir).map_err(error::storage)?;
+        tracing::debug!(url = %req.source.url, path = %req.path.display(), branch = %req.branch, "creating worktree");
+        self.locked(&req.source.mirror_key, || {
+            self.create_locked(req, &mirror_path, progress, interrupt)
+        })
+    }
+
+    fn remove(&self, path: &Path, opts: RemoveOptions) -> Result<(), WorktreeError> {
+        let (key, mirror_path) = self.owner_of(path)?;
+        self.locked(&key, || {
+            let repo = self.open_mirror(&mirror_path)?;
+            let proxy = find_proxy(&repo, path)?;
+            if proxy.is_locked() && !opts.force {
+                return Err(WorktreeError::Locked {
+                    path: path.to_path_buf(),
+                    reason: proxy.lock_reason().map(|r| r.to_string()).filter(|r| !r.is_empty()),
+                });
+            }
+            if !opts.force {
+                let work = self.unsaved_of(&proxy, path)?;
+                if !work.is_empty() {
+                    return Err(WorktreeError::WouldLoseWork {
+                        path: path.to_path_buf(),
+                        unsaved: work,
+                    });
+                }
+            }
+            let branch = proxy
+                .clone()
+                .into_repo_with_possibly_inaccessible_worktree()
+                .ok()
+                .and_then(|r| r.head_name().ok().flatten());
+            let force = if opts.force {
+                gix::worktree::remove::Force::OverrideLock
+            } else {
+                gix::worktree::remove::Force::Never
+            };
+            remove_registered(proxy, path, force)?;
+            if opts.delete_branch
+                && let Some(branch) = branch
+            {
+                let still_used = repo
+                    .worktrees()
+                    .map_err(|e| error::at(&mirror_path, "list worktrees of", e))?
+                    .into_iter()
+                    .filter_map(|p| p.into_repo_with_possibly_inaccessible_worktree().ok())
+                    .any(|r| r.head_name().ok().flatten().as_ref() == Some(&branch));
+                if !still_used && let Ok(Some(reference)) = repo.try_find_reference(branch.as_ref())
+                {
+                    reference.delete().map_err(|e| {
+                        error::ctx(format!("cannot delete branch {}", branch.shorten()), e)
+                    })?;
+                }
+            }
+            Ok(())
+        })
+    }
+
+    fn list(&self) -> Result<Vec<WorktreeInfo>, WorktreeError> {
+        let mut out = Vec::new();
+        for (key, mirror_path) in self.mirrors()? {
+            let repo = self.open_mirror(&mirror_path)?;
+            let proxies =
+                repo.worktrees().map_err(|e| error::at(&mirror_path, "list worktrees of", e))?;
+            out.extend(proxies.iter().map(|p| self.info(&key, p)));
+        }
+        Ok(out)
+    }
+
+    fn unsaved_work(&self, path: &Path) -> Result<UnsavedWork, WorktreeError> {
+        let (_, mirror_path) = self.owner_of(path)?;
+        let repo = self.open_mirror(&mirror_path)?;
+        let proxy = find_proxy(&repo, path)?;
+        self.unsaved_of(&proxy, path)
+    }
+
+    fn prune(&self) -> Result<Vec<PathBuf>, WorktreeError> {
+        let mut pruned = Vec::new();
+        for (key, mirror_path) in self.mirrors()? {
+            self.locked(&key, || {
+                let repo = self.open_mirror(&mirror_path)?;
+                for proxy in
+                    repo.worktrees().map_err(|e| error::at(&mirror_path, "list worktrees of", e))?
+                {
+                    if !proxy.is_prunable() {
+                        continue;
+                    }
+                    let shown = proxy.base().unwrap_or_else(|_| proxy.git_dir().to_path_buf());
+                    fs::remove_dir_all(proxy.git_dir()).map_err(|e| {
+                        error::at(proxy.git_dir(), "remove the stale registration", e)
+                    })?;
+                    pruned.push(shown);
+                }
+                Ok(())
+            })?;
+        }
+        Ok(pruned)
+    }
+}
