@@ -1,0 +1,169 @@
+//! Fixture repositories made with the real `git` program in a hermetic environment, and helpers
+//! to ask `git` (as an oracle) about what kugetsu made.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::atomic::AtomicBool;
+
+use kugetsu_core::worktree::{
+    NoProgress, RepoSource, WorktreeError, WorktreeInfo, WorktreeRequest, Worktrees,
+};
+use kugetsu_git::{Committer, GitConfig, GitWorktrees};
+
+/// A temporary world: a HOME for git, upstream repositories and a kugetsu state directory.
+pub struct Fixture {
+    pub dir: tempfile::TempDir,
+}
+
+impl Fixture {
+    pub fn new() -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let fx = Fixture { dir };
+        std::fs::create_dir_all(fx.home()).unwrap();
+        std::fs::write(
+            fx.home().join(".gitconfig"),
+            "[user]\n\tname = Fixture\n\temail = fixture@example.invalid\n\
+             [init]\n\tdefaultBranch = main\n[protocol \"file\"]\n\tallow = always\n\
+             [advice]\n\tdetachedHead = false\n",
+        )
+        .unwrap();
+        fx
+    }
+    pub fn root(&self) -> &Path {
+        self.dir.path()
+    }
+    pub fn home(&self) -> PathBuf {
+        self.root().join("home")
+    }
+    pub fn state(&self) -> PathBuf {
+        self.root().join("state")
+    }
+    pub fn mirrors(&self) -> PathBuf {
+        self.state().join("mirrors")
+    }
+    pub fn worktree(&self, name: &str) -> PathBuf {
+        self.state().join("worktrees").join(name)
+    }
+    pub fn backend(&self) -> GitWorktrees {
+        GitWorktrees::new(
+            self.mirrors(),
+            self.state().join("locks"),
+            Committer::new("kugetsu test", "kugetsu@example.invalid"),
+        )
+        .with_git_config(GitConfig::Isolated)
+    }
+
+    /// Runs git with a cleared environment; panics with its output on failure.
+    pub fn git(&self, cwd: &Path, args: &[&str]) -> String {
+        let out = self.git_output(cwd, args);
+        assert!(
+            out.status.success(),
+            "git {args:?} in {} failed:\n{}{}",
+            cwd.display(),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    pub fn git_output(&self, cwd: &Path, args: &[&str]) -> Output {
+        Command::new("git")
+            .args(args)
+            .current_dir(cwd)
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", self.home())
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env("GIT_TERMINAL_PROMPT", "0")
+            .env("LC_ALL", "C")
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("run git")
+    }
+
+    /// A non-bare upstream repository `name` with one commit of `files` (path, content).
+    pub fn upstream(&self, name: &str, files: &[(&str, &str)]) -> PathBuf {
+        let dir = self.root().join("upstream").join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        self.git(&dir, &["init", "-q"]);
+        self.commit_files(&dir, files, "initial");
+        dir
+    }
+
+    pub fn commit_files(&self, repo: &Path, files: &[(&str, &str)], message: &str) -> String {
+        for (path, content) in files {
+            let p = repo.join(path);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(&p, content).unwrap();
+        }
+        self.git(repo, &["add", "-A"]);
+        self.git(repo, &["commit", "-q", "--allow-empty", "-m", message]);
+        self.rev(repo, "HEAD")
+    }
+
+    pub fn rev(&self, repo: &Path, rev: &str) -> String {
+        self.git(repo, &["rev-parse", rev]).trim().to_string()
+    }
+
+    pub fn source(&self, url: &Path, key: &str) -> RepoSource {
+        RepoSource {
+            url: url.to_string_lossy().into_owned(),
+            mirror_key: key.to_string(),
+            token: None,
+        }
+    }
+
+    pub fn request(&self, url: &Path, key: &str, issue: u32) -> WorktreeRequest {
+        WorktreeRequest {
+            source: self.source(url, key),
+            path: self.worktree(&format!("{key}-{issue}")),
+            branch: format!("fix/issue-{issue}"),
+            base_ref: None,
+            force: false,
+        }
+    }
+
+    pub fn create(&self, req: &WorktreeRequest) -> Result<WorktreeInfo, WorktreeError> {
+        self.backend().create(req, &mut NoProgress, &AtomicBool::new(false))
+    }
+
+    pub fn mirror(&self, key: &str) -> PathBuf {
+        self.mirrors().join(format!("{key}.git"))
+    }
+
+    /// `git status --porcelain` output of a worktree (empty when clean).
+    pub fn status(&self, worktree: &Path) -> String {
+        self.git(worktree, &["status", "--porcelain", "--untracked-files=all"])
+    }
+
+    /// `(path, branch)` pairs of `git worktree list --porcelain` in `repo`.
+    pub fn git_worktrees(&self, repo: &Path) -> Vec<(PathBuf, Option<String>)> {
+        let out = self.git(repo, &["worktree", "list", "--porcelain"]);
+        let mut list = Vec::new();
+        for block in out.split("\n\n").filter(|b| !b.trim().is_empty()) {
+            let mut path = None;
+            let mut branch = None;
+            for line in block.lines() {
+                if let Some(p) = line.strip_prefix("worktree ") {
+                    path = Some(PathBuf::from(p));
+                }
+                if let Some(b) = line.strip_prefix("branch ") {
+                    branch = Some(b.to_string());
+                }
+            }
+            list.push((path.expect("worktree line"), branch));
+        }
+        list
+    }
+
+    pub fn fsck(&self, repo: &Path) {
+        self.git(repo, &["fsck", "--no-progress"]);
+    }
+
+    pub fn branch_exists(&self, repo: &Path, branch: &str) -> bool {
+        self.git_output(repo, &["rev-parse", "--verify", "-q", &format!("refs/heads/{branch}")])
+            .status
+            .success()
+    }
+}
