@@ -48,7 +48,9 @@ pub enum IssueRefError {
         input: String,
     },
     /// Fewer than instance/owner/repo.
-    #[error("issue ref {input:?} needs instance/owner/repo before '#', e.g. github.com/owner/repo#14")]
+    #[error(
+        "issue ref {input:?} needs instance/owner/repo before '#', e.g. github.com/owner/repo#14"
+    )]
     MissingRepo {
         /// The input.
         input: String,
@@ -78,7 +80,9 @@ pub enum IssueRefError {
         len: usize,
     },
     /// A URL that is not an issue URL kugetsu understands.
-    #[error("URL {input:?} is not an issue URL (expected https://host/owner/repo/issues/N or .../-/issues/N)")]
+    #[error(
+        "URL {input:?} is not an issue URL (expected https://host/owner/repo/issues/N or .../-/issues/N)"
+    )]
     BadUrl {
         /// The input.
         input: String,
@@ -106,8 +110,12 @@ fn check_segment(
     if seg.len() > max {
         return Err(bad(format!("is longer than {max} bytes")));
     }
-    if let Some(c) = seg.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))) {
-        return Err(bad(format!("contains {c:?}; only ASCII letters, digits, '.', '_' and '-' are allowed")));
+    if let Some(c) =
+        seg.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+    {
+        return Err(bad(format!(
+            "contains {c:?}; only ASCII letters, digits, '.', '_' and '-' are allowed"
+        )));
     }
     if seg.starts_with('.') {
         return Err(bad("starts with '.'".into()));
@@ -171,15 +179,17 @@ impl RepoRef {
     pub fn issue(&self, id: &str) -> Result<IssueRef, IssueRefError> {
         let input = format!("{self}#{id}");
         check_id(&input, id)?;
-        let r = IssueRef { instance: self.instance.clone(), path: self.path.clone(), id: id.into() };
+        let r =
+            IssueRef { instance: self.instance.clone(), path: self.path.clone(), id: id.into() };
         r.check_len()?;
         Ok(r)
     }
     /// Filesystem-safe name of this repository's mirror (`github.com-owner-repo`, hashed when
     /// that would be ambiguous).
     pub fn mirror_key(&self) -> String {
-        let segs: Vec<&str> =
-            std::iter::once(self.instance.as_str()).chain(self.path.iter().map(String::as_str)).collect();
+        let segs: Vec<&str> = std::iter::once(self.instance.as_str())
+            .chain(self.path.iter().map(String::as_str))
+            .collect();
         safe_name(&segs, &self.to_string())
     }
 }
@@ -235,10 +245,19 @@ impl IssueRef {
     fn parse_url(input: &str, rest: &str) -> Result<Self, IssueRefError> {
         let bad = || IssueRefError::BadUrl { input: input.to_string() };
         let rest = rest.split(['?', '#']).next().unwrap_or_default().trim_end_matches('/');
-        let segs: Vec<&str> = rest.split('/').collect();
+        let mut segs: Vec<&str> = rest.split('/').collect();
         // host / path... / [-] / issues / id
         if segs.len() < 5 {
             return Err(bad());
+        }
+        // A self-hosted forge on another port: the ref names the host, and `servers.json`
+        // supplies the port for cloning.
+        if let Some((host, port)) = segs[0].rsplit_once(':')
+            && !port.is_empty()
+            && port.len() <= 5
+            && port.bytes().all(|b| b.is_ascii_digit())
+        {
+            segs[0] = host;
         }
         let id = segs[segs.len() - 1];
         if !matches!(segs[segs.len() - 2], "issues" | "pull" | "pulls" | "merge_requests") {
@@ -356,7 +375,10 @@ mod tests {
         assert_eq!(r.id(), "14");
         assert_eq!(r.file_name(), "github.com-shoko-kugetsu-14");
         assert_eq!(r.branch(), "fix/issue-14");
-        assert_eq!(p("gitlab.com/username/project#42").file_name(), "gitlab.com-username-project-42");
+        assert_eq!(
+            p("gitlab.com/username/project#42").file_name(),
+            "gitlab.com-username-project-42"
+        );
         let d = p("github.com/shoko/kugetsu#-discuss");
         assert_eq!(d.id(), "-discuss");
         assert_eq!(d.branch(), "fix/issue--discuss");
@@ -373,8 +395,17 @@ mod tests {
             p("https://gitlab.com/group/sub/repo/-/issues/42").to_string(),
             "gitlab.com/group/sub/repo#42"
         );
-        assert_eq!(p("https://gitea.example.org/o/r/issues/7/").to_string(), "gitea.example.org/o/r#7");
+        assert_eq!(
+            p("https://gitea.example.org/o/r/issues/7/").to_string(),
+            "gitea.example.org/o/r#7"
+        );
         assert_eq!(p("https://GitHub.com/o/r/issues/14?x=1#c").to_string(), "github.com/o/r#14");
+        assert_eq!(
+            p("https://git.example.org:3000/o/r/issues/7").to_string(),
+            "git.example.org/o/r#7"
+        );
+        assert!(IssueRef::parse("https://h:x/o/r/issues/7").is_err());
+        assert!(IssueRef::parse("https://tok@h/o/r/issues/7").is_err());
     }
 
     #[test]
@@ -382,7 +413,10 @@ mod tests {
         let repo = RepoRef::parse("github.com/shoko/kugetsu").unwrap();
         let r = IssueRef::parse_with_default("#14", Some(&repo)).unwrap();
         assert_eq!(r.to_string(), "github.com/shoko/kugetsu#14");
-        assert_eq!(IssueRef::parse("#14"), Err(IssueRefError::NoDefaultRepo { input: "#14".into() }));
+        assert_eq!(
+            IssueRef::parse("#14"),
+            Err(IssueRefError::NoDefaultRepo { input: "#14".into() })
+        );
     }
 
     #[test]
