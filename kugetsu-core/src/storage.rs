@@ -130,7 +130,10 @@ pub fn check_private_dir(dir: &Path) -> Result<(), StorageError> {
     if mode & 0o022 != 0 {
         return Err(StorageError::NotPrivate {
             path: dir.to_path_buf(),
-            reason: format!("mode {mode:o} lets others write to it (run: chmod 700 {})", dir.display()),
+            reason: format!(
+                "mode {mode:o} lets others write to it (run: chmod 700 {})",
+                dir.display()
+            ),
         });
     }
     Ok(())
@@ -256,6 +259,46 @@ pub fn atomic_write(path: &Path, bytes: &[u8]) -> Result<(), StorageError> {
     result
 }
 
+/// Removes the temp files that writers killed mid-[`atomic_write`] left in `dir`
+/// (`.<name>.tmp-<pid>-<n>`), but only those whose writer process is gone, so a write in
+/// progress is never disturbed. Returns what it removed. A killed writer never leaves a torn
+/// state file, only this litter; `doctor`/`prune` call this to sweep it.
+pub fn remove_stale_temp_files(dir: &Path) -> Result<Vec<PathBuf>, StorageError> {
+    let entries = match fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(StorageError::io("list", dir, e)),
+    };
+    let mut removed = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| StorageError::io("list", dir, e))?;
+        let name = entry.file_name();
+        let Some(pid) = name.to_str().and_then(temp_file_pid) else { continue };
+        let alive = rustix::process::Pid::from_raw(pid).is_none_or(|p| {
+            !matches!(rustix::process::test_kill_process(p), Err(rustix::io::Errno::SRCH))
+        });
+        if alive {
+            continue;
+        }
+        let path = entry.path();
+        if remove_file(&path)? {
+            removed.push(path);
+        }
+    }
+    Ok(removed)
+}
+
+/// The writer pid of a temp file name made by [`atomic_write`].
+fn temp_file_pid(name: &str) -> Option<i32> {
+    let rest = name.strip_prefix('.')?;
+    let (_, tail) = rest.rsplit_once(".tmp-")?;
+    let (pid, counter) = tail.split_once('-')?;
+    if counter.is_empty() || !counter.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    pid.parse().ok()
+}
+
 /// Serializes `value` as pretty JSON (with a trailing newline) and writes it with
 /// [`atomic_write`].
 pub fn write_json<T: Serialize + ?Sized>(path: &Path, value: &T) -> Result<(), StorageError> {
@@ -287,10 +330,7 @@ pub fn open_lock_file(path: &Path) -> Result<File, StorageError> {
 ///
 /// The lock is an `flock` through fd-lock, so the kernel drops it when the holder dies: a
 /// killed process never leaves the state directory locked.
-pub fn with_exclusive_lock<R, E>(
-    lock_path: &Path,
-    f: impl FnOnce() -> Result<R, E>,
-) -> Result<R, E>
+pub fn with_exclusive_lock<R, E>(lock_path: &Path, f: impl FnOnce() -> Result<R, E>) -> Result<R, E>
 where
     E: From<StorageError>,
 {
@@ -378,6 +418,28 @@ mod tests {
     }
 
     #[test]
+    fn stale_temp_files_of_dead_writers_are_swept() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let dead = child.id();
+        child.wait().unwrap();
+        let stale = dir.path().join(format!(".index.json.tmp-{dead}-3"));
+        let live = dir.path().join(format!(".index.json.tmp-{}-4", std::process::id()));
+        for p in [&stale, &live] {
+            fs::write(p, b"{").unwrap();
+        }
+        fs::write(dir.path().join("index.json"), b"{}").unwrap();
+        fs::write(dir.path().join(".notes.tmp-x-1"), b"").unwrap();
+        assert_eq!(temp_file_pid(".a.json.tmp-12-0"), Some(12));
+        assert_eq!(temp_file_pid("a.json.tmp-12-0"), None);
+        assert_eq!(temp_file_pid(".a.json.tmp-12-"), None);
+        let removed = remove_stale_temp_files(dir.path()).unwrap();
+        assert_eq!(removed, vec![stale]);
+        assert!(live.exists() && dir.path().join("index.json").exists());
+        assert!(dir.path().join(".notes.tmp-x-1").exists());
+    }
+
+    #[test]
     fn missing_file_reads_as_none() {
         let dir = tempfile::tempdir().unwrap();
         let v: Option<serde_json::Value> = read_json(&dir.path().join("nope.json")).unwrap();
@@ -418,10 +480,7 @@ mod tests {
         fs::write(&target, b"{}").unwrap();
         let link = dir.path().join("link.json");
         std::os::unix::fs::symlink(&target, &link).unwrap();
-        assert!(matches!(
-            read_json::<serde_json::Value>(&link),
-            Err(StorageError::Symlink { .. })
-        ));
+        assert!(matches!(read_json::<serde_json::Value>(&link), Err(StorageError::Symlink { .. })));
         assert!(matches!(write_json(&link, &1), Err(StorageError::Symlink { .. })));
         assert_eq!(fs::read(&target).unwrap(), b"{}");
     }
