@@ -50,6 +50,12 @@ pub(crate) fn transfer(url: &str, action: &str, err: gix::Error) -> WorktreeErro
     if err.is_cancelled() {
         return WorktreeError::Interrupted;
     }
+    if chain_text(&err).contains("clear text") {
+        return other(
+            format!("refusing to send the token to {url} over plain http; use https"),
+            err,
+        );
+    }
     if err.is_unauthenticated() || err.is_permission_denied() || mentions_auth(&err) {
         return WorktreeError::AuthFailed { url: url.to_string() };
     }

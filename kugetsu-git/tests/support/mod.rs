@@ -1,6 +1,9 @@
 //! Fixture repositories made with the real `git` program in a hermetic environment, and helpers
 //! to ask `git` (as an oracle) about what kugetsu made.
+
 #![allow(dead_code)]
+
+pub mod http;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

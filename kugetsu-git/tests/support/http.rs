@@ -1,0 +1,223 @@
+//! A small smart-HTTP git server on 127.0.0.1: `git http-backend` behind a CGI shim, with an
+//! optional HTTP Basic password (the token) that every request must carry.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::thread::JoinHandle;
+
+pub struct GitHttpServer {
+    port: u16,
+    stop: Arc<AtomicBool>,
+    handle: Option<JoinHandle<()>>,
+    /// Requests refused for missing or wrong credentials.
+    pub refused: Arc<AtomicUsize>,
+}
+
+struct Config {
+    root: PathBuf,
+    home: PathBuf,
+    token: Option<String>,
+}
+
+impl GitHttpServer {
+    /// Serves the repositories under `root`; with `token`, requests need it as Basic password.
+    pub fn start(root: &Path, home: &Path, token: Option<&str>) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let stop = Arc::new(AtomicBool::new(false));
+        let refused = Arc::new(AtomicUsize::new(0));
+        let config = Arc::new(Config {
+            root: root.to_path_buf(),
+            home: home.to_path_buf(),
+            token: token.map(str::to_string),
+        });
+        let handle = {
+            let stop = Arc::clone(&stop);
+            let refused = Arc::clone(&refused);
+            std::thread::spawn(move || {
+                for stream in listener.incoming() {
+                    if stop.load(Ordering::SeqCst) {
+                        break;
+                    }
+                    let Ok(stream) = stream else { continue };
+                    let config = Arc::clone(&config);
+                    let refused = Arc::clone(&refused);
+                    std::thread::spawn(move || {
+                        let _ = serve(stream, &config, &refused);
+                    });
+                }
+            })
+        };
+        GitHttpServer { port, stop, handle: Some(handle), refused }
+    }
+
+    pub fn url(&self, name: &str) -> String {
+        format!("http://127.0.0.1:{}/{name}", self.port)
+    }
+}
+
+impl Drop for GitHttpServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = TcpStream::connect(("127.0.0.1", self.port));
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+fn serve(stream: TcpStream, config: &Config, refused: &AtomicUsize) -> std::io::Result<()> {
+    let mut reader = BufReader::new(stream.try_clone()?);
+    let mut out = stream;
+    let mut line = String::new();
+    reader.read_line(&mut line)?;
+    let mut parts = line.split_whitespace();
+    let method = parts.next().unwrap_or_default().to_string();
+    let target = parts.next().unwrap_or_default().to_string();
+    let mut headers = Vec::new();
+    loop {
+        let mut h = String::new();
+        reader.read_line(&mut h)?;
+        let h = h.trim_end();
+        if h.is_empty() {
+            break;
+        }
+        if let Some((k, v)) = h.split_once(':') {
+            headers.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
+        }
+    }
+    let header = |name: &str| headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+    let mut body = Vec::new();
+    if let Some(len) = header("content-length").and_then(|l| l.parse::<usize>().ok()) {
+        body.resize(len, 0);
+        reader.read_exact(&mut body)?;
+    } else if header("transfer-encoding").is_some_and(|t| t.eq_ignore_ascii_case("chunked")) {
+        loop {
+            let mut size = String::new();
+            reader.read_line(&mut size)?;
+            let size = usize::from_str_radix(size.trim().split(';').next().unwrap_or("0"), 16)
+                .unwrap_or(0);
+            let mut chunk = vec![0; size + 2];
+            reader.read_exact(&mut chunk)?;
+            if size == 0 {
+                break;
+            }
+            body.extend_from_slice(&chunk[..size]);
+        }
+    }
+
+    if let Some(token) = &config.token {
+        let ok = header("authorization")
+            .and_then(|a| a.strip_prefix("Basic ").map(decode_base64))
+            .and_then(|creds| String::from_utf8(creds).ok())
+            .is_some_and(|creds| creds.split_once(':').is_some_and(|(_, pass)| pass == token));
+        if !ok {
+            refused.fetch_add(1, Ordering::SeqCst);
+            out.write_all(
+                b"HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Basic realm=\"git\"\r\n\
+                  Content-Length: 0\r\nConnection: close\r\n\r\n",
+            )?;
+            return Ok(());
+        }
+    }
+
+    let (path, query) = target.split_once('?').unwrap_or((&target, ""));
+    let mut cmd = Command::new("git");
+    cmd.arg("http-backend")
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", &config.home)
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_PROJECT_ROOT", &config.root)
+        .env("GIT_HTTP_EXPORT_ALL", "1")
+        .env("REQUEST_METHOD", &method)
+        .env("PATH_INFO", path)
+        .env("QUERY_STRING", query)
+        .env("REMOTE_ADDR", "127.0.0.1")
+        .env("CONTENT_LENGTH", body.len().to_string())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    if let Some(ct) = header("content-type") {
+        cmd.env("CONTENT_TYPE", ct);
+    }
+    if let Some(p) = header("git-protocol") {
+        cmd.env("GIT_PROTOCOL", p);
+    }
+    if let Some(e) = header("content-encoding") {
+        cmd.env("HTTP_CONTENT_ENCODING", e);
+    }
+    let mut child = cmd.spawn()?;
+    let mut stdin = child.stdin.take().expect("stdin");
+    let writer = std::thread::spawn(move || {
+        let _ = stdin.write_all(&body);
+    });
+    let mut output = Vec::new();
+    child.stdout.take().expect("stdout").read_to_end(&mut output)?;
+    let _ = writer.join();
+    child.wait()?;
+
+    let split = find(&output, b"\r\n\r\n")
+        .map(|i| (i, 4))
+        .or_else(|| find(&output, b"\n\n").map(|i| (i, 2)));
+    let (head, rest) = match split {
+        Some((i, n)) => (String::from_utf8_lossy(&output[..i]).into_owned(), &output[i + n..]),
+        None => (String::new(), &output[..]),
+    };
+    let mut status = "200 OK".to_string();
+    let mut response = Vec::new();
+    let mut hdrs = String::new();
+    for h in head.lines() {
+        if let Some(s) = h.strip_prefix("Status:") {
+            status = s.trim().to_string();
+        } else if !h.is_empty() {
+            hdrs.push_str(h);
+            hdrs.push_str("\r\n");
+        }
+    }
+    response.extend_from_slice(
+        format!(
+            "HTTP/1.1 {status}\r\n{hdrs}Content-Length: {}\r\nConnection: close\r\n\r\n",
+            rest.len()
+        )
+        .as_bytes(),
+    );
+    response.extend_from_slice(rest);
+    out.write_all(&response)?;
+    out.flush()
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+fn decode_base64(s: &str) -> Vec<u8> {
+    let value = |c: u8| -> Option<u32> {
+        Some(match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' => 62,
+            b'/' => 63,
+            _ => return None,
+        } as u32)
+    };
+    let mut out = Vec::new();
+    let mut acc = 0u32;
+    let mut bits = 0;
+    for c in s.trim().bytes() {
+        let Some(v) = value(c) else { continue };
+        acc = (acc << 6) | v;
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+            acc &= (1 << bits) - 1;
+        }
+    }
+    out
+}
