@@ -652,17 +652,45 @@ mod tests {
             dir in "/[^\u{0}]{0,40}",
             bin in "[^\u{0}]{1,40}",
             verbosity in prop::sample::select(vec!["verbose", "default", "quiet"]),
+            interval in 1u64..=MAX_MINUTES,
+            cleanup in 0u64..=MAX_CLEANUP_DAYS,
+            (timeout, idle) in (1u64..=MAX_MINUTES).prop_flat_map(|t| (Just(t), 1..=t)),
+            repo in "[a-z]{1,10}\\.org/[A-Za-z0-9_-]{1,10}/[A-Za-z0-9_-]{1,10}",
+            export in any::<bool>(),
         ) {
             prop_assume!(!bin.trim().is_empty());
-            let text = format!(
-                "{MAX_CONCURRENT_AGENTS}={agents}\n{KUGETSU_TEMP_DIR}={}\n{KUGETSU_OPENCODE_BIN}={}\n{KUGETSU_VERBOSITY}={}\n",
-                shell::quote(&dir), shell::quote(&bin), shell::quote(verbosity)
-            );
+            let values = [
+                (MAX_CONCURRENT_AGENTS, agents.to_string()),
+                (KUGETSU_TEMP_DIR, dir.clone()),
+                (KUGETSU_OPENCODE_BIN, bin.clone()),
+                (KUGETSU_VERBOSITY, verbosity.to_string()),
+                (QUEUE_DAEMON_INTERVAL_MINUTES, interval.to_string()),
+                (QUEUE_CLEANUP_AGE_DAYS, cleanup.to_string()),
+                (KUGETSU_AGENT_TIMEOUT_MINUTES, timeout.to_string()),
+                (KUGETSU_AGENT_IDLE_MINUTES, idle.to_string()),
+                (KUGETSU_DEFAULT_REPO, repo.clone()),
+            ];
+            let prefix = if export { "export " } else { "" };
+            let text: String =
+                values.iter().map(|(k, v)| format!("{prefix}{k}={}\n", shell::quote(v))).collect();
             let c = from_file(&text).unwrap();
             prop_assert_eq!(c.max_concurrent_agents, agents);
-            prop_assert_eq!(c.temp_dir, PathBuf::from(&dir));
-            prop_assert_eq!(c.opencode_bin, PathBuf::from(&bin));
+            prop_assert_eq!(&c.temp_dir, &PathBuf::from(&dir));
+            prop_assert_eq!(&c.opencode_bin, &PathBuf::from(&bin));
             prop_assert_eq!(c.verbosity.as_str(), verbosity);
+            prop_assert_eq!(c.queue_daemon_interval_minutes, interval);
+            prop_assert_eq!(c.queue_cleanup_age_days, cleanup);
+            prop_assert_eq!((c.agent_timeout_minutes, c.agent_idle_minutes), (timeout, idle));
+            prop_assert_eq!(c.default_repo.as_ref().map(ToString::to_string), Some(repo.clone()));
+            // The same values through the environment and the command line resolve the same.
+            let env = |k: &str| values.iter().find(|(key, _)| *key == k).map(|(_, v)| v.clone());
+            let from_env = Config::resolve(home(), None, &env, &[]).unwrap();
+            prop_assert_eq!(from_env.entries().iter().map(|e| e.value.clone()).collect::<Vec<_>>(),
+                c.entries().iter().map(|e| e.value.clone()).collect::<Vec<_>>());
+            let flags: Vec<(&str, &str)> = values.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            let from_flags = Config::resolve(home(), None, &no_env, &flags).unwrap();
+            prop_assert_eq!(from_flags.entries().iter().map(|e| e.value.clone()).collect::<Vec<_>>(),
+                c.entries().iter().map(|e| e.value.clone()).collect::<Vec<_>>());
         }
     }
 }

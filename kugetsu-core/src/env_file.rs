@@ -13,6 +13,7 @@
 //! the user's comments, and write the file `0600` atomically under the env lock.
 
 use std::collections::BTreeMap;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use crate::agent::AgentEnv;
@@ -249,6 +250,9 @@ pub struct EnvFileSummary {
     pub keys: Vec<String>,
     /// Why it could not be read, if so.
     pub problem: Option<String>,
+    /// Whether only its owner can read it. kugetsu writes `0600`, but a file created by hand
+    /// may be readable by others while holding tokens; `doctor` warns about that.
+    pub private: bool,
 }
 
 /// The env files of a state directory.
@@ -319,7 +323,9 @@ impl EnvFiles {
                 Ok(file) => (file.vars().into_keys().collect(), None),
                 Err(e) => (Vec::new(), Some(e.to_string())),
             };
-            out.push(EnvFileSummary { agent: agent.to_string(), path, keys, problem });
+            let private =
+                std::fs::symlink_metadata(&path).is_ok_and(|m| m.permissions().mode() & 0o077 == 0);
+            out.push(EnvFileSummary { agent: agent.to_string(), path, keys, problem, private });
         }
         out.sort_by(|a, b| a.agent.cmp(&b.agent));
         Ok(out)
@@ -406,7 +412,6 @@ impl EnvFiles {
 mod tests {
     use super::*;
     use proptest::prelude::*;
-    use std::os::unix::fs::PermissionsExt;
 
     fn files() -> (tempfile::TempDir, EnvFiles, StateDir) {
         let dir = tempfile::tempdir().unwrap();
@@ -465,6 +470,11 @@ mod tests {
             ["default", "pm-agent"]
         );
         assert_eq!(listed[1].keys, ["GITEA_TOKEN"]);
+        assert!(listed.iter().all(|s| s.private));
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        assert!(!env.list().unwrap()[1].private);
+        env.set("X", "1", PM_AGENT).unwrap();
+        assert!(env.list().unwrap()[1].private, "a rewrite makes it private again");
     }
 
     #[test]
@@ -504,6 +514,48 @@ mod tests {
         );
         let listed = env.list().unwrap();
         assert!(listed[0].problem.as_deref().unwrap_or_default().contains(":2:"));
+    }
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Set(String, String),
+        Remove(String),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        let key = prop::sample::select(vec!["A", "B", "C", "export"]).prop_map(String::from);
+        prop_oneof![
+            (key.clone(), "[^\u{0}]{0,12}").prop_map(|(k, v)| Op::Set(k, v)),
+            key.prop_map(Op::Remove),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn edits_behave_like_a_map_and_keep_comments(
+            start in prop::collection::vec((prop::sample::select(vec!["A", "B", "C"]), "[a-z ]{0,5}"), 0..5),
+            ops in prop::collection::vec(op(), 0..20),
+        ) {
+            let mut text = String::from("# keep me\n");
+            let mut model = BTreeMap::new();
+            for (k, v) in &start {
+                text.push_str(&format!("export {k}={}  # note\n", shell::quote(v)));
+                model.insert(k.to_string(), v.clone());
+            }
+            let mut file = EnvFile::parse(Path::new("/e/x.env"), &text).unwrap();
+            for op in ops {
+                match op {
+                    Op::Set(k, v) => {
+                        prop_assert_eq!(file.set(&k, &v).unwrap(), model.insert(k, v));
+                    }
+                    Op::Remove(k) => prop_assert_eq!(file.remove(&k).unwrap(), model.remove(&k).is_some()),
+                }
+                prop_assert_eq!(file.vars(), model.clone());
+                prop_assert!(file.text().starts_with("# keep me\n"));
+                let reparsed = EnvFile::parse(Path::new("/e/x.env"), file.text()).unwrap();
+                prop_assert_eq!(reparsed.vars(), model.clone());
+            }
+        }
     }
 
     proptest! {
