@@ -156,9 +156,11 @@ pub fn read_bytes(path: &Path) -> Result<Option<Vec<u8>>, StorageError> {
     if !refuse_symlink(path)? {
         return Ok(None);
     }
-    let mut file = match OpenOptions::new()
+    // NONBLOCK: opening a FIFO planted where a state file should be must not hang kugetsu; it
+    // has no effect on reading regular files.
+    let file = match OpenOptions::new()
         .read(true)
-        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+        .custom_flags((rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK).bits() as i32)
         .open(path)
     {
         Ok(f) => f,
@@ -168,12 +170,26 @@ pub fn read_bytes(path: &Path) -> Result<Option<Vec<u8>>, StorageError> {
         }
         Err(e) => return Err(StorageError::io("read", path, e)),
     };
-    let len = file.metadata().map_err(|e| StorageError::io("read", path, e))?.len();
+    let meta = file.metadata().map_err(|e| StorageError::io("read", path, e))?;
+    if !meta.is_file() {
+        return Err(StorageError::io(
+            "read",
+            path,
+            io::Error::new(io::ErrorKind::InvalidInput, "not a regular file"),
+        ));
+    }
+    let len = meta.len();
     if len > MAX_STATE_FILE_BYTES {
         return Err(quarantine(path, &format!("{len} bytes is larger than any state file")));
     }
     let mut buf = Vec::with_capacity(len as usize);
-    file.read_to_end(&mut buf).map_err(|e| StorageError::io("read", path, e))?;
+    // Bounded even if the file grows while it is read.
+    file.take(MAX_STATE_FILE_BYTES + 1)
+        .read_to_end(&mut buf)
+        .map_err(|e| StorageError::io("read", path, e))?;
+    if buf.len() as u64 > MAX_STATE_FILE_BYTES {
+        return Err(quarantine(path, "it grew larger than any state file while being read"));
+    }
     Ok(Some(buf))
 }
 
@@ -437,6 +453,24 @@ mod tests {
         assert_eq!(removed, vec![stale]);
         assert!(live.exists() && dir.path().join("index.json").exists());
         assert!(dir.path().join(".notes.tmp-x-1").exists());
+    }
+
+    #[test]
+    fn fifos_and_directories_are_refused_without_hanging() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("index.json");
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            &fifo,
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::from_raw_mode(0o600),
+            0,
+        )
+        .unwrap();
+        let err = read_json::<serde_json::Value>(&fifo).unwrap_err();
+        assert!(matches!(&err, StorageError::Io { path, .. } if *path == fifo), "{err}");
+        let err = read_bytes(dir.path()).unwrap_err();
+        assert!(matches!(err, StorageError::Io { .. }), "{err}");
     }
 
     #[test]
