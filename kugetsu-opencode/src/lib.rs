@@ -21,5 +21,6 @@ pub mod driver;
 pub mod events;
 pub mod fork;
 mod process;
+mod tree;
 
 pub use driver::{OpencodeDriver, OpencodeOptions};

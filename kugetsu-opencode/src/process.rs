@@ -3,7 +3,8 @@
 //!
 //! opencode can hang silently (a session in another directory, a permission ask, a stdin pipe
 //! left open), so every run has limits; on a limit the whole process group gets SIGTERM, then
-//! SIGKILL after a grace period. The group leader is not reaped until its group has been
+//! SIGKILL after a grace period, and so does every process seen descending from it that left
+//! the group (see [`crate::tree`]). The group leader is not reaped until its group has been
 //! signalled, so the group id cannot be reused by an unrelated process in between.
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -13,6 +14,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use rustix::process::{Pid, Signal, WaitId, WaitIdOptions};
+
+use crate::tree::Tree;
 
 /// Which stream a line came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,6 +61,8 @@ enum Msg {
 /// pipes open (a background tool process); then the group is killed.
 const PIPE_LINGER: Duration = Duration::from_secs(2);
 const TICK: Duration = Duration::from_millis(50);
+/// How often the process tree is scanned for processes that left the group.
+const SCAN_EVERY: Duration = Duration::from_millis(500);
 
 /// Spawns `cmd` (built by [`crate::command::build_command`] in its own process group), writes
 /// `stdin` to it and closes it, and reports its pid and every output line to `seen` until it
@@ -91,6 +96,8 @@ pub(crate) fn run(
         })
     });
 
+    let mut tree = Tree::new(child.id());
+    let mut last_scan: Option<Instant> = None;
     let start = Instant::now();
     let mut last_output = start;
     let mut exited_at: Option<Instant> = None;
@@ -100,15 +107,19 @@ pub(crate) fn run(
         if readers == 0 && exited_at.is_some() {
             break None;
         }
+        if last_scan.is_none_or(|t| now.duration_since(t) >= SCAN_EVERY) {
+            tree.scan();
+            last_scan = Some(now);
+        }
         if now.duration_since(start) >= limits.timeout {
-            terminate_group(&child, limits.grace);
+            terminate(&child, &mut tree, limits.grace);
             break Some(Ended::TimedOut(now.duration_since(start)));
         }
         if let Some(idle) = limits.idle
             && exited_at.is_none()
             && now.duration_since(last_output) >= idle
         {
-            terminate_group(&child, limits.grace);
+            terminate(&child, &mut tree, limits.grace);
             break Some(Ended::Hung(now.duration_since(last_output)));
         }
         if exited_at.is_none() && leader_exited(&child) {
@@ -136,9 +147,11 @@ pub(crate) fn run(
             Err(mpsc::RecvTimeoutError::Disconnected) => readers = 0,
         }
     };
-    // Whatever way it ended, nothing of the group may survive the run (background processes
-    // a tool started, or members that ignored SIGTERM). The leader is still unreaped here.
+    // Whatever way it ended, nothing it started may survive the run (background processes a
+    // tool started, members that ignored SIGTERM). The leader is still unreaped here.
+    tree.scan();
     signal_group(&child, Signal::KILL);
+    tree.signal(Signal::KILL);
     let status = child.wait()?;
     // Lines still queued (printed just before the end) are delivered too; bounded, in case
     // a process that left the group keeps writing.
@@ -196,14 +209,19 @@ fn signal_group(child: &Child, sig: Signal) {
     let _ = rustix::process::kill_process_group(Pid::from_child(child), sig);
 }
 
-/// SIGTERM to the group, up to `grace` for the leader to exit, then SIGKILL to the group.
-fn terminate_group(child: &Child, grace: Duration) {
+/// SIGTERM to the group and every process seen in the tree, up to `grace` for the leader to
+/// exit, then SIGKILL to all of them.
+fn terminate(child: &Child, tree: &mut Tree, grace: Duration) {
+    tree.scan();
     signal_group(child, Signal::TERM);
+    tree.signal(Signal::TERM);
     let deadline = Instant::now() + grace;
     while Instant::now() < deadline && !leader_exited(child) {
         thread::sleep(Duration::from_millis(20));
     }
+    tree.scan();
     signal_group(child, Signal::KILL);
+    tree.signal(Signal::KILL);
 }
 
 /// Runs a short helper command (`session list`, `export`, `db`, ...) to its end and returns

@@ -277,6 +277,59 @@ fn silent_hang_is_killed_with_children_that_ignore_sigterm() {
     assert_group_gone(sink.pid.expect("pid"));
 }
 
+/// Live processes whose command line holds `tag` (the fake's helpers carry the session dir).
+fn live_helpers(tag: &str) -> Vec<u32> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").expect("/proc").flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else { continue };
+        let cmdline = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+        let stat = std::fs::read_to_string(e.path().join("stat")).unwrap_or_default();
+        let zombie = stat.rsplit_once(')').is_some_and(|(_, r)| r.trim_start().starts_with('Z'));
+        if !zombie
+            && String::from_utf8_lossy(&cmdline).contains("__sleep")
+            && String::from_utf8_lossy(&cmdline).contains(tag)
+        {
+            out.push(pid);
+        }
+    }
+    out
+}
+
+fn assert_helpers_gone(tag: &str) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !live_helpers(tag).is_empty() {
+        assert!(std::time::Instant::now() < deadline, "left running: {:?}", live_helpers(tag));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn detached_tool_processes_are_killed_on_hang() {
+    let f = Fake::new();
+    let d = f.driver();
+    let s = f.create_base(&d);
+    f.script(json!([{"mode": "hang", "detached_children": 2, "children": 1, "ignore_term": true}]));
+    let mut req = f.sb.run_req(&s, "base", "go");
+    req.limits = limits(120, 2);
+    let mut sink = Sink::default();
+    let r = d.run(&req, &mut sink).expect("run");
+    assert!(matches!(r.outcome, RunOutcome::Hung { .. }), "{:?}", r.outcome);
+    assert_group_gone(sink.pid.expect("pid"));
+    assert_helpers_gone(&f.sb.path("base").to_string_lossy());
+}
+
+#[test]
+fn detached_tool_processes_are_killed_after_a_normal_end() {
+    let f = Fake::new();
+    let d = f.driver();
+    let s = f.create_base(&d);
+    // The turn lasts long enough for the tracker to see the background process.
+    f.script(json!([{"mode": "ok", "leave_running": 1, "delay_ms": 1500}]));
+    let r = d.run(&f.sb.run_req(&s, "base", "go"), &mut Sink::default()).expect("run");
+    assert_eq!(r.outcome, RunOutcome::Completed);
+    assert_helpers_gone(&f.sb.path("base").to_string_lossy());
+}
+
 #[test]
 fn question_without_rules_hangs_until_permissions_are_fixed() {
     let f = Fake::new();

@@ -189,19 +189,66 @@ fn real_permission_rejection_is_blocked() {
     }
 }
 
+/// Live processes whose command line contains `needle`.
+fn live_with_cmdline(needle: &str) -> Vec<u32> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").expect("/proc").flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else { continue };
+        let cmdline = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+        let stat = std::fs::read_to_string(e.path().join("stat")).unwrap_or_default();
+        let zombie = stat.rsplit_once(')').is_some_and(|(_, r)| r.trim_start().starts_with('Z'));
+        if !zombie && String::from_utf8_lossy(&cmdline).replace('\0', " ").contains(needle) {
+            out.push(pid);
+        }
+    }
+    out
+}
+
 #[test]
-fn real_hung_run_is_killed() {
+fn real_hung_bash_tool_is_killed_with_its_detached_command() {
     let Some(bin) = opencode() else { return };
     let r = Real::new(bin);
     let s = r.create();
-    let mut req = r.sb.run_req(&s, "base", "HANG");
-    req.limits = limits(25, 8);
+    // A unique duration finds the command again; opencode's bash tool starts it detached.
+    let secs = format!(
+        "300.{}{}",
+        std::process::id(),
+        std::time::UNIX_EPOCH.elapsed().map(|d| d.subsec_micros()).unwrap_or(0)
+    );
+    let mut req = r.sb.run_req(&s, "base", &format!("please BASHSLEEP:{secs}"));
+    // The idle limit must exceed opencode's cold start on a busy machine (seen: 6 to 9 s).
+    req.limits = limits(90, 20);
+    let needle = format!("sleep {secs}");
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watcher = {
+        let (done, needle) = (done.clone(), needle.clone());
+        std::thread::spawn(move || {
+            let mut seen = false;
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                seen |= !live_with_cmdline(&needle).is_empty();
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            seen
+        })
+    };
     let mut sink = Sink::default();
     let report = r.driver.run(&req, &mut sink).expect("run");
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    assert!(
+        watcher.join().expect("watcher"),
+        "the bash tool's sleep never ran ({:?}): the test would prove nothing; log:\n{}",
+        report.outcome,
+        read(&r.sb.log())
+    );
     assert!(
         matches!(report.outcome, RunOutcome::Hung { .. } | RunOutcome::TimedOut { .. }),
         "{:?}",
         report.outcome
     );
     assert_group_gone(sink.pid.expect("pid"));
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !live_with_cmdline(&needle).is_empty() {
+        assert!(std::time::Instant::now() < deadline, "the bash tool's sleep survived the run");
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }

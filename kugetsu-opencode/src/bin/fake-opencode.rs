@@ -27,13 +27,15 @@
 //!   - `permission` (`permission`, `tool`): an auto-rejected ask (stderr line and a tool part
 //!     in error), exit 0 (with `--auto`: the tool completes);
 //!   - `question`: the `question` tool; hangs when the session has no deny rule for it;
-//!   - `hang` (`children`, `ignore_term`, `after_output`): prints nothing (or one step_start)
-//!     and sleeps forever, with `children` helper processes in its process group;
-//!     `ignore_term` makes all of them ignore SIGTERM;
+//!   - `hang` (`children`, `detached_children`, `ignore_term`, `after_output`): prints
+//!     nothing (or one step_start) and sleeps forever, with `children` helper processes in its
+//!     process group and `detached_children` in their own sessions (as opencode's bash tool
+//!     starts commands); `ignore_term` makes all of them ignore SIGTERM;
 //!   - `slow` (`interval_ms`): keeps printing text events forever;
 //!   - `exit` (`code`, `stderr`): prints `stderr` and exits with `code`.
 //!
-//!   Every TURN also takes `delay_ms` (sleep before answering).
+//!   Every TURN also takes `delay_ms` (sleep before answering) and `leave_running` (that many
+//!   detached helper processes left running when the turn ends).
 //! - `FAKE_OPENCODE_RECORD=<file>`: appends one JSON line per invocation:
 //!   `{"argv", "cwd", "env_names", "stdin", "message"}` (`stdin`/`message` only for `run`).
 //! - The store is the file `$OPENCODE_DB` if set, else
@@ -122,7 +124,7 @@ impl From<Fail> for Stop {
 fn main() -> ExitCode {
     let argv: Vec<String> = std::env::args().skip(1).collect();
     if argv.first().map(String::as_str) == Some("__sleep") {
-        helper_sleep(argv.get(1).map(String::as_str) == Some("ignore-term"));
+        helper_sleep(&argv[1..]);
     }
     record(&argv, None, None);
     match dispatch(&argv) {
@@ -661,6 +663,9 @@ fn cmd_run(p: &Parsed) -> Result<u8, Stop> {
         // The directory trap: the session runs elsewhere, nothing is printed, nothing ends.
         sleep_forever();
     };
+    // A tool that started a background server and returned: it outlives the turn.
+    let leave = turn.get("leave_running").and_then(Value::as_u64).unwrap_or(0);
+    spawn_helpers(leave, false, true, &session.directory);
     if let Some(ms) = turn.get("delay_ms").and_then(Value::as_u64) {
         std::thread::sleep(Duration::from_millis(ms));
     }
@@ -802,16 +807,9 @@ fn play(turn: &Value, out: &Out, session: &Session, auto: bool) -> Result<u8, St
             if turn.get("after_output").and_then(Value::as_bool).unwrap_or(false) {
                 step_start(out);
             }
-            if let Ok(me) = std::env::current_exe() {
-                for _ in 0..children {
-                    let mut c = std::process::Command::new(&me);
-                    c.arg("__sleep");
-                    if ignore {
-                        c.arg("ignore-term");
-                    }
-                    let _ = c.stdin(std::process::Stdio::null()).spawn();
-                }
-            }
+            let detached = turn.get("detached_children").and_then(Value::as_u64).unwrap_or(0);
+            spawn_helpers(children, ignore, false, &session.directory);
+            spawn_helpers(detached, ignore, true, &session.directory);
             if ignore {
                 ignore_term();
             }
@@ -849,11 +847,38 @@ fn sleep_forever() -> ! {
     }
 }
 
-fn helper_sleep(ignore: bool) -> ! {
-    if ignore {
+/// A helper process a scripted turn leaves behind: `__sleep [ignore-term] [detach] [tag]`
+/// (`detach`: own session and process group, like opencode's bash tool; the tag, the session
+/// directory, lets tests find it).
+fn helper_sleep(args: &[String]) -> ! {
+    if args.iter().any(|a| a == "detach") {
+        let _ = rustix::process::setsid();
+    }
+    if args.iter().any(|a| a == "ignore-term") {
         ignore_term();
     }
     sleep_forever()
+}
+
+/// Starts `n` helper sleepers (see [`helper_sleep`]).
+fn spawn_helpers(n: u64, ignore_term: bool, detach: bool, tag: &str) {
+    let Ok(me) = std::env::current_exe() else { return };
+    for _ in 0..n {
+        let mut c = std::process::Command::new(&me);
+        c.arg("__sleep");
+        if ignore_term {
+            c.arg("ignore-term");
+        }
+        if detach {
+            c.arg("detach");
+        }
+        c.arg(tag);
+        let _ = c
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn();
+    }
 }
 
 // ---------------------------------------------------------------- other commands

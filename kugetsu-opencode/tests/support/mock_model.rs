@@ -7,6 +7,8 @@
 //!   (a relative path, so it lands in the session's directory) with `written by the mock`;
 //! - containing `READETC`: a `read` of `/etc/hostname` (outside the project: a permission ask);
 //! - containing `HANG`: no answer at all, the connection is held open;
+//! - containing `BASHSLEEP:<secs>`: a `bash` tool call running `sleep <secs>` (opencode starts
+//!   it detached, in its own session);
 //! - anything else: a text answer `hello`.
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -121,6 +123,17 @@ fn serve(stream: TcpStream, seen: &Mutex<Vec<Value>>) -> std::io::Result<()> {
         chunks.push(tool_call(
             "write",
             json!({"filePath": name, "content": "written by the mock\n"}),
+        ));
+        chunks.push(chunk(json!({}), json!("tool_calls")));
+    } else if last["role"] == "user" && text.contains("BASHSLEEP:") {
+        let secs = text
+            .split("BASHSLEEP:")
+            .nth(1)
+            .and_then(|r| r.split_whitespace().next())
+            .unwrap_or("300");
+        chunks.push(tool_call(
+            "bash",
+            json!({"command": format!("sleep {secs}"), "description": "Wait"}),
         ));
         chunks.push(chunk(json!({}), json!("tool_calls")));
     } else if last["role"] == "user" && text.contains("READETC") {
