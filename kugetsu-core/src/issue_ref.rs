@@ -143,6 +143,16 @@ fn parse_repo(input: &str, repo: &str) -> Result<RepoRef, IssueRefError> {
     let mut parts = repo.split('/');
     let instance = parts.next().unwrap_or_default();
     check_segment(input, "instance", instance, MAX_SEGMENT_LEN)?;
+    // No host name starts with '-', and refusing it keeps every file name derived from a ref
+    // from looking like a command-line option.
+    if instance.starts_with('-') {
+        return Err(IssueRefError::BadSegment {
+            input: input.to_string(),
+            what: "instance",
+            segment: instance.to_string(),
+            problem: "starts with '-'".into(),
+        });
+    }
     let path: Vec<String> = parts.map(str::to_string).collect();
     if path.len() < 2 {
         return Err(IssueRefError::MissingRepo { input: input.to_string() });
@@ -428,6 +438,7 @@ mod tests {
             ("github.com/o/r#a\0b", "issue id"),
             ("github.com/o/\u{440}epo#1", "contains"),
             ("github.com/o/.hidden#1", "starts with '.'"),
+            ("-rf/o/r#1", "instance \"-rf\" starts with '-'"),
             ("github.com/o#1", "needs instance/owner/repo"),
             ("github.com/o/r", "no '#<id>'"),
             ("github.com/o/r#", "issue id \"\" is empty"),

@@ -14,7 +14,7 @@ fn segment() -> impl Strategy<Value = String> {
 }
 
 fn instance() -> impl Strategy<Value = String> {
-    "[a-c0-9-][a-c.0-9-]{0,8}".prop_filter("no trailing dot", |s| !s.ends_with('.'))
+    "[a-c0-9][a-c.0-9-]{0,8}".prop_filter("no trailing dot", |s| !s.ends_with('.'))
 }
 
 fn id() -> impl Strategy<Value = String> {
@@ -34,7 +34,7 @@ fn long_ref_text() -> impl Strategy<Value = String> {
 fn assert_safe_component(state: &StateDir, r: &IssueRef) {
     let name = r.file_name();
     assert!(!name.is_empty() && name.len() <= 200, "{r}: {name}");
-    assert!(!name.starts_with('.'), "{r}: {name}");
+    assert!(!name.starts_with(['.', '-']), "{r}: {name}");
     assert!(!name.contains(['/', '\0', '\\']), "{r}: {name}");
     let comps: Vec<_> = Path::new(&name).components().collect();
     assert!(matches!(comps.as_slice(), [Component::Normal(_)]), "{r}: {name}");
