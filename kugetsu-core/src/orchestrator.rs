@@ -22,6 +22,7 @@ use crate::agent::{
     RunOutcome, RunRequest, SessionId,
 };
 use crate::clock::Clock;
+use crate::env_file::{EnvFileError, EnvFiles};
 use crate::issue_ref::IssueRef;
 use crate::queue::{AgentSlots, QueueError};
 use crate::session::{Index, LastRun, SessionFile, SessionKind, SessionState};
@@ -111,6 +112,9 @@ pub enum OrchestratorError {
     /// A slot problem.
     #[error(transparent)]
     Queue(#[from] QueueError),
+    /// An env file problem.
+    #[error(transparent)]
+    Env(#[from] EnvFileError),
 }
 
 /// Settings resolved by the caller from the config layers.
@@ -134,7 +138,13 @@ impl Default for Settings {
 /// process environment.
 pub trait EnvSource: Send + Sync {
     /// Variables for `agent` (`default` for dev agents, `pm-agent` for the PM agent).
-    fn agent_env(&self, agent: &str) -> Result<AgentEnv, StorageError>;
+    fn agent_env(&self, agent: &str) -> Result<AgentEnv, EnvFileError>;
+}
+
+impl EnvSource for EnvFiles {
+    fn agent_env(&self, agent: &str) -> Result<AgentEnv, EnvFileError> {
+        self.merged(agent)
+    }
 }
 
 /// The orchestration over its backends. Cheap to clone (everything is shared).

@@ -21,7 +21,6 @@ use crate::queue::{
     AgentSlots, Claim, NewTask, QueueError, QueueItem, QueueListing, QueueStats, QueueStatus,
     SlotGuard, TaskQueue,
 };
-use crate::storage::StorageError;
 use crate::worktree::{
     RemoveOptions, UnsavedWork, WorktreeError, WorktreeInfo, WorktreeProgress, WorktreeRequest,
     Worktrees,
@@ -456,7 +455,7 @@ impl TaskQueue for MemoryQueue {
 pub struct StaticEnv(pub Mutex<BTreeMap<String, BTreeMap<String, String>>>);
 
 impl EnvSource for StaticEnv {
-    fn agent_env(&self, agent: &str) -> Result<AgentEnv, StorageError> {
+    fn agent_env(&self, agent: &str) -> Result<AgentEnv, crate::env_file::EnvFileError> {
         let all = lock(&self.0);
         let mut env = all.get("default").cloned().unwrap_or_default();
         if let Some(own) = all.get(agent) {
