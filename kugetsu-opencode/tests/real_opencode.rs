@@ -94,6 +94,24 @@ impl Real {
         Real { sb, _model: model, driver }
     }
 
+    /// Runs opencode directly (for checks the driver API does not expose); its stdout.
+    fn opencode(&self, args: &[&str]) -> String {
+        let opts = self.driver.options();
+        let out = Command::new(&opts.program)
+            .args(args)
+            .env_clear()
+            .envs(opts.base_env.iter().map(|(k, v)| (k, v)))
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("opencode");
+        assert!(
+            out.status.success(),
+            "opencode {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
     fn create(&self) -> SessionId {
         let report = self
             .driver
@@ -141,6 +159,29 @@ fn real_create_fork_run_and_continue() {
         .expect("fork");
     assert_ne!(fork, base);
     assert!(!r.driver.fix_permissions(&fork).expect("fix"), "the fork kept its deny rules");
+    let listed = r.driver.list_sessions(&r.sb.path("tree")).expect("list");
+    let entry = listed.iter().find(|s| s.id == fork).expect("the fork is listed");
+    assert_eq!(entry.title, "issue 14");
+    assert_eq!(entry.directory, r.sb.path("tree"));
+
+    // Rules lost (as by an upstream `run --fork`) are put back through `opencode db`.
+    r.opencode(&["db", &format!("UPDATE session SET permission = NULL WHERE id = '{fork}'")]);
+    assert!(r.driver.fix_permissions(&fork).expect("fix"));
+    assert!(!r.driver.fix_permissions(&fork).expect("fix again"));
+    let rows = r.opencode(&[
+        "db",
+        &format!("SELECT permission FROM session WHERE id = '{fork}'"),
+        "--format",
+        "json",
+    ]);
+    for name in ["question", "plan_enter", "plan_exit"] {
+        assert!(
+            rows.contains(&format!(
+                r#"\"permission\":\"{name}\",\"pattern\":\"*\",\"action\":\"deny\""#
+            )),
+            "{rows}"
+        );
+    }
 
     let mut sink = Sink::default();
     let report = r
