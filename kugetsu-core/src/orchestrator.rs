@@ -269,6 +269,8 @@ pub struct PruneReport {
     pub kept: Vec<(PathBuf, String)>,
     /// Stale worktree registrations dropped from mirrors.
     pub registrations: Vec<PathBuf>,
+    /// Temp files left by writers that were killed mid-write.
+    pub temp_files: Vec<PathBuf>,
     /// Whether anything was actually removed.
     pub removed: bool,
 }
@@ -896,6 +898,14 @@ impl Orchestrator {
         }
         report.worktrees = removed_worktrees;
         report.registrations = self.worktrees.prune()?;
+        for dir in [
+            self.state.root().to_path_buf(),
+            self.state.sessions_dir(),
+            self.state.queue_items_dir(),
+            self.state.env_dir(),
+        ] {
+            report.temp_files.extend(storage::remove_stale_temp_files(&dir)?);
+        }
         report.removed = true;
         Ok(report)
     }

@@ -1,5 +1,8 @@
 //! Library-level tests of the orchestration over the in-memory fakes.
 
+// Test helpers outside #[test] functions unwrap too: a failed setup should fail the test loudly.
+#![allow(clippy::unwrap_used)]
+
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
@@ -259,7 +262,7 @@ fn prune_keeps_base_and_pm_and_removes_orphans_only_with_force() {
     std::fs::write(outside.join("keep.txt"), "x").unwrap();
     std::os::unix::fs::symlink(&outside, e.state.worktrees_dir().join("evil")).unwrap();
     let dry = e.orch.prune(false).unwrap();
-    assert_eq!(dry.session_files, [orphan.clone()]);
+    assert_eq!(dry.session_files, std::slice::from_ref(&orphan));
     assert_eq!(dry.worktrees.len(), 2);
     assert!(orphan.exists());
     let done = e.orch.prune(true).unwrap();
