@@ -461,3 +461,16 @@ fn missing_program_is_a_spawn_error() {
         .expect_err("spawn");
     assert!(matches!(err, AgentError::Spawn { .. }), "{err}");
 }
+
+#[test]
+fn interactive_create_needs_a_terminal() {
+    use std::io::IsTerminal;
+    if std::io::stdin().is_terminal() && std::io::stdout().is_terminal() {
+        return; // Run by hand from a terminal: the TUI would really start.
+    }
+    let f = Fake::new();
+    let mut req = f.sb.create_req("base", "kugetsu base", "prime");
+    req.interactive = true;
+    let err = f.driver().create_session(&req, &mut Sink::default()).expect_err("no tty");
+    assert!(matches!(err, AgentError::NeedsTerminal), "{err}");
+}
