@@ -100,6 +100,20 @@ pub struct OpencodeDriver {
     opts: OpencodeOptions,
 }
 
+/// What one headless turn needs.
+#[derive(Clone, Copy)]
+struct Turn<'a> {
+    args: &'a [OsString],
+    dir: &'a Path,
+    env: &'a AgentEnv,
+    prompt: &'a str,
+    limits: RunLimits,
+    log_path: &'a Path,
+}
+
+/// The stream seen, the outcome, the exit code.
+type TurnResult = (EventLog, RunOutcome, Option<i32>);
+
 /// One helper command's result.
 struct Helper {
     status: Option<ExitStatus>,
@@ -240,17 +254,16 @@ impl OpencodeDriver {
 
     /// Runs one headless turn: prompt on stdin, events parsed and streamed, output appended to
     /// the log, the end classified.
-    #[allow(clippy::too_many_arguments)]
-    fn turn(
-        &self,
-        args: &[OsString],
-        dir: &Path,
-        env: &AgentEnv,
-        prompt: &str,
-        limits: RunLimits,
-        log_path: &Path,
-        sink: &mut dyn EventSink,
-    ) -> Result<(EventLog, RunOutcome, Option<i32>), AgentError> {
+    fn turn(&self, t: &Turn<'_>, sink: &mut dyn EventSink) -> Result<TurnResult, AgentError> {
+        let Turn { args, dir, env, prompt, limits, log_path } = *t;
+        // Checked here: a missing cwd would otherwise look like a missing opencode program.
+        if !dir.is_dir() {
+            return Err(AgentError::Io {
+                action: "run opencode in",
+                path: dir.to_owned(),
+                source: std::io::Error::new(std::io::ErrorKind::NotFound, "not a directory"),
+            });
+        }
         let mut log_file = open_log(log_path)?;
         let header = format!(
             "=== {} opencode {} (in {})\n",
@@ -459,8 +472,17 @@ impl AgentDriver for OpencodeDriver {
             return self.create_interactive(req);
         }
         let args = self.run_args(None, Some(&req.title));
-        let (events, outcome, exit_code) =
-            self.turn(&args, &req.dir, &req.env, &req.prompt, req.limits, &req.log_path, sink)?;
+        let (events, outcome, exit_code) = self.turn(
+            &Turn {
+                args: &args,
+                dir: &req.dir,
+                env: &req.env,
+                prompt: &req.prompt,
+                limits: req.limits,
+                log_path: &req.log_path,
+            },
+            sink,
+        )?;
         match events.session {
             Some(session) => Ok(RunReport { session, outcome, exit_code }),
             None => Err(AgentError::NoSession { outcome }),
@@ -574,8 +596,17 @@ impl AgentDriver for OpencodeDriver {
             Some(_) => {}
         }
         let args = self.run_args(Some(&req.session), None);
-        let (_, outcome, exit_code) =
-            self.turn(&args, &req.dir, &req.env, &req.prompt, req.limits, &req.log_path, sink)?;
+        let (_, outcome, exit_code) = self.turn(
+            &Turn {
+                args: &args,
+                dir: &req.dir,
+                env: &req.env,
+                prompt: &req.prompt,
+                limits: req.limits,
+                log_path: &req.log_path,
+            },
+            sink,
+        )?;
         Ok(RunReport { session: req.session.clone(), outcome, exit_code })
     }
 

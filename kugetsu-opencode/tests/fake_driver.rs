@@ -474,3 +474,16 @@ fn interactive_create_needs_a_terminal() {
     let err = f.driver().create_session(&req, &mut Sink::default()).expect_err("no tty");
     assert!(matches!(err, AgentError::NeedsTerminal), "{err}");
 }
+
+#[test]
+fn missing_directory_is_named() {
+    let f = Fake::new();
+    let err = f
+        .driver()
+        .create_session(&f.sb.create_req("no-such-dir", "t", "p"), &mut Sink::default())
+        .expect_err("no dir");
+    assert!(
+        matches!(err, AgentError::Io { ref path, .. } if path.ends_with("no-such-dir")),
+        "{err}"
+    );
+}
