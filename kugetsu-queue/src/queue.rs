@@ -21,9 +21,11 @@
 use std::collections::HashMap;
 use std::fs;
 use std::io;
+use std::os::fd::OwnedFd;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use kugetsu_core::StateDir;
 use kugetsu_core::clock::{Clock, SystemClock};
@@ -47,8 +49,52 @@ pub struct FileQueue {
     lock_path: PathBuf,
     seq_path: PathBuf,
     wake_path: PathBuf,
+    cache_path: PathBuf,
     clock: Arc<dyn Clock>,
-    cache: Mutex<HashMap<String, Cached>>,
+    cache: Mutex<ScanCache>,
+}
+
+#[derive(Default)]
+struct ScanCache {
+    /// Parsed items by file name stem, with the file identity they were read from.
+    files: HashMap<String, Cached>,
+    /// The last whole scan, reused while the directory itself is unchanged.
+    last: Option<(DirKey, Arc<Scan>)>,
+}
+
+/// The identity of `queue/items/` itself. Every create, rename and delete of an entry (and
+/// every atomic rewrite is a rename) changes its mtime/ctime.
+#[derive(Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+struct DirKey {
+    dev: u64,
+    ino: u64,
+    mtime: (i64, i64),
+    ctime: (i64, i64),
+}
+
+impl DirKey {
+    fn of(meta: &fs::Metadata) -> Self {
+        DirKey {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            mtime: (meta.mtime(), meta.mtime_nsec()),
+            ctime: (meta.ctime(), meta.ctime_nsec()),
+        }
+    }
+
+    /// Whether a scan that started at `start` may be trusted while this key stays the same.
+    /// Directory times have coarse granularity: a change in the same tick as the scan would
+    /// leave the key unchanged, so a directory changed within the last second is never
+    /// trusted (git's "racily clean" rule, with a wide margin).
+    fn settled_before(&self, start: SystemTime) -> bool {
+        let changed = UNIX_EPOCH
+            + Duration::new(self.mtime.0.max(0) as u64, self.mtime.1.clamp(0, 999_999_999) as u32)
+                .max(Duration::new(
+                    self.ctime.0.max(0) as u64,
+                    self.ctime.1.clamp(0, 999_999_999) as u32,
+                ));
+        start.duration_since(changed).is_ok_and(|d| d >= Duration::from_secs(1))
+    }
 }
 
 #[derive(Clone)]
@@ -69,13 +115,15 @@ struct FileKey {
 }
 
 impl FileKey {
-    fn of(meta: &fs::Metadata) -> Self {
+    // `Stat` field types differ between targets; the casts are no-ops on some of them.
+    #[allow(clippy::unnecessary_cast, clippy::useless_conversion)]
+    fn of(st: &rustix::fs::Stat) -> Self {
         FileKey {
-            dev: meta.dev(),
-            ino: meta.ino(),
-            size: meta.size(),
-            mtime: (meta.mtime(), meta.mtime_nsec()),
-            ctime: (meta.ctime(), meta.ctime_nsec()),
+            dev: st.st_dev as u64,
+            ino: st.st_ino as u64,
+            size: st.st_size as u64,
+            mtime: (st.st_mtime as i64, st.st_mtime_nsec as i64),
+            ctime: (st.st_ctime as i64, st.st_ctime_nsec as i64),
         }
     }
 }
@@ -108,9 +156,10 @@ impl FileQueue {
             items_dir: state.queue_items_dir(),
             lock_path: state.lock_path("queue"),
             seq_path: state.queue_dir().join("seq"),
+            cache_path: state.queue_dir().join("items.cache"),
             wake_path: wake::wake_path(state),
             clock,
-            cache: Mutex::new(HashMap::new()),
+            cache: Mutex::new(ScanCache::default()),
         }
     }
 
@@ -179,6 +228,12 @@ impl FileQueue {
             .min())
     }
 
+    /// The unreadable item files of the last scan (see [`QueueListing::problems`]), without
+    /// cloning every item as [`TaskQueue::list`] does.
+    pub fn problems(&self) -> Result<Vec<String>, QueueError> {
+        Ok(self.scan()?.problems.clone())
+    }
+
     /// Items currently `notified` (claimed), oldest first.
     pub fn claimed(&self) -> Result<Vec<QueueItem>, QueueError> {
         let scan = self.scan()?;
@@ -195,66 +250,45 @@ impl FileQueue {
         Ok(())
     }
 
-    fn cache(&self) -> MutexGuard<'_, HashMap<String, Cached>> {
+    fn cache(&self) -> MutexGuard<'_, ScanCache> {
         self.cache.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Reads the directory, re-parsing only files whose identity changed since the last scan.
-    fn scan(&self) -> Result<Scan, QueueError> {
-        let entries = match fs::read_dir(&self.items_dir) {
-            Ok(e) => e,
+    /// Reads the directory, re-parsing only files whose identity changed since the last scan,
+    /// and not even listing it when the directory is unchanged since a settled scan.
+    fn scan(&self) -> Result<Arc<Scan>, QueueError> {
+        let start = SystemTime::now();
+        let dir_key = match fs::symlink_metadata(&self.items_dir) {
+            Ok(m) => DirKey::of(&m),
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                return Ok(Scan { items: Vec::new(), problems: Vec::new(), corrupt: 0 });
+                return Ok(Arc::new(Scan { items: Vec::new(), problems: Vec::new(), corrupt: 0 }));
             }
-            Err(e) => {
-                return Err(StorageError::Io {
-                    action: "read",
-                    path: self.items_dir.clone(),
-                    source: e,
-                }
-                .into());
-            }
+            Err(e) => return Err(self.dir_error(e)),
         };
+        if let Some((_, scan)) = self.cache().last.as_ref().filter(|(k, _)| *k == dir_key) {
+            return Ok(scan.clone());
+        }
         let mut items = Vec::new();
         let mut problems = Vec::new();
         let mut corrupt = 0;
         let mut seen = HashMap::new();
-        let previous = std::mem::take(&mut *self.cache());
-        for entry in entries {
-            let entry = entry.map_err(|e| StorageError::Io {
-                action: "read",
-                path: self.items_dir.clone(),
-                source: e,
-            })?;
+        let previous = std::mem::take(&mut self.cache().files);
+        let dir = self.open_dir()?;
+        for entry in fs::read_dir(&self.items_dir).map_err(|e| self.dir_error(e))? {
+            let entry = entry.map_err(|e| self.dir_error(e))?;
             let name = entry.file_name();
             let Some(name) = name.to_str() else { continue };
             let path = entry.path();
-            if let Some(id) = name.strip_suffix(".json").filter(|id| sort_key(id).is_some()) {
-                let meta = match fs::symlink_metadata(&path) {
-                    Ok(m) => m,
-                    Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-                    Err(e) => {
-                        problems.push(format!("cannot inspect {}: {e}", path.display()));
-                        continue;
-                    }
-                };
-                if meta.file_type().is_symlink() {
-                    problems.push(StorageError::Symlink { path: path.clone() }.to_string());
-                    continue;
-                }
-                let key = FileKey::of(&meta);
+            if let Some(id) = item_stem(name) {
+                let Some(key) = self.item_key(&dir, name, &mut problems) else { continue };
                 let cached = previous.get(id).filter(|c| c.key == key).cloned();
                 let cached = match cached {
                     Some(c) => c,
                     None => match read_item(&path, id) {
                         Ok(Some(item)) => Cached { key, item: Arc::new(item) },
                         Ok(None) => continue,
-                        Err(QueueError::Storage(e @ StorageError::Corrupt { .. })) => {
-                            corrupt += 1;
-                            problems.push(e.to_string());
-                            continue;
-                        }
                         Err(e) => {
+                            corrupt += usize::from(is_corrupt(&e));
                             problems.push(e.to_string());
                             continue;
                         }
@@ -264,22 +298,124 @@ impl FileQueue {
                 seen.insert(id.to_string(), cached);
             } else if is_kept_aside(name) {
                 corrupt += 1;
-                problems.push(format!(
-                    "{}: a corrupt queue item kept aside earlier; inspect it, then delete it",
-                    path.display()
-                ));
+                problems.push(kept_aside_problem(&path));
             }
         }
-        *self.cache() = seen;
-        items.sort_by(|a, b| sort_key(&a.id).cmp(&sort_key(&b.id)).then_with(|| a.id.cmp(&b.id)));
+        items.sort_by_cached_key(|i| (sort_key(&i.id), i.id.clone()));
         problems.sort();
-        Ok(Scan { items, problems, corrupt })
+        let scan = Arc::new(Scan { items, problems, corrupt });
+        let mut cache = self.cache();
+        cache.files = seen;
+        cache.last = dir_key.settled_before(start).then(|| (dir_key, scan.clone()));
+        Ok(scan)
+    }
+
+    fn dir_error(&self, source: io::Error) -> QueueError {
+        StorageError::Io { action: "read", path: self.items_dir.clone(), source }.into()
+    }
+
+    /// Opens `queue/items/` so that entries are inspected relative to it (`fstatat` on a
+    /// name instead of resolving the whole path 10,000 times).
+    fn open_dir(&self) -> Result<OwnedFd, QueueError> {
+        use rustix::fs::{Mode, OFlags};
+        rustix::fs::open(
+            &self.items_dir,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| self.dir_error(e.into()))
+    }
+
+    /// The identity of an item file, or `None` (with a problem noted) if it is gone, a
+    /// symlink, or cannot be inspected.
+    fn item_key(&self, dir: &OwnedFd, name: &str, problems: &mut Vec<String>) -> Option<FileKey> {
+        use rustix::fs::{AtFlags, FileType};
+        match rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(st) if FileType::from_raw_mode(st.st_mode) == FileType::Symlink => {
+                problems
+                    .push(StorageError::Symlink { path: self.items_dir.join(name) }.to_string());
+                None
+            }
+            Ok(st) => Some(FileKey::of(&st)),
+            Err(rustix::io::Errno::NOENT) => None,
+            Err(e) => {
+                problems
+                    .push(format!("cannot inspect {}: {e}", self.items_dir.join(name).display()));
+                None
+            }
+        }
+    }
+
+    /// `stats` for a process that has scanned nothing yet (the CLI's `queue stats`): counts
+    /// from `queue/items.cache`, a disposable summary (file identity and status per item)
+    /// that any `stats` refreshes. With an unchanged, settled directory this reads one small
+    /// file; otherwise only items whose identity changed are parsed. The cache is never
+    /// trusted over the items: a wrong or unreadable cache just means more parsing.
+    fn stats_cold(&self) -> Result<QueueStats, QueueError> {
+        let start = SystemTime::now();
+        let dir_key = match fs::symlink_metadata(&self.items_dir) {
+            Ok(m) => DirKey::of(&m),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(QueueStats::default()),
+            Err(e) => return Err(self.dir_error(e)),
+        };
+        let old: StatsCache = fs::read(&self.cache_path)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .filter(|c: &StatsCache| c.version == STATS_CACHE_VERSION)
+            .unwrap_or_default();
+        if old.dir == Some(dir_key) {
+            return Ok(old.counts);
+        }
+        let mut new = StatsCache { version: STATS_CACHE_VERSION, ..Default::default() };
+        let mut problems = Vec::new();
+        let dir = self.open_dir()?;
+        for entry in fs::read_dir(&self.items_dir).map_err(|e| self.dir_error(e))? {
+            let entry = entry.map_err(|e| self.dir_error(e))?;
+            let name = entry.file_name();
+            let Some(name) = name.to_str() else { continue };
+            let path = entry.path();
+            if let Some(id) = item_stem(name) {
+                let Some(key) = self.item_key(&dir, name, &mut problems) else { continue };
+                let status = match old.files.get(id).filter(|(k, _)| *k == key) {
+                    Some((_, status)) => *status,
+                    None => match read_item(&path, id) {
+                        Ok(Some(item)) => item.status,
+                        Ok(None) => continue,
+                        Err(e) => {
+                            new.counts.corrupt += usize::from(is_corrupt(&e));
+                            continue;
+                        }
+                    },
+                };
+                new.counts.total += 1;
+                match status {
+                    QueueStatus::Pending => new.counts.pending += 1,
+                    QueueStatus::Notified => new.counts.notified += 1,
+                    QueueStatus::Completed => new.counts.completed += 1,
+                    QueueStatus::Error => new.counts.error += 1,
+                }
+                new.files.insert(id.to_string(), (key, status));
+            } else if is_kept_aside(name) {
+                new.counts.corrupt += 1;
+            }
+        }
+        let counts = new.counts;
+        new.dir = dir_key.settled_before(start).then_some(dir_key);
+        if new.files != old.files || new.dir != old.dir {
+            // Best effort: a cache that cannot be written only costs speed.
+            if let Ok(bytes) = serde_json::to_vec(&new) {
+                let _ = storage::atomic_write(&self.cache_path, &bytes);
+            }
+        }
+        Ok(counts)
     }
 
     fn next_id(&self) -> Result<String, QueueError> {
         let now = self.clock.now().unix_timestamp_nanos().max(0) as u128;
         // `seq` is only a hint against the clock stepping back: unreadable means "no hint",
-        // and it is safe to rewrite (uniqueness comes from the existence check below).
+        // and it is safe to rewrite (uniqueness comes from the existence check below). So it
+        // is written plainly, without the two fsyncs of a durable write: losing it in a crash
+        // loses nothing but the hint, and the wall clock has moved on by then anyway.
         let last = fs::read_to_string(&self.seq_path)
             .ok()
             .and_then(|s| s.trim().parse::<u128>().ok())
@@ -288,7 +424,7 @@ impl FileQueue {
         loop {
             let id = format!("q_{next:020}");
             if fs::symlink_metadata(self.items_dir.join(format!("{id}.json"))).is_err() {
-                storage::atomic_write(&self.seq_path, format!("{next}\n").as_bytes())?;
+                write_hint(&self.seq_path, format!("{next}\n").as_bytes());
                 return Ok(id);
             }
             next += 1;
@@ -318,6 +454,90 @@ fn sort_key(id: &str) -> Option<u128> {
         return None;
     }
     digits.parse().ok()
+}
+
+/// Writes a file that is only a hint (not state): private like every kugetsu file, never
+/// through a symlink, but without fsync; errors are ignored by design.
+fn write_hint(path: &Path, bytes: &[u8]) {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(storage::FILE_MODE)
+        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+        .open(path);
+    if let Ok(mut f) = file {
+        let _ = f.write_all(bytes);
+    }
+}
+
+/// `q_<digits>` from `q_<digits>.json`, or `None` for any other file.
+fn item_stem(name: &str) -> Option<&str> {
+    name.strip_suffix(".json").filter(|id| sort_key(id).is_some())
+}
+
+fn is_corrupt(e: &QueueError) -> bool {
+    matches!(e, QueueError::Storage(StorageError::Corrupt { .. }))
+}
+
+fn kept_aside_problem(path: &Path) -> String {
+    format!(
+        "{}: a corrupt queue item kept aside earlier; inspect it, then delete it",
+        path.display()
+    )
+}
+
+const STATS_CACHE_VERSION: u32 = 1;
+
+/// `queue/items.cache`: see [`FileQueue::stats_cold`].
+#[derive(Default, serde::Serialize, serde::Deserialize)]
+struct StatsCache {
+    version: u32,
+    /// The directory identity the counts are valid for, when it had settled.
+    dir: Option<DirKey>,
+    counts: QueueStats,
+    /// Per item: `[name, dev, ino, size, mtime s, mtime ns, ctime s, ctime ns, status]`, as
+    /// arrays rather than objects to keep the file small and quick to parse.
+    #[serde(with = "compact_files")]
+    files: HashMap<String, (FileKey, QueueStatus)>,
+}
+
+mod compact_files {
+    use std::collections::HashMap;
+
+    use kugetsu_core::queue::QueueStatus;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    use super::FileKey;
+
+    type Row = (String, u64, u64, u64, i64, i64, i64, i64, QueueStatus);
+
+    pub fn serialize<S: Serializer>(
+        files: &HashMap<String, (FileKey, QueueStatus)>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        let rows: Vec<Row> = files
+            .iter()
+            .map(|(n, (k, st))| {
+                (n.clone(), k.dev, k.ino, k.size, k.mtime.0, k.mtime.1, k.ctime.0, k.ctime.1, *st)
+            })
+            .collect();
+        rows.serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<HashMap<String, (FileKey, QueueStatus)>, D::Error> {
+        let rows = Vec::<Row>::deserialize(d)?;
+        Ok(rows
+            .into_iter()
+            .map(|(n, dev, ino, size, ms, mns, cs, cns, st)| {
+                (n, (FileKey { dev, ino, size, mtime: (ms, mns), ctime: (cs, cns) }, st))
+            })
+            .collect())
+    }
 }
 
 fn is_kept_aside(name: &str) -> bool {
@@ -380,11 +600,14 @@ impl TaskQueue for FileQueue {
         let scan = self.scan()?;
         Ok(QueueListing {
             items: scan.items.iter().map(|i| (**i).clone()).collect(),
-            problems: scan.problems,
+            problems: scan.problems.clone(),
         })
     }
 
     fn stats(&self) -> Result<QueueStats, QueueError> {
+        if self.cache().files.is_empty() {
+            return self.stats_cold();
+        }
         let scan = self.scan()?;
         let mut s = QueueStats { corrupt: scan.corrupt, ..Default::default() };
         for i in &scan.items {

@@ -209,3 +209,31 @@ fn concurrent_claims_from_threads_never_share_an_item() {
     all.dedup();
     assert_eq!((n, all.len()), (60, 60));
 }
+
+#[test]
+fn cached_scans_and_cold_stats_see_every_change_made_by_others() {
+    let env = common::env();
+    let mine = FileQueue::new(&env.state);
+    let other = FileQueue::new(&env.state);
+    let ids: Vec<String> =
+        (0..3).map(|i| other.enqueue(task(&format!("{i}"))).unwrap().id).collect();
+    // Let the directory settle so that scans (and the stats cache) are trusted and reused.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    assert_eq!(mine.list().unwrap().items.len(), 3);
+    assert_eq!(FileQueue::new(&env.state).stats().unwrap().pending, 3);
+    assert!(env.state.queue_dir().join("items.cache").exists());
+    assert_eq!(FileQueue::new(&env.state).stats().unwrap().pending, 3, "from the cache");
+
+    other.update(&ids[0], &mut |i| i.status = QueueStatus::Completed).unwrap();
+    other.enqueue(task("3")).unwrap();
+    let fresh = FileQueue::new(&env.state).stats().unwrap();
+    assert_eq!((fresh.total, fresh.pending, fresh.completed), (4, 3, 1));
+    let warm = mine.stats().unwrap();
+    assert_eq!((warm.total, warm.pending, warm.completed), (4, 3, 1));
+    assert_eq!(mine.get(&ids[0]).unwrap().status, QueueStatus::Completed);
+
+    // A damaged cache is only a cache: stats are still right, and nothing is kept aside.
+    std::fs::write(env.state.queue_dir().join("items.cache"), b"{garbage").unwrap();
+    let again = FileQueue::new(&env.state).stats().unwrap();
+    assert_eq!((again.total, again.pending, again.completed, again.corrupt), (4, 3, 1, 0));
+}
