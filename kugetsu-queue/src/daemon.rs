@@ -807,8 +807,16 @@ impl Daemon {
         let mut workers: HashMap<String, Worker> = HashMap::new();
         let mut exit = DaemonExit::default();
         let mut last_cleanup: Option<Instant> = None;
+        let mut reported: Vec<String> = Vec::new();
         while !stop.load(Ordering::Relaxed) {
             reap(&mut workers);
+            // Corrupt item files are skipped (and kept aside by storage); say so once each.
+            if let Ok(problems) = self.queue.problems() {
+                for p in problems.iter().filter(|p| !reported.contains(p)) {
+                    shared.log(&format!("skipping an unreadable queue item: {p}"));
+                }
+                reported = problems;
+            }
             if let Err(e) = self.recover(&shared, &mut workers) {
                 shared.log(&format!("cannot recover stale claims: {e}"));
             }

@@ -216,6 +216,12 @@ fn a_corrupt_item_is_kept_aside_and_the_others_still_run() {
         "{problems:?}"
     );
     assert_eq!(q.stats().unwrap().corrupt, 1);
+    let log = daemon::tail_log(&env.state, 1000).unwrap();
+    assert!(
+        log.iter()
+            .any(|l| l.contains("unreadable queue item") && l.contains("q_00000000000000000005")),
+        "{log:#?}"
+    );
     stop(&env, &mut d);
 }
 
@@ -249,5 +255,33 @@ fn sigterm_kills_running_agents_requeues_their_items_and_exits_promptly() {
             "agent {pid} still runs"
         );
     }
+    assert!(!daemon::status(&env.state).unwrap().running);
+}
+
+#[test]
+fn spawn_detached_starts_a_daemon_that_status_and_stop_can_find() {
+    let env = common::env();
+    let args: Vec<std::ffi::OsString> = vec![
+        "daemon".into(),
+        env.state.root().into(),
+        "1".into(),
+        env.record.clone().into(),
+        "60000".into(),
+    ];
+    let pid = daemon::spawn_detached(
+        std::path::Path::new(env!("CARGO_BIN_EXE_queue-test-helper")),
+        &args,
+        &env.state,
+    )
+    .unwrap();
+    assert!(wait_until(LONG, || running(&env)));
+    assert_eq!(daemon::status(&env.state).unwrap().pid, Some(pid));
+    // Its own process group: a Ctrl-C in the terminal that started it does not reach it.
+    let p = rustix::process::Pid::from_raw(pid as i32).unwrap();
+    assert_eq!(rustix::process::getpgid(Some(p)).unwrap(), p);
+    assert_eq!(
+        daemon::stop(&env.state, Duration::from_secs(10)).unwrap(),
+        StopOutcome::Stopped { pid }
+    );
     assert!(!daemon::status(&env.state).unwrap().running);
 }
