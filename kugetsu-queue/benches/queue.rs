@@ -1,0 +1,199 @@
+//! Figures for the queue's speed targets (printed, not asserted: machines are shared and
+//! noisy): enqueue throughput, `stats` over 10,000 items, and the latency from an enqueue to
+//! the daemon dispatching it.
+//!
+//! Run: `cargo bench -p kugetsu-queue --bench queue`
+#![allow(clippy::unwrap_used, clippy::print_stdout, missing_docs)]
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Sender};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use kugetsu_core::StateDir;
+use kugetsu_core::queue::{NewTask, QueueItem, QueueStatus, TaskQueue};
+use kugetsu_queue::FileQueue;
+use kugetsu_queue::daemon::{
+    Daemon, DaemonOptions, DispatchContext, DispatchError, DispatchOutcome, Dispatcher,
+};
+use time::OffsetDateTime;
+
+fn state() -> (tempfile::TempDir, StateDir) {
+    // Under the target directory rather than /tmp, which may be a tmpfs where fsync is free.
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let state = StateDir::new(dir.path().join("state"));
+    state.ensure().unwrap();
+    (dir, state)
+}
+
+fn summary(mut samples: Vec<Duration>) -> String {
+    samples.sort();
+    let pick = |q: f64| samples[((samples.len() - 1) as f64 * q).round() as usize];
+    format!(
+        "median {:.2} ms, p95 {:.2} ms, max {:.2} ms ({} samples)",
+        pick(0.5).as_secs_f64() * 1e3,
+        pick(0.95).as_secs_f64() * 1e3,
+        pick(1.0).as_secs_f64() * 1e3,
+        samples.len()
+    )
+}
+
+fn task(i: usize) -> NewTask {
+    NewTask { message: format!("work on issue #{i}"), issue_ref: Some(format!("o/r#{i}")) }
+}
+
+fn enqueue_throughput() {
+    let (_dir, state) = state();
+    let q = FileQueue::new(&state);
+    let n = 500;
+    let start = Instant::now();
+    for i in 0..n {
+        q.enqueue(task(i)).unwrap();
+    }
+    let took = start.elapsed();
+    println!(
+        "enqueue: {n} items in {:.2} s = {:.0} items/s ({:.2} ms each, durable: fsync of item, seq and directory)",
+        took.as_secs_f64(),
+        n as f64 / took.as_secs_f64(),
+        took.as_secs_f64() * 1e3 / n as f64
+    );
+}
+
+fn stats_10k() {
+    let (_dir, state) = state();
+    // Written directly (not through enqueue) to set up quickly; the files are identical.
+    let now = OffsetDateTime::now_utc();
+    for i in 0..10_000u64 {
+        let id = format!("q_{:020}", 1_700_000_000_000_000_000u64 + i);
+        let status = match i % 10 {
+            0 => QueueStatus::Pending,
+            1 => QueueStatus::Error,
+            _ => QueueStatus::Completed,
+        };
+        let item = QueueItem {
+            id: id.clone(),
+            status,
+            message: format!("work on issue #{i}"),
+            issue_ref: Some(format!("github.com/o/r#{i}")),
+            created_at: now,
+            updated_at: Some(now),
+            attempts: 1,
+            last_error: None,
+            not_before: None,
+            claim: None,
+            extra: Default::default(),
+        };
+        std::fs::write(
+            state.queue_items_dir().join(format!("{id}.json")),
+            serde_json::to_vec_pretty(&item).unwrap(),
+        )
+        .unwrap();
+    }
+    let cache = state.queue_dir().join("items.cache");
+    let touch = || {
+        // Any change in the directory (here: one item rewritten) invalidates settled scans.
+        let q = FileQueue::new(&state);
+        let id = "q_01700000000000000000";
+        q.update(id, &mut |i| i.attempts += 1).unwrap();
+    };
+    let time_stats = |q: &FileQueue| {
+        let t = Instant::now();
+        let s = q.stats().unwrap();
+        assert_eq!(s.total, 10_000);
+        t.elapsed()
+    };
+    let no_cache: Vec<Duration> = (0..3)
+        .map(|_| {
+            let _ = std::fs::remove_file(&cache);
+            time_stats(&FileQueue::new(&state))
+        })
+        .collect();
+    let changed: Vec<Duration> = (0..10)
+        .map(|_| {
+            touch();
+            time_stats(&FileQueue::new(&state))
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(1100));
+    let settled: Vec<Duration> = (0..10).map(|_| time_stats(&FileQueue::new(&state))).collect();
+    let daemon = FileQueue::new(&state);
+    daemon.list().unwrap();
+    let warm_changed: Vec<Duration> = (0..10)
+        .map(|_| {
+            touch();
+            time_stats(&daemon)
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(1100));
+    daemon.list().unwrap();
+    let warm_settled: Vec<Duration> = (0..10).map(|_| time_stats(&daemon)).collect();
+    println!("stats, 10,000 items, new process, no cache (first ever):   {}", summary(no_cache));
+    println!("stats, 10,000 items, new process, an item just changed:    {}", summary(changed));
+    println!("stats, 10,000 items, new process, directory settled:       {}", summary(settled));
+    println!(
+        "stats, 10,000 items, daemon (warm), an item just changed:  {}",
+        summary(warm_changed)
+    );
+    println!(
+        "stats, 10,000 items, daemon (warm), directory settled:     {}",
+        summary(warm_settled)
+    );
+}
+
+struct Timestamps(Mutex<Sender<Instant>>);
+
+impl Dispatcher for Timestamps {
+    fn dispatch(
+        &self,
+        _item: &QueueItem,
+        _ctx: &mut DispatchContext<'_>,
+    ) -> Result<DispatchOutcome, DispatchError> {
+        let _ = self.0.lock().unwrap().send(Instant::now());
+        Ok(DispatchOutcome::default())
+    }
+}
+
+fn enqueue_to_dispatch() {
+    let (_dir, state) = state();
+    let (tx, rx) = mpsc::channel();
+    let daemon = Daemon::new(state.clone(), Arc::new(Timestamps(Mutex::new(tx))), Arc::new(|| 3))
+        .with_options(DaemonOptions {
+            // Only the enqueue's wake-up can make dispatch fast.
+            interval: Duration::from_secs(3600),
+            cleanup_age: None,
+            ..DaemonOptions::default()
+        });
+    let stop = Arc::new(AtomicBool::new(false));
+    let handle = {
+        let stop = stop.clone();
+        std::thread::spawn(move || daemon.run(&stop).unwrap())
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    let q = FileQueue::new(&state);
+    let mut from_call = Vec::new();
+    let mut from_return = Vec::new();
+    for i in 0..50 {
+        let before = Instant::now();
+        q.enqueue(task(i)).unwrap();
+        let returned = Instant::now();
+        let dispatched = rx.recv_timeout(Duration::from_secs(30)).unwrap();
+        from_call.push(dispatched.saturating_duration_since(before));
+        from_return.push(dispatched.saturating_duration_since(returned));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    stop.store(true, Ordering::Relaxed);
+    handle.join().unwrap();
+    println!("enqueue -> dispatch, from enqueue returning: {}", summary(from_return));
+    println!("enqueue -> dispatch, from enqueue called:    {}", summary(from_call));
+}
+
+fn main() {
+    // `cargo test --benches` runs this with `--bench` absent; keep that quick.
+    if !std::env::args().any(|a| a == "--bench") {
+        println!("queue bench: run with `cargo bench -p kugetsu-queue --bench queue`");
+        return;
+    }
+    enqueue_throughput();
+    stats_10k();
+    enqueue_to_dispatch();
+}
