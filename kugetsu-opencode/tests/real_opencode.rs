@@ -55,7 +55,15 @@ fn install() -> Result<PathBuf, String> {
     std::fs::create_dir_all(&prefix)
         .map_err(|e| format!("cannot create {}: {e}", prefix.display()))?;
     let out = Command::new("npm")
-        .args(["install", "--no-audit", "--no-fund", "--prefix"])
+        // Bounded waits: an unreachable registry must end in a skip, not a stuck test.
+        .args([
+            "install",
+            "--no-audit",
+            "--no-fund",
+            "--fetch-timeout=60000",
+            "--fetch-retries=1",
+            "--prefix",
+        ])
         .arg(&prefix)
         .arg(format!("opencode-ai@{VERSION}"))
         .output()
