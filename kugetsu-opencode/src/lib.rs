@@ -6,12 +6,17 @@
 //!   with the session's directory as its cwd;
 //! - positional message arguments with spaces get wrapped in quotes: the prompt goes on stdin,
 //!   which is always closed (or `/dev/null`) because opencode reads it to EOF;
-//! - a run can hang silently: wall-clock and idle limits kill its whole process group;
+//! - a run can hang silently: wall-clock and idle limits kill its whole process group, and
+//!   the commands its bash tool started detached (own session) along with it;
 //! - a rejected permission exits 0: runs are classified from their events
 //!   ([`kugetsu_core::agent::RunOutcome`]);
 //! - `run --fork` keeps the base's directory (and hangs when run elsewhere) and drops the
 //!   permission rules: forks are made by `export`, id rewriting and `import` from the target
 //!   directory ([`fork`]).
+//!
+//! Interactive creation (`CreateSessionRequest::interactive`) starts the TUI on the user's
+//! terminal with `--prompt`, then finds the new session with `session list` and gives it the
+//! title and the deny rules a later headless run needs.
 //!
 //! With the `fake` feature the package also builds `fake-opencode`, a scripted stand-in that
 //! follows the same contract (see `CONFORMANCE.md`).
