@@ -323,6 +323,26 @@ impl OpencodeDriver {
         Ok((events, outcome, code))
     }
 
+    /// Trust but verify: an imported fork must live in the target directory (else a run hangs)
+    /// and carry the deny rules.
+    fn verify_fork(&self, id: &SessionId, dir_text: &str, dir: &Path) -> Result<(), AgentError> {
+        match self.session_row(id)? {
+            None => {
+                return Err(AgentError::Protocol {
+                    command: "import".into(),
+                    detail: format!("session {id} is not in the database after the import"),
+                });
+            }
+            Some((stored, _)) if !same_dir(Path::new(&stored), dir) => {
+                let d = dir_text.replace('\'', "''");
+                self.db(&format!("UPDATE session SET directory = '{d}' WHERE id = '{id}'"))?;
+            }
+            Some(_) => {}
+        }
+        self.fix_permissions(id)?;
+        Ok(())
+    }
+
     fn create_interactive(&self, req: &CreateSessionRequest) -> Result<RunReport, AgentError> {
         if !(std::io::stdin().is_terminal() && std::io::stdout().is_terminal()) {
             return Err(AgentError::NeedsTerminal);
@@ -559,23 +579,16 @@ impl AgentDriver for OpencodeDriver {
                 });
             }
         }
-        // Trust but verify: the fork must live in the target directory (else a run hangs) and
-        // carry the deny rules.
-        match self.session_row(&new_id)? {
-            None => {
-                return Err(AgentError::Protocol {
-                    command: "import".into(),
-                    detail: format!("session {new_id} is not in the database after the import"),
-                });
+        match self.verify_fork(&new_id, &dir, &req.dir) {
+            Ok(()) => Ok(new_id),
+            Err(e) => {
+                // A half-made fork would be picked up later as if it were good: remove it.
+                if let Err(cleanup) = self.delete_session(&new_id) {
+                    tracing::warn!(session = %new_id, error = %cleanup, "cannot remove a failed fork");
+                }
+                Err(e)
             }
-            Some((stored, _)) if !same_dir(Path::new(&stored), &req.dir) => {
-                let d = dir.replace('\'', "''");
-                self.db(&format!("UPDATE session SET directory = '{d}' WHERE id = '{new_id}'"))?;
-            }
-            Some(_) => {}
         }
-        self.fix_permissions(&new_id)?;
-        Ok(new_id)
     }
 
     fn run(&self, req: &RunRequest, sink: &mut dyn EventSink) -> Result<RunReport, AgentError> {

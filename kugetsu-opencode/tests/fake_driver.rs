@@ -487,3 +487,27 @@ fn missing_directory_is_named() {
         "{err}"
     );
 }
+
+#[test]
+fn a_fork_that_cannot_be_verified_is_removed() {
+    let f = Fake::new();
+    let base = f.create_base(&f.driver());
+    let mut env = f.base_env();
+    env.push(("FAKE_OPENCODE_FAIL".into(), "db".into()));
+    let d = OpencodeDriver::new(OpencodeOptions::new(FAKE).base_env(env));
+    let err = d
+        .fork_session(&ForkRequest {
+            base,
+            dir: f.sb.path("tree"),
+            title: "t".into(),
+            env: agent_env(&[]),
+        })
+        .expect_err("db fails");
+    assert!(
+        matches!(err, AgentError::CommandFailed { ref command, ref message } if command == "db" && message.contains("injected")),
+        "{err}"
+    );
+    let left = d.list_sessions(&f.sb.path("tree")).expect("list");
+    assert_eq!(left.len(), 1, "only the base is left: {left:?}");
+    assert_eq!(left[0].title, "kugetsu base");
+}

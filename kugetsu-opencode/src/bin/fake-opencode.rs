@@ -36,6 +36,8 @@
 //!
 //!   Every TURN also takes `delay_ms` (sleep before answering) and `leave_running` (that many
 //!   detached helper processes left running when the turn ends).
+//! - `FAKE_OPENCODE_FAIL=<cmd>[,<cmd>...]`: those subcommands (`db`, `import`, ...) fail with
+//!   `Error: injected failure`, exit 1.
 //! - `FAKE_OPENCODE_RECORD=<file>`: appends one JSON line per invocation:
 //!   `{"argv", "cwd", "env_names", "stdin", "message"}` (`stdin`/`message` only for `run`).
 //! - The store is the file `$OPENCODE_DB` if set, else
@@ -276,6 +278,9 @@ fn dispatch(argv: &[String]) -> Result<u8, Stop> {
         Some(i) => (argv[i].as_str(), [&argv[..i], &argv[i + 1..]].concat()),
         None => ("", argv.to_vec()),
     };
+    if env("FAKE_OPENCODE_FAIL").is_some_and(|f| f.split(',').any(|c| c == cmd)) {
+        return Err(Fail(format!("injected failure of `{cmd}`")).into());
+    }
     match cmd {
         "run" => cmd_run(&parse(&rest, &[GLOBAL_FLAGS, RUN_FLAGS], HELP_RUN)?),
         "session" => {
