@@ -221,7 +221,7 @@ fn real_create_fork_run_and_continue() {
 }
 
 #[test]
-fn real_permission_rejection_is_blocked() {
+fn real_permission_rejection_is_blocked_and_api_error_failed() {
     let Some(bin) = opencode() else { return };
     let r = Real::new(bin);
     let s = r.create();
@@ -235,6 +235,17 @@ fn real_permission_rejection_is_blocked() {
             assert!(permission.contains("external_directory"), "{permission}")
         }
         other => panic!("expected Blocked, got {other:?}; log:\n{}", read(&r.sb.log())),
+    }
+    // A provider error ends the turn as Failed with the provider's message.
+    let report = r
+        .driver
+        .run(&r.sb.run_req(&s, "base", "please APIERROR"), &mut Sink::default())
+        .expect("run");
+    match &report.outcome {
+        RunOutcome::Failed { message } => {
+            assert!(message.contains("mock bad request"), "{message}")
+        }
+        other => panic!("expected Failed, got {other:?}; log:\n{}", read(&r.sb.log())),
     }
 }
 

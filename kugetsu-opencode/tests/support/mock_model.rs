@@ -5,6 +5,7 @@
 //! - a tool result: a text answer `done`;
 //! - a user message containing `WRITEFILE:<name>`: a `write` tool call creating `<name>`
 //!   (a relative path, so it lands in the session's directory) with `written by the mock`;
+//! - containing `APIERROR`: HTTP 400 with an OpenAI-style error body (`mock bad request`);
 //! - containing `READETC`: a `read` of `/etc/hostname` (outside the project: a permission ask);
 //! - containing `HANG`: no answer at all, the connection is held open;
 //! - containing `BASHSLEEP:<secs>`: a `bash` tool call running `sleep <secs>` (opencode starts
@@ -98,6 +99,17 @@ fn serve(stream: TcpStream, seen: &Mutex<Vec<Value>>) -> std::io::Result<()> {
         // Never answer: opencode waits silently, as it does on a stuck provider.
         thread::sleep(Duration::from_secs(3600));
         return Ok(());
+    }
+    if last["role"] == "user" && text.contains("APIERROR") {
+        let body = json!({"error": {"message": "mock bad request", "type": "invalid_request_error", "code": "bad"}})
+            .to_string();
+        let head = format!(
+            "HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+            body.len()
+        );
+        out.write_all(head.as_bytes())?;
+        out.write_all(body.as_bytes())?;
+        return out.flush();
     }
     out.write_all(
         b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncache-control: no-cache\r\nconnection: close\r\n\r\n",
