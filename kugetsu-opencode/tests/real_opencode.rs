@@ -121,12 +121,13 @@ impl Real {
     }
 
     fn create(&self) -> SessionId {
+        self.create_with("You are the base session.")
+    }
+
+    fn create_with(&self, prompt: &str) -> SessionId {
         let report = self
             .driver
-            .create_session(
-                &self.sb.create_req("base", "kugetsu base", "You are the base session."),
-                &mut Vec::new(),
-            )
+            .create_session(&self.sb.create_req("base", "kugetsu base", prompt), &mut Vec::new())
             .expect("create");
         assert_eq!(report.outcome, RunOutcome::Completed, "log:\n{}", read(&self.sb.log()));
         report.session
@@ -151,7 +152,9 @@ impl EventSink for Sink {
 fn real_create_fork_run_and_continue() {
     let Some(bin) = opencode() else { return };
     let r = Real::new(bin);
-    let base = r.create();
+    // A base whose history holds a tool call too: the fork must carry tool parts over.
+    let base = r.create_with("You are the base session. WRITEFILE:primed.txt");
+    assert_eq!(read(&r.sb.path("base").join("primed.txt")), "written by the mock\n");
     assert!(r.driver.session_exists(&base).expect("exists"));
     let listed = r.driver.list_sessions(&r.sb.path("base")).expect("list");
     assert!(listed.iter().any(|s| s.id == base && s.title == "kugetsu base"), "{listed:?}");
