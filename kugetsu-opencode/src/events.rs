@@ -385,6 +385,30 @@ mod tests {
         assert!(!log.ended_mid_turn());
     }
 
+    const ESC: char = '\u{1b}';
+
+    proptest::proptest! {
+        #[test]
+        fn any_input_is_handled_without_panic(line in ".*", raw in proptest::collection::vec(proptest::num::u8::ANY, 0..200)) {
+            let lossy = String::from_utf8_lossy(&raw).into_owned();
+            for l in [&line, &lossy] {
+                let _ = parse_stdout_line(l);
+                let _ = parse_stderr_line(l);
+                proptest::prop_assert!(!strip_ansi(l).contains(ESC), "escape left in output");
+                let mut log = EventLog::default();
+                log.stdout_line(l);
+                log.stderr_line(l);
+                let _ = (log.rejected_permissions(), log.first_error(), log.ended_mid_turn());
+            }
+        }
+
+        #[test]
+        fn any_rejection_text_round_trips(what in "[a-z_]{1,20}( \\([ -:<-~]{0,30}\\))?") {
+            let line = format!("\u{1b}[93m\u{1b}[1m! \u{1b}[0mpermission requested: {what}; auto-rejecting");
+            proptest::prop_assert_eq!(parse_stderr_line(&line), StderrLine::PermissionRejected(what.trim().to_owned()));
+        }
+    }
+
     #[test]
     fn strip_ansi_removes_csi_and_osc() {
         assert_eq!(strip_ansi("\u{1b}[93m\u{1b}[1m! \u{1b}[0mx"), "! x");
