@@ -26,6 +26,25 @@ struct Config {
 impl GitHttpServer {
     /// Serves the repositories under `root`; with `token`, requests need it as Basic password.
     pub fn start(root: &Path, home: &Path, token: Option<&str>) -> Self {
+        Self::start_inner(root, home, token, None)
+    }
+
+    /// Like [`Self::start`], but speaking https with `tls`.
+    pub fn start_tls(
+        root: &Path,
+        home: &Path,
+        token: Option<&str>,
+        tls: Arc<rustls::ServerConfig>,
+    ) -> Self {
+        Self::start_inner(root, home, token, Some(tls))
+    }
+
+    fn start_inner(
+        root: &Path,
+        home: &Path,
+        token: Option<&str>,
+        tls: Option<Arc<rustls::ServerConfig>>,
+    ) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
         let port = listener.local_addr().expect("addr").port();
         let stop = Arc::new(AtomicBool::new(false));
@@ -43,11 +62,21 @@ impl GitHttpServer {
                     if stop.load(Ordering::SeqCst) {
                         break;
                     }
-                    let Ok(stream) = stream else { continue };
+                    let Ok(mut stream) = stream else { continue };
                     let config = Arc::clone(&config);
                     let refused = Arc::clone(&refused);
-                    std::thread::spawn(move || {
-                        let _ = serve(stream, &config, &refused);
+                    let tls = tls.clone();
+                    std::thread::spawn(move || match tls {
+                        None => {
+                            let _ = serve(&mut stream, &config, &refused);
+                        }
+                        Some(tls) => {
+                            let Ok(conn) = rustls::ServerConnection::new(tls) else { return };
+                            let mut stream = rustls::StreamOwned::new(conn, stream);
+                            let _ = serve(&mut stream, &config, &refused);
+                            stream.conn.send_close_notify();
+                            let _ = stream.flush();
+                        }
                     });
                 }
             })
@@ -57,6 +86,10 @@ impl GitHttpServer {
 
     pub fn url(&self, name: &str) -> String {
         format!("http://127.0.0.1:{}/{name}", self.port)
+    }
+
+    pub fn https_url(&self, name: &str) -> String {
+        format!("https://127.0.0.1:{}/{name}", self.port)
     }
 }
 
@@ -70,9 +103,12 @@ impl Drop for GitHttpServer {
     }
 }
 
-fn serve(stream: TcpStream, config: &Config, refused: &AtomicUsize) -> std::io::Result<()> {
-    let mut reader = BufReader::new(stream.try_clone()?);
-    let mut out = stream;
+fn serve(
+    stream: &mut (impl Read + Write),
+    config: &Config,
+    refused: &AtomicUsize,
+) -> std::io::Result<()> {
+    let mut reader = BufReader::new(stream);
     let mut line = String::new();
     reader.read_line(&mut line)?;
     let mut parts = line.split_whitespace();
@@ -117,7 +153,7 @@ fn serve(stream: TcpStream, config: &Config, refused: &AtomicUsize) -> std::io::
             .is_some_and(|creds| creds.split_once(':').is_some_and(|(_, pass)| pass == token));
         if !ok {
             refused.fetch_add(1, Ordering::SeqCst);
-            out.write_all(
+            reader.get_mut().write_all(
                 b"HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Basic realm=\"git\"\r\n\
                   Content-Length: 0\r\nConnection: close\r\n\r\n",
             )?;
@@ -187,6 +223,7 @@ fn serve(stream: TcpStream, config: &Config, refused: &AtomicUsize) -> std::io::
         .as_bytes(),
     );
     response.extend_from_slice(rest);
+    let out = reader.get_mut();
     out.write_all(&response)?;
     out.flush()
 }

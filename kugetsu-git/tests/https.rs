@@ -1,0 +1,141 @@
+//! The token over https: used for clone and fetch, never stored or shown.
+//!
+//! The server is the smart-HTTP test server behind rustls with a certificate from a throwaway
+//! CA. gix's https client trusts the system roots, which `SSL_CERT_FILE` replaces; since the
+//! environment of a running test must not be changed (other tests run in parallel threads), the
+//! test re-runs its own binary with `SSL_CERT_FILE` pointing at the throwaway CA.
+
+#![allow(clippy::unwrap_used)] // Test code: a failed unwrap is a failed test.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use kugetsu_core::worktree::{Secret, WorktreeError};
+use support::Fixture;
+use support::http::GitHttpServer;
+
+const TOKEN: &str = "kgs_tok_b81d0e6f4a2c9957";
+const CHILD_ENV: &str = "KUGETSU_HTTPS_TEST_DIR";
+
+/// Writes `ca.pem`, `cert.der` and `key.der` for 127.0.0.1 into `dir`.
+fn make_certificates(dir: &Path) {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params.distinguished_name.push(DnType::CommonName, "kugetsu test CA");
+    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(ca_params, ca_key);
+    let key = KeyPair::generate().unwrap();
+    let params = CertificateParams::new(vec!["127.0.0.1".to_string()]).unwrap();
+    let cert = params.signed_by(&key, &issuer).unwrap();
+    std::fs::write(dir.join("ca.pem"), ca_cert.pem()).unwrap();
+    std::fs::write(dir.join("cert.der"), cert.der()).unwrap();
+    std::fs::write(dir.join("key.der"), key.serialize_der()).unwrap();
+}
+
+fn server_config(dir: &Path) -> Arc<rustls::ServerConfig> {
+    let cert =
+        rustls::pki_types::CertificateDer::from(std::fs::read(dir.join("cert.der")).unwrap());
+    let key =
+        rustls::pki_types::PrivateKeyDer::try_from(std::fs::read(dir.join("key.der")).unwrap())
+            .unwrap();
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![cert], key)
+        .unwrap();
+    Arc::new(config)
+}
+
+#[test]
+fn token_over_https_is_used_and_never_stored() {
+    let certs = tempfile::tempdir().unwrap();
+    make_certificates(certs.path());
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "https_child", "--include-ignored", "--nocapture", "--test-threads=1"])
+        .env(CHILD_ENV, certs.path())
+        .env("SSL_CERT_FILE", certs.path().join("ca.pem"))
+        .env_remove("SSL_CERT_DIR")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("1 passed"),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+#[ignore = "run by token_over_https_is_used_and_never_stored with SSL_CERT_FILE set"]
+fn https_child() {
+    let Some(certs) = std::env::var_os(CHILD_ENV).map(PathBuf::from) else { return };
+    let fx = Fixture::new();
+    let up = fx.upstream("app", &[("a", "1\n")]);
+    let server = GitHttpServer::start_tls(
+        up.parent().unwrap(),
+        &fx.home(),
+        Some(TOKEN),
+        server_config(&certs),
+    );
+
+    let mut req = fx.request(&up, "app", 1);
+    req.source.url = server.https_url("app");
+    match fx.create(&req) {
+        Err(WorktreeError::AuthFailed { url }) => assert_eq!(url, server.https_url("app")),
+        other => panic!("expected AuthFailed without a token, got {other:?}"),
+    }
+    req.source.token = Some(Secret::new("wrong-token-value"));
+    let err = fx.create(&req).expect_err("wrong token");
+    assert!(matches!(err, WorktreeError::AuthFailed { .. }), "{err:?}");
+    assert!(!error_text(&err).contains("wrong-token-value"));
+    assert!(!fx.mirror("app").exists());
+
+    req.source.token = Some(Secret::new(TOKEN));
+    fx.create(&req).expect("clone over https with the token");
+    assert_eq!(fx.status(&req.path), "");
+    let newer = fx.commit_files(&up, &[("a", "2\n")], "newer");
+    let mut second = fx.request(&up, "app", 2);
+    second.source = req.source.clone();
+    let info = fx.create(&second).expect("fetch over https with the token");
+    assert_eq!(info.head.as_deref(), Some(newer.as_str()));
+    assert!(server.refused.load(Ordering::SeqCst) >= 2, "the server did demand credentials");
+
+    let mut seen = 0;
+    let mut stack = vec![fx.state()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let entry = entry.unwrap();
+            if entry.file_type().unwrap().is_dir() {
+                stack.push(entry.path());
+            } else if entry.file_type().unwrap().is_file() {
+                seen += 1;
+                let bytes = std::fs::read(entry.path()).unwrap();
+                assert!(
+                    !bytes.windows(TOKEN.len()).any(|w| w == TOKEN.as_bytes()),
+                    "token written to {}",
+                    entry.path().display()
+                );
+            }
+        }
+    }
+    assert!(seen > 10, "the state directory was searched");
+    let config = std::fs::read_to_string(fx.mirror("app").join("config")).unwrap();
+    assert!(config.contains(&server.https_url("app")), "{config}");
+}
+
+fn error_text(err: &WorktreeError) -> String {
+    let mut text = format!("{err} {err:?}");
+    let mut source = std::error::Error::source(err);
+    while let Some(s) = source {
+        text.push_str(&format!(" {s} {s:?}"));
+        source = s.source();
+    }
+    text
+}
