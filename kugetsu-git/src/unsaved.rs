@@ -19,6 +19,8 @@ pub(crate) fn changed_files(worktree: &gix::Repository) -> Result<Vec<String>, g
         .status(gix::progress::Discard)?
         .index_worktree_options_mut(|opts| opts.dirwalk_options = Some(dirwalk))
         .untracked_files(UntrackedFiles::Files)
+        // Work inside an initialized submodule is work too.
+        .index_worktree_submodules(gix::status::Submodule::AsConfigured { check_dirty: true })
         .into_iter(None)?;
     let mut files = Vec::new();
     for item in iter {

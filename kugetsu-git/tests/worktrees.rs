@@ -395,6 +395,13 @@ fn repository_with_a_submodule() {
     fx.git(&req.path, &["-c", "protocol.file.allow=always", "submodule", "update", "--init", "-q"]);
     assert!(req.path.join("vendor/lib/lib.txt").exists());
     fx.fsck(&fx.mirror("app"));
+
+    // Work inside the initialized submodule counts as work that would be lost.
+    std::fs::write(req.path.join("vendor/lib/lib.txt"), "edited\n").unwrap();
+    let unsaved = fx.backend().unsaved_work(&req.path).unwrap();
+    assert_eq!(unsaved.changed_files, ["vendor/lib"], "{unsaved:?}");
+    assert!(matches!(fx.create(&req), Err(WorktreeError::WouldLoseWork { .. })));
+    assert_eq!(std::fs::read_to_string(req.path.join("vendor/lib/lib.txt")).unwrap(), "edited\n");
 }
 
 #[test]
