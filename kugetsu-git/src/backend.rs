@@ -223,6 +223,12 @@ impl GitWorktrees {
         let at_path = proxies.iter().find(|p| p.base().is_ok_and(|b| same_path(&b, &req.path)));
         let mut unsaved_work = UnsavedWork::default();
         match at_path {
+            // gix locks a worktree "initializing" while adding it. Under the mirror lock no add
+            // is running, so such a lock is what a killed `create` left: a half-made checkout
+            // nobody has worked in, replaced without asking.
+            Some(proxy) if is_half_made(proxy) => {
+                tracing::warn!(path = %req.path.display(), "replacing a worktree left half-made by a killed process");
+            }
             Some(proxy) => {
                 if proxy.is_locked() && !req.force {
                     return Err(WorktreeError::Locked {
@@ -373,6 +379,11 @@ impl GitWorktrees {
     }
 }
 
+/// Whether `proxy` is a worktree whose creation never finished.
+fn is_half_made(proxy: &gix::worktree::Proxy<'_>) -> bool {
+    proxy.lock_reason().is_some_and(|r| r == "initializing")
+}
+
 fn find_proxy<'r>(
     repo: &'r gix::Repository,
     path: &Path,
@@ -430,9 +441,8 @@ fn same_path(a: &Path, b: &Path) -> bool {
 fn validate(req: &WorktreeRequest) -> Result<(), WorktreeError> {
     if !req.path.is_absolute() {
         // gix matches worktrees by path suffix; a relative path could pick another repository's.
-        return Err(error::at(
-            &req.path,
-            "use",
+        return Err(error::ctx(
+            format!("worktree path {} is not absolute", req.path.display()),
             GitError::Invalid("worktree paths must be absolute".into()),
         ));
     }

@@ -276,7 +276,7 @@ pub(crate) fn mirror_path(mirrors_dir: &Path, key: &str) -> Result<PathBuf, Work
         || key.len() > 200;
     if bad {
         return Err(error::other(
-            "invalid repository key",
+            format!("invalid repository key {key:?}"),
             GitError::BadMirrorKey(key.to_string()),
         ));
     }

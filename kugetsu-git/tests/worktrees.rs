@@ -515,3 +515,27 @@ fn bad_requests_are_refused_with_what_is_wrong() {
     let text = format!("{err:?} {err}");
     assert!(!text.contains("hunter2"), "{text}");
 }
+
+#[test]
+fn a_worktree_half_made_by_a_killed_create_is_replaced() {
+    let fx = Fixture::new();
+    let up = fx.upstream("app", &[("a", "1\n"), ("b", "2\n")]);
+    let mirror = fx.mirror("app");
+    let req = fx.request(&up, "app", 1);
+    fx.create(&req).unwrap();
+    // What a process killed in the middle of checkout leaves: the registration locked
+    // "initializing" (as gix and git do while adding) and only part of the files.
+    let admin = mirror.join("worktrees").join(req.path.file_name().unwrap());
+    assert!(admin.is_dir(), "registration at {}", admin.display());
+    std::fs::write(admin.join("locked"), "initializing\n").unwrap();
+    std::fs::remove_file(req.path.join("b")).unwrap();
+
+    fx.create(&req).expect("a half-made worktree is replaced without force");
+    assert_eq!(fx.status(&req.path), "");
+    assert!(req.path.join("b").exists());
+    assert!(fx.backend().list().unwrap().iter().all(|i| !i.locked));
+
+    // A lock with any other reason is the user's and is respected.
+    std::fs::write(admin.join("locked"), "on a usb disk\n").unwrap();
+    assert!(matches!(fx.create(&req), Err(WorktreeError::Locked { .. })));
+}
