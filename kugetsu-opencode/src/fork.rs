@@ -233,8 +233,9 @@ mod tests {
     fn rewrite_replaces_every_id_consistently() {
         let mut doc = export();
         let before = doc.to_string();
-        let new = rewrite_export(&mut doc, "/work/tree", "fork title", &mut IdGen::new())
-            .expect("rewrite");
+        let new =
+            rewrite_export(&mut doc, "/srv/worktrees/issue-14", "fork title", &mut IdGen::new())
+                .expect("rewrite");
         let after = doc.to_string();
         for old in [
             "ses_df5eb4af9ffemK92KrwWdJZMY3",
@@ -247,7 +248,7 @@ mod tests {
         assert!(new.starts_with("ses_") && new.len() == 30);
         let info = &doc["info"];
         assert_eq!(info["id"], new.as_str());
-        assert_eq!(info["directory"], "/work/tree");
+        assert_eq!(info["directory"], "/srv/worktrees/issue-14");
         assert_eq!(info["title"], "fork title");
         assert!(info.get("parentID").is_none());
         let m = &doc["messages"];
