@@ -539,3 +539,48 @@ fn a_worktree_half_made_by_a_killed_create_is_replaced() {
     std::fs::write(admin.join("locked"), "on a usb disk\n").unwrap();
     assert!(matches!(fx.create(&req), Err(WorktreeError::Locked { .. })));
 }
+
+#[test]
+fn the_lock_is_per_repository() {
+    let fx = Fixture::new();
+    let a = fx.upstream("a", &[("a", "1\n")]);
+    let b = fx.upstream("b", &[("b", "1\n")]);
+    let lock_a = fx.state().join("locks/mirror-a.lock");
+    let (held_tx, held_rx) = std::sync::mpsc::channel();
+    let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+    std::thread::scope(|s| {
+        let lock_a = &lock_a;
+        s.spawn(move || {
+            let r: Result<(), kugetsu_core::storage::StorageError> =
+                kugetsu_core::storage::with_exclusive_lock(lock_a, || {
+                    held_tx.send(()).unwrap();
+                    release_rx.recv().unwrap();
+                    Ok(())
+                });
+            r.unwrap();
+        });
+        held_rx.recv().unwrap();
+        // Another process holds repository a: b proceeds, a waits.
+        let waiting = s.spawn(|| fx.create(&fx.request(&a, "a", 1)));
+        fx.create(&fx.request(&b, "b", 1)).expect("b does not wait for a");
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        assert!(!waiting.is_finished(), "a waits for its lock");
+        assert!(!fx.mirror("a").exists());
+        release_tx.send(()).unwrap();
+        waiting.join().unwrap().expect("a proceeds once the lock is free");
+    });
+    assert_eq!(fx.status(&fx.request(&a, "a", 1).path), "");
+}
+
+#[test]
+fn a_clone_abandoned_by_a_killed_process_is_swept() {
+    let fx = Fixture::new();
+    let up = fx.upstream("app", &[("a", "1\n")]);
+    let partial = fx.mirrors().join(".app.git.partial-999999");
+    std::fs::create_dir_all(partial.join("objects")).unwrap();
+    fx.create(&fx.request(&up, "app", 1)).unwrap();
+    assert!(!partial.exists());
+    let names: Vec<_> =
+        std::fs::read_dir(fx.mirrors()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(names, ["app.git"]);
+}
