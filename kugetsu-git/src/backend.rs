@@ -1,4 +1,9 @@
 //! [`GitWorktrees`]: the gix implementation of [`Worktrees`].
+//!
+//! Every operation that changes a mirror (clone, fetch, branch, add, remove, prune) runs under
+//! that mirror's file lock, and `create` decides everything it may refuse (unsaved work, a lock,
+//! a branch checked out elsewhere, a foreign directory in the way) before it changes anything,
+//! so a refusal never leaves a worktree half-removed.
 
 use std::fs;
 use std::path::{Path, PathBuf};

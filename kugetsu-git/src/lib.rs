@@ -29,7 +29,42 @@
 //!   handed to the server through gix's credential callback; it never appears in a URL, a config
 //!   file, a log line or an error, and git's own credential helpers and prompts are not used.
 //!
+//! # Use
+//!
+//! ```no_run
+//! use std::sync::atomic::AtomicBool;
+//! use kugetsu_core::worktree::{NoProgress, RepoSource, Secret, WorktreeRequest, Worktrees};
+//! use kugetsu_git::{Committer, GitWorktrees};
+//!
+//! let state = std::path::Path::new("/var/lib/kugetsu");
+//! let worktrees = GitWorktrees::new(
+//!     state.join("mirrors"),
+//!     state.join("locks"),
+//!     Committer::new("kugetsu", "kugetsu@localhost"),
+//! );
+//! let request = WorktreeRequest {
+//!     source: RepoSource {
+//!         url: "https://github.com/owner/repo.git".into(),
+//!         mirror_key: "github.com-owner-repo".into(),
+//!         token: Some(Secret::new("ghp_...")),
+//!     },
+//!     path: state.join("worktrees/github.com-owner-repo-14"),
+//!     branch: "fix/issue-14".into(),
+//!     base_ref: None,
+//!     force: false,
+//! };
+//! // Set the flag (e.g. from a SIGINT handler) to stop and roll back.
+//! let interrupt = AtomicBool::new(false);
+//! let info = worktrees.create(&request, &mut NoProgress, &interrupt)?;
+//! assert_eq!(info.branch.as_deref(), Some("fix/issue-14"));
+//! # Ok::<(), kugetsu_core::worktree::WorktreeError>(())
+//! ```
+//!
+//! Progress arrives on the calling thread as [`WorktreePhase`]s `Clone` or `Fetch` (objects
+//! indexed), then `Checkout` (files written), each with a total once known.
+//!
 //! [`WorktreeError::WouldLoseWork`]: kugetsu_core::worktree::WorktreeError::WouldLoseWork
+//! [`WorktreePhase`]: kugetsu_core::worktree::WorktreePhase
 
 mod backend;
 mod error;
