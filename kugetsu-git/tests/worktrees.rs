@@ -432,21 +432,37 @@ fn concurrent_creates_on_one_repository_serialize() {
 #[derive(Default)]
 struct Recorder {
     phases: Vec<WorktreePhase>,
+    totals: Vec<Option<u64>>,
+    last_done: Vec<Option<u64>>,
+    finished: usize,
 }
 impl WorktreeProgress for Recorder {
-    fn phase(&mut self, phase: WorktreePhase, _total: Option<u64>) {
+    fn phase(&mut self, phase: WorktreePhase, total: Option<u64>) {
         self.phases.push(phase);
+        self.totals.push(total);
+        self.last_done.push(None);
+    }
+    fn advance(&mut self, done: u64) {
+        if let Some(last) = self.last_done.last_mut() {
+            *last = Some(done);
+        }
+    }
+    fn finish(&mut self) {
+        self.finished += 1;
     }
 }
 
 #[test]
 fn progress_reports_clone_fetch_and_checkout() {
     let fx = Fixture::new();
-    let up = fx.upstream("app", &[("a", "1\n")]);
+    let up = fx.upstream("app", &[("a", "1\n"), ("b/c", "2\n"), ("b/d", "3\n")]);
     let backend = fx.backend();
     let mut rec = Recorder::default();
     backend.create(&fx.request(&up, "app", 1), &mut rec, &AtomicBool::new(false)).unwrap();
     assert_eq!(rec.phases, [WorktreePhase::Clone, WorktreePhase::Checkout]);
+    assert_eq!(rec.finished, 2);
+    assert_eq!(rec.totals[1], Some(3), "checkout announces the number of files");
+    assert_eq!(rec.last_done[1], Some(3), "and reports all of them done");
     let mut rec = Recorder::default();
     backend.create(&fx.request(&up, "app", 2), &mut rec, &AtomicBool::new(false)).unwrap();
     assert_eq!(rec.phases, [WorktreePhase::Fetch, WorktreePhase::Checkout]);
