@@ -74,21 +74,28 @@ fn chain_text(err: &gix::Error) -> String {
     text
 }
 
-/// Transports that do not classify their errors still say what went wrong in words.
+/// Transports that do not classify their errors still say what went wrong in words. Only
+/// whole phrases are matched: the chain also holds the URL, whose port may contain "401".
 fn mentions_auth(err: &gix::Error) -> bool {
     let text = chain_text(err);
-    ["authentication", "401", "403", "credentials"].iter().any(|w| text.contains(w))
+    [
+        "received http status 401",
+        "received http status 403",
+        "authentication failed",
+        "permission denied (publickey",
+    ]
+    .iter()
+    .any(|w| text.contains(w))
 }
 
 fn mentions_missing_repo(err: &gix::Error) -> bool {
     let text = chain_text(err);
     [
+        "received http status 404",
         "does not appear to be a git repository",
-        "not found",
-        "404",
-        "no such file or directory",
-        "could not read from remote repository",
         "repository not found",
+        "could not read from remote repository",
+        "no such file or directory",
     ]
     .iter()
     .any(|w| text.contains(w))
