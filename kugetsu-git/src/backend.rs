@@ -61,6 +61,9 @@ pub struct GitWorktrees {
     config: GitConfig,
 }
 
+/// How often a waiting `create` checks its interrupt flag while another process holds the lock.
+const LOCK_POLL: std::time::Duration = std::time::Duration::from_millis(50);
+
 /// Lock failures, kept apart from the operation's own errors inside a lock.
 struct LockFailure(StorageError);
 
@@ -114,6 +117,42 @@ impl GitWorktrees {
         match storage::with_exclusive_lock::<_, LockFailure>(&lock, || Ok(f())) {
             Ok(result) => result,
             Err(LockFailure(e)) => Err(error::storage(e)),
+        }
+    }
+
+    /// Like [`Self::locked`], but gives up with [`WorktreeError::Interrupted`] when `interrupt`
+    /// is set while another process holds the lock (its clone of a large repository may take
+    /// minutes, and Ctrl-C must not wait for it).
+    fn locked_interruptible<T>(
+        &self,
+        key: &str,
+        interrupt: &AtomicBool,
+        f: impl FnOnce() -> Result<T, WorktreeError>,
+    ) -> Result<T, WorktreeError> {
+        storage::ensure_dir(&self.locks_dir).map_err(error::storage)?;
+        let lock = self.lock_path(key);
+        let mut f = Some(f);
+        let mut waiting = false;
+        loop {
+            let attempt = storage::try_with_exclusive_lock::<_, LockFailure>(&lock, || {
+                Ok(f.take().map(|f| f()))
+            });
+            match attempt {
+                Ok(Some(result)) => return result,
+                // Unreachable: the closure only runs once the lock is held, and then returns.
+                Ok(None) => return Err(WorktreeError::Interrupted),
+                Err(LockFailure(StorageError::WouldBlock { .. })) => {
+                    if interrupt.load(Ordering::Relaxed) {
+                        return Err(WorktreeError::Interrupted);
+                    }
+                    if !waiting {
+                        tracing::debug!(lock = %lock.display(), "waiting for another kugetsu process");
+                        waiting = true;
+                    }
+                    std::thread::sleep(LOCK_POLL);
+                }
+                Err(LockFailure(e)) => return Err(error::storage(e)),
+            }
         }
     }
 
@@ -468,7 +507,7 @@ impl Worktrees for GitWorktrees {
         mirror::parse_url(&req.source.url)?;
         storage::ensure_dir(&self.mirrors_dir).map_err(error::storage)?;
         tracing::debug!(url = %req.source.url, path = %req.path.display(), branch = %req.branch, "creating worktree");
-        self.locked(&req.source.mirror_key, || {
+        self.locked_interruptible(&req.source.mirror_key, interrupt, || {
             self.create_locked(req, &mirror_path, progress, interrupt)
         })
     }

@@ -589,6 +589,38 @@ fn the_lock_is_per_repository() {
 }
 
 #[test]
+fn waiting_for_the_lock_can_be_interrupted() {
+    let fx = Fixture::new();
+    let a = fx.upstream("a", &[("a", "1\n")]);
+    let lock_a = fx.state().join("locks/mirror-a.lock");
+    let (held_tx, held_rx) = std::sync::mpsc::channel();
+    let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+    let flag = AtomicBool::new(false);
+    std::thread::scope(|s| {
+        let lock_a = &lock_a;
+        s.spawn(move || {
+            let r: Result<(), kugetsu_core::storage::StorageError> =
+                kugetsu_core::storage::with_exclusive_lock(lock_a, || {
+                    held_tx.send(()).unwrap();
+                    // Released by the test, or after a while so a broken build fails, not hangs.
+                    let _ = release_rx.recv_timeout(std::time::Duration::from_secs(20));
+                    Ok(())
+                });
+            r.unwrap();
+        });
+        held_rx.recv().unwrap();
+        let waiting =
+            s.spawn(|| fx.backend().create(&fx.request(&a, "a", 1), &mut NoProgress, &flag));
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        flag.store(true, Ordering::SeqCst);
+        let result = waiting.join().unwrap();
+        release_tx.send(()).unwrap();
+        assert!(matches!(result, Err(WorktreeError::Interrupted)), "{result:?}");
+    });
+    assert!(!fx.mirror("a").exists());
+}
+
+#[test]
 fn a_clone_abandoned_by_a_killed_process_is_swept() {
     let fx = Fixture::new();
     let up = fx.upstream("app", &[("a", "1\n")]);
