@@ -327,11 +327,7 @@ impl GitWorktrees {
 
         // From here on things change: the old worktree goes, the branch moves, the new one comes.
         if let Some(proxy) = at_path {
-            remove_registered(
-                proxy.clone(),
-                &req.path,
-                gix::worktree::remove::Force::OverrideLock,
-            )?;
+            remove_registered(proxy.clone(), &req.path)?;
         }
         drop(proxies);
         repo.reference(
@@ -378,8 +374,7 @@ impl GitWorktrees {
             .collect();
         if !failures.is_empty() || interrupted() {
             if let Ok(proxy) = find_proxy(&repo, &req.path) {
-                let _ =
-                    remove_registered(proxy, &req.path, gix::worktree::remove::Force::OverrideLock);
+                let _ = remove_registered(proxy, &req.path);
             }
             restore_branch(&repo);
             if failures.is_empty() {
@@ -423,9 +418,21 @@ impl GitWorktrees {
     }
 }
 
-/// Whether `proxy` is a worktree whose creation never finished.
+/// The lock reason a worktree carries while kugetsu deletes it.
+const REMOVING: &str = "kugetsu: removing";
+
+/// Whether `proxy` is a worktree whose creation or removal never finished: gix locks a worktree
+/// "initializing" while adding it, and kugetsu locks one [`REMOVING`] before deleting it. Under
+/// the mirror lock neither can be in progress, so such a worktree is what a killed process left,
+/// holding nothing anyone decided to keep.
 fn is_half_made(proxy: &gix::worktree::Proxy<'_>) -> bool {
-    proxy.lock_reason().is_some_and(|r| r == "initializing")
+    proxy.lock_reason().is_some_and(|r| r == "initializing" || r == REMOVING)
+}
+
+/// Whether a submodule was initialized in the worktree (git keeps its repository in the
+/// worktree's administrative directory); `git worktree remove` refuses those too.
+fn has_initialized_submodule(proxy: &gix::worktree::Proxy<'_>) -> bool {
+    proxy.git_dir().join("modules").is_dir()
 }
 
 fn find_proxy<'r>(
@@ -439,14 +446,20 @@ fn find_proxy<'r>(
         .ok_or_else(|| WorktreeError::NoSuchWorktree { path: path.to_path_buf() })
 }
 
-/// Removes a registered worktree, or only its registration when its directory is gone.
-fn remove_registered(
-    proxy: gix::worktree::Proxy<'_>,
-    path: &Path,
-    force: gix::worktree::remove::Force,
-) -> Result<(), WorktreeError> {
+/// Removes a registered worktree, or only its registration when its directory is gone. The
+/// caller has decided that nothing in it is to be kept.
+///
+/// The worktree is first locked [`REMOVING`]: gix deletes the checkout before the registration,
+/// so a process killed in between leaves a registered, half-deleted checkout, which the lock
+/// marks as safe to finish off instead of as a worktree full of deleted files.
+fn remove_registered(proxy: gix::worktree::Proxy<'_>, path: &Path) -> Result<(), WorktreeError> {
     if fs::symlink_metadata(path).is_ok() {
-        proxy.remove(force, gix::progress::Discard).map_err(|e| error::remove(path, e))
+        proxy
+            .set_lock(Some(REMOVING.into()))
+            .map_err(|e| error::at(path, "mark for removal", e))?;
+        proxy
+            .remove(gix::worktree::remove::Force::OverrideLock, gix::progress::Discard)
+            .map_err(|e| error::remove(path, e))
     } else {
         let git_dir = proxy.git_dir().to_path_buf();
         fs::remove_dir_all(&git_dir)
@@ -517,14 +530,18 @@ impl Worktrees for GitWorktrees {
         self.locked(&key, || {
             let repo = self.open_mirror(&mirror_path)?;
             let proxy = find_proxy(&repo, path)?;
-            if proxy.is_locked() && !opts.force {
+            let half_made = is_half_made(&proxy);
+            if proxy.is_locked() && !opts.force && !half_made {
                 return Err(WorktreeError::Locked {
                     path: path.to_path_buf(),
                     reason: proxy.lock_reason().map(|r| r.to_string()).filter(|r| !r.is_empty()),
                 });
             }
-            if !opts.force {
-                let work = self.unsaved_of(&proxy, path)?;
+            if !opts.force && !half_made {
+                let mut work = self.unsaved_of(&proxy, path)?;
+                if has_initialized_submodule(&proxy) && path.is_dir() {
+                    work.changed_files.push("(an initialized submodule)".to_string());
+                }
                 if !work.is_empty() {
                     return Err(WorktreeError::WouldLoseWork {
                         path: path.to_path_buf(),
@@ -537,12 +554,7 @@ impl Worktrees for GitWorktrees {
                 .into_repo_with_possibly_inaccessible_worktree()
                 .ok()
                 .and_then(|r| r.head_name().ok().flatten());
-            let force = if opts.force {
-                gix::worktree::remove::Force::OverrideLock
-            } else {
-                gix::worktree::remove::Force::Never
-            };
-            remove_registered(proxy, path, force)?;
+            remove_registered(proxy, path)?;
             if opts.delete_branch
                 && let Some(branch) = branch
             {

@@ -402,6 +402,18 @@ fn repository_with_a_submodule() {
     assert_eq!(unsaved.changed_files, ["vendor/lib"], "{unsaved:?}");
     assert!(matches!(fx.create(&req), Err(WorktreeError::WouldLoseWork { .. })));
     assert_eq!(std::fs::read_to_string(req.path.join("vendor/lib/lib.txt")).unwrap(), "edited\n");
+
+    // Even clean, an initialized submodule is only removed with force, as git does.
+    fx.git(&req.path.join("vendor/lib"), &["checkout", "-q", "--", "."]);
+    assert!(fx.backend().unsaved_work(&req.path).unwrap().is_empty());
+    match fx.backend().remove(&req.path, RemoveOptions::default()) {
+        Err(WorktreeError::WouldLoseWork { unsaved, .. }) => {
+            assert_eq!(unsaved.changed_files, ["(an initialized submodule)"]);
+        }
+        other => panic!("expected WouldLoseWork, got {other:?}"),
+    }
+    fx.backend().remove(&req.path, RemoveOptions { force: true, delete_branch: true }).unwrap();
+    assert!(!req.path.exists());
 }
 
 #[test]
@@ -533,7 +545,7 @@ fn bad_requests_are_refused_with_what_is_wrong() {
 }
 
 #[test]
-fn a_worktree_half_made_by_a_killed_create_is_replaced() {
+fn worktrees_half_made_by_killed_processes_are_replaced() {
     let fx = Fixture::new();
     let up = fx.upstream("app", &[("a", "1\n"), ("b", "2\n")]);
     let mirror = fx.mirror("app");
@@ -550,6 +562,17 @@ fn a_worktree_half_made_by_a_killed_create_is_replaced() {
     assert_eq!(fx.status(&req.path), "");
     assert!(req.path.join("b").exists());
     assert!(fx.backend().list().unwrap().iter().all(|i| !i.locked));
+
+    // Likewise a removal killed after the checkout was partly deleted.
+    std::fs::write(admin.join("locked"), "kugetsu: removing\n").unwrap();
+    std::fs::remove_file(req.path.join("a")).unwrap();
+    fx.create(&req).expect("a half-removed worktree is replaced without force");
+    assert_eq!(fx.status(&req.path), "");
+    std::fs::write(admin.join("locked"), "kugetsu: removing\n").unwrap();
+    std::fs::remove_file(req.path.join("a")).unwrap();
+    fx.backend().remove(&req.path, RemoveOptions::default()).expect("and its removal is finished");
+    assert!(!req.path.exists() && !admin.exists());
+    fx.create(&req).unwrap();
 
     // A lock with any other reason is the user's and is respected.
     std::fs::write(admin.join("locked"), "on a usb disk\n").unwrap();
