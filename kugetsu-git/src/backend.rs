@@ -267,9 +267,8 @@ impl GitWorktrees {
         let at_path = proxies.iter().find(|p| p.base().is_ok_and(|b| same_path(&b, &req.path)));
         let mut unsaved_work = UnsavedWork::default();
         match at_path {
-            // gix locks a worktree "initializing" while adding it. Under the mirror lock no add
-            // is running, so such a lock is what a killed `create` left: a half-made checkout
-            // nobody has worked in, replaced without asking.
+            // Left half-made or half-removed by a killed process (see `is_half_made`): nobody
+            // kept anything in it, so it is replaced without asking.
             Some(proxy) if is_half_made(proxy) => {
                 tracing::warn!(path = %req.path.display(), "replacing a worktree left half-made by a killed process");
             }
