@@ -40,6 +40,10 @@ pub(crate) fn changed_files(worktree: &gix::Repository) -> Result<Vec<String>, g
 
 /// Commits reachable from `tip` that no remote-tracking branch contains, newest first, as
 /// `<short id> <summary>`.
+///
+/// Fetches do not prune (git's default), so a branch deleted on the remote after a merge keeps
+/// its tracking ref and its commits keep counting as pushed: a squash-merged issue branch can be
+/// recreated without force.
 pub(crate) fn unpushed_commits(
     repo: &gix::Repository,
     tip: ObjectId,

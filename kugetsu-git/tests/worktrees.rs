@@ -577,6 +577,10 @@ fn worktrees_half_made_by_killed_processes_are_replaced() {
     // A lock with any other reason is the user's and is respected.
     std::fs::write(admin.join("locked"), "on a usb disk\n").unwrap();
     assert!(matches!(fx.create(&req), Err(WorktreeError::Locked { .. })));
+    let mut forced = req.clone();
+    forced.force = true;
+    fx.create(&forced).expect("force overrides the user's lock");
+    assert!(fx.backend().list().unwrap().iter().all(|i| !i.locked));
 }
 
 #[test]
