@@ -1,4 +1,4 @@
-//! `fake-opencode`: a scripted stand-in for the opencode 1.18.33 CLI, and a conformance kit.
+//! The fake opencode (`fake-opencode`): a scripted stand-in for the opencode 1.18.33 CLI, and a conformance kit.
 //!
 //! It reproduces the parts of the real CLI's contract that kugetsu relies on or must survive,
 //! so kugetsu and its tests can run without a model (see `CONFORMANCE.md` in this package):
@@ -50,7 +50,6 @@ use std::collections::BTreeMap;
 use std::fs::{self, OpenOptions};
 use std::io::{IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -123,22 +122,28 @@ impl From<Fail> for Stop {
     }
 }
 
-fn main() -> ExitCode {
-    let argv: Vec<String> = std::env::args().skip(1).collect();
+/// The arguments of this invocation (after the program name), for the recorder.
+static ARGV: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+
+/// Runs the fake opencode with `argv` (without the program name); returns the exit code.
+/// The `fake-opencode` binary calls it, and so does `kugetsu` when started under the name
+/// `opencode` (how `kugetsu demo` runs without a real opencode).
+pub fn main(argv: Vec<String>) -> u8 {
+    let argv = ARGV.get_or_init(|| argv).clone();
     if argv.first().map(String::as_str) == Some("__sleep") {
         helper_sleep(&argv[1..]);
     }
     record(&argv, None, None);
     match dispatch(&argv) {
-        Ok(code) => ExitCode::from(code),
-        Err(Stop::Code(code)) => ExitCode::from(code),
+        Ok(code) => code,
+        Err(Stop::Code(code)) => code,
         Err(Stop::Usage(Usage(help))) => {
             eprint!("{help}");
-            ExitCode::from(1)
+            1
         }
         Err(Stop::Fail(Fail(msg))) => {
             eprintln!("\u{1b}[91m\u{1b}[1mError: \u{1b}[0m{msg}");
-            ExitCode::from(1)
+            1
         }
     }
 }
@@ -550,7 +555,7 @@ fn cmd_run(p: &Parsed) -> Result<u8, Stop> {
     if !stdin.is_empty() {
         message = if message.is_empty() { stdin.clone() } else { format!("{message}\n{stdin}") };
     }
-    let argv: Vec<String> = std::env::args().skip(1).collect();
+    let argv: Vec<String> = ARGV.get().cloned().unwrap_or_default();
     record(&argv, Some(&stdin), Some(&message));
     if message.is_empty() && !p.has("command") {
         return Err(Fail("You must provide a message or a command".into()).into());
@@ -867,7 +872,16 @@ fn helper_sleep(args: &[String]) -> ! {
 
 /// Starts `n` helper sleepers (see [`helper_sleep`]).
 fn spawn_helpers(n: u64, ignore_term: bool, detach: bool, tag: &str) {
-    let Ok(me) = std::env::current_exe() else { return };
+    // Re-run this program under the name it was started with: when it is `kugetsu` linked as
+    // `opencode`, that name is what selects the fake.
+    let started_as = std::env::args_os().next().map(std::path::PathBuf::from);
+    let me = match started_as.filter(|p| p.components().count() > 1) {
+        Some(p) => p,
+        None => match std::env::current_exe() {
+            Ok(p) => p,
+            Err(_) => return,
+        },
+    };
     for _ in 0..n {
         let mut c = std::process::Command::new(&me);
         c.arg("__sleep");

@@ -18,12 +18,14 @@
 //! terminal with `--prompt`, then finds the new session with `session list` and gives it the
 //! title and the deny rules a later headless run needs.
 //!
-//! With the `fake` feature the package also builds `fake-opencode`, a scripted stand-in that
-//! follows the same contract (see `CONFORMANCE.md`).
+//! With the `fake` feature the package also has [`fake`] and builds `fake-opencode`, a scripted
+//! stand-in that follows the same contract (see `CONFORMANCE.md`).
 
 pub mod command;
 pub mod driver;
 pub mod events;
+#[cfg(feature = "fake")]
+pub mod fake;
 pub mod fork;
 mod process;
 mod tree;
