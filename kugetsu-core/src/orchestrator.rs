@@ -100,6 +100,13 @@ pub enum OrchestratorError {
         /// The id.
         id: String,
     },
+    /// A base or PM agent session file that does not say which directory its session lives in
+    /// (written by an older kugetsu); running it elsewhere would hang opencode.
+    #[error("{path} does not record the directory its session lives in")]
+    NoDirectory {
+        /// The session file.
+        path: PathBuf,
+    },
     /// A state file problem.
     #[error(transparent)]
     Storage(#[from] StorageError),
@@ -443,6 +450,7 @@ impl Orchestrator {
             worktree_path: None,
             created_at: now,
             state: SessionState::Idle,
+            directory: Some(opts.session_dir.clone()),
             branch: None,
             agent_pid: None,
             last_run: None,
@@ -548,6 +556,7 @@ impl Orchestrator {
                 worktree_path: Some(info.path.clone()),
                 created_at: self.clock.now(),
                 state: SessionState::Idle,
+                directory: None,
                 branch: Some(issue.branch()),
                 agent_pid: None,
                 last_run: None,
@@ -603,7 +612,11 @@ impl Orchestrator {
             .map_err(|_| OrchestratorError::BadSessionId { path: path.clone(), id })?;
         let lock = self.state.lock_path("pm-agent");
         let file: SessionFile = storage::read_json(&path)?.ok_or(OrchestratorError::PmMissing)?;
-        let dir = file.worktree_path.clone().unwrap_or_else(|| self.state.root().to_path_buf());
+        let dir = file
+            .directory
+            .clone()
+            .or_else(|| file.worktree_path.clone())
+            .ok_or_else(|| OrchestratorError::NoDirectory { path: path.clone() })?;
         storage::with_exclusive_lock(&lock, || {
             let report = self.agent.run(
                 &RunRequest {

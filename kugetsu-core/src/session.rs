@@ -129,6 +129,9 @@ pub struct SessionFile {
     pub created_at: OffsetDateTime,
     /// What it is doing.
     pub state: SessionState,
+    /// The directory the agent session lives in when it has no worktree (base, PM agent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub directory: Option<PathBuf>,
     /// The branch of its worktree.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub branch: Option<String>,
