@@ -1,0 +1,326 @@
+//! `kugetsu demo`: the whole flow in a scratch directory, narrated, with a local git
+//! repository and the bundled fake agent, so a new user sees kugetsu work without opencode or
+//! an API key. Every step runs the real command code against a real state directory: only the
+//! agent is a stand-in (the `opencode` it runs is this binary, acting as the fake).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use kugetsu_core::StateDir;
+use kugetsu_core::queue::TaskQueue;
+
+use crate::commands;
+use crate::context::Ctx;
+use crate::error::{CliError, exit};
+
+/// Arguments of `demo`.
+#[derive(Debug, clap::Args)]
+pub struct DemoArgs {
+    /// Scratch directory to use (default: a new one under the system temp dir).
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+    /// Keep the scratch directory afterwards, to look around.
+    #[arg(long)]
+    pub keep: bool,
+}
+
+/// The demo's issue.
+const ISSUE: &str = "local.test/demo/app#1";
+
+fn step(out: &mut dyn Write, n: u32, command: &str, why: &str) -> Result<(), CliError> {
+    writeln!(out, "\n[{n}] $ kugetsu {command}")?;
+    writeln!(out, "    {why}")?;
+    Ok(())
+}
+
+fn git(repo: &Path, home: &Path, args: &[&str]) -> Result<(), CliError> {
+    let mut cmd = Command::new("git");
+    for (k, _) in std::env::vars_os() {
+        if k.to_string_lossy().starts_with("GIT_") {
+            cmd.env_remove(k);
+        }
+    }
+    let status = cmd
+        .args(["-c", "user.name=kugetsu demo", "-c", "user.email=demo@kugetsu.invalid"])
+        .args(["-c", "init.defaultBranch=main", "-c", "commit.gpgsign=false"])
+        .args(args)
+        .current_dir(repo)
+        .env("HOME", home)
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .output()
+        .map_err(|e| {
+            CliError::new(exit::FAILURE, format!("cannot run git to make the demo repository: {e}"))
+                .with_hint("the demo needs the `git` program to create its sample repository")
+        })?;
+    if !status.status.success() {
+        return Err(CliError::new(
+            exit::FAILURE,
+            format!(
+                "git {} failed: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&status.stderr).trim()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn sample_repo(scratch: &Path) -> Result<PathBuf, CliError> {
+    let repo = scratch.join("repos").join("app");
+    std::fs::create_dir_all(repo.join("src"))?;
+    std::fs::write(repo.join("README.md"), "# app\n\nA sample repository for the kugetsu demo.\n")?;
+    std::fs::write(repo.join("src/main.rs"), "fn main() {\n    println!(\"hello\");\n}\n")?;
+    git(&repo, scratch, &["init", "-q"])?;
+    git(&repo, scratch, &["add", "."])?;
+    git(&repo, scratch, &["commit", "-q", "-m", "Initial commit"])?;
+    Ok(repo)
+}
+
+fn scratch_dir(args: &DemoArgs) -> Result<PathBuf, CliError> {
+    let dir = match &args.dir {
+        Some(d) => d.clone(),
+        None => std::env::temp_dir().join(format!(
+            "kugetsu-demo-{}-{}",
+            std::process::id(),
+            time::OffsetDateTime::now_utc().unix_timestamp()
+        )),
+    };
+    if dir.exists() && std::fs::read_dir(&dir)?.next().is_some() {
+        return Err(CliError::usage(format!("{} exists and is not empty", dir.display()))
+            .with_hint("name a new or empty directory with --dir"));
+    }
+    kugetsu_core::storage::ensure_dir(&dir)?;
+    Ok(dir)
+}
+
+/// Waits until the queue has nothing pending or running, printing each new notification.
+fn drain(ctx: &Ctx, out: &mut dyn Write, timeout: Duration) -> Result<(), CliError> {
+    let queue = kugetsu_queue::FileQueue::new(&ctx.state);
+    let notes = kugetsu_core::notify::Notifications::new(&ctx.state);
+    let deadline = Instant::now() + timeout;
+    let mut shown = 0;
+    loop {
+        let listing = notes.list(false).map_err(|e| CliError::new(exit::FAILURE, e.to_string()))?;
+        for n in listing.notifications.iter().skip(shown) {
+            writeln!(out, "    notification: {:<14} {}", n.kind.as_str(), n.message)?;
+        }
+        shown = listing.notifications.len();
+        let s = queue.stats()?;
+        if s.pending == 0 && s.notified == 0 {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(CliError::new(exit::FAILURE, "the demo's queue did not drain in time")
+                .with_hint("`kugetsu queue-daemon logs` in the scratch directory tells why"));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Runs the demo.
+pub fn cmd_demo(ctx: &Ctx, args: &DemoArgs, out: &mut dyn Write) -> Result<(), CliError> {
+    let started = Instant::now();
+    let scratch = scratch_dir(args)?;
+    let result = run(ctx, &scratch, out);
+    // Whatever happened, never leave the demo's daemon behind.
+    let state = StateDir::new(scratch.join("state"));
+    let _ = kugetsu_queue::daemon::stop(&state, Duration::from_secs(5));
+    if args.keep || result.is_err() {
+        writeln!(out, "\nthe scratch directory is kept: {}", scratch.display())?;
+    } else {
+        let _ = std::fs::remove_dir_all(&scratch);
+    }
+    result?;
+    writeln!(out, "\ndemo finished in {:.1}s", started.elapsed().as_secs_f64())?;
+    Ok(())
+}
+
+fn run(ctx: &Ctx, scratch: &Path, out: &mut dyn Write) -> Result<(), CliError> {
+    writeln!(out, "kugetsu demo: the whole flow in {}", scratch.display())?;
+    writeln!(
+        out,
+        "with a local git repository and the bundled fake agent standing in for opencode."
+    )?;
+
+    let repo = sample_repo(scratch)?;
+    let bin = scratch.join("bin");
+    kugetsu_core::storage::ensure_dir(&bin)?;
+    let fake = bin.join("opencode");
+    std::os::unix::fs::symlink(std::env::current_exe()?, &fake)?;
+
+    let mut demo = ctx.clone();
+    demo.state = StateDir::new(scratch.join("state"));
+    demo.json = false;
+    demo.stdin_tty = false;
+    demo.overrides.clear();
+    demo.state.ensure()?;
+    let config = format!(
+        "# written by kugetsu demo\nKUGETSU_OPENCODE_BIN={}\nMAX_CONCURRENT_AGENTS=2\nKUGETSU_DEFAULT_REPO=local.test/demo/app\nKUGETSU_AGENT_TIMEOUT_MINUTES=2\nKUGETSU_AGENT_IDLE_MINUTES=1\n",
+        fake.display()
+    );
+    kugetsu_core::storage::atomic_write(&demo.state.config_path(), config.as_bytes())?;
+    kugetsu_core::repos::Repos::new(&demo.state)
+        .set("local.test/demo/app", &repo.display().to_string())
+        .map_err(|e| CliError::new(exit::FAILURE, e.to_string()))?;
+    let script = scratch.join("fake-agent.json");
+    std::fs::write(
+        &script,
+        serde_json::json!({
+            "default": {
+                "mode": "tool",
+                "path": "GREETING.md",
+                "content": "Hello from the agent working on local.test/demo/app#1.\n",
+                "text": "I wrote GREETING.md with a greeting."
+            }
+        })
+        .to_string(),
+    )?;
+    let env = kugetsu_core::env_file::EnvFiles::new(&demo.state);
+    let env_err =
+        |e: kugetsu_core::env_file::EnvFileError| CliError::new(exit::FAILURE, e.to_string());
+    env.set("FAKE_OPENCODE_SCRIPT", &script.display().to_string(), "default").map_err(env_err)?;
+    env.set("OPENCODE_DB", &scratch.join("opencode-fake.json").display().to_string(), "default")
+        .map_err(env_err)?;
+    writeln!(out, "    sample repository: {}", repo.display())?;
+
+    step(out, 1, "init --headless", "prime the base session and the PM agent session")?;
+    commands::init::cmd_init(
+        &demo,
+        &commands::init::InitArgs { force: false, headless: true },
+        out,
+    )?;
+
+    step(out, 2, "status", "check that kugetsu is ready")?;
+    commands::status::cmd_status(&demo, &commands::status::StatusArgs {}, out)?;
+
+    step(
+        out,
+        3,
+        "queue-daemon start",
+        "the background daemon drains the queue, at most MAX_CONCURRENT_AGENTS agents at once",
+    )?;
+    commands::queue_daemon::cmd_queue_daemon(
+        &demo,
+        &commands::queue_daemon::QueueDaemonArgs {
+            action: commands::queue_daemon::DaemonAction::Start,
+        },
+        out,
+    )?;
+
+    step(
+        out,
+        4,
+        &format!("queue enqueue {ISSUE} \"add a greeting\""),
+        "hand work on an issue to the daemon; it returns at once",
+    )?;
+    commands::queue::cmd_queue(
+        &demo,
+        &commands::queue::QueueArgs {
+            action: commands::queue::QueueAction::Enqueue {
+                issue_ref: ISSUE.into(),
+                message: "add a greeting".into(),
+            },
+        },
+        out,
+    )?;
+    step(
+        out,
+        5,
+        "delegate \"what should we work on next?\"",
+        "a plain-language request for the PM agent",
+    )?;
+    commands::delegate::cmd_delegate(
+        &demo,
+        &commands::delegate::DelegateArgs { message: "what should we work on next?".into() },
+        out,
+    )?;
+
+    writeln!(
+        out,
+        "\n    waiting for the daemon: it clones the repository into a mirror, makes a worktree on"
+    )?;
+    writeln!(out, "    fix/issue-1, forks the base session into it and runs the agent there")?;
+    drain(&demo, out, Duration::from_secs(90))?;
+
+    step(out, 6, "list", "every session kugetsu tracks")?;
+    commands::list::cmd_list(&demo, &commands::list::ListArgs {}, out)?;
+    let issue = demo.parse_issue(ISSUE)?;
+    let worktree = demo.state.worktree_path(&issue);
+    let greeting = std::fs::read_to_string(worktree.join("GREETING.md")).map_err(|e| {
+        CliError::new(
+            exit::FAILURE,
+            format!("the agent's file is not in the worktree {}: {e}", worktree.display()),
+        )
+    })?;
+    writeln!(out, "    the agent wrote {}:", worktree.join("GREETING.md").display())?;
+    writeln!(out, "      {}", greeting.trim_end())?;
+
+    step(
+        out,
+        7,
+        &format!("continue {ISSUE} \"now add tests\""),
+        "another turn in the same session and worktree, in the foreground",
+    )?;
+    commands::continue_::cmd_continue(
+        &demo,
+        &commands::continue_::ContinueArgs {
+            issue_ref: ISSUE.into(),
+            message: "now add tests".into(),
+            run: commands::start::RunFlags { detach: false, no_wait: false, wait: Some(60) },
+        },
+        out,
+    )?;
+
+    step(out, 8, "notify list", "what the queue reported")?;
+    commands::notify::cmd_notify(&demo, &commands::notify::NotifyArgs { action: None }, out)?;
+
+    step(
+        out,
+        9,
+        &format!("destroy {ISSUE} -y"),
+        "kugetsu refuses to throw away the agent's uncommitted work...",
+    )?;
+    let destroy = |force| commands::destroy::DestroyArgs {
+        issue_ref: Some(ISSUE.into()),
+        pm_agent: false,
+        base: false,
+        yes: true,
+        force,
+    };
+    match commands::destroy::cmd_destroy(&demo, &destroy(false), out) {
+        Err(e) => {
+            writeln!(out, "    {}", e.render().trim_end().replace('\n', "\n    "))?;
+        }
+        Ok(()) => {
+            return Err(CliError::new(
+                exit::FAILURE,
+                "destroy removed unsaved work without --force",
+            ));
+        }
+    }
+    step(out, 10, &format!("destroy {ISSUE} -y --force"), "...unless told to")?;
+    commands::destroy::cmd_destroy(&demo, &destroy(true), out)?;
+
+    step(out, 11, "queue-daemon stop", "stop the daemon")?;
+    commands::queue_daemon::cmd_queue_daemon(
+        &demo,
+        &commands::queue_daemon::QueueDaemonArgs {
+            action: commands::queue_daemon::DaemonAction::Stop,
+        },
+        out,
+    )?;
+    writeln!(
+        out,
+        "\nWith opencode installed (npm install -g opencode-ai), the same commands do the real thing:"
+    )?;
+    writeln!(
+        out,
+        "  kugetsu init && kugetsu queue-daemon start && kugetsu delegate \"work on issue #14\""
+    )?;
+    Ok(())
+}

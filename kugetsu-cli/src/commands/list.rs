@@ -1,0 +1,59 @@
+//! `kugetsu list`: every tracked session, as the spec's table or as JSON.
+
+use std::io::Write;
+
+use crate::context::Ctx;
+use crate::error::CliError;
+
+/// Arguments of `list`.
+#[derive(Debug, clap::Args)]
+pub struct ListArgs {}
+
+/// Prints the session table.
+pub fn cmd_list(ctx: &Ctx, _args: &ListArgs, out: &mut dyn Write) -> Result<(), CliError> {
+    let entries = ctx.core_orchestrator()?.list()?;
+    if ctx.json {
+        return ctx.print_json(out, &entries);
+    }
+    let rows: Vec<[String; 5]> = entries
+        .iter()
+        .map(|e| {
+            [
+                e.issue_ref.clone(),
+                e.kind.clone(),
+                if e.session_id.is_empty() { "-".into() } else { e.session_id.clone() },
+                e.state.clone().unwrap_or_else(|| "?".into()),
+                match (&e.worktree, &e.problem) {
+                    (_, Some(p)) => format!("({p})"),
+                    (Some(w), None) => w.display().to_string(),
+                    (None, None) => "N/A".into(),
+                },
+            ]
+        })
+        .collect();
+    let header = ["ISSUE_REF", "TYPE", "SESSION_ID", "STATE", "WORKTREE"];
+    let mut widths = header.map(str::len);
+    for r in &rows {
+        for (w, c) in widths.iter_mut().zip(r) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let line = |cells: [&str; 5]| {
+        let mut s = String::new();
+        for (i, c) in cells.iter().enumerate() {
+            if i + 1 == cells.len() {
+                s.push_str(c);
+            } else {
+                s.push_str(&format!("{c:<w$}  ", w = widths[i]));
+            }
+        }
+        s
+    };
+    writeln!(out, "{}", line(header))?;
+    let total: usize = widths.iter().sum::<usize>() + 2 * (widths.len() - 1);
+    writeln!(out, "{}", "─".repeat(total.min(120)))?;
+    for r in &rows {
+        writeln!(out, "{}", line([&r[0], &r[1], &r[2], &r[3], &r[4]]))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,53 @@
+//! `kugetsu logs [n]`: the newest run and delegation logs, with logs older than seven days
+//! deleted on the way.
+
+use std::io::Write;
+
+use kugetsu_core::logs::Logs;
+
+use crate::context::Ctx;
+use crate::error::{CliError, exit};
+
+/// How long logs are kept.
+pub const LOG_RETENTION: std::time::Duration = std::time::Duration::from_secs(7 * 24 * 3600);
+
+/// Arguments of `logs`.
+#[derive(Debug, clap::Args)]
+pub struct LogsArgs {
+    /// How many logs to show.
+    #[arg(default_value_t = 10)]
+    pub n: usize,
+    /// Bytes of each log's end to print.
+    #[arg(long, default_value_t = 2000)]
+    pub bytes: u64,
+}
+
+/// Shows the newest logs.
+pub fn cmd_logs(ctx: &Ctx, args: &LogsArgs, out: &mut dyn Write) -> Result<(), CliError> {
+    ctx.state.check()?;
+    let logs = Logs::new(&ctx.state);
+    let err = |e: kugetsu_core::logs::LogsError| CliError::new(exit::FAILURE, e.to_string());
+    logs.prune(time::OffsetDateTime::now_utc(), LOG_RETENTION).map_err(err)?;
+    let entries = logs.last(args.n).map_err(err)?;
+    let secrets = crate::notifications::secrets(&ctx.state);
+    let refs: Vec<&str> = secrets.iter().map(String::as_str).collect();
+    if ctx.json {
+        let v: Vec<_> = entries
+            .iter()
+            .map(|e| serde_json::json!({"name": e.name, "path": e.path, "time": kugetsu_core::logs::timestamp(e.time), "size": e.size}))
+            .collect();
+        return ctx.print_json(out, &v);
+    }
+    if entries.is_empty() {
+        writeln!(out, "no logs in {}", logs.dir().display())?;
+    }
+    for e in &entries {
+        writeln!(out, "==> {} ({} bytes) <==", e.path.display(), e.size)?;
+        let text = logs.tail(e, args.bytes).map_err(err)?;
+        write!(out, "{}", kugetsu_core::notify::redact(&text, &refs))?;
+        if !text.ends_with('\n') {
+            writeln!(out)?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,66 @@
+//! `kugetsu notify [list|clear]`: what the queue and the agents reported.
+
+use std::io::Write;
+
+use kugetsu_core::notify::Notifications;
+
+use crate::context::Ctx;
+use crate::error::{CliError, exit};
+
+/// Arguments of `notify`.
+#[derive(Debug, clap::Args)]
+pub struct NotifyArgs {
+    /// What to do (default: list).
+    #[command(subcommand)]
+    pub action: Option<NotifyAction>,
+}
+
+/// `notify` subcommands.
+#[derive(Debug, clap::Subcommand)]
+pub enum NotifyAction {
+    /// Show unread notifications (all with --all).
+    List {
+        /// Include the ones already read.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Mark every notification as read.
+    Clear,
+}
+
+/// Lists or clears notifications.
+pub fn cmd_notify(ctx: &Ctx, args: &NotifyArgs, out: &mut dyn Write) -> Result<(), CliError> {
+    ctx.state.check()?;
+    let notes = Notifications::new(&ctx.state);
+    let err = |e: kugetsu_core::notify::NotifyError| CliError::new(exit::STATE, e.to_string());
+    match args.action.as_ref().unwrap_or(&NotifyAction::List { all: false }) {
+        NotifyAction::List { all } => {
+            let listing = notes.list(!all).map_err(err)?;
+            if ctx.json {
+                return ctx.print_json(
+                    out,
+                    &serde_json::json!({"notifications": listing.notifications, "unreadable": listing.unreadable}),
+                );
+            }
+            if listing.notifications.is_empty() {
+                writeln!(out, "no {}notifications", if *all { "" } else { "unread " })?;
+            }
+            for n in &listing.notifications {
+                let when = kugetsu_core::logs::timestamp(n.timestamp);
+                let issue = n.issue_ref.as_deref().unwrap_or("-");
+                writeln!(out, "{when}  {:<14} {issue}  {}", n.kind.as_str(), n.message)?;
+            }
+            if listing.unreadable > 0 {
+                writeln!(out, "({} entries could not be read)", listing.unreadable)?;
+            }
+        }
+        NotifyAction::Clear => {
+            let n = notes.mark_all_read().map_err(err)?;
+            if ctx.json {
+                return ctx.print_json(out, &serde_json::json!({"marked_read": n}));
+            }
+            writeln!(out, "marked {n} notification(s) as read")?;
+        }
+    }
+    Ok(())
+}

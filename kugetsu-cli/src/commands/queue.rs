@@ -1,0 +1,121 @@
+//! `kugetsu queue list|stats|clear|enqueue`: the durable task queue.
+
+use std::io::Write;
+
+use kugetsu_core::queue::TaskQueue;
+use kugetsu_queue::FileQueue;
+
+use crate::context::Ctx;
+use crate::error::CliError;
+
+/// Arguments of `queue`.
+#[derive(Debug, clap::Args)]
+pub struct QueueArgs {
+    /// What to do.
+    #[command(subcommand)]
+    pub action: QueueAction,
+}
+
+/// `queue` subcommands.
+#[derive(Debug, clap::Subcommand)]
+pub enum QueueAction {
+    /// Show queued tasks with their state.
+    List,
+    /// Count tasks per state.
+    Stats,
+    /// Remove completed and error tasks older than QUEUE_CLEANUP_AGE_DAYS.
+    Clear,
+    /// Queue work on an issue for the daemon (start, or continue if it has a session).
+    Enqueue {
+        /// The issue.
+        issue_ref: String,
+        /// The message (`-` reads it from stdin).
+        message: String,
+    },
+}
+
+/// Runs a `queue` subcommand.
+pub fn cmd_queue(ctx: &Ctx, args: &QueueArgs, out: &mut dyn Write) -> Result<(), CliError> {
+    ctx.state.ensure()?;
+    let queue = FileQueue::new(&ctx.state);
+    match &args.action {
+        QueueAction::List => {
+            let listing = queue.list()?;
+            if ctx.json {
+                return ctx.print_json(
+                    out,
+                    &serde_json::json!({"items": listing.items, "problems": listing.problems}),
+                );
+            }
+            if listing.items.is_empty() {
+                writeln!(out, "the queue is empty")?;
+            }
+            for item in &listing.items {
+                let when = kugetsu_core::logs::timestamp(item.created_at);
+                let issue = item.issue_ref.as_deref().unwrap_or("(pm-agent)");
+                let mut line = format!(
+                    "{}  {:<9} {when}  {issue}  {}",
+                    item.id,
+                    item.status.as_str(),
+                    one_line(&item.message)
+                );
+                if item.attempts > 0 {
+                    line.push_str(&format!("  [attempt {}]", item.attempts));
+                }
+                if let Some(e) = &item.last_error {
+                    line.push_str(&format!("  last error: {}", one_line(e)));
+                }
+                writeln!(out, "{line}")?;
+            }
+            for p in &listing.problems {
+                writeln!(std::io::stderr(), "warning: {p}")?;
+            }
+        }
+        QueueAction::Stats => {
+            let s = queue.stats()?;
+            if ctx.json {
+                return ctx.print_json(out, &s);
+            }
+            writeln!(out, "total     {}", s.total)?;
+            writeln!(out, "pending   {}", s.pending)?;
+            writeln!(out, "notified  {}", s.notified)?;
+            writeln!(out, "completed {}", s.completed)?;
+            writeln!(out, "error     {}", s.error)?;
+            if s.corrupt > 0 {
+                writeln!(out, "corrupt   {}", s.corrupt)?;
+            }
+        }
+        QueueAction::Clear => {
+            let config = ctx.config()?;
+            let cutoff = time::OffsetDateTime::now_utc() - config.queue_cleanup_age();
+            let n = queue.clear(cutoff)?;
+            if ctx.json {
+                return ctx.print_json(out, &serde_json::json!({"removed": n}));
+            }
+            writeln!(
+                out,
+                "removed {n} finished task(s) older than {} day(s)",
+                config.queue_cleanup_age_days
+            )?;
+        }
+        QueueAction::Enqueue { issue_ref, message } => {
+            let issue = ctx.parse_issue(issue_ref)?;
+            let message = crate::commands::read_message(message)?;
+            let item = crate::wiring::enqueue(ctx, &message, Some(issue.to_string()))?;
+            if ctx.json {
+                return ctx.print_json(out, &item);
+            }
+            writeln!(out, "queued {} for {issue}", item.id)?;
+        }
+    }
+    Ok(())
+}
+
+fn one_line(s: &str) -> String {
+    let first = s.lines().next().unwrap_or("");
+    if first.chars().count() > 60 || s.lines().count() > 1 {
+        format!("{}…", first.chars().take(60).collect::<String>())
+    } else {
+        first.to_string()
+    }
+}

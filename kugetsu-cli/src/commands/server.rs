@@ -1,0 +1,116 @@
+//! `kugetsu server list|add|remove|default|get`: named git servers, used to build clone URLs.
+
+use std::io::Write;
+
+use kugetsu_core::servers::{ServerError, Servers};
+
+use crate::context::Ctx;
+use crate::error::{CliError, exit};
+
+/// Arguments of `server`.
+#[derive(Debug, clap::Args)]
+pub struct ServerArgs {
+    /// What to do.
+    #[command(subcommand)]
+    pub action: ServerAction,
+}
+
+/// `server` subcommands.
+#[derive(Debug, clap::Subcommand)]
+pub enum ServerAction {
+    /// List the configured servers.
+    List,
+    /// Add (or change) a server.
+    Add {
+        /// Its name (`github`, `gitea`, ...).
+        name: String,
+        /// Its base URL, without credentials (`https://github.com`).
+        url: String,
+    },
+    /// Remove a server.
+    Remove {
+        /// Its name.
+        name: String,
+    },
+    /// Make a server the default.
+    Default {
+        /// Its name.
+        name: String,
+    },
+    /// Print a server's URL.
+    Get {
+        /// Its name.
+        name: String,
+    },
+}
+
+fn server_err(e: ServerError) -> CliError {
+    match e {
+        ServerError::Storage(s) => s.into(),
+        other => CliError::new(exit::USAGE, other.to_string()),
+    }
+}
+
+/// Runs a `server` subcommand.
+pub fn cmd_server(ctx: &Ctx, args: &ServerArgs, out: &mut dyn Write) -> Result<(), CliError> {
+    ctx.state.ensure()?;
+    let servers = Servers::new(&ctx.state);
+    match &args.action {
+        ServerAction::List => {
+            let list = servers.load().map_err(server_err)?.list();
+            if ctx.json {
+                let v: Vec<_> = list
+                    .iter()
+                    .map(|s| serde_json::json!({"name": s.name, "url": s.url, "default": s.is_default}))
+                    .collect();
+                return ctx.print_json(out, &v);
+            }
+            if list.is_empty() {
+                writeln!(out, "no servers configured")?;
+            }
+            for s in list {
+                writeln!(
+                    out,
+                    "{}{:<12} {}",
+                    if s.is_default { "* " } else { "  " },
+                    s.name,
+                    s.url
+                )?;
+            }
+        }
+        ServerAction::Add { name, url } => {
+            let previous = servers.add(name, url).map_err(server_err)?;
+            if ctx.json {
+                return ctx
+                    .print_json(out, &serde_json::json!({"name": name, "previous": previous}));
+            }
+            writeln!(
+                out,
+                "{} server {name}",
+                if previous.is_some() { "updated" } else { "added" }
+            )?;
+        }
+        ServerAction::Remove { name } => {
+            servers.remove(name).map_err(server_err)?;
+            if ctx.json {
+                return ctx.print_json(out, &serde_json::json!({"removed": name}));
+            }
+            writeln!(out, "removed server {name}")?;
+        }
+        ServerAction::Default { name } => {
+            servers.set_default(name).map_err(server_err)?;
+            if ctx.json {
+                return ctx.print_json(out, &serde_json::json!({"default": name}));
+            }
+            writeln!(out, "default server is now {name}")?;
+        }
+        ServerAction::Get { name } => {
+            let url = servers.get(name).map_err(server_err)?;
+            if ctx.json {
+                return ctx.print_json(out, &serde_json::json!({"name": name, "url": url}));
+            }
+            writeln!(out, "{url}")?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,122 @@
+//! `kugetsu start <issue-ref> <message>`: a fresh worktree and a forked session for the issue,
+//! then the first agent turn, shown as it happens (or in the background with `--detach`).
+
+use std::io::Write;
+use std::sync::atomic::AtomicBool;
+
+use kugetsu_core::orchestrator::{RunSummary, StartOptions};
+
+use crate::context::Ctx;
+use crate::error::{CliError, exit};
+
+/// Arguments of `start`.
+#[derive(Debug, clap::Args)]
+pub struct StartArgs {
+    /// The issue: instance/owner/repo#id, an issue URL, or #id with KUGETSU_DEFAULT_REPO.
+    pub issue_ref: String,
+    /// The first message to the agent (`-` reads it from stdin).
+    pub message: String,
+    /// Branch from this ref instead of the remote's default branch.
+    #[arg(long, value_name = "REF")]
+    pub base_ref: Option<String>,
+    /// Recreate the worktree even if it holds uncommitted files or unpushed commits.
+    #[arg(long)]
+    pub force: bool,
+    /// How to run the agent.
+    #[command(flatten)]
+    pub run: RunFlags,
+}
+
+/// Flags shared by `start` and `continue`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct RunFlags {
+    /// Run in the background; follow it with `kugetsu logs` and `kugetsu list`.
+    #[arg(long)]
+    pub detach: bool,
+    /// If every agent slot is busy, queue the message for the daemon instead of waiting.
+    #[arg(long)]
+    pub no_wait: bool,
+    /// Wait at most this many seconds for a free agent slot (default: as long as it takes).
+    #[arg(long, value_name = "SECS", conflicts_with = "no_wait")]
+    pub wait: Option<u64>,
+}
+
+/// Starts the issue.
+pub fn cmd_start(ctx: &Ctx, args: &StartArgs, out: &mut dyn Write) -> Result<(), CliError> {
+    let issue = ctx.parse_issue(&args.issue_ref)?;
+    let message = crate::commands::read_message(&args.message)?;
+    if args.run.detach {
+        return crate::wiring::detach(ctx, "start", &issue, &message, &args.run, out);
+    }
+    let config = ctx.config()?;
+    let source = crate::wiring::repo_source(ctx, &issue)?;
+    let orch = crate::wiring::orchestrator_for_run(ctx, &config, &args.run)?;
+    let interrupt = crate::wiring::interrupt_flag();
+    let mut bars = crate::progress::Bars::new(ctx.stderr_tty && !ctx.json);
+    let mut events = crate::progress::EventPrinter::new(
+        std::io::stderr(),
+        config.verbosity == kugetsu_core::config::Verbosity::Quiet,
+    );
+    let opts = StartOptions {
+        issue: issue.clone(),
+        message: message.clone(),
+        source,
+        base_ref: args.base_ref.clone(),
+        force: args.force,
+    };
+    if !ctx.json {
+        writeln!(
+            std::io::stderr(),
+            "starting {issue} in {}",
+            ctx.state.worktree_path(&issue).display()
+        )?;
+    }
+    let result = orch.start(&opts, &mut bars, interrupt_ref(&interrupt), &mut events);
+    finish(ctx, &issue.to_string(), &message, result, &args.run, out)
+}
+
+fn interrupt_ref(flag: &std::sync::Arc<AtomicBool>) -> &AtomicBool {
+    flag
+}
+
+/// Prints a run's summary, queues the message when all slots were busy and `--no-wait` was
+/// given, and maps the outcome to the exit code.
+pub fn finish(
+    ctx: &Ctx,
+    issue: &str,
+    message: &str,
+    result: Result<RunSummary, kugetsu_core::orchestrator::OrchestratorError>,
+    flags: &RunFlags,
+    out: &mut dyn Write,
+) -> Result<(), CliError> {
+    let summary = match result {
+        Ok(s) => s,
+        Err(kugetsu_core::orchestrator::OrchestratorError::Queue(
+            kugetsu_core::queue::QueueError::NoSlot { limit, .. },
+        )) if flags.no_wait => {
+            let item = crate::wiring::enqueue(ctx, message, Some(issue.to_string()))?;
+            if ctx.json {
+                return ctx.print_json(
+                    out,
+                    &serde_json::json!({ "queued": item.id, "issue_ref": issue }),
+                );
+            }
+            writeln!(
+                out,
+                "all {limit} agent slots are busy; queued as {} for the daemon",
+                item.id
+            )?;
+            return Ok(());
+        }
+        Err(e) => return Err(e.into()),
+    };
+    if ctx.json {
+        ctx.print_json(out, &summary)?;
+    } else {
+        writeln!(out, "{}: {}", summary.issue_ref, summary.outcome.describe())?;
+        writeln!(out, "session  {}", summary.session_id)?;
+        writeln!(out, "worktree {}", summary.worktree_path.display())?;
+        writeln!(out, "log      {}", summary.log_path.display())?;
+    }
+    if summary.outcome.is_success() { Ok(()) } else { Err(CliError::silent(exit::AGENT)) }
+}

@@ -1,0 +1,26 @@
+//! `kugetsu status`: the spec's four words, from the state files alone.
+
+use std::io::Write;
+
+use crate::context::Ctx;
+use crate::error::CliError;
+
+/// Arguments of `status`.
+#[derive(Debug, clap::Args)]
+pub struct StatusArgs {}
+
+/// Prints `ok`, `kugetsu_not_initialized`, `base_session_missing` or `pm_agent_missing`.
+/// Exits 0 for `ok` and 3 otherwise, so scripts can test it.
+pub fn cmd_status(ctx: &Ctx, _args: &StatusArgs, out: &mut dyn Write) -> Result<(), CliError> {
+    let status = ctx.core_orchestrator()?.status()?;
+    if ctx.json {
+        ctx.print_json(out, &serde_json::json!({ "status": status.as_str() }))?;
+    } else {
+        writeln!(out, "{}", status.as_str())?;
+    }
+    if status == kugetsu_core::orchestrator::Status::Ok {
+        Ok(())
+    } else {
+        Err(CliError::silent(crate::error::exit::STATE))
+    }
+}

@@ -1,0 +1,148 @@
+//! How the queue daemon runs an item: over the same orchestration as `kugetsu start` and
+//! `continue`, in-process, inside the slot the daemon already holds for it.
+//!
+//! An item with an issue ref becomes `start` (no session yet) or `continue`; one without goes
+//! to the PM agent, which decides and calls `kugetsu start`/`continue` itself. Outcomes map to
+//! retry rules: a failed, timed-out or hung run is retried with backoff; a run blocked on a
+//! permission, a bad ref or work that would be lost is an error at once (retrying cannot help).
+
+use std::sync::Arc;
+
+use kugetsu_core::agent::{AgentEvent, EventSink, RunOutcome};
+use kugetsu_core::orchestrator::{Orchestrator, OrchestratorError, Settings, StartOptions};
+use kugetsu_core::queue::{AgentSlots, QueueItem};
+use kugetsu_core::worktree::NoProgress;
+use kugetsu_core::{IssueRef, WorktreeError};
+use kugetsu_queue::{DispatchContext, DispatchError, DispatchOutcome, Dispatcher};
+
+use crate::context::Ctx;
+
+/// The CLI's dispatcher.
+pub struct CliDispatcher {
+    ctx: Ctx,
+}
+
+impl CliDispatcher {
+    /// A dispatcher for the daemon of `ctx`'s state directory.
+    pub fn new(ctx: Ctx) -> Self {
+        CliDispatcher { ctx }
+    }
+
+    fn orchestrator(&self, slots: Arc<dyn AgentSlots>) -> Result<Orchestrator, DispatchError> {
+        let config = self.ctx.config().map_err(|e| DispatchError::Retry(e.message))?;
+        let backends = crate::wiring::Backends::new(&self.ctx, &config)
+            .map_err(|e| DispatchError::Retry(e.message))?;
+        Ok(Orchestrator::new(
+            self.ctx.state.clone(),
+            backends.worktrees,
+            backends.agent,
+            slots,
+            backends.env,
+            Arc::new(kugetsu_core::clock::SystemClock),
+            Settings {
+                max_agents: config.max_concurrent_agents,
+                limits: config.run_limits(),
+                slot_wait: std::time::Duration::ZERO,
+            },
+        ))
+    }
+}
+
+/// Reports the agent's pid to the daemon's lease.
+struct LeaseSink<'a, 'b> {
+    ctx: &'a mut DispatchContext<'b>,
+}
+
+impl EventSink for LeaseSink<'_, '_> {
+    fn spawned(&mut self, pid: u32) {
+        self.ctx.agent_started(pid);
+    }
+    fn event(&mut self, event: &AgentEvent) {
+        if let AgentEvent::ToolUse { tool, title, .. } = event {
+            tracing::debug!(tool, title = title.as_deref().unwrap_or(""), "agent tool call");
+        }
+    }
+}
+
+fn outcome_result(outcome: RunOutcome, what: &str) -> Result<DispatchOutcome, DispatchError> {
+    match outcome {
+        RunOutcome::Completed => Ok(DispatchOutcome { summary: format!("{what}: completed") }),
+        RunOutcome::Blocked { permission } => {
+            Err(DispatchError::Fatal(format!("{what}: blocked: permission rejected: {permission}")))
+        }
+        other => Err(DispatchError::Retry(format!("{what}: {}", other.describe()))),
+    }
+}
+
+fn classify(e: OrchestratorError, stop_requested: bool) -> DispatchError {
+    let text = e.to_string();
+    if stop_requested {
+        return DispatchError::Interrupted(text);
+    }
+    match e {
+        OrchestratorError::AlreadyRunning { .. } | OrchestratorError::Queue(_) => {
+            DispatchError::Retry(text)
+        }
+        OrchestratorError::Worktree(WorktreeError::Interrupted) => DispatchError::Interrupted(text),
+        OrchestratorError::Worktree(
+            WorktreeError::WouldLoseWork { .. }
+            | WorktreeError::AuthFailed { .. }
+            | WorktreeError::BaseRefNotFound { .. }
+            | WorktreeError::PathNotWorktree { .. }
+            | WorktreeError::BranchCheckedOut { .. },
+        )
+        | OrchestratorError::NotInitialized { .. }
+        | OrchestratorError::BaseMissing
+        | OrchestratorError::PmMissing
+        | OrchestratorError::NameCollision { .. }
+        | OrchestratorError::UnsafePath { .. } => DispatchError::Fatal(text),
+        _ => DispatchError::Retry(text),
+    }
+}
+
+impl Dispatcher for CliDispatcher {
+    fn dispatch(
+        &self,
+        item: &QueueItem,
+        dctx: &mut DispatchContext<'_>,
+    ) -> Result<DispatchOutcome, DispatchError> {
+        let slots: Arc<dyn AgentSlots> = match dctx.lent_slot() {
+            Some(lent) => Arc::new(lent),
+            // PM items take no slot; the orchestration's PM path takes none either.
+            None => Arc::new(kugetsu_queue::FileSlots::new(&self.ctx.state)),
+        };
+        let orch = self.orchestrator(slots)?;
+        let Some(issue_text) = &item.issue_ref else {
+            let stop = dctx.stop_requested();
+            let mut sink = LeaseSink { ctx: dctx };
+            let outcome =
+                orch.message_pm(&item.message, &mut sink).map_err(|e| classify(e, stop))?;
+            return outcome_result(outcome, "pm-agent");
+        };
+        let issue = IssueRef::parse(issue_text)
+            .map_err(|e| DispatchError::Fatal(format!("bad issue ref: {e}")))?;
+        let has_session = orch.has_session(&issue).map_err(|e| classify(e, false))?;
+        if has_session {
+            let mut sink = LeaseSink { ctx: dctx };
+            let summary = orch
+                .continue_issue(&issue, &item.message, &mut sink)
+                .map_err(|e| classify(e, sink.ctx.stop_requested()))?;
+            return outcome_result(summary.outcome, &format!("continue {issue}"));
+        }
+        let source = crate::wiring::repo_source(&self.ctx, &issue)
+            .map_err(|e| DispatchError::Fatal(e.message))?;
+        let opts = StartOptions {
+            issue: issue.clone(),
+            message: item.message.clone(),
+            source,
+            base_ref: None,
+            force: false,
+        };
+        let interrupt = std::sync::atomic::AtomicBool::new(dctx.stop_requested());
+        let mut sink = LeaseSink { ctx: dctx };
+        let summary = orch
+            .start(&opts, &mut NoProgress, &interrupt, &mut sink)
+            .map_err(|e| classify(e, sink.ctx.stop_requested()))?;
+        outcome_result(summary.outcome, &format!("start {issue}"))
+    }
+}

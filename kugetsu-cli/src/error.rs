@@ -1,0 +1,206 @@
+//! The one error type at the edge: every library error is mapped to an exit code and printed
+//! as `Error: ...`, its causes as `Caused by: ...`, and a `Hint: ...` where one helps.
+
+use std::fmt::Write as _;
+
+use kugetsu_core::orchestrator::OrchestratorError;
+use kugetsu_core::queue::QueueError;
+use kugetsu_core::{AgentError, IssueRefError, StorageError, WorktreeError};
+
+/// Documented exit codes (see the README).
+pub mod exit {
+    /// Success.
+    pub const OK: u8 = 0;
+    /// Any failure not listed below.
+    pub const FAILURE: u8 = 1;
+    /// Bad command line or bad input (a malformed ref, an unknown config key).
+    pub const USAGE: u8 = 2;
+    /// kugetsu is not initialized, or a state file is corrupt.
+    pub const STATE: u8 = 3;
+    /// Busy: the issue is already running, no agent slot, a daemon already running.
+    pub const BUSY: u8 = 4;
+    /// The agent ran but did not complete (failed, blocked, timed out, hung).
+    pub const AGENT: u8 = 5;
+    /// Interrupted (Ctrl-C).
+    pub const INTERRUPTED: u8 = 130;
+}
+
+/// An error ready to be shown to the user.
+#[derive(Debug)]
+pub struct CliError {
+    /// Exit code.
+    pub code: u8,
+    /// The top-level message.
+    pub message: String,
+    /// Underlying causes, outermost first.
+    pub causes: Vec<String>,
+    /// What to do about it.
+    pub hint: Option<String>,
+}
+
+impl CliError {
+    /// An error with a code and message.
+    pub fn new(code: u8, message: impl Into<String>) -> Self {
+        CliError { code, message: message.into(), causes: Vec::new(), hint: None }
+    }
+    /// An exit code with nothing more to print (the command already said it).
+    pub fn silent(code: u8) -> Self {
+        CliError::new(code, "")
+    }
+    /// A usage error.
+    pub fn usage(message: impl Into<String>) -> Self {
+        Self::new(exit::USAGE, message)
+    }
+    /// Adds a hint.
+    pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = Some(hint.into());
+        self
+    }
+
+    fn from_error(code: u8, err: &dyn std::error::Error) -> Self {
+        let mut causes = Vec::new();
+        let mut source = err.source();
+        while let Some(s) = source {
+            let text = s.to_string();
+            if !err.to_string().contains(&text) {
+                causes.push(text);
+            }
+            source = s.source();
+        }
+        CliError { code, message: err.to_string(), causes, hint: None }
+    }
+
+    /// Renders the error for stderr.
+    pub fn render(&self) -> String {
+        let mut out = format!("Error: {}\n", self.message);
+        for c in &self.causes {
+            let _ = writeln!(out, "Caused by: {c}");
+        }
+        if let Some(h) = &self.hint {
+            let _ = writeln!(out, "Hint: {h}");
+        }
+        out
+    }
+}
+
+impl From<std::io::Error> for CliError {
+    fn from(e: std::io::Error) -> Self {
+        CliError::from_error(exit::FAILURE, &e)
+    }
+}
+
+impl From<IssueRefError> for CliError {
+    fn from(e: IssueRefError) -> Self {
+        let hint = matches!(e, IssueRefError::NoDefaultRepo { .. })
+            .then_some("write the full ref, e.g. github.com/owner/repo#14");
+        let mut err = CliError::from_error(exit::USAGE, &e);
+        err.hint = hint.map(Into::into);
+        err
+    }
+}
+
+impl From<StorageError> for CliError {
+    fn from(e: StorageError) -> Self {
+        let (code, hint) = match &e {
+            StorageError::Corrupt { .. } => (
+                exit::STATE,
+                Some("the bad bytes were kept aside; `kugetsu doctor` explains what to do"),
+            ),
+            StorageError::WouldBlock { .. } => (exit::BUSY, None),
+            StorageError::NotPrivate { .. } | StorageError::Symlink { .. } => {
+                (exit::STATE, Some("kugetsu only uses a state directory that you alone can write"))
+            }
+            _ => (exit::FAILURE, None),
+        };
+        let mut err = CliError::from_error(code, &e);
+        err.hint = hint.map(Into::into);
+        err
+    }
+}
+
+impl From<WorktreeError> for CliError {
+    fn from(e: WorktreeError) -> Self {
+        let mut err = CliError::from_error(exit::FAILURE, &e);
+        match &e {
+            WorktreeError::WouldLoseWork { unsaved, .. } => {
+                for f in unsaved.changed_files.iter().take(20) {
+                    err.causes.push(format!("changed: {f}"));
+                }
+                for c in unsaved.unpushed_commits.iter().take(20) {
+                    err.causes.push(format!("unpushed: {c}"));
+                }
+                err.hint = Some("commit and push the work, or pass --force to discard it".into());
+            }
+            WorktreeError::AuthFailed { .. } => {
+                err.hint = Some(
+                    "set a token: `kugetsu env set GITHUB_TOKEN <token>` (or GITLAB_TOKEN / GITEA_TOKEN)"
+                        .into(),
+                );
+            }
+            WorktreeError::Interrupted => err.code = exit::INTERRUPTED,
+            _ => {}
+        }
+        err
+    }
+}
+
+impl From<AgentError> for CliError {
+    fn from(e: AgentError) -> Self {
+        let mut err = CliError::from_error(exit::FAILURE, &e);
+        match &e {
+            AgentError::Spawn { .. } => {
+                err.hint = Some(
+                    "install opencode (`npm install -g opencode-ai`) or set KUGETSU_OPENCODE_BIN; `kugetsu demo` needs neither"
+                        .into(),
+                );
+            }
+            AgentError::NeedsTerminal => {
+                err.code = exit::USAGE;
+                err.hint = Some("run it in a terminal, or use `kugetsu init --headless`".into());
+            }
+            _ => {}
+        }
+        err
+    }
+}
+
+impl From<QueueError> for CliError {
+    fn from(e: QueueError) -> Self {
+        match e {
+            QueueError::Storage(s) => s.into(),
+            QueueError::NoSlot { .. } => CliError::from_error(exit::BUSY, &e).with_hint(
+                "all agent slots are busy; `kugetsu queue enqueue` queues the work for the daemon instead",
+            ),
+            QueueError::InvalidTask { .. } => CliError::from_error(exit::USAGE, &e),
+            _ => CliError::from_error(exit::FAILURE, &e),
+        }
+    }
+}
+
+impl From<OrchestratorError> for CliError {
+    fn from(e: OrchestratorError) -> Self {
+        match e {
+            OrchestratorError::Storage(s) => s.into(),
+            OrchestratorError::Worktree(w) => w.into(),
+            OrchestratorError::Agent(a) => a.into(),
+            OrchestratorError::Queue(q) => q.into(),
+            OrchestratorError::NotInitialized { .. } => {
+                CliError::from_error(exit::STATE, &e).with_hint("run `kugetsu init` first")
+            }
+            OrchestratorError::AlreadyInitialized { .. } => CliError::from_error(exit::FAILURE, &e)
+                .with_hint("pass --force to create new base and PM agent sessions"),
+            OrchestratorError::BaseMissing
+            | OrchestratorError::PmMissing
+            | OrchestratorError::NoDirectory { .. } => {
+                CliError::from_error(exit::STATE, &e).with_hint("run `kugetsu init --force`")
+            }
+            OrchestratorError::UnknownIssue { .. } => CliError::from_error(exit::FAILURE, &e)
+                .with_hint("`kugetsu list` shows the tracked issues; `kugetsu start` creates one"),
+            OrchestratorError::AlreadyRunning { .. } => CliError::from_error(exit::BUSY, &e)
+                .with_hint(
+                    "wait for it to finish, or queue the message with `kugetsu queue enqueue`",
+                ),
+            other => CliError::from_error(exit::FAILURE, &other),
+        }
+    }
+}

@@ -1,0 +1,252 @@
+//! Wiring: builds the real backends (gix worktrees, the opencode driver, file queue and slots,
+//! env files) from the resolved config, and the few process-level things only the edge may do
+//! (finding programs on PATH, detaching, Ctrl-C, acting as the bundled fake agent).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+use kugetsu_core::agent::AgentDriver;
+use kugetsu_core::config::Config;
+use kugetsu_core::env_file::EnvFiles;
+use kugetsu_core::orchestrator::{EnvSource, Orchestrator, Settings};
+use kugetsu_core::queue::{AgentSlots, NewTask, QueueItem, TaskQueue};
+use kugetsu_core::worktree::{RepoSource, Secret, Worktrees};
+use kugetsu_core::{IssueRef, StateDir};
+
+use crate::commands::start::RunFlags;
+use crate::context::Ctx;
+use crate::error::{CliError, exit};
+
+/// Committer identity used for the branches and worktrees kugetsu creates when git has none.
+pub const COMMITTER_NAME: &str = "kugetsu";
+/// Committer email used with [`COMMITTER_NAME`].
+pub const COMMITTER_EMAIL: &str = "kugetsu@localhost";
+
+/// The real backends.
+pub struct Backends {
+    /// gix worktrees.
+    pub worktrees: Arc<dyn Worktrees>,
+    /// The opencode driver.
+    pub agent: Arc<dyn AgentDriver>,
+    /// File-lock slots.
+    pub slots: Arc<dyn AgentSlots>,
+    /// Env files.
+    pub env: Arc<dyn EnvSource>,
+}
+
+impl Backends {
+    /// Builds them; nothing is spawned or written yet.
+    pub fn new(ctx: &Ctx, config: &Config) -> Result<Self, CliError> {
+        Ok(Backends {
+            worktrees: Arc::new(kugetsu_git::GitWorktrees::new(
+                ctx.state.mirrors_dir(),
+                ctx.state.locks_dir(),
+                kugetsu_git::Committer::new(COMMITTER_NAME, COMMITTER_EMAIL),
+            )),
+            agent: Arc::new(agent_driver(ctx, config)),
+            slots: Arc::new(kugetsu_queue::FileSlots::new(&ctx.state)),
+            env: Arc::new(EnvFiles::new(&ctx.state)),
+        })
+    }
+}
+
+/// The opencode driver for this config.
+pub fn agent_driver(ctx: &Ctx, config: &Config) -> kugetsu_opencode::OpencodeDriver {
+    let program =
+        find_program(&config.opencode_bin, &ctx.env).unwrap_or_else(|| config.opencode_bin.clone());
+    kugetsu_opencode::OpencodeDriver::new(
+        kugetsu_opencode::OpencodeOptions::new(program).base_env(agent_base_env(ctx, config)),
+    )
+}
+
+/// What every opencode process starts from: kugetsu's own environment (opencode needs PATH,
+/// HOME and its provider keys), pointed at this state directory and temp dir, plus
+/// `env/default.env`. Helper commands (export, import, db, session list/delete) get the same
+/// environment as runs, so a variable that moves opencode's database (`OPENCODE_DB`,
+/// `XDG_DATA_HOME`) in the env files applies to all of them alike. `GIT_*` variables are dropped
+/// by the driver.
+fn agent_base_env(ctx: &Ctx, config: &Config) -> BTreeMap<String, String> {
+    let mut env = ctx.env.clone();
+    env.insert(crate::context::vars::KUGETSU_HOME.into(), ctx.state.root().display().to_string());
+    env.insert("KUGETSU_TEMP_DIR".into(), config.temp_dir.display().to_string());
+    if let Ok(defaults) =
+        EnvFiles::new(&ctx.state).merged(kugetsu_core::orchestrator::DEFAULT_AGENT)
+    {
+        env.extend(defaults.0);
+    }
+    env
+}
+
+/// The orchestration for `start`/`continue`, with the slot wait the flags ask for.
+pub fn orchestrator_for_run(
+    ctx: &Ctx,
+    config: &Config,
+    flags: &RunFlags,
+) -> Result<Orchestrator, CliError> {
+    let backends = Backends::new(ctx, config)?;
+    let slot_wait = if flags.no_wait {
+        Duration::ZERO
+    } else {
+        flags.wait.map(Duration::from_secs).unwrap_or(Duration::from_secs(60 * 60 * 24 * 365))
+    };
+    Ok(Orchestrator::new(
+        ctx.state.clone(),
+        backends.worktrees,
+        backends.agent,
+        backends.slots,
+        backends.env,
+        Arc::new(kugetsu_core::clock::SystemClock),
+        Settings {
+            max_agents: config.max_concurrent_agents,
+            limits: config.run_limits(),
+            slot_wait,
+        },
+    ))
+}
+
+/// Creates the state directory, the default config and the env files (for `init`).
+pub fn prepare_state(ctx: &Ctx) -> Result<(), CliError> {
+    ctx.state.ensure()?;
+    kugetsu_core::config::write_default_config(&ctx.state)
+        .map_err(|e| CliError::new(exit::FAILURE, e.to_string()))?;
+    EnvFiles::new(&ctx.state)
+        .ensure_defaults()
+        .map_err(|e| CliError::new(exit::FAILURE, e.to_string()))?;
+    Ok(())
+}
+
+/// The repository an issue's worktree comes from: its clone URL (from `repos.json`, the server
+/// table, or `https://<instance>/<path>.git`) and a token from the env files, never in the URL.
+pub fn repo_source(ctx: &Ctx, issue: &IssueRef) -> Result<RepoSource, CliError> {
+    let servers = kugetsu_core::servers::Servers::new(&ctx.state)
+        .load()
+        .map_err(|e| CliError::new(exit::STATE, e.to_string()))?;
+    let repos = kugetsu_core::repos::Repos::new(&ctx.state)
+        .load()
+        .map_err(|e| CliError::new(exit::STATE, e.to_string()))?;
+    let url = kugetsu_core::repos::clone_url_for(issue, &servers, &repos)
+        .map_err(|e| CliError::new(exit::STATE, e.to_string()))?;
+    let files = EnvFiles::new(&ctx.state);
+    let env = files.merged("default").map_err(|e| CliError::new(exit::STATE, e.to_string()))?;
+    let host = issue.instance();
+    let preferred = if host.contains("github") {
+        ["GITHUB_TOKEN", "GITEA_TOKEN", "GITLAB_TOKEN"]
+    } else if host.contains("gitlab") {
+        ["GITLAB_TOKEN", "GITEA_TOKEN", "GITHUB_TOKEN"]
+    } else {
+        ["GITEA_TOKEN", "GITLAB_TOKEN", "GITHUB_TOKEN"]
+    };
+    let token = url
+        .starts_with("https://")
+        .then(|| preferred.iter().find_map(|k| env.0.get(*k).filter(|v| !v.is_empty())))
+        .flatten()
+        .map(|t| Secret::new(t.clone()));
+    Ok(RepoSource { url, mirror_key: issue.repo().mirror_key(), token })
+}
+
+/// Enqueues a task, records the `task_queued` notification and wakes the daemon.
+pub fn enqueue(ctx: &Ctx, message: &str, issue_ref: Option<String>) -> Result<QueueItem, CliError> {
+    ctx.state.ensure()?;
+    let queue = kugetsu_queue::FileQueue::new(&ctx.state);
+    let item = queue.enqueue(NewTask { message: message.into(), issue_ref: issue_ref.clone() })?;
+    crate::notifications::record(
+        ctx,
+        kugetsu_core::notify::NotificationType::TaskQueued,
+        &format!("queued {}", item.id),
+        issue_ref.as_deref(),
+    );
+    Ok(item)
+}
+
+/// A flag set by Ctrl-C (a second Ctrl-C exits at once with 130).
+pub fn interrupt_flag() -> Arc<AtomicBool> {
+    let flag = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        let _ = signal_hook::flag::register_conditional_shutdown(sig, 130, flag.clone());
+        let _ = signal_hook::flag::register(sig, flag.clone());
+    }
+    flag
+}
+
+/// Looks a program up like a shell would: a path with a `/` as it is, else each PATH entry.
+pub fn find_program(program: &Path, env: &BTreeMap<String, String>) -> Option<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let executable = |p: &Path| {
+        p.metadata().map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0).unwrap_or(false)
+    };
+    if program.components().count() > 1 {
+        return executable(program).then(|| program.to_path_buf());
+    }
+    let path = env.get("PATH")?;
+    std::env::split_paths(path).map(|dir| dir.join(program)).find(|p| executable(p))
+}
+
+/// Re-runs `kugetsu <verb> <issue> -` in the background with the message on stdin from a
+/// private file, its output going to a log file; prints where to follow it.
+pub fn detach(
+    ctx: &Ctx,
+    verb: &str,
+    issue: &IssueRef,
+    message: &str,
+    flags: &RunFlags,
+    out: &mut dyn std::io::Write,
+) -> Result<(), CliError> {
+    use std::os::unix::process::CommandExt;
+    ctx.state.ensure()?;
+    let stamp = time::OffsetDateTime::now_utc().unix_timestamp_nanos();
+    let logs = ctx.state.logs_dir();
+    let msg_path = logs.join(format!(".detached-{stamp}.msg"));
+    kugetsu_core::storage::atomic_write(&msg_path, message.as_bytes())?;
+    let log_path = logs.join(format!("{}-detached-{stamp}.log", issue.file_name()));
+    let open =
+        |p: &Path, write: bool| {
+            std::fs::OpenOptions::new().read(!write).append(write).create(write).open(p).map_err(
+                |e| CliError::new(exit::FAILURE, format!("cannot open {}: {e}", p.display())),
+            )
+        };
+    let stdin = open(&msg_path, false)?;
+    // The message file was opened; unlinking it now keeps it readable by the child only.
+    let _ = std::fs::remove_file(&msg_path);
+    let log = open(&log_path, true)?;
+    let exe = std::env::current_exe()?;
+    let mut cmd = std::process::Command::new(exe);
+    cmd.args(ctx.child_args()).arg(verb).arg(issue.to_string()).arg("-");
+    if flags.no_wait {
+        cmd.arg("--no-wait");
+    }
+    if let Some(w) = flags.wait {
+        cmd.arg("--wait").arg(w.to_string());
+    }
+    cmd.stdin(stdin).stdout(log.try_clone()?).stderr(log).process_group(0);
+    let child = cmd.spawn()?;
+    if ctx.json {
+        return ctx.print_json(
+            out,
+            &serde_json::json!({"detached": true, "pid": child.id(), "issue_ref": issue.to_string(), "log": log_path}),
+        );
+    }
+    writeln!(out, "{verb} {issue} running in the background (pid {})", child.id())?;
+    writeln!(out, "log: {}", log_path.display())?;
+    Ok(())
+}
+
+/// If this process was started as `opencode` (the demo links it to the kugetsu binary), runs
+/// the bundled fake agent and returns its exit code.
+pub fn run_as_fake_agent() -> Option<u8> {
+    let argv0 = std::env::args_os().next()?;
+    let name = Path::new(&argv0).file_name()?.to_str()?.to_string();
+    if name != "opencode" {
+        return None;
+    }
+    Some(kugetsu_opencode::fake::main(
+        std::env::args_os().skip(1).map(|a| a.to_string_lossy().into_owned()).collect(),
+    ))
+}
+
+/// The state directory of a context (for helpers that only need paths).
+pub fn state(ctx: &Ctx) -> &StateDir {
+    &ctx.state
+}

@@ -1,0 +1,176 @@
+//! End to end through the real binary: real worktrees (gix) of a real local repository, the
+//! real opencode driver, and the bundled fake agent standing in for opencode.
+
+// Setup helpers unwrap too: a failed setup should fail the test loudly.
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use support::Env;
+
+fn git(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .args([
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@t.invalid",
+            "-c",
+            "init.defaultBranch=main",
+        ])
+        .args(args)
+        .current_dir(dir)
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("HOME", dir)
+        .output()
+        .expect("git");
+    assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A scratch home with a sample repository, the fake agent linked as `opencode`, and kugetsu
+/// configured to use both.
+fn setup() -> (Env, PathBuf) {
+    let env = Env::new();
+    let repo = env.tmp.path().join("repo");
+    std::fs::create_dir_all(&repo).unwrap();
+    std::fs::write(repo.join("README.md"), "# demo\n").unwrap();
+    git(&repo, &["init", "-q"]);
+    git(&repo, &["add", "."]);
+    git(&repo, &["commit", "-q", "-m", "init"]);
+    let bin = env.tmp.path().join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_kugetsu"), bin.join("opencode")).unwrap();
+    let out = env.run(&[
+        "env",
+        "set",
+        "OPENCODE_DB",
+        env.tmp.path().join("fake-db.json").to_str().unwrap(),
+    ]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let script = env.tmp.path().join("script.json");
+    std::fs::write(
+        &script,
+        r#"{"default": {"mode": "tool", "path": "WORK.md", "content": "done\n", "text": "wrote WORK.md"}}"#,
+    )
+    .unwrap();
+    assert_eq!(env.run(&["env", "set", "FAKE_OPENCODE_SCRIPT", script.to_str().unwrap()]).code, 0);
+    std::fs::write(
+        env.path("config"),
+        format!(
+            "KUGETSU_OPENCODE_BIN={}\nKUGETSU_DEFAULT_REPO=local.test/demo/app\n",
+            bin.join("opencode").display()
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        env.path("repos.json"),
+        format!("{{\"local.test/demo/app\": \"{}\"}}\n", repo.display()),
+    )
+    .unwrap();
+    (env, repo)
+}
+
+#[test]
+fn init_start_continue_list_destroy() {
+    let (env, _repo) = setup();
+    let out = env.run(&["init", "--headless"]);
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    assert_eq!(env.run(&["status"]).stdout, "ok\n");
+
+    let out = env.run(&["start", "#1", "do the work"]);
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    assert!(out.stdout.contains("local.test/demo/app#1: completed"), "{}", out.stdout);
+    let wt = env.path("worktrees/local.test-demo-app-1");
+    assert_eq!(
+        std::fs::read_to_string(wt.join("WORK.md")).unwrap(),
+        "done\n",
+        "the agent ran inside the worktree"
+    );
+    assert_eq!(git(&wt, &["rev-parse", "--abbrev-ref", "HEAD"]).trim(), "fix/issue-1");
+
+    let out = env.run(&["list", "--json"]);
+    let list: serde_json::Value = serde_json::from_str(&out.stdout).expect("list --json is JSON");
+    let rows = list.as_array().unwrap();
+    assert_eq!(rows.len(), 3);
+    assert_eq!(rows[2]["issue_ref"], "local.test/demo/app#1");
+    assert_eq!(rows[2]["state"], "idle");
+
+    let out = env.run(&["continue", "local.test/demo/app#1", "more"]);
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+
+    let out = env.run(&["destroy", "local.test/demo/app#1", "-y"]);
+    assert_eq!(out.code, 1, "unsaved work refuses: {}", out.stderr);
+    assert!(out.stderr.contains("WORK.md"), "{}", out.stderr);
+    assert!(wt.join("WORK.md").exists());
+    let out = env.run(&["destroy", "local.test/demo/app#1", "-y", "--force"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(!wt.exists());
+    assert_eq!(env.run(&["list", "--json"]).stdout.matches("issue_ref").count(), 2);
+}
+
+#[test]
+fn messages_reach_the_agent_byte_exact() {
+    let (env, _repo) = setup();
+    let record = env.tmp.path().join("record.jsonl");
+    assert_eq!(env.run(&["env", "set", "FAKE_OPENCODE_RECORD", record.to_str().unwrap()]).code, 0);
+    assert_eq!(env.run(&["init", "--headless"]).code, 0);
+    let hostile = "$(touch /tmp/kugetsu-pwned) `id` --help\nsecond line \"quoted\" 'single'";
+    let out = env.run(&["start", "#2", hostile]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let lines = std::fs::read_to_string(&record).unwrap();
+    let runs: Vec<serde_json::Value> = lines
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .filter(|v: &serde_json::Value| v.get("message").is_some())
+        .collect();
+    assert!(runs.iter().any(|r| r["message"] == hostile), "{lines}");
+    assert!(!Path::new("/tmp/kugetsu-pwned").exists());
+}
+
+#[test]
+fn racing_starts_of_one_issue_make_one_session() {
+    let (env, _repo) = setup();
+    assert_eq!(env.run(&["init", "--headless"]).code, 0);
+    let script = env.tmp.path().join("script.json");
+    std::fs::write(&script, r#"{"default": {"mode": "ok", "text": "hi", "delay_ms": 800}}"#)
+        .unwrap();
+    let children: Vec<_> = (0..8)
+        .map(|_| {
+            env.command(&["start", "#3", "go"])
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let outs: Vec<_> = children.into_iter().map(|c| c.wait_with_output().unwrap()).collect();
+    let ok = outs.iter().filter(|o| o.status.code() == Some(0)).count();
+    let busy: Vec<_> = outs.iter().filter(|o| o.status.code() == Some(4)).collect();
+    assert_eq!(ok + busy.len(), 8, "every start either ran or was told it is running");
+    assert!(ok >= 1);
+    for b in &busy {
+        assert!(String::from_utf8_lossy(&b.stderr).contains("already running"));
+    }
+    let index = std::fs::read_to_string(env.path("index.json")).unwrap();
+    assert_eq!(index.matches("local.test/demo/app#3").count(), 1, "{index}");
+}
+
+#[test]
+fn the_demo_runs() {
+    let env = Env::new();
+    let out = env.run(&["demo"]);
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    for needle in [
+        "[1] $ kugetsu init --headless",
+        "queue daemon started",
+        "GREETING.md",
+        "destroyed local.test/demo/app#1",
+        "demo finished",
+    ] {
+        assert!(out.stdout.contains(needle), "missing {needle:?} in:\n{}", out.stdout);
+    }
+}
