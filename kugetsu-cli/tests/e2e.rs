@@ -174,3 +174,49 @@ fn the_demo_runs() {
         assert!(out.stdout.contains(needle), "missing {needle:?} in:\n{}", out.stdout);
     }
 }
+
+#[test]
+fn a_canary_token_leaks_nowhere() {
+    let (env, _repo) = setup();
+    let canary = "canary-tok-8f3a9d2e";
+    assert_eq!(env.run(&["env", "set", "GITHUB_TOKEN", canary]).code, 0);
+    // The agent prints the token back: it must still not reach a log, a file or any output.
+    let script = env.tmp.path().join("script.json");
+    std::fs::write(
+        &script,
+        format!(r#"{{"default": {{"mode": "tool", "path": "WORK.md", "content": "x\n", "text": "my token is {canary}"}}}}"#),
+    )
+    .unwrap();
+    let mut outputs = Vec::new();
+    for args in [
+        &["--debug", "init", "--headless"][..],
+        &["--debug", "start", "#4", "go"],
+        &["--debug", "continue", "#4", "again"],
+        &["list", "--json"],
+        &["--debug", "logs", "50"],
+        &["notify", "list", "--all"],
+        &["queue", "list", "--json"],
+        &["env", "show"],
+        &["env", "list", "--json"],
+        &["--debug", "doctor"],
+        &["status", "--json"],
+    ] {
+        let out = env.run(args);
+        outputs.push((args.join(" "), out.stdout + &out.stderr));
+    }
+    for (cmd, text) in &outputs {
+        assert!(!text.contains(canary), "`kugetsu {cmd}` printed the token:\n{text}");
+    }
+    // Everything kugetsu writes is under its state directory; the env files are where the token
+    // belongs. (What opencode stores in its own database is opencode's business.)
+    for path in env.all_files() {
+        if path.is_file() && path.starts_with(&env.state) && !path.starts_with(env.path("env")) {
+            let bytes = std::fs::read(&path).unwrap();
+            assert!(
+                !String::from_utf8_lossy(&bytes).contains(canary),
+                "{} holds the token",
+                path.display()
+            );
+        }
+    }
+}

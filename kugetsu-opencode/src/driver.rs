@@ -18,6 +18,8 @@ use kugetsu_core::agent::{
     AgentDriver, AgentEnv, AgentError, AgentSessionInfo, CreateSessionRequest, EventSink,
     ForkRequest, RunLimits, RunOutcome, RunReport, RunRequest, SessionId,
 };
+use kugetsu_core::env_file::is_sensitive;
+use kugetsu_core::notify::redact;
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -280,6 +282,8 @@ impl OpencodeDriver {
             agent_env: Some(env),
             io: Io::PipedStdin,
         });
+        let secret_values = sensitive_values(&self.opts.base_env, env);
+        let secrets: Vec<&str> = secret_values.iter().map(String::as_str).collect();
         let mut events = EventLog::default();
         let plimits = Limits {
             timeout: limits.timeout,
@@ -291,11 +295,12 @@ impl OpencodeDriver {
                 Seen::Spawned(pid) => return sink.spawned(pid),
                 Seen::Line(stream, bytes) => (stream, bytes),
             };
-            log_err = write_log(&mut log_file, bytes, log_err.take());
-            if !bytes.ends_with(b"\n") {
+            // Secrets never reach the log or the caller, even when the agent prints them.
+            let line = redact(&String::from_utf8_lossy(bytes), &secrets);
+            log_err = write_log(&mut log_file, line.as_bytes(), log_err.take());
+            if !line.ends_with('\n') {
                 log_err = write_log(&mut log_file, b"\n", log_err.take());
             }
-            let line = String::from_utf8_lossy(bytes);
             match stream {
                 Stream::Stdout => {
                     for ev in events.stdout_line(&line) {
@@ -405,6 +410,20 @@ fn open_log(path: &Path) -> Result<File, AgentError> {
         path: path.to_owned(),
         source,
     })
+}
+
+/// The values of sensitive variables (tokens, keys, passwords) in the base env and the agent's
+/// env, for redaction. Very short values are left out: masking every `1` in a log helps nobody.
+fn sensitive_values(base: &[(OsString, OsString)], env: &AgentEnv) -> Vec<String> {
+    let from_base = base.iter().filter_map(|(k, v)| {
+        let (k, v) = (k.to_str()?, v.to_str()?);
+        is_sensitive(k).then(|| v.to_owned())
+    });
+    let from_env = env.0.iter().filter(|(k, _)| is_sensitive(k)).map(|(_, v)| v.clone());
+    let mut out: Vec<String> = from_base.chain(from_env).filter(|v| v.len() >= 4).collect();
+    out.sort();
+    out.dedup();
+    out
 }
 
 /// Appends to the log, keeping the first error (the run goes on; the error is reported at the
