@@ -25,7 +25,7 @@ use std::os::fd::OwnedFd;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use kugetsu_core::StateDir;
 use kugetsu_core::clock::{Clock, SystemClock};
@@ -36,6 +36,13 @@ use kugetsu_core::storage::{self, StorageError};
 use time::OffsetDateTime;
 
 use crate::wake;
+
+/// How long a scan is reused while `queue/items/` looks unchanged. Editing an item file in
+/// place (not through kugetsu, which always writes a new file and renames it) leaves the
+/// directory untouched; a long-lived process (the daemon) still sees such an edit within this
+/// time. (`queue/items.cache`, used only for counts by fresh processes, notices it at the next
+/// change in the directory.)
+pub const SCAN_REUSE_FOR: Duration = Duration::from_secs(10);
 
 /// Longest message accepted (bytes). Requests are sentences, not files; anything bigger is a
 /// mistake (a pasted file, a runaway script) and is refused with a clear error.
@@ -58,8 +65,9 @@ pub struct FileQueue {
 struct ScanCache {
     /// Parsed items by file name stem, with the file identity they were read from.
     files: HashMap<String, Cached>,
-    /// The last whole scan, reused while the directory itself is unchanged.
-    last: Option<(DirKey, Arc<Scan>)>,
+    /// The last whole scan, reused while the directory itself is unchanged, for at most
+    /// [`SCAN_REUSE_FOR`].
+    last: Option<(DirKey, Instant, Arc<Scan>)>,
 }
 
 /// The identity of `queue/items/` itself. Every create, rename and delete of an entry (and
@@ -265,7 +273,12 @@ impl FileQueue {
             }
             Err(e) => return Err(self.dir_error(e)),
         };
-        if let Some((_, scan)) = self.cache().last.as_ref().filter(|(k, _)| *k == dir_key) {
+        if let Some((_, _, scan)) = self
+            .cache()
+            .last
+            .as_ref()
+            .filter(|(k, at, _)| *k == dir_key && at.elapsed() < SCAN_REUSE_FOR)
+        {
             return Ok(scan.clone());
         }
         let mut items = Vec::new();
@@ -306,7 +319,7 @@ impl FileQueue {
         let scan = Arc::new(Scan { items, problems, corrupt });
         let mut cache = self.cache();
         cache.files = seen;
-        cache.last = dir_key.settled_before(start).then(|| (dir_key, scan.clone()));
+        cache.last = dir_key.settled_before(start).then(|| (dir_key, Instant::now(), scan.clone()));
         Ok(scan)
     }
 

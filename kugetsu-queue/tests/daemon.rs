@@ -55,6 +55,11 @@ fn drains_the_queue_within_the_limit_and_reports_every_transition() {
     let dev_max = read_num(&env.record.join("dev.max"));
     assert!((1..=2).contains(&dev_max), "dev agents at once: {dev_max}");
     assert_eq!(read_num(&env.record.join("pm.max")), 1, "one PM item at a time");
+    let st = daemon::status(&env.state).unwrap();
+    assert_eq!(st.pid, Some(d.id()));
+    assert!(st.since.is_some());
+    // Stopping waits for the workers, so every event has been delivered after it.
+    stop(&env, &mut d);
     let events = lines(&env.record.join("events.log"));
     for item in items(&env) {
         for kind in ["task_dequeued", "task_started", "task_completed"] {
@@ -62,10 +67,6 @@ fn drains_the_queue_within_the_limit_and_reports_every_transition() {
             assert_eq!(n, 1, "{kind} for {}: {events:#?}", item.id);
         }
     }
-    let st = daemon::status(&env.state).unwrap();
-    assert_eq!(st.pid, Some(d.id()));
-    assert!(st.since.is_some());
-    stop(&env, &mut d);
     assert!(!env.state.daemon_pid_path().exists(), "pid file removed on a clean exit");
     let log = daemon::tail_log(&env.state, 1000).unwrap();
     assert!(log.iter().any(|l| l.contains("daemon started")), "{log:#?}");
@@ -135,6 +136,10 @@ fn a_daemon_killed_mid_dispatch_loses_nothing_after_restart() {
     for item in &items {
         assert!(done.contains(&item.id), "{} never ran to the end", item.id);
     }
+    let max = read_num(&env.record.join("dev.max"));
+    assert!(max <= 2, "orphans and new agents together stayed within the limit: {max}");
+    // After stop every event has been delivered.
+    stop(&env, &mut d2);
     // The two orphans were adopted (watched to their end), not started a second time.
     let events = lines(&env.record.join("events.log"));
     let adopted: Vec<_> = events.iter().filter(|e| e.contains("adopted agent pid")).collect();
@@ -143,14 +148,9 @@ fn a_daemon_killed_mid_dispatch_loses_nothing_after_restart() {
         let runs = done.iter().filter(|d| *d == &s.id).count();
         assert_eq!(runs, 1, "{} ran {runs} times", s.id);
     }
-    let max = read_num(&env.record.join("dev.max"));
-    assert!(max <= 2, "orphans and new agents together stayed within the limit: {max}");
-    stop(&env, &mut d2);
 }
 
 #[test]
-// The loser is reaped by `try_wait`, the winner by `stop`; clippy cannot see through that.
-#[allow(clippy::zombie_processes)]
 fn two_daemons_started_at_once_exactly_one_runs() {
     let env = common::env();
     let mut a = spawn_daemon(&env, 1, 60_000);

@@ -29,17 +29,45 @@ pub fn helper(args: &[&str]) -> std::process::Command {
     cmd
 }
 
+/// A child process killed (and reaped) when dropped, so a failing test never leaves a
+/// daemon running behind it (holding the test harness's output pipe open).
+pub struct Proc(pub Child);
+
+impl std::ops::Deref for Proc {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Proc {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
 #[cfg(feature = "test-helper")]
-pub fn spawn_daemon(env: &Env, limit: usize, interval_ms: u64) -> Child {
-    helper(&[
-        "daemon",
-        env.state.root().to_str().unwrap(),
-        &limit.to_string(),
-        env.record.to_str().unwrap(),
-        &interval_ms.to_string(),
-    ])
-    .spawn()
-    .unwrap()
+pub fn spawn_daemon(env: &Env, limit: usize, interval_ms: u64) -> Proc {
+    Proc(
+        helper(&[
+            "daemon",
+            env.state.root().to_str().unwrap(),
+            &limit.to_string(),
+            env.record.to_str().unwrap(),
+            &interval_ms.to_string(),
+        ])
+        .spawn()
+        .unwrap(),
+    )
 }
 
 /// Polls `f` until it holds or `timeout` passes (a hang guard, not a speed check).
