@@ -52,7 +52,7 @@ fn enqueue_throughput() {
     }
     let took = start.elapsed();
     println!(
-        "enqueue: {n} items in {:.2} s = {:.0} items/s ({:.2} ms each, durable: fsync of item, seq and directory)",
+        "enqueue: {n} items in {:.2} s = {:.0} items/s ({:.2} ms each, durable: item file and directory fsynced)",
         took.as_secs_f64(),
         n as f64 / took.as_secs_f64(),
         took.as_secs_f64() * 1e3 / n as f64
