@@ -159,6 +159,78 @@ fn racing_starts_of_one_issue_make_one_session() {
     assert_eq!(index.matches("local.test/demo/app#3").count(), 1, "{index}");
 }
 
+/// The highest number of turns that overlapped in time, from the fake agent's trace.
+fn max_overlap(trace: &str) -> usize {
+    let mut points: Vec<(u128, i32)> = trace
+        .lines()
+        .filter_map(|l| {
+            let mut parts = l.split(' ');
+            let kind = parts.next()?;
+            let _session = parts.next()?;
+            let t: u128 = parts.next()?.parse().ok()?;
+            Some((t, if kind == "start" { 1 } else { -1 }))
+        })
+        .collect();
+    // Ends sort before starts at the same instant: a slot freed and retaken is not an overlap.
+    points.sort();
+    let (mut now, mut max) = (0i32, 0i32);
+    for (_, d) in points {
+        now += d;
+        max = max.max(now);
+    }
+    usize::try_from(max).unwrap_or(0)
+}
+
+#[test]
+fn racing_starts_never_exceed_the_limit_and_none_is_lost() {
+    let (mut env, _repo) = setup();
+    assert_eq!(env.run(&["init", "--headless"]).code, 0);
+    let config = std::fs::read_to_string(env.path("config")).unwrap();
+    std::fs::write(env.path("config"), format!("{config}MAX_CONCURRENT_AGENTS=3\n")).unwrap();
+    let script = env.tmp.path().join("script.json");
+    std::fs::write(&script, r#"{"default": {"mode": "ok", "text": "hi", "delay_ms": 150}}"#)
+        .unwrap();
+    let trace = env.tmp.path().join("trace.txt");
+    env.set("FAKE_OPENCODE_TRACE", trace.to_str().unwrap());
+    let n = 48;
+    let children: Vec<_> = (0..n)
+        .map(|i| {
+            let issue = format!("#{}", 100 + i);
+            // A third ask to be queued rather than wait when every slot is busy.
+            let mut args = vec!["start", issue.as_str(), "go"];
+            if i % 3 == 0 {
+                args.push("--no-wait");
+            }
+            env.command(&args)
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let outs: Vec<_> = children.into_iter().map(|c| c.wait_with_output().unwrap()).collect();
+    let mut ran = 0;
+    let mut queued = 0;
+    for o in &outs {
+        let stdout = String::from_utf8_lossy(&o.stdout);
+        assert_eq!(o.status.code(), Some(0), "{stdout}{}", String::from_utf8_lossy(&o.stderr));
+        if stdout.contains("queued as") {
+            queued += 1;
+        } else {
+            assert!(stdout.contains(": completed"), "{stdout}");
+            ran += 1;
+        }
+    }
+    assert_eq!(ran + queued, n, "every start ran or was queued");
+    let items = std::fs::read_dir(env.path("queue/items")).unwrap().count();
+    assert_eq!(items, queued, "every queued start is in the queue");
+    let trace = std::fs::read_to_string(&trace).unwrap();
+    assert_eq!(trace.lines().filter(|l| l.starts_with("start")).count(), ran, "one turn per run");
+    let max = max_overlap(&trace);
+    assert!(max <= 3, "{max} agents ran at once with MAX_CONCURRENT_AGENTS=3");
+    assert!(max >= 2, "the limit was exercised ({max})");
+}
+
 #[test]
 fn the_demo_runs() {
     let env = Env::new();

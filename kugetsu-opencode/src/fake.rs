@@ -38,6 +38,7 @@
 //!   detached helper processes left running when the turn ends).
 //! - `FAKE_OPENCODE_FAIL=<cmd>[,<cmd>...]`: those subcommands (`db`, `import`, ...) fail with
 //!   `Error: injected failure`, exit 1.
+//! - `FAKE_OPENCODE_TRACE=<file>`: appends `start|end <session> <unix ns>` around each turn.
 //! - `FAKE_OPENCODE_RECORD=<file>`: appends one JSON line per invocation:
 //!   `{"argv", "cwd", "env_names", "stdin", "message"}` (`stdin`/`message` only for `run`).
 //! - The store is the file `$OPENCODE_DB` if set, else
@@ -676,12 +677,15 @@ fn cmd_run(p: &Parsed) -> Result<u8, Stop> {
     // A tool that started a background server and returned: it outlives the turn.
     let leave = turn.get("leave_running").and_then(Value::as_u64).unwrap_or(0);
     spawn_helpers(leave, false, true, &session.directory);
+    trace("start", &session.id);
     if let Some(ms) = turn.get("delay_ms").and_then(Value::as_u64) {
         std::thread::sleep(Duration::from_millis(ms));
     }
     let out =
         Out { json: json_format, session: session.id.clone(), message_id: message_id.clone() };
-    let code = play(&turn, &out, &session, auto)?;
+    let code = play(&turn, &out, &session, auto);
+    trace("end", &session.id);
+    let code = code?;
     // Keep the assistant's side of the history so export/fork carry it.
     with_store(|store| {
         let prt = new_id(store, "prt");
@@ -695,6 +699,17 @@ fn cmd_run(p: &Parsed) -> Result<u8, Stop> {
         Ok(())
     })?;
     Ok(code)
+}
+
+/// With `FAKE_OPENCODE_TRACE=<file>`, appends `<start|end> <session> <unix nanoseconds>` around
+/// each turn, so tests can measure how many turns ran at once across processes.
+fn trace(what: &str, session: &str) {
+    let Some(path) = env("FAKE_OPENCODE_TRACE") else { return };
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+    if let Ok(mut f) = OpenOptions::new().create(true).append(true).open(path) {
+        // One write per line: appends of a few bytes from many processes do not interleave.
+        let _ = f.write_all(format!("{what} {session} {nanos}\n").as_bytes());
+    }
 }
 
 static PART_COUNTER: AtomicU64 = AtomicU64::new(0);
