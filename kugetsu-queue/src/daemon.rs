@@ -201,7 +201,8 @@ pub trait Dispatcher: Send + Sync {
 /// The kinds of queue transitions, with the spec's notification type names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum QueueEventKind {
-    /// Put (back) in the queue: enqueued, or requeued for a retry or after an interruption.
+    /// Put (back) in the queue. The daemon emits it when it requeues an item (a retry, an
+    /// interruption, a recovered claim); for a fresh enqueue the enqueuing command emits it.
     TaskQueued,
     /// Claimed by the daemon.
     TaskDequeued,
@@ -740,6 +741,10 @@ impl Daemon {
             source,
         };
         for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+            // A second signal while already stopping exits at once (a user pressing Ctrl-C
+            // twice means it); items left claimed are recovered by the next daemon.
+            signal_hook::flag::register_conditional_shutdown(sig, 130, stop.clone())
+                .map_err(io_err)?;
             signal_hook::flag::register(sig, stop.clone()).map_err(io_err)?;
         }
         // Registering a handler replaces the default action (terminate) for SIGHUP.
@@ -867,7 +872,8 @@ impl Daemon {
     /// Sleeps until the next poll, a wake-up, a due retry, or `stop`.
     fn wait(&self, shared: &Shared, rx: &Receiver<()>, stop: &AtomicBool) {
         let now = shared.now();
-        let mut timeout = self.options.interval;
+        // A zero interval would spin; nothing needs polling faster than this.
+        let mut timeout = self.options.interval.max(Duration::from_millis(100));
         if let Ok(Some(at)) = self.queue.next_retry_at(now) {
             let until = (at - now).try_into().unwrap_or(Duration::ZERO);
             timeout = timeout.min(until + Duration::from_millis(5));
