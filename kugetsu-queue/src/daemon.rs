@@ -42,6 +42,46 @@
 //! anyway. The daemon exits within about `shutdown_grace + 2s` (under 5 s by default), with
 //! every item in a consistent state. `SIGHUP` is ignored (closing an SSH session must not stop
 //! it).
+//!
+//! # Wiring it up
+//! The CLI implements [`Dispatcher`] over the orchestration, giving it the slot the worker
+//! already holds ([`DispatchContext::lent_slot`]) so that `start`/`continue` do not take a
+//! second one, and reporting the agent's pid when the driver spawns it:
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use kugetsu_core::{QueueItem, StateDir};
+//! use kugetsu_queue::daemon::{
+//!     Daemon, DaemonOptions, DispatchContext, DispatchError, DispatchOutcome, Dispatcher,
+//!     QueueEvent,
+//! };
+//!
+//! struct Cli;
+//! impl Dispatcher for Cli {
+//!     fn dispatch(
+//!         &self,
+//!         item: &QueueItem,
+//!         ctx: &mut DispatchContext<'_>,
+//!     ) -> Result<DispatchOutcome, DispatchError> {
+//!         match (&item.issue_ref, ctx.lent_slot()) {
+//!             // Build the orchestrator with `Arc::new(slot)` as its slots, then `start` or
+//!             // `continue_issue`, passing `ctx.stop_flag()` as the interrupt and calling
+//!             // `ctx.agent_started(pid)` from the event sink when the agent is spawned.
+//!             (Some(_issue), Some(_slot)) => Ok(DispatchOutcome { summary: "done".into() }),
+//!             // No issue ref: `message_pm` (no slot).
+//!             _ => Ok(DispatchOutcome::default()),
+//!         }
+//!     }
+//! }
+//!
+//! let state = StateDir::new("/home/me/.kugetsu");
+//! let notify = |e: &QueueEvent| { let _ = (e.kind.as_str(), &e.detail); };
+//! let daemon = Daemon::new(state, Arc::new(Cli), Arc::new(|| 3 /* re-read the config */))
+//!     .with_notifier(Arc::new(notify))
+//!     .with_options(DaemonOptions::default());
+//! daemon.run_until_signalled()?;
+//! # Ok::<(), kugetsu_queue::DaemonError>(())
+//! ```
 
 use std::collections::HashMap;
 use std::ffi::OsString;
