@@ -138,10 +138,11 @@ impl Dispatcher for CliDispatcher {
             base_ref: None,
             force: false,
         };
-        let interrupt = std::sync::atomic::AtomicBool::new(dctx.stop_requested());
+        // The daemon's stop flag interrupts a clone or checkout in progress.
+        let interrupt = dctx.stop_flag();
         let mut sink = LeaseSink { ctx: dctx };
         let summary = orch
-            .start(&opts, &mut NoProgress, &interrupt, &mut sink)
+            .start(&opts, &mut NoProgress, interrupt, &mut sink)
             .map_err(|e| classify(e, sink.ctx.stop_requested()))?;
         outcome_result(summary.outcome, &format!("start {issue}"))
     }

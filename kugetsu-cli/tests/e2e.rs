@@ -231,6 +231,60 @@ fn racing_starts_never_exceed_the_limit_and_none_is_lost() {
     assert!(max >= 2, "the limit was exercised ({max})");
 }
 
+fn queue_items(env: &Env) -> Vec<serde_json::Value> {
+    let out = env.run(&["queue", "list", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&out.stdout).expect("queue list --json");
+    v["items"].as_array().cloned().unwrap_or_default()
+}
+
+#[test]
+fn a_daemon_killed_with_sigkill_loses_no_item() {
+    let (env, _repo) = setup();
+    assert_eq!(env.run(&["init", "--headless"]).code, 0);
+    let script = env.tmp.path().join("script.json");
+    std::fs::write(&script, r#"{"default": {"mode": "ok", "text": "hi", "delay_ms": 700}}"#)
+        .unwrap();
+    for i in 0..5 {
+        let out = env.run(&["queue", "enqueue", &format!("#{}", 200 + i), "work"]);
+        assert_eq!(out.code, 0, "{}", out.stderr);
+    }
+    let out = env.run(&["queue-daemon", "start", "--json"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let pid =
+        serde_json::from_str::<serde_json::Value>(&out.stdout).unwrap()["pid"].as_u64().unwrap();
+    // Kill it while agents are running.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !queue_items(&env).iter().any(|i| i["status"] == "notified") {
+        assert!(std::time::Instant::now() < deadline, "nothing was dispatched");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let status = Command::new("kill").args(["-9", &pid.to_string()]).status().unwrap();
+    assert!(status.success());
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    assert_ne!(env.run(&["queue-daemon", "status"]).code, 0, "the daemon is dead");
+    let out = env.run(&["queue-daemon", "start"]);
+    assert_eq!(out.code, 0, "a restart is not blocked by the dead daemon's files: {}", out.stderr);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let items = queue_items(&env);
+        assert_eq!(items.len(), 5, "no item lost");
+        if items.iter().all(|i| i["status"] == "completed") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "items did not all complete: {}",
+            serde_json::to_string_pretty(&items).unwrap()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_eq!(env.run(&["queue-daemon", "stop"]).code, 0);
+    let list = env.run(&["list", "--json"]).stdout;
+    for i in 0..5 {
+        assert!(list.contains(&format!("local.test/demo/app#{}", 200 + i)), "{list}");
+    }
+}
+
 #[test]
 fn the_demo_runs() {
     let env = Env::new();

@@ -209,7 +209,7 @@ impl<'a> DispatchContext<'a> {
     }
 
     /// Set when the daemon is stopping; pass it as the orchestration's interrupt flag.
-    pub fn stop_flag(&self) -> &AtomicBool {
+    pub fn stop_flag(&self) -> &'a AtomicBool {
         self.stop
     }
 
