@@ -92,6 +92,7 @@ impl<W: Write> EventSink for EventPrinter<W> {
                         "  tool {tool} failed: {}",
                         one_line(error.as_deref().unwrap_or("error"), 80)
                     ),
+                    _ if what.is_empty() || what == *tool => format!("  tool {tool}"),
                     _ => format!("  tool {tool}: {what}"),
                 }
             }

@@ -155,10 +155,20 @@ pub fn enqueue(ctx: &Ctx, message: &str, issue_ref: Option<String>) -> Result<Qu
     crate::notifications::record(
         ctx,
         kugetsu_core::notify::NotificationType::TaskQueued,
-        &format!("queued {}", item.id),
+        &format!("queued {}: {}", item.id, first_line(message, 80)),
         issue_ref.as_deref(),
     );
     Ok(item)
+}
+
+/// The first line of `text`, cut at `max` characters.
+pub fn first_line(text: &str, max: usize) -> String {
+    let line = text.lines().next().unwrap_or("");
+    if line.chars().count() > max || text.lines().nth(1).is_some() {
+        format!("{}…", line.chars().take(max).collect::<String>())
+    } else {
+        line.to_string()
+    }
 }
 
 /// A flag set by Ctrl-C (a second Ctrl-C exits at once with 130).

@@ -19,11 +19,70 @@ pub struct DoctorArgs {
     pub fix_permissions: bool,
 }
 
+/// The daemon and the queue: a daemon that should run, stale pid files, unreadable items.
+fn queue_findings(ctx: &Ctx) -> Vec<Finding> {
+    use kugetsu_core::queue::TaskQueue;
+    let mut out = Vec::new();
+    let status = match kugetsu_queue::daemon::status(&ctx.state) {
+        Ok(s) => s,
+        Err(e) => {
+            out.push(Finding {
+                subject: "queue daemon".into(),
+                problem: format!("cannot tell whether it runs: {e}"),
+                remedy: "check the queue directory".into(),
+                fixed: false,
+            });
+            return out;
+        }
+    };
+    if let Some(pid) = status.stale_pid_file {
+        out.push(Finding {
+            subject: ctx.state.daemon_pid_path().display().to_string(),
+            problem: format!("names pid {pid}, which is not the running daemon (it is ignored)"),
+            remedy: "nothing needed; the next daemon start rewrites it".into(),
+            fixed: false,
+        });
+    }
+    let queue = kugetsu_queue::FileQueue::new(&ctx.state);
+    match queue.list() {
+        Ok(listing) => {
+            let waiting = listing.items.iter().filter(|i| !i.status.is_final()).count();
+            if waiting > 0 && !status.running {
+                out.push(Finding {
+                    subject: "queue daemon".into(),
+                    problem: format!(
+                        "{waiting} task(s) wait in the queue but no daemon is running"
+                    ),
+                    remedy: "run `kugetsu queue-daemon start`".into(),
+                    fixed: false,
+                });
+            }
+            for p in listing.problems {
+                out.push(Finding {
+                    subject: "queue".into(),
+                    problem: p,
+                    remedy: "the bad file was kept aside; re-enqueue the task if it mattered"
+                        .into(),
+                    fixed: false,
+                });
+            }
+        }
+        Err(e) => out.push(Finding {
+            subject: "queue".into(),
+            problem: e.to_string(),
+            remedy: "check the queue directory".into(),
+            fixed: false,
+        }),
+    }
+    out
+}
+
 /// Prints each finding; exits 1 when a problem remains unfixed.
 pub fn cmd_doctor(ctx: &Ctx, args: &DoctorArgs, out: &mut dyn Write) -> Result<(), CliError> {
     let orch = ctx.orchestrator()?;
     let mut findings = orch.doctor(args.fix, args.fix_permissions)?;
     findings.extend(ctx.environment_findings());
+    findings.extend(queue_findings(ctx));
     if ctx.json {
         ctx.print_json(out, &findings)?;
     } else if findings.is_empty() {

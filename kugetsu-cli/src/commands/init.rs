@@ -59,6 +59,15 @@ pub fn cmd_init(ctx: &Ctx, args: &InitArgs, out: &mut dyn Write) -> Result<(), C
     kugetsu_core::storage::ensure_dir(&workspace)?;
     kugetsu_core::storage::atomic_write(&workspace.join("SKILL.md"), SKILL_MD.as_bytes())?;
     let orch = ctx.orchestrator_with(&config)?;
+    if !args.force
+        && let Some(base) = orch.read_index()?.and_then(|i| i.base)
+    {
+        return Err(kugetsu_core::orchestrator::OrchestratorError::AlreadyInitialized {
+            root: ctx.state.root().into(),
+            base,
+        }
+        .into());
+    }
     let mut events = crate::progress::EventPrinter::new(std::io::stderr(), true);
     if !ctx.json {
         writeln!(

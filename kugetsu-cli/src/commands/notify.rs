@@ -46,7 +46,7 @@ pub fn cmd_notify(ctx: &Ctx, args: &NotifyArgs, out: &mut dyn Write) -> Result<(
                 writeln!(out, "no {}notifications", if *all { "" } else { "unread " })?;
             }
             for n in &listing.notifications {
-                let when = kugetsu_core::logs::timestamp(n.timestamp);
+                let when = crate::context::human_time(n.timestamp);
                 let issue = n.issue_ref.as_deref().unwrap_or("-");
                 writeln!(out, "{when}  {:<14} {issue}  {}", n.kind.as_str(), n.message)?;
             }

@@ -51,7 +51,7 @@ pub fn cmd_queue(ctx: &Ctx, args: &QueueArgs, out: &mut dyn Write) -> Result<(),
                 writeln!(out, "the queue is empty")?;
             }
             for item in &listing.items {
-                let when = kugetsu_core::logs::timestamp(item.created_at);
+                let when = crate::context::human_time(item.created_at);
                 let issue = item.issue_ref.as_deref().unwrap_or("(pm-agent)");
                 let mut line = format!(
                     "{}  {:<9} {when}  {issue}  {}",
@@ -112,10 +112,5 @@ pub fn cmd_queue(ctx: &Ctx, args: &QueueArgs, out: &mut dyn Write) -> Result<(),
 }
 
 fn one_line(s: &str) -> String {
-    let first = s.lines().next().unwrap_or("");
-    if first.chars().count() > 60 || s.lines().count() > 1 {
-        format!("{}…", first.chars().take(60).collect::<String>())
-    } else {
-        first.to_string()
-    }
+    crate::wiring::first_line(s, 60)
 }

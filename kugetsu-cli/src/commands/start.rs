@@ -64,7 +64,9 @@ pub fn cmd_start(ctx: &Ctx, args: &StartArgs, out: &mut dyn Write) -> Result<(),
         base_ref: args.base_ref.clone(),
         force: args.force,
     };
-    if !ctx.json {
+    // Announce only what will happen: an uninitialized state fails at once, silently here.
+    let ready = orch.status()? == kugetsu_core::orchestrator::Status::Ok;
+    if ready && !ctx.json {
         writeln!(
             std::io::stderr(),
             "starting {issue} in {}",
