@@ -120,7 +120,10 @@ pub struct RunLimits {
 
 impl Default for RunLimits {
     fn default() -> Self {
-        RunLimits { timeout: Duration::from_secs(60 * 60), idle_timeout: Duration::from_secs(15 * 60) }
+        RunLimits {
+            timeout: Duration::from_secs(60 * 60),
+            idle_timeout: Duration::from_secs(15 * 60),
+        }
     }
 }
 
@@ -257,7 +260,9 @@ impl RunOutcome {
         match self {
             RunOutcome::Completed => "completed".into(),
             RunOutcome::Failed { message } => format!("failed: {message}"),
-            RunOutcome::Blocked { permission } => format!("blocked: permission rejected: {permission}"),
+            RunOutcome::Blocked { permission } => {
+                format!("blocked: permission rejected: {permission}")
+            }
             RunOutcome::TimedOut { after_secs } => format!("timed out after {after_secs}s"),
             RunOutcome::Hung { silent_secs } => format!("hung: no output for {silent_secs}s"),
         }

@@ -75,7 +75,11 @@ pub struct QueueItem {
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
     /// Last state change.
-    #[serde(default, with = "time::serde::rfc3339::option", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        with = "time::serde::rfc3339::option",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub updated_at: Option<OffsetDateTime>,
     /// Dispatch attempts so far.
     #[serde(default)]
@@ -84,7 +88,11 @@ pub struct QueueItem {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
     /// Not to be retried before this time (backoff).
-    #[serde(default, with = "time::serde::rfc3339::option", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        with = "time::serde::rfc3339::option",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub not_before: Option<OffsetDateTime>,
     /// Who is working on it, while `notified`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -175,13 +183,13 @@ pub trait TaskQueue: Send + Sync {
     fn stats(&self) -> Result<QueueStats, QueueError>;
     /// Atomically claims the oldest pending item that is due, for `claim`'s owner. Exactly one
     /// of several concurrent claimers gets any given item.
-    fn claim_next(&self, claim: &Claim, now: OffsetDateTime) -> Result<Option<QueueItem>, QueueError>;
-    /// Changes an item under its lock and writes it back atomically.
-    fn update(
+    fn claim_next(
         &self,
-        id: &str,
-        f: &mut dyn FnMut(&mut QueueItem),
-    ) -> Result<QueueItem, QueueError>;
+        claim: &Claim,
+        now: OffsetDateTime,
+    ) -> Result<Option<QueueItem>, QueueError>;
+    /// Changes an item under its lock and writes it back atomically.
+    fn update(&self, id: &str, f: &mut dyn FnMut(&mut QueueItem)) -> Result<QueueItem, QueueError>;
     /// Removes completed and error items last changed before `older_than`; returns how many.
     fn clear(&self, older_than: OffsetDateTime) -> Result<usize, QueueError>;
 }
@@ -198,11 +206,7 @@ pub trait AgentSlots: Send + Sync {
     /// Takes a free slot among the first `limit`, or `None` if all are busy.
     fn try_acquire(&self, limit: usize) -> Result<Option<Box<dyn SlotGuard>>, QueueError>;
     /// Waits up to `timeout` for a slot among the first `limit`.
-    fn acquire(
-        &self,
-        limit: usize,
-        timeout: Duration,
-    ) -> Result<Box<dyn SlotGuard>, QueueError>;
+    fn acquire(&self, limit: usize, timeout: Duration) -> Result<Box<dyn SlotGuard>, QueueError>;
     /// How many slots are held right now (by any process).
     fn active(&self) -> Result<usize, QueueError>;
 }
