@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use kugetsu_core::agent::{AgentEnv, CreateSessionRequest, RunLimits, RunRequest, SessionId};
 
 pub mod mock_model;
+pub mod real;
 
 /// A temp root with its own HOME and XDG dirs, and two project directories.
 pub struct Sandbox {
