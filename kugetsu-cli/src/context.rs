@@ -5,11 +5,9 @@
 use std::collections::BTreeMap;
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
-use kugetsu_core::clock::SystemClock;
 use kugetsu_core::config::Config;
-use kugetsu_core::orchestrator::{Finding, Orchestrator, Settings};
+use kugetsu_core::orchestrator::{Finding, Orchestrator};
 use kugetsu_core::{IssueRef, StateDir};
 
 use crate::error::{CliError, exit};
@@ -127,27 +125,9 @@ impl Ctx {
         self.orchestrator_with(&config)
     }
 
-    /// Like [`Ctx::orchestrator`], for commands that only read state (status, list).
-    pub fn core_orchestrator(&self) -> Result<Orchestrator, CliError> {
-        self.orchestrator()
-    }
-
-    /// The orchestration for an already resolved config.
+    /// The orchestration for an already resolved config (no waiting for agent slots).
     pub fn orchestrator_with(&self, config: &Config) -> Result<Orchestrator, CliError> {
-        let backends = crate::wiring::Backends::new(self, config)?;
-        Ok(Orchestrator::new(
-            self.state.clone(),
-            backends.worktrees,
-            backends.agent,
-            backends.slots,
-            backends.env,
-            Arc::new(SystemClock),
-            Settings {
-                max_agents: config.max_concurrent_agents,
-                limits: config.run_limits(),
-                slot_wait: std::time::Duration::from_secs(0),
-            },
-        ))
+        crate::wiring::build_orchestrator(self, config, std::time::Duration::ZERO, None)
     }
 
     /// Writes `value` as pretty JSON.

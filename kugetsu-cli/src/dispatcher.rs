@@ -9,7 +9,7 @@
 use std::sync::Arc;
 
 use kugetsu_core::agent::{AgentEvent, EventSink, RunOutcome};
-use kugetsu_core::orchestrator::{Orchestrator, OrchestratorError, Settings, StartOptions};
+use kugetsu_core::orchestrator::{Orchestrator, OrchestratorError, StartOptions};
 use kugetsu_core::queue::{AgentSlots, QueueItem};
 use kugetsu_core::worktree::NoProgress;
 use kugetsu_core::{IssueRef, WorktreeError};
@@ -30,21 +30,13 @@ impl CliDispatcher {
 
     fn orchestrator(&self, slots: Arc<dyn AgentSlots>) -> Result<Orchestrator, DispatchError> {
         let config = self.ctx.config().map_err(|e| DispatchError::Retry(e.message))?;
-        let backends = crate::wiring::Backends::new(&self.ctx, &config)
-            .map_err(|e| DispatchError::Retry(e.message))?;
-        Ok(Orchestrator::new(
-            self.ctx.state.clone(),
-            backends.worktrees,
-            backends.agent,
-            slots,
-            backends.env,
-            Arc::new(kugetsu_core::clock::SystemClock),
-            Settings {
-                max_agents: config.max_concurrent_agents,
-                limits: config.run_limits(),
-                slot_wait: std::time::Duration::ZERO,
-            },
-        ))
+        crate::wiring::build_orchestrator(
+            &self.ctx,
+            &config,
+            std::time::Duration::ZERO,
+            Some(slots),
+        )
+        .map_err(|e| DispatchError::Retry(e.message))
     }
 }
 

@@ -8,13 +8,13 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
+use kugetsu_core::IssueRef;
 use kugetsu_core::agent::AgentDriver;
 use kugetsu_core::config::Config;
 use kugetsu_core::env_file::EnvFiles;
 use kugetsu_core::orchestrator::{EnvSource, Orchestrator, Settings};
 use kugetsu_core::queue::{AgentSlots, NewTask, QueueItem, TaskQueue};
 use kugetsu_core::worktree::{RepoSource, Secret, Worktrees};
-use kugetsu_core::{IssueRef, StateDir};
 
 use crate::commands::start::RunFlags;
 use crate::context::Ctx;
@@ -80,23 +80,21 @@ fn agent_base_env(ctx: &Ctx, config: &Config) -> BTreeMap<String, String> {
     env
 }
 
-/// The orchestration for `start`/`continue`, with the slot wait the flags ask for.
-pub fn orchestrator_for_run(
+/// The orchestration over the real backends: the one place it is assembled. `slots` replaces
+/// the file slots (the daemon lends the slot it holds); `slot_wait` is how long a run waits
+/// for a free slot.
+pub fn build_orchestrator(
     ctx: &Ctx,
     config: &Config,
-    flags: &RunFlags,
+    slot_wait: Duration,
+    slots: Option<Arc<dyn AgentSlots>>,
 ) -> Result<Orchestrator, CliError> {
     let backends = Backends::new(ctx, config)?;
-    let slot_wait = if flags.no_wait {
-        Duration::ZERO
-    } else {
-        flags.wait.map(Duration::from_secs).unwrap_or(Duration::from_secs(60 * 60 * 24 * 365))
-    };
     Ok(Orchestrator::new(
         ctx.state.clone(),
         backends.worktrees,
         backends.agent,
-        backends.slots,
+        slots.unwrap_or(backends.slots),
         backends.env,
         Arc::new(kugetsu_core::clock::SystemClock),
         Settings {
@@ -105,6 +103,20 @@ pub fn orchestrator_for_run(
             slot_wait,
         },
     ))
+}
+
+/// The orchestration for `start`/`continue`, with the slot wait the flags ask for.
+pub fn orchestrator_for_run(
+    ctx: &Ctx,
+    config: &Config,
+    flags: &RunFlags,
+) -> Result<Orchestrator, CliError> {
+    let slot_wait = if flags.no_wait {
+        Duration::ZERO
+    } else {
+        flags.wait.map(Duration::from_secs).unwrap_or(Duration::from_secs(60 * 60 * 24 * 365))
+    };
+    build_orchestrator(ctx, config, slot_wait, None)
 }
 
 /// Creates the state directory, the default config and the env files (for `init`).
@@ -254,9 +266,4 @@ pub fn run_as_fake_agent() -> Option<u8> {
     Some(kugetsu_opencode::fake::main(
         std::env::args_os().skip(1).map(|a| a.to_string_lossy().into_owned()).collect(),
     ))
-}
-
-/// The state directory of a context (for helpers that only need paths).
-pub fn state(ctx: &Ctx) -> &StateDir {
-    &ctx.state
 }

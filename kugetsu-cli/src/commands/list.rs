@@ -11,7 +11,7 @@ pub struct ListArgs {}
 
 /// Prints the session table.
 pub fn cmd_list(ctx: &Ctx, _args: &ListArgs, out: &mut dyn Write) -> Result<(), CliError> {
-    let entries = ctx.core_orchestrator()?.list()?;
+    let entries = ctx.orchestrator()?.list()?;
     if ctx.json {
         return ctx.print_json(out, &entries);
     }

@@ -2,7 +2,6 @@
 //! then the first agent turn, shown as it happens (or in the background with `--detach`).
 
 use std::io::Write;
-use std::sync::atomic::AtomicBool;
 
 use kugetsu_core::orchestrator::{RunSummary, StartOptions};
 
@@ -73,12 +72,8 @@ pub fn cmd_start(ctx: &Ctx, args: &StartArgs, out: &mut dyn Write) -> Result<(),
             ctx.state.worktree_path(&issue).display()
         )?;
     }
-    let result = orch.start(&opts, &mut bars, interrupt_ref(&interrupt), &mut events);
+    let result = orch.start(&opts, &mut bars, &interrupt, &mut events);
     finish(ctx, &issue.to_string(), &message, result, &args.run, out)
-}
-
-fn interrupt_ref(flag: &std::sync::Arc<AtomicBool>) -> &AtomicBool {
-    flag
 }
 
 /// Prints a run's summary, queues the message when all slots were busy and `--no-wait` was

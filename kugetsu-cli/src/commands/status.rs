@@ -12,7 +12,7 @@ pub struct StatusArgs {}
 /// Prints `ok`, `kugetsu_not_initialized`, `base_session_missing` or `pm_agent_missing`.
 /// Exits 0 for `ok` and 3 otherwise, so scripts can test it.
 pub fn cmd_status(ctx: &Ctx, _args: &StatusArgs, out: &mut dyn Write) -> Result<(), CliError> {
-    let status = ctx.core_orchestrator()?.status()?;
+    let status = ctx.orchestrator()?.status()?;
     if ctx.json {
         ctx.print_json(out, &serde_json::json!({ "status": status.as_str() }))?;
     } else {
