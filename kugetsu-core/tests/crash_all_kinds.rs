@@ -1,0 +1,311 @@
+//! SIGKILL at random moments while every kind of state file is being rewritten, through the
+//! same library calls the commands use: `index.json` and a session file (`write_json`), a queue
+//! item (`write_json` of a `QueueItem`, as the file queue does), `notifications.json`
+//! (`Notifications::add`), an env file (`EnvFiles::set`) and `config` (`atomic_write`).
+//!
+//! After every kill each file must parse as its type and be exactly one whole version written by
+//! the killed process or an earlier one, never a prefix, a mix or an empty file. The test
+//! binary re-executes itself as the writer (selected by an environment variable), as
+//! `crash.rs` does.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use kugetsu_core::config::Config;
+use kugetsu_core::env_file::EnvFiles;
+use kugetsu_core::notify::{NewNotification, NotificationType, Notifications};
+use kugetsu_core::{Index, IssueRef, QueueItem, SessionFile, StateDir, storage};
+use serde_json::{Value, json};
+use time::OffsetDateTime;
+
+const CHILD_DIR: &str = "KUGETSU_CRASH_ALL_KINDS_CHILD_DIR";
+const KILLS: usize = 500;
+const TEST_NAME: &str = "sigkill_never_tears_any_kind_of_state_file";
+const AGENT: &str = "default";
+const ENV_KEY: &str = "KUGETSU_CRASH_GEN";
+
+fn issue() -> IssueRef {
+    IssueRef::parse("github.com/shoko/kugetsu#14").expect("ref")
+}
+
+/// Varying sizes so that some writes span several pages.
+fn pad(g: u64, unit: usize) -> String {
+    "x".repeat((g % 7) as usize * unit)
+}
+
+fn index_for(g: u64) -> Index {
+    serde_json::from_value(json!({
+        "base": format!("ses_base{g}"),
+        "issues": {"github.com/shoko/kugetsu#14": "github.com-shoko-kugetsu-14.json"},
+        "generation": g,
+        "padding": pad(g, 2000),
+    }))
+    .expect("index")
+}
+
+fn session_for(g: u64) -> SessionFile {
+    serde_json::from_value(json!({
+        "type": "forked",
+        "issue_ref": issue().to_string(),
+        "opencode_session_id": format!("ses_{g}"),
+        "created_at": "2026-03-29T18:16:10+02:00",
+        "state": if g.is_multiple_of(2) { "idle" } else { "running" },
+        "generation": g,
+        "notes": pad(g, 1500),
+    }))
+    .expect("session")
+}
+
+fn queue_item_for(g: u64) -> QueueItem {
+    serde_json::from_value(json!({
+        "id": "q_000001",
+        "status": if g.is_multiple_of(3) { "pending" } else { "notified" },
+        "message": format!("work on issue #14 ({g}) {}", pad(g, 1000)),
+        "created_at": "2026-03-29T18:16:10Z",
+        "attempts": g,
+    }))
+    .expect("queue item")
+}
+
+fn env_value_for(g: u64) -> String {
+    format!("{g}-{}", pad(g, 700))
+}
+
+fn config_for(g: u64) -> String {
+    format!(
+        "# generation {g}\n# {}\nKUGETSU_AGENT_TIMEOUT_MINUTES={}\n",
+        pad(g, 900),
+        60 + g % 1000
+    )
+}
+
+fn notification_time(g: u64) -> OffsetDateTime {
+    OffsetDateTime::from_unix_timestamp(1_700_000_000 + g as i64).expect("time")
+}
+
+fn generation(extra: &serde_json::Map<String, Value>) -> u64 {
+    extra.get("generation").and_then(Value::as_u64).expect("generation field")
+}
+
+/// The generation of each kind of file, in the order the writer writes them.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+struct Gens([u64; 6]);
+
+fn read(path: &Path) -> Vec<u8> {
+    storage::read_bytes(path).expect("read").unwrap_or_else(|| panic!("{} missing", path.display()))
+}
+
+fn parse<T: serde::de::DeserializeOwned>(path: &Path) -> T {
+    let bytes = read(path);
+    serde_json::from_slice(&bytes).unwrap_or_else(|e| {
+        panic!("torn {} ({e}): {}", path.display(), String::from_utf8_lossy(&bytes))
+    })
+}
+
+/// Reads every file without moving anything aside, insisting each is one whole version.
+fn check(state: &StateDir) -> Gens {
+    let index: Index = parse(&state.index_path());
+    let gi = generation(&index.extra);
+    assert_eq!(index, index_for(gi), "index.json is not exactly generation {gi}");
+
+    let session: SessionFile = parse(&state.issue_session_path(&issue()));
+    let gs = generation(&session.extra);
+    assert_eq!(session, session_for(gs), "session file is not exactly generation {gs}");
+
+    let item: QueueItem = parse(&state.queue_items_dir().join("q_000001.json"));
+    let gq = u64::from(item.attempts);
+    assert_eq!(item, queue_item_for(gq), "queue item is not exactly generation {gq}");
+
+    // Notifications: a run of consecutive generations, each a whole notification, ending at the
+    // last one added.
+    let notes = Notifications::new(state).list(false).expect("notifications parse");
+    assert_eq!(notes.unreadable, 0, "every notification entry is whole");
+    let gens: Vec<u64> = notes
+        .notifications
+        .iter()
+        .map(|n| {
+            let g: u64 = n.message.parse().expect("message is a generation");
+            assert_eq!(n.timestamp, notification_time(g));
+            g
+        })
+        .collect();
+    assert!(gens.windows(2).all(|w| w[1] == w[0] + 1), "notifications skip or repeat: {gens:?}");
+    let gn = *gens.last().expect("at least the seed notification");
+
+    let env = EnvFiles::new(state).load(AGENT).expect("env file parses");
+    let value = env.get(ENV_KEY).expect("env key present");
+    let ge: u64 = value.split('-').next().and_then(|g| g.parse().ok()).expect("env generation");
+    assert_eq!(value, env_value_for(ge), "env file is not exactly generation {ge}");
+    assert_eq!(env.vars().len(), 1, "env file has exactly its one variable");
+
+    let config_bytes = read(&state.config_path());
+    let text = String::from_utf8(config_bytes).expect("config is UTF-8");
+    let gc: u64 = text
+        .lines()
+        .next()
+        .and_then(|l| l.strip_prefix("# generation "))
+        .and_then(|g| g.parse().ok())
+        .unwrap_or_else(|| panic!("torn config: {text}"));
+    assert_eq!(text, config_for(gc), "config is not exactly generation {gc}");
+    Config::resolve(Path::new("/home/u"), Some((&state.config_path(), &text)), &|_| None, &[])
+        .expect("config resolves");
+
+    Gens([gi, gs, gq, gn, ge, gc])
+}
+
+fn write_all(state: &StateDir, g: u64) {
+    storage::write_json(&state.index_path(), &index_for(g)).expect("write index");
+    storage::write_json(&state.issue_session_path(&issue()), &session_for(g))
+        .expect("write session");
+    storage::write_json(&state.queue_items_dir().join("q_000001.json"), &queue_item_for(g))
+        .expect("write queue item");
+    let new = NewNotification {
+        kind: NotificationType::TaskCompleted,
+        message: g.to_string(),
+        issue_ref: None,
+    };
+    Notifications::new(state).add(new, notification_time(g)).expect("add notification");
+    EnvFiles::new(state).set(ENV_KEY, &env_value_for(g), AGENT).expect("set env");
+    storage::atomic_write(&state.config_path(), config_for(g).as_bytes()).expect("write config");
+}
+
+/// With no writer running the files were written in order, round after round, so each is at
+/// the generation of the one before it or one behind.
+fn check_quiet(state: &StateDir) -> Gens {
+    let gens = check(state);
+    let g = gens.0;
+    assert!(
+        g.windows(2).all(|w| w[1] == w[0] || w[1] + 1 == w[0]) && g[0] <= g[5] + 1,
+        "files out of step: {gens:?}"
+    );
+    gens
+}
+
+fn child(root: &Path) -> ! {
+    let state = StateDir::new(root);
+    let gens = check_quiet(&state);
+    let mut g = gens.0[0];
+    if gens.0[5] < g {
+        // The last writer was killed part-way through a round: the notification must not be
+        // added twice, the rest is idempotent.
+        let done_notification = gens.0[3] == g;
+        storage::write_json(&state.issue_session_path(&issue()), &session_for(g)).expect("s");
+        storage::write_json(&state.queue_items_dir().join("q_000001.json"), &queue_item_for(g))
+            .expect("q");
+        if !done_notification {
+            let new = NewNotification {
+                kind: NotificationType::TaskCompleted,
+                message: g.to_string(),
+                issue_ref: None,
+            };
+            Notifications::new(&state).add(new, notification_time(g)).expect("n");
+        }
+        EnvFiles::new(&state).set(ENV_KEY, &env_value_for(g), AGENT).expect("e");
+        storage::atomic_write(&state.config_path(), config_for(g).as_bytes()).expect("c");
+    }
+    loop {
+        g += 1;
+        write_all(&state, g);
+    }
+}
+
+/// xorshift64*: enough randomness for kill timing without another dependency.
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+}
+
+fn temp_files(dir: &Path) -> usize {
+    std::fs::read_dir(dir)
+        .expect("ls")
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().contains(".tmp-"))
+        .count()
+}
+
+#[test]
+fn sigkill_never_tears_any_kind_of_state_file() {
+    if let Some(dir) = std::env::var_os(CHILD_DIR) {
+        child(Path::new(&dir));
+    }
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let state = StateDir::new(tmp.path().join("kugetsu"));
+    state.ensure().expect("state");
+    write_all(&state, 0);
+
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(1, |d| d.as_nanos() as u64)
+        | 1;
+    eprintln!("crash test seed {seed}");
+    let mut rng = Rng(seed);
+    let exe = std::env::current_exe().expect("test binary");
+    let mut last = check_quiet(&state);
+    // Where each kill landed: the kind of file the writer was in the middle of (the first one
+    // behind the index), so the figures show every kind was hit.
+    let mut hit = [0usize; 6];
+    for round in 0..KILLS {
+        let mut child = Command::new(&exe)
+            .args(["--exact", TEST_NAME, "--test-threads=1"])
+            .env(CHILD_DIR, state.root())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn writer");
+        // Wait until the writer is really writing, then kill it at a random moment.
+        let started = Instant::now();
+        loop {
+            if check(&state).0[0] > last.0[0] {
+                break;
+            }
+            if let Some(status) = child.try_wait().expect("wait") {
+                panic!("round {round}: writer exited early with {status}");
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "round {round}: writer made no progress"
+            );
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        std::thread::sleep(Duration::from_micros(rng.next() % 4000));
+        child.kill().expect("SIGKILL");
+        child.wait().expect("reap");
+        let now = check_quiet(&state);
+        assert!(
+            now.0.iter().zip(last.0.iter()).all(|(n, l)| n >= l),
+            "round {round}: went back in time: {last:?} -> {now:?}"
+        );
+        let behind = now.0.iter().position(|&g| g < now.0[0]).unwrap_or(0);
+        hit[behind] += 1;
+        last = now;
+    }
+    eprintln!(
+        "{KILLS} kills, {} rounds of writes; kills landed before completing \
+         [index(or between rounds), session, queue item, notifications, env, config] = {hit:?}",
+        last.0[0]
+    );
+    let dirs = [
+        state.root().to_path_buf(),
+        state.sessions_dir(),
+        state.queue_items_dir(),
+        state.env_dir(),
+    ];
+    for dir in &dirs {
+        storage::remove_stale_temp_files(dir).expect("sweep");
+    }
+    assert_eq!(
+        dirs.iter().map(|d| temp_files(d)).sum::<usize>(),
+        0,
+        "dead writers' temp files swept"
+    );
+    // Every kind of file was being written when some kill landed.
+    assert!(hit[1..].iter().all(|&h| h > 0), "some kind of file was never interrupted: {hit:?}");
+    check_quiet(&state);
+}
