@@ -147,12 +147,18 @@ pub enum NotifyError {
     #[error(transparent)]
     Storage(#[from] StorageError),
     /// The file is valid JSON but not a list of notifications.
-    #[error("{}: expected a JSON array of notifications, found {found}", path.display())]
+    #[error(
+        "{}: expected a JSON array of notifications, found {found}; its contents were kept at {}",
+        path.display(),
+        kept_at.display()
+    )]
     Shape {
         /// The file.
         path: PathBuf,
         /// What was there instead.
         found: &'static str,
+        /// Where the file's bytes now are.
+        kept_at: PathBuf,
     },
 }
 
@@ -199,7 +205,19 @@ impl Notifications {
         let target = if nested { &mut file["notifications"] } else { file };
         match target {
             Value::Array(list) => Ok(list),
-            other => Err(NotifyError::Shape { path: self.path.clone(), found: kind_of(other) }),
+            // Kept aside like any corrupt state file, so the next notification starts a fresh
+            // list instead of every later `add` failing on the same file.
+            other => Err(NotifyError::Shape {
+                path: self.path.clone(),
+                found: kind_of(other),
+                kept_at: match storage::quarantine(
+                    &self.path,
+                    &format!("expected a JSON array of notifications, found {}", kind_of(other)),
+                ) {
+                    StorageError::Corrupt { kept_at, .. } => kept_at,
+                    _ => self.path.clone(),
+                },
+            }),
         }
     }
 
@@ -431,7 +449,13 @@ mod tests {
             err.to_string().contains("expected a JSON array of notifications, found a number"),
             "{err}"
         );
-        assert_eq!(std::fs::read_to_string(n.path()).unwrap(), "42", "never replaced");
+        let NotifyError::Shape { kept_at, .. } = &err else { panic!("{err}") };
+        assert_eq!(std::fs::read_to_string(kept_at).unwrap(), "42", "kept aside, never replaced");
+        assert!(err.to_string().contains(&kept_at.display().to_string()), "{err}");
+        // The next notification starts a fresh list.
+        n.add(new(NotificationType::TaskStarted, "t"), datetime!(2026-01-01 0:00 UTC)).unwrap();
+        assert_eq!(n.list(false).unwrap().notifications.len(), 1);
+        assert_eq!(std::fs::read_to_string(kept_at).unwrap(), "42");
     }
 
     #[test]
