@@ -103,55 +103,81 @@ fn parse<T: serde::de::DeserializeOwned>(path: &Path) -> T {
     })
 }
 
-/// Reads every file without moving anything aside, insisting each is one whole version.
-fn check(state: &StateDir) -> Gens {
-    let index: Index = parse(&state.index_path());
-    let gi = generation(&index.extra);
-    assert_eq!(index, index_for(gi), "index.json is not exactly generation {gi}");
-
-    let session: SessionFile = parse(&state.issue_session_path(&issue()));
-    let gs = generation(&session.extra);
-    assert_eq!(session, session_for(gs), "session file is not exactly generation {gs}");
-
-    let item: QueueItem = parse(&state.queue_items_dir().join("q_000001.json"));
-    let gq = u64::from(item.attempts);
-    assert_eq!(item, queue_item_for(gq), "queue item is not exactly generation {gq}");
-
-    // Notifications: a run of consecutive generations, each a whole notification, ending at the
-    // last one added.
-    let notes = Notifications::new(state).list(false).expect("notifications parse");
-    assert_eq!(notes.unreadable, 0, "every notification entry is whole");
-    let gens: Vec<u64> = notes
-        .notifications
-        .iter()
-        .map(|n| {
-            let g: u64 = n.message.parse().expect("message is a generation");
-            assert_eq!(n.timestamp, notification_time(g));
+/// The generation of one kind of file (0 index, 1 session, 2 queue item, 3 notifications,
+/// 4 env, 5 config), insisting the file is one whole version. Nothing is moved aside.
+fn generation_of(state: &StateDir, kind: usize) -> u64 {
+    match kind {
+        0 => {
+            let index: Index = parse(&state.index_path());
+            let g = generation(&index.extra);
+            assert_eq!(index, index_for(g), "index.json is not exactly generation {g}");
             g
-        })
-        .collect();
-    assert!(gens.windows(2).all(|w| w[1] == w[0] + 1), "notifications skip or repeat: {gens:?}");
-    let gn = *gens.last().expect("at least the seed notification");
+        }
+        1 => {
+            let session: SessionFile = parse(&state.issue_session_path(&issue()));
+            let g = generation(&session.extra);
+            assert_eq!(session, session_for(g), "session file is not exactly generation {g}");
+            g
+        }
+        2 => {
+            let item: QueueItem = parse(&state.queue_items_dir().join("q_000001.json"));
+            let g = u64::from(item.attempts);
+            assert_eq!(item, queue_item_for(g), "queue item is not exactly generation {g}");
+            g
+        }
+        3 => {
+            // A run of consecutive generations, each a whole notification, ending at the last
+            // one added.
+            let notes = Notifications::new(state).list(false).expect("notifications parse");
+            assert_eq!(notes.unreadable, 0, "every notification entry is whole");
+            let gens: Vec<u64> = notes
+                .notifications
+                .iter()
+                .map(|n| {
+                    let g: u64 = n.message.parse().expect("message is a generation");
+                    assert_eq!(n.timestamp, notification_time(g));
+                    g
+                })
+                .collect();
+            assert!(
+                gens.windows(2).all(|w| w[1] == w[0] + 1),
+                "notifications skip or repeat: {gens:?}"
+            );
+            *gens.last().expect("at least the seed notification")
+        }
+        4 => {
+            let env = EnvFiles::new(state).load(AGENT).expect("env file parses");
+            let value = env.get(ENV_KEY).expect("env key present");
+            let g: u64 =
+                value.split('-').next().and_then(|g| g.parse().ok()).expect("env generation");
+            assert_eq!(value, env_value_for(g), "env file is not exactly generation {g}");
+            assert_eq!(env.vars().len(), 1, "env file has exactly its one variable");
+            g
+        }
+        _ => {
+            let text = String::from_utf8(read(&state.config_path())).expect("config is UTF-8");
+            let g: u64 = text
+                .lines()
+                .next()
+                .and_then(|l| l.strip_prefix("# generation "))
+                .and_then(|g| g.parse().ok())
+                .unwrap_or_else(|| panic!("torn config: {text}"));
+            assert_eq!(text, config_for(g), "config is not exactly generation {g}");
+            let path = state.config_path();
+            Config::resolve(Path::new("/home/u"), Some((&path, &text)), &|_| None, &[])
+                .expect("config resolves");
+            g
+        }
+    }
+}
 
-    let env = EnvFiles::new(state).load(AGENT).expect("env file parses");
-    let value = env.get(ENV_KEY).expect("env key present");
-    let ge: u64 = value.split('-').next().and_then(|g| g.parse().ok()).expect("env generation");
-    assert_eq!(value, env_value_for(ge), "env file is not exactly generation {ge}");
-    assert_eq!(env.vars().len(), 1, "env file has exactly its one variable");
-
-    let config_bytes = read(&state.config_path());
-    let text = String::from_utf8(config_bytes).expect("config is UTF-8");
-    let gc: u64 = text
-        .lines()
-        .next()
-        .and_then(|l| l.strip_prefix("# generation "))
-        .and_then(|g| g.parse().ok())
-        .unwrap_or_else(|| panic!("torn config: {text}"));
-    assert_eq!(text, config_for(gc), "config is not exactly generation {gc}");
-    Config::resolve(Path::new("/home/u"), Some((&state.config_path(), &text)), &|_| None, &[])
-        .expect("config resolves");
-
-    Gens([gi, gs, gq, gn, ge, gc])
+/// Reads every file, insisting each is one whole version.
+fn check(state: &StateDir) -> Gens {
+    let mut gens = Gens::default();
+    for (kind, g) in gens.0.iter_mut().enumerate() {
+        *g = generation_of(state, kind);
+    }
+    gens
 }
 
 fn write_all(state: &StateDir, g: u64) {
@@ -219,6 +245,9 @@ impl Rng {
         self.0 ^= self.0 >> 27;
         self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
     }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
 }
 
 fn temp_files(dir: &Path) -> usize {
@@ -259,10 +288,12 @@ fn sigkill_never_tears_any_kind_of_state_file() {
             .stderr(Stdio::null())
             .spawn()
             .expect("spawn writer");
-        // Wait until the writer is really writing, then kill it at a random moment.
+        // Wait until the writer has rewritten a randomly chosen kind of file, then kill it
+        // moments later, so kills land in every kind of write however fast the writer runs.
+        let after = rng.below(6);
         let started = Instant::now();
         loop {
-            if check(&state).0[0] > last.0[0] {
+            if generation_of(&state, after) > last.0[after] {
                 break;
             }
             if let Some(status) = child.try_wait().expect("wait") {
@@ -274,7 +305,7 @@ fn sigkill_never_tears_any_kind_of_state_file() {
             );
             std::thread::sleep(Duration::from_micros(200));
         }
-        std::thread::sleep(Duration::from_micros(rng.next() % 4000));
+        std::thread::sleep(Duration::from_micros(rng.next() % 2000));
         child.kill().expect("SIGKILL");
         child.wait().expect("reap");
         let now = check_quiet(&state);
