@@ -1171,6 +1171,11 @@ impl Orchestrator {
 
 fn read_dir_sorted(dir: &Path) -> Result<Vec<PathBuf>, StorageError> {
     let mut out = Vec::new();
+    // A state sub-directory planted as a symlink would make prune list, and delete, entries of
+    // whatever it points to.
+    if dir.symlink_metadata().is_ok_and(|m| m.file_type().is_symlink()) {
+        return Err(StorageError::Symlink { path: dir.into() });
+    }
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),

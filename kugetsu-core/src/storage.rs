@@ -150,9 +150,25 @@ fn refuse_symlink(path: &Path) -> Result<bool, StorageError> {
     }
 }
 
-/// Reads a whole state file, or `None` when it does not exist. Symlinks are refused and files
-/// above [`MAX_STATE_FILE_BYTES`] are reported as corrupt (and kept aside).
+/// Refuses a state file whose directory is a symlink (`sessions/` planted as a link to
+/// somewhere else): following it would read, write or delete files outside the state directory.
+/// Only the immediate directory is checked; the root itself is checked by
+/// [`check_private_dir`].
+fn refuse_symlinked_dir(path: &Path) -> Result<(), StorageError> {
+    let Some(dir) = path.parent().filter(|p| !p.as_os_str().is_empty()) else { return Ok(()) };
+    match fs::symlink_metadata(dir) {
+        Ok(meta) if meta.file_type().is_symlink() => {
+            Err(StorageError::Symlink { path: dir.to_path_buf() })
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Reads a whole state file, or `None` when it does not exist. Symlinks (the file or its
+/// directory) are refused and files above [`MAX_STATE_FILE_BYTES`] are reported as corrupt (and
+/// kept aside).
 pub fn read_bytes(path: &Path) -> Result<Option<Vec<u8>>, StorageError> {
+    refuse_symlinked_dir(path)?;
     if !refuse_symlink(path)? {
         return Ok(None);
     }
@@ -245,8 +261,10 @@ static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 ///
 /// The bytes go to a temp file in the same directory (created `0600`), which is fsynced, renamed
 /// over `path`, and the directory is fsynced, so a crash at any point leaves either the whole old
-/// or the whole new content. A symlink at `path` is refused rather than replaced.
+/// or the whole new content. A symlink at `path`, or in place of its directory, is refused
+/// rather than replaced or written through.
 pub fn atomic_write(path: &Path, bytes: &[u8]) -> Result<(), StorageError> {
+    refuse_symlinked_dir(path)?;
     refuse_symlink(path)?;
     let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
@@ -399,8 +417,10 @@ where
     })
 }
 
-/// Removes a state file if it exists (refusing symlinks, which are left for the user to see).
+/// Removes a state file if it exists (refusing symlinks, which are left for the user to see,
+/// and files reached through a symlinked directory).
 pub fn remove_file(path: &Path) -> Result<bool, StorageError> {
+    refuse_symlinked_dir(path)?;
     if !refuse_symlink(path)? {
         return Ok(false);
     }
@@ -517,6 +537,26 @@ mod tests {
         assert!(matches!(read_json::<serde_json::Value>(&link), Err(StorageError::Symlink { .. })));
         assert!(matches!(write_json(&link, &1), Err(StorageError::Symlink { .. })));
         assert_eq!(fs::read(&target).unwrap(), b"{}");
+    }
+
+    #[test]
+    fn files_in_a_symlinked_directory_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let outside = dir.path().join("outside");
+        fs::create_dir(&outside).unwrap();
+        fs::write(outside.join("x.json"), b"{}").unwrap();
+        let link = dir.path().join("sessions");
+        std::os::unix::fs::symlink(&outside, &link).unwrap();
+        let path = link.join("x.json");
+        assert!(matches!(read_json::<serde_json::Value>(&path), Err(StorageError::Symlink { .. })));
+        assert!(matches!(write_json(&path, &1), Err(StorageError::Symlink { .. })));
+        assert!(matches!(
+            write_json(&link.join("new.json"), &1),
+            Err(StorageError::Symlink { .. })
+        ));
+        assert!(matches!(remove_file(&path), Err(StorageError::Symlink { .. })));
+        assert_eq!(fs::read(outside.join("x.json")).unwrap(), b"{}");
+        assert!(!outside.join("new.json").exists());
     }
 
     #[test]
