@@ -1094,7 +1094,22 @@ impl Orchestrator {
                 &mut findings,
             );
         }
-        let orphans = self.prune(false)?;
+        // A sessions/ or worktrees/ that cannot be listed (a planted symlink, a file in its
+        // place) is one more finding: doctor reports everything it can rather than stopping.
+        let orphans = match self.prune(false) {
+            Ok(orphans) => orphans,
+            Err(e) => {
+                findings.push(Finding {
+                    subject: self.state.root().display().to_string(),
+                    problem: e.to_string(),
+                    remedy:
+                        "replace it with the real directory (kugetsu never follows links there)"
+                            .into(),
+                    fixed: false,
+                });
+                PruneReport::default()
+            }
+        };
         for p in orphans.session_files.iter().chain(&orphans.worktrees) {
             findings.push(Finding {
                 subject: p.display().to_string(),

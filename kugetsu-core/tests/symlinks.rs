@@ -244,6 +244,9 @@ fn a_linked_worktrees_directory_is_never_pruned_through() {
     assert_eq!(snapshot(&outside), before, "prune deleted through a linked worktrees/: {result:?}");
     let err = result.unwrap_err().to_string();
     assert!(err.contains("symbolic link") && err.contains("worktrees"), "{err}");
+    let findings = e.orch.doctor(true, true).unwrap();
+    assert!(findings.iter().any(|f| f.problem.contains("worktrees")), "{findings:?}");
+    assert_eq!(snapshot(&outside), before);
 }
 
 #[test]
@@ -255,6 +258,7 @@ fn a_linked_sessions_directory_is_never_written_through() {
     let err = e.start(1).unwrap_err();
     assert!(err.contains("symbolic link"), "{err}");
     let _ = e.orch.prune(true);
-    let _ = e.orch.doctor(true, true);
+    let findings = e.orch.doctor(true, true).unwrap();
+    assert!(findings.iter().any(|f| f.problem.contains("symbolic link")), "{findings:?}");
     assert_eq!(snapshot(&outside), before, "nothing was written or deleted through the link");
 }
