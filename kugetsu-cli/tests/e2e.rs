@@ -9,69 +9,11 @@ mod support;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use support::Env;
+use support::{Env, git};
 
-fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .args([
-            "-c",
-            "user.name=t",
-            "-c",
-            "user.email=t@t.invalid",
-            "-c",
-            "init.defaultBranch=main",
-        ])
-        .args(args)
-        .current_dir(dir)
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .env("HOME", dir)
-        .output()
-        .expect("git");
-    assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// A scratch home with a sample repository, the fake agent linked as `opencode`, and kugetsu
-/// configured to use both.
+/// A scratch home with a sample repository and the fake agent.
 fn setup() -> (Env, PathBuf) {
-    let env = Env::new();
-    let repo = env.tmp.path().join("repo");
-    std::fs::create_dir_all(&repo).unwrap();
-    std::fs::write(repo.join("README.md"), "# demo\n").unwrap();
-    git(&repo, &["init", "-q"]);
-    git(&repo, &["add", "."]);
-    git(&repo, &["commit", "-q", "-m", "init"]);
-    let bin = env.tmp.path().join("bin");
-    std::fs::create_dir_all(&bin).unwrap();
-    std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_kugetsu"), bin.join("opencode")).unwrap();
-    let out = env.run(&[
-        "env",
-        "set",
-        "OPENCODE_DB",
-        env.tmp.path().join("fake-db.json").to_str().unwrap(),
-    ]);
-    assert_eq!(out.code, 0, "{}", out.stderr);
-    let script = env.tmp.path().join("script.json");
-    std::fs::write(
-        &script,
-        r#"{"default": {"mode": "tool", "path": "WORK.md", "content": "done\n", "text": "wrote WORK.md"}}"#,
-    )
-    .unwrap();
-    assert_eq!(env.run(&["env", "set", "FAKE_OPENCODE_SCRIPT", script.to_str().unwrap()]).code, 0);
-    std::fs::write(
-        env.path("config"),
-        format!(
-            "KUGETSU_OPENCODE_BIN={}\nKUGETSU_DEFAULT_REPO=local.test/demo/app\n",
-            bin.join("opencode").display()
-        ),
-    )
-    .unwrap();
-    std::fs::write(
-        env.path("repos.json"),
-        format!("{{\"local.test/demo/app\": \"{}\"}}\n", repo.display()),
-    )
-    .unwrap();
-    (env, repo)
+    Env::with_fake_agent()
 }
 
 #[test]

@@ -15,29 +15,7 @@ mod mock_model;
 #[path = "../../kugetsu-opencode/tests/support/real.rs"]
 mod real;
 
-use std::path::Path;
-use std::process::Command;
-
 use support::Env;
-
-fn git(dir: &Path, args: &[&str]) {
-    let out = Command::new("git")
-        .args([
-            "-c",
-            "user.name=t",
-            "-c",
-            "user.email=t@t.invalid",
-            "-c",
-            "init.defaultBranch=main",
-        ])
-        .args(args)
-        .current_dir(dir)
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .env("HOME", dir)
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-}
 
 #[test]
 fn the_cli_drives_the_real_opencode() {
@@ -61,26 +39,13 @@ fn the_cli_drives_the_real_opencode() {
     for (k, v) in &vars {
         env.set(k, v);
     }
-    let repo = env.tmp.path().join("repo");
-    std::fs::create_dir_all(&repo).unwrap();
-    std::fs::write(repo.join("README.md"), "# demo\n").unwrap();
-    git(&repo, &["init", "-q"]);
-    git(&repo, &["add", "."]);
-    git(&repo, &["commit", "-q", "-m", "init"]);
-    std::fs::create_dir_all(&env.state).unwrap();
-    std::fs::set_permissions(&env.state, std::os::unix::fs::PermissionsExt::from_mode(0o700))
-        .unwrap();
+    support::sample_repo(&env, &bin);
     std::fs::write(
         env.path("config"),
         format!(
             "KUGETSU_OPENCODE_BIN={}\nKUGETSU_DEFAULT_REPO=local.test/demo/app\nKUGETSU_AGENT_TIMEOUT_MINUTES=5\nKUGETSU_AGENT_IDLE_MINUTES=2\n",
             bin.display()
         ),
-    )
-    .unwrap();
-    std::fs::write(
-        env.path("repos.json"),
-        format!("{{\"local.test/demo/app\": \"{}\"}}\n", repo.display()),
     )
     .unwrap();
 

@@ -7,67 +7,7 @@
 
 mod support;
 
-use std::path::Path;
-use std::process::Command;
-
 use support::Env;
-
-fn git(dir: &Path, args: &[&str]) {
-    let out = Command::new("git")
-        .args([
-            "-c",
-            "user.name=t",
-            "-c",
-            "user.email=t@t.invalid",
-            "-c",
-            "init.defaultBranch=main",
-        ])
-        .args(args)
-        .current_dir(dir)
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .env("HOME", dir)
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-}
-
-fn setup() -> Env {
-    let env = Env::new();
-    let repo = env.tmp.path().join("repo");
-    std::fs::create_dir_all(&repo).unwrap();
-    std::fs::write(repo.join("README.md"), "# demo\n").unwrap();
-    git(&repo, &["init", "-q"]);
-    git(&repo, &["add", "."]);
-    git(&repo, &["commit", "-q", "-m", "init"]);
-    let bin = env.tmp.path().join("bin");
-    std::fs::create_dir_all(&bin).unwrap();
-    std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_kugetsu"), bin.join("opencode")).unwrap();
-    let script = env.tmp.path().join("script.json");
-    std::fs::write(
-        &script,
-        r#"{"default": {"mode": "tool", "path": "WORK.md", "content": "done\n", "text": "wrote WORK.md"}}"#,
-    )
-    .unwrap();
-    for (k, v) in
-        [("OPENCODE_DB", env.tmp.path().join("fake-db.json")), ("FAKE_OPENCODE_SCRIPT", script)]
-    {
-        assert_eq!(env.run(&["env", "set", k, v.to_str().unwrap()]).code, 0);
-    }
-    std::fs::write(
-        env.path("config"),
-        format!(
-            "KUGETSU_OPENCODE_BIN={}\nKUGETSU_DEFAULT_REPO=local.test/demo/app\n",
-            bin.join("opencode").display()
-        ),
-    )
-    .unwrap();
-    std::fs::write(
-        env.path("repos.json"),
-        format!("{{\"local.test/demo/app\": \"{}\"}}\n", repo.display()),
-    )
-    .unwrap();
-    env
-}
 
 fn snap(env: &Env, name: &str, args: &[&str]) {
     let out = env.run(args);
@@ -91,7 +31,7 @@ fn snap(env: &Env, name: &str, args: &[&str]) {
 
 #[test]
 fn a_whole_session_of_use() {
-    let env = setup();
+    let (env, _repo) = Env::with_fake_agent();
     snap(&env, "01_init", &["init", "--headless"]);
     snap(&env, "02_init_again", &["init", "--headless"]);
     snap(&env, "03_status", &["status"]);

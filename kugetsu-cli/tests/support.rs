@@ -118,3 +118,77 @@ impl Env {
         out
     }
 }
+
+/// Runs the real `git` (a fixture maker and oracle only) hermetically in `dir`; returns stdout.
+pub fn git(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .args([
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@t.invalid",
+            "-c",
+            "init.defaultBranch=main",
+        ])
+        .args(args)
+        .current_dir(dir)
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("HOME", dir)
+        .output()
+        .expect("git");
+    assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A one-commit repository under the scratch directory, known to kugetsu through `repos.json`
+/// as `local.test/demo/app` (also the default repository for `#N` refs); returns its path.
+pub fn sample_repo(env: &Env, opencode_bin: &Path) -> PathBuf {
+    let repo = env.tmp.path().join("repo");
+    std::fs::create_dir_all(&repo).expect("repo dir");
+    std::fs::write(repo.join("README.md"), "# demo\n").expect("README");
+    git(&repo, &["init", "-q"]);
+    git(&repo, &["add", "."]);
+    git(&repo, &["commit", "-q", "-m", "init"]);
+    std::fs::create_dir_all(&env.state).expect("state dir");
+    std::fs::set_permissions(&env.state, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+        .expect("chmod state");
+    std::fs::write(
+        env.path("config"),
+        format!(
+            "KUGETSU_OPENCODE_BIN={}\nKUGETSU_DEFAULT_REPO=local.test/demo/app\n",
+            opencode_bin.display()
+        ),
+    )
+    .expect("config");
+    std::fs::write(
+        env.path("repos.json"),
+        format!("{{\"local.test/demo/app\": \"{}\"}}\n", repo.display()),
+    )
+    .expect("repos.json");
+    repo
+}
+
+impl Env {
+    /// A scratch home with [`sample_repo`] and the bundled fake agent (this `kugetsu` binary
+    /// linked as `opencode`), scripted by `script.json` to write `WORK.md` on every turn.
+    pub fn with_fake_agent() -> (Env, PathBuf) {
+        let env = Env::new();
+        let bin = env.tmp.path().join("bin");
+        std::fs::create_dir_all(&bin).expect("bin dir");
+        std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_kugetsu"), bin.join("opencode"))
+            .expect("link the fake agent");
+        let repo = sample_repo(&env, &bin.join("opencode"));
+        let script = env.tmp.path().join("script.json");
+        std::fs::write(
+            &script,
+            r#"{"default": {"mode": "tool", "path": "WORK.md", "content": "done\n", "text": "wrote WORK.md"}}"#,
+        )
+        .expect("script");
+        let db = env.tmp.path().join("fake-db.json");
+        for (k, v) in [("OPENCODE_DB", db), ("FAKE_OPENCODE_SCRIPT", script)] {
+            let out = env.run(&["env", "set", k, v.to_str().expect("utf-8 path")]);
+            assert_eq!(out.code, 0, "{}", out.stderr);
+        }
+        (env, repo)
+    }
+}
