@@ -80,7 +80,7 @@ fn racing_starts_of_one_issue_make_one_session() {
     let script = env.tmp.path().join("script.json");
     std::fs::write(&script, r#"{"default": {"mode": "ok", "text": "hi", "delay_ms": 800}}"#)
         .unwrap();
-    let children: Vec<_> = (0..8)
+    let children: Vec<_> = (0..32)
         .map(|_| {
             env.command(&["start", "#3", "go"])
                 .stdout(std::process::Stdio::piped())
@@ -92,7 +92,7 @@ fn racing_starts_of_one_issue_make_one_session() {
     let outs: Vec<_> = children.into_iter().map(|c| c.wait_with_output().unwrap()).collect();
     let ok = outs.iter().filter(|o| o.status.code() == Some(0)).count();
     let busy: Vec<_> = outs.iter().filter(|o| o.status.code() == Some(4)).collect();
-    assert_eq!(ok + busy.len(), 8, "every start either ran or was told it is running");
+    assert_eq!(ok + busy.len(), 32, "every start either ran or was told it is running");
     assert!(ok >= 1);
     for b in &busy {
         assert!(String::from_utf8_lossy(&b.stderr).contains("already running"));
@@ -125,6 +125,7 @@ fn max_overlap(trace: &str) -> usize {
 
 #[test]
 fn racing_starts_never_exceed_the_limit_and_none_is_lost() {
+    // 64 racing `start` processes, twice over.
     let (mut env, _repo) = setup();
     assert_eq!(env.run(&["init", "--headless"]).code, 0);
     let config = std::fs::read_to_string(env.path("config")).unwrap();
@@ -132,45 +133,56 @@ fn racing_starts_never_exceed_the_limit_and_none_is_lost() {
     let script = env.tmp.path().join("script.json");
     std::fs::write(&script, r#"{"default": {"mode": "ok", "text": "hi", "delay_ms": 150}}"#)
         .unwrap();
-    let trace = env.tmp.path().join("trace.txt");
-    env.set("FAKE_OPENCODE_TRACE", trace.to_str().unwrap());
-    let n = 48;
-    let children: Vec<_> = (0..n)
-        .map(|i| {
-            let issue = format!("#{}", 100 + i);
-            // A third ask to be queued rather than wait when every slot is busy.
-            let mut args = vec!["start", issue.as_str(), "go"];
-            if i % 3 == 0 {
-                args.push("--no-wait");
+    let n = 64;
+    let mut queued_so_far = 0;
+    for rep in 0..2 {
+        let trace = env.tmp.path().join(format!("trace-{rep}.txt"));
+        env.set("FAKE_OPENCODE_TRACE", trace.to_str().unwrap());
+        let children: Vec<_> = (0..n)
+            .map(|i| {
+                let issue = format!("#{}", 1000 * (rep + 1) + i);
+                // A third ask to be queued rather than wait when every slot is busy.
+                let mut args = vec!["start", issue.as_str(), "go"];
+                if i % 3 == 0 {
+                    args.push("--no-wait");
+                }
+                env.command(&args)
+                    .stdout(std::process::Stdio::piped())
+                    .stderr(std::process::Stdio::piped())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        let outs: Vec<_> = children.into_iter().map(|c| c.wait_with_output().unwrap()).collect();
+        let mut ran = 0;
+        let mut queued = 0;
+        for o in &outs {
+            let stdout = String::from_utf8_lossy(&o.stdout);
+            assert_eq!(o.status.code(), Some(0), "{stdout}{}", String::from_utf8_lossy(&o.stderr));
+            if stdout.contains("queued as") {
+                queued += 1;
+            } else {
+                assert!(stdout.contains(": completed"), "{stdout}");
+                ran += 1;
             }
-            env.command(&args)
-                .stdout(std::process::Stdio::piped())
-                .stderr(std::process::Stdio::piped())
-                .spawn()
-                .unwrap()
-        })
-        .collect();
-    let outs: Vec<_> = children.into_iter().map(|c| c.wait_with_output().unwrap()).collect();
-    let mut ran = 0;
-    let mut queued = 0;
-    for o in &outs {
-        let stdout = String::from_utf8_lossy(&o.stdout);
-        assert_eq!(o.status.code(), Some(0), "{stdout}{}", String::from_utf8_lossy(&o.stderr));
-        if stdout.contains("queued as") {
-            queued += 1;
-        } else {
-            assert!(stdout.contains(": completed"), "{stdout}");
-            ran += 1;
         }
+        assert_eq!(ran + queued, n, "every start ran or was queued (repetition {rep})");
+        queued_so_far += queued;
+        let items = std::fs::read_dir(env.path("queue/items")).unwrap().count();
+        assert_eq!(items, queued_so_far, "every queued start is in the queue");
+        let trace = std::fs::read_to_string(&trace).unwrap();
+        assert_eq!(
+            trace.lines().filter(|l| l.starts_with("start")).count(),
+            ran,
+            "one turn per run"
+        );
+        let max = max_overlap(&trace);
+        assert!(
+            max <= 3,
+            "{max} agents ran at once with MAX_CONCURRENT_AGENTS=3 (repetition {rep})"
+        );
+        assert!(max >= 2, "the limit was exercised ({max})");
     }
-    assert_eq!(ran + queued, n, "every start ran or was queued");
-    let items = std::fs::read_dir(env.path("queue/items")).unwrap().count();
-    assert_eq!(items, queued, "every queued start is in the queue");
-    let trace = std::fs::read_to_string(&trace).unwrap();
-    assert_eq!(trace.lines().filter(|l| l.starts_with("start")).count(), ran, "one turn per run");
-    let max = max_overlap(&trace);
-    assert!(max <= 3, "{max} agents ran at once with MAX_CONCURRENT_AGENTS=3");
-    assert!(max >= 2, "the limit was exercised ({max})");
 }
 
 fn queue_items(env: &Env) -> Vec<serde_json::Value> {
