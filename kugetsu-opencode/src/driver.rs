@@ -331,20 +331,18 @@ impl OpencodeDriver {
     /// Trust but verify: an imported fork must live in the target directory (else a run hangs)
     /// and carry the deny rules.
     fn verify_fork(&self, id: &SessionId, dir_text: &str, dir: &Path) -> Result<(), AgentError> {
-        match self.session_row(id)? {
-            None => {
-                return Err(AgentError::Protocol {
-                    command: "import".into(),
-                    detail: format!("session {id} is not in the database after the import"),
-                });
-            }
-            Some((stored, _)) if !same_dir(Path::new(&stored), dir) => {
-                let d = dir_text.replace('\'', "''");
-                self.db(&format!("UPDATE session SET directory = '{d}' WHERE id = '{id}'"))?;
-            }
-            Some(_) => {}
+        let Some((stored, permission)) = self.session_row(id)? else {
+            return Err(AgentError::Protocol {
+                command: "import".into(),
+                detail: format!("session {id} is not in the database after the import"),
+            });
+        };
+        if !same_dir(Path::new(&stored), dir) {
+            let d = dir_text.replace('\'', "''");
+            self.db(&format!("UPDATE session SET directory = '{d}' WHERE id = '{id}'"))?;
         }
-        self.fix_permissions(id)?;
+        // The row just read carries the permission too: no second query for it.
+        self.apply_rules(id, permission.as_deref())?;
         Ok(())
     }
 
@@ -681,7 +679,15 @@ impl AgentDriver for OpencodeDriver {
         let Some((_, perm)) = self.session_row(id)? else {
             return Err(AgentError::SessionNotFound { id: id.clone() });
         };
-        let mut rules = match perm.as_deref().map(serde_json::from_str::<Value>) {
+        self.apply_rules(id, perm.as_deref())
+    }
+}
+
+impl OpencodeDriver {
+    /// Writes the deny rules into session `id` whose stored `permission` is `perm`, unless they
+    /// are all there already; returns whether it wrote.
+    fn apply_rules(&self, id: &SessionId, perm: Option<&str>) -> Result<bool, AgentError> {
+        let mut rules = match perm.map(serde_json::from_str::<Value>) {
             None => Value::Null,
             Some(Ok(v)) => v,
             Some(Err(e)) => {
