@@ -128,6 +128,28 @@ pub struct QueueStats {
     pub corrupt: usize,
 }
 
+impl QueueStats {
+    /// Counts `statuses` (one per item) into a new tally.
+    pub fn count(statuses: impl IntoIterator<Item = QueueStatus>) -> Self {
+        let mut s = QueueStats::default();
+        for status in statuses {
+            s.add(status);
+        }
+        s
+    }
+
+    /// Adds one item in `status`.
+    pub fn add(&mut self, status: QueueStatus) {
+        self.total += 1;
+        match status {
+            QueueStatus::Pending => self.pending += 1,
+            QueueStatus::Notified => self.notified += 1,
+            QueueStatus::Completed => self.completed += 1,
+            QueueStatus::Error => self.error += 1,
+        }
+    }
+}
+
 /// Items plus the files that could not be read, so one bad file never hides the rest.
 #[derive(Debug, Clone, Default)]
 pub struct QueueListing {

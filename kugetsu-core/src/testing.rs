@@ -398,17 +398,7 @@ impl TaskQueue for MemoryQueue {
     }
 
     fn stats(&self) -> Result<QueueStats, QueueError> {
-        let items = lock(&self.items);
-        let mut s = QueueStats { total: items.len(), ..Default::default() };
-        for i in items.iter() {
-            match i.status {
-                QueueStatus::Pending => s.pending += 1,
-                QueueStatus::Notified => s.notified += 1,
-                QueueStatus::Completed => s.completed += 1,
-                QueueStatus::Error => s.error += 1,
-            }
-        }
-        Ok(s)
+        Ok(QueueStats::count(lock(&self.items).iter().map(|i| i.status)))
     }
 
     fn claim_next(

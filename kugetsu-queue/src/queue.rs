@@ -400,13 +400,7 @@ impl FileQueue {
                         }
                     },
                 };
-                new.counts.total += 1;
-                match status {
-                    QueueStatus::Pending => new.counts.pending += 1,
-                    QueueStatus::Notified => new.counts.notified += 1,
-                    QueueStatus::Completed => new.counts.completed += 1,
-                    QueueStatus::Error => new.counts.error += 1,
-                }
+                new.counts.add(status);
                 new.files.insert(id.to_string(), (key, status));
             } else if is_kept_aside(name) {
                 new.counts.corrupt += 1;
@@ -622,16 +616,8 @@ impl TaskQueue for FileQueue {
             return self.stats_cold();
         }
         let scan = self.scan()?;
-        let mut s = QueueStats { corrupt: scan.corrupt, ..Default::default() };
-        for i in &scan.items {
-            s.total += 1;
-            match i.status {
-                QueueStatus::Pending => s.pending += 1,
-                QueueStatus::Notified => s.notified += 1,
-                QueueStatus::Completed => s.completed += 1,
-                QueueStatus::Error => s.error += 1,
-            }
-        }
+        let mut s = QueueStats::count(scan.items.iter().map(|i| i.status));
+        s.corrupt = scan.corrupt;
         Ok(s)
     }
 
