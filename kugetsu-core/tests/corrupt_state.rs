@@ -12,20 +12,18 @@
 // Test helpers unwrap: a failed setup should fail the test loudly.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
-use std::time::Duration;
 
 use kugetsu_core::agent::NoEvents;
-use kugetsu_core::clock::FixedClock;
 use kugetsu_core::config::Config;
 use kugetsu_core::env_file::EnvFiles;
 use kugetsu_core::notify::{NewNotification, NotificationType, Notifications};
-use kugetsu_core::orchestrator::{InitOptions, Orchestrator, Settings, StartOptions};
+use kugetsu_core::orchestrator::{Orchestrator, StartOptions};
 use kugetsu_core::repos::Repos;
 use kugetsu_core::servers::Servers;
-use kugetsu_core::testing::{FakeAgent, FakeWorktrees, MemorySlots, StaticEnv};
 use kugetsu_core::worktree::{NoProgress, RepoSource};
 use kugetsu_core::{IssueRef, QueueItem, StateDir, storage};
 use serde_json::json;
@@ -84,26 +82,7 @@ fn queue_item(id: &str) -> QueueItem {
 fn healthy() -> Env {
     let tmp = tempfile::tempdir().unwrap();
     let state = StateDir::new(tmp.path().join("state"));
-    let orch = Orchestrator::new(
-        state.clone(),
-        Arc::new(FakeWorktrees::default()),
-        Arc::new(FakeAgent::default()),
-        Arc::new(MemorySlots::default()),
-        Arc::new(StaticEnv::default()),
-        Arc::new(FixedClock(time::macros::datetime!(2026-11-23 12:00 UTC))),
-        Settings { max_agents: 3, slot_wait: Duration::from_secs(30), ..Settings::default() },
-    );
-    orch.init(
-        &InitOptions {
-            force: false,
-            interactive: false,
-            session_dir: state.root().to_path_buf(),
-            base_prompt: "base".into(),
-            pm_prompt: "pm".into(),
-        },
-        &mut NoEvents,
-    )
-    .unwrap();
+    let orch = common::initialized_orchestrator(&state);
     for n in [1, 2] {
         let issue = issue(n);
         let opts = StartOptions {
@@ -173,18 +152,9 @@ fn wrong_schema(kind: Kind) -> Vec<u8> {
     }
 }
 
-/// xorshift64*: reproducible garbage without another dependency.
+/// Reproducible garbage.
 fn garbage(len: usize) -> Vec<u8> {
-    let mut s: u64 = 0x9e37_79b9_7f4a_7c15;
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        s ^= s >> 12;
-        s ^= s << 25;
-        s ^= s >> 27;
-        out.extend_from_slice(&s.wrapping_mul(0x2545_f491_4f6c_dd1d).to_le_bytes());
-    }
-    out.truncate(len);
-    out
+    common::Rng::seeded(0x9e37_79b9_7f4a_7c15).bytes(len)
 }
 
 /// Each damage, applied to the healthy bytes of a file.

@@ -5,6 +5,9 @@
 //! lets it rewrite `index.json` and a session file in a tight loop with `storage::write_json`,
 //! kills it at a random moment, checks both files, and repeats.
 
+mod common;
+
+use common::Rng;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -97,17 +100,6 @@ fn child(root: &Path) -> ! {
     }
 }
 
-/// xorshift64*: enough randomness for kill timing without another dependency.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-}
-
 #[test]
 fn sigkill_while_writing_never_tears_a_file() {
     if let Some(dir) = std::env::var_os(CHILD_DIR) {
@@ -124,7 +116,7 @@ fn sigkill_while_writing_never_tears_a_file() {
         .map_or(1, |d| d.as_nanos() as u64)
         | 1;
     eprintln!("crash test seed {seed}");
-    let mut rng = Rng(seed);
+    let mut rng = Rng::seeded(seed);
     let exe = std::env::current_exe().expect("test binary");
     let (mut last_i, mut last_s) = (0, 0);
     for round in 0..KILLS {

@@ -8,6 +8,9 @@
 //! binary re-executes itself as the writer (selected by an environment variable), as
 //! `crash.rs` does.
 
+mod common;
+
+use common::Rng;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -236,20 +239,6 @@ fn child(root: &Path) -> ! {
     }
 }
 
-/// xorshift64*: enough randomness for kill timing without another dependency.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-}
-
 fn temp_files(dir: &Path) -> usize {
     std::fs::read_dir(dir)
         .expect("ls")
@@ -273,7 +262,7 @@ fn sigkill_never_tears_any_kind_of_state_file() {
         .map_or(1, |d| d.as_nanos() as u64)
         | 1;
     eprintln!("crash test seed {seed}");
-    let mut rng = Rng(seed);
+    let mut rng = Rng::seeded(seed);
     let exe = std::env::current_exe().expect("test binary");
     let mut last = check_quiet(&state);
     // Where each kill landed: the kind of file the writer was in the middle of (the first one

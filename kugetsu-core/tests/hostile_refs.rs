@@ -4,30 +4,19 @@
 //! look-alike Unicode, invisible and bidi characters) are refused with an error naming the
 //! part that is wrong.
 
+mod common;
+
+use common::Rng;
 use std::collections::HashMap;
 use std::path::{Component, Path};
 
 use kugetsu_core::{IssueRef, IssueRefError, StateDir};
 
-/// xorshift64*: a seeded, reproducible generator (proptest's shrinking is not needed here and
-/// would make 100,000 cases slow).
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-    /// A string from a small alphabet, so that names made by joining parts with `-` or by
-    /// folding case would collide often if the mapping were not injective.
-    fn word(&mut self, alphabet: &[u8], max: usize) -> String {
-        let len = 1 + self.below(max);
-        (0..len).map(|_| alphabet[self.below(alphabet.len())] as char).collect()
-    }
+/// A string from a small alphabet, so that names made by joining parts with `-` or by folding
+/// case would collide often if the mapping were not injective.
+fn word(rng: &mut Rng, alphabet: &[u8], max: usize) -> String {
+    let len = 1 + rng.below(max);
+    (0..len).map(|_| alphabet[rng.below(alphabet.len())] as char).collect()
 }
 
 fn assert_direct_children(state: &StateDir, r: &IssueRef) {
@@ -42,7 +31,7 @@ fn assert_direct_children(state: &StateDir, r: &IssueRef) {
 fn a_hundred_thousand_random_refs_get_distinct_safe_names() {
     const N: usize = 100_000;
     let state = StateDir::new("/state");
-    let mut rng = Rng(0x5eed_1234_abcd_0001);
+    let mut rng = Rng::seeded(0x5eed_1234_abcd_0001);
     let seg = b"abAB_-.0123";
     let host = b"ab-.0123";
     let mut by_name: HashMap<String, IssueRef> = HashMap::with_capacity(N);
@@ -56,13 +45,13 @@ fn a_hundred_thousand_random_refs_get_distinct_safe_names() {
         // joining parts with '-' would collide there. The other half spread widely.
         let text = if rng.below(2) == 0 {
             let depth = 2 + rng.below(2);
-            let path: Vec<String> = (0..depth).map(|_| rng.word(b"a-", 3)).collect();
+            let path: Vec<String> = (0..depth).map(|_| word(&mut rng, b"a-", 3)).collect();
             let instance = ["a", "b", "a-b"][rng.below(3)];
-            format!("{instance}/{}#{}", path.join("/"), rng.word(b"1-", 3))
+            format!("{instance}/{}#{}", path.join("/"), word(&mut rng, b"1-", 3))
         } else {
             let depth = 2 + rng.below(3);
-            let path: Vec<String> = (0..depth).map(|_| rng.word(seg, 6)).collect();
-            format!("{}/{}#{}", rng.word(host, 8), path.join("/"), rng.word(seg, 6))
+            let path: Vec<String> = (0..depth).map(|_| word(&mut rng, seg, 6)).collect();
+            format!("{}/{}#{}", word(&mut rng, host, 8), path.join("/"), word(&mut rng, seg, 6))
         };
         let Ok(r) = IssueRef::parse(&text) else {
             rejected += 1;

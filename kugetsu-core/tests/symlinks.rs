@@ -7,19 +7,17 @@
 // Test helpers unwrap: a failed setup should fail the test loudly.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
-use std::time::Duration;
 
 use kugetsu_core::agent::NoEvents;
-use kugetsu_core::clock::FixedClock;
 use kugetsu_core::config::Config;
 use kugetsu_core::env_file::EnvFiles;
 use kugetsu_core::notify::{NewNotification, NotificationType, Notifications};
-use kugetsu_core::orchestrator::{InitOptions, Orchestrator, Settings, StartOptions};
-use kugetsu_core::testing::{FakeAgent, FakeWorktrees, MemorySlots, StaticEnv};
+use kugetsu_core::orchestrator::{Orchestrator, StartOptions};
 use kugetsu_core::worktree::{NoProgress, RepoSource};
 use kugetsu_core::{Index, IssueRef, StateDir, storage};
 
@@ -74,26 +72,7 @@ fn issue(n: u32) -> IssueRef {
 fn env() -> Env {
     let tmp = tempfile::tempdir().unwrap();
     let state = StateDir::new(tmp.path().join("state"));
-    let orch = Orchestrator::new(
-        state.clone(),
-        Arc::new(FakeWorktrees::default()),
-        Arc::new(FakeAgent::default()),
-        Arc::new(MemorySlots::default()),
-        Arc::new(StaticEnv::default()),
-        Arc::new(FixedClock(time::macros::datetime!(2026-11-23 12:00 UTC))),
-        Settings { max_agents: 3, slot_wait: Duration::from_secs(30), ..Settings::default() },
-    );
-    orch.init(
-        &InitOptions {
-            force: false,
-            interactive: false,
-            session_dir: state.root().to_path_buf(),
-            base_prompt: "base".into(),
-            pm_prompt: "pm".into(),
-        },
-        &mut NoEvents,
-    )
-    .unwrap();
+    let orch = common::initialized_orchestrator(&state);
     Env { tmp, state, orch }
 }
 
