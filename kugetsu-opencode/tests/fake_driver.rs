@@ -9,10 +9,11 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use kugetsu_core::agent::{
-    AgentDriver, AgentError, AgentEvent, EventSink, ForkRequest, RunOutcome, SessionId,
+    AgentDriver, AgentError, AgentEvent, ForkRequest, RunOutcome, SessionId,
 };
 use kugetsu_opencode::{OpencodeDriver, OpencodeOptions};
 use serde_json::{Value, json};
+use support::Sink;
 use support::{Sandbox, agent_env, assert_group_gone, limits, read};
 
 const FAKE: &str = env!("CARGO_BIN_EXE_fake-opencode");
@@ -76,20 +77,6 @@ impl Fake {
             .expect("export");
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         serde_json::from_slice(&out.stdout).expect("export json")
-    }
-}
-
-#[derive(Default)]
-struct Sink {
-    pid: Option<u32>,
-    events: Vec<AgentEvent>,
-}
-impl EventSink for Sink {
-    fn spawned(&mut self, pid: u32) {
-        self.pid = Some(pid);
-    }
-    fn event(&mut self, event: &AgentEvent) {
-        self.events.push(event.clone());
     }
 }
 

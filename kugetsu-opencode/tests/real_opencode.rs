@@ -12,8 +12,9 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
-use kugetsu_core::agent::{AgentDriver, AgentEvent, EventSink, ForkRequest, RunOutcome, SessionId};
+use kugetsu_core::agent::{AgentDriver, AgentEvent, ForkRequest, RunOutcome, SessionId};
 use kugetsu_opencode::{OpencodeDriver, OpencodeOptions};
+use support::Sink;
 use support::mock_model::MockModel;
 use support::real::opencode;
 use support::{Sandbox, agent_env, assert_group_gone, limits, read};
@@ -72,20 +73,6 @@ impl Real {
             .expect("create");
         assert_eq!(report.outcome, RunOutcome::Completed, "log:\n{}", read(&self.sb.log()));
         report.session
-    }
-}
-
-#[derive(Default)]
-struct Sink {
-    pid: Option<u32>,
-    events: Vec<AgentEvent>,
-}
-impl EventSink for Sink {
-    fn spawned(&mut self, pid: u32) {
-        self.pid = Some(pid);
-    }
-    fn event(&mut self, event: &AgentEvent) {
-        self.events.push(event.clone());
     }
 }
 

@@ -8,7 +8,9 @@ use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use kugetsu_core::agent::{AgentEnv, CreateSessionRequest, RunLimits, RunRequest, SessionId};
+use kugetsu_core::agent::{
+    AgentEnv, AgentEvent, CreateSessionRequest, EventSink, RunLimits, RunRequest, SessionId,
+};
 
 pub mod mock_model;
 pub mod real;
@@ -114,4 +116,22 @@ pub fn assert_group_gone(pgid: u32) {
 
 pub fn read(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
+}
+
+/// Records what a run reports: the agent's pid and every event.
+#[derive(Default)]
+pub struct Sink {
+    /// The pid of the spawned agent.
+    pub pid: Option<u32>,
+    /// Every event, in order.
+    pub events: Vec<AgentEvent>,
+}
+
+impl EventSink for Sink {
+    fn spawned(&mut self, pid: u32) {
+        self.pid = Some(pid);
+    }
+    fn event(&mut self, event: &AgentEvent) {
+        self.events.push(event.clone());
+    }
 }
