@@ -97,3 +97,46 @@ pub fn error_text(err: &WorktreeError) -> String {
     }
     text
 }
+
+/// A server that stops sending in the middle of a fetch does not hang `create`: the transfer
+/// fails (gix's http client gives up on a read that receives nothing for 30 seconds), the error
+/// names the repository, the mirror lock is released and the mirror stays usable.
+#[test]
+fn a_stalled_transfer_fails_instead_of_hanging() {
+    let fx = Fixture::new();
+    let up = fx.upstream("app", &[("a", "1\n")]);
+    let server = GitHttpServer::start(up.parent().unwrap(), &fx.home(), None);
+    let mut first = fx.request(&up, "app", 1);
+    first.source.url = server.url("app");
+    fx.create(&first).expect("clone over http");
+
+    fx.commit_files(&up, &[("a", "2\n")], "newer");
+    server.stall.store(true, std::sync::atomic::Ordering::SeqCst);
+    let mut second = fx.request(&up, "app", 2);
+    second.source.url = server.url("app");
+    let (tx, rx) = std::sync::mpsc::channel();
+    let backend = fx.backend();
+    let stalled = second.clone();
+    std::thread::spawn(move || {
+        let no = std::sync::atomic::AtomicBool::new(false);
+        let _ = tx.send(kugetsu_core::worktree::Worktrees::create(
+            &backend,
+            &stalled,
+            &mut kugetsu_core::worktree::NoProgress,
+            &no,
+        ));
+    });
+    // A hang guard, not a timing assertion: the bound itself is the http client's.
+    let result = rx.recv_timeout(std::time::Duration::from_secs(180)).expect("create hung");
+    let err = result.expect_err("a stalled fetch must fail");
+    let text = error_text(&err);
+    assert!(text.contains(&server.url("app")), "{text}");
+    assert!(text.contains("timed out"), "{text}");
+    assert!(!second.path.exists(), "no half-made worktree at {}", second.path.display());
+
+    server.stall.store(false, std::sync::atomic::Ordering::SeqCst);
+    let newer = fx.rev(&up, "main");
+    let info = fx.create(&second).expect("the mirror is usable after the stall");
+    assert_eq!(info.head.as_deref(), Some(newer.as_str()));
+    fx.fsck(&fx.mirror("app"));
+}

@@ -15,6 +15,9 @@ pub struct GitHttpServer {
     handle: Option<JoinHandle<()>>,
     /// Requests refused for missing or wrong credentials.
     pub refused: Arc<AtomicUsize>,
+    /// While set, pack responses stop after their first bytes and the connection stays open
+    /// without sending anything more: a server (or network) that stalls mid-transfer.
+    pub stall: Arc<AtomicBool>,
 }
 
 struct Config {
@@ -49,6 +52,7 @@ impl GitHttpServer {
         let port = listener.local_addr().expect("addr").port();
         let stop = Arc::new(AtomicBool::new(false));
         let refused = Arc::new(AtomicUsize::new(0));
+        let stall = Arc::new(AtomicBool::new(false));
         let config = Arc::new(Config {
             root: root.to_path_buf(),
             home: home.to_path_buf(),
@@ -57,6 +61,7 @@ impl GitHttpServer {
         let handle = {
             let stop = Arc::clone(&stop);
             let refused = Arc::clone(&refused);
+            let stall = Arc::clone(&stall);
             std::thread::spawn(move || {
                 for stream in listener.incoming() {
                     if stop.load(Ordering::SeqCst) {
@@ -64,16 +69,20 @@ impl GitHttpServer {
                     }
                     let Ok(mut stream) = stream else { continue };
                     let config = Arc::clone(&config);
-                    let refused = Arc::clone(&refused);
                     let tls = tls.clone();
+                    let behaviour = Behaviour {
+                        refused: Arc::clone(&refused),
+                        stall: Arc::clone(&stall),
+                        stop: Arc::clone(&stop),
+                    };
                     std::thread::spawn(move || match tls {
                         None => {
-                            let _ = serve(&mut stream, &config, &refused);
+                            let _ = serve(&mut stream, &config, &behaviour);
                         }
                         Some(tls) => {
                             let Ok(conn) = rustls::ServerConnection::new(tls) else { return };
                             let mut stream = rustls::StreamOwned::new(conn, stream);
-                            let _ = serve(&mut stream, &config, &refused);
+                            let _ = serve(&mut stream, &config, &behaviour);
                             stream.conn.send_close_notify();
                             let _ = stream.flush();
                         }
@@ -81,7 +90,7 @@ impl GitHttpServer {
                 }
             })
         };
-        GitHttpServer { port, stop, handle: Some(handle), refused }
+        GitHttpServer { port, stop, handle: Some(handle), refused, stall }
     }
 
     pub fn url(&self, name: &str) -> String {
@@ -103,10 +112,17 @@ impl Drop for GitHttpServer {
     }
 }
 
+/// What a connection's handler shares with the server.
+struct Behaviour {
+    refused: Arc<AtomicUsize>,
+    stall: Arc<AtomicBool>,
+    stop: Arc<AtomicBool>,
+}
+
 fn serve(
     stream: &mut (impl Read + Write),
     config: &Config,
-    refused: &AtomicUsize,
+    behaviour: &Behaviour,
 ) -> std::io::Result<()> {
     let mut reader = BufReader::new(stream);
     let mut line = String::new();
@@ -152,7 +168,7 @@ fn serve(
             .and_then(|creds| String::from_utf8(creds).ok())
             .is_some_and(|creds| creds.split_once(':').is_some_and(|(_, pass)| pass == token));
         if !ok {
-            refused.fetch_add(1, Ordering::SeqCst);
+            behaviour.refused.fetch_add(1, Ordering::SeqCst);
             reader.get_mut().write_all(
                 b"HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Basic realm=\"git\"\r\n\
                   Content-Length: 0\r\nConnection: close\r\n\r\n",
@@ -224,6 +240,15 @@ fn serve(
     );
     response.extend_from_slice(rest);
     let out = reader.get_mut();
+    if behaviour.stall.load(Ordering::SeqCst) && method == "POST" {
+        // Headers and a few bytes, then silence on an open connection.
+        out.write_all(&response[..response.len().min(head.len() + 120)])?;
+        out.flush()?;
+        while !behaviour.stop.load(Ordering::SeqCst) {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        return Ok(());
+    }
     out.write_all(&response)?;
     out.flush()
 }
