@@ -5,6 +5,7 @@ use std::fmt::Write as _;
 
 use kugetsu_core::orchestrator::OrchestratorError;
 use kugetsu_core::queue::QueueError;
+use kugetsu_core::worktree::is_ssh_url;
 use kugetsu_core::{AgentError, IssueRefError, StorageError, WorktreeError};
 
 /// Documented exit codes (see the README).
@@ -131,6 +132,11 @@ impl From<WorktreeError> for CliError {
                 }
                 err.hint = Some("commit and push the work, or pass --force to discard it".into());
             }
+            WorktreeError::AuthFailed { url } | WorktreeError::SshFailed { url }
+                if is_ssh_url(url) =>
+            {
+                err.hint = Some(ssh_hint(url));
+            }
             WorktreeError::AuthFailed { .. } => {
                 err.hint = Some(
                     "set a token: `kugetsu env set GITHUB_TOKEN <token>` (or GITLAB_TOKEN / GITEA_TOKEN)"
@@ -142,6 +148,29 @@ impl From<WorktreeError> for CliError {
         }
         err
     }
+}
+
+/// What to try when `ssh` (run without prompts) fails for `url`.
+fn ssh_hint(url: &str) -> String {
+    let target = match url.split_once("://") {
+        // ssh://[user@]host[:port]/path
+        Some((_, rest)) => {
+            let authority = rest.split('/').next().unwrap_or(rest);
+            match authority.rsplit_once(':') {
+                Some((host, port)) if port.bytes().all(|b| b.is_ascii_digit()) => {
+                    format!("-p {port} {host}")
+                }
+                _ => authority.to_string(),
+            }
+        }
+        // [user@]host:path
+        None => url.split(':').next().unwrap_or(url).to_string(),
+    };
+    format!(
+        "kugetsu runs ssh without prompts; `ssh -o BatchMode=yes -T {target}` shows why it fails \
+         (add an unknown host key with a first interactive `ssh`, load a passphrase-protected key \
+         with `ssh-add`)"
+    )
 }
 
 impl From<AgentError> for CliError {
@@ -202,5 +231,24 @@ impl From<OrchestratorError> for CliError {
                 ),
             other => CliError::from_error(exit::FAILURE, &other),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hint(e: WorktreeError) -> Option<String> {
+        CliError::from(e).hint
+    }
+
+    #[test]
+    fn ssh_failures_hint_at_the_ssh_command_to_try() {
+        let h = hint(WorktreeError::SshFailed { url: "git@github.com:o/r.git".into() }).unwrap();
+        assert!(h.contains("`ssh -o BatchMode=yes -T git@github.com`"), "{h}");
+        let h = hint(WorktreeError::AuthFailed { url: "ssh://git@host:2222/o/r".into() }).unwrap();
+        assert!(h.contains("`ssh -o BatchMode=yes -T -p 2222 git@host`"), "{h}");
+        let h = hint(WorktreeError::AuthFailed { url: "https://github.com/o/r".into() }).unwrap();
+        assert!(h.contains("GITHUB_TOKEN"), "{h}");
     }
 }

@@ -30,6 +30,19 @@ impl std::fmt::Debug for RepoSource {
     }
 }
 
+/// Whether `url` names a remote reached through `ssh`: `ssh://...`, `git+ssh://...` or git's
+/// scp-like `[user@]host:path` (a colon before any slash, and no scheme).
+pub fn is_ssh_url(url: &str) -> bool {
+    if let Some((scheme, _)) = url.split_once("://") {
+        return matches!(scheme, "ssh" | "git+ssh" | "ssh+git");
+    }
+    match (url.find(':'), url.find('/')) {
+        (Some(colon), Some(slash)) => colon > 0 && colon < slash,
+        (Some(colon), None) => colon > 0,
+        (None, _) => false,
+    }
+}
+
 /// A secret string whose `Debug` and `Display` never show it.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(String);
@@ -157,6 +170,13 @@ pub enum WorktreeError {
         /// The repository URL (never with credentials).
         url: String,
     },
+    /// `ssh` ended before the git server answered: an unknown host key, no usable key, or no
+    /// repository at that path. `ssh` (or the server) says which on the process's stderr.
+    #[error("the ssh connection for {url} closed before the git server answered")]
+    SshFailed {
+        /// The repository URL.
+        url: String,
+    },
     /// The named base ref does not exist.
     #[error("base ref {base_ref} not found in {url}")]
     BaseRefNotFound {
@@ -243,4 +263,32 @@ pub trait Worktrees: Send + Sync {
 
     /// Drops registrations of worktrees whose directories are gone; returns their paths.
     fn prune(&self) -> Result<Vec<PathBuf>, WorktreeError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_ssh_url;
+
+    #[test]
+    fn ssh_urls_are_told_apart_from_paths_and_other_schemes() {
+        for url in [
+            "ssh://git@github.com/o/r.git",
+            "git+ssh://host/r",
+            "git@github.com:o/r.git",
+            "host:r",
+            "host:/abs/r",
+        ] {
+            assert!(is_ssh_url(url), "{url}");
+        }
+        for url in [
+            "https://github.com/o/r.git",
+            "file:///srv/r",
+            "/srv/r",
+            "./dir:with-colon",
+            ":nohost",
+            "r",
+        ] {
+            assert!(!is_ssh_url(url), "{url}");
+        }
+    }
 }

@@ -18,7 +18,7 @@ use kugetsu_core::worktree::{
 };
 
 use crate::error::{self, GitError};
-use crate::{mirror, progress, unsaved};
+use crate::{mirror, progress, ssh, unsaved};
 
 /// Identity recorded in reflogs when git's own `user.name`/`user.email` are not configured.
 ///
@@ -157,20 +157,37 @@ impl GitWorktrees {
     }
 
     fn open_options(&self) -> gix::open::Options {
+        self.open_options_for(None)
+    }
+
+    /// Open options for a mirror about to talk to the remote at `url`, if any.
+    fn open_options_for(&self, url: Option<&str>) -> gix::open::Options {
         let base = match self.config {
             GitConfig::User => gix::open::Options::default(),
             GitConfig::Isolated => gix::open::Options::isolated(),
         };
-        base.config_overrides([
+        let mut overrides = vec![
             format!("gitoxide.committer.nameFallback={}", self.committer.name),
             format!("gitoxide.committer.emailFallback={}", self.committer.email),
             // Relative worktree links need a repository extension that git before 2.48 refuses.
             "worktree.useRelativePaths=false".to_string(),
-        ])
+        ];
+        if let Some(url) = url {
+            overrides.extend(ssh::overrides(self.config, url));
+        }
+        base.config_overrides(overrides)
     }
 
     fn open_mirror(&self, path: &Path) -> Result<gix::Repository, WorktreeError> {
-        gix::open_opts(path, self.open_options()).map_err(|e| {
+        self.open_mirror_with(path, self.open_options())
+    }
+
+    fn open_mirror_with(
+        &self,
+        path: &Path,
+        options: gix::open::Options,
+    ) -> Result<gix::Repository, WorktreeError> {
+        gix::open_opts(path, options).map_err(|e| {
             error::ctx(format!("mirror {} is not a usable git repository", path.display()), e)
         })
     }
@@ -242,12 +259,13 @@ impl GitWorktrees {
     ) -> Result<WorktreeInfo, WorktreeError> {
         let url = req.source.url.as_str();
         let interrupted = || interrupt.load(Ordering::Relaxed);
+        let options = self.open_options_for(Some(url));
         let repo = if mirror_path.exists() {
-            let repo = self.open_mirror(mirror_path)?;
+            let repo = self.open_mirror_with(mirror_path, options)?;
             mirror::fetch(&repo, &req.source, sink, interrupt)?;
             repo
         } else {
-            mirror::clone(&req.source, mirror_path, self.open_options(), sink, interrupt)?;
+            mirror::clone(&req.source, mirror_path, options, sink, interrupt)?;
             self.open_mirror(mirror_path)?
         };
         if interrupted() {

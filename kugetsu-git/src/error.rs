@@ -62,6 +62,12 @@ pub(crate) fn transfer(url: &str, action: &str, err: gix::Error) -> WorktreeErro
     if err.is_not_found() || mentions_missing_repo(&err) {
         return WorktreeError::RepoNotFound { url: url.to_string(), source: Some(Box::new(err)) };
     }
+    // gix passes on the ssh messages it recognizes (handled above) and writes the others, such
+    // as "Host key verification failed." or the server's "does not appear to be a git
+    // repository", to stderr; what reaches us is only that the connection ended early.
+    if kugetsu_core::worktree::is_ssh_url(url) && ended_early(&err) {
+        return WorktreeError::SshFailed { url: url.to_string() };
+    }
     other(format!("cannot {action} {url}"), err)
 }
 
@@ -86,6 +92,14 @@ fn mentions_auth(err: &gix::Error) -> bool {
     ]
     .iter()
     .any(|w| text.contains(w))
+}
+
+/// Whether the transport's stream ended before the protocol was done.
+fn ended_early(err: &gix::Error) -> bool {
+    err.iter_errors().any(|e| {
+        e.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::UnexpectedEof)
+    }) || chain_text(err).contains("failed to fill whole buffer")
 }
 
 fn mentions_missing_repo(err: &gix::Error) -> bool {

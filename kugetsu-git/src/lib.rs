@@ -70,6 +70,7 @@ mod backend;
 mod error;
 mod mirror;
 mod progress;
+mod ssh;
 mod unsaved;
 
 pub use backend::{Committer, GitConfig, GitWorktrees};
