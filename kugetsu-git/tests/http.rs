@@ -140,3 +140,83 @@ fn a_stalled_transfer_fails_instead_of_hanging() {
     assert_eq!(info.head.as_deref(), Some(newer.as_str()));
     fx.fsck(&fx.mirror("app"));
 }
+
+const NO_GIT_STATE: &str = "KUGETSU_NO_GIT_TEST_STATE";
+const NO_GIT_URL: &str = "KUGETSU_NO_GIT_TEST_URL";
+
+/// With no `git` program on `PATH` at all, kugetsu still clones and fetches over http, makes
+/// worktrees, lists them, sees unsaved work and removes them: git is needed only by the test
+/// server (in this process) and by the oracle afterwards.
+#[test]
+fn create_list_status_and_remove_need_no_git_program() {
+    let fx = Fixture::new();
+    let up = fx.upstream("app", &[("a", "1\n"), ("dir/b", "2\n")]);
+    let server = GitHttpServer::start(up.parent().unwrap(), &fx.home(), None);
+    let empty = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "no_git_child", "--include-ignored", "--nocapture", "--test-threads=1"])
+        .env(NO_GIT_STATE, fx.state())
+        .env(NO_GIT_URL, server.url("app"))
+        .env("PATH", empty.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("1 passed"),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The oracle: what the git-less process left is what git expects.
+    let kept = fx.worktree("app-2");
+    assert_eq!(fx.status(&kept), "");
+    assert_eq!(fx.rev(&kept, "HEAD"), fx.rev(&up, "main"));
+    let listed = fx.git_worktrees(&fx.mirror("app"));
+    assert_eq!(listed.len(), 2, "the mirror and app-2: {listed:?}");
+    assert!(!fx.worktree("app-1").exists());
+    assert!(!fx.branch_exists(&fx.mirror("app"), "fix/issue-1"));
+    fx.fsck(&fx.mirror("app"));
+}
+
+#[test]
+#[ignore = "run by create_list_status_and_remove_need_no_git_program without git on PATH"]
+fn no_git_child() {
+    use kugetsu_core::worktree::{NoProgress, RemoveOptions, WorktreeRequest, Worktrees};
+    let Some(state) = std::env::var_os(NO_GIT_STATE).map(std::path::PathBuf::from) else {
+        return;
+    };
+    let url = std::env::var(NO_GIT_URL).unwrap();
+    let none = std::process::Command::new("git").arg("--version").output();
+    assert!(none.is_err(), "git must not be runnable here");
+    let backend = kugetsu_git::GitWorktrees::new(
+        state.join("mirrors"),
+        state.join("locks"),
+        kugetsu_git::Committer::new("kugetsu test", "kugetsu@example.invalid"),
+    )
+    .with_git_config(kugetsu_git::GitConfig::Isolated);
+    let no = std::sync::atomic::AtomicBool::new(false);
+    let request = |issue: u32| WorktreeRequest {
+        source: kugetsu_core::worktree::RepoSource {
+            url: url.clone(),
+            mirror_key: "app".into(),
+            token: None,
+        },
+        path: state.join("worktrees").join(format!("app-{issue}")),
+        branch: format!("fix/issue-{issue}"),
+        base_ref: None,
+        force: false,
+    };
+    backend.create(&request(1), &mut NoProgress, &no).expect("clone without git");
+    backend.create(&request(2), &mut NoProgress, &no).expect("fetch without git");
+    assert_eq!(backend.list().unwrap().len(), 2);
+
+    std::fs::write(request(1).path.join("new.txt"), "unsaved\n").unwrap();
+    match backend.create(&request(1), &mut NoProgress, &no) {
+        Err(WorktreeError::WouldLoseWork { unsaved, .. }) => {
+            assert_eq!(unsaved.changed_files, vec!["new.txt".to_string()])
+        }
+        other => panic!("expected WouldLoseWork, got {other:?}"),
+    }
+    backend
+        .remove(&request(1).path, RemoveOptions { force: true, delete_branch: true })
+        .expect("remove without git");
+}
