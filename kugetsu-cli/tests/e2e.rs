@@ -54,6 +54,40 @@ fn init_start_continue_list_destroy() {
     assert_eq!(env.run(&["list", "--json"]).stdout.matches("issue_ref").count(), 2);
 }
 
+/// `start` on an issue that already has a worktree recreates it clean, but refuses while that
+/// would lose uncommitted files or commits no remote branch has, listing them; `--force` is the
+/// only way past.
+#[test]
+fn restart_lists_unsaved_work_and_keeps_it_unless_forced() {
+    let (env, _repo) = setup();
+    assert_eq!(env.run(&["init", "--headless"]).code, 0);
+    let out = env.run(&["start", "#1", "do the work"]);
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    let wt = env.path("worktrees/local.test-demo-app-1");
+    git(&wt, &["add", "WORK.md"]);
+    git(&wt, &["commit", "-q", "-m", "local work"]);
+    let commit = git(&wt, &["rev-parse", "HEAD"]).trim().to_string();
+    std::fs::write(wt.join("notes.txt"), "not yet committed\n").unwrap();
+
+    let out = env.run(&["start", "#1", "again"]);
+    assert_eq!(out.code, 1, "{}{}", out.stdout, out.stderr);
+    assert!(out.stderr.contains("changed: notes.txt"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains(&format!("unpushed: {} local work", &commit[..8])),
+        "the commit is listed: {}",
+        out.stderr
+    );
+    assert!(out.stderr.contains("--force"), "{}", out.stderr);
+    assert_eq!(std::fs::read_to_string(wt.join("notes.txt")).unwrap(), "not yet committed\n");
+    assert_eq!(git(&wt, &["rev-parse", "HEAD"]).trim(), commit, "the commit is kept");
+
+    let out = env.run(&["start", "#1", "again", "--force"]);
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    assert!(!wt.join("notes.txt").exists());
+    assert_ne!(git(&wt, &["rev-parse", "HEAD"]).trim(), commit, "recreated from the base");
+    assert_eq!(git(&wt, &["rev-parse", "--abbrev-ref", "HEAD"]).trim(), "fix/issue-1");
+}
+
 #[test]
 fn messages_reach_the_agent_byte_exact() {
     let (env, _repo) = setup();
