@@ -137,16 +137,26 @@ impl From<WorktreeError> for CliError {
             {
                 err.hint = Some(ssh_hint(url));
             }
-            WorktreeError::AuthFailed { .. } => {
-                err.hint = Some(
-                    "set a token: `kugetsu env set GITHUB_TOKEN <token>` (or GITLAB_TOKEN / GITEA_TOKEN)"
-                        .into(),
-                );
-            }
+            WorktreeError::AuthFailed { url } => err.hint = Some(token_hint(url)),
             WorktreeError::Interrupted => err.code = exit::INTERRUPTED,
             _ => {}
         }
         err
+    }
+}
+
+/// How to give the server of `url` a token; see [`kugetsu_core::repos::token_var_for`] for
+/// which token goes where.
+fn token_hint(url: &str) -> String {
+    let host = kugetsu_core::servers::check_url(url).map(|u| u.host).unwrap_or_default();
+    match host.as_str() {
+        "github.com" => "set a token: `kugetsu env set GITHUB_TOKEN <token>`".into(),
+        "gitlab.com" => "set a token: `kugetsu env set GITLAB_TOKEN <token>`".into(),
+        _ => format!(
+            "tokens go only to github.com, gitlab.com and added servers: `kugetsu server add \
+             <name> https://{host}` (a name containing gitlab or github picks that token, any \
+             other GITEA_TOKEN), then `kugetsu env set GITEA_TOKEN <token>`"
+        ),
     }
 }
 
@@ -250,5 +260,8 @@ mod tests {
         assert!(h.contains("`ssh -o BatchMode=yes -T -p 2222 git@host`"), "{h}");
         let h = hint(WorktreeError::AuthFailed { url: "https://github.com/o/r".into() }).unwrap();
         assert!(h.contains("GITHUB_TOKEN"), "{h}");
+        let h =
+            hint(WorktreeError::AuthFailed { url: "https://git.corp.example/o/r".into() }).unwrap();
+        assert!(h.contains("`kugetsu server add <name> https://git.corp.example`"), "{h}");
     }
 }

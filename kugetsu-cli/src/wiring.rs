@@ -141,21 +141,16 @@ pub fn repo_source(ctx: &Ctx, issue: &IssueRef) -> Result<RepoSource, CliError> 
         .map_err(|e| CliError::new(exit::STATE, e.to_string()))?;
     let url = kugetsu_core::repos::clone_url_for(issue, &servers, &repos)
         .map_err(|e| CliError::new(exit::STATE, e.to_string()))?;
-    let files = EnvFiles::new(&ctx.state);
-    let env = files.merged("default").map_err(|e| CliError::new(exit::STATE, e.to_string()))?;
-    let host = issue.instance();
-    let preferred = if host.contains("github") {
-        ["GITHUB_TOKEN", "GITEA_TOKEN", "GITLAB_TOKEN"]
-    } else if host.contains("gitlab") {
-        ["GITLAB_TOKEN", "GITEA_TOKEN", "GITHUB_TOKEN"]
-    } else {
-        ["GITEA_TOKEN", "GITLAB_TOKEN", "GITHUB_TOKEN"]
+    // Only the token meant for this URL's server, and only if one is set.
+    let token = match kugetsu_core::repos::token_var_for(&url, &servers) {
+        Some(var) => {
+            let env = EnvFiles::new(&ctx.state)
+                .merged("default")
+                .map_err(|e| CliError::new(exit::STATE, e.to_string()))?;
+            env.0.get(var).filter(|v| !v.is_empty()).map(|t| Secret::new(t.clone()))
+        }
+        None => None,
     };
-    let token = url
-        .starts_with("https://")
-        .then(|| preferred.iter().find_map(|k| env.0.get(*k).filter(|v| !v.is_empty())))
-        .flatten()
-        .map(|t| Secret::new(t.clone()));
     Ok(RepoSource { url, mirror_key: issue.repo().mirror_key(), token })
 }
 

@@ -243,6 +243,44 @@ pub fn clone_url_for(
     Ok(format!("https://{}/{repo_path}.git", issue.instance()))
 }
 
+/// Env-file variables holding tokens git may send to a server.
+pub const TOKEN_VARS: [&str; 3] = ["GITHUB_TOKEN", "GITLAB_TOKEN", "GITEA_TOKEN"];
+
+/// Which env-file token may be sent to the server of clone URL `url`, if any.
+///
+/// A token is a credential for one service, so it goes only where the user pointed it: over
+/// https, `GITHUB_TOKEN` to `github.com` and `GITLAB_TOKEN` to `gitlab.com` (exact hosts: a
+/// look-alike such as `github.com.example.net` gets nothing), and to a server added with
+/// `kugetsu server add` the token its name suggests (`GITLAB_TOKEN` if the name contains
+/// "gitlab", `GITHUB_TOKEN` if "github", otherwise `GITEA_TOKEN`). Any other host, and any
+/// scheme but https, gets none. The host is the clone URL's own, not the issue ref's, so a
+/// `repos.json` entry pointing elsewhere cannot carry a token away either.
+pub fn token_var_for(url: &str, servers: &ServersFile) -> Option<&'static str> {
+    let checked = check_url(url).ok()?;
+    if checked.scheme != "https" {
+        return None;
+    }
+    match (checked.host.as_str(), checked.port) {
+        ("github.com", None | Some(443)) => return Some("GITHUB_TOKEN"),
+        ("gitlab.com", None | Some(443)) => return Some("GITLAB_TOKEN"),
+        _ => {}
+    }
+    let same_server = |base: &crate::servers::CheckedUrl| {
+        base.scheme == "https"
+            && base.host == checked.host
+            && base.port.unwrap_or(443) == checked.port.unwrap_or(443)
+    };
+    let (name, _) = servers.for_host(&checked.host).filter(|(_, base)| same_server(base))?;
+    let name = name.to_ascii_lowercase();
+    Some(if name.contains("gitlab") {
+        "GITLAB_TOKEN"
+    } else if name.contains("github") {
+        "GITHUB_TOKEN"
+    } else {
+        "GITEA_TOKEN"
+    })
+}
+
 /// The [`RepoSource`] a worktree backend needs for `issue`: [`clone_url_for`], the repository's
 /// mirror key, and no token (the caller adds one from the env files).
 pub fn repo_source_for(
@@ -380,5 +418,40 @@ mod tests {
         );
         assert_eq!(repos.remove("github.com/o/r").unwrap(), "https://m.org/o/r.git");
         assert!(matches!(repos.remove("github.com/o/r"), Err(RepoError::NotFound { .. })));
+    }
+
+    #[test]
+    fn tokens_go_only_to_the_server_they_are_for() {
+        let mut servers = ServersFile::default();
+        for (name, url) in [
+            ("gitea", "https://git.corp.example"),
+            ("work-gitlab", "https://gl.corp.example:8443"),
+            ("github-enterprise", "https://github.corp.example"),
+            ("plain", "http://insecure.example"),
+        ] {
+            servers.servers.insert(name.into(), url.into());
+        }
+        let cases = [
+            ("https://github.com/o/r.git", Some("GITHUB_TOKEN")),
+            ("https://GitHub.com/o/r.git", Some("GITHUB_TOKEN")),
+            ("https://gitlab.com/o/r.git", Some("GITLAB_TOKEN")),
+            ("https://git.corp.example/o/r.git", Some("GITEA_TOKEN")),
+            ("https://gl.corp.example:8443/o/r.git", Some("GITLAB_TOKEN")),
+            ("https://github.corp.example/o/r.git", Some("GITHUB_TOKEN")),
+            // Look-alikes, other ports, other schemes and unknown hosts get nothing.
+            ("https://github.com.evil.example/o/r.git", None),
+            ("https://evilgithub.com/o/r.git", None),
+            ("https://github.com:8443/o/r.git", None),
+            ("https://gl.corp.example/o/r.git", None),
+            ("http://github.com/o/r.git", None),
+            ("http://insecure.example/o/r.git", None),
+            ("ssh://git@github.com/o/r.git", None),
+            ("git@github.com:o/r.git", None),
+            ("/srv/git/r", None),
+            ("https://unknown.example/o/r.git", None),
+        ];
+        for (url, expected) in cases {
+            assert_eq!(token_var_for(url, &servers), expected, "{url}");
+        }
     }
 }
