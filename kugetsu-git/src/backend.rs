@@ -259,13 +259,18 @@ impl GitWorktrees {
     ) -> Result<WorktreeInfo, WorktreeError> {
         let url = req.source.url.as_str();
         let interrupted = || interrupt.load(Ordering::Relaxed);
+        // A transfer blocked in a read only notices Ctrl-C when the read ends, often with an
+        // I/O error: what the user did is the better explanation.
+        let or_interrupted =
+            |e: WorktreeError| if interrupted() { WorktreeError::Interrupted } else { e };
         let options = self.open_options_for(Some(url));
         let repo = if mirror_path.exists() {
             let repo = self.open_mirror_with(mirror_path, options)?;
-            mirror::fetch(&repo, &req.source, sink, interrupt)?;
+            mirror::fetch(&repo, &req.source, sink, interrupt).map_err(or_interrupted)?;
             repo
         } else {
-            mirror::clone(&req.source, mirror_path, options, sink, interrupt)?;
+            mirror::clone(&req.source, mirror_path, options, sink, interrupt)
+                .map_err(or_interrupted)?;
             self.open_mirror(mirror_path)?
         };
         if interrupted() {

@@ -100,43 +100,58 @@ pub fn error_text(err: &WorktreeError) -> String {
 
 /// A server that stops sending in the middle of a fetch does not hang `create`: the transfer
 /// fails (gix's http client gives up on a read that receives nothing for 30 seconds), the error
-/// names the repository, the mirror lock is released and the mirror stays usable.
+/// names the repository, the mirror lock is released and the mirror stays usable. Ctrl-C during
+/// such a stall is reported as the interruption it is, not as the read's failure.
 #[test]
 fn a_stalled_transfer_fails_instead_of_hanging() {
+    use kugetsu_core::worktree::{NoProgress, Worktrees};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
     let fx = Fixture::new();
     let up = fx.upstream("app", &[("a", "1\n")]);
     let server = GitHttpServer::start(up.parent().unwrap(), &fx.home(), None);
-    let mut first = fx.request(&up, "app", 1);
-    first.source.url = server.url("app");
-    fx.create(&first).expect("clone over http");
+    // Two mirrors of one upstream, so that the two stalled fetches below do not queue on one
+    // mirror lock.
+    let request = |key: &str, issue: u32| {
+        let mut req = fx.request(&up, key, issue);
+        req.source.url = server.url("app");
+        req
+    };
+    for key in ["app", "other"] {
+        fx.create(&request(key, 1)).expect("clone over http");
+    }
 
     fx.commit_files(&up, &[("a", "2\n")], "newer");
-    server.stall.store(true, std::sync::atomic::Ordering::SeqCst);
-    let mut second = fx.request(&up, "app", 2);
-    second.source.url = server.url("app");
-    let (tx, rx) = std::sync::mpsc::channel();
-    let backend = fx.backend();
-    let stalled = second.clone();
-    std::thread::spawn(move || {
-        let no = std::sync::atomic::AtomicBool::new(false);
-        let _ = tx.send(kugetsu_core::worktree::Worktrees::create(
-            &backend,
-            &stalled,
-            &mut kugetsu_core::worktree::NoProgress,
-            &no,
-        ));
-    });
-    // A hang guard, not a timing assertion: the bound itself is the http client's.
-    let result = rx.recv_timeout(std::time::Duration::from_secs(180)).expect("create hung");
-    let err = result.expect_err("a stalled fetch must fail");
+    server.stall.store(true, Ordering::SeqCst);
+    let run = |req: kugetsu_core::worktree::WorktreeRequest, interrupt: Arc<AtomicBool>| {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let backend = fx.backend();
+        std::thread::spawn(move || {
+            let _ = tx.send(backend.create(&req, &mut NoProgress, &interrupt));
+        });
+        rx
+    };
+    let stalled = request("app", 2);
+    let timed_out = run(stalled.clone(), Arc::new(AtomicBool::new(false)));
+    let ctrl_c = Arc::new(AtomicBool::new(false));
+    let interrupted = run(request("other", 2), Arc::clone(&ctrl_c));
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    ctrl_c.store(true, Ordering::SeqCst);
+
+    // Hang guards, not timing assertions: the bound itself is the http client's.
+    let guard = std::time::Duration::from_secs(180);
+    let err = timed_out.recv_timeout(guard).expect("create hung").expect_err("stalled fetch");
     let text = error_text(&err);
     assert!(text.contains(&server.url("app")), "{text}");
     assert!(text.contains("timed out"), "{text}");
-    assert!(!second.path.exists(), "no half-made worktree at {}", second.path.display());
+    assert!(!stalled.path.exists(), "no half-made worktree at {}", stalled.path.display());
+    let result = interrupted.recv_timeout(guard).expect("interrupted create hung");
+    assert!(matches!(result, Err(WorktreeError::Interrupted)), "{result:?}");
 
-    server.stall.store(false, std::sync::atomic::Ordering::SeqCst);
+    server.stall.store(false, Ordering::SeqCst);
     let newer = fx.rev(&up, "main");
-    let info = fx.create(&second).expect("the mirror is usable after the stall");
+    let info = fx.create(&stalled).expect("the mirror is usable after the stall");
     assert_eq!(info.head.as_deref(), Some(newer.as_str()));
     fx.fsck(&fx.mirror("app"));
 }
