@@ -88,6 +88,63 @@ fn restart_lists_unsaved_work_and_keeps_it_unless_forced() {
     assert_eq!(git(&wt, &["rev-parse", "--abbrev-ref", "HEAD"]).trim(), "fix/issue-1");
 }
 
+/// Ctrl-C while `start` checks out a large worktree: exit 130, and neither a worktree, its
+/// registration nor the new branch is left; the next `start` works.
+#[test]
+fn ctrl_c_during_checkout_leaves_nothing_half_made() {
+    let (env, repo) = setup();
+    assert_eq!(env.run(&["init", "--headless"]).code, 0);
+    assert_eq!(env.run(&["start", "#1", "clone the mirror"]).code, 0);
+    // Enough files that the checkout takes a while even on a fast disk.
+    for d in 0..50 {
+        let dir = repo.join(format!("d{d:03}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        for f in 0..100 {
+            std::fs::write(dir.join(format!("f{f:03}.txt")), format!("{d} {f}\n").repeat(40))
+                .unwrap();
+        }
+    }
+    git(&repo, &["add", "."]);
+    git(&repo, &["commit", "-q", "-m", "many files"]);
+
+    let wt = env.path("worktrees/local.test-demo-app-2");
+    let mut child = env
+        .command(&["start", "#2", "go"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    let checking_out = || std::fs::read_dir(wt.join("d000")).is_ok_and(|mut d| d.next().is_some());
+    while !checking_out() {
+        assert!(child.try_wait().unwrap().is_none(), "start ended before its checkout was seen");
+        assert!(std::time::Instant::now() < deadline, "the checkout never started");
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    let kill = Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    assert!(kill.success());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    assert!(stderr.contains("interrupted"), "{stderr}");
+
+    assert!(!wt.exists(), "no half-made worktree at {}", wt.display());
+    let mirrors: Vec<_> =
+        std::fs::read_dir(env.path("mirrors")).unwrap().map(|e| e.unwrap().path()).collect();
+    assert_eq!(mirrors.len(), 1, "{mirrors:?}");
+    let branches = git(&mirrors[0], &["branch", "--list", "fix/issue-2"]);
+    assert_eq!(branches.trim(), "", "no branch left behind");
+    let worktrees = git(&mirrors[0], &["worktree", "list", "--porcelain"]);
+    assert!(!worktrees.contains("issue-2"), "{worktrees}");
+    assert_eq!(git(&mirrors[0], &["fsck", "--no-progress"]).trim(), "");
+    let list = env.run(&["list", "--json"]).stdout;
+    assert!(!list.contains("app#2"), "no session for the interrupted start: {list}");
+
+    let out = env.run(&["start", "#2", "go"]);
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    assert!(wt.join("d049/f099.txt").is_file());
+}
+
 #[test]
 fn messages_reach_the_agent_byte_exact() {
     let (env, _repo) = setup();
