@@ -9,49 +9,15 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 
 use kugetsu_core::worktree::{Secret, WorktreeError};
 use support::Fixture;
-use support::http::GitHttpServer;
+use support::http::{GitHttpServer, make_certificates, server_config};
 
 const TOKEN: &str = "kgs_tok_b81d0e6f4a2c9957";
 const CHILD_ENV: &str = "KUGETSU_HTTPS_TEST_DIR";
-
-/// Writes `ca.pem`, `cert.der` and `key.der` for 127.0.0.1 into `dir`.
-fn make_certificates(dir: &Path) {
-    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
-    let ca_key = KeyPair::generate().unwrap();
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params.distinguished_name.push(DnType::CommonName, "kugetsu test CA");
-    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
-    let issuer = Issuer::new(ca_params, ca_key);
-    let key = KeyPair::generate().unwrap();
-    let params = CertificateParams::new(vec!["127.0.0.1".to_string()]).unwrap();
-    let cert = params.signed_by(&key, &issuer).unwrap();
-    std::fs::write(dir.join("ca.pem"), ca_cert.pem()).unwrap();
-    std::fs::write(dir.join("cert.der"), cert.der()).unwrap();
-    std::fs::write(dir.join("key.der"), key.serialize_der()).unwrap();
-}
-
-fn server_config(dir: &Path) -> Arc<rustls::ServerConfig> {
-    let cert =
-        rustls::pki_types::CertificateDer::from(std::fs::read(dir.join("cert.der")).unwrap());
-    let key =
-        rustls::pki_types::PrivateKeyDer::try_from(std::fs::read(dir.join("key.der")).unwrap())
-            .unwrap();
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let config = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(vec![cert], key)
-        .unwrap();
-    Arc::new(config)
-}
 
 #[test]
 fn token_over_https_is_used_and_never_stored() {

@@ -1,5 +1,8 @@
 //! A small smart-HTTP git server on 127.0.0.1: `git http-backend` behind a CGI shim, with an
-//! optional HTTP Basic password (the token) that every request must carry.
+//! optional HTTP Basic password (the token) that every request must carry, and https through a
+//! throwaway CA.
+//!
+//! Also used by the CLI's tests, which include this file by path.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -282,4 +285,37 @@ fn decode_base64(s: &str) -> Vec<u8> {
         }
     }
     out
+}
+
+/// Writes `ca.pem`, `cert.der` and `key.der` for 127.0.0.1 into `dir`.
+pub fn make_certificates(dir: &Path) {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params.distinguished_name.push(DnType::CommonName, "kugetsu test CA");
+    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(ca_params, ca_key);
+    let key = KeyPair::generate().unwrap();
+    let params = CertificateParams::new(vec!["127.0.0.1".to_string()]).unwrap();
+    let cert = params.signed_by(&key, &issuer).unwrap();
+    std::fs::write(dir.join("ca.pem"), ca_cert.pem()).unwrap();
+    std::fs::write(dir.join("cert.der"), cert.der()).unwrap();
+    std::fs::write(dir.join("key.der"), key.serialize_der()).unwrap();
+}
+
+pub fn server_config(dir: &Path) -> Arc<rustls::ServerConfig> {
+    let cert =
+        rustls::pki_types::CertificateDer::from(std::fs::read(dir.join("cert.der")).unwrap());
+    let key =
+        rustls::pki_types::PrivateKeyDer::try_from(std::fs::read(dir.join("key.der")).unwrap())
+            .unwrap();
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![cert], key)
+        .unwrap();
+    Arc::new(config)
 }
