@@ -138,4 +138,27 @@ impl Dispatcher for CliDispatcher {
             .map_err(|e| classify(e, sink.ctx.stop_requested()))?;
         outcome_result(summary.outcome, &format!("start {issue}"))
     }
+
+    fn adopted_exited(&self, item: &QueueItem, pid: u32) -> Result<DispatchOutcome, DispatchError> {
+        let unobserved =
+            format!("adopted agent pid {pid} exited unobserved (its daemon was killed)");
+        // The PM agent's turns keep no running state to settle.
+        let Some(issue_text) = &item.issue_ref else {
+            return Ok(DispatchOutcome { summary: unobserved });
+        };
+        let issue = IssueRef::parse(issue_text)
+            .map_err(|e| DispatchError::Fatal(format!("bad issue ref: {e}")))?;
+        // Settling touches only the session file: no slot is needed.
+        let orch = self.orchestrator(Arc::new(kugetsu_queue::FileSlots::new(&self.ctx.state)))?;
+        match orch.settle_abandoned_run(&issue) {
+            Ok(true) => Err(DispatchError::Fatal(format!(
+                "{unobserved}; nobody read how its turn ended, so {issue} is marked failed: \
+                 `kugetsu continue {issue}` resumes it"
+            ))),
+            Ok(false) => Ok(DispatchOutcome { summary: unobserved }),
+            Err(e) => {
+                Err(DispatchError::Fatal(format!("{unobserved}; cannot settle {issue}: {e}")))
+            }
+        }
+    }
 }

@@ -11,6 +11,7 @@ pub mod issue_ref;
 pub mod logs;
 pub mod notify;
 pub mod orchestrator;
+pub mod process;
 pub mod queue;
 pub mod repos;
 pub mod servers;

@@ -598,6 +598,31 @@ impl Orchestrator {
         Ok(index.issues.contains_key(&issue.to_string()))
     }
 
+    /// Settles a turn nobody supervises any more: `issue`'s session says `running`, but its
+    /// agent process is gone (the kugetsu or daemon running the turn was killed; the agent ran
+    /// on or died with it). Nobody read the turn's outcome, so the session becomes `failed`,
+    /// which `continue` resumes. Returns whether it did; a turn still supervised (its issue
+    /// lock is held) or a session not marked running is left alone.
+    pub fn settle_abandoned_run(&self, issue: &IssueRef) -> Result<bool, OrchestratorError> {
+        let (path, _) = self.issue_session(issue)?;
+        let settled = self.with_issue_lock(issue, || {
+            let mut settled = false;
+            self.update_session(&path, |s| {
+                if s.state == SessionState::Running && s.agent_pid.is_none_or(|pid| !pid_alive(pid))
+                {
+                    s.state = SessionState::Failed;
+                    s.agent_pid = None;
+                    settled = true;
+                }
+            })?;
+            Ok(settled)
+        });
+        match settled {
+            Err(OrchestratorError::AlreadyRunning { .. }) => Ok(false),
+            other => other,
+        }
+    }
+
     /// Sends a message to the PM agent (the daemon's dispatch of a queue item without an issue
     /// ref). Takes no slot: the PM agent does not count against `MAX_CONCURRENT_AGENTS`.
     pub fn message_pm(
@@ -1070,16 +1095,7 @@ impl Orchestrator {
                 && file.agent_pid.is_none_or(|pid| !pid_alive(pid))
             {
                 // A run whose process is gone (killed with its kugetsu): it is not running.
-                let path = self.state.session_path(name);
-                let fixed = fix
-                    && self
-                        .with_issue_lock(&r, || {
-                            self.update_session(&path, |s| {
-                                s.state = SessionState::Failed;
-                                s.agent_pid = None;
-                            })
-                        })
-                        .is_ok();
+                let fixed = fix && self.settle_abandoned_run(&r).unwrap_or(false);
                 findings.push(Finding {
                     subject: issue.clone(),
                     problem: "marked running, but no agent process is alive".into(),
@@ -1208,12 +1224,7 @@ fn read_dir_sorted(dir: &Path) -> Result<Vec<PathBuf>, StorageError> {
     Ok(out)
 }
 
-/// Whether a process with this pid exists (signal 0).
+/// Whether a process with this pid exists and has not exited (see [`crate::process`]).
 pub fn pid_alive(pid: u32) -> bool {
-    let Ok(pid) = i32::try_from(pid) else { return false };
-    let Some(pid) = rustix::process::Pid::from_raw(pid) else { return false };
-    match rustix::process::test_kill_process(pid) {
-        Ok(()) => true,
-        Err(e) => e == rustix::io::Errno::PERM,
-    }
+    crate::process::is_running(pid)
 }

@@ -322,3 +322,56 @@ fn doctor_reports_and_fixes_a_dead_running_session() {
     assert!(findings.iter().any(|f| f.problem.contains("no agent process is alive") && f.fixed));
     assert!(std::fs::read_to_string(&path).unwrap().contains("\"state\": \"failed\""));
 }
+
+/// What the daemon calls once an agent it adopted has exited: a session still marked running
+/// whose agent is gone (even as an unreaped zombie) becomes failed; one whose agent lives, or
+/// one not marked running, is left alone.
+#[test]
+fn an_abandoned_run_is_settled_only_when_its_agent_is_gone() {
+    let e = env_with(3);
+    init(&e);
+    let issue = IssueRef::parse("github.com/o/r#7").unwrap();
+    e.orch
+        .start(
+            &start_opts("github.com/o/r#7", "x"),
+            &mut NoProgress,
+            &AtomicBool::new(false),
+            &mut NoEvents,
+        )
+        .unwrap();
+    let path = e.state.sessions_dir().join("github.com-o-r-7.json");
+    let mark_running = |pid: u32| {
+        let mut v: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        v["state"] = "running".into();
+        v["agent_pid"] = pid.into();
+        std::fs::write(&path, serde_json::to_string_pretty(&v).unwrap()).unwrap();
+    };
+    let state = || {
+        let v: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        v["state"].as_str().unwrap().to_string()
+    };
+
+    assert!(!e.orch.settle_abandoned_run(&issue).unwrap(), "idle is left alone");
+    assert_eq!(state(), "idle");
+
+    mark_running(std::process::id());
+    assert!(!e.orch.settle_abandoned_run(&issue).unwrap(), "a live agent is left alone");
+    assert_eq!(state(), "running");
+
+    // An agent that exited and was not reaped yet.
+    let mut zombie = std::process::Command::new("true").spawn().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while kugetsu_core::process::is_running(zombie.id()) {
+        assert!(std::time::Instant::now() < deadline, "`true` did not exit");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    mark_running(zombie.id());
+    assert!(e.orch.settle_abandoned_run(&issue).unwrap());
+    assert_eq!(state(), "failed");
+    zombie.wait().unwrap();
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    assert!(v["agent_pid"].is_null(), "{v}");
+}

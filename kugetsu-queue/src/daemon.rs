@@ -27,8 +27,9 @@
 //! once it starts (`extra.agent_token`). Every round, items claimed by a process that is no
 //! longer alive (a crashed or killed daemon, a killed claimer) are recovered:
 //! - if their agent is still alive, it is *adopted*: watched (holding a slot when one is free,
-//!   since it still uses resources) until it exits, then the item is marked `completed` (the
-//!   old daemon that could have read its outcome is gone; the session's own files have it);
+//!   since it still uses resources) until it exits; then [`Dispatcher::adopted_exited`] settles
+//!   the turn (the old daemon that could have read its outcome is gone) and says how the item
+//!   ends;
 //! - otherwise the item goes back to `pending` (the attempt stays counted, so an item that
 //!   crashes its daemon cannot loop forever) or to `error` when attempts are used up.
 //!
@@ -236,6 +237,15 @@ pub trait Dispatcher: Send + Sync {
         item: &QueueItem,
         ctx: &mut DispatchContext<'_>,
     ) -> Result<DispatchOutcome, DispatchError>;
+
+    /// Called when the agent of `item` that this daemon adopted (its own daemon died while the
+    /// agent ran on) has exited, with its pid. The dispatch that would have read the agent's
+    /// outcome died with the old daemon, so this is where a dispatcher settles what the turn
+    /// left behind and says how the item ends. The default reports the item completed.
+    fn adopted_exited(&self, item: &QueueItem, pid: u32) -> Result<DispatchOutcome, DispatchError> {
+        let _ = item;
+        Ok(DispatchOutcome { summary: format!("adopted agent pid {pid} exited") })
+    }
 }
 
 /// The kinds of queue transitions, with the spec's notification type names.
@@ -1235,7 +1245,7 @@ fn spawn_adopter(
                 let result = if shared.stopping.load(Ordering::Relaxed) {
                     Err(DispatchError::Interrupted(format!("adopted agent pid {pid} stopped")))
                 } else {
-                    Ok(DispatchOutcome { summary: format!("adopted agent pid {pid} exited") })
+                    shared.dispatcher.adopted_exited(&item, pid)
                 };
                 shared.finish(&item, result);
             }

@@ -13,9 +13,8 @@ use rustix::process::{Pid, Signal};
 /// The identity token of `pid` right now, or `None` if no such process exists (or it is a
 /// zombie: it has exited and only waits to be reaped, so it counts as gone).
 pub fn process_token(pid: u32) -> Option<String> {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let (state, start) = parse_stat(&stat)?;
-    if matches!(state, 'Z' | 'X' | 'x') {
+    let (state, start) = kugetsu_core::process::stat(pid)?;
+    if kugetsu_core::process::has_exited(state) {
         return None;
     }
     Some(format!("{pid}:{start}:{}", boot_id()))
@@ -64,18 +63,6 @@ fn verified_pid(pid: u32, token: &str) -> Option<Pid> {
     i32::try_from(pid).ok().and_then(Pid::from_raw)
 }
 
-/// `(state, starttime)` from the text of `/proc/<pid>/stat`. The command name (field 2) is in
-/// parentheses and may itself contain spaces and parentheses, so fields are counted from the
-/// last `)`.
-fn parse_stat(stat: &str) -> Option<(char, u64)> {
-    let rest = &stat[stat.rfind(')')? + 1..];
-    let mut fields = rest.split_ascii_whitespace();
-    let state = fields.next()?.chars().next()?;
-    // After the state (field 3), starttime is field 22: 18 more fields on.
-    let start = fields.nth(18)?.parse().ok()?;
-    Some((state, start))
-}
-
 fn boot_id() -> String {
     fs::read_to_string("/proc/sys/kernel/random/boot_id")
         .map(|s| s.trim().chars().filter(|c| *c != '-').take(12).collect())
@@ -85,13 +72,6 @@ fn boot_id() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn parses_stat_with_hostile_command_names() {
-        let line = "4242 (a) b (c) R) S 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 987654 20 21";
-        assert_eq!(parse_stat(line), Some(('S', 987654)));
-        assert_eq!(parse_stat("garbage"), None);
-    }
 
     #[test]
     fn own_token_is_stable_and_alive() {
