@@ -117,6 +117,9 @@ use crate::wake;
 
 /// Key in `QueueItem::extra` holding the agent's identity token (pid reuse detection).
 pub const AGENT_TOKEN_KEY: &str = "agent_token";
+/// How long an idle daemon may sleep before it looks at its stop flag without being poked.
+const STOP_POLL: Duration = Duration::from_secs(1);
+
 /// Key in `QueueItem::extra` set on items whose agent was adopted from a dead daemon.
 pub const ADOPTED_KEY: &str = "adopted_by";
 
@@ -799,12 +802,31 @@ impl Daemon {
         }
         // Registering a handler replaces the default action (terminate) for SIGHUP.
         signal_hook::flag::register(signal_hook::consts::SIGHUP, hup).map_err(io_err)?;
+        // The flag alone would only be seen at the next poll; a poke through the wake-up FIFO
+        // ends the daemon's sleep at once, so it can sleep long while idle.
+        let mut signals = signal_hook::iterator::Signals::new([
+            signal_hook::consts::SIGTERM,
+            signal_hook::consts::SIGINT,
+        ])
+        .map_err(io_err)?;
+        let wake_path = wake::wake_path(&self.state);
+        std::thread::Builder::new()
+            .name("queue-signals".into())
+            .spawn(move || {
+                for _ in signals.forever() {
+                    wake::poke(&wake_path);
+                }
+            })
+            .map_err(io_err)?;
         self.run(&stop)
     }
 
     /// Runs the daemon until `stop` is set: takes the daemon lock (or fails with
     /// [`DaemonError::AlreadyRunning`]), writes `daemon.pid`, then dispatches as described in
     /// the module documentation. Returns once every item it held is in a consistent state.
+    ///
+    /// An idle daemon looks at `stop` about once a second; to have it stop at once, set `stop`
+    /// and then [`wake::poke`] its [`wake::wake_path`].
     pub fn run(&self, stop: &AtomicBool) -> Result<DaemonExit, DaemonError> {
         storage::ensure_dir(&self.state.queue_items_dir())?;
         storage::ensure_dir(&self.state.locks_dir())?;
@@ -929,13 +951,14 @@ impl Daemon {
             timeout = timeout.min(until + Duration::from_millis(5));
         }
         let deadline = Instant::now() + timeout;
-        // Wake at least every 100 ms to notice `stop` (signal-hook only sets a flag).
+        // Signals poke the wake-up FIFO (see `run_until_signalled`); the slices are only a
+        // fallback for a `stop` set without a poke, or a FIFO that could not be opened.
         while !stop.load(Ordering::Relaxed) {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 return;
             }
-            match rx.recv_timeout(left.min(Duration::from_millis(100))) {
+            match rx.recv_timeout(left.min(STOP_POLL)) {
                 Ok(()) => {
                     while rx.try_recv().is_ok() {}
                     return;
