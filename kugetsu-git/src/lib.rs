@@ -28,6 +28,9 @@
 //! - **Tokens stay in memory.** [`RepoSource::token`](kugetsu_core::worktree::RepoSource) is
 //!   handed to the server through gix's credential callback; it never appears in a URL, a config
 //!   file, a log line or an error, and git's own credential helpers and prompts are not used.
+//! - **No prompts, no hangs.** `ssh` runs with `BatchMode=yes` unless the user chose an ssh
+//!   command; a silent https server fails the transfer after 30 s without data; an interrupt
+//!   during a blocked transfer is reported as [`WorktreeError::Interrupted`].
 //!
 //! # Use
 //!
