@@ -67,6 +67,7 @@
 //! indexed), then `Checkout` (files written), each with a total once known.
 //!
 //! [`WorktreeError::WouldLoseWork`]: kugetsu_core::worktree::WorktreeError::WouldLoseWork
+//! [`WorktreeError::Interrupted`]: kugetsu_core::worktree::WorktreeError::Interrupted
 //! [`WorktreePhase`]: kugetsu_core::worktree::WorktreePhase
 
 mod backend;
