@@ -87,6 +87,7 @@ fn classify(e: OrchestratorError, stop_requested: bool) -> DispatchError {
         | OrchestratorError::BaseMissing
         | OrchestratorError::PmMissing
         | OrchestratorError::NameCollision { .. }
+        | OrchestratorError::CaseVariant { .. }
         | OrchestratorError::UnsafePath { .. } => DispatchError::Fatal(text),
         _ => DispatchError::Retry(text),
     }

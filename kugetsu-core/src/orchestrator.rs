@@ -82,6 +82,18 @@ pub enum OrchestratorError {
         /// The ref already using it.
         existing: String,
     },
+    /// The ref differs from an existing session's only in letter case. Forges match owners and
+    /// repositories case-insensitively, so both would be one issue worked twice (and, on a
+    /// case-insensitive file system, one state file).
+    #[error(
+        "{issue} differs only in letter case from {existing}, which is the same issue; use {existing}"
+    )]
+    CaseVariant {
+        /// The new issue, as given.
+        issue: String,
+        /// The ref of the existing session.
+        existing: String,
+    },
     /// A session file names a worktree outside the state directory's `worktrees/`.
     #[error("session file for {issue} points outside {root}: {path}")]
     UnsafePath {
@@ -522,6 +534,19 @@ impl Orchestrator {
             // Refuse a name already owned by another ref (the mapping is injective; this guards
             // against hash collisions and hand-edited indexes).
             let index = self.index_or_err()?;
+            // Only the repository part folds: an id like `#-Discuss` is the user's own word.
+            let same_issue = |r: &str| match (r.rsplit_once('#'), key.rsplit_once('#')) {
+                (Some((repo, id)), Some((key_repo, key_id))) => {
+                    id == key_id && repo.eq_ignore_ascii_case(key_repo)
+                }
+                _ => false,
+            };
+            if let Some(other) = index.issues.keys().find(|r| **r != key && same_issue(r)) {
+                return Err(OrchestratorError::CaseVariant {
+                    issue: key.clone(),
+                    existing: other.clone(),
+                });
+            }
             if let Some((other, _)) = index.issues.iter().find(|(r, f)| **f == name && **r != key) {
                 return Err(OrchestratorError::NameCollision {
                     issue: key.clone(),

@@ -375,3 +375,26 @@ fn an_abandoned_run_is_settled_only_when_its_agent_is_gone() {
         serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
     assert!(v["agent_pid"].is_null(), "{v}");
 }
+
+/// Forges match owners and repositories case-insensitively: a ref that differs from an existing
+/// session's only there is refused, naming the existing one. Ids keep their case.
+#[test]
+fn a_ref_differing_only_in_case_is_the_same_issue() {
+    let e = env_with(3);
+    init(&e);
+    let start = |r: &str| {
+        e.orch.start(&start_opts(r, "x"), &mut NoProgress, &AtomicBool::new(false), &mut NoEvents)
+    };
+    start("github.com/Shoko/Kugetsu#14").unwrap();
+    match start("github.com/shoko/kugetsu#14") {
+        Err(OrchestratorError::CaseVariant { issue, existing }) => {
+            assert_eq!(issue, "github.com/shoko/kugetsu#14");
+            assert_eq!(existing, "github.com/Shoko/Kugetsu#14");
+        }
+        other => panic!("expected CaseVariant, got {other:?}"),
+    }
+    start("github.com/shoko/kugetsu#15").unwrap();
+    start("github.com/Shoko/Kugetsu#-Notes").unwrap();
+    start("github.com/Shoko/Kugetsu#-notes").unwrap();
+    assert_eq!(e.orch.list().unwrap().len(), 2 + 4, "base, PM and four issues");
+}
