@@ -188,6 +188,13 @@ pub fn interrupt_flag() -> Arc<AtomicBool> {
     flag
 }
 
+/// Makes SIGINT (Ctrl-C) do nothing to this process from now on, for a command that spends its
+/// time waiting on an interactive program in the foreground of the same terminal.
+pub fn leave_ctrl_c_to_the_foreground_program() {
+    let _ =
+        signal_hook::flag::register(signal_hook::consts::SIGINT, Arc::new(AtomicBool::new(false)));
+}
+
 /// Looks a program up like a shell would: a path with a `/` as it is, else each PATH entry.
 pub fn find_program(program: &Path, env: &BTreeMap<String, String>) -> Option<PathBuf> {
     use std::os::unix::fs::PermissionsExt;

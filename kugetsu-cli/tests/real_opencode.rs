@@ -1,8 +1,9 @@
 //! The `kugetsu` command line against the REAL opencode 1.18.33 (from the npm registry) and a
 //! mock model on 127.0.0.1: init --headless, start whose tool call writes a file inside the
 //! issue's worktree, continue in the same session, and a rejected permission reported as
-//! blocked. Without npm or the registry it prints why and passes as skipped
-//! (`KUGETSU_REAL_OPENCODE=1` makes that a failure).
+//! blocked; and the interactive `init`, its TUIs on a pseudo-terminal. Without npm or the
+//! registry it prints why and passes as skipped (`KUGETSU_REAL_OPENCODE=1` makes that a
+//! failure).
 
 // Setup helpers unwrap too: a failed setup should fail the test loudly.
 #![allow(clippy::unwrap_used)]
@@ -17,10 +18,9 @@ mod real;
 
 use support::Env;
 
-#[test]
-fn the_cli_drives_the_real_opencode() {
-    let Some(bin) = real::opencode() else { return };
-    let model = mock_model::MockModel::start();
+/// A scratch home whose `kugetsu` runs the real `bin` against `model`, with opencode's own
+/// directories inside it.
+fn real_env(bin: &std::path::Path, model: &mock_model::MockModel) -> Env {
     let mut env = Env::new();
     for d in ["data", "config", "cache", "xstate"] {
         std::fs::create_dir_all(env.tmp.path().join(d)).unwrap();
@@ -39,7 +39,7 @@ fn the_cli_drives_the_real_opencode() {
     for (k, v) in &vars {
         env.set(k, v);
     }
-    support::sample_repo(&env, &bin);
+    support::sample_repo(&env, bin);
     std::fs::write(
         env.path("config"),
         format!(
@@ -48,6 +48,14 @@ fn the_cli_drives_the_real_opencode() {
         ),
     )
     .unwrap();
+    env
+}
+
+#[test]
+fn the_cli_drives_the_real_opencode() {
+    let Some(bin) = real::opencode() else { return };
+    let model = mock_model::MockModel::start();
+    let env = real_env(&bin, &model);
 
     let out = env.run(&["init", "--headless"]);
     assert_eq!(out.code, 0, "init: {}{}", out.stdout, out.stderr);
@@ -79,4 +87,152 @@ fn the_cli_drives_the_real_opencode() {
     assert!(out.stdout.contains("blocked"), "{}", out.stdout);
     let file = std::fs::read_to_string(env.path("sessions/local.test-demo-app-1.json")).unwrap();
     assert!(file.contains("\"state\": \"blocked\""), "{file}");
+}
+
+/// Relays a pseudo-terminal (40x120) between its child and its own stdin/stdout-less caller:
+/// what the child draws goes to `PTY_LOG`, what arrives on stdin is typed into it.
+const PTY_RELAY: &str = r#"
+import os, pty, sys, struct, fcntl, termios, select
+pid, fd = pty.fork()
+if pid == 0:
+    os.execvp(sys.argv[1], sys.argv[1:])
+fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack('HHHH', 40, 120, 0, 0))
+out = open(os.environ["PTY_LOG"], "wb")
+stdin_open = True
+while True:
+    r, _, _ = select.select([fd] + ([0] if stdin_open else []), [], [], 0.2)
+    if fd in r:
+        try:
+            data = os.read(fd, 65536)
+        except OSError:
+            break
+        if not data:
+            break
+        out.write(data)
+        out.flush()
+    if 0 in r:
+        data = os.read(0, 1024)
+        if data:
+            os.write(fd, data)
+        else:
+            stdin_open = False
+_, status = os.waitpid(pid, 0)
+sys.exit(os.waitstatus_to_exitcode(status))
+"#;
+
+/// What a terminal showed, without its escape sequences, last `max` characters: for messages.
+fn visible(drawn: &str, max: usize) -> String {
+    let mut out = String::new();
+    let mut chars = drawn.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\u{1b}' => match chars.next() {
+                // OSC: up to BEL or ESC \.
+                Some(']') => {
+                    while let Some(c) = chars.next() {
+                        if c == '\u{7}' || (c == '\u{1b}' && chars.next_if_eq(&'\\').is_some()) {
+                            break;
+                        }
+                    }
+                }
+                // CSI and the rest: up to the final letter.
+                _ => {
+                    for c in chars.by_ref() {
+                        if c.is_ascii_alphabetic() || c == '~' {
+                            break;
+                        }
+                    }
+                }
+            },
+            c if c.is_control() && c != '\n' => {}
+            c => out.push(c),
+        }
+    }
+    let skip = out.chars().count().saturating_sub(max);
+    out.chars().skip(skip).collect()
+}
+
+/// `kugetsu init` without `--headless` opens the real opencode TUI on a terminal (a
+/// pseudo-terminal relayed by python3): each priming prompt is submitted, the user quits each
+/// TUI with Ctrl-C, and kugetsu, which must survive that Ctrl-C, records both sessions.
+#[test]
+fn interactive_init_runs_the_real_tui() {
+    use std::io::Write;
+    let Some(bin) = real::opencode() else { return };
+    if std::process::Command::new("python3").arg("--version").output().is_err() {
+        assert!(
+            std::env::var_os("KUGETSU_REAL_OPENCODE").is_none_or(|v| v != "1"),
+            "KUGETSU_REAL_OPENCODE=1 but python3 (the pseudo-terminal relay) is missing"
+        );
+        let _ = writeln!(std::io::stderr(), "SKIPPED: no python3 to relay a pseudo-terminal");
+        return;
+    }
+    let model = mock_model::MockModel::start();
+    let env = real_env(&bin, &model);
+    let relay = env.tmp.path().join("pty_relay.py");
+    std::fs::write(&relay, PTY_RELAY).unwrap();
+    let log = env.tmp.path().join("pty.log");
+    let kugetsu = env.command(&["init"]);
+    let mut cmd = std::process::Command::new("python3");
+    cmd.arg(&relay).arg(kugetsu.get_program()).args(kugetsu.get_args());
+    cmd.env_clear();
+    for (k, v) in kugetsu.get_envs() {
+        if let Some(v) = v {
+            cmd.env(k, v);
+        }
+    }
+    cmd.env("TERM", "xterm-256color").env("PTY_LOG", &log);
+    cmd.current_dir(kugetsu.get_current_dir().unwrap());
+    let mut child = cmd
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    // Quit each TUI the usual way once the model has answered its prompt: Ctrl-C, again every
+    // few seconds while the TUI stays (the first may only cancel something in it).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(180);
+    let mut last_quit: Option<(std::time::Instant, usize)> = None;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "init never finished; the terminal showed:\n{}",
+            visible(&String::from_utf8_lossy(&std::fs::read(&log).unwrap_or_default()), 3000)
+        );
+        let answered = model.requests.lock().unwrap().len();
+        let due = match last_quit {
+            None => answered > 0,
+            Some((at, seen)) => answered > seen || at.elapsed() > std::time::Duration::from_secs(5),
+        };
+        if due {
+            // Let the TUI draw the answer first.
+            std::thread::sleep(std::time::Duration::from_secs(2));
+            let _ = stdin.write_all(b"\x03");
+            last_quit = Some((std::time::Instant::now(), model.requests.lock().unwrap().len()));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    let drawn = String::from_utf8_lossy(&std::fs::read(&log).unwrap_or_default()).into_owned();
+    let shown = visible(&drawn, 3000);
+    assert_eq!(status.code(), Some(0), "kugetsu init survives Ctrl-C in the TUI:\n{shown}");
+    assert!(shown.contains("base session"), "{shown}");
+    let prompts: Vec<String> =
+        model.requests.lock().unwrap().iter().map(|r| r.to_string()).collect();
+    assert!(prompts.iter().any(|p| p.contains("PM agent of kugetsu")), "the PM prompt was sent");
+    let list: serde_json::Value =
+        serde_json::from_str(&env.run(&["list", "--json"]).stdout).unwrap();
+    let rows = list.as_array().unwrap();
+    assert_eq!(rows.len(), 2, "{list}");
+    for row in rows {
+        assert!(row["session_id"].as_str().unwrap().starts_with("ses_"), "{row}");
+    }
+    assert_eq!(env.run(&["status"]).stdout, "ok\n");
+    // The TUI's sessions work headless afterwards: an issue forks from the base.
+    let out = env.run(&["start", "#1", "WRITEFILE:proof.txt"]);
+    assert_eq!(out.code, 0, "start: {}{}", out.stdout, out.stderr);
+    assert!(env.path("worktrees/local.test-demo-app-1/proof.txt").is_file());
 }

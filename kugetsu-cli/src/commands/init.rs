@@ -76,6 +76,12 @@ pub fn cmd_init(ctx: &Ctx, args: &InitArgs, out: &mut dyn Write) -> Result<(), C
             if interactive { "TUI" } else { "headless" }
         )?;
     }
+    if interactive {
+        // The TUIs share our terminal and process group: Ctrl-C, the usual way to leave
+        // opencode, reaches kugetsu too and would kill it before it records the session. While
+        // the TUIs run, Ctrl-C is theirs (as git leaves it to the editor it waits for).
+        crate::wiring::leave_ctrl_c_to_the_foreground_program();
+    }
     let report = orch.init(
         &InitOptions {
             force: args.force,
