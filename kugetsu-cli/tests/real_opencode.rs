@@ -190,29 +190,39 @@ fn interactive_init_runs_the_real_tui() {
         .spawn()
         .unwrap();
     let mut stdin = child.stdin.take().unwrap();
-    // Quit each TUI the usual way once the model has answered its prompt: Ctrl-C, again every
-    // few seconds while the TUI stays (the first may only cancel something in it).
+    // Quit each TUI the usual way once the model has answered its prompt: Ctrl-C, once, and
+    // again only if that TUI is still there 15 s later. A TUI that quits prints how to continue
+    // its session (`opencode -s ses_...`), which tells whose turn it is.
+    let markers = ["developer agent managed by kugetsu", "PM agent of kugetsu"];
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(180);
-    let mut last_quit: Option<(std::time::Instant, usize)> = None;
+    let mut quit_sent: Option<(usize, std::time::Instant)> = None;
     let status = loop {
         if let Some(status) = child.try_wait().unwrap() {
             break status;
         }
+        let drawn =
+            visible(&String::from_utf8_lossy(&std::fs::read(&log).unwrap_or_default()), usize::MAX);
         assert!(
             std::time::Instant::now() < deadline,
             "init never finished; the terminal showed:\n{}",
-            visible(&String::from_utf8_lossy(&std::fs::read(&log).unwrap_or_default()), 3000)
+            visible(&drawn, 3000)
         );
-        let answered = model.requests.lock().unwrap().len();
-        let due = match last_quit {
-            None => answered > 0,
-            Some((at, seen)) => answered > seen || at.elapsed() > std::time::Duration::from_secs(5),
-        };
+        let current = drawn.matches("opencode -s ses_").count();
+        let prompted = markers.get(current).is_some_and(|marker| {
+            model.requests.lock().unwrap().iter().any(|r| r.to_string().contains(marker))
+        });
+        let due = prompted
+            && match quit_sent {
+                Some((tui, at)) if tui == current => {
+                    at.elapsed() > std::time::Duration::from_secs(15)
+                }
+                _ => true,
+            };
         if due {
             // Let the TUI draw the answer first.
             std::thread::sleep(std::time::Duration::from_secs(2));
             let _ = stdin.write_all(b"\x03");
-            last_quit = Some((std::time::Instant::now(), model.requests.lock().unwrap().len()));
+            quit_sent = Some((current, std::time::Instant::now()));
         }
         std::thread::sleep(std::time::Duration::from_millis(200));
     };

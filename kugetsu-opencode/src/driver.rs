@@ -368,7 +368,14 @@ impl OpencodeDriver {
             io: Io::Terminal,
         });
         let status = cmd.status().map_err(|e| self.spawn_error(e))?;
-        let outcome = if status.success() {
+        // Ctrl-C is how a user leaves the TUI; pressed twice, the second can end opencode by the
+        // signal while it shuts down. That is a quit, not a failed priming.
+        let quit_by_user = {
+            use std::os::unix::process::ExitStatusExt;
+            status.signal() == Some(rustix::process::Signal::INT.as_raw())
+                || status.code() == Some(130)
+        };
+        let outcome = if status.success() || quit_by_user {
             RunOutcome::Completed
         } else {
             RunOutcome::Failed { message: format!("the opencode TUI exited with {status}") }
