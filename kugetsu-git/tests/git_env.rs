@@ -8,7 +8,7 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 
 use kugetsu_core::worktree::{NoProgress, RemoveOptions, Worktrees};
@@ -17,47 +17,21 @@ use support::Fixture;
 
 const CHILD_DIR: &str = "KUGETSU_GIT_ENV_TEST_DIR";
 
-/// Every file under `dir` with its bytes, sorted.
-fn snapshot(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for entry in std::fs::read_dir(&d).unwrap() {
-            let entry = entry.unwrap();
-            if entry.file_type().unwrap().is_dir() {
-                stack.push(entry.path());
-            } else {
-                out.push((entry.path(), std::fs::read(entry.path()).unwrap_or_default()));
-            }
-        }
-    }
-    out.sort();
-    out
-}
-
 #[test]
 fn inherited_git_variables_do_not_steer_kugetsu() {
     let fx = Fixture::new();
     let decoy = fx.upstream("decoy", &[("decoy.txt", "keep me\n")]);
-    let before = snapshot(&decoy);
-    let out = std::process::Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "git_env_child", "--include-ignored", "--nocapture", "--test-threads=1"])
-        .env(CHILD_DIR, fx.root())
-        .env("GIT_DIR", decoy.join(".git"))
-        .env("GIT_WORK_TREE", &decoy)
-        .env("GIT_INDEX_FILE", decoy.join(".git/index"))
-        .env("GIT_OBJECT_DIRECTORY", decoy.join(".git/objects"))
-        .env("GIT_COMMON_DIR", decoy.join(".git"))
-        .env("GIT_PREFIX", "sub/")
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success() && stdout.contains("1 passed"),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(snapshot(&decoy), before, "the decoy repository was changed");
+    let before = support::files_under(&decoy);
+    support::run_child_test("git_env_child", |cmd| {
+        cmd.env(CHILD_DIR, fx.root())
+            .env("GIT_DIR", decoy.join(".git"))
+            .env("GIT_WORK_TREE", &decoy)
+            .env("GIT_INDEX_FILE", decoy.join(".git/index"))
+            .env("GIT_OBJECT_DIRECTORY", decoy.join(".git/objects"))
+            .env("GIT_COMMON_DIR", decoy.join(".git"))
+            .env("GIT_PREFIX", "sub/");
+    });
+    assert_eq!(support::files_under(&decoy), before, "the decoy repository was changed");
 }
 
 #[test]

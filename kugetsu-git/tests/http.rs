@@ -4,35 +4,11 @@
 
 mod support;
 
-use std::path::Path;
-
 use kugetsu_core::worktree::{Secret, WorktreeError};
-use support::Fixture;
 use support::http::GitHttpServer;
+use support::{Fixture, assert_no_file_contains, error_text};
 
 const TOKEN: &str = "kgs_tok_3f9a1c77e2b54d08";
-
-/// Every file under `dir` (recursively), as bytes, with its path.
-fn files_under(dir: &Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for entry in std::fs::read_dir(&d).unwrap() {
-            let entry = entry.unwrap();
-            let ft = entry.file_type().unwrap();
-            if ft.is_dir() {
-                stack.push(entry.path());
-            } else if ft.is_file() {
-                out.push((entry.path(), std::fs::read(entry.path()).unwrap()));
-            }
-        }
-    }
-    out
-}
-
-fn contains(hay: &[u8], needle: &str) -> bool {
-    hay.windows(needle.len()).any(|w| w == needle.as_bytes())
-}
 
 #[test]
 fn clone_and_fetch_over_http_without_credentials() {
@@ -82,20 +58,7 @@ fn credentials_are_demanded_and_never_sent_in_clear_text() {
     assert!(text.contains("use https"), "{text}");
     assert!(!text.contains(TOKEN), "{text}");
     assert!(!fx.mirror("app").exists());
-    for (path, bytes) in files_under(&fx.state()) {
-        assert!(!contains(&bytes, TOKEN), "token written to {}", path.display());
-    }
-}
-
-/// Display and Debug of an error and all its sources.
-pub fn error_text(err: &WorktreeError) -> String {
-    let mut text = format!("{err} {err:?}");
-    let mut source = std::error::Error::source(err);
-    while let Some(s) = source {
-        text.push_str(&format!(" {s} {s:?}"));
-        source = s.source();
-    }
-    text
+    assert_no_file_contains(&fx.state(), TOKEN);
 }
 
 /// A server that stops sending in the middle of a fetch does not hang `create`: the transfer
@@ -168,19 +131,11 @@ fn create_list_status_and_remove_need_no_git_program() {
     let up = fx.upstream("app", &[("a", "1\n"), ("dir/b", "2\n")]);
     let server = GitHttpServer::start(up.parent().unwrap(), &fx.home(), None);
     let empty = tempfile::tempdir().unwrap();
-    let out = std::process::Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "no_git_child", "--include-ignored", "--nocapture", "--test-threads=1"])
-        .env(NO_GIT_STATE, fx.state())
-        .env(NO_GIT_URL, server.url("app"))
-        .env("PATH", empty.path())
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success() && stdout.contains("1 passed"),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    support::run_child_test("no_git_child", |cmd| {
+        cmd.env(NO_GIT_STATE, fx.state())
+            .env(NO_GIT_URL, server.url("app"))
+            .env("PATH", empty.path());
+    });
     // The oracle: what the git-less process left is what git expects.
     let kept = fx.worktree("app-2");
     assert_eq!(fx.status(&kept), "");

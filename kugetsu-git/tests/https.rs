@@ -13,8 +13,8 @@ use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 
 use kugetsu_core::worktree::{Secret, WorktreeError};
-use support::Fixture;
 use support::http::{GitHttpServer, make_certificates, server_config};
+use support::{Fixture, error_text};
 
 const TOKEN: &str = "kgs_tok_b81d0e6f4a2c9957";
 const CHILD_ENV: &str = "KUGETSU_HTTPS_TEST_DIR";
@@ -23,19 +23,11 @@ const CHILD_ENV: &str = "KUGETSU_HTTPS_TEST_DIR";
 fn token_over_https_is_used_and_never_stored() {
     let certs = tempfile::tempdir().unwrap();
     make_certificates(certs.path());
-    let out = std::process::Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "https_child", "--include-ignored", "--nocapture", "--test-threads=1"])
-        .env(CHILD_ENV, certs.path())
-        .env("SSL_CERT_FILE", certs.path().join("ca.pem"))
-        .env_remove("SSL_CERT_DIR")
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success() && stdout.contains("1 passed"),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    support::run_child_test("https_child", |cmd| {
+        cmd.env(CHILD_ENV, certs.path())
+            .env("SSL_CERT_FILE", certs.path().join("ca.pem"))
+            .env_remove("SSL_CERT_DIR");
+    });
 }
 
 #[test]
@@ -73,35 +65,8 @@ fn https_child() {
     assert_eq!(info.head.as_deref(), Some(newer.as_str()));
     assert!(server.refused.load(Ordering::SeqCst) >= 2, "the server did demand credentials");
 
-    let mut seen = 0;
-    let mut stack = vec![fx.state()];
-    while let Some(dir) = stack.pop() {
-        for entry in std::fs::read_dir(&dir).unwrap() {
-            let entry = entry.unwrap();
-            if entry.file_type().unwrap().is_dir() {
-                stack.push(entry.path());
-            } else if entry.file_type().unwrap().is_file() {
-                seen += 1;
-                let bytes = std::fs::read(entry.path()).unwrap();
-                assert!(
-                    !bytes.windows(TOKEN.len()).any(|w| w == TOKEN.as_bytes()),
-                    "token written to {}",
-                    entry.path().display()
-                );
-            }
-        }
-    }
+    let seen = support::assert_no_file_contains(&fx.state(), TOKEN);
     assert!(seen > 10, "the state directory was searched");
     let config = std::fs::read_to_string(fx.mirror("app").join("config")).unwrap();
     assert!(config.contains(&server.https_url("app")), "{config}");
-}
-
-fn error_text(err: &WorktreeError) -> String {
-    let mut text = format!("{err} {err:?}");
-    let mut source = std::error::Error::source(err);
-    while let Some(s) = source {
-        text.push_str(&format!(" {s} {s:?}"));
-        source = s.source();
-    }
-    text
 }

@@ -54,28 +54,21 @@ fn run_child(expect: &str, user_command: Option<&Path>, refuse: Option<&str>) {
     let path = std::env::var_os("PATH").unwrap_or_default();
     let mut paths = vec![dir.path().join("bin")];
     paths.extend(std::env::split_paths(&path));
-    let mut cmd = std::process::Command::new(std::env::current_exe().unwrap());
-    cmd.args(["--exact", "ssh_child", "--include-ignored", "--nocapture", "--test-threads=1"])
-        .env(CHILD_DIR, dir.path())
-        .env(CHILD_EXPECT, expect)
-        .env(LOG, dir.path().join("ssh.log"))
-        .env("PATH", std::env::join_paths(paths).unwrap())
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .env_remove("GIT_SSH")
-        .env_remove("GIT_SSH_COMMAND");
-    if let Some(command) = user_command {
-        cmd.env("GIT_SSH_COMMAND", command);
-    }
-    if let Some(message) = refuse {
-        cmd.env(REFUSE, message);
-    }
-    let out = cmd.output().unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success() && stdout.contains("1 passed"),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    support::run_child_test("ssh_child", |cmd| {
+        cmd.env(CHILD_DIR, dir.path())
+            .env(CHILD_EXPECT, expect)
+            .env(LOG, dir.path().join("ssh.log"))
+            .env("PATH", std::env::join_paths(paths).unwrap())
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env_remove("GIT_SSH")
+            .env_remove("GIT_SSH_COMMAND");
+        if let Some(command) = user_command {
+            cmd.env("GIT_SSH_COMMAND", command);
+        }
+        if let Some(message) = refuse {
+            cmd.env(REFUSE, message);
+        }
+    });
 }
 
 #[test]

@@ -170,3 +170,62 @@ impl Fixture {
             .success()
     }
 }
+
+/// Every file under `dir` (recursively) with its bytes, sorted by path.
+pub fn files_under(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).unwrap() {
+            let entry = entry.unwrap();
+            let file_type = entry.file_type().unwrap();
+            if file_type.is_dir() {
+                stack.push(entry.path());
+            } else if file_type.is_file() {
+                out.push((entry.path(), std::fs::read(entry.path()).unwrap()));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Panics if any file under `dir` contains `secret`; returns how many files were searched.
+pub fn assert_no_file_contains(dir: &Path, secret: &str) -> usize {
+    let files = files_under(dir);
+    for (path, bytes) in &files {
+        assert!(
+            !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
+            "{secret} written to {}",
+            path.display()
+        );
+    }
+    files.len()
+}
+
+/// Display and Debug of an error and all its sources.
+pub fn error_text(err: &WorktreeError) -> String {
+    let mut text = format!("{err} {err:?}");
+    let mut source = std::error::Error::source(err);
+    while let Some(s) = source {
+        text.push_str(&format!(" {s} {s:?}"));
+        source = s.source();
+    }
+    text
+}
+
+/// Runs the ignored test `name` of this test binary in a child process, set up by `configure`
+/// (the environment of a running test must not change: other tests run in parallel threads),
+/// and asserts that it ran and passed.
+pub fn run_child_test(name: &str, configure: impl FnOnce(&mut Command)) {
+    let mut cmd = Command::new(std::env::current_exe().unwrap());
+    cmd.args(["--exact", name, "--include-ignored", "--nocapture", "--test-threads=1"]);
+    configure(&mut cmd);
+    let out = cmd.output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("1 passed"),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
