@@ -12,6 +12,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use kugetsu_core::agent::{
@@ -96,10 +97,15 @@ impl OpencodeOptions {
     }
 }
 
-/// Drives the opencode CLI. Cheap to share between threads: it holds only its options.
+/// Drives the opencode CLI. Cheap to share between threads: it holds its options and the forks
+/// it has just verified.
 #[derive(Debug, Clone)]
 pub struct OpencodeDriver {
     opts: OpencodeOptions,
+    /// Forks whose stored directory this driver has just read (and fixed), with that directory:
+    /// the first `run` of such a fork in that directory skips re-reading it, which saves one
+    /// opencode process on every `start`. Taken out by that run, so later runs check again.
+    verified: Arc<Mutex<Vec<(SessionId, PathBuf)>>>,
 }
 
 /// What one headless turn needs.
@@ -158,7 +164,7 @@ struct ListedSession {
 impl OpencodeDriver {
     /// A driver with these options.
     pub fn new(options: OpencodeOptions) -> Self {
-        OpencodeDriver { opts: options }
+        OpencodeDriver { opts: options, verified: Arc::default() }
     }
 
     /// Its options.
@@ -604,7 +610,15 @@ impl AgentDriver for OpencodeDriver {
             }
         }
         match self.verify_fork(&new_id, &dir, &req.dir) {
-            Ok(()) => Ok(new_id),
+            Ok(()) => {
+                let mut verified = self.verified.lock().unwrap_or_else(|e| e.into_inner());
+                // Bounded: forks that are never run must not pile up in a long-lived daemon.
+                if verified.len() >= 64 {
+                    verified.remove(0);
+                }
+                verified.push((new_id.clone(), req.dir.clone()));
+                Ok(new_id)
+            }
             Err(e) => {
                 // A half-made fork would be picked up later as if it were good: remove it.
                 if let Err(cleanup) = self.delete_session(&new_id) {
@@ -617,20 +631,28 @@ impl AgentDriver for OpencodeDriver {
 
     fn run(&self, req: &RunRequest, sink: &mut dyn EventSink) -> Result<RunReport, AgentError> {
         // opencode runs a session in its stored directory, and a run started elsewhere prints
-        // nothing and never ends: refuse it up front instead of waiting for the idle limit.
-        match self.session_row(&req.session)? {
-            None => return Err(AgentError::SessionNotFound { id: req.session.clone() }),
-            Some((stored, _)) if !same_dir(Path::new(&stored), &req.dir) => {
-                return Err(AgentError::CommandFailed {
-                    command: "run".into(),
-                    message: format!(
-                        "session {} lives in {stored}, not in {}; opencode would hang running it there",
-                        req.session,
-                        req.dir.display()
-                    ),
-                });
+        // nothing and never ends: refuse it up front instead of waiting for the idle limit. A
+        // fork this driver verified for this directory a moment ago needs no second look.
+        let just_verified = {
+            let mut verified = self.verified.lock().unwrap_or_else(|e| e.into_inner());
+            let found = verified.iter().position(|(id, dir)| *id == req.session && *dir == req.dir);
+            found.map(|i| verified.remove(i)).is_some()
+        };
+        if !just_verified {
+            match self.session_row(&req.session)? {
+                None => return Err(AgentError::SessionNotFound { id: req.session.clone() }),
+                Some((stored, _)) if !same_dir(Path::new(&stored), &req.dir) => {
+                    return Err(AgentError::CommandFailed {
+                        command: "run".into(),
+                        message: format!(
+                            "session {} lives in {stored}, not in {}; opencode would hang running it there",
+                            req.session,
+                            req.dir.display()
+                        ),
+                    });
+                }
+                Some(_) => {}
             }
-            Some(_) => {}
         }
         let args = self.run_args(Some(&req.session), None);
         let (_, outcome, exit_code) = self.turn(

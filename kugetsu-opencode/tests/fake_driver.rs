@@ -498,3 +498,34 @@ fn a_fork_that_cannot_be_verified_is_removed() {
     assert_eq!(left.len(), 1, "only the base is left: {left:?}");
     assert_eq!(left[0].title, "kugetsu base");
 }
+
+/// `start` is a fork and a run: the run right after the fork does not read the session row
+/// the fork just verified (one opencode process less), but every later run checks again.
+#[test]
+fn a_run_right_after_its_fork_skips_the_second_check() {
+    let f = Fake::new();
+    let d = f.driver();
+    let base = f.create_base(&d);
+    let fork = d
+        .fork_session(&ForkRequest {
+            base,
+            dir: f.sb.path("tree"),
+            title: "issue 15".into(),
+            env: agent_env(&[]),
+        })
+        .expect("fork");
+    // The fake records a `run` twice: as it starts, then with the message it read.
+    let commands = |from: usize| -> Vec<String> {
+        f.records()[from..]
+            .iter()
+            .filter(|r| r["argv"][0] != "run" || r["message"].is_string())
+            .map(|r| r["argv"][0].as_str().unwrap_or_default().to_string())
+            .collect()
+    };
+    let before_run = f.records().len();
+    d.run(&f.sb.run_req(&fork, "tree", "one"), &mut Sink::default()).expect("first run");
+    assert_eq!(commands(before_run), ["run"], "no second look at a fork just verified");
+    let before_second = f.records().len();
+    d.run(&f.sb.run_req(&fork, "tree", "two"), &mut Sink::default()).expect("second run");
+    assert_eq!(commands(before_second), ["db", "run"], "later runs check the directory");
+}
