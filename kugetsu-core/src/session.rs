@@ -162,3 +162,19 @@ pub struct Index {
     #[serde(flatten)]
     pub extra: Map<String, Value>,
 }
+
+#[cfg(test)]
+mod float_round_trip {
+    #![allow(clippy::unwrap_used)]
+    use super::Index;
+
+    /// Found by the fuzzer: a number with more digits than an f64 holds, in a field kept for
+    /// another version, must read back unchanged after kugetsu rewrites the file.
+    #[test]
+    fn unknown_numbers_survive_a_rewrite() {
+        let text = r#"{"{":{"9/\\r/2)" :10.15111111110555555555555555556}}"#;
+        let first: Index = serde_json::from_str(text).unwrap();
+        let again: Index = serde_json::from_slice(&serde_json::to_vec(&first).unwrap()).unwrap();
+        assert_eq!(again, first);
+    }
+}
