@@ -10,7 +10,7 @@ use std::time::Duration;
 use kugetsu_core::agent::{NoEvents, RunOutcome};
 use kugetsu_core::clock::FixedClock;
 use kugetsu_core::orchestrator::{
-    InitOptions, Orchestrator, OrchestratorError, Settings, StartOptions, Status,
+    InitOptions, Orchestrator, OrchestratorError, RunSummary, Settings, StartOptions, Status,
 };
 use kugetsu_core::testing::{FakeAgent, FakeTurn, FakeWorktrees, MemorySlots, StaticEnv};
 use kugetsu_core::worktree::{NoProgress, RepoSource, UnsavedWork};
@@ -61,6 +61,11 @@ fn init(e: &Env) {
         .unwrap();
 }
 
+/// Starts `r` with `msg`: fake worktree, no progress, no interrupt, events ignored.
+fn start(orch: &Orchestrator, r: &str, msg: &str) -> Result<RunSummary, OrchestratorError> {
+    orch.start(&start_opts(r, msg), &mut NoProgress, &AtomicBool::new(false), &mut NoEvents)
+}
+
 fn start_opts(r: &str, msg: &str) -> StartOptions {
     let issue = IssueRef::parse(r).unwrap();
     StartOptions {
@@ -109,15 +114,7 @@ fn init_twice_needs_force() {
 fn start_forks_into_the_worktree_and_runs_there() {
     let e = env_with(3);
     init(&e);
-    let summary = e
-        .orch
-        .start(
-            &start_opts("github.com/shoko/kugetsu#14", "fix the bug"),
-            &mut NoProgress,
-            &AtomicBool::new(false),
-            &mut NoEvents,
-        )
-        .unwrap();
+    let summary = start(&e.orch, "github.com/shoko/kugetsu#14", "fix the bug").unwrap();
     assert_eq!(summary.outcome, RunOutcome::Completed);
     let wt = e.state.worktrees_dir().join("github.com-shoko-kugetsu-14");
     assert_eq!(summary.worktree_path, wt);
@@ -143,12 +140,7 @@ fn start_forks_into_the_worktree_and_runs_there() {
 #[test]
 fn start_requires_init_and_continue_requires_a_session() {
     let e = env_with(3);
-    let r = e.orch.start(
-        &start_opts("github.com/o/r#1", "x"),
-        &mut NoProgress,
-        &AtomicBool::new(false),
-        &mut NoEvents,
-    );
+    let r = start(&e.orch, "github.com/o/r#1", "x");
     assert!(matches!(r, Err(OrchestratorError::NotInitialized { .. })));
     init(&e);
     let r =
@@ -163,15 +155,7 @@ fn outcomes_are_recorded_in_the_session_file() {
     e.agent.script([FakeTurn::Outcome(RunOutcome::Blocked {
         permission: "external_directory (/etc/*)".into(),
     })]);
-    let s = e
-        .orch
-        .start(
-            &start_opts("github.com/o/r#2", "x"),
-            &mut NoProgress,
-            &AtomicBool::new(false),
-            &mut NoEvents,
-        )
-        .unwrap();
+    let s = start(&e.orch, "github.com/o/r#2", "x").unwrap();
     assert!(matches!(s.outcome, RunOutcome::Blocked { .. }));
     let file =
         std::fs::read_to_string(e.state.sessions_dir().join("github.com-o-r-2.json")).unwrap();
@@ -198,13 +182,7 @@ fn concurrent_starts_never_exceed_the_limit() {
         for i in 0..6 {
             let orch = e.orch.clone();
             s.spawn(move || {
-                orch.start(
-                    &start_opts(&format!("github.com/o/r#{i}"), "x"),
-                    &mut NoProgress,
-                    &AtomicBool::new(false),
-                    &mut NoEvents,
-                )
-                .unwrap();
+                start(&orch, &format!("github.com/o/r#{i}"), "x").unwrap();
             });
         }
     });
@@ -217,14 +195,7 @@ fn destroy_refuses_unsaved_work_unless_forced() {
     let e = env_with(3);
     init(&e);
     let issue = IssueRef::parse("github.com/o/r#3").unwrap();
-    e.orch
-        .start(
-            &start_opts("github.com/o/r#3", "x"),
-            &mut NoProgress,
-            &AtomicBool::new(false),
-            &mut NoEvents,
-        )
-        .unwrap();
+    start(&e.orch, "github.com/o/r#3", "x").unwrap();
     let wt = e.state.worktree_path(&issue);
     e.wt.set_unsaved(
         &wt,
@@ -278,14 +249,7 @@ fn a_tampered_session_file_cannot_point_outside_the_worktrees_root() {
     let e = env_with(3);
     init(&e);
     let issue = IssueRef::parse("github.com/o/r#5").unwrap();
-    e.orch
-        .start(
-            &start_opts("github.com/o/r#5", "x"),
-            &mut NoProgress,
-            &AtomicBool::new(false),
-            &mut NoEvents,
-        )
-        .unwrap();
+    start(&e.orch, "github.com/o/r#5", "x").unwrap();
     let path = e.state.sessions_dir().join("github.com-o-r-5.json");
     let text = std::fs::read_to_string(&path).unwrap();
     let wt = e.state.worktree_path(&issue);
@@ -300,14 +264,7 @@ fn a_tampered_session_file_cannot_point_outside_the_worktrees_root() {
 fn doctor_reports_and_fixes_a_dead_running_session() {
     let e = env_with(3);
     init(&e);
-    e.orch
-        .start(
-            &start_opts("github.com/o/r#6", "x"),
-            &mut NoProgress,
-            &AtomicBool::new(false),
-            &mut NoEvents,
-        )
-        .unwrap();
+    start(&e.orch, "github.com/o/r#6", "x").unwrap();
     let path = e.state.sessions_dir().join("github.com-o-r-6.json");
     let text = std::fs::read_to_string(&path)
         .unwrap()
@@ -331,14 +288,7 @@ fn an_abandoned_run_is_settled_only_when_its_agent_is_gone() {
     let e = env_with(3);
     init(&e);
     let issue = IssueRef::parse("github.com/o/r#7").unwrap();
-    e.orch
-        .start(
-            &start_opts("github.com/o/r#7", "x"),
-            &mut NoProgress,
-            &AtomicBool::new(false),
-            &mut NoEvents,
-        )
-        .unwrap();
+    start(&e.orch, "github.com/o/r#7", "x").unwrap();
     let path = e.state.sessions_dir().join("github.com-o-r-7.json");
     let mark_running = |pid: u32| {
         let mut v: serde_json::Value =
@@ -382,19 +332,16 @@ fn an_abandoned_run_is_settled_only_when_its_agent_is_gone() {
 fn a_ref_differing_only_in_case_is_the_same_issue() {
     let e = env_with(3);
     init(&e);
-    let start = |r: &str| {
-        e.orch.start(&start_opts(r, "x"), &mut NoProgress, &AtomicBool::new(false), &mut NoEvents)
-    };
-    start("github.com/Shoko/Kugetsu#14").unwrap();
-    match start("github.com/shoko/kugetsu#14") {
+    start(&e.orch, "github.com/Shoko/Kugetsu#14", "x").unwrap();
+    match start(&e.orch, "github.com/shoko/kugetsu#14", "x") {
         Err(OrchestratorError::CaseVariant { issue, existing }) => {
             assert_eq!(issue, "github.com/shoko/kugetsu#14");
             assert_eq!(existing, "github.com/Shoko/Kugetsu#14");
         }
         other => panic!("expected CaseVariant, got {other:?}"),
     }
-    start("github.com/shoko/kugetsu#15").unwrap();
-    start("github.com/Shoko/Kugetsu#-Notes").unwrap();
-    start("github.com/Shoko/Kugetsu#-notes").unwrap();
+    start(&e.orch, "github.com/shoko/kugetsu#15", "x").unwrap();
+    start(&e.orch, "github.com/Shoko/Kugetsu#-Notes", "x").unwrap();
+    start(&e.orch, "github.com/Shoko/Kugetsu#-notes", "x").unwrap();
     assert_eq!(e.orch.list().unwrap().len(), 2 + 4, "base, PM and four issues");
 }
