@@ -43,6 +43,10 @@ pub struct Ctx {
     pub stderr_tty: bool,
     /// Whether colour may be used.
     pub color: bool,
+    /// The stop request of this process: the agent driver, checkouts and slot waits obey it;
+    /// commands that run an agent in the foreground route signals to it
+    /// ([`crate::signals::stop_on_signals`]).
+    pub interrupt: kugetsu_core::interrupt::Interrupt,
 }
 
 impl Ctx {
@@ -87,6 +91,7 @@ impl Ctx {
             env,
             stdin_tty: std::io::stdin().is_terminal(),
             stderr_tty,
+            interrupt: kugetsu_core::interrupt::Interrupt::new(),
         })
     }
 
@@ -127,7 +132,13 @@ impl Ctx {
 
     /// The orchestration for an already resolved config (no waiting for agent slots).
     pub fn orchestrator_with(&self, config: &Config) -> Result<Orchestrator, CliError> {
-        crate::wiring::build_orchestrator(self, config, std::time::Duration::ZERO, None)
+        crate::wiring::build_orchestrator(
+            self,
+            config,
+            crate::wiring::RunPlace::Foreground,
+            std::time::Duration::ZERO,
+            None,
+        )
     }
 
     /// Writes `value` as pretty JSON.

@@ -33,6 +33,7 @@ impl CliDispatcher {
         crate::wiring::build_orchestrator(
             &self.ctx,
             &config,
+            crate::wiring::RunPlace::Daemon,
             std::time::Duration::ZERO,
             Some(slots),
         )

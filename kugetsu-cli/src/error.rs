@@ -22,7 +22,8 @@ pub mod exit {
     pub const BUSY: u8 = 4;
     /// The agent ran but did not complete (failed, blocked, timed out, hung).
     pub const AGENT: u8 = 5;
-    /// Interrupted (Ctrl-C).
+    /// Interrupted by Ctrl-C (SIGINT). SIGTERM and SIGHUP end a command with 143 and 129:
+    /// 128 + the signal's number, as a shell reports a process the signal ended.
     pub const INTERRUPTED: u8 = 130;
 }
 
@@ -193,6 +194,7 @@ impl From<AgentError> for CliError {
                         .into(),
                 );
             }
+            AgentError::Interrupted { .. } => err.code = exit::INTERRUPTED,
             AgentError::NeedsTerminal => {
                 err.code = exit::USAGE;
                 err.hint = Some("run it in a terminal, or use `kugetsu init --headless`".into());
@@ -239,6 +241,7 @@ impl From<OrchestratorError> for CliError {
                 .with_hint(
                     "wait for it to finish, or queue the message with `kugetsu queue enqueue`",
                 ),
+            OrchestratorError::Interrupted { .. } => CliError::from_error(exit::INTERRUPTED, &e),
             other => CliError::from_error(exit::FAILURE, &other),
         }
     }

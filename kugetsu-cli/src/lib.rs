@@ -14,6 +14,7 @@ pub mod dispatcher;
 pub mod error;
 pub mod notifications;
 pub mod progress;
+pub mod signals;
 pub mod wiring;
 
 use cli::{Cli, Command};
@@ -36,20 +37,37 @@ pub fn main() -> ExitCode {
     if cli.debug {
         init_tracing();
     }
-    let mut stdout = std::io::stdout().lock();
-    let result = Ctx::from_process(cli.json, cli.debug, cli.state_dir.as_deref(), &cli.config)
-        .and_then(|ctx| dispatch(&ctx, &cli.command, &mut stdout));
-    let _ = stdout.flush();
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            let text = e.render();
-            if !e.message.is_empty() {
-                let _ = std::io::stderr().write_all(text.as_bytes());
-            }
-            ExitCode::from(e.code)
-        }
+    if cli.detached {
+        // A detached re-run leaves the terminal's session: a hang-up of the terminal it was
+        // started from cannot reach it, and it has no terminal to read.
+        let _ = rustix::process::setsid();
     }
+    let ctx = match Ctx::from_process(cli.json, cli.debug, cli.state_dir.as_deref(), &cli.config) {
+        Ok(ctx) => ctx,
+        Err(e) => return ExitCode::from(report(&e)),
+    };
+    let mut stdout = std::io::stdout().lock();
+    let result = dispatch(&ctx, &cli.command, &mut stdout);
+    let _ = stdout.flush();
+    let code = match result {
+        Ok(()) => exit::OK,
+        Err(e) => report(&e),
+    };
+    // A command stopped by a signal exits as a shell expects of a process that signal ended
+    // (130 for Ctrl-C, 143 for SIGTERM, 129 for a hang-up), whatever step it was in.
+    match ctx.interrupt.signal().filter(|_| code != exit::OK && ctx.interrupt.is_triggered()) {
+        Some(signal) => ExitCode::from(signal.exit_code()),
+        None => ExitCode::from(code),
+    }
+}
+
+/// Prints `e` (unless the command already said everything) and returns its exit code. A closed
+/// or hung-up stderr is not an error of its own.
+fn report(e: &CliError) -> u8 {
+    if !e.message.is_empty() {
+        let _ = std::io::stderr().write_all(e.render().as_bytes());
+    }
+    e.code
 }
 
 fn init_tracing() {

@@ -5,7 +5,6 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use kugetsu_core::IssueRef;
@@ -37,28 +36,48 @@ pub struct Backends {
     pub env: Arc<dyn EnvSource>,
 }
 
+/// Where agents run, which decides whether they may outlive the process that started them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunPlace {
+    /// In a command the user waits on (`start`, `continue`, `init`, a detached re-run): the
+    /// agent dies with kugetsu, even when kugetsu is killed outright.
+    Foreground,
+    /// In the queue daemon: a daemon killed outright leaves its agents running, and the next
+    /// daemon adopts them.
+    Daemon,
+}
+
 impl Backends {
     /// Builds them; nothing is spawned or written yet.
-    pub fn new(ctx: &Ctx, config: &Config) -> Result<Self, CliError> {
+    pub fn new(ctx: &Ctx, config: &Config, place: RunPlace) -> Result<Self, CliError> {
         Ok(Backends {
             worktrees: Arc::new(kugetsu_git::GitWorktrees::new(
                 ctx.state.mirrors_dir(),
                 ctx.state.locks_dir(),
                 kugetsu_git::Committer::new(COMMITTER_NAME, COMMITTER_EMAIL),
             )),
-            agent: Arc::new(agent_driver(ctx, config)),
+            agent: Arc::new(agent_driver(ctx, config, place)),
             slots: Arc::new(kugetsu_queue::FileSlots::new(&ctx.state)),
             env: Arc::new(EnvFiles::new(&ctx.state)),
         })
     }
 }
 
-/// The opencode driver for this config.
-pub fn agent_driver(ctx: &Ctx, config: &Config) -> kugetsu_opencode::OpencodeDriver {
+/// The opencode driver for this config: it obeys the process's stop request, and its helper
+/// commands run in the state directory (which outlives any shell directory).
+pub fn agent_driver(
+    ctx: &Ctx,
+    config: &Config,
+    place: RunPlace,
+) -> kugetsu_opencode::OpencodeDriver {
     let program =
         find_program(&config.opencode_bin, &ctx.env).unwrap_or_else(|| config.opencode_bin.clone());
     kugetsu_opencode::OpencodeDriver::new(
-        kugetsu_opencode::OpencodeOptions::new(program).base_env(agent_base_env(ctx, config)),
+        kugetsu_opencode::OpencodeOptions::new(program)
+            .base_env(agent_base_env(ctx, config))
+            .helper_dir(ctx.state.root())
+            .interrupt(ctx.interrupt.clone())
+            .die_with_parent(place == RunPlace::Foreground),
     )
 }
 
@@ -86,10 +105,11 @@ fn agent_base_env(ctx: &Ctx, config: &Config) -> BTreeMap<String, String> {
 pub fn build_orchestrator(
     ctx: &Ctx,
     config: &Config,
+    place: RunPlace,
     slot_wait: Duration,
     slots: Option<Arc<dyn AgentSlots>>,
 ) -> Result<Orchestrator, CliError> {
-    let backends = Backends::new(ctx, config)?;
+    let backends = Backends::new(ctx, config, place)?;
     Ok(Orchestrator::new(
         ctx.state.clone(),
         backends.worktrees,
@@ -101,6 +121,7 @@ pub fn build_orchestrator(
             max_agents: config.max_concurrent_agents,
             limits: config.run_limits(),
             slot_wait,
+            interrupt: ctx.interrupt.clone(),
         },
     ))
 }
@@ -116,7 +137,7 @@ pub fn orchestrator_for_run(
     } else {
         flags.wait.map(Duration::from_secs).unwrap_or(Duration::from_secs(60 * 60 * 24 * 365))
     };
-    build_orchestrator(ctx, config, slot_wait, None)
+    build_orchestrator(ctx, config, RunPlace::Foreground, slot_wait, None)
 }
 
 /// Creates the state directory, the default config and the env files (for `init`).
@@ -178,23 +199,6 @@ pub fn first_line(text: &str, max: usize) -> String {
     }
 }
 
-/// A flag set by Ctrl-C (a second Ctrl-C exits at once with 130).
-pub fn interrupt_flag() -> Arc<AtomicBool> {
-    let flag = Arc::new(AtomicBool::new(false));
-    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        let _ = signal_hook::flag::register_conditional_shutdown(sig, 130, flag.clone());
-        let _ = signal_hook::flag::register(sig, flag.clone());
-    }
-    flag
-}
-
-/// Makes SIGINT (Ctrl-C) do nothing to this process from now on, for a command that spends its
-/// time waiting on an interactive program in the foreground of the same terminal.
-pub fn leave_ctrl_c_to_the_foreground_program() {
-    let _ =
-        signal_hook::flag::register(signal_hook::consts::SIGINT, Arc::new(AtomicBool::new(false)));
-}
-
 /// Looks a program up like a shell would: a path with a `/` as it is, else each PATH entry.
 pub fn find_program(program: &Path, env: &BTreeMap<String, String>) -> Option<PathBuf> {
     use std::os::unix::fs::PermissionsExt;
@@ -208,17 +212,20 @@ pub fn find_program(program: &Path, env: &BTreeMap<String, String>) -> Option<Pa
     std::env::split_paths(path).map(|dir| dir.join(program)).find(|p| executable(p))
 }
 
-/// Re-runs `kugetsu <verb> <issue> -` in the background with the message on stdin from a
-/// private file, its output going to a log file; prints where to follow it.
+/// Re-runs `kugetsu <verb> <issue> - <flags>` in the background with the message on stdin from
+/// a private file, its output going to a log file; prints where to follow it. `flags` are the
+/// command's own options as [`StartArgs::rerun_flags`](crate::commands::start::StartArgs::rerun_flags)
+/// gives them back, so the background run does exactly what the foreground one would have.
+/// The re-run leaves the terminal's session (`--detached`), so closing the terminal or the
+/// SSH connection does not stop it.
 pub fn detach(
     ctx: &Ctx,
     verb: &str,
     issue: &IssueRef,
     message: &str,
-    flags: &RunFlags,
+    flags: &[std::ffi::OsString],
     out: &mut dyn std::io::Write,
 ) -> Result<(), CliError> {
-    use std::os::unix::process::CommandExt;
     ctx.state.ensure()?;
     let stamp = time::OffsetDateTime::now_utc().unix_timestamp_nanos();
     let logs = ctx.state.logs_dir();
@@ -237,14 +244,9 @@ pub fn detach(
     let log = open(&log_path, true)?;
     let exe = std::env::current_exe()?;
     let mut cmd = std::process::Command::new(exe);
-    cmd.args(ctx.child_args()).arg(verb).arg(issue.to_string()).arg("-");
-    if flags.no_wait {
-        cmd.arg("--no-wait");
-    }
-    if let Some(w) = flags.wait {
-        cmd.arg("--wait").arg(w.to_string());
-    }
-    cmd.stdin(stdin).stdout(log.try_clone()?).stderr(log).process_group(0);
+    cmd.args(ctx.child_args()).arg("--detached").arg(verb).arg(issue.to_string()).arg("-");
+    cmd.args(flags);
+    cmd.stdin(stdin).stdout(log.try_clone()?).stderr(log);
     let child = cmd.spawn()?;
     if ctx.json {
         return ctx.print_json(

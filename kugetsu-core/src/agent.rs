@@ -248,6 +248,12 @@ pub enum RunOutcome {
         /// Seconds of silence.
         silent_secs: u64,
     },
+    /// Stopped because kugetsu was asked to stop (Ctrl-C, SIGTERM, a hang-up) while the turn
+    /// ran; the agent's processes were killed. `continue` resumes the session.
+    Interrupted {
+        /// The signal, as people read it (`SIGINT`, `SIGTERM`, `SIGHUP`).
+        signal: String,
+    },
 }
 
 impl RunOutcome {
@@ -265,6 +271,7 @@ impl RunOutcome {
             }
             RunOutcome::TimedOut { after_secs } => format!("timed out after {after_secs}s"),
             RunOutcome::Hung { silent_secs } => format!("hung: no output for {silent_secs}s"),
+            RunOutcome::Interrupted { signal } => format!("interrupted by {signal}"),
         }
     }
 }
@@ -334,6 +341,13 @@ pub enum AgentError {
     NoSession {
         /// How the run ended.
         outcome: RunOutcome,
+    },
+    /// A stop was asked for (see [`crate::interrupt`]) while a helper command ran; what it
+    /// was doing was stopped.
+    #[error("interrupted by {signal}")]
+    Interrupted {
+        /// The signal, as people read it.
+        signal: String,
     },
     /// An I/O error on a path the driver manages (a log file, a temp file).
     #[error("cannot {action} {path}")]

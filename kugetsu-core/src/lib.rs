@@ -7,6 +7,7 @@ pub mod agent;
 pub mod clock;
 pub mod config;
 pub mod env_file;
+pub mod interrupt;
 pub mod issue_ref;
 pub mod logs;
 pub mod notify;

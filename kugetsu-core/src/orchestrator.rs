@@ -13,7 +13,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
@@ -23,6 +23,7 @@ use crate::agent::{
 };
 use crate::clock::Clock;
 use crate::env_file::{EnvFileError, EnvFiles};
+use crate::interrupt::Interrupt;
 use crate::issue_ref::IssueRef;
 use crate::queue::{AgentSlots, QueueError};
 use crate::session::{Index, LastRun, SessionFile, SessionKind, SessionState};
@@ -119,6 +120,13 @@ pub enum OrchestratorError {
         /// The session file.
         path: PathBuf,
     },
+    /// A stop was asked for (Ctrl-C, SIGTERM, a hang-up) before the agent's turn began
+    /// (while waiting for a slot, for instance); nothing was left half-done.
+    #[error("interrupted by {signal}")]
+    Interrupted {
+        /// The signal, as people read it.
+        signal: String,
+    },
     /// A state file problem.
     #[error(transparent)]
     Storage(#[from] StorageError),
@@ -145,11 +153,20 @@ pub struct Settings {
     pub limits: RunLimits,
     /// How long `start`/`continue` wait for a free slot.
     pub slot_wait: Duration,
+    /// Ends a wait for an agent slot when triggered. Whoever wires the orchestration hands the
+    /// same request to the agent driver (so the agent's turn stops too) and its flag to
+    /// [`Orchestrator::start`] (so does a checkout).
+    pub interrupt: Interrupt,
 }
 
 impl Default for Settings {
     fn default() -> Self {
-        Settings { max_agents: 3, limits: RunLimits::default(), slot_wait: Duration::from_secs(0) }
+        Settings {
+            max_agents: 3,
+            limits: RunLimits::default(),
+            slot_wait: Duration::from_secs(0),
+            interrupt: Interrupt::new(),
+        }
     }
 }
 
@@ -694,7 +711,7 @@ impl Orchestrator {
         env: AgentEnv,
         sink: &mut dyn EventSink,
     ) -> Result<RunSummary, OrchestratorError> {
-        let _slot = self.slots.acquire(self.settings.max_agents, self.settings.slot_wait)?;
+        let _slot = self.acquire_slot()?;
         let started = self.clock.now();
         self.update_session(session_path, |s| {
             s.state = SessionState::Running;
@@ -737,6 +754,31 @@ impl Orchestrator {
             outcome,
             log_path,
         })
+    }
+
+    /// Waits for an agent slot as long as the settings allow, in short steps so that a stop
+    /// request ends the wait at once.
+    fn acquire_slot(&self) -> Result<Box<dyn crate::queue::SlotGuard>, OrchestratorError> {
+        const STEP: Duration = Duration::from_millis(250);
+        let interrupt = &self.settings.interrupt;
+        let limit = self.settings.max_agents;
+        let deadline = Instant::now().checked_add(self.settings.slot_wait);
+        loop {
+            if interrupt.is_triggered() {
+                return Err(OrchestratorError::Interrupted { signal: interrupt.describe() });
+            }
+            let left = deadline.map_or(STEP, |d| d.saturating_duration_since(Instant::now()));
+            match self.slots.acquire(limit, left.min(STEP)) {
+                Ok(slot) => return Ok(slot),
+                Err(QueueError::NoSlot { .. }) if left > STEP => {}
+                Err(QueueError::NoSlot { limit, .. }) => {
+                    return Err(
+                        QueueError::NoSlot { limit, waited: self.settings.slot_wait }.into()
+                    );
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
     }
 
     fn issue_session(&self, issue: &IssueRef) -> Result<(PathBuf, SessionFile), OrchestratorError> {

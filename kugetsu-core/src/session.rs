@@ -48,6 +48,8 @@ pub enum SessionState {
     Failed,
     /// The last turn hit a rejected permission.
     Blocked,
+    /// The last turn was stopped by a signal to kugetsu (Ctrl-C, SIGTERM, a hang-up).
+    Interrupted,
     /// Anything else, kept verbatim.
     Other(String),
 }
@@ -59,6 +61,7 @@ impl From<String> for SessionState {
             "running" => SessionState::Running,
             "failed" => SessionState::Failed,
             "blocked" => SessionState::Blocked,
+            "interrupted" => SessionState::Interrupted,
             _ => SessionState::Other(s),
         }
     }
@@ -77,6 +80,7 @@ impl fmt::Display for SessionState {
             SessionState::Running => "running",
             SessionState::Failed => "failed",
             SessionState::Blocked => "blocked",
+            SessionState::Interrupted => "interrupted",
             SessionState::Other(s) => s,
         })
     }
@@ -88,6 +92,7 @@ impl SessionState {
         match outcome {
             RunOutcome::Completed => SessionState::Idle,
             RunOutcome::Blocked { .. } => SessionState::Blocked,
+            RunOutcome::Interrupted { .. } => SessionState::Interrupted,
             _ => SessionState::Failed,
         }
     }

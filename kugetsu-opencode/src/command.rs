@@ -1,8 +1,15 @@
 //! The one place that builds an external command, so every opencode process gets the same
 //! hygiene: a cleared environment (the caller's base env minus `GIT_*`, plus the agent's env
-//! whose values never reach the argv), its own process group so a timeout can kill everything
-//! it started, stdin that can never be left open (opencode reads stdin to EOF and hangs on a
-//! pipe nobody closes), and a debug log of the argv.
+//! whose values never reach the argv), `PWD` naming the directory it really runs in, its own
+//! process group so a timeout can kill everything it started, stdin that can never be left open
+//! (opencode reads stdin to EOF and hangs on a pipe nobody closes), optionally death with its
+//! parent, and a debug log of the argv.
+//!
+//! `PWD` matters as much as the working directory: opencode takes the directory to work in
+//! from `PWD` when it is set, and a shell sets it to wherever the user stood. A session run with
+//! `PWD` naming another directory prints nothing and never ends (the directory trap), so `PWD`
+//! is always set to the child's own working directory, and the other variables that name a
+//! directory of the user's shell are dropped.
 
 use std::ffi::{OsStr, OsString};
 use std::os::unix::process::CommandExt;
@@ -40,6 +47,10 @@ pub struct CommandSpec<'a> {
     pub agent_env: Option<&'a AgentEnv>,
     /// Stream wiring.
     pub io: Io,
+    /// Kill the child (SIGKILL) when the thread that spawned it ends, so a foreground run does
+    /// not outlive a kugetsu that was killed outright. Off for agents that must survive their
+    /// spawner (the daemon's, which a later daemon adopts).
+    pub die_with_parent: bool,
 }
 
 /// Variables that would make git inside the agent's tools look at another repository or index
@@ -61,13 +72,17 @@ fn is_git_var(key: &OsStr) -> bool {
     key.as_encoded_bytes().starts_with(b"GIT_")
 }
 
+/// Variables a shell (or npm) sets to a directory the user stood in. `PWD` is set anew for
+/// every child; the others are dropped so nothing can steer opencode to the user's directory.
+const SHELL_DIR_VARS: &[&str] = &["PWD", "OLDPWD", "INIT_CWD"];
+
 /// Builds the command described by `spec`. It is not spawned.
 pub fn build_command(spec: &CommandSpec<'_>) -> Command {
     let mut cmd = Command::new(spec.program);
     cmd.args(spec.args);
     cmd.env_clear();
     for (key, value) in spec.base_env {
-        if !is_git_var(key) {
+        if !is_git_var(key) && !SHELL_DIR_VARS.iter().any(|v| key == *v) {
             cmd.env(key, value);
         }
     }
@@ -78,8 +93,22 @@ pub fn build_command(spec: &CommandSpec<'_>) -> Command {
             }
         }
     }
+    // The directory the child really runs in, as an absolute path (what a shell would put in
+    // `PWD` after `cd`). Without a cwd of its own the child inherits this process's.
+    let dir = match spec.cwd {
+        Some(cwd) => std::path::absolute(cwd).ok(),
+        None => std::env::current_dir().ok(),
+    };
     if let Some(cwd) = spec.cwd {
         cmd.current_dir(cwd);
+    }
+    match dir {
+        Some(dir) => cmd.env("PWD", dir),
+        // This process's own directory is gone: opencode then falls back to its cwd.
+        None => cmd.env_remove("PWD"),
+    };
+    if spec.die_with_parent {
+        die_with_parent(&mut cmd);
     }
     match spec.io {
         Io::NullStdin | Io::PipedStdin => {
@@ -108,6 +137,25 @@ pub fn build_command(spec: &CommandSpec<'_>) -> Command {
     cmd
 }
 
+/// Asks the kernel to SIGKILL the child when the thread that spawns it ends (`PR_SET_PDEATHSIG`,
+/// kept across `exec`), and refuses to start it if that thread is already gone.
+#[allow(unsafe_code)]
+fn die_with_parent(cmd: &mut Command) {
+    let parent = rustix::process::getpid();
+    // SAFETY: the closure runs in the forked child before `exec`; it only makes two system
+    // calls (prctl, getppid), which are async-signal-safe, and allocates nothing.
+    unsafe {
+        cmd.pre_exec(move || {
+            rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL))?;
+            // The parent may have died between fork and prctl: then no signal would ever come.
+            if rustix::process::getppid() != Some(parent) {
+                return Err(std::io::Error::other("the parent exited before the agent started"));
+            }
+            Ok(())
+        });
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -127,6 +175,8 @@ mod tests {
             (OsString::from("PATH"), OsString::from("/bin")),
             (OsString::from("GIT_DIR"), OsString::from("/elsewhere")),
             (OsString::from("GIT_AUTHOR_NAME"), OsString::from("outer")),
+            (OsString::from("PWD"), OsString::from("/where/the/user/stood")),
+            (OsString::from("OLDPWD"), OsString::from("/before/that")),
         ];
         let mut agent = AgentEnv::default();
         agent.0.insert("GITHUB_TOKEN".into(), "s3cret".into());
@@ -140,6 +190,7 @@ mod tests {
             base_env: &base,
             agent_env: Some(&agent),
             io: Io::NullStdin,
+            die_with_parent: false,
         });
         let e = envs(&cmd);
         assert_eq!(e.get("PATH"), Some(&Some("/bin".into())));
@@ -147,6 +198,8 @@ mod tests {
         assert_eq!(e.get("GIT_AUTHOR_NAME"), Some(&Some("bot".into())));
         assert!(!e.contains_key("GIT_DIR"));
         assert!(!e.contains_key("GIT_WORK_TREE"));
+        assert_eq!(e.get("PWD"), Some(&Some("/tmp".into())), "PWD names the child's own cwd");
+        assert!(!e.contains_key("OLDPWD"));
         let argv: Vec<_> = cmd.get_args().collect();
         assert_eq!(argv, vec![OsStr::new("run")]);
         assert!(!argv.iter().any(|a| a.to_string_lossy().contains("s3cret")));

@@ -20,6 +20,7 @@ use kugetsu_core::agent::{
     ForkRequest, RunLimits, RunOutcome, RunReport, RunRequest, SessionId,
 };
 use kugetsu_core::env_file::is_sensitive;
+use kugetsu_core::interrupt::Interrupt;
 use kugetsu_core::notify::redact;
 use serde::Deserialize;
 use serde_json::Value;
@@ -27,6 +28,7 @@ use serde_json::Value;
 use crate::command::{CommandSpec, Io, build_command};
 use crate::events::{EventLog, strip_ansi};
 use crate::fork::{IdGen, ensure_rules, rewrite_export};
+use crate::outcome::classify;
 use crate::process::{self, Ended, Limits, Seen, Stream};
 
 /// How to run opencode.
@@ -46,6 +48,18 @@ pub struct OpencodeOptions {
     pub kill_grace: Duration,
     /// Limit for the short helper commands (`session list`, `export`, `import`, `db`).
     pub helper_timeout: Duration,
+    /// Working directory of the helper commands that concern no particular directory (`db`,
+    /// `session delete`); `None` inherits this process's. Give a directory that lasts (the
+    /// state directory): the user's shell directory can be deleted while kugetsu runs.
+    pub helper_dir: Option<PathBuf>,
+    /// Stops whatever opencode process runs when triggered (the CLI triggers it on SIGINT,
+    /// SIGTERM and SIGHUP): the run ends as [`RunOutcome::Interrupted`], a helper command as
+    /// [`AgentError::Interrupted`].
+    pub interrupt: Interrupt,
+    /// Whether opencode processes die with the thread that started them (see
+    /// [`CommandSpec::die_with_parent`]): on for foreground runs, off for the daemon, whose
+    /// agents a later daemon adopts.
+    pub die_with_parent: bool,
 }
 
 impl OpencodeOptions {
@@ -58,7 +72,28 @@ impl OpencodeOptions {
             agent: None,
             kill_grace: Duration::from_secs(5),
             helper_timeout: Duration::from_secs(120),
+            helper_dir: None,
+            interrupt: Interrupt::new(),
+            die_with_parent: false,
         }
+    }
+
+    /// Sets the helper commands' working directory.
+    pub fn helper_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.helper_dir = Some(dir.into());
+        self
+    }
+
+    /// Sets the stop request every opencode process obeys.
+    pub fn interrupt(mut self, interrupt: Interrupt) -> Self {
+        self.interrupt = interrupt;
+        self
+    }
+
+    /// Makes opencode processes die with the thread that started them.
+    pub fn die_with_parent(mut self, yes: bool) -> Self {
+        self.die_with_parent = yes;
+        self
     }
 
     /// Sets the base environment.
@@ -187,17 +222,21 @@ impl OpencodeDriver {
         let cmd = build_command(&CommandSpec {
             program: &self.opts.program,
             args,
-            cwd,
+            cwd: cwd.or(self.opts.helper_dir.as_deref()),
             base_env: &self.opts.base_env,
             agent_env: env,
             io: Io::NullStdin,
+            die_with_parent: self.opts.die_with_parent,
         });
         let limits =
             Limits { timeout: self.opts.helper_timeout, idle: None, grace: self.opts.kill_grace };
-        let (ended, out, err) =
-            process::run_captured(cmd, None, limits).map_err(|e| self.spawn_error(e))?;
+        let (ended, out, err) = process::run_captured(cmd, None, limits, &self.opts.interrupt)
+            .map_err(|e| self.spawn_error(e))?;
         let status = match ended {
             Ended::Exited(s) => Some(s),
+            Ended::Interrupted => {
+                return Err(AgentError::Interrupted { signal: self.opts.interrupt.describe() });
+            }
             Ended::TimedOut(d) | Ended::Hung(d) => {
                 return Err(AgentError::CommandFailed {
                     command: what.to_owned(),
@@ -287,6 +326,7 @@ impl OpencodeDriver {
             base_env: &self.opts.base_env,
             agent_env: Some(env),
             io: Io::PipedStdin,
+            die_with_parent: self.opts.die_with_parent,
         });
         let secret_values = sensitive_values(&self.opts.base_env, env);
         let secrets: Vec<&str> = secret_values.iter().map(String::as_str).collect();
@@ -296,32 +336,34 @@ impl OpencodeDriver {
             idle: Some(limits.idle_timeout),
             grace: self.opts.kill_grace,
         };
-        let ended = process::run(cmd, Some(prompt.as_bytes().to_vec()), plimits, &mut |seen| {
-            let (stream, bytes) = match seen {
-                Seen::Spawned(pid) => return sink.spawned(pid),
-                Seen::Line(stream, bytes) => (stream, bytes),
-            };
-            // Secrets never reach the log or the caller, even when the agent prints them.
-            let line = redact(&String::from_utf8_lossy(bytes), &secrets);
-            log_err = write_log(&mut log_file, line.as_bytes(), log_err.take());
-            if !line.ends_with('\n') {
-                log_err = write_log(&mut log_file, b"\n", log_err.take());
-            }
-            match stream {
-                Stream::Stdout => {
-                    for ev in events.stdout_line(&line) {
-                        sink.event(&ev);
+        let stop = &self.opts.interrupt;
+        let ended =
+            process::run(cmd, Some(prompt.as_bytes().to_vec()), plimits, stop, &mut |seen| {
+                let (stream, bytes) = match seen {
+                    Seen::Spawned(pid) => return sink.spawned(pid),
+                    Seen::Line(stream, bytes) => (stream, bytes),
+                };
+                // Secrets never reach the log or the caller, even when the agent prints them.
+                let line = redact(&String::from_utf8_lossy(bytes), &secrets);
+                log_err = write_log(&mut log_file, line.as_bytes(), log_err.take());
+                if !line.ends_with('\n') {
+                    log_err = write_log(&mut log_file, b"\n", log_err.take());
+                }
+                match stream {
+                    Stream::Stdout => {
+                        for ev in events.stdout_line(&line) {
+                            sink.event(&ev);
+                        }
+                    }
+                    Stream::Stderr => {
+                        if let Some(ev) = events.stderr_line(&line) {
+                            sink.event(&ev);
+                        }
                     }
                 }
-                Stream::Stderr => {
-                    if let Some(ev) = events.stderr_line(&line) {
-                        sink.event(&ev);
-                    }
-                }
-            }
-        })
-        .map_err(|e| self.spawn_error(e))?;
-        let (outcome, code) = classify(ended, &events);
+            })
+            .map_err(|e| self.spawn_error(e))?;
+        let (outcome, code) = classify(ended, &events, stop);
         let footer = format!("=== {} {}\n", unix_now(), outcome.describe());
         log_err = write_log(&mut log_file, footer.as_bytes(), log_err.take());
         if let Some(source) = log_err {
@@ -372,8 +414,14 @@ impl OpencodeDriver {
             base_env: &self.opts.base_env,
             agent_env: Some(&req.env),
             io: Io::Terminal,
+            die_with_parent: self.opts.die_with_parent,
         });
-        let status = cmd.status().map_err(|e| self.spawn_error(e))?;
+        let child = cmd.spawn().map_err(|e| self.spawn_error(e))?;
+        let status = process::wait_foreground(child, self.opts.kill_grace, &self.opts.interrupt)
+            .map_err(|e| self.spawn_error(e))?;
+        if self.opts.interrupt.is_triggered() {
+            return Err(AgentError::Interrupted { signal: self.opts.interrupt.describe() });
+        }
         // Ctrl-C is how a user leaves the TUI; pressed twice, the second can end opencode by the
         // signal while it shuts down. That is a quit, not a failed priming.
         let quit_by_user = {
@@ -448,49 +496,6 @@ fn write_log(
         return prev;
     }
     file.write_all(bytes).err()
-}
-
-/// Turns how a run ended and what it printed into an outcome (and the exit code, if it exited).
-fn classify(ended: Ended, events: &EventLog) -> (RunOutcome, Option<i32>) {
-    let status = match ended {
-        Ended::TimedOut(d) => return (RunOutcome::TimedOut { after_secs: d.as_secs() }, None),
-        Ended::Hung(d) => return (RunOutcome::Hung { silent_secs: d.as_secs() }, None),
-        Ended::Exited(status) => status,
-    };
-    let code = status.code();
-    let rejected = events.rejected_permissions();
-    if !rejected.is_empty() {
-        return (RunOutcome::Blocked { permission: rejected.join(", ") }, code);
-    }
-    if let Some(message) = events.first_error() {
-        return (RunOutcome::Failed { message }, code);
-    }
-    if !status.success() {
-        let message = match (&events.last_stderr_error, code) {
-            (Some(e), _) => e.clone(),
-            (None, Some(c)) => format!("opencode exited with code {c}"),
-            (None, None) => {
-                use std::os::unix::process::ExitStatusExt;
-                format!("opencode was killed by signal {}", status.signal().unwrap_or(0))
-            }
-        };
-        return (RunOutcome::Failed { message }, code);
-    }
-    if events.events.is_empty() {
-        return (
-            RunOutcome::Failed { message: "opencode exited without printing any event".into() },
-            code,
-        );
-    }
-    if events.ended_mid_turn() {
-        return (
-            RunOutcome::Failed {
-                message: "opencode's event stream ended before the turn finished".into(),
-            },
-            code,
-        );
-    }
-    (RunOutcome::Completed, code)
 }
 
 fn same_dir(a: &Path, b: &Path) -> bool {
@@ -761,68 +766,6 @@ fn parse_session_list(stdout: &str) -> Result<Vec<AgentSessionInfo>, AgentError>
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::unix::process::ExitStatusExt;
-
-    fn log(lines: &[&str], stderr: &[&str]) -> EventLog {
-        let mut l = EventLog::default();
-        for x in lines {
-            l.stdout_line(x);
-        }
-        for x in stderr {
-            l.stderr_line(x);
-        }
-        l
-    }
-    const START: &str = r#"{"type":"step_start","sessionID":"ses_a"}"#;
-    const STOP: &str = r#"{"type":"step_finish","sessionID":"ses_a","part":{"reason":"stop"}}"#;
-    const TOOLS: &str =
-        r#"{"type":"step_finish","sessionID":"ses_a","part":{"reason":"tool-calls"}}"#;
-
-    fn exit(code: i32) -> Ended {
-        Ended::Exited(ExitStatus::from_raw(code << 8))
-    }
-
-    #[test]
-    fn classification() {
-        assert_eq!(classify(exit(0), &log(&[START, STOP], &[])).0, RunOutcome::Completed);
-        assert_eq!(
-            classify(
-                exit(0),
-                &log(&[START, TOOLS], &["! permission requested: bash (x); auto-rejecting"])
-            )
-            .0,
-            RunOutcome::Blocked { permission: "bash (x)".into() }
-        );
-        assert_eq!(
-            classify(exit(1), &log(&[], &["\u{1b}[91mError: \u{1b}[0mSession not found"])),
-            (RunOutcome::Failed { message: "Session not found".into() }, Some(1))
-        );
-        assert_eq!(
-            classify(
-                exit(0),
-                &log(
-                    &[r#"{"type":"error","error":{"name":"APIError","data":{"message":"m"}}}"#],
-                    &[]
-                )
-            )
-            .0,
-            RunOutcome::Failed { message: "APIError: m".into() }
-        );
-        assert!(matches!(classify(exit(0), &log(&[], &[])).0, RunOutcome::Failed { .. }));
-        assert!(matches!(
-            classify(exit(0), &log(&[START, TOOLS], &[])).0,
-            RunOutcome::Failed { .. }
-        ));
-        assert_eq!(classify(exit(3), &log(&[], &[])).1, Some(3));
-        assert_eq!(
-            classify(Ended::Hung(Duration::from_secs(7)), &log(&[], &[])).0,
-            RunOutcome::Hung { silent_secs: 7 }
-        );
-        assert_eq!(
-            classify(Ended::Exited(ExitStatus::from_raw(9)), &log(&[], &[])).0,
-            RunOutcome::Failed { message: "opencode was killed by signal 9".into() }
-        );
-    }
 
     #[test]
     fn session_list_parsing() {

@@ -12,6 +12,10 @@
 //!   with the `question`/`plan_enter`/`plan_exit` deny rules;
 //! - the directory trap: `run -s X` from a directory (cwd or `--dir`) other than X's stored
 //!   directory prints nothing and never exits;
+//! - `PWD` counts: like the real binary, every command takes the directory it works in from
+//!   `PWD` when it is set, else from the cwd, so a program that starts it with the cwd right
+//!   but a `PWD` inherited from a shell elsewhere falls into the directory trap as it would
+//!   with the real opencode;
 //! - `--format json` lines shaped like the real ones; `session list|delete`, `export`,
 //!   `import`, `db` (the queries the kugetsu driver issues), `--version` (1.18.33).
 //!
@@ -449,7 +453,13 @@ fn project_key(git_common_dir: &Path) -> String {
     format!("{h:016x}")
 }
 
+/// The directory this process works in, decided as opencode 1.18.33 decides it: `PWD` when it
+/// is set (whatever the real cwd is), else the cwd.
 fn cwd() -> Res<PathBuf> {
+    if let Some(pwd) = env("PWD") {
+        let p = PathBuf::from(pwd);
+        return Ok(p.canonicalize().unwrap_or(p));
+    }
     let d = std::env::current_dir().or_else(|e| fail(format!("no current directory: {e}")))?;
     Ok(d.canonicalize().unwrap_or(d))
 }
@@ -468,6 +478,7 @@ fn record(argv: &[String], stdin: Option<&str>, message: Option<&str>) {
     let line = json!({
         "argv": argv,
         "cwd": std::env::current_dir().map(|d| path_str(&d)).unwrap_or_default(),
+        "pwd": env("PWD"),
         "env_names": names,
         "stdin": stdin,
         "message": message,

@@ -27,6 +27,7 @@ pub mod events;
 #[cfg(feature = "fake")]
 pub mod fake;
 pub mod fork;
+pub mod outcome;
 mod process;
 mod tree;
 

@@ -6,6 +6,10 @@
 //! SIGKILL after a grace period, and so does every process seen descending from it that left
 //! the group (see [`crate::tree`]). The group leader is not reaped until its group has been
 //! signalled, so the group id cannot be reused by an unrelated process in between.
+//!
+//! A stop request ([`Interrupt`]: Ctrl-C, SIGTERM or a hang-up reaching kugetsu) ends a run the
+//! same way, at once: the agent runs in its own process group, so the terminal's signals never
+//! reach it, and nothing else would stop it.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Child, Command, ExitStatus};
@@ -13,6 +17,7 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use kugetsu_core::interrupt::Interrupt;
 use rustix::process::{Pid, Signal, WaitId, WaitIdOptions};
 
 use crate::tree::Tree;
@@ -33,6 +38,8 @@ pub(crate) enum Ended {
     TimedOut(Duration),
     /// Killed after printing nothing for this long.
     Hung(Duration),
+    /// Killed because a stop was asked for.
+    Interrupted,
 }
 
 /// Limits of one process.
@@ -66,13 +73,18 @@ const SCAN_EVERY: Duration = Duration::from_millis(500);
 
 /// Spawns `cmd` (built by [`crate::command::build_command`] in its own process group), writes
 /// `stdin` to it and closes it, and reports its pid and every output line to `seen` until it
-/// ends.
+/// ends, or until `stop` is triggered.
 pub(crate) fn run(
     mut cmd: Command,
     stdin: Option<Vec<u8>>,
     limits: Limits,
+    stop: &Interrupt,
     seen: &mut dyn FnMut(Seen<'_>),
 ) -> std::io::Result<Ended> {
+    if stop.is_triggered() {
+        // Asked to stop before it began: start nothing.
+        return Ok(Ended::Interrupted);
+    }
     let mut child = cmd.spawn()?;
     seen(Seen::Spawned(child.id()));
     let (tx, rx) = mpsc::channel::<Msg>();
@@ -111,15 +123,19 @@ pub(crate) fn run(
             tree.scan();
             last_scan = Some(now);
         }
+        if stop.is_triggered() {
+            terminate(&child, &mut tree, limits.grace, stop);
+            break Some(Ended::Interrupted);
+        }
         if now.duration_since(start) >= limits.timeout {
-            terminate(&child, &mut tree, limits.grace);
+            terminate(&child, &mut tree, limits.grace, stop);
             break Some(Ended::TimedOut(now.duration_since(start)));
         }
         if let Some(idle) = limits.idle
             && exited_at.is_none()
             && now.duration_since(last_output) >= idle
         {
-            terminate(&child, &mut tree, limits.grace);
+            terminate(&child, &mut tree, limits.grace, stop);
             break Some(Ended::Hung(now.duration_since(last_output)));
         }
         if exited_at.is_none() && leader_exited(&child) {
@@ -210,13 +226,14 @@ fn signal_group(child: &Child, sig: Signal) {
 }
 
 /// SIGTERM to the group and every process seen in the tree, up to `grace` for the leader to
-/// exit, then SIGKILL to all of them.
-fn terminate(child: &Child, tree: &mut Tree, grace: Duration) {
+/// exit, then SIGKILL to all of them. A repeated stop request (a second Ctrl-C) cuts the grace
+/// short.
+fn terminate(child: &Child, tree: &mut Tree, grace: Duration, stop: &Interrupt) {
     tree.scan();
     signal_group(child, Signal::TERM);
     tree.signal(Signal::TERM);
     let deadline = Instant::now() + grace;
-    while Instant::now() < deadline && !leader_exited(child) {
+    while Instant::now() < deadline && !leader_exited(child) && !stop.is_urgent() {
         thread::sleep(Duration::from_millis(20));
     }
     tree.scan();
@@ -230,13 +247,39 @@ pub(crate) fn run_captured(
     cmd: Command,
     stdin: Option<Vec<u8>>,
     limits: Limits,
+    stop: &Interrupt,
 ) -> std::io::Result<(Ended, Vec<u8>, Vec<u8>)> {
     let mut out = Vec::new();
     let mut err = Vec::new();
-    let ended = run(cmd, stdin, limits, &mut |seen| match seen {
+    let ended = run(cmd, stdin, limits, stop, &mut |seen| match seen {
         Seen::Spawned(_) => {}
         Seen::Line(Stream::Stdout, bytes) => out.extend_from_slice(bytes),
         Seen::Line(Stream::Stderr, bytes) => err.extend_from_slice(bytes),
     })?;
     Ok((ended, out, err))
+}
+
+/// Waits for a child that shares this process's terminal and process group (the TUI), ending it
+/// (TERM, then KILL after `grace`) if `stop` is triggered first.
+pub(crate) fn wait_foreground(
+    mut child: Child,
+    grace: Duration,
+    stop: &Interrupt,
+) -> std::io::Result<ExitStatus> {
+    loop {
+        if let Some(status) = child.try_wait()? {
+            return Ok(status);
+        }
+        if stop.is_triggered() {
+            let pid = Pid::from_child(&child);
+            let _ = rustix::process::kill_process(pid, Signal::TERM);
+            let deadline = Instant::now() + grace;
+            while Instant::now() < deadline && !leader_exited(&child) && !stop.is_urgent() {
+                thread::sleep(Duration::from_millis(20));
+            }
+            let _ = rustix::process::kill_process(pid, Signal::KILL);
+            return child.wait();
+        }
+        thread::sleep(TICK);
+    }
 }

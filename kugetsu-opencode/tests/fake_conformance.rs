@@ -17,6 +17,8 @@ fn fake(sb: &Sandbox, dir: &str, args: &[&str], stdin: Option<&str>) -> Output {
         .current_dir(sb.path(dir))
         .env_clear()
         .envs(sb.base_env())
+        // As a shell would after `cd dir`.
+        .env("PWD", sb.path(dir))
         .env("FAKE_OPENCODE_RECORD", sb.path("record.jsonl"))
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -97,16 +99,56 @@ fn forks_keep_the_parent_dir_lose_rules_and_trap_other_dirs() {
     assert!(export["info"].get("permission").is_none(), "forks lose the rules");
 
     // The directory trap: started from another directory, it never answers.
-    let mut child = Command::new(FAKE)
+    let child = Command::new(FAKE)
         .args(["run", "-s", &base, "--format", "json", "hi"])
         .current_dir(sb.path("tree"))
         .env_clear()
         .envs(sb.base_env())
+        .env("PWD", sb.path("tree"))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn");
+    assert_trapped(child);
+}
+
+/// Like the real opencode 1.18.33, the fake works in `PWD` when it is set, whatever its cwd: a
+/// program that starts it in the right directory but passes on a shell's `PWD` from elsewhere
+/// falls into the directory trap. `PWD` unset or equal to the cwd runs normally.
+#[test]
+fn pwd_elsewhere_traps_a_run_in_the_right_cwd() {
+    let sb = Sandbox::new();
+    let out = fake(&sb, "base", &["run", "--format", "json", "--title", "b", "hi"], None);
+    let first: Value =
+        serde_json::from_slice(out.stdout.split(|b| *b == b'\n').next().expect("line"))
+            .expect("json");
+    let base = first["sessionID"].as_str().expect("id").to_owned();
+    let run = |pwd: Option<&str>| {
+        let mut cmd = Command::new(FAKE);
+        cmd.args(["run", "-s", &base, "--format", "json", "hi"])
+            .current_dir(sb.path("base"))
+            .env_clear()
+            .envs(sb.base_env())
+            .env_remove("PWD")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        if let Some(dir) = pwd {
+            cmd.env("PWD", sb.path(dir));
+        }
+        cmd.spawn().expect("spawn")
+    };
+    assert_trapped(run(Some("elsewhere")));
+    for pwd in [Some("base"), None] {
+        let out = run(pwd).wait_with_output().expect("wait");
+        assert!(out.status.success(), "PWD {pwd:?}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(!out.stdout.is_empty(), "PWD {pwd:?} answers");
+    }
+}
+
+/// The run is still going after a while, and has printed nothing; then it is killed.
+fn assert_trapped(mut child: std::process::Child) {
     std::thread::sleep(std::time::Duration::from_millis(1500));
     assert!(child.try_wait().expect("try_wait").is_none(), "still running");
     child.kill().expect("kill");

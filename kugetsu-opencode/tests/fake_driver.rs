@@ -264,6 +264,43 @@ fn silent_hang_is_killed_with_children_that_ignore_sigterm() {
     assert_group_gone(sink.pid.expect("pid"));
 }
 
+/// A stop request (what Ctrl-C, SIGTERM or a hang-up to kugetsu become) ends a busy run at
+/// once: the whole group and the tool processes that left it are killed, and the run is
+/// `interrupted` by the signal that asked, long before any limit.
+#[test]
+fn a_stop_request_kills_the_run_and_everything_it_started() {
+    let f = Fake::new();
+    let stop = kugetsu_core::interrupt::Interrupt::new();
+    let d = OpencodeDriver::new(f.driver().options().clone().interrupt(stop.clone()));
+    let s = f.create_base(&d);
+    let tag = f.sb.path("base").to_string_lossy().into_owned();
+    f.script(json!([{"mode": "hang", "children": 1, "detached_children": 1, "ignore_term": true, "after_output": true}]));
+    let mut req = f.sb.run_req(&s, "base", "go");
+    req.limits = limits(600, 600);
+    let trigger = {
+        let stop = stop.clone();
+        let tag = tag.clone();
+        std::thread::spawn(move || {
+            // Mid-turn: once the tool's processes are up.
+            let deadline = std::time::Instant::now() + Duration::from_secs(30);
+            while live_helpers(&tag).len() < 2 && std::time::Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            stop.trigger(kugetsu_core::interrupt::signals::SIGTERM);
+        })
+    };
+    let started = std::time::Instant::now();
+    let mut sink = Sink::default();
+    let r = d.run(&req, &mut sink).expect("run");
+    trigger.join().expect("trigger");
+    assert_eq!(r.outcome, RunOutcome::Interrupted { signal: "SIGTERM".into() });
+    assert!(started.elapsed() < Duration::from_secs(60), "ended by the request, not a limit");
+    assert_group_gone(sink.pid.expect("pid"));
+    assert_helpers_gone(&tag);
+    // Once asked to stop, the driver starts nothing more.
+    assert!(matches!(d.session_exists(&s), Err(AgentError::Interrupted { .. })));
+}
+
 /// Live processes whose command line holds `tag` (the fake's helpers carry the session dir).
 fn live_helpers(tag: &str) -> Vec<u32> {
     let mut out = Vec::new();
@@ -328,6 +365,7 @@ fn question_without_rules_hangs_until_permissions_are_fixed() {
         .current_dir(f.sb.path("base"))
         .env_clear()
         .envs(f.base_env())
+        .env("PWD", f.sb.path("base"))
         .stdin(std::process::Stdio::null())
         .output()
         .expect("fork");

@@ -24,10 +24,18 @@ pub fn cmd_continue(ctx: &Ctx, args: &ContinueArgs, out: &mut dyn Write) -> Resu
     let issue = ctx.parse_issue(&args.issue_ref)?;
     let message = crate::commands::read_message(&args.message)?;
     if args.run.detach {
-        return crate::wiring::detach(ctx, "continue", &issue, &message, &args.run, out);
+        return crate::wiring::detach(
+            ctx,
+            "continue",
+            &issue,
+            &message,
+            &args.run.rerun_flags(),
+            out,
+        );
     }
     let config = ctx.config()?;
     let orch = crate::wiring::orchestrator_for_run(ctx, &config, &args.run)?;
+    crate::signals::stop_on_signals(&ctx.interrupt);
     let mut events = crate::progress::EventPrinter::new(
         std::io::stderr(),
         config.verbosity == kugetsu_core::config::Verbosity::Quiet,

@@ -79,8 +79,15 @@ pub fn cmd_init(ctx: &Ctx, args: &InitArgs, out: &mut dyn Write) -> Result<(), C
     if interactive {
         // The TUIs share our terminal and process group: Ctrl-C, the usual way to leave
         // opencode, reaches kugetsu too and would kill it before it records the session. While
-        // the TUIs run, Ctrl-C is theirs (as git leaves it to the editor it waits for).
-        crate::wiring::leave_ctrl_c_to_the_foreground_program();
+        // the TUIs run, Ctrl-C is theirs (as git leaves it to the editor it waits for); SIGTERM
+        // and a hang-up still stop the TUI and kugetsu.
+        crate::signals::leave_ctrl_c_to_the_foreground_program();
+        crate::signals::stop_on(
+            &ctx.interrupt,
+            &[kugetsu_core::interrupt::signals::SIGTERM, kugetsu_core::interrupt::signals::SIGHUP],
+        );
+    } else {
+        crate::signals::stop_on_signals(&ctx.interrupt);
     }
     let report = orch.init(
         &InitOptions {

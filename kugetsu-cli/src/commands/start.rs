@@ -1,8 +1,10 @@
 //! `kugetsu start <issue-ref> <message>`: a fresh worktree and a forked session for the issue,
 //! then the first agent turn, shown as it happens (or in the background with `--detach`).
 
+use std::ffi::OsString;
 use std::io::Write;
 
+use kugetsu_core::RunOutcome;
 use kugetsu_core::orchestrator::{RunSummary, StartOptions};
 
 use crate::context::Ctx;
@@ -40,17 +42,46 @@ pub struct RunFlags {
     pub wait: Option<u64>,
 }
 
+impl StartArgs {
+    /// The options that change what the run does, as command-line flags again: what a detached
+    /// re-run is given, so it does what this run would have done.
+    pub fn rerun_flags(&self) -> Vec<OsString> {
+        let mut flags = self.run.rerun_flags();
+        if self.force {
+            flags.push("--force".into());
+        }
+        if let Some(base) = &self.base_ref {
+            flags.push(format!("--base-ref={base}").into());
+        }
+        flags
+    }
+}
+
+impl RunFlags {
+    /// The slot-waiting flags as command-line flags again (`--detach` itself is not repeated).
+    pub fn rerun_flags(&self) -> Vec<OsString> {
+        let mut flags = Vec::new();
+        if self.no_wait {
+            flags.push("--no-wait".into());
+        }
+        if let Some(w) = self.wait {
+            flags.push(format!("--wait={w}").into());
+        }
+        flags
+    }
+}
+
 /// Starts the issue.
 pub fn cmd_start(ctx: &Ctx, args: &StartArgs, out: &mut dyn Write) -> Result<(), CliError> {
     let issue = ctx.parse_issue(&args.issue_ref)?;
     let message = crate::commands::read_message(&args.message)?;
     if args.run.detach {
-        return crate::wiring::detach(ctx, "start", &issue, &message, &args.run, out);
+        return crate::wiring::detach(ctx, "start", &issue, &message, &args.rerun_flags(), out);
     }
     let config = ctx.config()?;
     let source = crate::wiring::repo_source(ctx, &issue)?;
     let orch = crate::wiring::orchestrator_for_run(ctx, &config, &args.run)?;
-    let interrupt = crate::wiring::interrupt_flag();
+    crate::signals::stop_on_signals(&ctx.interrupt);
     let mut bars = crate::progress::Bars::new(ctx.stderr_tty && !ctx.json);
     let mut events = crate::progress::EventPrinter::new(
         std::io::stderr(),
@@ -72,7 +103,7 @@ pub fn cmd_start(ctx: &Ctx, args: &StartArgs, out: &mut dyn Write) -> Result<(),
             ctx.state.worktree_path(&issue).display()
         )?;
     }
-    let result = orch.start(&opts, &mut bars, &interrupt, &mut events);
+    let result = orch.start(&opts, &mut bars, ctx.interrupt.flag(), &mut events);
     finish(ctx, &issue.to_string(), &message, result, &args.run, out)
 }
 
@@ -115,5 +146,10 @@ pub fn finish(
         writeln!(out, "worktree {}", summary.worktree_path.display())?;
         writeln!(out, "log      {}", summary.log_path.display())?;
     }
-    if summary.outcome.is_success() { Ok(()) } else { Err(CliError::silent(exit::AGENT)) }
+    match summary.outcome {
+        RunOutcome::Completed => Ok(()),
+        // `main` turns this into 128 + the signal that stopped the run.
+        RunOutcome::Interrupted { .. } => Err(CliError::silent(exit::INTERRUPTED)),
+        _ => Err(CliError::silent(exit::AGENT)),
+    }
 }

@@ -24,7 +24,7 @@ impl Sandbox {
     pub fn new() -> Self {
         let root = tempfile::Builder::new().prefix("kugetsu-oc-").tempdir().expect("temp dir");
         let s = Sandbox { root };
-        for d in ["home", "data", "config", "cache", "state", "base", "tree", "logs"] {
+        for d in ["home", "data", "config", "cache", "state", "base", "tree", "logs", "elsewhere"] {
             std::fs::create_dir_all(s.path(d)).expect("mkdir");
         }
         s
@@ -32,19 +32,30 @@ impl Sandbox {
     pub fn path(&self, rel: &str) -> PathBuf {
         self.root.path().join(rel).canonicalize().unwrap_or_else(|_| self.root.path().join(rel))
     }
-    /// HOME, XDG_* and PATH: the base env every test driver starts from.
+    /// The base env every test driver starts from, as a program started from a user's shell
+    /// gets it: this process's whole environment, `PWD` naming another directory (the shell's,
+    /// not the one opencode must work in), and only the state made hermetic: HOME, the XDG
+    /// dirs, and no opencode or kugetsu settings of the machine's user.
     pub fn base_env(&self) -> Vec<(OsString, OsString)> {
-        let mut env = vec![
-            ("HOME".into(), self.path("home").into()),
-            ("XDG_DATA_HOME".into(), self.path("data").into()),
-            ("XDG_CONFIG_HOME".into(), self.path("config").into()),
-            ("XDG_CACHE_HOME".into(), self.path("cache").into()),
-            ("XDG_STATE_HOME".into(), self.path("state").into()),
-        ];
-        if let Some(path) = std::env::var_os("PATH") {
-            env.push(("PATH".into(), path));
+        let mut env: BTreeMap<OsString, OsString> = std::env::vars_os()
+            .filter(|(k, _)| {
+                let k = k.to_string_lossy();
+                !k.starts_with("OPENCODE_")
+                    && !k.starts_with("KUGETSU_")
+                    && !k.starts_with("FAKE_OPENCODE_")
+            })
+            .collect();
+        for (k, d) in [
+            ("PWD", "elsewhere"),
+            ("HOME", "home"),
+            ("XDG_DATA_HOME", "data"),
+            ("XDG_CONFIG_HOME", "config"),
+            ("XDG_CACHE_HOME", "cache"),
+            ("XDG_STATE_HOME", "state"),
+        ] {
+            env.insert(k.into(), self.path(d).into());
         }
-        env
+        env.into_iter().collect()
     }
     pub fn log(&self) -> PathBuf {
         self.path("logs").join("run.log")
