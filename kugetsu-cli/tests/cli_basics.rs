@@ -43,13 +43,19 @@ fn hostile_refs_are_rejected_and_create_nothing() {
     let out = env.run(&["start", &long, "hello"]);
     assert_eq!(out.code, 2, "{}", out.stderr);
     assert_snapshot!(env.run(&["start", "github.com/../../etc#1", "x"]).snapshot(&env));
-    let outside: Vec<_> =
-        env.all_files().into_iter().filter(|p| !p.starts_with(&env.state)).collect();
+    // The shell's directory is the test's own fixture.
+    let elsewhere = env.elsewhere();
+    let outside: Vec<_> = env
+        .all_files()
+        .into_iter()
+        .filter(|p| !p.starts_with(&env.state) && !p.starts_with(&elsewhere))
+        .collect();
     assert_eq!(
         outside,
         std::slice::from_ref(&env.home),
         "nothing created outside the state directory"
     );
+    assert_eq!(support::git(&elsewhere, &["status", "--porcelain"]), "", "nor where it was run");
 }
 
 #[test]

@@ -1,6 +1,11 @@
-//! A hermetic environment for running the `kugetsu` binary: a temp HOME and state directory,
-//! a cleared environment, and helpers that capture stdout, stderr and the exit status together
-//! so one snapshot pins all three.
+//! Runs the `kugetsu` binary the way a user's shell does, with only the state made hermetic.
+//!
+//! Every run starts from an unrelated directory (another git repository, as a user's shell
+//! usually stands in one), with `PWD` set to it as a shell sets it, and with this process's
+//! environment inherited. Only what is state is replaced: `HOME`, the XDG directories, the
+//! state directory, and kugetsu's, opencode's and git's own settings from the machine's user
+//! (which would otherwise steer the runs). Helpers capture stdout, stderr and the exit status
+//! together so one snapshot pins all three.
 
 #![allow(dead_code)]
 
@@ -67,16 +72,36 @@ impl Env {
         s.replace(self.tmp.path().to_str().expect("utf-8 temp path"), "[TMP]")
     }
 
-    /// A `kugetsu` command with the hermetic environment and closed stdin.
+    /// The directory every run starts from: a git repository that has nothing to do with the
+    /// issues kugetsu works on (made on first use).
+    pub fn elsewhere(&self) -> PathBuf {
+        let dir = self.tmp.path().join("elsewhere");
+        if !dir.join(".git").exists() {
+            std::fs::create_dir_all(&dir).expect("elsewhere");
+            git(&dir, &["init", "-q"]);
+        }
+        dir
+    }
+
+    /// A `kugetsu` command as a shell in [`Env::elsewhere`] would start it, stdin closed.
     pub fn command(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_kugetsu"));
-        cmd.args(args)
-            .env_clear()
-            .env("HOME", &self.home)
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
+        let elsewhere = self.elsewhere();
+        cmd.args(args);
+        for (key, _) in std::env::vars_os() {
+            if is_users_setting(&key.to_string_lossy()) {
+                cmd.env_remove(&key);
+            }
+        }
+        cmd.env("HOME", &self.home)
+            .env("XDG_CONFIG_HOME", self.home.join(".config"))
+            .env("XDG_DATA_HOME", self.home.join(".local/share"))
+            .env("XDG_CACHE_HOME", self.home.join(".cache"))
+            .env("XDG_STATE_HOME", self.home.join(".local/state"))
             .env("KUGETSU_HOME", &self.state)
             .env("NO_COLOR", "1")
-            .current_dir(&self.home)
+            .env("PWD", &elsewhere)
+            .current_dir(&elsewhere)
             .stdin(std::process::Stdio::null());
         for (k, v) in &self.extra {
             cmd.env(k, v);
@@ -117,6 +142,18 @@ impl Env {
         out.sort();
         out
     }
+}
+
+/// Variables of the machine's user that are settings, not environment: kugetsu's config keys,
+/// opencode's and the fake agent's settings, git's location and identity variables, and the
+/// terminal width that would rewrap `--help` in snapshots.
+fn is_users_setting(key: &str) -> bool {
+    key.starts_with("KUGETSU_")
+        || key.starts_with("OPENCODE_")
+        || key.starts_with("FAKE_OPENCODE_")
+        || key.starts_with("GIT_")
+        || key.starts_with("QUEUE_")
+        || matches!(key, "MAX_CONCURRENT_AGENTS" | "COLUMNS" | "LINES" | "NO_COLOR" | "OLDPWD")
 }
 
 /// Runs the real `git` (a fixture maker and oracle only) hermetically in `dir`; returns stdout.

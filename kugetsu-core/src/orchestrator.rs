@@ -858,7 +858,18 @@ impl Orchestrator {
         for (issue, name) in &index.issues {
             let (file, problem) = match IssueRef::parse(issue) {
                 Ok(r) => match self.checked_session_path(&r, name) {
-                    Ok(path) => state_of(&path),
+                    Ok(path) => {
+                        let (file, problem) = state_of(&path);
+                        // A turn whose kugetsu was killed outright says `running` forever:
+                        // show (and record) what it is, as every reader of the session does.
+                        if file.as_ref().is_some_and(|f| f.state == SessionState::Running)
+                            && self.settle_abandoned_run(&r).unwrap_or(false)
+                        {
+                            state_of(&path)
+                        } else {
+                            (file, problem)
+                        }
+                    }
                     Err(e) => (None, Some(e.to_string())),
                 },
                 Err(e) => (None, Some(e.to_string())),
