@@ -78,5 +78,9 @@ pub enum Command {
     Completions(commands::completions::CompletionsArgs),
     /// Run the whole flow in a scratch directory with a local repository and the bundled fake
     /// agent: no opencode and no API key needed.
+    ///
+    /// The demo is hermetic: it ignores every KUGETSU_* variable, config key, opencode and git
+    /// setting of your shell, your config file and your state directory, and the only agent it
+    /// ever starts is its own fake (it runs `git` to make its sample repository).
     Demo(commands::demo::DemoArgs),
 }

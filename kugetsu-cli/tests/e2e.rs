@@ -351,10 +351,26 @@ fn a_daemon_killed_with_sigkill_loses_no_item() {
     }
 }
 
+/// The demo ignores the user's settings: a custom opencode (here one that would fail), a zero
+/// agent limit, a default repository and an opencode config in the shell change nothing.
 #[test]
 fn the_demo_runs() {
-    let env = Env::new();
+    let mut env = Env::new();
+    let trap = env.tmp.path().join("not-the-fake.sh");
+    let marker = env.tmp.path().join("the-users-opencode-ran");
+    std::fs::write(&trap, format!("#!/bin/sh\ntouch {}\nexit 1\n", marker.display())).unwrap();
+    std::fs::set_permissions(&trap, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    for (k, v) in [
+        ("KUGETSU_OPENCODE_BIN", trap.to_str().unwrap()),
+        ("MAX_CONCURRENT_AGENTS", "0"),
+        ("KUGETSU_DEFAULT_REPO", "github.com/someone/else"),
+        ("KUGETSU_AGENT_TIMEOUT_MINUTES", "0"),
+        ("OPENCODE_CONFIG_CONTENT", "{not json"),
+    ] {
+        env.set(k, v);
+    }
     let out = env.run(&["demo"]);
+    assert!(!marker.exists(), "the demo ran the user's opencode");
     assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
     for needle in [
         "[1] $ kugetsu init --headless",

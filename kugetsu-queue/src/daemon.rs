@@ -84,6 +84,7 @@
 //! # Ok::<(), kugetsu_queue::DaemonError>(())
 //! ```
 
+use std::collections::BTreeMap;
 use std::collections::HashMap;
 use std::ffi::OsString;
 use std::fs::File;
@@ -560,11 +561,14 @@ pub fn tail_log(state: &StateDir, n: usize) -> Result<Vec<String>, DaemonError> 
 /// Starts `program args...` (normally `kugetsu queue-daemon run`) in the background, detached
 /// from the terminal: its own process group (no SIGINT from the terminal; the daemon ignores
 /// SIGHUP), stdin from `/dev/null`, stdout to `/dev/null`, stderr appended to the daemon log
-/// (so a panic message is not lost). Returns its pid. Whether it then won the daemon lock is
-/// for the caller to check with [`status`].
+/// (so a panic message is not lost), and exactly the environment `env` (the caller's view of
+/// its environment, which it may have narrowed: the demo's daemon gets none of the user's
+/// kugetsu settings). Returns its pid. Whether it then won the daemon lock is for the caller to
+/// check with [`status`].
 pub fn spawn_detached(
     program: &Path,
     args: &[OsString],
+    env: &BTreeMap<String, String>,
     state: &StateDir,
 ) -> Result<u32, DaemonError> {
     use std::os::unix::process::CommandExt;
@@ -578,6 +582,8 @@ pub fn spawn_detached(
         .unwrap_or_else(|_| Stdio::null());
     let child = Command::new(program)
         .args(args)
+        .env_clear()
+        .envs(env)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(stderr)

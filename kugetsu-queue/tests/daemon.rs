@@ -271,6 +271,7 @@ fn spawn_detached_starts_a_daemon_that_status_and_stop_can_find() {
     let pid = daemon::spawn_detached(
         std::path::Path::new(env!("CARGO_BIN_EXE_queue-test-helper")),
         &args,
+        &std::env::vars().collect(),
         &env.state,
     )
     .unwrap();

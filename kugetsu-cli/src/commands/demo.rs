@@ -122,6 +122,16 @@ fn drain(ctx: &Ctx, out: &mut dyn Write, timeout: Duration) -> Result<(), CliErr
     }
 }
 
+/// Whether an environment variable is one of the user's settings that the demo ignores: every
+/// config key and `KUGETSU_*` variable, opencode's and the fake agent's settings, and git's.
+fn is_users_setting(key: &str) -> bool {
+    key.starts_with("KUGETSU_")
+        || key.starts_with("OPENCODE_")
+        || key.starts_with("FAKE_OPENCODE_")
+        || key.starts_with("GIT_")
+        || kugetsu_core::config::KEYS.iter().any(|k| k.name == key)
+}
+
 /// Runs the demo.
 pub fn cmd_demo(ctx: &Ctx, args: &DemoArgs, out: &mut dyn Write) -> Result<(), CliError> {
     let started = Instant::now();
@@ -158,6 +168,9 @@ fn run(ctx: &Ctx, scratch: &Path, out: &mut dyn Write) -> Result<(), CliError> {
     demo.json = false;
     demo.stdin_tty = false;
     demo.overrides.clear();
+    // Hermetic: none of the user's kugetsu, opencode or git settings reach the demo, its daemon
+    // or its agents (a custom KUGETSU_OPENCODE_BIN would run a real agent on their account).
+    demo.env.retain(|key, _| !is_users_setting(key));
     demo.state.ensure()?;
     let config = format!(
         "# written by kugetsu demo\nKUGETSU_OPENCODE_BIN={}\nMAX_CONCURRENT_AGENTS=2\nKUGETSU_DEFAULT_REPO=local.test/demo/app\nKUGETSU_AGENT_TIMEOUT_MINUTES=2\nKUGETSU_AGENT_IDLE_MINUTES=1\n",
