@@ -68,8 +68,8 @@ impl Ctx {
                     .with_hint("set HOME or KUGETSU_HOME")
             })?;
         let root = match (state_dir, env.get(vars::KUGETSU_HOME).filter(|v| !v.is_empty())) {
-            (Some(dir), _) => absolute(dir)?,
-            (None, Some(dir)) => absolute(Path::new(dir))?,
+            (Some(dir), _) => std::path::absolute(dir)?,
+            (None, Some(dir)) => std::path::absolute(Path::new(dir))?,
             (None, None) => home.join(".kugetsu"),
         };
         let overrides = overrides
@@ -223,11 +223,4 @@ pub fn human_time(t: time::OffsetDateTime) -> String {
         t.minute(),
         t.second()
     )
-}
-
-fn absolute(path: &Path) -> Result<PathBuf, CliError> {
-    if path.is_absolute() {
-        return Ok(path.to_path_buf());
-    }
-    Ok(std::env::current_dir()?.join(path))
 }

@@ -87,6 +87,11 @@ impl CliError {
 
 impl From<std::io::Error> for CliError {
     fn from(e: std::io::Error) -> Self {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            // `kugetsu list | head -1`: the reader has all it wanted. Stop quietly, as
+            // ripgrep does, rather than print an error nobody asked for.
+            return CliError::silent(exit::OK);
+        }
         CliError::from_error(exit::FAILURE, &e)
     }
 }

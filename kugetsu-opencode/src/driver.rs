@@ -572,9 +572,17 @@ impl AgentDriver for OpencodeDriver {
             command: "export".into(),
             detail: e.to_string(),
         })?;
-        // The transcript can hold secrets: a private temp file, removed when dropped.
+        // The transcript can hold secrets: a private temp file, removed when dropped, in the
+        // helper directory (the private state directory) when there is one, so a TMPDIR of the
+        // user's shell that is missing or shared does not decide whether a fork works.
+        let mut builder = tempfile::Builder::new();
+        builder.prefix(".kugetsu-fork-").suffix(".json");
+        let made = match &self.opts.helper_dir {
+            Some(dir) => builder.tempfile_in(dir),
+            None => builder.tempfile(),
+        };
         let mut tmp =
-            tempfile::Builder::new().prefix("kugetsu-fork-").suffix(".json").tempfile().map_err(
+            made.map_err(
                 |source| AgentError::Io {
                     action: "create a temp file for",
                     path: "the fork".into(),

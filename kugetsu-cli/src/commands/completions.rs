@@ -21,6 +21,10 @@ pub fn cmd_completions(
     args: &CompletionsArgs,
     out: &mut dyn Write,
 ) -> Result<(), CliError> {
-    clap_complete::generate(args.shell, &mut Cli::command(), "kugetsu", out);
+    // clap_complete panics when its writer fails (`kugetsu completions bash | head`): generate
+    // into memory, then write, so a closed pipe is an ordinary write error.
+    let mut script = Vec::new();
+    clap_complete::generate(args.shell, &mut Cli::command(), "kugetsu", &mut script);
+    out.write_all(&script)?;
     Ok(())
 }
