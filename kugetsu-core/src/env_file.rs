@@ -204,6 +204,11 @@ impl EnvFile {
                 if !text.is_empty() && !text.ends_with('\n') {
                     text.push('\n');
                 }
+                // A last line ending in `\` continues into the next one: a blank line ends it
+                // first, or the new assignment would become part of the previous value.
+                if text.ends_with("\\\n") {
+                    text.push('\n');
+                }
                 text.push_str(&line);
             }
             Some((last, earlier)) => {
@@ -488,6 +493,18 @@ mod tests {
         assert_eq!(f.text(), "# mine\nB='x y'\nA=3\n# end\nC='it'\\''s $HOME'\n");
         assert!(f.remove("B").unwrap());
         assert_eq!(f.text(), "# mine\nA=3\n# end\nC='it'\\''s $HOME'\n");
+    }
+
+    #[test]
+    fn a_key_appended_after_a_line_continuation_stays_its_own() {
+        let path = Path::new("/s/env/default.env");
+        let mut f = EnvFile::parse(path, "EXTRA=abc\\\n").unwrap();
+        assert_eq!(f.get("EXTRA"), Some("abc"));
+        f.set("GITHUB_TOKEN", "ghp_x").unwrap();
+        assert_eq!(f.get("EXTRA"), Some("abc"), "{}", f.text());
+        assert_eq!(f.get("GITHUB_TOKEN"), Some("ghp_x"), "{}", f.text());
+        let again = EnvFile::parse(path, f.text()).unwrap();
+        assert_eq!(again.vars(), f.vars());
     }
 
     #[test]
