@@ -276,6 +276,9 @@ impl Parser<'_, '_> {
                                         );
                                     }
                                     Some('\n') => {}
+                                    Some('\0') => {
+                                        return self.err(self.line, "NUL bytes are not allowed");
+                                    }
                                     Some(c @ ('$' | '`' | '"' | '\\')) => out.push(c),
                                     Some(c) => {
                                         out.push('\\');
@@ -306,6 +309,7 @@ impl Parser<'_, '_> {
                                 .err(line, format!("the value of {key} ends with a lone '\\'"));
                         }
                         Some('\n') => {}
+                        Some('\0') => return self.err(self.line, "NUL bytes are not allowed"),
                         Some(c) => out.push(c),
                     }
                 }
@@ -455,6 +459,8 @@ mod tests {
             ("A=~/x", "leading '~'"),
             ("A=x\\", "lone"),
             ("A=a\0b", "NUL"),
+            ("A=a\\\0b", "NUL"),
+            ("A=\"a\\\0b\"", "NUL"),
             ("-x", "found '-'"),
         ] {
             let err = parse(text, &Expansion::Refuse).expect_err(text);
