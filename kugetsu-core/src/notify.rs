@@ -345,7 +345,9 @@ fn truncate(text: &str, max: usize) -> String {
 /// are ignored.
 pub fn redact(text: &str, secrets: &[&str]) -> String {
     let mut sorted: Vec<&str> = secrets.iter().copied().filter(|s| !s.is_empty()).collect();
-    sorted.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    // Longest first, and equal ones next to each other so that `dedup` drops every repeat: a
+    // secret made of `*` replaced twice would multiply the mask each time.
+    sorted.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
     sorted.dedup();
     let mut out = text.to_string();
     for secret in sorted {
@@ -508,5 +510,13 @@ mod tests {
         );
         assert_eq!(secrets_of(&env), ["s3cr3t"]);
         assert_eq!(redact("push with s3cr3t in vi", &secrets_of(&env)), "push with ******** in vi");
+    }
+
+    #[test]
+    fn a_repeated_secret_is_replaced_once() {
+        // Two variables may hold the same value; a `*` secret replaced once per copy would
+        // multiply the mask (8^copies stars).
+        assert_eq!(redact("a*", &["*", "b", "*", "c", "*"]), format!("a{MASK}"));
+        assert_eq!(redact("x ab y", &["ab", "cd", "ab"]), format!("x {MASK} y"));
     }
 }
