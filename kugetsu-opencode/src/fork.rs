@@ -95,8 +95,10 @@ pub fn rewrite_export(
         .get("info")
         .and_then(|i| i.get("id"))
         .and_then(Value::as_str)
-        .filter(|id| id.starts_with("ses_"))
-        .ok_or_else(|| ForkDocError::NotASession("no info.id".into()))?
+        // Only an id the rewrite replaces: any other would be kept, and the fork imported
+        // under the base's own id.
+        .filter(|id| id.starts_with("ses_") && is_object_id(id))
+        .ok_or_else(|| ForkDocError::NotASession("no session id in info.id".into()))?
         .to_owned();
     if !doc.get("messages").is_some_and(Value::is_array) {
         return Err(ForkDocError::NotASession("no messages list".into()));
@@ -283,6 +285,9 @@ mod tests {
             json!([]),
             json!({"info": {}}),
             json!({"info": {"id": "ses_df5eb4af9ffemK92KrwWdJZMY3"}}),
+            // Not an id the rewrite would replace: the fork would keep the base's id.
+            json!({"info": {"id": "ses_df5prt_f9ffemK92KrwWdJZMY3"}, "messages": []}),
+            json!({"info": {"id": "ses_x"}, "messages": []}),
         ] {
             let mut d = bad;
             assert!(rewrite_export(&mut d, "/x", "t", &mut IdGen::new()).is_err());
