@@ -1,0 +1,73 @@
+//! Secret redaction (`notify::redact` over `secrets_of` an agent environment, as notifications,
+//! logs and the daemon use it) and env-value masking, on arbitrary text and secrets.
+//!
+//! Input: the text to redact, then NUL-separated variables, each `KEY=VALUE` (or a bare value,
+//! which becomes `TOKEN_<n>`). What must hold:
+//! - no sensitive value appears in the redacted text. `redact` drops only empty values, so the
+//!   minimum length is 1. Values containing `*` are left out of this check: the mask is made
+//!   of `*`, so such a value can be spelled by the mask and its neighbours without leaking
+//!   anything (`a*` next to a masked word);
+//! - a text holding no sensitive value comes back unchanged, and redacting twice changes
+//!   nothing more;
+//! - non-sensitive values are never secrets; the environment's Debug output shows sensitive
+//!   values only as `********`.
+#![no_main]
+
+use std::collections::BTreeMap;
+
+use kugetsu_core::agent::AgentEnv;
+use kugetsu_core::env_file::{MASK, SENSITIVE_KEYS, is_sensitive, mask_value};
+use kugetsu_core::notify::{redact, secrets_of};
+use libfuzzer_sys::fuzz_target;
+
+fn is_identifier(s: &str) -> bool {
+    let mut b = s.bytes();
+    matches!(b.next(), Some(c) if c.is_ascii_alphabetic() || c == b'_')
+        && b.all(|c| c.is_ascii_alphanumeric() || c == b'_')
+}
+
+fuzz_target!(|data: &[u8]| {
+    let input = String::from_utf8_lossy(data);
+    let mut parts = input.split('\0');
+    let text = parts.next().unwrap_or_default();
+    let mut vars = BTreeMap::new();
+    for (n, part) in parts.enumerate() {
+        match part.split_once('=') {
+            Some((k, v)) if is_identifier(k) => vars.insert(k.to_string(), v.to_string()),
+            _ => vars.insert(format!("TOKEN_{n}"), part.to_string()),
+        };
+    }
+    let env = AgentEnv(vars.clone());
+    let secrets = secrets_of(&env);
+    let mut expected: Vec<&str> =
+        vars.iter().filter(|(k, _)| is_sensitive(k)).map(|(_, v)| v.as_str()).collect();
+    let mut got = secrets.clone();
+    expected.sort_unstable();
+    got.sort_unstable();
+    assert_eq!(got, expected, "secrets_of is exactly the sensitive values");
+
+    let out = redact(text, &secrets);
+    for secret in secrets.iter().filter(|s| !s.is_empty() && !s.contains('*')) {
+        assert!(!out.contains(secret), "{secret:?} left in {out:?} (from {text:?})");
+    }
+    if secrets.iter().all(|s| s.is_empty() || !text.contains(s)) {
+        assert_eq!(out, text, "nothing to redact, nothing changed");
+    }
+    if secrets.iter().all(|s| !s.contains('*')) {
+        assert_eq!(redact(&out, &secrets), out, "redaction is idempotent");
+    }
+
+    for key in SENSITIVE_KEYS {
+        assert!(is_sensitive(key) && is_sensitive(&key.to_ascii_lowercase()), "{key}");
+    }
+    for (k, v) in &vars {
+        let shown = mask_value(k, v);
+        assert!(shown == v || shown == MASK);
+        if is_sensitive(k) && !v.is_empty() {
+            assert_eq!(shown, MASK, "{k}");
+        }
+    }
+    let masked: BTreeMap<&str, &str> =
+        vars.iter().map(|(k, v)| (k.as_str(), mask_value(k, v))).collect();
+    assert_eq!(format!("{env:?}"), format!("{masked:?}"));
+});
