@@ -107,6 +107,15 @@ impl Ctx {
         })
     }
 
+    /// The config with every wrong setting skipped (each keeps the value of the layers below)
+    /// and listed: for `doctor`, which must work when the config does not.
+    pub fn config_all(&self) -> (Config, Vec<kugetsu_core::config::ConfigError>) {
+        let overrides: Vec<(&str, &str)> =
+            self.overrides.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let env = |k: &str| self.env.get(k).cloned();
+        Config::load_all(&self.state, &self.home, &env, &overrides)
+    }
+
     /// Arguments that make a child `kugetsu` use the same state directory and overrides.
     pub fn child_args(&self) -> Vec<std::ffi::OsString> {
         let mut argv: Vec<std::ffi::OsString> =
@@ -178,34 +187,34 @@ impl Ctx {
 
     /// Problems outside the state files that `doctor` reports: the config and the agent program.
     pub fn environment_findings(&self) -> Vec<Finding> {
-        let mut out = Vec::new();
-        match self.config() {
-            Ok(config) => {
-                for w in config.warnings() {
-                    out.push(Finding {
-                        subject: "config".into(),
-                        problem: w.clone(),
-                        remedy: "edit the config file".into(),
-                        fixed: false,
-                    });
-                }
-                if crate::wiring::find_program(&config.opencode_bin, &self.env).is_none() {
-                    out.push(Finding {
-                        subject: config.opencode_bin.display().to_string(),
-                        problem: "the opencode program was not found".into(),
-                        remedy:
-                            "install it (`npm install -g opencode-ai`) or set KUGETSU_OPENCODE_BIN"
-                                .into(),
-                        fixed: false,
-                    });
-                }
-            }
-            Err(e) => out.push(Finding {
+        let (config, errors) = self.config_all();
+        let mut out: Vec<Finding> = errors
+            .into_iter()
+            .map(|e| Finding {
                 subject: "config".into(),
-                problem: e.message,
-                remedy: "fix the line it names".into(),
+                problem: e.to_string(),
+                remedy: "fix the line, variable or flag it names; until then every other command \
+                         refuses to run"
+                    .into(),
                 fixed: false,
-            }),
+            })
+            .collect();
+        for w in config.warnings() {
+            out.push(Finding {
+                subject: "config".into(),
+                problem: w.clone(),
+                remedy: "edit the config file".into(),
+                fixed: false,
+            });
+        }
+        if crate::wiring::find_program(&config.opencode_bin, &self.env).is_none() {
+            out.push(Finding {
+                subject: config.opencode_bin.display().to_string(),
+                problem: "the opencode program was not found".into(),
+                remedy: "install it (`npm install -g opencode-ai`) or set KUGETSU_OPENCODE_BIN"
+                    .into(),
+                fixed: false,
+            });
         }
         out
     }

@@ -5,6 +5,7 @@ use std::fmt::Write as _;
 
 use kugetsu_core::orchestrator::OrchestratorError;
 use kugetsu_core::queue::QueueError;
+use kugetsu_core::servers::ServerError;
 use kugetsu_core::worktree::is_ssh_url;
 use kugetsu_core::{AgentError, IssueRefError, StorageError, WorktreeError};
 
@@ -14,7 +15,9 @@ pub mod exit {
     pub const OK: u8 = 0;
     /// Any failure not listed below.
     pub const FAILURE: u8 = 1;
-    /// Bad command line or bad input (a malformed ref, an unknown config key).
+    /// Bad command line or bad input (a malformed ref, an unknown config key): wrong whatever
+    /// the state. A well-formed name that names nothing (an issue with no session, a server or
+    /// env key never added) is [`FAILURE`].
     pub const USAGE: u8 = 2;
     /// kugetsu is not initialized, or a state file is corrupt.
     pub const STATE: u8 = 3;
@@ -219,6 +222,18 @@ impl From<QueueError> for CliError {
             ),
             QueueError::InvalidTask { .. } => CliError::from_error(exit::USAGE, &e),
             _ => CliError::from_error(exit::FAILURE, &e),
+        }
+    }
+}
+
+impl From<ServerError> for CliError {
+    fn from(e: ServerError) -> Self {
+        match e {
+            ServerError::Storage(s) => s.into(),
+            // A well-formed name that names nothing: like an issue with no session, a failure
+            // of the command, not bad input (see the README's exit codes).
+            ServerError::NotFound { .. } => CliError::from_error(exit::FAILURE, &e),
+            other => CliError::from_error(exit::USAGE, &other),
         }
     }
 }

@@ -108,8 +108,26 @@ fn bad_config_is_reported_with_its_line() {
     std::fs::create_dir_all(&env.state).unwrap();
     std::fs::set_permissions(&env.state, std::os::unix::fs::PermissionsExt::from_mode(0o700))
         .unwrap();
-    std::fs::write(env.path("config"), "# mine\nMAX_CONCURRENT_AGENTS=lots\n").unwrap();
+    std::fs::write(
+        env.path("config"),
+        "# mine\nMAX_CONCURRENT_AGENTS=lots\nKUGETSU_VERBOSITY=quiet\n",
+    )
+    .unwrap();
     assert_snapshot!(env.run(&["status"]).snapshot(&env));
+    // The hint's promise: doctor works on the broken config, shows every setting, its value
+    // and source, and marks the wrong line under its key.
+    let doctor = env.run(&["doctor"]);
+    assert_snapshot!("doctor_on_a_bad_config", doctor.snapshot(&env));
+    assert_eq!(doctor.code, 1);
+    assert!(doctor.stdout.contains("KUGETSU_VERBOSITY              quiet"), "{}", doctor.stdout);
+    assert!(
+        doctor.stdout.contains("^ ignored, wrong: [TMP]/home/.kugetsu/config:2")
+            || env
+                .redact(&doctor.stdout)
+                .contains("^ ignored, wrong: [TMP]/home/.kugetsu/config:2"),
+        "{}",
+        doctor.stdout
+    );
 }
 
 #[test]

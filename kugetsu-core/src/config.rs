@@ -210,6 +210,16 @@ pub enum ConfigError {
     Storage(#[from] StorageError),
 }
 
+impl ConfigError {
+    /// The setting a wrong value was given for, if the error is about one.
+    pub fn key(&self) -> Option<&str> {
+        match self {
+            ConfigError::BadValue { key, .. } => Some(key),
+            _ => None,
+        }
+    }
+}
+
 fn known_keys() -> String {
     KEYS.iter().map(|k| k.name).collect::<Vec<_>>().join(", ")
 }
@@ -273,43 +283,83 @@ impl Config {
     /// Resolves the settings from the layers, lowest precedence first: defaults, the `config`
     /// file (`file` is its path, for messages, and its text, `None` when it does not exist), the
     /// environment (`env` looks a variable up; it also serves `$NAME` in the file), and
-    /// `overrides` (key, value) from command-line flags.
+    /// `overrides` (key, value) from command-line flags. The first wrong line, variable or flag
+    /// is the error.
     pub fn resolve(
         home: &Path,
         file: Option<(&Path, &str)>,
         env: &dyn Fn(&str) -> Option<String>,
         overrides: &[(&str, &str)],
     ) -> Result<Self, ConfigError> {
+        Config::resolve_layers(home, file, env, overrides, &mut |e| Err(e))
+    }
+
+    /// Resolves like [`Config::resolve`], but goes on past every wrong line, variable or flag,
+    /// which keeps the value of the layers below it, and returns them all: for `doctor`, which
+    /// must show the settings when they are broken.
+    pub fn resolve_all(
+        home: &Path,
+        file: Option<(&Path, &str)>,
+        env: &dyn Fn(&str) -> Option<String>,
+        overrides: &[(&str, &str)],
+    ) -> (Self, Vec<ConfigError>) {
+        let mut errors = Vec::new();
+        let config = Config::resolve_layers(home, file, env, overrides, &mut |e| {
+            errors.push(e);
+            Ok(())
+        });
+        // Every error was handed to the closure, which never fails.
+        (config.unwrap_or_else(|_| Config::defaults(home)), errors)
+    }
+
+    /// The layers, with `on_error` deciding whether a wrong setting stops the resolution.
+    fn resolve_layers(
+        home: &Path,
+        file: Option<(&Path, &str)>,
+        env: &dyn Fn(&str) -> Option<String>,
+        overrides: &[(&str, &str)],
+        on_error: &mut dyn FnMut(ConfigError) -> Result<(), ConfigError>,
+    ) -> Result<Self, ConfigError> {
         let mut config = Config::defaults(home);
         if let Some((path, text)) = file {
             let expansion = Expansion::Expand { lookup: env, home };
-            let assignments = shell::parse(text, &expansion).map_err(|e| ConfigError::Syntax {
-                path: path.to_path_buf(),
-                line: e.line,
-                message: e.message,
-            })?;
-            for a in assignments {
-                let source = Source::File { path: path.to_path_buf(), line: a.line };
-                if OBSOLETE_KEYS.contains(&a.key.as_str()) {
-                    config
-                        .warnings
-                        .push(format!("{source}: {} is no longer used; remove it", a.key));
-                    continue;
+            match shell::parse(text, &expansion) {
+                Err(e) => on_error(ConfigError::Syntax {
+                    path: path.to_path_buf(),
+                    line: e.line,
+                    message: e.message,
+                })?,
+                Ok(assignments) => {
+                    for a in assignments {
+                        let source = Source::File { path: path.to_path_buf(), line: a.line };
+                        if OBSOLETE_KEYS.contains(&a.key.as_str()) {
+                            config
+                                .warnings
+                                .push(format!("{source}: {} is no longer used; remove it", a.key));
+                            continue;
+                        }
+                        if let Err(e) = config.set(&a.key, &a.value, source) {
+                            on_error(e)?;
+                        }
+                    }
                 }
-                config.set(&a.key, &a.value, source)?;
             }
         }
         for info in KEYS {
-            if let Some(value) = env(info.name) {
-                config.set(info.name, &value, Source::Env)?;
+            if let Some(value) = env(info.name)
+                && let Err(e) = config.set(info.name, &value, Source::Env)
+            {
+                on_error(e)?;
             }
         }
         for (key, value) in overrides {
-            config.set(key, value, Source::CommandLine)?;
+            if let Err(e) = config.set(key, value, Source::CommandLine) {
+                on_error(e)?;
+            }
         }
         if config.agent_idle_minutes > config.agent_timeout_minutes {
             let source = config.source(KUGETSU_AGENT_IDLE_MINUTES).clone();
-            return Err(ConfigError::BadValue {
+            on_error(ConfigError::BadValue {
                 origin: source,
                 key: KUGETSU_AGENT_IDLE_MINUTES.into(),
                 value: config.agent_idle_minutes.to_string(),
@@ -317,7 +367,9 @@ impl Config {
                     "is longer than {KUGETSU_AGENT_TIMEOUT_MINUTES} ({})",
                     config.agent_timeout_minutes
                 ),
-            });
+            })?;
+            // Going on: the run limit is the hard stop, so idle can be no longer than it.
+            config.agent_idle_minutes = config.agent_timeout_minutes;
         }
         Ok(config)
     }
@@ -329,16 +381,30 @@ impl Config {
         env: &dyn Fn(&str) -> Option<String>,
         overrides: &[(&str, &str)],
     ) -> Result<Self, ConfigError> {
-        let path = state.config_path();
-        let Some(bytes) = storage::read_bytes(&path)? else {
-            return Config::resolve(home, None, env, overrides);
-        };
-        let text = String::from_utf8(bytes).map_err(|e| {
-            let good = &e.as_bytes()[..e.utf8_error().valid_up_to()];
-            let line = good.iter().filter(|&&b| b == b'\n').count() + 1;
-            ConfigError::NotUtf8 { path: path.clone(), line }
-        })?;
-        Config::resolve(home, Some((&path, &text)), env, overrides)
+        match read_config_file(state)? {
+            Some((path, text)) => Config::resolve(home, Some((&path, &text)), env, overrides),
+            None => Config::resolve(home, None, env, overrides),
+        }
+    }
+
+    /// Reads `state`'s `config` file (if any) and resolves as [`Config::resolve_all`] does.
+    pub fn load_all(
+        state: &StateDir,
+        home: &Path,
+        env: &dyn Fn(&str) -> Option<String>,
+        overrides: &[(&str, &str)],
+    ) -> (Self, Vec<ConfigError>) {
+        match read_config_file(state) {
+            Ok(Some((path, text))) => {
+                Config::resolve_all(home, Some((&path, &text)), env, overrides)
+            }
+            Ok(None) => Config::resolve_all(home, None, env, overrides),
+            Err(e) => {
+                let (config, mut errors) = Config::resolve_all(home, None, env, overrides);
+                errors.insert(0, e);
+                (config, errors)
+            }
+        }
     }
 
     /// Sets one key from one layer, validating the value.
@@ -462,6 +528,18 @@ impl Config {
     }
 }
 
+/// The `config` file's path and text, `None` when there is none.
+fn read_config_file(state: &StateDir) -> Result<Option<(PathBuf, String)>, ConfigError> {
+    let path = state.config_path();
+    let Some(bytes) = storage::read_bytes(&path)? else { return Ok(None) };
+    let text = String::from_utf8(bytes).map_err(|e| {
+        let good = &e.as_bytes()[..e.utf8_error().valid_up_to()];
+        let line = good.iter().filter(|&&b| b == b'\n').count() + 1;
+        ConfigError::NotUtf8 { path: path.clone(), line }
+    })?;
+    Ok(Some((path, text)))
+}
+
 /// The commented `config` file `init` writes: the spec's header, then every setting commented
 /// out with its default, so that uncommenting a line is all a user has to do.
 pub fn default_config_text() -> String {
@@ -517,6 +595,32 @@ mod tests {
 
     fn from_file(text: &str) -> Result<Config, ConfigError> {
         Config::resolve(home(), Some((Path::new("/s/config"), text)), &no_env, &[])
+    }
+
+    #[test]
+    fn resolve_all_goes_past_every_wrong_setting_and_keeps_the_layer_below() {
+        let text = "MAX_CONCURRENT_AGENTS=abc\nKUGETSU_VERBOSITY=quiet\nNOPE=1\n";
+        let lookup = |k: &str| (k == "QUEUE_CLEANUP_AGE_DAYS").then(|| "-1".to_string());
+        let (c, errors) = Config::resolve_all(
+            home(),
+            Some((Path::new("/s/config"), text)),
+            &lookup,
+            &[(KUGETSU_AGENT_IDLE_MINUTES, "999")],
+        );
+        let texts: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        assert_eq!(texts.len(), 4, "{texts:?}");
+        assert!(texts[0].starts_with("/s/config:1: MAX_CONCURRENT_AGENTS=\"abc\""), "{texts:?}");
+        assert!(texts[1].starts_with("/s/config:3: unknown setting NOPE"), "{texts:?}");
+        assert!(texts[2].starts_with("environment: QUEUE_CLEANUP_AGE_DAYS"), "{texts:?}");
+        assert!(texts[3].contains("KUGETSU_AGENT_IDLE_MINUTES"), "{texts:?}");
+        assert_eq!(errors[0].key(), Some(MAX_CONCURRENT_AGENTS));
+        assert_eq!(c.max_concurrent_agents, 3, "the default stands");
+        assert_eq!(c.source(MAX_CONCURRENT_AGENTS), &Source::Default);
+        assert_eq!(c.verbosity, Verbosity::Quiet, "good lines still count");
+        assert_eq!(c.agent_idle_minutes, c.agent_timeout_minutes);
+        // The strict resolution stops at the first.
+        let strict = Config::resolve(home(), Some((Path::new("/s/config"), text)), &lookup, &[]);
+        assert_eq!(strict.unwrap_err().to_string(), texts[0]);
     }
 
     #[test]

@@ -3,6 +3,7 @@
 
 use std::io::Write;
 
+use kugetsu_core::config::{Config, ConfigError};
 use kugetsu_core::orchestrator::Finding;
 
 use crate::context::Ctx;
@@ -77,15 +78,36 @@ fn queue_findings(ctx: &Ctx) -> Vec<Finding> {
     out
 }
 
-/// Prints each finding; exits 1 when a problem remains unfixed.
+/// Every setting, its value and where it came from, with each wrong setting under its key.
+fn print_settings(
+    out: &mut dyn Write,
+    config: &Config,
+    errors: &[ConfigError],
+) -> Result<(), CliError> {
+    writeln!(out, "settings (default < config file < environment < --config):")?;
+    for entry in config.entries() {
+        writeln!(out, "  {:<30} {:<12} ({})", entry.key, entry.value, entry.source)?;
+        for e in errors.iter().filter(|e| e.key() == Some(entry.key)) {
+            writeln!(out, "    ^ ignored, wrong: {e}")?;
+        }
+    }
+    Ok(())
+}
+
+/// Prints the settings and each finding; exits 1 when a problem remains unfixed. A wrong
+/// setting does not stop it: it is shown, and the rest is checked with the value below it.
 pub fn cmd_doctor(ctx: &Ctx, args: &DoctorArgs, out: &mut dyn Write) -> Result<(), CliError> {
-    let orch = ctx.orchestrator()?;
+    ctx.state.check()?;
+    let (config, errors) = ctx.config_all();
+    let orch = ctx.orchestrator_with(&config)?;
     let mut findings = orch.doctor(args.fix, args.fix_permissions)?;
     findings.extend(ctx.environment_findings());
     findings.extend(queue_findings(ctx));
     if ctx.json {
-        ctx.print_json(out, &findings)?;
-    } else if findings.is_empty() {
+        return finish(ctx.print_json(out, &findings), &findings);
+    }
+    print_settings(out, &config, &errors)?;
+    if findings.is_empty() {
         writeln!(out, "no problems found in {}", ctx.state.root().display())?;
     } else {
         for Finding { subject, problem, remedy, fixed } in &findings {
@@ -94,6 +116,11 @@ pub fn cmd_doctor(ctx: &Ctx, args: &DoctorArgs, out: &mut dyn Write) -> Result<(
             writeln!(out, "  {}: {remedy}", if *fixed { "done" } else { "fix" })?;
         }
     }
+    finish(Ok(()), &findings)
+}
+
+fn finish(printed: Result<(), CliError>, findings: &[Finding]) -> Result<(), CliError> {
+    printed?;
     if findings.iter().any(|f| !f.fixed) {
         return Err(CliError::silent(crate::error::exit::FAILURE));
     }

@@ -2,10 +2,10 @@
 
 use std::io::Write;
 
-use kugetsu_core::servers::{ServerError, Servers};
+use kugetsu_core::servers::Servers;
 
 use crate::context::Ctx;
-use crate::error::{CliError, exit};
+use crate::error::CliError;
 
 /// Arguments of `server`.
 #[derive(Debug, clap::Args)]
@@ -44,20 +44,13 @@ pub enum ServerAction {
     },
 }
 
-fn server_err(e: ServerError) -> CliError {
-    match e {
-        ServerError::Storage(s) => s.into(),
-        other => CliError::new(exit::USAGE, other.to_string()),
-    }
-}
-
 /// Runs a `server` subcommand.
 pub fn cmd_server(ctx: &Ctx, args: &ServerArgs, out: &mut dyn Write) -> Result<(), CliError> {
     ctx.state.ensure()?;
     let servers = Servers::new(&ctx.state);
     match &args.action {
         ServerAction::List => {
-            let list = servers.load().map_err(server_err)?.list();
+            let list = servers.load()?.list();
             if ctx.json {
                 let v: Vec<_> = list
                     .iter()
@@ -79,7 +72,7 @@ pub fn cmd_server(ctx: &Ctx, args: &ServerArgs, out: &mut dyn Write) -> Result<(
             }
         }
         ServerAction::Add { name, url } => {
-            let previous = servers.add(name, url).map_err(server_err)?;
+            let previous = servers.add(name, url)?;
             if ctx.json {
                 return ctx
                     .print_json(out, &serde_json::json!({"name": name, "previous": previous}));
@@ -91,21 +84,21 @@ pub fn cmd_server(ctx: &Ctx, args: &ServerArgs, out: &mut dyn Write) -> Result<(
             )?;
         }
         ServerAction::Remove { name } => {
-            servers.remove(name).map_err(server_err)?;
+            servers.remove(name)?;
             if ctx.json {
                 return ctx.print_json(out, &serde_json::json!({"removed": name}));
             }
             writeln!(out, "removed server {name}")?;
         }
         ServerAction::Default { name } => {
-            servers.set_default(name).map_err(server_err)?;
+            servers.set_default(name)?;
             if ctx.json {
                 return ctx.print_json(out, &serde_json::json!({"default": name}));
             }
             writeln!(out, "default server is now {name}")?;
         }
         ServerAction::Get { name } => {
-            let url = servers.get(name).map_err(server_err)?;
+            let url = servers.get(name)?;
             if ctx.json {
                 return ctx.print_json(out, &serde_json::json!({"name": name, "url": url}));
             }
