@@ -334,6 +334,7 @@ fn queue_stats() {
             last_error: None,
             not_before: None,
             claim: None,
+            options: Default::default(),
             extra: Default::default(),
         };
         write_private(

@@ -115,8 +115,10 @@ impl Dispatcher for CliDispatcher {
         };
         let issue = IssueRef::parse(issue_text)
             .map_err(|e| DispatchError::Fatal(format!("bad issue ref: {e}")))?;
+        // A queued `start` starts afresh; anything else continues the issue's session if it has
+        // one.
         let has_session = orch.has_session(&issue).map_err(|e| classify(e, false))?;
-        if has_session {
+        if has_session && !item.options.start {
             let mut sink = LeaseSink { ctx: dctx };
             let summary = orch
                 .continue_issue(&issue, &item.message, &mut sink)
@@ -129,8 +131,8 @@ impl Dispatcher for CliDispatcher {
             issue: issue.clone(),
             message: item.message.clone(),
             source,
-            base_ref: None,
-            force: false,
+            base_ref: item.options.base_ref.clone(),
+            force: item.options.force,
         };
         // The daemon's stop flag interrupts a clone or checkout in progress.
         let interrupt = dctx.stop_flag();

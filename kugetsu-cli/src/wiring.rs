@@ -12,7 +12,7 @@ use kugetsu_core::agent::AgentDriver;
 use kugetsu_core::config::Config;
 use kugetsu_core::env_file::EnvFiles;
 use kugetsu_core::orchestrator::{EnvSource, Orchestrator, Settings};
-use kugetsu_core::queue::{AgentSlots, NewTask, QueueItem, TaskQueue};
+use kugetsu_core::queue::{AgentSlots, NewTask, QueueItem, RunOptions, TaskQueue};
 use kugetsu_core::worktree::{RepoSource, Secret, Worktrees};
 
 use crate::commands::start::RunFlags;
@@ -176,10 +176,19 @@ pub fn repo_source(ctx: &Ctx, issue: &IssueRef) -> Result<RepoSource, CliError> 
 }
 
 /// Enqueues a task, records the `task_queued` notification and wakes the daemon.
-pub fn enqueue(ctx: &Ctx, message: &str, issue_ref: Option<String>) -> Result<QueueItem, CliError> {
+pub fn enqueue(
+    ctx: &Ctx,
+    message: &str,
+    issue_ref: Option<String>,
+    options: RunOptions,
+) -> Result<QueueItem, CliError> {
     ctx.state.ensure()?;
     let queue = kugetsu_queue::FileQueue::new(&ctx.state);
-    let item = queue.enqueue(NewTask { message: message.into(), issue_ref: issue_ref.clone() })?;
+    let item = queue.enqueue(NewTask {
+        message: message.into(),
+        issue_ref: issue_ref.clone(),
+        options,
+    })?;
     crate::notifications::record(
         ctx,
         kugetsu_core::notify::NotificationType::TaskQueued,

@@ -335,6 +335,16 @@ pub struct DestroyReport {
     pub files: Vec<PathBuf>,
 }
 
+/// One turn of an issue's session, for [`Orchestrator::run_turn`].
+struct Turn<'a> {
+    issue: &'a IssueRef,
+    session: &'a SessionId,
+    dir: &'a Path,
+    session_path: &'a Path,
+    message: &'a str,
+    env: AgentEnv,
+}
+
 /// Forwards events to the caller's sink and records the agent pid in the session file.
 struct RecordingSink<'a> {
     inner: &'a mut dyn EventSink,
@@ -571,6 +581,9 @@ impl Orchestrator {
                     existing: other.clone(),
                 });
             }
+            // The slot first: with every slot busy and no wait allowed, nothing is changed (the
+            // caller may queue the whole `start` for the daemon instead).
+            let _slot = self.acquire_slot()?;
             let wt_path = self.state.worktree_path(issue);
             let info = self.worktrees.create(
                 &WorktreeRequest {
@@ -609,7 +622,17 @@ impl Orchestrator {
                 index.issues.insert(key.clone(), name.clone());
                 Ok(())
             })?;
-            self.run_in_slot(issue, &session, &info.path, &session_path, &opts.message, env, sink)
+            self.run_turn(
+                &Turn {
+                    issue,
+                    session: &session,
+                    dir: &info.path,
+                    session_path: &session_path,
+                    message: &opts.message,
+                    env,
+                },
+                sink,
+            )
         })
     }
 
@@ -630,7 +653,18 @@ impl Orchestrator {
             })?;
             let dir = self.checked_worktree(issue, &file)?;
             let env = self.env.agent_env(DEFAULT_AGENT)?;
-            self.run_in_slot(issue, &session, &dir, &session_path, message, env, sink)
+            let _slot = self.acquire_slot()?;
+            self.run_turn(
+                &Turn {
+                    issue,
+                    session: &session,
+                    dir: &dir,
+                    session_path: &session_path,
+                    message,
+                    env,
+                },
+                sink,
+            )
         })
     }
 
@@ -700,18 +734,14 @@ impl Orchestrator {
         })
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn run_in_slot(
+    /// Runs one turn of an issue's session (the caller holds the issue lock and a slot) and
+    /// records how it went in the session file.
+    fn run_turn(
         &self,
-        issue: &IssueRef,
-        session: &SessionId,
-        dir: &Path,
-        session_path: &Path,
-        message: &str,
-        env: AgentEnv,
+        turn: &Turn<'_>,
         sink: &mut dyn EventSink,
     ) -> Result<RunSummary, OrchestratorError> {
-        let _slot = self.acquire_slot()?;
+        let Turn { issue, session, dir, session_path, message, ref env } = *turn;
         let started = self.clock.now();
         self.update_session(session_path, |s| {
             s.state = SessionState::Running;
@@ -725,7 +755,7 @@ impl Orchestrator {
                 session: session.clone(),
                 dir: dir.to_path_buf(),
                 prompt: message.into(),
-                env,
+                env: env.clone(),
                 limits: self.settings.limits,
                 log_path: log_path.clone(),
             },

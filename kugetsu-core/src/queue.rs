@@ -97,9 +97,36 @@ pub struct QueueItem {
     /// Who is working on it, while `notified`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub claim: Option<Claim>,
+    /// What the command that queued it asked for beyond its message.
+    #[serde(default, skip_serializing_if = "RunOptions::is_default")]
+    pub options: RunOptions,
     /// Fields written by other versions, kept as they are.
     #[serde(flatten)]
     pub extra: Map<String, Value>,
+}
+
+/// The options of a queued `kugetsu start` (with `--no-wait`, when every slot was busy), so the
+/// daemon does what the foreground command would have done. Absent from the item's file when
+/// none was given (`delegate`, `queue enqueue`, `continue`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunOptions {
+    /// It came from `start`: the daemon starts afresh (a new worktree and session) even when
+    /// the issue has a session, instead of continuing it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub start: bool,
+    /// `--force`: recreate the worktree even if that loses unsaved work.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub force: bool,
+    /// `--base-ref`: branch from this ref.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_ref: Option<String>,
+}
+
+impl RunOptions {
+    /// Whether nothing was asked for (what old items and `delegate` carry).
+    pub fn is_default(&self) -> bool {
+        *self == RunOptions::default()
+    }
 }
 
 /// What `delegate` / `queue enqueue` hand to the queue.
@@ -109,6 +136,8 @@ pub struct NewTask {
     pub message: String,
     /// The issue, if the caller named one.
     pub issue_ref: Option<String>,
+    /// What the queuing command asked for beyond the message.
+    pub options: RunOptions,
 }
 
 /// Counts per state.

@@ -387,6 +387,7 @@ impl TaskQueue for MemoryQueue {
             last_error: None,
             not_before: None,
             claim: None,
+            options: Default::default(),
             extra: Default::default(),
         };
         lock(&self.items).push(item.clone());

@@ -39,7 +39,7 @@ fn summary(mut samples: Vec<Duration>) -> String {
 }
 
 fn task(i: usize) -> NewTask {
-    NewTask { message: format!("work on issue #{i}"), issue_ref: Some(format!("o/r#{i}")) }
+    NewTask { message: format!("work on issue #{i}"), issue_ref: Some(format!("o/r#{i}")), options: Default::default() }
 }
 
 fn enqueue_throughput() {
@@ -81,6 +81,7 @@ fn stats_10k() {
             last_error: None,
             not_before: None,
             claim: None,
+            options: Default::default(),
             extra: Default::default(),
         };
         std::fs::write(

@@ -594,6 +594,7 @@ impl TaskQueue for FileQueue {
                 last_error: None,
                 not_before: None,
                 claim: None,
+                options: task.options.clone(),
                 extra: Default::default(),
             };
             storage::write_json(&self.items_dir.join(format!("{id}.json")), &item)?;

@@ -3,6 +3,8 @@
 
 use std::io::Write;
 
+use kugetsu_core::queue::RunOptions;
+
 use crate::commands::start::RunFlags;
 use crate::context::Ctx;
 use crate::error::CliError;
@@ -41,5 +43,13 @@ pub fn cmd_continue(ctx: &Ctx, args: &ContinueArgs, out: &mut dyn Write) -> Resu
         config.verbosity == kugetsu_core::config::Verbosity::Quiet,
     );
     let result = orch.continue_issue(&issue, &message, &mut events);
-    crate::commands::start::finish(ctx, &issue.to_string(), &message, result, &args.run, out)
+    crate::commands::start::finish(
+        ctx,
+        &issue.to_string(),
+        &message,
+        result,
+        &args.run,
+        RunOptions::default(),
+        out,
+    )
 }

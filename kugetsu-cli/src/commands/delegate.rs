@@ -16,7 +16,7 @@ pub struct DelegateArgs {
 /// Enqueues the request.
 pub fn cmd_delegate(ctx: &Ctx, args: &DelegateArgs, out: &mut dyn Write) -> Result<(), CliError> {
     let message = crate::commands::read_message(&args.message)?;
-    let item = crate::wiring::enqueue(ctx, &message, None)?;
+    let item = crate::wiring::enqueue(ctx, &message, None, Default::default())?;
     let daemon = kugetsu_queue::daemon::status(&ctx.state).map(|s| s.running).unwrap_or(false);
     if ctx.json {
         return ctx

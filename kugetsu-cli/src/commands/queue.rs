@@ -101,7 +101,8 @@ pub fn cmd_queue(ctx: &Ctx, args: &QueueArgs, out: &mut dyn Write) -> Result<(),
         QueueAction::Enqueue { issue_ref, message } => {
             let issue = ctx.parse_issue(issue_ref)?;
             let message = crate::commands::read_message(message)?;
-            let item = crate::wiring::enqueue(ctx, &message, Some(issue.to_string()))?;
+            let item =
+                crate::wiring::enqueue(ctx, &message, Some(issue.to_string()), Default::default())?;
             if ctx.json {
                 return ctx.print_json(out, &item);
             }

@@ -6,6 +6,7 @@ use std::io::Write;
 
 use kugetsu_core::RunOutcome;
 use kugetsu_core::orchestrator::{RunSummary, StartOptions};
+use kugetsu_core::queue::RunOptions;
 
 use crate::context::Ctx;
 use crate::error::{CliError, exit};
@@ -43,6 +44,11 @@ pub struct RunFlags {
 }
 
 impl StartArgs {
+    /// The options that change what the run does, for the daemon when the run is queued.
+    pub fn queued_options(&self) -> RunOptions {
+        RunOptions { start: true, force: self.force, base_ref: self.base_ref.clone() }
+    }
+
     /// The options that change what the run does, as command-line flags again: what a detached
     /// re-run is given, so it does what this run would have done.
     pub fn rerun_flags(&self) -> Vec<OsString> {
@@ -104,17 +110,18 @@ pub fn cmd_start(ctx: &Ctx, args: &StartArgs, out: &mut dyn Write) -> Result<(),
         )?;
     }
     let result = orch.start(&opts, &mut bars, ctx.interrupt.flag(), &mut events);
-    finish(ctx, &issue.to_string(), &message, result, &args.run, out)
+    finish(ctx, &issue.to_string(), &message, result, &args.run, args.queued_options(), out)
 }
 
-/// Prints a run's summary, queues the message when all slots were busy and `--no-wait` was
-/// given, and maps the outcome to the exit code.
+/// Prints a run's summary, queues the message (with `queued`, the command's own options) when
+/// all slots were busy and `--no-wait` was given, and maps the outcome to the exit code.
 pub fn finish(
     ctx: &Ctx,
     issue: &str,
     message: &str,
     result: Result<RunSummary, kugetsu_core::orchestrator::OrchestratorError>,
     flags: &RunFlags,
+    queued: RunOptions,
     out: &mut dyn Write,
 ) -> Result<(), CliError> {
     let summary = match result {
@@ -122,7 +129,7 @@ pub fn finish(
         Err(kugetsu_core::orchestrator::OrchestratorError::Queue(
             kugetsu_core::queue::QueueError::NoSlot { limit, .. },
         )) if flags.no_wait => {
-            let item = crate::wiring::enqueue(ctx, message, Some(issue.to_string()))?;
+            let item = crate::wiring::enqueue(ctx, message, Some(issue.to_string()), queued)?;
             if ctx.json {
                 return ctx.print_json(
                     out,
