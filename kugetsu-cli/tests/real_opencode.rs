@@ -1,9 +1,11 @@
 //! The `kugetsu` command line against the REAL opencode 1.18.33 (from the npm registry) and a
-//! mock model on 127.0.0.1: init --headless, start whose tool call writes a file inside the
-//! issue's worktree, continue in the same session, and a rejected permission reported as
-//! blocked; and the interactive `init`, its TUIs on a pseudo-terminal. Without npm or the
-//! registry it prints why and passes as skipped (`KUGETSU_REAL_OPENCODE=1` makes that a
-//! failure).
+//! mock model on 127.0.0.1, started as a user's shell starts it (from another repository,
+//! `PWD` set there, the environment inherited; see `support`): init --headless, start whose
+//! tool call writes a file inside the worktree, continue in the same session, a
+//! rejected permission reported as blocked, `delegate` through the daemon to the PM agent,
+//! SIGINT and SIGHUP to a start and a continue whose agent is mid-tool-call; and the
+//! interactive `init`, its TUIs on a pseudo-terminal. Without npm or the registry it prints
+//! why and passes as skipped (`KUGETSU_REAL_OPENCODE=1` makes that a failure).
 
 // Setup helpers unwrap too: a failed setup should fail the test loudly.
 #![allow(clippy::unwrap_used)]
@@ -16,7 +18,7 @@ mod mock_model;
 #[path = "../../kugetsu-opencode/tests/support/real.rs"]
 mod real;
 
-use support::Env;
+use support::{Env, alive, signal, wait_exit, wait_for};
 
 /// A scratch home whose `kugetsu` runs the real `bin` against `model`, with opencode's own
 /// directories inside it.
@@ -245,4 +247,105 @@ fn interactive_init_runs_the_real_tui() {
     let out = env.run(&["start", "#1", "WRITEFILE:proof.txt"]);
     assert_eq!(out.code, 0, "start: {}{}", out.stdout, out.stderr);
     assert!(env.path("worktrees/local.test-demo-app-1/proof.txt").is_file());
+}
+
+/// Live `sleep <secs>` processes (the mock's bash tool calls), by pid.
+fn sleepers(secs: u32) -> Vec<u32> {
+    let want = format!("sleep\0{secs}");
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else { continue };
+        let cmdline = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+        if String::from_utf8_lossy(&cmdline).contains(&want) && alive(pid) {
+            out.push(pid);
+        }
+    }
+    out
+}
+
+fn session_file(env: &Env) -> serde_json::Value {
+    serde_json::from_str(
+        &std::fs::read_to_string(env.path("sessions/local.test-demo-app-1.json")).unwrap(),
+    )
+    .unwrap()
+}
+
+/// Ctrl-C and a hang-up reach a kugetsu whose real opencode is running a tool (a `sleep` that
+/// opencode starts in its own session): kugetsu exits 130 / 129, opencode and the tool are
+/// gone, the turn is recorded as interrupted, and the session works again afterwards.
+#[test]
+fn signals_stop_the_real_opencode_mid_tool_call() {
+    let Some(bin) = real::opencode() else { return };
+    let model = mock_model::MockModel::start();
+    let env = real_env(&bin, &model);
+    let out = env.run(&["init", "--headless"]);
+    assert_eq!(out.code, 0, "init: {}{}", out.stdout, out.stderr);
+    for (i, (args, sig, code)) in [
+        (["start", "#1", "BASHSLEEP:601"], "INT", 130),
+        (["continue", "#1", "BASHSLEEP:602"], "HUP", 129),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let secs = 601 + u32::try_from(i).unwrap();
+        let child = env
+            .command(&args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        wait_for("the agent's tool to run", || !sleepers(secs).is_empty());
+        let agent = session_file(&env)["agent_pid"].as_u64().expect("agent pid recorded");
+        let agent = u32::try_from(agent).unwrap();
+        signal(child.id(), sig);
+        let (exit, stderr) = wait_exit(child);
+        assert_eq!(exit, Some(code), "{args:?} after SIG{sig}: {stderr}");
+        wait_for("opencode to be gone", || !alive(agent));
+        wait_for("its tool to be gone", || sleepers(secs).is_empty());
+        let session = session_file(&env);
+        assert_eq!(session["state"], "interrupted", "{session}");
+        assert_eq!(session["last_run"]["signal"], format!("SIG{sig}"), "{session}");
+    }
+    let out = env.run(&["continue", "#1", "WRITEFILE:after.txt"]);
+    assert_eq!(out.code, 0, "continue after the signals: {}{}", out.stdout, out.stderr);
+    assert!(env.path("worktrees/local.test-demo-app-1/after.txt").is_file());
+}
+
+/// `delegate` through the daemon: the daemon (started from a shell elsewhere) runs the PM
+/// agent on the real opencode, which receives the request in its own directory.
+#[test]
+fn delegate_reaches_the_real_pm_agent_through_the_daemon() {
+    let Some(bin) = real::opencode() else { return };
+    let model = mock_model::MockModel::start();
+    let env = real_env(&bin, &model);
+    assert_eq!(env.run(&["init", "--headless"]).code, 0);
+    let out = env.run(&["queue-daemon", "start"]);
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    let out = env.run(&["delegate", "triage the open bugs please"]);
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    let status = || -> String {
+        let list: serde_json::Value =
+            serde_json::from_str(&env.run(&["queue", "list", "--json"]).stdout).unwrap();
+        list["items"][0]["status"].as_str().unwrap().to_string()
+    };
+    let mut last = String::new();
+    wait_for_long("the PM agent's turn to end", || {
+        last = status();
+        last != "pending" && last != "notified"
+    });
+    let log = env.run(&["queue-daemon", "logs"]).stdout;
+    assert_eq!(last, "completed", "daemon log:\n{log}");
+    let prompts: Vec<String> =
+        model.requests.lock().unwrap().iter().map(|r| r.to_string()).collect();
+    assert!(prompts.iter().any(|p| p.contains("triage the open bugs please")), "the model got it");
+    assert_eq!(env.run(&["queue-daemon", "stop"]).code, 0);
+}
+
+/// A real opencode turn takes seconds on a busy machine: a longer bound than [`support::HANG`].
+fn wait_for_long(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(240);
+    while !done() {
+        assert!(std::time::Instant::now() < deadline, "gave up waiting for {what}");
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    }
 }

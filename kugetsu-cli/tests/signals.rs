@@ -13,13 +13,8 @@ mod support;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
-use std::time::{Duration, Instant};
 
-use support::Env;
-
-/// How long anything here may take before the test calls it a hang: generous, because these
-/// machines are shared; the "within a few seconds" is for people, not for a CI timer.
-const HANG: Duration = Duration::from_secs(60);
+use support::{Env, alive, signal, wait_exit, wait_for};
 
 const SESSION_FILE: &str = "sessions/local.test-demo-app-1.json";
 
@@ -75,22 +70,6 @@ impl Busy {
     }
 }
 
-fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + HANG;
-    while !done() {
-        assert!(Instant::now() < deadline, "gave up waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-/// Whether `pid` is a process that has not exited (a zombie has).
-fn alive(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|s| s.rsplit_once(')').map(|(_, r)| r.trim_start().chars().next()))
-        .is_some_and(|state| !matches!(state, Some('Z' | 'X')))
-}
-
 /// Live processes of the fake's tools working in `dir`.
 fn tool_processes(dir: &Path) -> Vec<u32> {
     let tag = dir.to_string_lossy().into_owned();
@@ -105,24 +84,6 @@ fn tool_processes(dir: &Path) -> Vec<u32> {
         }
     }
     out
-}
-
-fn signal(pid: u32, sig: &str) {
-    let status = std::process::Command::new("kill").args(["-s", sig, &pid.to_string()]).status();
-    assert!(status.unwrap().success(), "kill -s {sig} {pid}");
-}
-
-/// Waits for `child` to exit; its exit code (None: killed by a signal) and stderr.
-fn wait_exit(mut child: Child) -> (Option<i32>, String) {
-    let deadline = Instant::now() + HANG;
-    loop {
-        if child.try_wait().unwrap().is_some() {
-            let out = child.wait_with_output().unwrap();
-            return (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned());
-        }
-        assert!(Instant::now() < deadline, "kugetsu did not exit after the signal");
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 /// After the signal: kugetsu exited with `code`, the agent and its tools are gone, the turn is

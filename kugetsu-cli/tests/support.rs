@@ -229,3 +229,43 @@ impl Env {
         (env, repo)
     }
 }
+
+/// How long a test waits for something before calling it a hang: generous, because these
+/// machines are shared; it bounds a wait for an event, it does not measure speed.
+pub const HANG: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Polls `done` until it holds, failing the test after [`HANG`].
+pub fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + HANG;
+    while !done() {
+        assert!(std::time::Instant::now() < deadline, "gave up waiting for {what}");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// Whether `pid` is a process that has not exited (a zombie has).
+pub fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| s.rsplit_once(')').map(|(_, r)| r.trim_start().chars().next()))
+        .is_some_and(|state| !matches!(state, Some('Z' | 'X')))
+}
+
+/// Sends `sig` (a name `kill -s` knows: INT, TERM, HUP, KILL) to `pid`.
+pub fn signal(pid: u32, sig: &str) {
+    let status = std::process::Command::new("kill").args(["-s", sig, &pid.to_string()]).status();
+    assert!(status.unwrap().success(), "kill -s {sig} {pid}");
+}
+
+/// Waits for `child` to exit; its exit code (None: killed by a signal) and stderr.
+pub fn wait_exit(mut child: std::process::Child) -> (Option<i32>, String) {
+    let deadline = std::time::Instant::now() + HANG;
+    loop {
+        if child.try_wait().unwrap().is_some() {
+            let out = child.wait_with_output().unwrap();
+            return (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned());
+        }
+        assert!(std::time::Instant::now() < deadline, "kugetsu did not exit after the signal");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
