@@ -30,10 +30,6 @@ pub struct Cli {
     #[arg(long = "config", short = 'C', global = true, value_name = "KEY=VALUE")]
     pub config: Vec<String>,
 
-    /// Set by `--detach` on the background re-run it starts: leave the terminal's session.
-    #[arg(long, global = true, hide = true)]
-    pub detached: bool,
-
     /// The command.
     #[command(subcommand)]
     pub command: Command,

@@ -37,11 +37,6 @@ pub fn main() -> ExitCode {
     if cli.debug {
         init_tracing();
     }
-    if cli.detached {
-        // A detached re-run leaves the terminal's session: a hang-up of the terminal it was
-        // started from cannot reach it, and it has no terminal to read.
-        let _ = rustix::process::setsid();
-    }
     let ctx = match Ctx::from_process(cli.json, cli.debug, cli.state_dir.as_deref(), &cli.config) {
         Ok(ctx) => ctx,
         Err(e) => return ExitCode::from(report(&e)),

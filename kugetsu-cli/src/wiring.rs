@@ -225,8 +225,8 @@ pub fn find_program(program: &Path, env: &BTreeMap<String, String>) -> Option<Pa
 /// a private file, its output going to a log file; prints where to follow it. `flags` are the
 /// command's own options as [`StartArgs::rerun_flags`](crate::commands::start::StartArgs::rerun_flags)
 /// gives them back, so the background run does exactly what the foreground one would have.
-/// The re-run leaves the terminal's session (`--detached`), so closing the terminal or the
-/// SSH connection does not stop it.
+/// The re-run starts in a session of its own, so closing the terminal or the SSH connection
+/// does not stop it.
 pub fn detach(
     ctx: &Ctx,
     verb: &str,
@@ -253,9 +253,10 @@ pub fn detach(
     let log = open(&log_path, true)?;
     let exe = std::env::current_exe()?;
     let mut cmd = std::process::Command::new(exe);
-    cmd.args(ctx.child_args()).arg("--detached").arg(verb).arg(issue.to_string()).arg("-");
+    cmd.args(ctx.child_args()).arg(verb).arg(issue.to_string()).arg("-");
     cmd.args(flags);
     cmd.stdin(stdin).stdout(log.try_clone()?).stderr(log);
+    kugetsu_queue::process::detach(&mut cmd);
     let child = cmd.spawn()?;
     if ctx.json {
         return ctx.print_json(

@@ -163,3 +163,49 @@ fn sigkill_of_kugetsu_takes_the_agent_along() {
         signal(pid, "KILL");
     }
 }
+
+/// `--detach` runs leave the terminal's session: started on a terminal (`script` gives it a
+/// pseudo-terminal) that then goes away, the background run keeps going to its end, in a
+/// session of its own with no controlling terminal.
+#[test]
+fn a_detached_run_outlives_its_terminal() {
+    let b = Busy::new();
+    std::fs::write(
+        b.env.tmp.path().join("script.json"),
+        r#"{"default": {"mode": "tool", "path": "WORK.md", "content": "done\n", "text": "ok", "delay_ms": 3000}}"#,
+    )
+    .unwrap();
+    let kugetsu = b.env.command(&[]);
+    let out = std::process::Command::new("script")
+        .args([
+            "-qec",
+            &format!("{} start '#1' go --detach", env!("CARGO_BIN_EXE_kugetsu")),
+            "/dev/null",
+        ])
+        .env_clear()
+        .envs(kugetsu.get_envs().filter_map(|(k, v)| Some((k.to_owned(), v?.to_owned()))))
+        .envs(std::env::vars_os().filter(|(k, _)| k == "PATH"))
+        .current_dir(kugetsu.get_current_dir().unwrap())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let shown = String::from_utf8_lossy(&out.stdout).replace('\r', "");
+    assert!(out.status.success(), "{shown}");
+    let pid: u32 = shown
+        .split("(pid ")
+        .nth(1)
+        .and_then(|r| r.split(')').next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no pid in {shown}"));
+    let log = shown.lines().find_map(|l| l.strip_prefix("log: ")).unwrap().trim().to_string();
+    // The terminal is gone now; the run goes on, on its own.
+    if let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        let fields: Vec<&str> = stat.rsplit_once(')').unwrap().1.split_whitespace().collect();
+        assert_eq!(fields[3], pid.to_string(), "a session of its own: {stat}");
+        assert_eq!(fields[4], "0", "no controlling terminal: {stat}");
+    }
+    wait_for("the detached run to finish", || {
+        std::fs::read_to_string(&log).unwrap_or_default().contains("completed")
+    });
+    assert!(b.env.path("worktrees/local.test-demo-app-1/WORK.md").is_file());
+}

@@ -559,8 +559,8 @@ pub fn tail_log(state: &StateDir, n: usize) -> Result<Vec<String>, DaemonError> 
 }
 
 /// Starts `program args...` (normally `kugetsu queue-daemon run`) in the background, detached
-/// from the terminal: its own process group (no SIGINT from the terminal; the daemon ignores
-/// SIGHUP), stdin from `/dev/null`, stdout to `/dev/null`, stderr appended to the daemon log
+/// from the terminal ([`process::detach`]: its own session, so no signal of the terminal reaches
+/// it; the daemon ignores SIGHUP anyway), stdin from `/dev/null`, stdout to `/dev/null`, stderr appended to the daemon log
 /// (so a panic message is not lost), and exactly the environment `env` (the caller's view of
 /// its environment, which it may have narrowed: the demo's daemon gets none of the user's
 /// kugetsu settings). Returns its pid. Whether it then won the daemon lock is for the caller to
@@ -571,7 +571,6 @@ pub fn spawn_detached(
     env: &BTreeMap<String, String>,
     state: &StateDir,
 ) -> Result<u32, DaemonError> {
-    use std::os::unix::process::CommandExt;
     storage::ensure_dir(&state.queue_dir())?;
     let log_path = state.daemon_log_path();
     let stderr = std::fs::OpenOptions::new()
@@ -580,14 +579,10 @@ pub fn spawn_detached(
         .open(&log_path)
         .map(Stdio::from)
         .unwrap_or_else(|_| Stdio::null());
-    let child = Command::new(program)
-        .args(args)
-        .env_clear()
-        .envs(env)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(stderr)
-        .process_group(0)
+    let mut cmd = Command::new(program);
+    cmd.args(args).env_clear().envs(env).stdin(Stdio::null()).stdout(Stdio::null()).stderr(stderr);
+    process::detach(&mut cmd);
+    let child = cmd
         .spawn()
         .map_err(|source| DaemonError::Spawn { program: program.to_path_buf(), source })?;
     tracing::debug!(program = %program.display(), ?args, pid = child.id(), "spawned queue daemon");

@@ -10,6 +10,23 @@ use std::fs;
 
 use rustix::process::{Pid, Signal};
 
+/// Makes `cmd` start in a session of its own (`setsid` between fork and exec): no terminal's
+/// signals reach it (a closed terminal's SIGHUP, a Ctrl-C) from its first instruction on, and it
+/// has no controlling terminal to lose. The one way kugetsu detaches a process that must
+/// outlive the command that started it: the queue daemon and `--detach` runs.
+#[allow(unsafe_code)]
+pub fn detach(cmd: &mut std::process::Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: the closure runs in the forked child before exec and only calls setsid(2), which
+    // is async-signal-safe and allocates nothing.
+    unsafe {
+        cmd.pre_exec(|| {
+            rustix::process::setsid()?;
+            Ok(())
+        });
+    }
+}
+
 /// The identity token of `pid` right now, or `None` if no such process exists (or it is a
 /// zombie: it has exited and only waits to be reaped, so it counts as gone).
 pub fn process_token(pid: u32) -> Option<String> {
