@@ -111,7 +111,7 @@ impl Dispatcher for CliDispatcher {
             let mut sink = LeaseSink { ctx: dctx };
             let outcome =
                 orch.message_pm(&item.message, &mut sink).map_err(|e| classify(e, stop))?;
-            return outcome_result(outcome, "pm-agent");
+            return outcome_result(outcome, kugetsu_core::orchestrator::PM_AGENT);
         };
         let issue = IssueRef::parse(issue_text)
             .map_err(|e| DispatchError::Fatal(format!("bad issue ref: {e}")))?;

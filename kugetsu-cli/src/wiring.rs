@@ -166,7 +166,7 @@ pub fn repo_source(ctx: &Ctx, issue: &IssueRef) -> Result<RepoSource, CliError> 
     let token = match kugetsu_core::repos::token_var_for(&url, &servers) {
         Some(var) => {
             let env = EnvFiles::new(&ctx.state)
-                .merged("default")
+                .merged(kugetsu_core::orchestrator::DEFAULT_AGENT)
                 .map_err(|e| CliError::new(exit::STATE, e.to_string()))?;
             env.0.get(var).filter(|v| !v.is_empty()).map(|t| Secret::new(t.clone()))
         }

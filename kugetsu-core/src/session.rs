@@ -25,6 +25,12 @@ pub enum SessionKind {
     Forked,
 }
 
+impl fmt::Display for SessionKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 impl SessionKind {
     /// The spec's word (`base`, `pm_agent`, `forked`).
     pub fn as_str(&self) -> &'static str {

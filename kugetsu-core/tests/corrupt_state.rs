@@ -188,7 +188,11 @@ fn read_through_api(e: &Env, kind: Kind) -> Option<String> {
             let list = e.orch.list().expect("list survives a corrupt session file");
             assert_eq!(list.len(), 4, "base, PM and both issues are still listed: {list:?}");
             let two = list.iter().find(|l| l.issue_ref == issue(2).to_string()).unwrap();
-            assert_eq!(two.state.as_deref(), Some("idle"), "the healthy session is still read");
+            assert_eq!(
+                two.state,
+                Some(kugetsu_core::SessionState::Idle),
+                "the healthy session is still read"
+            );
             assert!(two.problem.is_none());
             let one = list.iter().find(|l| l.issue_ref == issue(1).to_string()).unwrap();
             one.problem.clone()

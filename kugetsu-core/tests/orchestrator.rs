@@ -129,7 +129,7 @@ fn start_forks_into_the_worktree_and_runs_there() {
     let list = e.orch.list().unwrap();
     assert_eq!(list.len(), 3);
     assert_eq!(list[2].issue_ref, "github.com/shoko/kugetsu#14");
-    assert_eq!(list[2].state.as_deref(), Some("idle"));
+    assert_eq!(list[2].state, Some(kugetsu_core::SessionState::Idle));
     let index = std::fs::read_to_string(e.state.index_path()).unwrap();
     assert!(
         index.contains("\"github.com/shoko/kugetsu#14\": \"github.com-shoko-kugetsu-14.json\""),

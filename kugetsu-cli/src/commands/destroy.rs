@@ -38,7 +38,7 @@ pub fn cmd_destroy(ctx: &Ctx, args: &DestroyArgs, out: &mut dyn Write) -> Result
         ("base and pm-agent".to_string(), orch.destroy_base()?)
     } else {
         ctx.confirm(args.yes, "delete the PM agent session")?;
-        ("pm-agent".to_string(), orch.destroy_pm()?)
+        (kugetsu_core::orchestrator::PM_AGENT.to_string(), orch.destroy_pm()?)
     };
     if ctx.json {
         return ctx.print_json(out, &serde_json::json!({ "destroyed": what, "report": report }));

@@ -20,9 +20,9 @@ pub fn cmd_list(ctx: &Ctx, _args: &ListArgs, out: &mut dyn Write) -> Result<(), 
         .map(|e| {
             [
                 e.issue_ref.clone(),
-                e.kind.clone(),
+                e.kind.as_str().to_string(),
                 if e.session_id.is_empty() { "-".into() } else { e.session_id.clone() },
-                e.state.clone().unwrap_or_else(|| "?".into()),
+                e.state.as_ref().map_or_else(|| "?".into(), ToString::to_string),
                 match (&e.worktree, &e.problem) {
                     (_, Some(p)) => format!("({p})"),
                     (Some(w), None) => w.display().to_string(),

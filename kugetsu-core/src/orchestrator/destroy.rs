@@ -1,0 +1,91 @@
+//! `destroy`: an issue's worktree, session and state; or the PM agent or the base session.
+
+use super::*;
+
+/// What destroy removed.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct DestroyReport {
+    /// Agent sessions deleted.
+    pub sessions: Vec<String>,
+    /// Worktrees removed.
+    pub worktrees: Vec<PathBuf>,
+    /// Session files removed.
+    pub files: Vec<PathBuf>,
+}
+
+impl Orchestrator {
+    /// `destroy <ref>`: removes the issue's worktree (refusing unsaved work unless `force`), its
+    /// agent session, its session file and its index entry.
+    pub fn destroy_issue(
+        &self,
+        issue: &IssueRef,
+        force: bool,
+    ) -> Result<DestroyReport, OrchestratorError> {
+        self.with_issue_lock(issue, || {
+            let (path, file) = self.issue_session(issue)?;
+            let mut report = DestroyReport::default();
+            let dir = self.checked_worktree(issue, &file)?;
+            match self.worktrees.remove(&dir, RemoveOptions { force, delete_branch: false }) {
+                Ok(()) => report.worktrees.push(dir),
+                Err(WorktreeError::NoSuchWorktree { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
+            if let Ok(id) = SessionId::new(file.opencode_session_id.clone()) {
+                match self.agent.delete_session(&id) {
+                    Ok(()) => report.sessions.push(id.to_string()),
+                    Err(AgentError::SessionNotFound { .. }) => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            self.update_index(|index| {
+                index.issues.remove(&issue.to_string());
+                Ok(())
+            })?;
+            if storage::remove_file(&path)? {
+                report.files.push(path);
+            }
+            Ok(report)
+        })
+    }
+
+    /// `destroy --pm-agent`.
+    pub fn destroy_pm(&self) -> Result<DestroyReport, OrchestratorError> {
+        self.destroy_special(SessionKind::PmAgent)
+    }
+
+    /// `destroy --base`: also destroys the PM agent, which depends on it.
+    pub fn destroy_base(&self) -> Result<DestroyReport, OrchestratorError> {
+        let mut report = self.destroy_special(SessionKind::PmAgent)?;
+        let base = self.destroy_special(SessionKind::Base)?;
+        report.sessions.extend(base.sessions);
+        report.files.extend(base.files);
+        Ok(report)
+    }
+
+    fn destroy_special(&self, kind: SessionKind) -> Result<DestroyReport, OrchestratorError> {
+        let index = self.index_or_err()?;
+        let (id, path) = match kind {
+            SessionKind::Base => (index.base.clone(), self.state.base_session_path()),
+            _ => (index.pm_agent.clone(), self.state.pm_session_path()),
+        };
+        let mut report = DestroyReport::default();
+        if let Some(id) = id.and_then(|id| SessionId::new(id).ok()) {
+            match self.agent.delete_session(&id) {
+                Ok(()) => report.sessions.push(id.to_string()),
+                Err(AgentError::SessionNotFound { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        self.update_index(|index| {
+            match kind {
+                SessionKind::Base => index.base = None,
+                _ => index.pm_agent = None,
+            }
+            Ok(())
+        })?;
+        if storage::remove_file(&path)? {
+            report.files.push(path);
+        }
+        Ok(report)
+    }
+}

@@ -1,0 +1,253 @@
+//! `doctor`: cross-checks of the state files, the worktrees and the agent's sessions, each
+//! problem explained in a sentence and repaired with `fix` where that is safe.
+
+use super::*;
+
+/// One problem `doctor` found.
+#[derive(Debug, Clone, Serialize)]
+pub struct Finding {
+    /// What it is about (a path, an issue, a session).
+    pub subject: String,
+    /// The problem, in a sentence.
+    pub problem: String,
+    /// What `--fix` did, or would do.
+    pub remedy: String,
+    /// Whether it was fixed in this run.
+    pub fixed: bool,
+}
+
+impl Orchestrator {
+    /// `doctor`: cross-checks the index, session files, worktrees and agent sessions, explains
+    /// each problem, and with `fix` repairs what it safely can.
+    pub fn doctor(
+        &self,
+        fix: bool,
+        fix_permissions: bool,
+    ) -> Result<Vec<Finding>, OrchestratorError> {
+        let mut findings = Vec::new();
+        let index = match self.read_index() {
+            Ok(Some(i)) => i,
+            Ok(None) => {
+                findings.push(Finding {
+                    subject: self.state.index_path().display().to_string(),
+                    problem: "no index: kugetsu is not initialized".into(),
+                    remedy: "run `kugetsu init`".into(),
+                    fixed: false,
+                });
+                return Ok(findings);
+            }
+            Err(e) => {
+                findings.push(Finding {
+                    subject: self.state.index_path().display().to_string(),
+                    problem: e.to_string(),
+                    remedy: "inspect the kept copy; run `kugetsu init --force` to start over"
+                        .into(),
+                    fixed: false,
+                });
+                return Ok(findings);
+            }
+        };
+        for (label, id, path) in [
+            ("base session", &index.base, self.state.base_session_path()),
+            ("PM agent session", &index.pm_agent, self.state.pm_session_path()),
+        ] {
+            match id {
+                None => findings.push(Finding {
+                    subject: label.into(),
+                    problem: format!("the {label} is not recorded in the index"),
+                    remedy: "run `kugetsu init --force`".into(),
+                    fixed: false,
+                }),
+                Some(id) => {
+                    if let Err(e) = storage::read_json::<SessionFile>(&path).and_then(|f| {
+                        f.ok_or_else(|| StorageError::Io {
+                            action: "read",
+                            path: path.clone(),
+                            source: std::io::ErrorKind::NotFound.into(),
+                        })
+                    }) {
+                        findings.push(Finding {
+                            subject: path.display().to_string(),
+                            problem: format!("the {label} file is unusable: {e}"),
+                            remedy: "run `kugetsu init --force`".into(),
+                            fixed: false,
+                        });
+                    }
+                    self.check_agent_session(label, id, fix_permissions, &mut findings);
+                }
+            }
+        }
+        for (issue, name) in &index.issues {
+            let Ok(r) = IssueRef::parse(issue) else {
+                findings.push(Finding {
+                    subject: issue.clone(),
+                    problem: "the index holds an invalid issue ref".into(),
+                    remedy: "remove it with `kugetsu destroy` or edit index.json".into(),
+                    fixed: false,
+                });
+                continue;
+            };
+            let file = match self.checked_session_path(&r, name).map(|p| {
+                let f = storage::read_json::<SessionFile>(&p);
+                (p, f)
+            }) {
+                Ok((_, Ok(Some(f)))) => f,
+                Ok((p, Ok(None))) => {
+                    let fixed = fix
+                        && self
+                            .update_index(|i| {
+                                i.issues.remove(issue);
+                                Ok(())
+                            })
+                            .is_ok();
+                    findings.push(Finding {
+                        subject: issue.clone(),
+                        problem: format!("its session file {} is missing", p.display()),
+                        remedy: "drop the index entry".into(),
+                        fixed,
+                    });
+                    continue;
+                }
+                Ok((_, Err(e))) => {
+                    findings.push(Finding {
+                        subject: issue.clone(),
+                        problem: e.to_string(),
+                        remedy: "inspect the kept copy, then `kugetsu destroy` and start again"
+                            .into(),
+                        fixed: false,
+                    });
+                    continue;
+                }
+                Err(e) => {
+                    findings.push(Finding {
+                        subject: issue.clone(),
+                        problem: e.to_string(),
+                        remedy: "edit index.json".into(),
+                        fixed: false,
+                    });
+                    continue;
+                }
+            };
+            match self.checked_worktree(&r, &file) {
+                Ok(dir) if !dir.is_dir() => findings.push(Finding {
+                    subject: issue.clone(),
+                    problem: format!("its worktree {} is missing", dir.display()),
+                    remedy: "run `kugetsu start` again to recreate it".into(),
+                    fixed: false,
+                }),
+                Ok(_) => {}
+                Err(e) => findings.push(Finding {
+                    subject: issue.clone(),
+                    problem: e.to_string(),
+                    remedy: "destroy the issue and start it again".into(),
+                    fixed: false,
+                }),
+            }
+            if file.state == SessionState::Running
+                && file.agent_pid.is_none_or(|pid| !pid_alive(pid))
+            {
+                // A run whose process is gone (killed with its kugetsu): it is not running.
+                let fixed = fix && self.settle_abandoned_run(&r).unwrap_or(false);
+                findings.push(Finding {
+                    subject: issue.clone(),
+                    problem: "marked running, but no agent process is alive".into(),
+                    remedy: "mark it failed so it can be continued".into(),
+                    fixed,
+                });
+            }
+            self.check_agent_session(
+                issue,
+                &file.opencode_session_id,
+                fix_permissions,
+                &mut findings,
+            );
+        }
+        // A sessions/ or worktrees/ that cannot be listed (a planted symlink, a file in its
+        // place) is one more finding: doctor reports everything it can rather than stopping.
+        let orphans = match self.prune(false) {
+            Ok(orphans) => orphans,
+            Err(e) => {
+                findings.push(Finding {
+                    subject: self.state.root().display().to_string(),
+                    problem: e.to_string(),
+                    remedy:
+                        "replace it with the real directory (kugetsu never follows links there)"
+                            .into(),
+                    fixed: false,
+                });
+                PruneReport::default()
+            }
+        };
+        for p in orphans.session_files.iter().chain(&orphans.worktrees) {
+            findings.push(Finding {
+                subject: p.display().to_string(),
+                problem: "orphaned: no index entry refers to it".into(),
+                remedy: "run `kugetsu prune --force`".into(),
+                fixed: false,
+            });
+        }
+        if fix {
+            for p in self.worktrees.prune()? {
+                findings.push(Finding {
+                    subject: p.display().to_string(),
+                    problem: "a stale worktree registration (its directory is gone)".into(),
+                    remedy: "dropped the registration".into(),
+                    fixed: true,
+                });
+            }
+        }
+        Ok(findings)
+    }
+
+    fn check_agent_session(
+        &self,
+        subject: &str,
+        id: &str,
+        fix_permissions: bool,
+        findings: &mut Vec<Finding>,
+    ) {
+        let Ok(sid) = SessionId::new(id) else {
+            findings.push(Finding {
+                subject: subject.into(),
+                problem: format!("invalid session id {id:?}"),
+                remedy: "destroy and recreate it".into(),
+                fixed: false,
+            });
+            return;
+        };
+        match self.agent.session_exists(&sid) {
+            Ok(true) => {
+                if fix_permissions {
+                    match self.agent.fix_permissions(&sid) {
+                        Ok(true) => findings.push(Finding {
+                            subject: subject.into(),
+                            problem: format!("session {sid} lacked the permission rules that keep headless runs from hanging"),
+                            remedy: "re-applied them".into(),
+                            fixed: true,
+                        }),
+                        Ok(false) => {}
+                        Err(e) => findings.push(Finding {
+                            subject: subject.into(),
+                            problem: format!("cannot check permissions of {sid}: {e}"),
+                            remedy: "check the opencode installation".into(),
+                            fixed: false,
+                        }),
+                    }
+                }
+            }
+            Ok(false) => findings.push(Finding {
+                subject: subject.into(),
+                problem: format!("opencode has no session {sid}"),
+                remedy: "destroy and recreate it (`kugetsu destroy`, then `init` or `start`)"
+                    .into(),
+                fixed: false,
+            }),
+            Err(e) => findings.push(Finding {
+                subject: subject.into(),
+                problem: format!("cannot ask opencode about {sid}: {e}"),
+                remedy: "check the opencode installation (`KUGETSU_OPENCODE_BIN`)".into(),
+                fixed: false,
+            }),
+        }
+    }
+}

@@ -1,0 +1,110 @@
+//! Why an orchestration step failed: one error type for every command, carrying the issue,
+//! path or id it is about.
+
+use super::*;
+
+/// Why an orchestration step failed.
+#[derive(Debug, thiserror::Error)]
+pub enum OrchestratorError {
+    /// No index yet.
+    #[error("kugetsu is not initialized in {root}")]
+    NotInitialized {
+        /// The state directory.
+        root: PathBuf,
+    },
+    /// `init` without `--force` on an initialized state directory.
+    #[error("kugetsu is already initialized in {root} (base session {base})")]
+    AlreadyInitialized {
+        /// The state directory.
+        root: PathBuf,
+        /// The existing base session.
+        base: String,
+    },
+    /// The base session is missing.
+    #[error("the base session is missing")]
+    BaseMissing,
+    /// The PM agent session is missing (start requires it).
+    #[error("the PM agent session is missing")]
+    PmMissing,
+    /// No session for this issue.
+    #[error("no session for {issue}")]
+    UnknownIssue {
+        /// The issue.
+        issue: String,
+    },
+    /// Another process is working on this issue.
+    #[error("{issue} is already running in another kugetsu process")]
+    AlreadyRunning {
+        /// The issue.
+        issue: String,
+    },
+    /// Two refs map to the same file name (the name's owner is `existing`).
+    #[error("{issue} would share its state file name {name} with {existing}")]
+    NameCollision {
+        /// The new issue.
+        issue: String,
+        /// The name.
+        name: String,
+        /// The ref already using it.
+        existing: String,
+    },
+    /// The ref differs from an existing session's only in letter case. Forges match owners and
+    /// repositories case-insensitively, so both would be one issue worked twice (and, on a
+    /// case-insensitive file system, one state file).
+    #[error(
+        "{issue} differs only in letter case from {existing}, which is the same issue; use {existing}"
+    )]
+    CaseVariant {
+        /// The new issue, as given.
+        issue: String,
+        /// The ref of the existing session.
+        existing: String,
+    },
+    /// A session file names a worktree outside the state directory's `worktrees/`.
+    #[error("session file for {issue} points outside {root}: {path}")]
+    UnsafePath {
+        /// The issue.
+        issue: String,
+        /// The worktrees root.
+        root: PathBuf,
+        /// The offending path.
+        path: PathBuf,
+    },
+    /// A stored session id is not valid.
+    #[error("session file {path} holds an invalid session id {id:?}")]
+    BadSessionId {
+        /// The file.
+        path: PathBuf,
+        /// The id.
+        id: String,
+    },
+    /// A base or PM agent session file that does not say which directory its session lives in
+    /// (written by an older kugetsu); running it elsewhere would hang opencode.
+    #[error("{path} does not record the directory its session lives in")]
+    NoDirectory {
+        /// The session file.
+        path: PathBuf,
+    },
+    /// A stop was asked for (Ctrl-C, SIGTERM, a hang-up) before the agent's turn began
+    /// (while waiting for a slot, for instance); nothing was left half-done.
+    #[error("interrupted by {signal}")]
+    Interrupted {
+        /// The signal, as people read it.
+        signal: String,
+    },
+    /// A state file problem.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    /// A worktree problem.
+    #[error(transparent)]
+    Worktree(#[from] WorktreeError),
+    /// An agent problem.
+    #[error(transparent)]
+    Agent(#[from] AgentError),
+    /// A slot problem.
+    #[error(transparent)]
+    Queue(#[from] QueueError),
+    /// An env file problem.
+    #[error(transparent)]
+    Env(#[from] EnvFileError),
+}

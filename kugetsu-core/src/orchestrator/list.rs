@@ -1,0 +1,84 @@
+//! `list`: every session kugetsu tracks, read from the state files (no agent calls), with turns
+//! whose supervisor died settled as they are read.
+
+use super::*;
+
+/// One row of `list`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ListEntry {
+    /// The issue, or `(base)` / `(pm-agent)`.
+    pub issue_ref: String,
+    /// Base, PM agent or forked (`type` in JSON, the session file's word).
+    #[serde(rename = "type")]
+    pub kind: SessionKind,
+    /// The agent session id.
+    pub session_id: String,
+    /// The worktree, if any.
+    pub worktree: Option<PathBuf>,
+    /// The session state, if its file could be read.
+    pub state: Option<SessionState>,
+    /// A problem with this entry (missing or corrupt session file).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub problem: Option<String>,
+}
+
+impl Orchestrator {
+    /// `list`: base, PM agent, then every issue, reading each session file.
+    pub fn list(&self) -> Result<Vec<ListEntry>, OrchestratorError> {
+        let index = self.index_or_err()?;
+        let mut out = Vec::with_capacity(index.issues.len() + 2);
+        let state_of = |path: &Path| match storage::read_json::<SessionFile>(path) {
+            Ok(Some(f)) => (Some(f), None),
+            Ok(None) => (None, Some("session file missing".to_string())),
+            Err(e) => (None, Some(e.to_string())),
+        };
+        for (label, kind, id, path) in [
+            ("(base)", SessionKind::Base, &index.base, self.state.base_session_path()),
+            ("(pm-agent)", SessionKind::PmAgent, &index.pm_agent, self.state.pm_session_path()),
+        ] {
+            if let Some(id) = id {
+                let (file, problem) = state_of(&path);
+                out.push(ListEntry {
+                    issue_ref: label.into(),
+                    kind,
+                    session_id: id.clone(),
+                    worktree: None,
+                    state: file.map(|f| f.state),
+                    problem,
+                });
+            }
+        }
+        for (issue, name) in &index.issues {
+            let (file, problem) = match IssueRef::parse(issue) {
+                Ok(r) => match self.checked_session_path(&r, name) {
+                    Ok(path) => {
+                        let (file, problem) = state_of(&path);
+                        // A turn whose kugetsu was killed outright says `running` forever:
+                        // show (and record) what it is, as every reader of the session does.
+                        if file.as_ref().is_some_and(|f| f.state == SessionState::Running)
+                            && self.settle_abandoned_run(&r).unwrap_or(false)
+                        {
+                            state_of(&path)
+                        } else {
+                            (file, problem)
+                        }
+                    }
+                    Err(e) => (None, Some(e.to_string())),
+                },
+                Err(e) => (None, Some(e.to_string())),
+            };
+            out.push(ListEntry {
+                issue_ref: issue.clone(),
+                kind: file.as_ref().map_or(SessionKind::Forked, |f| f.kind.clone()),
+                session_id: file
+                    .as_ref()
+                    .map(|f| f.opencode_session_id.clone())
+                    .unwrap_or_default(),
+                worktree: file.as_ref().and_then(|f| f.worktree_path.clone()),
+                state: file.map(|f| f.state),
+                problem,
+            });
+        }
+        Ok(out)
+    }
+}

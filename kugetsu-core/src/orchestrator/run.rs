@@ -1,0 +1,334 @@
+//! Agent turns: `start` (a fresh worktree and a fork of the base), `continue`, the PM agent's
+//! turn, and the bookkeeping around each (issue lock, agent slot, session state, outcome).
+
+use super::*;
+
+/// What `start` needs.
+#[derive(Debug, Clone)]
+pub struct StartOptions {
+    /// The issue.
+    pub issue: IssueRef,
+    /// The first message to its agent.
+    pub message: String,
+    /// Where its repository comes from.
+    pub source: RepoSource,
+    /// Branch from this ref instead of the default branch.
+    pub base_ref: Option<String>,
+    /// Recreate the worktree even if that loses work.
+    pub force: bool,
+}
+
+/// What `start` and `continue` report.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunSummary {
+    /// The issue.
+    pub issue_ref: String,
+    /// Its agent session.
+    pub session_id: SessionId,
+    /// Its worktree.
+    pub worktree_path: PathBuf,
+    /// How the run ended.
+    pub outcome: RunOutcome,
+    /// The run's log file.
+    pub log_path: PathBuf,
+}
+
+/// One turn of an issue's session, for [`Orchestrator::run_turn`].
+struct Turn<'a> {
+    issue: &'a IssueRef,
+    session: &'a SessionId,
+    dir: &'a Path,
+    session_path: &'a Path,
+    message: &'a str,
+    env: AgentEnv,
+}
+
+/// Forwards events to the caller's sink and records the agent pid in the session file.
+struct RecordingSink<'a> {
+    inner: &'a mut dyn EventSink,
+    orch: &'a Orchestrator,
+    session_path: PathBuf,
+}
+
+impl EventSink for RecordingSink<'_> {
+    fn spawned(&mut self, pid: u32) {
+        let _ = self.orch.update_session(&self.session_path, |s| s.agent_pid = Some(pid));
+        self.inner.spawned(pid);
+    }
+    fn event(&mut self, event: &crate::agent::AgentEvent) {
+        self.inner.event(event);
+    }
+}
+
+impl Orchestrator {
+    /// `start`: a fresh worktree and a fork of the base session for the issue, then the first
+    /// agent turn with `message`, inside a concurrency slot.
+    pub fn start(
+        &self,
+        opts: &StartOptions,
+        progress: &mut dyn WorktreeProgress,
+        interrupt: &AtomicBool,
+        sink: &mut dyn EventSink,
+    ) -> Result<RunSummary, OrchestratorError> {
+        let index = self.index_or_err()?;
+        let base = self.base_session(&index)?;
+        if index.pm_agent.is_none() {
+            return Err(OrchestratorError::PmMissing);
+        }
+        let issue = &opts.issue;
+        let key = issue.to_string();
+        let name = format!("{}.json", issue.file_name());
+        self.with_issue_lock(issue, || {
+            // Refuse a name already owned by another ref (the mapping is injective; this guards
+            // against hash collisions and hand-edited indexes).
+            let index = self.index_or_err()?;
+            // Only the repository part folds: an id like `#-Discuss` is the user's own word.
+            let same_issue = |r: &str| match (r.rsplit_once('#'), key.rsplit_once('#')) {
+                (Some((repo, id)), Some((key_repo, key_id))) => {
+                    id == key_id && repo.eq_ignore_ascii_case(key_repo)
+                }
+                _ => false,
+            };
+            if let Some(other) = index.issues.keys().find(|r| **r != key && same_issue(r)) {
+                return Err(OrchestratorError::CaseVariant {
+                    issue: key.clone(),
+                    existing: other.clone(),
+                });
+            }
+            if let Some((other, _)) = index.issues.iter().find(|(r, f)| **f == name && **r != key) {
+                return Err(OrchestratorError::NameCollision {
+                    issue: key.clone(),
+                    name: name.clone(),
+                    existing: other.clone(),
+                });
+            }
+            // The slot first: with every slot busy and no wait allowed, nothing is changed (the
+            // caller may queue the whole `start` for the daemon instead).
+            let _slot = self.acquire_slot()?;
+            let wt_path = self.state.worktree_path(issue);
+            let info = self.worktrees.create(
+                &WorktreeRequest {
+                    source: opts.source.clone(),
+                    path: wt_path.clone(),
+                    branch: issue.branch(),
+                    base_ref: opts.base_ref.clone(),
+                    force: opts.force,
+                },
+                progress,
+                interrupt,
+            )?;
+            let env = self.env.agent_env(DEFAULT_AGENT)?;
+            let session = self.agent.fork_session(&ForkRequest {
+                base: base.clone(),
+                dir: info.path.clone(),
+                title: key.clone(),
+                env: env.clone(),
+            })?;
+            let session_path = self.state.session_path(&name);
+            let file = SessionFile {
+                kind: SessionKind::Forked,
+                issue_ref: Some(key.clone()),
+                opencode_session_id: session.to_string(),
+                worktree_path: Some(info.path.clone()),
+                created_at: self.clock.now(),
+                state: SessionState::Idle,
+                directory: None,
+                branch: Some(issue.branch()),
+                agent_pid: None,
+                last_run: None,
+                extra: Default::default(),
+            };
+            self.write_session(&session_path, &file)?;
+            self.update_index(|index| {
+                index.issues.insert(key.clone(), name.clone());
+                Ok(())
+            })?;
+            self.run_turn(
+                &Turn {
+                    issue,
+                    session: &session,
+                    dir: &info.path,
+                    session_path: &session_path,
+                    message: &opts.message,
+                    env,
+                },
+                sink,
+            )
+        })
+    }
+
+    /// `continue`: one more turn of the issue's existing session.
+    pub fn continue_issue(
+        &self,
+        issue: &IssueRef,
+        message: &str,
+        sink: &mut dyn EventSink,
+    ) -> Result<RunSummary, OrchestratorError> {
+        self.with_issue_lock(issue, || {
+            let (session_path, file) = self.issue_session(issue)?;
+            let session = SessionId::new(file.opencode_session_id.clone()).map_err(|_| {
+                OrchestratorError::BadSessionId {
+                    path: session_path.clone(),
+                    id: file.opencode_session_id.clone(),
+                }
+            })?;
+            let dir = self.checked_worktree(issue, &file)?;
+            let env = self.env.agent_env(DEFAULT_AGENT)?;
+            let _slot = self.acquire_slot()?;
+            self.run_turn(
+                &Turn {
+                    issue,
+                    session: &session,
+                    dir: &dir,
+                    session_path: &session_path,
+                    message,
+                    env,
+                },
+                sink,
+            )
+        })
+    }
+
+    /// Whether the issue has a session (for the daemon's start-or-continue choice).
+    pub fn has_session(&self, issue: &IssueRef) -> Result<bool, OrchestratorError> {
+        let index = self.index_or_err()?;
+        Ok(index.issues.contains_key(&issue.to_string()))
+    }
+
+    /// Settles a turn nobody supervises any more: `issue`'s session says `running`, but its
+    /// agent process is gone (the kugetsu or daemon running the turn was killed; the agent ran
+    /// on or died with it). Nobody read the turn's outcome, so the session becomes `failed`,
+    /// which `continue` resumes. Returns whether it did; a turn still supervised (its issue
+    /// lock is held) or a session not marked running is left alone.
+    pub fn settle_abandoned_run(&self, issue: &IssueRef) -> Result<bool, OrchestratorError> {
+        let (path, _) = self.issue_session(issue)?;
+        let settled = self.with_issue_lock(issue, || {
+            let mut settled = false;
+            self.update_session(&path, |s| {
+                if s.state == SessionState::Running && s.agent_pid.is_none_or(|pid| !pid_alive(pid))
+                {
+                    s.state = SessionState::Failed;
+                    s.agent_pid = None;
+                    settled = true;
+                }
+            })?;
+            Ok(settled)
+        });
+        match settled {
+            Err(OrchestratorError::AlreadyRunning { .. }) => Ok(false),
+            other => other,
+        }
+    }
+
+    /// Sends a message to the PM agent (the daemon's dispatch of a queue item without an issue
+    /// ref). Takes no slot: the PM agent does not count against `MAX_CONCURRENT_AGENTS`.
+    pub fn message_pm(
+        &self,
+        message: &str,
+        sink: &mut dyn EventSink,
+    ) -> Result<RunOutcome, OrchestratorError> {
+        let index = self.index_or_err()?;
+        let id = index.pm_agent.clone().ok_or(OrchestratorError::PmMissing)?;
+        let path = self.state.pm_session_path();
+        let session = SessionId::new(id.clone())
+            .map_err(|_| OrchestratorError::BadSessionId { path: path.clone(), id })?;
+        let lock = self.state.lock_path(PM_AGENT);
+        let file: SessionFile = storage::read_json(&path)?.ok_or(OrchestratorError::PmMissing)?;
+        let dir = file
+            .directory
+            .clone()
+            .or_else(|| file.worktree_path.clone())
+            .ok_or_else(|| OrchestratorError::NoDirectory { path: path.clone() })?;
+        storage::with_exclusive_lock(&lock, || {
+            let report = self.agent.run(
+                &RunRequest {
+                    session,
+                    dir,
+                    prompt: message.into(),
+                    env: self.env.agent_env(PM_AGENT)?,
+                    limits: self.settings.limits,
+                    log_path: self.run_log_path(PM_AGENT),
+                },
+                sink,
+            )?;
+            Ok(report.outcome)
+        })
+    }
+
+    /// Runs one turn of an issue's session (the caller holds the issue lock and a slot) and
+    /// records how it went in the session file.
+    fn run_turn(
+        &self,
+        turn: &Turn<'_>,
+        sink: &mut dyn EventSink,
+    ) -> Result<RunSummary, OrchestratorError> {
+        let Turn { issue, session, dir, session_path, message, ref env } = *turn;
+        let started = self.clock.now();
+        self.update_session(session_path, |s| {
+            s.state = SessionState::Running;
+            s.agent_pid = None;
+        })?;
+        let log_path = self.run_log_path(&issue.file_name());
+        let mut recording =
+            RecordingSink { inner: sink, orch: self, session_path: session_path.to_path_buf() };
+        let result = self.agent.run(
+            &RunRequest {
+                session: session.clone(),
+                dir: dir.to_path_buf(),
+                prompt: message.into(),
+                env: env.clone(),
+                limits: self.settings.limits,
+                log_path: log_path.clone(),
+            },
+            &mut recording,
+        );
+        let finished = self.clock.now();
+        let (outcome, exit_code) = match &result {
+            Ok(report) => (report.outcome.clone(), report.exit_code),
+            Err(e) => (RunOutcome::Failed { message: e.to_string() }, None),
+        };
+        self.update_session(session_path, |s| {
+            s.state = SessionState::after(&outcome);
+            s.agent_pid = None;
+            s.last_run = Some(LastRun {
+                outcome: outcome.clone(),
+                started_at: started,
+                finished_at: finished,
+                exit_code,
+            });
+        })?;
+        result?;
+        Ok(RunSummary {
+            issue_ref: issue.to_string(),
+            session_id: session.clone(),
+            worktree_path: dir.to_path_buf(),
+            outcome,
+            log_path,
+        })
+    }
+
+    /// Waits for an agent slot as long as the settings allow, in short steps so that a stop
+    /// request ends the wait at once.
+    fn acquire_slot(&self) -> Result<Box<dyn crate::queue::SlotGuard>, OrchestratorError> {
+        const STEP: Duration = Duration::from_millis(250);
+        let interrupt = &self.settings.interrupt;
+        let limit = self.settings.max_agents;
+        let deadline = Instant::now().checked_add(self.settings.slot_wait);
+        loop {
+            if interrupt.is_triggered() {
+                return Err(OrchestratorError::Interrupted { signal: interrupt.describe() });
+            }
+            let left = deadline.map_or(STEP, |d| d.saturating_duration_since(Instant::now()));
+            match self.slots.acquire(limit, left.min(STEP)) {
+                Ok(slot) => return Ok(slot),
+                Err(QueueError::NoSlot { .. }) if left > STEP => {}
+                Err(QueueError::NoSlot { limit, .. }) => {
+                    return Err(
+                        QueueError::NoSlot { limit, waited: self.settings.slot_wait }.into()
+                    );
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+}
