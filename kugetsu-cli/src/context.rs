@@ -222,14 +222,5 @@ impl Ctx {
 
 /// A time as people read it: `2026-11-23 21:13:01 UTC`.
 pub fn human_time(t: time::OffsetDateTime) -> String {
-    let t = t.to_offset(time::UtcOffset::UTC);
-    format!(
-        "{:04}-{:02}-{:02} {:02}:{:02}:{:02} UTC",
-        t.year(),
-        u8::from(t.month()),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second()
-    )
+    kugetsu_core::clock::human(t)
 }

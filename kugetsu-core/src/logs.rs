@@ -63,18 +63,9 @@ fn io_err(action: &'static str, path: &Path, source: std::io::Error) -> StorageE
     StorageError::Io { action, path: path.to_path_buf(), source }
 }
 
-/// `YYYYMMDDTHHMMSSZ` of `t` in UTC.
+/// `YYYYMMDDTHHMMSSZ` of `t` in UTC (see [`crate::clock::compact`]).
 pub fn timestamp(t: OffsetDateTime) -> String {
-    let t = t.to_offset(time::UtcOffset::UTC);
-    format!(
-        "{:04}{:02}{:02}T{:02}{:02}{:02}Z",
-        t.year(),
-        u8::from(t.month()),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second()
-    )
+    crate::clock::compact(t)
 }
 
 /// Finds the first `YYYYMMDDTHHMMSSZ` in a file name.

@@ -227,16 +227,7 @@ pub fn read_json<T: DeserializeOwned>(path: &Path) -> Result<Option<T>, StorageE
 pub fn quarantine(path: &Path, reason: &str) -> StorageError {
     let stamp = time::OffsetDateTime::now_utc();
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let suffix = format!(
-        "{:04}{:02}{:02}T{:02}{:02}{:02}.{:09}Z",
-        stamp.year(),
-        u8::from(stamp.month()),
-        stamp.day(),
-        stamp.hour(),
-        stamp.minute(),
-        stamp.second(),
-        stamp.nanosecond()
-    );
+    let suffix = crate::clock::compact_nanos(stamp);
     let kept_at = path.with_file_name(format!("{name}.corrupt-{suffix}"));
     let kept_at = match fs::rename(path, &kept_at) {
         Ok(()) => {
@@ -308,10 +299,8 @@ pub fn remove_stale_temp_files(dir: &Path) -> Result<Vec<PathBuf>, StorageError>
         let entry = entry.map_err(|e| StorageError::io("list", dir, e))?;
         let name = entry.file_name();
         let Some(pid) = name.to_str().and_then(temp_file_pid) else { continue };
-        let alive = rustix::process::Pid::from_raw(pid).is_none_or(|p| {
-            !matches!(rustix::process::test_kill_process(p), Err(rustix::io::Errno::SRCH))
-        });
-        if alive {
+        // The one liveness rule (a zombie writer has exited too: its write will never finish).
+        if u32::try_from(pid).is_ok_and(crate::process::is_running) {
             continue;
         }
         let path = entry.path();

@@ -8,9 +8,6 @@ use kugetsu_core::logs::Logs;
 use crate::context::Ctx;
 use crate::error::{CliError, exit};
 
-/// How long logs are kept.
-pub const LOG_RETENTION: std::time::Duration = std::time::Duration::from_secs(7 * 24 * 3600);
-
 /// Arguments of `logs`.
 #[derive(Debug, clap::Args)]
 pub struct LogsArgs {
@@ -27,7 +24,7 @@ pub fn cmd_logs(ctx: &Ctx, args: &LogsArgs, out: &mut dyn Write) -> Result<(), C
     ctx.state.check()?;
     let logs = Logs::new(&ctx.state);
     let err = |e: kugetsu_core::logs::LogsError| CliError::new(exit::FAILURE, e.to_string());
-    logs.prune(time::OffsetDateTime::now_utc(), LOG_RETENTION).map_err(err)?;
+    logs.prune(time::OffsetDateTime::now_utc(), kugetsu_core::logs::LOG_RETENTION).map_err(err)?;
     let entries = logs.last(args.n).map_err(err)?;
     let secrets = crate::notifications::secrets(&ctx.state);
     let refs: Vec<&str> = secrets.iter().map(String::as_str).collect();

@@ -196,16 +196,8 @@ impl Orchestrator {
     }
 
     fn run_log_path(&self, stem: &str) -> PathBuf {
-        let now = self.clock.now();
-        self.state.logs_dir().join(format!(
-            "{stem}-{:04}{:02}{:02}T{:02}{:02}{:02}Z.log",
-            now.year(),
-            u8::from(now.month()),
-            now.day(),
-            now.hour(),
-            now.minute(),
-            now.second()
-        ))
+        let stamp = crate::clock::compact(self.clock.now());
+        self.state.logs_dir().join(format!("{stem}-{stamp}.log"))
     }
 
     /// `status`: the spec's four words, from the state files alone (fast, no agent calls).
