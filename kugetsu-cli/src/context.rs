@@ -7,7 +7,6 @@ use std::io::{BufRead, IsTerminal, Write};
 use std::path::{Path, PathBuf};
 
 use kugetsu_core::config::Config;
-use kugetsu_core::orchestrator::{Finding, Orchestrator};
 use kugetsu_core::{IssueRef, StateDir};
 
 use crate::error::{CliError, exit};
@@ -133,23 +132,6 @@ impl Ctx {
         Ok(IssueRef::parse_with_default(text, config.default_repo.as_ref())?)
     }
 
-    /// The orchestration wired to the real backends.
-    pub fn orchestrator(&self) -> Result<Orchestrator, CliError> {
-        let config = self.config()?;
-        self.orchestrator_with(&config)
-    }
-
-    /// The orchestration for an already resolved config (no waiting for agent slots).
-    pub fn orchestrator_with(&self, config: &Config) -> Result<Orchestrator, CliError> {
-        crate::wiring::build_orchestrator(
-            self,
-            config,
-            crate::wiring::RunPlace::Foreground,
-            std::time::Duration::ZERO,
-            None,
-        )
-    }
-
     /// Writes `value` as pretty JSON.
     pub fn print_json<T: serde::Serialize + ?Sized>(
         &self,
@@ -183,40 +165,6 @@ impl Ctx {
         } else {
             Err(CliError::new(exit::FAILURE, "cancelled; nothing was changed"))
         }
-    }
-
-    /// Problems outside the state files that `doctor` reports: the config and the agent program.
-    pub fn environment_findings(&self) -> Vec<Finding> {
-        let (config, errors) = self.config_all();
-        let mut out: Vec<Finding> = errors
-            .into_iter()
-            .map(|e| Finding {
-                subject: "config".into(),
-                problem: e.to_string(),
-                remedy: "fix the line, variable or flag it names; until then every other command \
-                         refuses to run"
-                    .into(),
-                fixed: false,
-            })
-            .collect();
-        for w in config.warnings() {
-            out.push(Finding {
-                subject: "config".into(),
-                problem: w.clone(),
-                remedy: "edit the config file".into(),
-                fixed: false,
-            });
-        }
-        if crate::wiring::find_program(&config.opencode_bin, &self.env).is_none() {
-            out.push(Finding {
-                subject: config.opencode_bin.display().to_string(),
-                problem: "the opencode program was not found".into(),
-                remedy: "install it (`npm install -g opencode-ai`) or set KUGETSU_OPENCODE_BIN"
-                    .into(),
-                fixed: false,
-            });
-        }
-        out
     }
 }
 

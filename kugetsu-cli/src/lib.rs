@@ -14,6 +14,7 @@ pub mod dispatcher;
 pub mod error;
 pub mod notifications;
 pub mod progress;
+pub mod run;
 pub mod signals;
 pub mod wiring;
 

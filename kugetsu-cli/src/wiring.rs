@@ -15,7 +15,6 @@ use kugetsu_core::orchestrator::{EnvSource, Orchestrator, Settings};
 use kugetsu_core::queue::{AgentSlots, NewTask, QueueItem, RunOptions, TaskQueue};
 use kugetsu_core::worktree::{RepoSource, Secret, Worktrees};
 
-use crate::commands::start::RunFlags;
 use crate::context::Ctx;
 use crate::error::{CliError, exit};
 
@@ -99,6 +98,25 @@ fn agent_base_env(ctx: &Ctx, config: &Config) -> BTreeMap<String, String> {
     env
 }
 
+impl Ctx {
+    /// The orchestration wired to the real backends.
+    pub fn orchestrator(&self) -> Result<Orchestrator, CliError> {
+        let config = self.config()?;
+        self.orchestrator_with(&config)
+    }
+
+    /// The orchestration for an already resolved config (no waiting for agent slots).
+    pub fn orchestrator_with(&self, config: &Config) -> Result<Orchestrator, CliError> {
+        crate::wiring::build_orchestrator(
+            self,
+            config,
+            crate::wiring::RunPlace::Foreground,
+            std::time::Duration::ZERO,
+            None,
+        )
+    }
+}
+
 /// The orchestration over the real backends: the one place it is assembled. `slots` replaces
 /// the file slots (the daemon lends the slot it holds); `slot_wait` is how long a run waits
 /// for a free slot.
@@ -124,20 +142,6 @@ pub fn build_orchestrator(
             interrupt: ctx.interrupt.clone(),
         },
     ))
-}
-
-/// The orchestration for `start`/`continue`, with the slot wait the flags ask for.
-pub fn orchestrator_for_run(
-    ctx: &Ctx,
-    config: &Config,
-    flags: &RunFlags,
-) -> Result<Orchestrator, CliError> {
-    let slot_wait = if flags.no_wait {
-        Duration::ZERO
-    } else {
-        flags.wait.map(Duration::from_secs).unwrap_or(Duration::from_secs(60 * 60 * 24 * 365))
-    };
-    build_orchestrator(ctx, config, RunPlace::Foreground, slot_wait, None)
 }
 
 /// Creates the state directory, the default config and the env files (for `init`).
@@ -219,54 +223,6 @@ pub fn find_program(program: &Path, env: &BTreeMap<String, String>) -> Option<Pa
     }
     let path = env.get("PATH")?;
     std::env::split_paths(path).map(|dir| dir.join(program)).find(|p| executable(p))
-}
-
-/// Re-runs `kugetsu <verb> <issue> - <flags>` in the background with the message on stdin from
-/// a private file, its output going to a log file; prints where to follow it. `flags` are the
-/// command's own options as [`StartArgs::rerun_flags`](crate::commands::start::StartArgs::rerun_flags)
-/// gives them back, so the background run does exactly what the foreground one would have.
-/// The re-run starts in a session of its own, so closing the terminal or the SSH connection
-/// does not stop it.
-pub fn detach(
-    ctx: &Ctx,
-    verb: &str,
-    issue: &IssueRef,
-    message: &str,
-    flags: &[std::ffi::OsString],
-    out: &mut dyn std::io::Write,
-) -> Result<(), CliError> {
-    ctx.state.ensure()?;
-    let stamp = time::OffsetDateTime::now_utc().unix_timestamp_nanos();
-    let logs = ctx.state.logs_dir();
-    let msg_path = logs.join(format!(".detached-{stamp}.msg"));
-    kugetsu_core::storage::atomic_write(&msg_path, message.as_bytes())?;
-    let log_path = logs.join(format!("{}-detached-{stamp}.log", issue.file_name()));
-    let open =
-        |p: &Path, write: bool| {
-            std::fs::OpenOptions::new().read(!write).append(write).create(write).open(p).map_err(
-                |e| CliError::new(exit::FAILURE, format!("cannot open {}: {e}", p.display())),
-            )
-        };
-    let stdin = open(&msg_path, false)?;
-    // The message file was opened; unlinking it now keeps it readable by the child only.
-    let _ = std::fs::remove_file(&msg_path);
-    let log = open(&log_path, true)?;
-    let exe = std::env::current_exe()?;
-    let mut cmd = std::process::Command::new(exe);
-    cmd.args(ctx.child_args()).arg(verb).arg(issue.to_string()).arg("-");
-    cmd.args(flags);
-    cmd.stdin(stdin).stdout(log.try_clone()?).stderr(log);
-    kugetsu_queue::process::detach(&mut cmd);
-    let child = cmd.spawn()?;
-    if ctx.json {
-        return ctx.print_json(
-            out,
-            &serde_json::json!({"detached": true, "pid": child.id(), "issue_ref": issue.to_string(), "log": log_path}),
-        );
-    }
-    writeln!(out, "{verb} {issue} running in the background (pid {})", child.id())?;
-    writeln!(out, "log: {}", log_path.display())?;
-    Ok(())
 }
 
 /// If this process was started as `opencode` (the demo links it to the kugetsu binary), runs

@@ -5,9 +5,9 @@ use std::io::Write;
 
 use kugetsu_core::queue::RunOptions;
 
-use crate::commands::start::RunFlags;
 use crate::context::Ctx;
 use crate::error::CliError;
+use crate::run::RunFlags;
 
 /// Arguments of `continue`.
 #[derive(Debug, clap::Args)]
@@ -26,24 +26,17 @@ pub fn cmd_continue(ctx: &Ctx, args: &ContinueArgs, out: &mut dyn Write) -> Resu
     let issue = ctx.parse_issue(&args.issue_ref)?;
     let message = crate::commands::read_message(&args.message)?;
     if args.run.detach {
-        return crate::wiring::detach(
-            ctx,
-            "continue",
-            &issue,
-            &message,
-            &args.run.rerun_flags(),
-            out,
-        );
+        return crate::run::detach(ctx, "continue", &issue, &message, &args.run.rerun_flags(), out);
     }
     let config = ctx.config()?;
-    let orch = crate::wiring::orchestrator_for_run(ctx, &config, &args.run)?;
+    let orch = crate::run::orchestrator_for_run(ctx, &config, &args.run)?;
     crate::signals::stop_on_signals(&ctx.interrupt);
     let mut events = crate::progress::EventPrinter::new(
         std::io::stderr(),
         config.verbosity == kugetsu_core::config::Verbosity::Quiet,
     );
     let result = orch.continue_issue(&issue, &message, &mut events);
-    crate::commands::start::finish(
+    crate::run::finish(
         ctx,
         &issue.to_string(),
         &message,

@@ -284,7 +284,7 @@ fn run(ctx: &Ctx, scratch: &Path, out: &mut dyn Write) -> Result<(), CliError> {
         &commands::continue_::ContinueArgs {
             issue_ref: ISSUE.into(),
             message: "now add tests".into(),
-            run: commands::start::RunFlags { detach: false, no_wait: false, wait: Some(60) },
+            run: crate::run::RunFlags { detach: false, no_wait: false, wait: Some(60) },
         },
         out,
     )?;

@@ -20,6 +20,39 @@ pub struct DoctorArgs {
     pub fix_permissions: bool,
 }
 
+/// Problems outside the state files: the config and the agent program.
+fn environment_findings(ctx: &Ctx) -> Vec<Finding> {
+    let (config, errors) = ctx.config_all();
+    let mut out: Vec<Finding> = errors
+        .into_iter()
+        .map(|e| Finding {
+            subject: "config".into(),
+            problem: e.to_string(),
+            remedy: "fix the line, variable or flag it names; until then every other command \
+                     refuses to run"
+                .into(),
+            fixed: false,
+        })
+        .collect();
+    for w in config.warnings() {
+        out.push(Finding {
+            subject: "config".into(),
+            problem: w.clone(),
+            remedy: "edit the config file".into(),
+            fixed: false,
+        });
+    }
+    if crate::wiring::find_program(&config.opencode_bin, &ctx.env).is_none() {
+        out.push(Finding {
+            subject: config.opencode_bin.display().to_string(),
+            problem: "the opencode program was not found".into(),
+            remedy: "install it (`npm install -g opencode-ai`) or set KUGETSU_OPENCODE_BIN".into(),
+            fixed: false,
+        });
+    }
+    out
+}
+
 /// The daemon and the queue: a daemon that should run, stale pid files, unreadable items.
 fn queue_findings(ctx: &Ctx) -> Vec<Finding> {
     use kugetsu_core::queue::TaskQueue;
@@ -101,7 +134,7 @@ pub fn cmd_doctor(ctx: &Ctx, args: &DoctorArgs, out: &mut dyn Write) -> Result<(
     let (config, errors) = ctx.config_all();
     let orch = ctx.orchestrator_with(&config)?;
     let mut findings = orch.doctor(args.fix, args.fix_permissions)?;
-    findings.extend(ctx.environment_findings());
+    findings.extend(environment_findings(ctx));
     findings.extend(queue_findings(ctx));
     if ctx.json {
         return finish(ctx.print_json(out, &findings), &findings);

@@ -1,0 +1,153 @@
+//! What `start` and `continue` share: the flags that say how to run the agent, the background
+//! (`--detach`) form of a run, and how a run's end is reported and turned into an exit code.
+
+use std::ffi::OsString;
+use std::io::Write;
+use std::path::Path;
+use std::time::Duration;
+
+use kugetsu_core::config::Config;
+use kugetsu_core::orchestrator::{Orchestrator, RunSummary};
+use kugetsu_core::queue::RunOptions;
+use kugetsu_core::{IssueRef, RunOutcome};
+
+use crate::context::Ctx;
+use crate::error::{CliError, exit};
+use crate::wiring::{RunPlace, build_orchestrator};
+
+/// Flags shared by `start` and `continue`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct RunFlags {
+    /// Run in the background; follow it with `kugetsu logs` and `kugetsu list`.
+    #[arg(long)]
+    pub detach: bool,
+    /// If every agent slot is busy, queue the message for the daemon instead of waiting.
+    #[arg(long)]
+    pub no_wait: bool,
+    /// Wait at most this many seconds for a free agent slot (default: as long as it takes).
+    #[arg(long, value_name = "SECS", conflicts_with = "no_wait")]
+    pub wait: Option<u64>,
+}
+
+impl RunFlags {
+    /// The slot-waiting flags as command-line flags again (`--detach` itself is not repeated).
+    pub fn rerun_flags(&self) -> Vec<OsString> {
+        let mut flags = Vec::new();
+        if self.no_wait {
+            flags.push("--no-wait".into());
+        }
+        if let Some(w) = self.wait {
+            flags.push(format!("--wait={w}").into());
+        }
+        flags
+    }
+}
+
+/// The orchestration for `start`/`continue`, with the slot wait the flags ask for.
+pub fn orchestrator_for_run(
+    ctx: &Ctx,
+    config: &Config,
+    flags: &RunFlags,
+) -> Result<Orchestrator, CliError> {
+    let slot_wait = if flags.no_wait {
+        Duration::ZERO
+    } else {
+        flags.wait.map(Duration::from_secs).unwrap_or(Duration::from_secs(60 * 60 * 24 * 365))
+    };
+    build_orchestrator(ctx, config, RunPlace::Foreground, slot_wait, None)
+}
+
+/// Re-runs `kugetsu <verb> <issue> - <flags>` in the background with the message on stdin from
+/// a private file, its output going to a log file; prints where to follow it. `flags` are the
+/// command's own options as `StartArgs::rerun_flags` gives them back, so the background run does exactly what the foreground one would have.
+/// The re-run starts in a session of its own, so closing the terminal or the SSH connection
+/// does not stop it.
+pub fn detach(
+    ctx: &Ctx,
+    verb: &str,
+    issue: &IssueRef,
+    message: &str,
+    flags: &[std::ffi::OsString],
+    out: &mut dyn std::io::Write,
+) -> Result<(), CliError> {
+    ctx.state.ensure()?;
+    let stamp = time::OffsetDateTime::now_utc().unix_timestamp_nanos();
+    let logs = ctx.state.logs_dir();
+    let msg_path = logs.join(format!(".detached-{stamp}.msg"));
+    kugetsu_core::storage::atomic_write(&msg_path, message.as_bytes())?;
+    let log_path = logs.join(format!("{}-detached-{stamp}.log", issue.file_name()));
+    let open =
+        |p: &Path, write: bool| {
+            std::fs::OpenOptions::new().read(!write).append(write).create(write).open(p).map_err(
+                |e| CliError::new(exit::FAILURE, format!("cannot open {}: {e}", p.display())),
+            )
+        };
+    let stdin = open(&msg_path, false)?;
+    // The message file was opened; unlinking it now keeps it readable by the child only.
+    let _ = std::fs::remove_file(&msg_path);
+    let log = open(&log_path, true)?;
+    let exe = std::env::current_exe()?;
+    let mut cmd = std::process::Command::new(exe);
+    cmd.args(ctx.child_args()).arg(verb).arg(issue.to_string()).arg("-");
+    cmd.args(flags);
+    cmd.stdin(stdin).stdout(log.try_clone()?).stderr(log);
+    kugetsu_queue::process::detach(&mut cmd);
+    let child = cmd.spawn()?;
+    if ctx.json {
+        return ctx.print_json(
+            out,
+            &serde_json::json!({"detached": true, "pid": child.id(), "issue_ref": issue.to_string(), "log": log_path}),
+        );
+    }
+    writeln!(out, "{verb} {issue} running in the background (pid {})", child.id())?;
+    writeln!(out, "log: {}", log_path.display())?;
+    Ok(())
+}
+
+/// Prints a run's summary, queues the message (with `queued`, the command's own options) when
+/// all slots were busy and `--no-wait` was given, and maps the outcome to the exit code.
+pub fn finish(
+    ctx: &Ctx,
+    issue: &str,
+    message: &str,
+    result: Result<RunSummary, kugetsu_core::orchestrator::OrchestratorError>,
+    flags: &RunFlags,
+    queued: RunOptions,
+    out: &mut dyn Write,
+) -> Result<(), CliError> {
+    let summary = match result {
+        Ok(s) => s,
+        Err(kugetsu_core::orchestrator::OrchestratorError::Queue(
+            kugetsu_core::queue::QueueError::NoSlot { limit, .. },
+        )) if flags.no_wait => {
+            let item = crate::wiring::enqueue(ctx, message, Some(issue.to_string()), queued)?;
+            if ctx.json {
+                return ctx.print_json(
+                    out,
+                    &serde_json::json!({ "queued": item.id, "issue_ref": issue }),
+                );
+            }
+            writeln!(
+                out,
+                "all {limit} agent slots are busy; queued as {} for the daemon",
+                item.id
+            )?;
+            return Ok(());
+        }
+        Err(e) => return Err(e.into()),
+    };
+    if ctx.json {
+        ctx.print_json(out, &summary)?;
+    } else {
+        writeln!(out, "{}: {}", summary.issue_ref, summary.outcome.describe())?;
+        writeln!(out, "session  {}", summary.session_id)?;
+        writeln!(out, "worktree {}", summary.worktree_path.display())?;
+        writeln!(out, "log      {}", summary.log_path.display())?;
+    }
+    match summary.outcome {
+        RunOutcome::Completed => Ok(()),
+        // `main` turns this into 128 + the signal that stopped the run.
+        RunOutcome::Interrupted { .. } => Err(CliError::silent(exit::INTERRUPTED)),
+        _ => Err(CliError::silent(exit::AGENT)),
+    }
+}
