@@ -68,11 +68,7 @@ fn positional_quirk_and_stdin() {
 #[test]
 fn forks_keep_the_parent_dir_lose_rules_and_trap_other_dirs() {
     let sb = Sandbox::new();
-    let out = fake(&sb, "base", &["run", "--format", "json", "--title", "b", "hi"], None);
-    let first: Value =
-        serde_json::from_slice(out.stdout.split(|b| *b == b'\n').next().expect("line"))
-            .expect("json");
-    let base = first["sessionID"].as_str().expect("id").to_owned();
+    let base = new_base(&sb);
     assert_eq!(base.len(), 30);
     let out = fake(&sb, "base", &["run", "--fork", "-s", &base, "--format", "json", "go"], None);
     assert!(out.status.success());
@@ -119,11 +115,7 @@ fn forks_keep_the_parent_dir_lose_rules_and_trap_other_dirs() {
 #[test]
 fn pwd_elsewhere_traps_a_run_in_the_right_cwd() {
     let sb = Sandbox::new();
-    let out = fake(&sb, "base", &["run", "--format", "json", "--title", "b", "hi"], None);
-    let first: Value =
-        serde_json::from_slice(out.stdout.split(|b| *b == b'\n').next().expect("line"))
-            .expect("json");
-    let base = first["sessionID"].as_str().expect("id").to_owned();
+    let base = new_base(&sb);
     let run = |pwd: Option<&str>| {
         let mut cmd = Command::new(FAKE);
         cmd.args(["run", "-s", &base, "--format", "json", "hi"])
@@ -145,6 +137,15 @@ fn pwd_elsewhere_traps_a_run_in_the_right_cwd() {
         assert!(out.status.success(), "PWD {pwd:?}: {}", String::from_utf8_lossy(&out.stderr));
         assert!(!out.stdout.is_empty(), "PWD {pwd:?} answers");
     }
+}
+
+/// A new session titled `b` in the sandbox's `base` directory; its id.
+fn new_base(sb: &Sandbox) -> String {
+    let out = fake(sb, "base", &["run", "--format", "json", "--title", "b", "hi"], None);
+    let first: Value =
+        serde_json::from_slice(out.stdout.split(|b| *b == b'\n').next().expect("line"))
+            .expect("json");
+    first["sessionID"].as_str().expect("id").to_owned()
 }
 
 /// The run is still going after a while, and has printed nothing; then it is killed.
