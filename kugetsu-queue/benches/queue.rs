@@ -39,7 +39,11 @@ fn summary(mut samples: Vec<Duration>) -> String {
 }
 
 fn task(i: usize) -> NewTask {
-    NewTask { message: format!("work on issue #{i}"), issue_ref: Some(format!("o/r#{i}")), options: Default::default() }
+    NewTask {
+        message: format!("work on issue #{i}"),
+        issue_ref: Some(format!("o/r#{i}")),
+        options: Default::default(),
+    }
 }
 
 fn enqueue_throughput() {

@@ -17,7 +17,11 @@ const LONG: Duration = Duration::from_secs(60);
 
 fn enqueue(env: &Env, msg: &str, issue: Option<&str>) -> QueueItem {
     FileQueue::new(&env.state)
-        .enqueue(NewTask { message: msg.into(), issue_ref: issue.map(str::to_string), options: Default::default() })
+        .enqueue(NewTask {
+            message: msg.into(),
+            issue_ref: issue.map(str::to_string),
+            options: Default::default(),
+        })
         .unwrap()
 }
 

@@ -16,7 +16,12 @@ fn racing_claimer_processes_never_get_the_same_item() {
     let env = common::env();
     let q = FileQueue::new(&env.state);
     for i in 0..120 {
-        q.enqueue(NewTask { message: format!("t{i}"), issue_ref: None, options: Default::default() }).unwrap();
+        q.enqueue(NewTask {
+            message: format!("t{i}"),
+            issue_ref: None,
+            options: Default::default(),
+        })
+        .unwrap();
     }
     let root = env.state.root().to_str().unwrap().to_string();
     let outs: Vec<_> = (0..6).map(|i| env.record.join(format!("claims-{i}"))).collect();

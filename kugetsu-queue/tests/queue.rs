@@ -21,7 +21,11 @@ fn claim() -> Claim {
 }
 
 fn task(msg: &str) -> NewTask {
-    NewTask { message: msg.into(), issue_ref: Some("github.com/o/r#1".into()), options: Default::default() }
+    NewTask {
+        message: msg.into(),
+        issue_ref: Some("github.com/o/r#1".into()),
+        options: Default::default(),
+    }
 }
 
 #[test]
@@ -92,9 +96,19 @@ fn bad_tasks_are_refused_with_the_reason() {
     let q = FileQueue::new(&env.state);
     for (t, want) in [
         (NewTask { message: "  ".into(), issue_ref: None, options: Default::default() }, "empty"),
-        (NewTask { message: "x".repeat(70_000), issue_ref: None, options: Default::default() }, "bytes"),
+        (
+            NewTask { message: "x".repeat(70_000), issue_ref: None, options: Default::default() },
+            "bytes",
+        ),
         (NewTask { message: "a\0b".into(), issue_ref: None, options: Default::default() }, "NUL"),
-        (NewTask { message: "ok".into(), issue_ref: Some("o/r #1".into()), options: Default::default() }, "spaces"),
+        (
+            NewTask {
+                message: "ok".into(),
+                issue_ref: Some("o/r #1".into()),
+                options: Default::default(),
+            },
+            "spaces",
+        ),
     ] {
         let err = q.enqueue(t).unwrap_err();
         assert!(err.to_string().contains(want), "{err}");

@@ -170,7 +170,9 @@ fn the_daemon_drains_the_file_queue_through_the_orchestration() {
         queue
             .enqueue(NewTask {
                 message: "go".into(),
-                issue_ref: Some(format!("local.test/o/r#{n}")), options: Default::default(), })
+                issue_ref: Some(format!("local.test/o/r#{n}")),
+                options: Default::default(),
+            })
             .unwrap();
     }
     let daemon = kugetsu_queue::Daemon::new(

@@ -40,8 +40,12 @@ fn main() -> ExitCode {
         "enqueue" => {
             let q = FileQueue::new(&state);
             for i in 0..arg(2).parse::<usize>().unwrap() {
-                q.enqueue(NewTask { message: arg(3), issue_ref: Some(format!("o/r#{i}")), options: Default::default() })
-                    .unwrap();
+                q.enqueue(NewTask {
+                    message: arg(3),
+                    issue_ref: Some(format!("o/r#{i}")),
+                    options: Default::default(),
+                })
+                .unwrap();
             }
             ExitCode::SUCCESS
         }
