@@ -243,10 +243,23 @@ pub enum RunOutcome {
         /// Seconds it ran.
         after_secs: u64,
     },
-    /// Killed after printing nothing for the idle timeout.
+    /// Killed after the idle timeout with nothing to show it was working: no output and, when
+    /// `processes_idle`, no CPU time or I/O worth counting in any of the agent's processes
+    /// either. (opencode prints a tool's event only when the tool finishes, so silence alone
+    /// can be a long build at work.)
     Hung {
-        /// Seconds of silence.
+        /// Seconds of silence: with `processes_idle`, the seconds in which neither output nor
+        /// work was seen (the output may have stopped earlier); else seconds without output.
         silent_secs: u64,
+        /// The agent's processes were watched and seen idle too. Absent from records written
+        /// before kugetsu watched them, and where they cannot be measured (no `/proc`).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        processes_idle: bool,
+        /// The last tool call that finished before the hang, as `tool` or ``tool `title` ``
+        /// (for bash, the title is the command). opencode reports a tool only once it has
+        /// finished, so the one that was running when the run hung is not known.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        last_tool: Option<String>,
     },
     /// Stopped because kugetsu was asked to stop (Ctrl-C, SIGTERM, a hang-up) while the turn
     /// ran; the agent's processes were killed. `continue` resumes the session.
@@ -270,7 +283,27 @@ impl RunOutcome {
                 format!("blocked: permission rejected: {permission}")
             }
             RunOutcome::TimedOut { after_secs } => format!("timed out after {after_secs}s"),
-            RunOutcome::Hung { silent_secs } => format!("hung: no output for {silent_secs}s"),
+            RunOutcome::Hung { silent_secs, processes_idle, last_tool } => {
+                let what = if *processes_idle {
+                    "no output and no CPU or I/O in the agent's processes"
+                } else {
+                    "no output"
+                };
+                // Seconds up to two minutes, then minutes (and the odd seconds).
+                let span = match (silent_secs / 60, silent_secs % 60) {
+                    _ if *silent_secs < 120 => format!("{silent_secs}s"),
+                    (m, 0) => format!("{m} min"),
+                    (m, s) => format!("{m} min {s}s"),
+                };
+                let mut line = format!("hung: {what} for {span}");
+                if let Some(tool) = last_tool {
+                    line.push_str("; last finished tool: ");
+                    line.push_str(tool);
+                } else if *processes_idle {
+                    line.push_str("; no tool call finished in this run");
+                }
+                line
+            }
             RunOutcome::Interrupted { signal } => format!("interrupted by {signal}"),
         }
     }

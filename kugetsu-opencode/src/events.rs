@@ -156,6 +156,22 @@ pub fn strip_ansi(s: &str) -> String {
     out
 }
 
+/// The longest tool title [`EventLog::last_tool`] keeps (a command can be a whole script).
+pub const TOOL_TEXT_MAX: usize = 120;
+
+/// ``tool `title` ``, the title cut to its first line and [`TOOL_TEXT_MAX`] characters, or
+/// `tool` alone without a title. Backticks in the title become quotes, so the quoting holds.
+fn tool_text(tool: &str, title: Option<&str>) -> String {
+    let first_line = title.and_then(|t| t.lines().map(str::trim).find(|l| !l.is_empty()));
+    let Some(line) = first_line else { return tool.to_owned() };
+    let more = title.is_some_and(|t| t.trim().lines().count() > 1);
+    let mut text: String = line.chars().take(TOOL_TEXT_MAX).collect::<String>().replace('`', "'");
+    if more || line.chars().count() > TOOL_TEXT_MAX {
+        text.push('…');
+    }
+    format!("{tool} `{text}`")
+}
+
 fn push_once(list: &mut Vec<String>, item: &str) {
     if !list.iter().any(|x| x == item) {
         list.push(item.to_owned());
@@ -232,6 +248,17 @@ impl EventLog {
     pub fn first_error(&self) -> Option<String> {
         self.events.iter().find_map(|ev| match ev {
             AgentEvent::Error { name, message } => Some(format!("{name}: {message}")),
+            _ => None,
+        })
+    }
+
+    /// The last tool call that finished (or failed), as `tool` or ``tool `title` `` (for
+    /// bash, opencode's title is the command), on one line of at most [`TOOL_TEXT_MAX`]
+    /// characters. opencode prints a tool call only when it has finished, so a call still
+    /// running is never the last one here.
+    pub fn last_tool(&self) -> Option<String> {
+        self.events.iter().rev().find_map(|ev| match ev {
+            AgentEvent::ToolUse { tool, title, .. } => Some(tool_text(tool, title.as_deref())),
             _ => None,
         })
     }
@@ -373,6 +400,37 @@ mod tests {
         );
         assert_eq!(p.session, None);
         assert_eq!(p.events, vec![AgentEvent::StepStart]);
+    }
+
+    #[test]
+    fn the_last_finished_tool_is_named() {
+        let mut log = EventLog::default();
+        assert_eq!(log.last_tool(), None);
+        for line in SAMPLE.lines() {
+            log.stdout_line(line);
+        }
+        assert_eq!(log.last_tool().as_deref(), Some("bash `echo hi-from-tool`"));
+        let mut log = EventLog::default();
+        for line in REJECTED_OUT.lines() {
+            log.stdout_line(line);
+        }
+        assert_eq!(log.last_tool().as_deref(), Some("read"), "no title: the tool alone");
+        let tool = |title: &str| {
+            let line = serde_json::json!({"type": "tool_use", "part": {"tool": "bash",
+                "state": {"status": "completed", "title": title}}})
+            .to_string();
+            let mut log = EventLog::default();
+            log.stdout_line(&line);
+            log.stdout_line(r#"{"type":"step_start"}"#);
+            log.last_tool().unwrap_or_default()
+        };
+        assert_eq!(tool("cargo build --release"), "bash `cargo build --release`");
+        assert_eq!(tool("\n  make -j8 \nmake install\n"), "bash `make -j8…`");
+        assert_eq!(tool("echo `date`"), "bash `echo 'date'`");
+        assert_eq!(tool("   "), "bash");
+        let long = tool(&"x".repeat(500));
+        assert_eq!(long.chars().count(), "bash ``".len() + TOOL_TEXT_MAX + 1);
+        assert!(long.ends_with("x…`"), "{long}");
     }
 
     #[test]

@@ -35,6 +35,14 @@
 //!     nothing (or one step_start) and sleeps forever, with `children` helper processes in its
 //!     process group and `detached_children` in their own sessions (as opencode's bash tool
 //!     starts commands); `ignore_term` makes all of them ignore SIGTERM;
+//!   - `bash` (`command`, `work`, `ms`, `pieces`, `detached`, `first`): opencode's bash tool
+//!     running a command silently: `step_start`, then a helper process that works for `ms`
+//!     milliseconds (forever without `ms`) printing nothing, then the `tool_use` event (titled
+//!     `command`, as the real tool titles a call by its command) and a text answer. `work` is
+//!     `sleep` (no CPU: a stuck command) or `busy` (a CPU-bound loop: a silent build);
+//!     `pieces` splits the work into that many helpers run one after the other (short-lived
+//!     processes, reaped by the fake); `detached` starts them in their own session, as the
+//!     real bash tool does; `first` is the command of a quick bash call that finishes before;
 //!   - `slow` (`interval_ms`): keeps printing text events forever;
 //!   - `exit` (`code`, `stderr`): prints `stderr` and exits with `code`.
 //!
@@ -749,7 +757,18 @@ fn step_start(out: &Out) {
 }
 
 fn tool(out: &Out, name: &str, input: Value, status: &str, output_or_error: &str) {
-    let mut state = json!({"status": status, "input": input, "title": name, "time": {"start": now_ms(), "end": now_ms()}});
+    tool_titled(out, name, name, input, status, output_or_error);
+}
+
+fn tool_titled(
+    out: &Out,
+    name: &str,
+    title: &str,
+    input: Value,
+    status: &str,
+    output_or_error: &str,
+) {
+    let mut state = json!({"status": status, "input": input, "title": title, "time": {"start": now_ms(), "end": now_ms()}});
     state[if status == "error" { "error" } else { "output" }] = json!(output_or_error);
     out.event(
         "tool_use",
@@ -851,6 +870,39 @@ fn play(turn: &Value, out: &Out, session: &Session, auto: bool) -> Result<u8, St
             }
             sleep_forever();
         }
+        "bash" => {
+            let command = s("command").unwrap_or("sleep 600");
+            let busy = match s("work").unwrap_or("sleep") {
+                "busy" => true,
+                "sleep" => false,
+                other => return Err(Fail(format!("fake-opencode: unknown work {other:?}")).into()),
+            };
+            let ms = turn.get("ms").and_then(Value::as_u64);
+            let pieces = turn.get("pieces").and_then(Value::as_u64).unwrap_or(1).max(1);
+            let detached = turn.get("detached").and_then(Value::as_bool).unwrap_or(false);
+            step_start(out);
+            if let Some(first) = s("first") {
+                let input = json!({"command": first, "description": "First"});
+                tool_titled(out, "bash", first, input, "completed", "");
+                step_finish(out, "tool-calls");
+                step_start(out);
+            }
+            // Like the real tool: nothing is printed until the command has ended.
+            for _ in 0..pieces {
+                let work = Work { busy, ms: ms.map(|m| m / pieces), detach: detached };
+                let Some(mut child) = spawn_helper(false, work, &session.directory) else {
+                    return Err(Fail("fake-opencode: cannot start the bash helper".into()).into());
+                };
+                let _ = child.wait();
+            }
+            let input = json!({"command": command, "description": "Run"});
+            tool_titled(out, "bash", command, input, "completed", "");
+            step_finish(out, "tool-calls");
+            step_start(out);
+            out.text(&fresh_part_id(), text);
+            step_finish(out, "stop");
+            Ok(0)
+        }
         "slow" => {
             let every = Duration::from_millis(
                 turn.get("interval_ms").and_then(Value::as_u64).unwrap_or(200),
@@ -883,9 +935,11 @@ fn sleep_forever() -> ! {
     }
 }
 
-/// A helper process a scripted turn leaves behind: `__sleep [ignore-term] [detach] [tag]`
-/// (`detach`: own session and process group, like opencode's bash tool; the tag, the session
-/// directory, lets tests find it).
+/// A helper process a scripted turn starts:
+/// `__sleep [ignore-term] [detach] [busy] [ms=N] [tag]` (`detach`: own session and process
+/// group, like opencode's bash tool; `busy`: spins on the CPU instead of sleeping; `ms=N`:
+/// exits after N milliseconds instead of running forever; the tag, the session directory,
+/// lets tests find it).
 fn helper_sleep(args: &[String]) -> ! {
     if args.iter().any(|a| a == "detach") {
         let _ = rustix::process::setsid();
@@ -893,36 +947,74 @@ fn helper_sleep(args: &[String]) -> ! {
     if args.iter().any(|a| a == "ignore-term") {
         ignore_term();
     }
-    sleep_forever()
+    let until = args
+        .iter()
+        .find_map(|a| a.strip_prefix("ms=")?.parse::<u64>().ok())
+        .map(|ms| std::time::Instant::now() + Duration::from_millis(ms));
+    if args.iter().any(|a| a == "busy") {
+        let mut x: u64 = 1;
+        while until.is_none_or(|t| std::time::Instant::now() < t) {
+            for _ in 0..10_000 {
+                x = std::hint::black_box(x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1));
+            }
+        }
+        std::process::exit(0);
+    }
+    match until {
+        Some(t) => {
+            std::thread::sleep(t.saturating_duration_since(std::time::Instant::now()));
+            std::process::exit(0)
+        }
+        None => sleep_forever(),
+    }
 }
 
-/// Starts `n` helper sleepers (see [`helper_sleep`]).
-fn spawn_helpers(n: u64, ignore_term: bool, detach: bool, tag: &str) {
+/// What a helper does (see [`helper_sleep`]).
+#[derive(Clone, Copy, Default)]
+struct Work {
+    /// Spin on the CPU rather than sleep.
+    busy: bool,
+    /// Exit after this many milliseconds; `None`: run until killed.
+    ms: Option<u64>,
+    /// In its own session and process group.
+    detach: bool,
+}
+
+/// Starts one helper (see [`helper_sleep`]).
+fn spawn_helper(ignore_term: bool, work: Work, tag: &str) -> Option<std::process::Child> {
     // Re-run this program under the name it was started with: when it is `kugetsu` linked as
     // `opencode`, that name is what selects the fake.
     let started_as = std::env::args_os().next().map(std::path::PathBuf::from);
     let me = match started_as.filter(|p| p.components().count() > 1) {
         Some(p) => p,
-        None => match std::env::current_exe() {
-            Ok(p) => p,
-            Err(_) => return,
-        },
+        None => std::env::current_exe().ok()?,
     };
+    let mut c = std::process::Command::new(&me);
+    c.arg("__sleep");
+    if ignore_term {
+        c.arg("ignore-term");
+    }
+    if work.detach {
+        c.arg("detach");
+    }
+    if work.busy {
+        c.arg("busy");
+    }
+    if let Some(ms) = work.ms {
+        c.arg(format!("ms={ms}"));
+    }
+    c.arg(tag);
+    c.stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .ok()
+}
+
+/// Starts `n` helpers that sleep until killed (see [`helper_sleep`]).
+fn spawn_helpers(n: u64, ignore_term: bool, detach: bool, tag: &str) {
     for _ in 0..n {
-        let mut c = std::process::Command::new(&me);
-        c.arg("__sleep");
-        if ignore_term {
-            c.arg("ignore-term");
-        }
-        if detach {
-            c.arg("detach");
-        }
-        c.arg(tag);
-        let _ = c
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn();
+        let _ = spawn_helper(ignore_term, Work { detach, ..Work::default() }, tag);
     }
 }
 

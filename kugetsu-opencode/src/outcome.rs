@@ -18,7 +18,14 @@ pub(crate) fn classify(
     match ended {
         Ended::Interrupted => (RunOutcome::Interrupted { signal: stop.describe() }, None),
         Ended::TimedOut(d) => (RunOutcome::TimedOut { after_secs: d.as_secs() }, None),
-        Ended::Hung(d) => (RunOutcome::Hung { silent_secs: d.as_secs() }, None),
+        Ended::Hung(d) => (
+            RunOutcome::Hung {
+                silent_secs: d.as_secs(),
+                processes_idle: crate::process::activity_is_watched(),
+                last_tool: events.last_tool(),
+            },
+            None,
+        ),
         Ended::Exited(status) => (classify_exit(status, events), status.code()),
     }
 }
@@ -120,11 +127,72 @@ mod tests {
         assert_eq!(classify(exit(3), &log(&[], &[])).1, Some(3));
         assert_eq!(
             classify(Ended::Hung(Duration::from_secs(7)), &log(&[], &[])).0,
-            RunOutcome::Hung { silent_secs: 7 }
+            RunOutcome::Hung { silent_secs: 7, processes_idle: true, last_tool: None }
         );
         assert_eq!(
             classify(Ended::Exited(ExitStatus::from_raw(9)), &log(&[], &[])).0,
             RunOutcome::Failed { message: "opencode was killed by signal 9".into() }
+        );
+    }
+
+    #[test]
+    fn a_hung_run_names_the_last_finished_tool() {
+        let bash = r#"{"type":"tool_use","sessionID":"ses_a","part":{"tool":"bash","state":{"status":"completed","input":{"command":"cargo build"},"title":"cargo build"}}}"#;
+        let (outcome, code) = classify(
+            Ended::Hung(Duration::from_secs(900)),
+            &log(&[START, bash, TOOLS, START], &[]),
+        );
+        assert_eq!(code, None);
+        assert_eq!(
+            outcome,
+            RunOutcome::Hung {
+                silent_secs: 900,
+                processes_idle: true,
+                last_tool: Some("bash `cargo build`".into())
+            }
+        );
+        assert_eq!(
+            outcome.describe(),
+            "hung: no output and no CPU or I/O in the agent's processes for 15 min; \
+             last finished tool: bash `cargo build`"
+        );
+    }
+
+    #[test]
+    fn hung_records_old_and_new_read_and_describe() {
+        // Written before the processes were watched: still read, described as then.
+        let old: RunOutcome =
+            serde_json::from_str(r#"{"outcome":"hung","silent_secs":60}"#).expect("old record");
+        assert_eq!(
+            old,
+            RunOutcome::Hung { silent_secs: 60, processes_idle: false, last_tool: None }
+        );
+        assert_eq!(old.describe(), "hung: no output for 60s");
+        assert_eq!(
+            serde_json::to_string(&old).expect("json"),
+            r#"{"outcome":"hung","silent_secs":60}"#
+        );
+        let new = RunOutcome::Hung {
+            silent_secs: 61,
+            processes_idle: true,
+            last_tool: Some("write `src/main.rs`".into()),
+        };
+        let json = serde_json::to_string(&new).expect("json");
+        assert_eq!(
+            json,
+            r#"{"outcome":"hung","silent_secs":61,"processes_idle":true,"last_tool":"write `src/main.rs`"}"#
+        );
+        assert_eq!(serde_json::from_str::<RunOutcome>(&json).expect("back"), new);
+        assert_eq!(
+            new.describe(),
+            "hung: no output and no CPU or I/O in the agent's processes for 61s; \
+             last finished tool: write `src/main.rs`"
+        );
+        let none = RunOutcome::Hung { silent_secs: 125, processes_idle: true, last_tool: None };
+        assert_eq!(
+            none.describe(),
+            "hung: no output and no CPU or I/O in the agent's processes for 2 min 5s; \
+             no tool call finished in this run"
         );
     }
 

@@ -1,68 +1,100 @@
-//! Tracks every process a run started, including the ones that left its process group.
+//! Tracks every process a run started, including the ones that left its process group, and
+//! how much CPU time and I/O they use.
 //!
 //! opencode's bash tool starts commands detached (their own session and process group), so
 //! killing opencode's group misses them, and once opencode exits they are orphans nobody
-//! links back to the run. The tracker scans `/proc` while the run goes, remembers every
-//! descendant with its start time (so a reused pid is never signalled), and at the end
-//! signals all of them that are still the same processes. Where there is no `/proc` it does
-//! nothing and the process-group kill is all there is.
+//! links back to the run. The tracker scans `/proc` (through [`kugetsu_core::process`]) while
+//! the run goes, remembers every descendant with its start time (so a reused pid is never
+//! signalled), and at the end signals all of them that are still the same processes. Each scan
+//! also says how much CPU time and I/O the whole tree used since the previous one, which is
+//! how a silent agent at work is told from a stuck one (see [`crate::process`]). Where there
+//! is no `/proc` it does nothing: the process-group kill is all there is, and no activity is
+//! ever seen.
 
 use std::collections::{HashMap, HashSet};
 
+use kugetsu_core::process::{self as proc, Stat};
 use rustix::process::{Pid, Signal};
 
-/// One line of `/proc/<pid>/stat`, the fields used here.
-#[derive(Debug, Clone, Copy)]
-struct Stat {
-    pid: u32,
-    ppid: u32,
-    pgrp: u32,
-    start: u64,
-    zombie: bool,
+/// What a set of processes used over some time.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Usage {
+    /// CPU time, clock ticks.
+    pub cpu_ticks: u64,
+    /// Bytes read and written (`rchar + wchar`).
+    pub io_bytes: u64,
 }
 
-fn parse_stat(text: &str) -> Option<Stat> {
-    let (head, rest) = text.rsplit_once(')')?;
-    let pid = head.split_whitespace().next()?.parse().ok()?;
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    // After `(comm)`: state(0) ppid(1) pgrp(2) ... starttime(19).
-    Some(Stat {
-        pid,
-        ppid: f.get(1)?.parse().ok()?,
-        pgrp: f.get(2)?.parse().ok()?,
-        start: f.get(19)?.parse().ok()?,
-        zombie: matches!(*f.first()?, "Z" | "X"),
-    })
+impl Usage {
+    pub(crate) fn add(self, other: Usage) -> Usage {
+        Usage {
+            cpu_ticks: self.cpu_ticks.saturating_add(other.cpu_ticks),
+            io_bytes: self.io_bytes.saturating_add(other.io_bytes),
+        }
+    }
 }
 
-fn read_stat(pid: u32) -> Option<Stat> {
-    parse_stat(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
+/// A process identity that survives pid reuse: pid and start time.
+type Key = (u32, u64);
+
+/// One process's counters at one scan. `io` is `None` where `/proc/<pid>/io` cannot be read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Counters {
+    /// CPU of the process and of the children it reaped, clock ticks: it only grows.
+    pub cpu: u64,
+    pub io: Option<u64>,
 }
 
-fn all_stats() -> Vec<Stat> {
-    let Ok(dir) = std::fs::read_dir("/proc") else { return Vec::new() };
-    dir.flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-        .filter_map(read_stat)
-        .collect()
+/// What the processes in `now` used since `before` was taken, and `now` becomes `before`.
+///
+/// The rule, kept simple and on the side of "busy": a process seen before counts what its
+/// counters grew by; a process not seen before counts everything it has used (it started
+/// since, or has just joined the tree); a process that is gone counts nothing more. A child
+/// that lived and died between two scans is not lost: its time moves into its parent's
+/// `cutime`/`cstime` when the parent reaps it, and the parent is in the tree. That same move
+/// counts a seen child's time a second time when it is reaped, which can only make a tree that
+/// was just busy look busy a moment longer.
+pub(crate) fn usage_since(before: &mut HashMap<Key, Counters>, now: &[(Key, Counters)]) -> Usage {
+    let mut used = Usage::default();
+    let mut next = HashMap::with_capacity(now.len());
+    for (key, c) in now {
+        let prev = before.get(key);
+        used.cpu_ticks =
+            used.cpu_ticks.saturating_add(c.cpu.saturating_sub(prev.map_or(0, |p| p.cpu)));
+        // Unreadable I/O counters count as unchanged; once readable, the previous readable
+        // value (or zero for a new process) is the base.
+        let io = c.io.or(prev.and_then(|p| p.io));
+        if let Some(now_io) = c.io {
+            used.io_bytes = used
+                .io_bytes
+                .saturating_add(now_io.saturating_sub(prev.and_then(|p| p.io).unwrap_or(0)));
+        }
+        next.insert(*key, Counters { cpu: c.cpu, io });
+    }
+    *before = next;
+    used
 }
 
 /// The processes seen descending from one root.
 #[derive(Debug)]
 pub(crate) struct Tree {
     root: u32,
-    /// pid -> start time.
+    /// pid -> start time (the root not included).
     seen: HashMap<u32, u64>,
+    /// Every measured process's counters at the last scan (the root included).
+    counters: HashMap<Key, Counters>,
 }
 
 impl Tree {
     pub(crate) fn new(root: u32) -> Self {
-        Tree { root, seen: HashMap::new() }
+        Tree { root, seen: HashMap::new(), counters: HashMap::new() }
     }
 
-    /// Records the current descendants of the root (and members of its process group).
-    pub(crate) fn scan(&mut self) {
-        let stats = all_stats();
+    /// Records the current descendants of the root (and members of its process group), and
+    /// returns what the root and every process seen in its tree used since the previous scan
+    /// (for the first scan: since they started).
+    pub(crate) fn scan(&mut self) -> Usage {
+        let stats = proc::all_stats();
         let mut children: HashMap<u32, Vec<&Stat>> = HashMap::new();
         for s in &stats {
             children.entry(s.ppid).or_default().push(s);
@@ -76,26 +108,39 @@ impl Tree {
                 continue;
             }
             for c in children.get(&pid).into_iter().flatten() {
-                if c.pid != self.root && !c.zombie {
+                if c.pid != self.root && !c.has_exited() {
                     self.seen.entry(c.pid).or_insert(c.start);
                     stack.push(c.pid);
                 }
             }
         }
-        for s in stats.iter().filter(|s| s.pgrp == self.root && s.pid != self.root && !s.zombie) {
+        for s in
+            stats.iter().filter(|s| s.pgrp == self.root && s.pid != self.root && !s.has_exited())
+        {
             self.seen.entry(s.pid).or_insert(s.start);
         }
+        // Exited but unreaped members are still measured: their final counts may have grown
+        // since the last scan.
+        let measured: Vec<(Key, Counters)> = stats
+            .iter()
+            .filter(|s| s.pid == self.root || self.seen.get(&s.pid) == Some(&s.start))
+            .map(|s| {
+                let io = proc::read_io(s.pid).map(|io| io.chars());
+                ((s.pid, s.start), Counters { cpu: s.cpu_with_reaped_children(), io })
+            })
+            .collect();
+        usage_since(&mut self.counters, &measured)
     }
 
     /// Sends `sig` to every seen process that is still the same process, and to the process
     /// groups they lead (which holds their own children, seen or not).
     pub(crate) fn signal(&self, sig: Signal) {
         for (&pid, &start) in &self.seen {
-            let Some(now) = read_stat(pid) else { continue };
-            if now.start != start || now.zombie {
+            let Some(now) = proc::read_stat(pid) else { continue };
+            if now.start != start || now.has_exited() {
                 continue;
             }
-            let Some(p) = Pid::from_raw(pid as i32) else { continue };
+            let Some(p) = i32::try_from(pid).ok().and_then(Pid::from_raw) else { continue };
             if now.pgrp == pid && pid != self.root {
                 let _ = rustix::process::kill_process_group(p, sig);
             }
@@ -109,7 +154,7 @@ impl Tree {
         self.seen
             .iter()
             .filter(|(pid, start)| {
-                read_stat(**pid).is_some_and(|s| s.start == **start && !s.zombie)
+                proc::read_stat(**pid).is_some_and(|s| s.start == **start && !s.has_exited())
             })
             .count()
     }
@@ -119,17 +164,43 @@ impl Tree {
 mod tests {
     use super::*;
 
+    fn c(cpu: u64, io: Option<u64>) -> Counters {
+        Counters { cpu, io }
+    }
+
     #[test]
-    fn stat_lines_with_odd_names_parse() {
-        let line = "1234 (a) b (c)) S 1 1234 1234 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 98765 1000 10 18446744073709551615";
-        let s = parse_stat(line).expect("parses");
-        assert_eq!((s.pid, s.ppid, s.pgrp, s.start, s.zombie), (1234, 1, 1234, 98765, false));
-        assert!(parse_stat("garbage").is_none());
+    fn usage_counts_growth_new_processes_and_nothing_for_the_gone() {
+        let mut before = HashMap::new();
+        // First scan: everything the processes used so far.
+        let u = usage_since(&mut before, &[((10, 1), c(130, Some(4000))), ((11, 5), c(2, None))]);
+        assert_eq!(u, Usage { cpu_ticks: 132, io_bytes: 4000 });
+        // Nothing moved.
+        let u = usage_since(&mut before, &[((10, 1), c(130, Some(4000))), ((11, 5), c(2, None))]);
+        assert_eq!(u, Usage::default());
+        // 11 burns CPU; its I/O becomes readable (counted from zero); a new process 12 appears.
+        let u = usage_since(
+            &mut before,
+            &[((10, 1), c(131, Some(4100))), ((11, 5), c(52, Some(10))), ((12, 9), c(3, Some(7)))],
+        );
+        assert_eq!(u, Usage { cpu_ticks: 1 + 50 + 3, io_bytes: 100 + 10 + 7 });
+        // 11 exits and 10 reaps it: its 52 ticks move into 10's cutime. 12's I/O turns
+        // unreadable: unchanged, not a drop.
+        let u = usage_since(&mut before, &[((10, 1), c(183, Some(4100))), ((12, 9), c(3, None))]);
+        assert_eq!(u, Usage { cpu_ticks: 52, io_bytes: 0 });
+        let u =
+            usage_since(&mut before, &[((10, 1), c(183, Some(4100))), ((12, 9), c(3, Some(9)))]);
+        assert_eq!(u, Usage { cpu_ticks: 0, io_bytes: 2 });
+        // A reused pid with another start time is another process.
+        let u = usage_since(&mut before, &[((12, 20), c(4, Some(1)))]);
+        assert_eq!(u, Usage { cpu_ticks: 4, io_bytes: 1 });
+        // Counters never go back; if one does (not the same process after all), no underflow.
+        let u = usage_since(&mut before, &[((12, 20), c(1, Some(0)))]);
+        assert_eq!(u, Usage::default());
     }
 
     #[test]
     fn finds_and_kills_a_detached_grandchild() {
-        if read_stat(std::process::id()).is_none() {
+        if proc::read_stat(std::process::id()).is_none() {
             return; // No /proc here.
         }
         // sh starts a `sleep` in the background in its own session, then waits.
@@ -153,5 +224,38 @@ mod tests {
             std::thread::sleep(std::time::Duration::from_millis(20));
         }
         assert_eq!(tree.alive(), 0);
+    }
+
+    #[test]
+    fn a_busy_detached_grandchild_is_measured_and_a_sleeping_one_is_not() {
+        if proc::read_stat(std::process::id()).is_none() {
+            return; // No /proc here.
+        }
+        let run = |script: &str| -> Usage {
+            let mut child = std::process::Command::new("sh")
+                .args(["-c", script])
+                .stdin(std::process::Stdio::null())
+                .spawn()
+                .expect("sh");
+            let mut tree = Tree::new(child.id());
+            // Until the grandchild is up, then a second of measuring.
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            while tree.alive() == 0 && std::time::Instant::now() < deadline {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+                tree.scan();
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1000));
+            let used = tree.scan();
+            tree.signal(Signal::KILL);
+            let _ = child.kill();
+            let _ = child.wait();
+            used
+        };
+        let busy = run("setsid sh -c 'while :; do :; done' & wait");
+        let ticks = proc::clock_ticks_per_second();
+        // A whole core for a second; on a loaded machine a good part of it.
+        assert!(busy.cpu_ticks >= ticks / 10, "{busy:?}");
+        let idle = run("setsid sleep 300 & wait");
+        assert!(idle.cpu_ticks <= ticks / 50, "{idle:?}");
     }
 }

@@ -260,8 +260,94 @@ fn silent_hang_is_killed_with_children_that_ignore_sigterm() {
     req.limits = limits(120, 1);
     let mut sink = Sink::default();
     let r = d.run(&req, &mut sink).expect("run");
-    assert!(matches!(r.outcome, RunOutcome::Hung { silent_secs: 1 }), "{:?}", r.outcome);
+    assert!(matches!(r.outcome, RunOutcome::Hung { silent_secs: 1, .. }), "{:?}", r.outcome);
     assert_group_gone(sink.pid.expect("pid"));
+}
+
+/// opencode prints a tool call only when it ends: a build that works silently for longer than
+/// the idle limit is not a hang, whether one process does the work or many short-lived ones
+/// that are gone before they are ever seen (their time shows in the parent that reaped them).
+#[test]
+fn a_silent_busy_tool_outlives_the_idle_limit() {
+    let f = Fake::new();
+    let d = f.driver();
+    let s = f.create_base(&d);
+    f.script(json!([
+        {"mode": "bash", "command": "cargo build", "work": "busy", "ms": 5000},
+        {"mode": "bash", "command": "make -j1", "work": "busy", "ms": 5000, "pieces": 25},
+    ]));
+    for command in ["cargo build", "make -j1"] {
+        let mut req = f.sb.run_req(&s, "base", "build it");
+        req.limits = limits(60, 2);
+        let started = std::time::Instant::now();
+        let mut sink = Sink::default();
+        let r = d.run(&req, &mut sink).expect("run");
+        assert_eq!(r.outcome, RunOutcome::Completed, "{command}: {}", read(&f.sb.log()));
+        assert!(started.elapsed() >= Duration::from_secs(5), "{command}: the work ran");
+        assert!(
+            sink.events.iter().any(|e| matches!(e,
+                AgentEvent::ToolUse { tool, title: Some(t), .. } if tool == "bash" && t == command)),
+            "{:?}",
+            sink.events
+        );
+    }
+}
+
+/// A tool that sleeps (no output, no CPU, no I/O) is stuck: killed as hung after the idle
+/// limit, and the verdict (session outcome, run log, description) says what was seen and which
+/// tool call finished last.
+#[test]
+fn a_sleeping_tool_is_hung_and_the_verdict_names_the_last_finished_tool() {
+    let f = Fake::new();
+    let d = f.driver();
+    let s = f.create_base(&d);
+    f.script(json!([
+        {"mode": "bash", "first": "cargo build", "command": "sleep 600", "work": "sleep", "detached": true},
+    ]));
+    let mut req = f.sb.run_req(&s, "base", "build and wait");
+    req.limits = limits(60, 2);
+    let started = std::time::Instant::now();
+    let mut sink = Sink::default();
+    let r = d.run(&req, &mut sink).expect("run");
+    let RunOutcome::Hung { silent_secs, processes_idle, ref last_tool } = r.outcome else {
+        panic!("expected hung, got {:?}", r.outcome)
+    };
+    assert!(processes_idle);
+    assert_eq!(last_tool.as_deref(), Some("bash `cargo build`"));
+    assert!((2..10).contains(&silent_secs), "{silent_secs}");
+    assert!(started.elapsed() < Duration::from_secs(30), "killed at the idle limit");
+    let said = r.outcome.describe();
+    assert_eq!(
+        said,
+        format!(
+            "hung: no output and no CPU or I/O in the agent's processes for {silent_secs}s; \
+             last finished tool: bash `cargo build`"
+        )
+    );
+    assert!(read(&f.sb.log()).contains(&said), "the log's footer says it too");
+    assert_group_gone(sink.pid.expect("pid"));
+    assert_helpers_gone(&f.sb.path("base").to_string_lossy());
+}
+
+/// A CPU-busy command that escaped opencode's process group (its own session, as the bash tool
+/// starts commands) still counts as the run's activity, so the run is not hung; the wall-clock
+/// limit stops it all the same, and the escaped command dies with the rest.
+#[test]
+fn a_busy_escaped_child_is_activity_and_dies_at_the_wall_clock() {
+    let f = Fake::new();
+    let d = f.driver();
+    let s = f.create_base(&d);
+    let tag = f.sb.path("base").to_string_lossy().into_owned();
+    f.script(json!([{"mode": "bash", "command": "make", "work": "busy", "detached": true}]));
+    let mut req = f.sb.run_req(&s, "base", "go");
+    req.limits = limits(6, 2);
+    let started = std::time::Instant::now();
+    let mut sink = Sink::default();
+    let r = d.run(&req, &mut sink).expect("run");
+    assert!(matches!(r.outcome, RunOutcome::TimedOut { after_secs: 6 }), "{:?}", r.outcome);
+    assert!(started.elapsed() >= Duration::from_secs(6));
+    assert_group_gone(sink.pid.expect("pid"));
+    assert_helpers_gone(&tag);
 }
 
 /// A stop request (what Ctrl-C, SIGTERM or a hang-up to kugetsu become) ends a busy run at

@@ -10,6 +10,8 @@
 //! - containing `HANG`: no answer at all, the connection is held open;
 //! - containing `BASHSLEEP:<secs>`: a `bash` tool call running `sleep <secs>` (opencode starts
 //!   it detached, in its own session);
+//! - with lines containing `BASH:<command>` (the rest of the line): one `bash` tool call per
+//!   such line, in order, each after the previous one's result, then a text answer `done`;
 //! - anything else: a text answer `hello`.
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -125,8 +127,26 @@ fn serve(stream: TcpStream, seen: &Mutex<Vec<Value>>) -> std::io::Result<()> {
             Value::Null,
         )
     };
+    // `BASH:` lines of the last user message, and how many of them already ran.
+    let messages = body["messages"].as_array().map(Vec::as_slice).unwrap_or_default();
+    let user = messages.iter().rposition(|m| m["role"] == "user");
+    let user_text = user.map(|i| content_text(&messages[i]["content"])).unwrap_or_default();
+    let commands: Vec<&str> = user_text
+        .lines()
+        .filter_map(|l| Some(l.split_once("BASH:")?.1.trim()))
+        .filter(|c| !c.is_empty())
+        .collect();
+    let ran = user.map_or(0, |i| messages[i + 1..].iter().filter(|m| m["role"] == "tool").count());
     let mut chunks = Vec::new();
-    if last["role"] == "user" && text.contains("WRITEFILE:") {
+    if let Some(command) = commands.get(ran) {
+        chunks.push(chunk(
+            json!({"role": "assistant", "tool_calls": [{"index": 0, "id": format!("call_bash_{ran}"),
+                   "type": "function", "function": {"name": "bash",
+                   "arguments": json!({"command": command, "description": "Run it"}).to_string()}}]}),
+            Value::Null,
+        ));
+        chunks.push(chunk(json!({}), json!("tool_calls")));
+    } else if last["role"] == "user" && text.contains("WRITEFILE:") {
         let name = text
             .split("WRITEFILE:")
             .nth(1)
