@@ -114,7 +114,8 @@ pub struct ForkRequest {
 pub struct RunLimits {
     /// Kill the run (its whole process group) after this long.
     pub timeout: Duration,
-    /// Kill the run if it prints nothing for this long (opencode can hang silently).
+    /// Kill the run if, for this long, it prints nothing and its processes (opencode and every
+    /// command it started) use no CPU or I/O worth counting (opencode can hang silently).
     pub idle_timeout: Duration,
 }
 

@@ -34,7 +34,8 @@ pub const KUGETSU_OPENCODE_BIN: &str = "KUGETSU_OPENCODE_BIN";
 pub const KUGETSU_DEFAULT_REPO: &str = "KUGETSU_DEFAULT_REPO";
 /// An agent run is killed after this many minutes (default 60).
 pub const KUGETSU_AGENT_TIMEOUT_MINUTES: &str = "KUGETSU_AGENT_TIMEOUT_MINUTES";
-/// An agent run that prints nothing for this many minutes is killed as hung (default 15).
+/// An agent run that prints nothing and whose processes use no CPU or I/O for this many minutes
+/// is killed as hung (default 15).
 pub const KUGETSU_AGENT_IDLE_MINUTES: &str = "KUGETSU_AGENT_IDLE_MINUTES";
 
 /// Keys the original kugetsu had and then dropped; accepted with a warning so an old `config`
@@ -100,7 +101,7 @@ pub const KEYS: &[KeyInfo] = &[
     KeyInfo {
         name: KUGETSU_AGENT_IDLE_MINUTES,
         default: "15",
-        description: "Kill an agent run that prints nothing for this many minutes",
+        description: "Kill an agent run that prints nothing and whose processes use no CPU or I/O for this many minutes",
     },
 ];
 
