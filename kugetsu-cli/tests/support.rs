@@ -8,6 +8,8 @@
 //! together so one snapshot pins all three.
 
 #![allow(dead_code)]
+// Also a test target of its own (tests/*.rs): its helpers unwrap as the tests do.
+#![allow(clippy::unwrap_used)]
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
