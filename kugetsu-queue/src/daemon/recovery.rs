@@ -1,0 +1,155 @@
+//! Recovery and shutdown: items whose claimer died go back to `pending` or have their agent
+//! adopted; on a stop request, running agents are ended and their items handed back.
+
+use super::*;
+
+impl Daemon {
+    /// Recovers items claimed by processes that are gone: adopt their live agents, requeue the
+    /// rest.
+    pub(super) fn recover(
+        &self,
+        shared: &Arc<Shared>,
+        workers: &mut HashMap<String, Worker>,
+    ) -> Result<(), QueueError> {
+        for item in self.queue.claimed()? {
+            if workers.contains_key(&item.id) {
+                continue;
+            }
+            let Some(claim) = item.claim.clone() else {
+                self.requeue_stale(shared, &item, "it was notified but had no owner recorded");
+                continue;
+            };
+            if claim.owner_token != shared.token
+                && process::is_alive(claim.owner_pid, &claim.owner_token)
+            {
+                continue; // Someone alive still works on it.
+            }
+            let agent = claim.agent_pid.and_then(|pid| {
+                let token = item.extra.get(AGENT_TOKEN_KEY)?.as_str()?.to_string();
+                process::is_alive(pid, &token).then_some((pid, token))
+            });
+            match agent {
+                Some((pid, token)) => {
+                    let adopted = shared.queue.update(&item.id, &mut |it| {
+                        if let Some(c) = it.claim.as_mut() {
+                            c.owner_pid = std::process::id();
+                            c.owner_token = shared.token.clone();
+                        }
+                        it.extra.insert(
+                            ADOPTED_KEY.into(),
+                            Value::String(format!("pid {}", std::process::id())),
+                        );
+                    })?;
+                    shared.event(
+                        QueueEventKind::TaskStarted,
+                        &adopted,
+                        &format!(
+                            "adopted agent pid {pid}: its daemon (pid {}) is gone",
+                            claim.owner_pid
+                        ),
+                    );
+                    // Take its slot now, before this round dispatches anything new, so the
+                    // orphan and new agents together stay within the limit when they can.
+                    let slot = if adopted.issue_ref.is_some() {
+                        shared.slots.try_acquire((shared.limit)()).ok().flatten()
+                    } else {
+                        None
+                    };
+                    match spawn_adopter(shared.clone(), adopted.clone(), pid, token, slot) {
+                        Ok(w) => {
+                            workers.insert(adopted.id.clone(), w);
+                        }
+                        Err(e) => shared.log(&format!("cannot watch adopted {}: {e}", item.id)),
+                    }
+                }
+                None => self.requeue_stale(
+                    shared,
+                    &item,
+                    &format!("its daemon (pid {}) died while running it", claim.owner_pid),
+                ),
+            }
+        }
+        Ok(())
+    }
+
+    pub(super) fn requeue_stale(&self, shared: &Shared, item: &QueueItem, why: &str) {
+        let max = self.options.max_attempts;
+        let mut kind = QueueEventKind::TaskQueued;
+        let result = shared.queue.update(&item.id, &mut |it| {
+            it.claim = None;
+            it.extra.remove(AGENT_TOKEN_KEY);
+            it.last_error = Some(why.to_string());
+            if it.attempts >= max {
+                it.status = QueueStatus::Error;
+                kind = QueueEventKind::TaskError;
+            } else {
+                it.status = QueueStatus::Pending;
+                kind = QueueEventKind::TaskQueued;
+            }
+        });
+        match result {
+            Ok(updated) => shared.event(kind, &updated, &format!("recovered: {why}")),
+            Err(e) => shared.log(&format!("cannot recover {}: {e}", item.id)),
+        }
+    }
+
+    /// Stops workers and agents; returns how many items went back to `pending`.
+    pub(super) fn shutdown(&self, shared: &Shared, mut workers: HashMap<String, Worker>) -> usize {
+        shared.stopping.store(true, Ordering::Relaxed);
+        let wait_all = |workers: &mut HashMap<String, Worker>, d: Duration| {
+            let deadline = Instant::now() + d;
+            while workers.values().any(|w| !w.handle.is_finished()) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        };
+        // Dispatchers that honour the stop flag return on their own.
+        wait_all(&mut workers, Duration::from_millis(500));
+        let agents = |workers: &HashMap<String, Worker>| -> Vec<(u32, String)> {
+            workers
+                .values()
+                .filter(|w| !w.handle.is_finished())
+                .filter_map(|w| lock_state(&w.state).agent.clone())
+                .collect()
+        };
+        for (pid, token) in agents(&workers) {
+            if process::signal_group_verified(pid, &token, Signal::TERM) {
+                shared.log(&format!("sent SIGTERM to agent pid {pid}"));
+            }
+        }
+        wait_all(&mut workers, self.options.shutdown_grace);
+        for (pid, token) in agents(&workers) {
+            if process::signal_group_verified(pid, &token, Signal::KILL) {
+                shared.log(&format!("sent SIGKILL to agent pid {pid}"));
+            }
+        }
+        wait_all(&mut workers, Duration::from_secs(1));
+        let mut requeued = 0;
+        for (id, worker) in workers {
+            let finished = worker.handle.is_finished();
+            if finished {
+                if worker.handle.join().is_err() {
+                    shared.log(&format!("worker of {id} panicked"));
+                }
+                continue;
+            }
+            // Still running: write its state now, and make the worker's own write a no-op.
+            let mut st = lock_state(&worker.state);
+            if st.finalized {
+                continue;
+            }
+            st.finalized = true;
+            let agent_alive = st.agent.as_ref().is_some_and(|(p, t)| process::is_alive(*p, t));
+            if agent_alive {
+                // Unkillable for now: leave it claimed; the next daemon adopts it.
+                shared.log(&format!("{id}: agent still alive; left for the next daemon"));
+                continue;
+            }
+            if shared
+                .finish(&worker.item, Err(DispatchError::Interrupted("the daemon stopped".into())))
+            {
+                requeued += 1;
+            }
+        }
+        requeued
+    }
+}

@@ -1,0 +1,256 @@
+//! The threads that run items: one per dispatched item (holding its slot for the agent's whole
+//! run) and one per adopted agent, and the state they share with the main loop so exactly one
+//! of them writes each item's final state.
+
+use super::*;
+
+/// Lifecycle of one running item, shared by its worker thread and the main loop so that
+/// exactly one of them writes the item's final state.
+#[derive(Default)]
+pub(super) struct WorkerState {
+    /// The agent's pid and token, once reported.
+    pub(super) agent: Option<(u32, String)>,
+    /// The item's final state was written (by the worker, or by shutdown abandoning it).
+    pub(super) finalized: bool,
+}
+
+pub(super) struct Worker {
+    pub(super) item: QueueItem,
+    pub(super) pm: bool,
+    pub(super) state: Arc<Mutex<WorkerState>>,
+    pub(super) handle: JoinHandle<()>,
+}
+
+pub(super) fn lock_state(m: &Mutex<WorkerState>) -> MutexGuard<'_, WorkerState> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Shared by the main loop and the workers.
+pub(super) struct Shared {
+    pub(super) queue: Arc<FileQueue>,
+    pub(super) slots: Arc<dyn AgentSlots>,
+    pub(super) dispatcher: Arc<dyn Dispatcher>,
+    pub(super) notifier: Arc<dyn Notifier>,
+    pub(super) clock: Arc<dyn Clock>,
+    pub(super) limit: LimitFn,
+    pub(super) options: DaemonOptions,
+    pub(super) log: DaemonLog,
+    pub(super) stopping: AtomicBool,
+    pub(super) wake: Sender<()>,
+    pub(super) token: String,
+}
+
+impl Shared {
+    pub(super) fn now(&self) -> OffsetDateTime {
+        self.clock.now()
+    }
+
+    pub(super) fn log(&self, message: &str) {
+        tracing::info!("{message}");
+        self.log.line(self.now(), message);
+    }
+
+    pub(super) fn event(&self, kind: QueueEventKind, item: &QueueItem, detail: &str) {
+        self.log(&format!("{} {} {}", kind.as_str(), item.id, detail));
+        let event = QueueEvent {
+            kind,
+            item_id: item.id.clone(),
+            issue_ref: item.issue_ref.clone(),
+            message: item.message.clone(),
+            detail: detail.to_string(),
+            at: self.now(),
+        };
+        // A notifier bug must not take the daemon (or a worker's bookkeeping) down.
+        let notifier = &self.notifier;
+        if catch_unwind(AssertUnwindSafe(|| notifier.notify(&event))).is_err() {
+            self.log.line(self.now(), "the notifier panicked; event dropped");
+        }
+    }
+
+    pub(super) fn backoff(&self, attempts: u32) -> Duration {
+        let factor = 2u32.saturating_pow(attempts.saturating_sub(1).min(16));
+        self.options.retry_backoff.saturating_mul(factor).min(self.options.max_backoff)
+    }
+
+    /// Writes the outcome of a dispatch (or of an adopted agent) to the item.
+    pub(super) fn finish(
+        &self,
+        item: &QueueItem,
+        result: Result<DispatchOutcome, DispatchError>,
+    ) -> bool {
+        let now = self.now();
+        let stopping = self.stopping.load(Ordering::Relaxed);
+        let max = self.options.max_attempts;
+        let mut event = (QueueEventKind::TaskCompleted, String::new());
+        let mut requeued = false;
+        let update = self.queue.update(&item.id, &mut |it| {
+            it.claim = None;
+            it.extra.remove(AGENT_TOKEN_KEY);
+            match &result {
+                Ok(outcome) => {
+                    it.status = QueueStatus::Completed;
+                    it.last_error = None;
+                    it.not_before = None;
+                    event = (QueueEventKind::TaskCompleted, outcome.summary.clone());
+                }
+                Err(e) if stopping || matches!(e, DispatchError::Interrupted(_)) => {
+                    it.status = QueueStatus::Pending;
+                    it.attempts = it.attempts.saturating_sub(1);
+                    it.last_error = Some(format!("interrupted: the daemon stopped ({e})"));
+                    it.not_before = None;
+                    requeued = true;
+                    event = (QueueEventKind::TaskQueued, "requeued: the daemon stopped".into());
+                }
+                Err(DispatchError::Fatal(reason)) => {
+                    it.status = QueueStatus::Error;
+                    it.last_error = Some(reason.clone());
+                    event = (QueueEventKind::TaskError, reason.clone());
+                }
+                Err(e) if it.attempts >= max => {
+                    it.status = QueueStatus::Error;
+                    let reason = format!("failed after {} attempts: {e}", it.attempts);
+                    it.last_error = Some(reason.clone());
+                    event = (QueueEventKind::TaskError, reason);
+                }
+                Err(e) => {
+                    let at = now + self.backoff(it.attempts);
+                    it.status = QueueStatus::Pending;
+                    it.last_error = Some(e.to_string());
+                    it.not_before = Some(at);
+                    event = (
+                        QueueEventKind::TaskQueued,
+                        format!(
+                            "attempt {}/{max} failed ({e}); retrying at {}",
+                            it.attempts,
+                            at.format(&Rfc3339).unwrap_or_default()
+                        ),
+                    );
+                }
+            }
+        });
+        match update {
+            Ok(updated) => self.event(event.0, &updated, &event.1),
+            Err(e) => self.log(&format!("cannot record the outcome of {}: {e}", item.id)),
+        }
+        requeued
+    }
+
+    pub(super) fn record_agent(&self, id: &str, state: &Mutex<WorkerState>, pid: u32) {
+        let token = process::process_token(pid);
+        lock_state(state).agent = token.clone().map(|t| (pid, t));
+        let result = self.queue.update(id, &mut |it| {
+            if let Some(claim) = it.claim.as_mut() {
+                claim.agent_pid = Some(pid);
+            }
+            match &token {
+                Some(t) => it.extra.insert(AGENT_TOKEN_KEY.into(), Value::String(t.clone())),
+                None => it.extra.remove(AGENT_TOKEN_KEY),
+            };
+        });
+        match result {
+            Ok(_) => self.log(&format!("agent of {id} started: pid {pid}")),
+            Err(e) => self.log(&format!("cannot record agent pid {pid} of {id}: {e}")),
+        }
+    }
+}
+
+pub(super) fn reap(workers: &mut HashMap<String, Worker>) {
+    let done: Vec<String> =
+        workers.iter().filter(|(_, w)| w.handle.is_finished()).map(|(k, _)| k.clone()).collect();
+    for id in done {
+        if let Some(w) = workers.remove(&id) {
+            let _ = w.handle.join();
+        }
+    }
+}
+
+pub(super) fn spawn_worker(
+    shared: Arc<Shared>,
+    item: QueueItem,
+    slot: Option<Box<dyn SlotGuard>>,
+) -> io::Result<Worker> {
+    let state = Arc::new(Mutex::new(WorkerState::default()));
+    let pm = item.issue_ref.is_none();
+    let handle = {
+        let state = state.clone();
+        let item = item.clone();
+        std::thread::Builder::new().name(format!("queue-{}", item.id)).spawn(move || {
+            // Held until this thread ends: for the agent's whole run.
+            let slot = slot;
+            let index = slot.as_ref().map(|s| s.index());
+            shared.event(
+                QueueEventKind::TaskStarted,
+                &item,
+                if pm { "PM agent" } else { "dev agent" },
+            );
+            let id = item.id.clone();
+            let mut on_agent = |pid: u32| shared.record_agent(&id, &state, pid);
+            let result = {
+                let mut ctx = DispatchContext::new(index, &shared.stopping, &mut on_agent);
+                let dispatcher = &shared.dispatcher;
+                catch_unwind(AssertUnwindSafe(|| dispatcher.dispatch(&item, &mut ctx)))
+                    .unwrap_or_else(|panic| {
+                        let what = panic
+                            .downcast_ref::<&str>()
+                            .map(|s| s.to_string())
+                            .or_else(|| panic.downcast_ref::<String>().cloned())
+                            .unwrap_or_default();
+                        Err(DispatchError::Retry(format!("the dispatcher panicked: {what}")))
+                    })
+            };
+            {
+                let mut st = lock_state(&state);
+                if !st.finalized {
+                    st.finalized = true;
+                    shared.finish(&item, result);
+                }
+            }
+            drop(slot);
+            let _ = shared.wake.send(());
+        })?
+    };
+    Ok(Worker { item, pm, state, handle })
+}
+
+/// Watches an adopted agent (not our child: polled by identity token) until it exits.
+pub(super) fn spawn_adopter(
+    shared: Arc<Shared>,
+    item: QueueItem,
+    pid: u32,
+    token: String,
+    slot: Option<Box<dyn SlotGuard>>,
+) -> io::Result<Worker> {
+    let state =
+        Arc::new(Mutex::new(WorkerState { agent: Some((pid, token.clone())), finalized: false }));
+    let pm = item.issue_ref.is_none();
+    let handle = {
+        let state = state.clone();
+        let item = item.clone();
+        std::thread::Builder::new().name(format!("adopt-{}", item.id)).spawn(move || {
+            let mut slot = slot;
+            // On shutdown the main loop kills it like any running agent; this loop then sees
+            // it gone and requeues the item.
+            while process::is_alive(pid, &token) {
+                if slot.is_none() && !pm {
+                    // It still runs, so it counts against the limit once a slot frees.
+                    slot = shared.slots.try_acquire((shared.limit)()).ok().flatten();
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            let mut st = lock_state(&state);
+            if !st.finalized {
+                st.finalized = true;
+                let result = if shared.stopping.load(Ordering::Relaxed) {
+                    Err(DispatchError::Interrupted(format!("adopted agent pid {pid} stopped")))
+                } else {
+                    shared.dispatcher.adopted_exited(&item, pid)
+                };
+                shared.finish(&item, result);
+            }
+            drop(st);
+            drop(slot);
+            let _ = shared.wake.send(());
+        })?
+    };
+    Ok(Worker { item, pm, state, handle })
+}
