@@ -92,6 +92,8 @@ fn env_files_are_private_and_tokens_masked() {
         &["--debug", "env", "show", "pm-agent", "--json"],
     ] {
         let out = env.run(args);
+        // A command that failed early would print nothing to leak: each must do its work.
+        assert_eq!(out.code, 0, "{args:?}: {}{}", out.stdout, out.stderr);
         assert!(
             !out.stdout.contains("canary-secret-123") && !out.stderr.contains("canary-secret-123"),
             "{args:?} leaked the token"

@@ -66,7 +66,16 @@ fn an_https_token_goes_only_to_an_added_server_and_is_shown_nowhere() {
         &["env", "show"],
         &["notify", "list", "--all"],
     ] {
-        run(args);
+        // A command that failed early would print nothing to leak: each must do its work.
+        let out = run(args);
+        assert_eq!(
+            out.code,
+            0,
+            "`kugetsu {}` failed: {}{}",
+            args.join(" "),
+            out.stdout,
+            out.stderr
+        );
     }
 
     for (cmd, text) in &outputs {
