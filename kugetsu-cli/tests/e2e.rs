@@ -9,7 +9,7 @@ mod support;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use support::{Env, git};
+use support::{Env, alive, git, signal, wait_for};
 
 /// A scratch home with a sample repository and the fake agent.
 fn setup() -> (Env, PathBuf) {
@@ -282,73 +282,99 @@ fn queue_items(env: &Env) -> Vec<serde_json::Value> {
     v["items"].as_array().cloned().unwrap_or_default()
 }
 
+/// The item of `issue` in `queue list --json`.
+fn queue_item(env: &Env, issue: &str) -> serde_json::Value {
+    queue_items(env).into_iter().find(|i| i["issue_ref"] == issue).unwrap_or_default()
+}
+
+fn session_state(env: &Env, issue: u32) -> String {
+    let path = env.path(&format!("sessions/local.test-demo-app-{issue}.json"));
+    let file: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    file["state"].as_str().unwrap().to_string()
+}
+
+/// README: the next daemon after one killed with SIGKILL puts the tasks of the dead one back to
+/// `pending`, or adopts those whose agent still runs; when such an agent exits nobody has read
+/// how its turn ended, so the task ends in `error` saying so and the issue's session is
+/// `failed`, ready for `kugetsu continue`.
 #[test]
 fn a_daemon_killed_with_sigkill_loses_no_item() {
-    let (env, _repo) = setup();
+    let (mut env, _repo) = setup();
     assert_eq!(env.run(&["init", "--headless"]).code, 0);
-    let script = env.tmp.path().join("script.json");
-    std::fs::write(&script, r#"{"default": {"mode": "ok", "text": "hi", "delay_ms": 2500}}"#)
-        .unwrap();
-    for i in 0..5 {
-        let out = env.run(&["queue", "enqueue", &format!("#{}", 200 + i), "work"]);
+    let trace = env.tmp.path().join("trace.log");
+    env.set("FAKE_OPENCODE_TRACE", trace.to_str().unwrap());
+    // The two queued turns hang until killed; any later turn writes WORK.md and answers.
+    std::fs::write(
+        env.tmp.path().join("script.json"),
+        r#"{"turns": [{"mode": "hang", "after_output": true}, {"mode": "hang", "after_output": true}],
+            "default": {"mode": "tool", "path": "WORK.md", "content": "done\n", "text": "ok"}}"#,
+    )
+    .unwrap();
+    let (adopted, requeued) = ("local.test/demo/app#200", "local.test/demo/app#201");
+    for issue in [adopted, requeued] {
+        let out = env.run(&["queue", "enqueue", issue, "work"]);
         assert_eq!(out.code, 0, "{}", out.stderr);
     }
     let out = env.run(&["queue-daemon", "start", "--json"]);
     assert_eq!(out.code, 0, "{}", out.stderr);
-    let pid =
+    let daemon =
         serde_json::from_str::<serde_json::Value>(&out.stdout).unwrap()["pid"].as_u64().unwrap();
-    // Kill it while agents are running (their lease names them).
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while !queue_items(&env).iter().any(|i| !i["agent_token"].is_null()) {
-        assert!(std::time::Instant::now() < deadline, "nothing was dispatched");
-        std::thread::sleep(std::time::Duration::from_millis(20));
+    let daemon = u32::try_from(daemon).unwrap();
+    // Both agents run, and their items' leases name them.
+    let agent_of = |issue: &str| {
+        let pid = queue_item(&env, issue)["claim"]["agent_pid"].as_u64();
+        pid.map(|p| u32::try_from(p).unwrap())
+    };
+    wait_for("both agents to run", || {
+        let turns = std::fs::read_to_string(&trace).unwrap_or_default();
+        turns.matches("start ").count() == 2
+            && agent_of(adopted).is_some()
+            && agent_of(requeued).is_some()
+    });
+    let (agent, gone) = (agent_of(adopted).unwrap(), agent_of(requeued).unwrap());
+
+    signal(daemon, "KILL");
+    wait_for("the daemon to die", || !alive(daemon));
+    assert!(env.run(&["queue-daemon", "status"]).stdout.starts_with("not running\n"));
+    assert!(alive(agent) && alive(gone), "a daemon's agents outlive it");
+    // One agent ends while no daemon watches it.
+    signal(gone, "KILL");
+    wait_for("that agent to die", || !alive(gone));
+    for issue in [adopted, requeued] {
+        assert_eq!(queue_item(&env, issue)["status"], "notified", "still claimed by the dead");
     }
-    let status = Command::new("kill").args(["-9", &pid.to_string()]).status().unwrap();
-    assert!(status.success());
-    std::thread::sleep(std::time::Duration::from_millis(200));
-    assert_ne!(env.run(&["queue-daemon", "status"]).code, 0, "the daemon is dead");
+
     let out = env.run(&["queue-daemon", "start"]);
     assert_eq!(out.code, 0, "a restart is not blocked by the dead daemon's files: {}", out.stderr);
-    // Agents still running when the daemon died are adopted by the new one; once they exit,
-    // nobody knows how their turn ended, so the item ends in `error` saying so and the session
-    // is `failed` (resumable), never left `running`. The others complete.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    let items = loop {
-        let items = queue_items(&env);
-        assert_eq!(items.len(), 5, "no item lost");
-        if items.iter().all(|i| i["status"] == "completed" || i["status"] == "error") {
-            break items;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "items did not all finish: {}",
-            serde_json::to_string_pretty(&items).unwrap()
-        );
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    };
+    // The item whose agent is gone goes back to pending and runs again; the live agent is
+    // adopted, not started a second time.
+    wait_for("the requeued item to complete", || {
+        queue_item(&env, requeued)["status"] == "completed"
+    });
+    wait_for("the live agent to be adopted", || !queue_item(&env, adopted)["adopted_by"].is_null());
+    assert_eq!(queue_item(&env, adopted)["status"], "notified");
+    assert!(alive(agent), "the adopted agent runs on");
+    assert_eq!(session_state(&env, 201), "idle");
+    assert!(env.path("worktrees/local.test-demo-app-201/WORK.md").is_file());
+    let turns = std::fs::read_to_string(&trace).unwrap();
+    assert_eq!(turns.matches("start ").count(), 3, "only the requeued item ran again: {turns}");
+
+    // The adopted agent exits: its outcome was never read.
+    signal(agent, "KILL");
+    wait_for("the adopted item to end", || queue_item(&env, adopted)["status"] != "notified");
+    let item = queue_item(&env, adopted);
+    assert_eq!(item["status"], "error", "{item}");
+    let why = item["last_error"].as_str().unwrap();
+    assert!(why.contains(&format!("adopted agent pid {agent} exited unobserved")), "{why}");
+    assert!(why.contains(&format!("`kugetsu continue {adopted}` resumes it")), "{why}");
+    assert_eq!(session_state(&env, 200), "failed");
+    assert_eq!(queue_items(&env).len(), 2, "no item lost");
     assert_eq!(env.run(&["queue-daemon", "stop"]).code, 0);
-    let adopted: Vec<_> = items.iter().filter(|i| !i["adopted_by"].is_null()).collect();
-    assert!(!adopted.is_empty(), "a running agent was adopted: {items:?}");
-    let list: serde_json::Value =
-        serde_json::from_str(&env.run(&["list", "--json"]).stdout).unwrap();
-    for item in &items {
-        let issue = item["issue_ref"].as_str().unwrap();
-        let session = list.as_array().unwrap().iter().find(|s| s["issue_ref"] == issue);
-        let state = &session.unwrap_or_else(|| panic!("{issue} has a session: {list}"))["state"];
-        if item["status"] == "error" {
-            assert!(!item["adopted_by"].is_null(), "only adopted items fail: {item}");
-            let why = item["last_error"].as_str().unwrap();
-            assert!(why.contains("exited unobserved") && why.contains("kugetsu continue"), "{why}");
-            assert_eq!(state, "failed", "{issue}");
-        } else {
-            assert_eq!(state, "idle", "{issue}");
-        }
-    }
-    // A settled session resumes.
-    if let Some(failed) = items.iter().find(|i| i["status"] == "error") {
-        let out = env.run(&["continue", failed["issue_ref"].as_str().unwrap(), "go on"]);
-        assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
-    }
+
+    let out = env.run(&["continue", adopted, "go on"]);
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    assert_eq!(session_state(&env, 200), "idle");
 }
 
 /// The demo ignores the user's settings: a custom opencode (here one that would fail), a zero
@@ -410,11 +436,20 @@ fn a_canary_token_leaks_nowhere() {
         &["status", "--json"],
     ] {
         let out = env.run(args);
-        outputs.push((args.join(" "), out.stdout + &out.stderr));
+        outputs.push((args.join(" "), out.code, out.stdout + &out.stderr));
     }
-    for (cmd, text) in &outputs {
+    // A command that failed early would print nothing to leak: each must have done its work.
+    for (cmd, code, text) in &outputs {
+        assert_eq!(*code, 0, "`kugetsu {cmd}` failed:\n{text}");
+    }
+    for (cmd, _, text) in &outputs {
         assert!(!text.contains(canary), "`kugetsu {cmd}` printed the token:\n{text}");
     }
+    // The agent did echo it: what reached the terminal and the log was masked.
+    let (_, _, start) = &outputs[1];
+    assert!(start.contains("agent: my token is ********"), "{start}");
+    let (_, _, logs) = &outputs[4];
+    assert!(logs.contains("my token is ********"), "{logs}");
     // Everything kugetsu writes is under its state directory; the env files are where the token
     // belongs. (What opencode stores in its own database is opencode's business.)
     for path in env.all_files() {
