@@ -111,7 +111,9 @@ fn parallel_starts_share_one_mirror_and_respect_the_file_slots() {
     let w = world();
     let orch = orchestrator(&w, Arc::new(kugetsu_queue::FileSlots::new(&w.state)), 2);
     init(&orch, &w);
-    w.agent.script((0..6).map(|_| FakeTurn::Sleep(Duration::from_millis(80))));
+    // Turns long enough that the next start has made its worktree (one at a time, under the
+    // mirror lock) while the first still runs, so that both slots are used at once.
+    w.agent.script((0..6).map(|_| FakeTurn::Sleep(Duration::from_millis(400))));
     std::thread::scope(|s| {
         for n in 0..6 {
             let (orch, w) = (&orch, &w);
@@ -128,7 +130,7 @@ fn parallel_starts_share_one_mirror_and_respect_the_file_slots() {
             });
         }
     });
-    assert!(w.agent.max_running.load(Ordering::SeqCst) <= 2);
+    assert_eq!(w.agent.max_running.load(Ordering::SeqCst), 2, "the limit, held and used");
     let mirrors: Vec<_> = std::fs::read_dir(w.state.mirrors_dir())
         .unwrap()
         .filter_map(|e| e.ok())
