@@ -99,7 +99,12 @@ fn a_stalled_transfer_fails_instead_of_hanging() {
     let timed_out = run(stalled.clone(), Arc::new(AtomicBool::new(false)));
     let ctrl_c = Arc::new(AtomicBool::new(false));
     let interrupted = run(request("other", 2), Arc::clone(&ctrl_c));
-    std::thread::sleep(std::time::Duration::from_millis(500));
+    // Ctrl-C once both transfers hang in the stall.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while server.stalled.load(Ordering::SeqCst) < 2 {
+        assert!(std::time::Instant::now() < deadline, "the transfers never reached the stall");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
     ctrl_c.store(true, Ordering::SeqCst);
 
     // Hang guards, not timing assertions: the bound itself is the http client's.

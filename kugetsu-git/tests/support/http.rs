@@ -21,6 +21,8 @@ pub struct GitHttpServer {
     /// While set, pack responses stop after their first bytes and the connection stays open
     /// without sending anything more: a server (or network) that stalls mid-transfer.
     pub stall: Arc<AtomicBool>,
+    /// Responses that went silent because of `stall` (transfers now hanging).
+    pub stalled: Arc<AtomicUsize>,
 }
 
 struct Config {
@@ -56,6 +58,7 @@ impl GitHttpServer {
         let stop = Arc::new(AtomicBool::new(false));
         let refused = Arc::new(AtomicUsize::new(0));
         let stall = Arc::new(AtomicBool::new(false));
+        let stalled = Arc::new(AtomicUsize::new(0));
         let config = Arc::new(Config {
             root: root.to_path_buf(),
             home: home.to_path_buf(),
@@ -65,6 +68,7 @@ impl GitHttpServer {
             let stop = Arc::clone(&stop);
             let refused = Arc::clone(&refused);
             let stall = Arc::clone(&stall);
+            let stalled = Arc::clone(&stalled);
             std::thread::spawn(move || {
                 for stream in listener.incoming() {
                     if stop.load(Ordering::SeqCst) {
@@ -76,6 +80,7 @@ impl GitHttpServer {
                     let behaviour = Behaviour {
                         refused: Arc::clone(&refused),
                         stall: Arc::clone(&stall),
+                        stalled: Arc::clone(&stalled),
                         stop: Arc::clone(&stop),
                     };
                     std::thread::spawn(move || match tls {
@@ -93,7 +98,7 @@ impl GitHttpServer {
                 }
             })
         };
-        GitHttpServer { port, stop, handle: Some(handle), refused, stall }
+        GitHttpServer { port, stop, handle: Some(handle), refused, stall, stalled }
     }
 
     pub fn url(&self, name: &str) -> String {
@@ -119,6 +124,7 @@ impl Drop for GitHttpServer {
 struct Behaviour {
     refused: Arc<AtomicUsize>,
     stall: Arc<AtomicBool>,
+    stalled: Arc<AtomicUsize>,
     stop: Arc<AtomicBool>,
 }
 
@@ -247,6 +253,7 @@ fn serve(
         // Headers and a few bytes, then silence on an open connection.
         out.write_all(&response[..response.len().min(head.len() + 120)])?;
         out.flush()?;
+        behaviour.stalled.fetch_add(1, Ordering::SeqCst);
         while !behaviour.stop.load(Ordering::SeqCst) {
             std::thread::sleep(std::time::Duration::from_millis(50));
         }
