@@ -335,6 +335,8 @@ fn queue_stats() {
             not_before: None,
             claim: None,
             options: Default::default(),
+            agent_token: None,
+            adopted_by: None,
             extra: Default::default(),
         };
         write_private(

@@ -100,6 +100,13 @@ pub struct QueueItem {
     /// What the command that queued it asked for beyond its message.
     #[serde(default, skip_serializing_if = "RunOptions::is_default")]
     pub options: RunOptions,
+    /// The identity token (pid, start time, boot) of the agent working on it, while it runs:
+    /// a later daemon adopts the agent only if that very process still runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_token: Option<String>,
+    /// Set when a daemon adopted the agent of a dead one (`pid <daemon>`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub adopted_by: Option<String>,
     /// Fields written by other versions, kept as they are.
     #[serde(flatten)]
     pub extra: Map<String, Value>,

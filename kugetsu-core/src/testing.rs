@@ -388,6 +388,8 @@ impl TaskQueue for MemoryQueue {
             not_before: None,
             claim: None,
             options: Default::default(),
+            agent_token: None,
+            adopted_by: None,
             extra: Default::default(),
         };
         lock(&self.items).push(item.clone());

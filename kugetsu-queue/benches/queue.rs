@@ -86,6 +86,8 @@ fn stats_10k() {
             not_before: None,
             claim: None,
             options: Default::default(),
+            agent_token: None,
+            adopted_by: None,
             extra: Default::default(),
         };
         std::fs::write(

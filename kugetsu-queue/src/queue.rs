@@ -595,6 +595,8 @@ impl TaskQueue for FileQueue {
                 not_before: None,
                 claim: None,
                 options: task.options.clone(),
+                agent_token: None,
+                adopted_by: None,
                 extra: Default::default(),
             };
             storage::write_json(&self.items_dir.join(format!("{id}.json")), &item)?;

@@ -118,7 +118,6 @@ use kugetsu_core::queue::{
 use kugetsu_core::storage::{self, StorageError};
 use rustix::fs::FlockOperation;
 use rustix::process::Signal;
-use serde_json::Value;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
@@ -128,13 +127,8 @@ use crate::queue::FileQueue;
 use crate::slots::{FileSlots, LentSlot};
 use crate::wake;
 
-/// Key in `QueueItem::extra` holding the agent's identity token (pid reuse detection).
-pub const AGENT_TOKEN_KEY: &str = "agent_token";
 /// How long an idle daemon may sleep before it looks at its stop flag without being poked.
 const STOP_POLL: Duration = Duration::from_secs(1);
-
-/// Key in `QueueItem::extra` set on items whose agent was adopted from a dead daemon.
-pub const ADOPTED_KEY: &str = "adopted_by";
 
 /// Why a daemon operation failed.
 #[derive(Debug, thiserror::Error)]

@@ -25,7 +25,7 @@ impl Daemon {
                 continue; // Someone alive still works on it.
             }
             let agent = claim.agent_pid.and_then(|pid| {
-                let token = item.extra.get(AGENT_TOKEN_KEY)?.as_str()?.to_string();
+                let token = item.agent_token.clone()?;
                 process::is_alive(pid, &token).then_some((pid, token))
             });
             match agent {
@@ -35,10 +35,7 @@ impl Daemon {
                             c.owner_pid = std::process::id();
                             c.owner_token = shared.token.clone();
                         }
-                        it.extra.insert(
-                            ADOPTED_KEY.into(),
-                            Value::String(format!("pid {}", std::process::id())),
-                        );
+                        it.adopted_by = Some(format!("pid {}", std::process::id()));
                     })?;
                     shared.event(
                         QueueEventKind::TaskStarted,
@@ -77,7 +74,7 @@ impl Daemon {
         let mut kind = QueueEventKind::TaskQueued;
         let result = shared.queue.update(&item.id, &mut |it| {
             it.claim = None;
-            it.extra.remove(AGENT_TOKEN_KEY);
+            it.agent_token = None;
             it.last_error = Some(why.to_string());
             if it.attempts >= max {
                 it.status = QueueStatus::Error;

@@ -85,7 +85,7 @@ impl Shared {
         let mut requeued = false;
         let update = self.queue.update(&item.id, &mut |it| {
             it.claim = None;
-            it.extra.remove(AGENT_TOKEN_KEY);
+            it.agent_token = None;
             match &result {
                 Ok(outcome) => {
                     it.status = QueueStatus::Completed;
@@ -142,10 +142,7 @@ impl Shared {
             if let Some(claim) = it.claim.as_mut() {
                 claim.agent_pid = Some(pid);
             }
-            match &token {
-                Some(t) => it.extra.insert(AGENT_TOKEN_KEY.into(), Value::String(t.clone())),
-                None => it.extra.remove(AGENT_TOKEN_KEY),
-            };
+            it.agent_token = token.clone();
         });
         match result {
             Ok(_) => self.log(&format!("agent of {id} started: pid {pid}")),
