@@ -385,8 +385,8 @@ fn logs_shows_the_newest_n() {
     for e in std::fs::read_dir(env.path("logs")).unwrap() {
         let path = e.unwrap().path();
         let name = path.file_name().unwrap().to_str().unwrap().to_string();
-        let (agent, _) = name.rsplit_once('-').unwrap();
-        let older = env.path("logs").join(format!("{agent}-{stamp}.log"));
+        let (_, agent) = name.split_once('-').unwrap();
+        let older = env.path("logs").join(format!("{stamp}-{agent}"));
         std::fs::rename(&path, &older).unwrap();
         init_logs.push(older);
     }

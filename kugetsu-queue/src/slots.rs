@@ -14,11 +14,12 @@
 //!   once: no new slot is granted until the count drops below the new limit.
 //! - `limit` is passed on every call, so a config change applies without restarting anything.
 //! - The PM agent takes no slot; callers simply do not ask for one.
-//! - Racing `start`s: `start` waits for a slot up to its timeout
-//!   ([`AgentSlots::acquire`]), then fails with [`QueueError::NoSlot`] naming the limit;
-//!   `start --no-wait` calls [`AgentSlots::try_acquire`] and, when it gets `None`, enqueues the
-//!   task instead of running it, so the daemon starts it when a slot frees. Either way nothing
-//!   runs over the limit and nothing is lost.
+//! - Racing `start`s: the orchestration waits for a slot in short [`AgentSlots::acquire`] steps
+//!   (so a stop request ends the wait) up to the run's wait (`--wait SECS`, as long as it takes
+//!   by default, none with `--no-wait`), then fails with [`QueueError::NoSlot`] naming the
+//!   limit; with `--no-wait` the CLI then enqueues the whole `start` for the daemon instead of
+//!   running it, so the daemon starts it when a slot frees. Either way nothing runs over the
+//!   limit and nothing is lost.
 //!
 //! Why not fd-lock for the held slot: its guard borrows the `RwLock` that owns the file, so it
 //! cannot be returned as an owned `Box<dyn SlotGuard>` that lives for a whole agent run. A

@@ -197,7 +197,8 @@ impl Orchestrator {
 
     fn run_log_path(&self, stem: &str) -> PathBuf {
         let stamp = crate::clock::compact(self.clock.now());
-        self.state.logs_dir().join(format!("{stem}-{stamp}.log"))
+        // Named like every log (see [`crate::logs`]): the time first, so `ls` sorts by it.
+        self.state.logs_dir().join(format!("{stamp}-{stem}.log"))
     }
 
     /// `status`: the spec's four words, from the state files alone (fast, no agent calls).
