@@ -1,0 +1,356 @@
+//! What kugetsu costs on top of the REAL opencode (`opencode-ai@1.18.33` from the npm registry,
+//! installed into the target directory once) answering from an instant mock model on 127.0.0.1.
+//!
+//! The floor is one bare `opencode run --format json --session S`, prompt on stdin, cwd and
+//! `PWD` the issue's worktree, the environment kugetsu's own runs get: the least any command that
+//! makes the agent take a turn can cost. Against it, in the same rounds (the order rotates each
+//! round, so drift in the machine's load hits all alike):
+//!
+//! - `kugetsu continue #1 …` (same session, same worktree);
+//! - `kugetsu start #N …` of a new issue, the repository's mirror already present;
+//! - with the queue daemon running: `kugetsu queue enqueue #1 …` (a `continue`) and
+//!   `queue enqueue #M …` (a `start`), from the enqueue being called to the model receiving the
+//!   turn's request, against the bare run's spawn-to-request time.
+//!
+//! Each command is timed from spawn to exit, and to the moment the mock model received its
+//! request; kugetsu's own peak memory (VmHWM of the `kugetsu` process, sampled while it runs) is
+//! printed too. Every round is printed, then medians and the median of the per-round ratios.
+//! Printed, never asserted. Run: `cargo bench -p kugetsu-cli --bench real_agent`
+//! (`KUGETSU_BENCH_ROUNDS`, default 5; about a minute a round). Without npm or the registry it
+//! prints why and exits.
+
+// A benchmark binary: panics on a broken setup and printed figures are its interface.
+#![allow(clippy::unwrap_used, clippy::print_stdout, missing_docs)]
+
+#[path = "../tests/support.rs"]
+#[allow(dead_code, missing_docs)]
+mod support;
+
+#[path = "../../kugetsu-opencode/tests/support/mock_model.rs"]
+#[allow(dead_code, missing_docs)]
+mod mock_model;
+#[path = "../../kugetsu-opencode/tests/support/real.rs"]
+#[allow(dead_code, missing_docs)]
+mod real;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use support::Env;
+
+/// What one timed command took.
+#[derive(Clone, Copy)]
+struct Sample {
+    /// Spawn (or the enqueue being called) to the mock model receiving the turn's request.
+    to_request: Duration,
+    /// Spawn to exit (for a daemon dispatch: to the item being completed).
+    total: Duration,
+    /// Peak RSS of the `kugetsu` process itself, in KiB (0 for the bare run).
+    kugetsu_hwm_kb: u64,
+}
+
+fn secs(d: Duration) -> f64 {
+    d.as_secs_f64()
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    assert!(!v.is_empty());
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n % 2 == 1 { v[n / 2] } else { (v[n / 2 - 1] + v[n / 2]) / 2.0 }
+}
+
+fn hwm_kb(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status.lines().find_map(|l| l.strip_prefix("VmHWM:")?.split_whitespace().next()?.parse().ok())
+}
+
+/// The scratch world: a state directory initialized against the real opencode.
+struct World {
+    env: Env,
+    model: mock_model::MockModel,
+    bin: PathBuf,
+}
+
+impl World {
+    fn new(bin: PathBuf) -> Self {
+        let model = mock_model::MockModel::start();
+        let mut env = Env::new();
+        for d in ["data", "config", "cache", "xstate"] {
+            std::fs::create_dir_all(env.tmp.path().join(d)).unwrap();
+        }
+        let p = |d: &str| env.tmp.path().join(d).display().to_string();
+        // opencode's own directories inside the scratch home, and the mock as its model.
+        let vars: Vec<(String, String)> = [
+            ("XDG_DATA_HOME", p("data")),
+            ("XDG_CONFIG_HOME", p("config")),
+            ("XDG_CACHE_HOME", p("cache")),
+            ("XDG_STATE_HOME", p("xstate")),
+            ("OPENCODE_DISABLE_AUTOUPDATE", "1".into()),
+            ("OPENCODE_DISABLE_MODELS_FETCH", "1".into()),
+            ("OPENCODE_DISABLE_SHARE", "1".into()),
+            ("OPENCODE_CONFIG_CONTENT", model.opencode_config()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+        for (k, v) in &vars {
+            env.set(k, v);
+        }
+        support::sample_repo(&env, &bin);
+        std::fs::write(
+            env.path("config"),
+            format!(
+                "KUGETSU_OPENCODE_BIN={}\nKUGETSU_DEFAULT_REPO=local.test/demo/app\n\
+                 KUGETSU_AGENT_TIMEOUT_MINUTES=5\nKUGETSU_AGENT_IDLE_MINUTES=2\n",
+                bin.display()
+            ),
+        )
+        .unwrap();
+        World { env, model, bin }
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.env.run(args);
+        assert_eq!(out.code, 0, "kugetsu {args:?}: {}{}", out.stdout, out.stderr);
+        out.stdout
+    }
+
+    fn requests(&self) -> usize {
+        self.model.requests.lock().unwrap().len()
+    }
+
+    /// Waits for `child` to exit, noting when the model got a request beyond `before` and the
+    /// child's peak RSS; panics if it fails.
+    fn watch(&self, mut child: Child, t0: Instant, before: usize, what: &str) -> Sample {
+        let pid = child.id();
+        let mut to_request = None;
+        let mut hwm = 0;
+        let mut last_sample = Instant::now() - Duration::from_secs(1);
+        loop {
+            if to_request.is_none() && self.requests() > before {
+                to_request = Some(t0.elapsed());
+            }
+            if let Some(status) = child.try_wait().unwrap() {
+                let total = t0.elapsed();
+                let mut err = String::new();
+                if let Some(mut e) = child.stderr.take() {
+                    let _ = std::io::Read::read_to_string(&mut e, &mut err);
+                }
+                assert!(status.success(), "{what} failed ({status}): {err}");
+                let to_request = to_request.unwrap_or_else(|| panic!("{what}: no model request"));
+                return Sample { to_request, total, kugetsu_hwm_kb: hwm };
+            }
+            if last_sample.elapsed() >= Duration::from_millis(10) {
+                hwm = hwm.max(hwm_kb(pid).unwrap_or(0));
+                last_sample = Instant::now();
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    /// `kugetsu args`, as a shell would start it.
+    fn kugetsu(&self, args: &[&str]) -> Sample {
+        let before = self.requests();
+        let mut cmd = self.env.command(args);
+        cmd.stdout(Stdio::null()).stderr(Stdio::piped());
+        let t0 = Instant::now();
+        let child = cmd.spawn().unwrap();
+        self.watch(child, t0, before, &format!("kugetsu {args:?}"))
+    }
+
+    /// The floor: the bare run kugetsu's `continue` makes, started directly.
+    fn bare_run(&self, session: &str, worktree: &Path, prompt: &str) -> Sample {
+        let before = self.requests();
+        // The environment of a `kugetsu` started from the user's shell, then what kugetsu does
+        // to it: PWD and the cwd are the worktree.
+        let template = self.env.command(&[]);
+        let mut cmd = Command::new(&self.bin);
+        cmd.env_clear();
+        for (k, v) in std::env::vars_os() {
+            cmd.env(k, v);
+        }
+        for (k, v) in template.get_envs() {
+            match v {
+                Some(v) => cmd.env(k, v),
+                None => cmd.env_remove(k),
+            };
+        }
+        cmd.env("PWD", worktree)
+            .current_dir(worktree)
+            .args(["run", "--format", "json", &format!("--session={session}")])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let t0 = Instant::now();
+        let mut child = cmd.spawn().unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(prompt.as_bytes()).unwrap();
+        drop(stdin);
+        let mut s = self.watch(child, t0, before, "bare opencode run");
+        s.kugetsu_hwm_kb = 0;
+        s
+    }
+
+    /// `queue enqueue args --json`, then waits for the model's request and for the item to
+    /// complete. `to_request` counts from the enqueue being called.
+    fn dispatch(&self, args: &[&str]) -> Sample {
+        let before = self.requests();
+        let t0 = Instant::now();
+        let mut argv = vec!["queue", "enqueue"];
+        argv.extend_from_slice(args);
+        argv.push("--json");
+        let out: Value = serde_json::from_str(&self.ok(&argv)).unwrap();
+        let id = out["id"].as_str().unwrap().to_owned();
+        let item = self.env.path("queue/items").join(format!("{id}.json"));
+        let deadline = Instant::now() + Duration::from_secs(300);
+        let mut to_request = None;
+        loop {
+            if to_request.is_none() && self.requests() > before {
+                to_request = Some(t0.elapsed());
+            }
+            if let Ok(bytes) = std::fs::read(&item)
+                && let Ok(v) = serde_json::from_slice::<Value>(&bytes)
+            {
+                match v["status"].as_str() {
+                    Some("completed") => break,
+                    Some("error") => panic!("{id} failed: {v}"),
+                    _ => {}
+                }
+            }
+            assert!(Instant::now() < deadline, "{id} not completed in 300 s");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let total = t0.elapsed();
+        Sample {
+            to_request: to_request.unwrap_or_else(|| panic!("{id}: no model request")),
+            total,
+            kugetsu_hwm_kb: 0,
+        }
+    }
+
+    fn session_of(&self, issue: &str) -> String {
+        let list: Value = serde_json::from_str(&self.ok(&["list", "--json"])).unwrap();
+        let row = list
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["issue_ref"] == format!("local.test/demo/app#{issue}"))
+            .unwrap_or_else(|| panic!("no session for #{issue}: {list}"));
+        row["session_id"].as_str().unwrap().to_owned()
+    }
+}
+
+/// Stops the daemon when dropped, even on a panic.
+struct Daemon<'a>(&'a World);
+
+impl Drop for Daemon<'_> {
+    fn drop(&mut self) {
+        let _ = self.0.env.run(&["queue-daemon", "stop"]);
+    }
+}
+
+const KINDS: [&str; 5] =
+    ["bare run", "kugetsu continue", "kugetsu start", "daemon: continue", "daemon: start"];
+
+fn main() {
+    // `cargo test --all-targets` runs bench binaries without `--bench`: keep that instant.
+    if !std::env::args().any(|a| a == "--bench") {
+        println!("real_agent bench: run with `cargo bench -p kugetsu-cli --bench real_agent`");
+        return;
+    }
+    let Some(bin) = real::opencode() else {
+        println!("real opencode unavailable: nothing measured");
+        return;
+    };
+    let rounds: usize =
+        std::env::var("KUGETSU_BENCH_ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(5);
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    println!("opencode {} at {}", real::VERSION, bin.display());
+    println!("load average before: {}", load.trim());
+    let w = World::new(bin);
+    let t = Instant::now();
+    w.ok(&["init", "--headless"]);
+    println!("init --headless: {:.2} s", secs(t.elapsed()));
+    let t = Instant::now();
+    w.ok(&["start", "#1", "hi"]);
+    println!("first start (clones the mirror, first fork): {:.2} s", secs(t.elapsed()));
+    let session = w.session_of("1");
+    let worktree = w.env.path("worktrees/local.test-demo-app-1");
+    assert!(worktree.is_dir());
+    let out: Value = serde_json::from_str(&w.ok(&["queue-daemon", "start", "--json"])).unwrap();
+    let daemon_pid = u32::try_from(out["pid"].as_u64().unwrap()).unwrap();
+    let _daemon = Daemon(&w);
+
+    let mut samples: Vec<Vec<Sample>> = vec![Vec::new(); KINDS.len()];
+    println!(
+        "\nper round, seconds: spawn (or enqueue) -> model request / -> exit (or item completed)"
+    );
+    for round in 0..rounds {
+        let mut line = format!("round {round}:");
+        for k in 0..KINDS.len() {
+            // Rotate the order: each kind goes first in some round.
+            let kind = (k + round) % KINDS.len();
+            let prompt = format!("hi, round {round}");
+            let s = match kind {
+                0 => w.bare_run(&session, &worktree, &prompt),
+                1 => w.kugetsu(&["continue", "#1", &prompt]),
+                2 => w.kugetsu(&["start", &format!("#{}", 10 + round), &prompt]),
+                3 => w.dispatch(&["#1", &prompt]),
+                _ => w.dispatch(&[&format!("#{}", 100 + round), &prompt]),
+            };
+            samples[kind].push(s);
+            // Let the daemon settle (slot release, notifications) before the next command.
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        for (k, name) in KINDS.iter().enumerate() {
+            let s = samples[k][round];
+            line.push_str(&format!("  {name} {:.2}/{:.2}", secs(s.to_request), secs(s.total)));
+        }
+        println!("{line}");
+    }
+
+    println!("\nmedians over {rounds} rounds (seconds)");
+    let med = |k: usize, f: &dyn Fn(&Sample) -> f64| median(samples[k].iter().map(f).collect());
+    for (k, name) in KINDS.iter().enumerate() {
+        println!(
+            "{name:18} to request {:6.2}   total {:6.2}",
+            med(k, &|s| secs(s.to_request)),
+            med(k, &|s| secs(s.total))
+        );
+    }
+    let per_round = |a: usize, b: usize, f: &dyn Fn(&Sample) -> f64| {
+        median(samples[a].iter().zip(&samples[b]).map(|(x, y)| f(x) / f(y)).collect())
+    };
+    let total = |s: &Sample| secs(s.total);
+    let req = |s: &Sample| secs(s.to_request);
+    println!("\nratios to the bare run (median of per-round ratios; ratio of medians)");
+    for (k, what) in [(1, "continue / bare, total"), (2, "start / bare, total")] {
+        println!(
+            "{what:34} {:.2}   ({:.2})",
+            per_round(k, 0, &total),
+            med(k, &total) / med(0, &total)
+        );
+    }
+    for (k, what) in
+        [(3, "daemon continue / bare, to request"), (4, "daemon start / bare, to request")]
+    {
+        println!("{what:34} {:.2}   ({:.2})", per_round(k, 0, &req), med(k, &req) / med(0, &req));
+    }
+    println!(
+        "daemon continue to request - bare to request: {:+.2} s (median of per-round differences)",
+        median(samples[3].iter().zip(&samples[0]).map(|(d, b)| req(d) - req(b)).collect())
+    );
+    for k in [1, 2] {
+        let peak = samples[k].iter().map(|s| s.kugetsu_hwm_kb).max().unwrap_or(0);
+        println!("{} peak RSS of kugetsu itself: {:.1} MiB", KINDS[k], peak as f64 / 1024.0);
+    }
+    if let Some(kb) = hwm_kb(daemon_pid) {
+        println!("daemon peak RSS: {:.1} MiB", kb as f64 / 1024.0);
+    }
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    println!("load average after: {}", load.trim());
+}
