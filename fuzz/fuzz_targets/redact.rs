@@ -1,10 +1,11 @@
-//! Secret redaction (`notify::redact` over `secrets_of` an agent environment, as notifications,
-//! logs and the daemon use it) and env-value masking, on arbitrary text and secrets.
+//! Secret redaction (`secrets::redact` over an agent environment's `secret_values`, as
+//! notifications, logs and the daemon use it) and env-value masking, on arbitrary text and
+//! secrets.
 //!
 //! Input: the text to redact, then NUL-separated variables, each `KEY=VALUE` (or a bare value,
 //! which becomes `TOKEN_<n>`). What must hold:
-//! - no sensitive value appears in the redacted text. `redact` drops only empty values, so the
-//!   minimum length is 1. Values containing `*` are left out of this check: the mask is made
+//! - `secret_values` is exactly the sensitive values of at least `MIN_REDACTED_LEN` characters;
+//! - none of them appears in the redacted text. Values containing `*` are left out of this check: the mask is made
 //!   of `*`, so such a value can be spelled by the mask and its neighbours without leaking
 //!   anything (`a*` next to a masked word);
 //! - a text holding no sensitive value comes back unchanged, and redacting twice changes
@@ -16,8 +17,9 @@
 use std::collections::BTreeMap;
 
 use kugetsu_core::agent::AgentEnv;
-use kugetsu_core::env_file::{MASK, SENSITIVE_KEYS, is_sensitive, mask_value};
-use kugetsu_core::notify::{redact, secrets_of};
+use kugetsu_core::secrets::{
+    MASK, MIN_REDACTED_LEN, SENSITIVE_KEYS, is_sensitive, mask_value, redact,
+};
 use libfuzzer_sys::fuzz_target;
 
 fn is_identifier(s: &str) -> bool {
@@ -38,13 +40,16 @@ fuzz_target!(|data: &[u8]| {
         };
     }
     let env = AgentEnv(vars.clone());
-    let secrets = secrets_of(&env);
-    let mut expected: Vec<&str> =
-        vars.iter().filter(|(k, _)| is_sensitive(k)).map(|(_, v)| v.as_str()).collect();
-    let mut got = secrets.clone();
+    let owned = env.secret_values();
+    let secrets: Vec<&str> = owned.iter().map(String::as_str).collect();
+    let mut expected: Vec<&str> = vars
+        .iter()
+        .filter(|(k, v)| is_sensitive(k) && v.chars().count() >= MIN_REDACTED_LEN)
+        .map(|(_, v)| v.as_str())
+        .collect();
     expected.sort_unstable();
-    got.sort_unstable();
-    assert_eq!(got, expected, "secrets_of is exactly the sensitive values");
+    expected.dedup();
+    assert_eq!(secrets, expected, "secret_values is exactly the sensitive values long enough");
 
     let out = redact(text, &secrets);
     for secret in secrets.iter().filter(|s| !s.is_empty() && !s.contains('*')) {

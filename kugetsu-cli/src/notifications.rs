@@ -3,7 +3,8 @@
 
 use kugetsu_core::StateDir;
 use kugetsu_core::env_file::EnvFiles;
-use kugetsu_core::notify::{NewNotification, NotificationType, Notifications, redact, secrets_of};
+use kugetsu_core::notify::{NewNotification, NotificationType, Notifications};
+use kugetsu_core::secrets::redact;
 
 /// Every sensitive value in the env files, for redaction.
 pub fn secrets(state: &StateDir) -> Vec<String> {
@@ -12,7 +13,7 @@ pub fn secrets(state: &StateDir) -> Vec<String> {
     if let Ok(list) = files.list() {
         for summary in list {
             if let Ok(env) = files.merged(&summary.agent) {
-                out.extend(secrets_of(&env).into_iter().map(str::to_string));
+                out.extend(env.secret_values());
             }
         }
     }

@@ -69,10 +69,17 @@ impl fmt::Debug for SessionId {
 #[derive(Clone, Default, PartialEq, Eq)]
 pub struct AgentEnv(pub BTreeMap<String, String>);
 
+impl AgentEnv {
+    /// The values to cut out of anything shown or logged (see [`crate::secrets::secret_values`]).
+    pub fn secret_values(&self) -> Vec<String> {
+        crate::secrets::secret_values(self.0.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+    }
+}
+
 impl fmt::Debug for AgentEnv {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_map()
-            .entries(self.0.iter().map(|(k, v)| (k, crate::env_file::mask_value(k, v))))
+            .entries(self.0.iter().map(|(k, v)| (k, crate::secrets::mask_value(k, v))))
             .finish()
     }
 }
@@ -425,4 +432,32 @@ pub trait AgentDriver: Send + Sync {
     /// Re-applies the permission rules that keep a headless session from hanging (forks made by
     /// other tools lose them). Returns whether anything changed.
     fn fix_permissions(&self, id: &SessionId) -> Result<bool, AgentError>;
+
+    /// Gets ready to fork `base` with the agent's environment `env`: what every fork of it
+    /// needs may be done here, ahead of [`AgentDriver::fork_session`] (the opencode driver
+    /// exports the base once and keeps the export). `refresh` asks to do it anew even if it
+    /// was done before (the base may have changed). `init` calls it with `refresh` once the base
+    /// exists, `start` while the worktree is being made, `doctor` with `refresh`.
+    /// Default: nothing.
+    fn prepare_fork(
+        &self,
+        base: &SessionId,
+        env: &AgentEnv,
+        refresh: bool,
+    ) -> Result<(), AgentError> {
+        let _ = (base, env, refresh);
+        Ok(())
+    }
+
+    /// What the agent knows of session `id`, `None` if it does not know it. `doctor` compares
+    /// its `directory` (where the agent would run it) with the directory kugetsu recorded; an
+    /// empty `directory` means the driver cannot tell. The default answers from
+    /// [`AgentDriver::session_exists`] and cannot tell.
+    fn session_info(&self, id: &SessionId) -> Result<Option<AgentSessionInfo>, AgentError> {
+        Ok(self.session_exists(id)?.then(|| AgentSessionInfo {
+            id: id.clone(),
+            title: String::new(),
+            directory: PathBuf::new(),
+        }))
+    }
 }

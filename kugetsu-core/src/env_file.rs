@@ -21,16 +21,7 @@ use crate::shell::{self, Assignment, Expansion};
 use crate::state::StateDir;
 use crate::storage::{self, StorageError};
 
-/// Keys that are always sensitive (the spec's list).
-pub const SENSITIVE_KEYS: &[&str] =
-    &["GITEA_TOKEN", "GITHUB_TOKEN", "GITLAB_TOKEN", "API_KEY", "PASSWORD", "TOKEN", "SECRET"];
-
-/// Words that make any key containing them sensitive.
-const SENSITIVE_WORDS: &[&str] =
-    &["TOKEN", "SECRET", "PASSWORD", "API_KEY", "APIKEY", "PASSWD", "CREDENTIAL", "PRIVATE_KEY"];
-
-/// What a masked value is shown as.
-pub const MASK: &str = "********";
+pub use crate::secrets::{MASK, SENSITIVE_KEYS, is_sensitive, mask_value};
 
 /// The env file every agent gets (`env/default.env`).
 pub const DEFAULT_AGENT: &str = "default";
@@ -40,17 +31,6 @@ pub const PM_AGENT: &str = "pm-agent";
 pub const MAX_AGENT_NAME_LEN: usize = 64;
 /// Largest value accepted.
 pub const MAX_VALUE_LEN: usize = 64 * 1024;
-
-/// Whether the value of `key` must be masked.
-pub fn is_sensitive(key: &str) -> bool {
-    let upper = key.to_ascii_uppercase();
-    SENSITIVE_KEYS.contains(&upper.as_str()) || SENSITIVE_WORDS.iter().any(|w| upper.contains(w))
-}
-
-/// The value as it may be shown: [`MASK`] for sensitive keys, else the value itself.
-pub fn mask_value<'a>(key: &str, value: &'a str) -> &'a str {
-    if is_sensitive(key) && !value.is_empty() { MASK } else { value }
-}
 
 /// Why an env file operation failed; every message names the agent, key, or file and line.
 #[derive(Debug, thiserror::Error)]

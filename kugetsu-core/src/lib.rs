@@ -15,6 +15,7 @@ pub mod orchestrator;
 pub mod process;
 pub mod queue;
 pub mod repos;
+pub mod secrets;
 pub mod servers;
 pub mod session;
 mod shell;

@@ -17,8 +17,6 @@ use serde_json::{Map, Value};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use crate::agent::AgentEnv;
-use crate::env_file::{MASK, is_sensitive};
 use crate::state::StateDir;
 use crate::storage::{self, StorageError};
 
@@ -340,29 +338,7 @@ fn truncate(text: &str, max: usize) -> String {
     format!("{}…", &text[..end])
 }
 
-/// Replaces every occurrence of each secret in `text` with `********`. Longer secrets are
-/// replaced first, so a secret that contains another is not left half visible. Empty secrets
-/// are ignored.
-pub fn redact(text: &str, secrets: &[&str]) -> String {
-    let mut sorted: Vec<&str> = secrets.iter().copied().filter(|s| !s.is_empty()).collect();
-    // Longest first, and equal ones next to each other so that `dedup` drops every repeat: a
-    // secret made of `*` replaced twice would multiply the mask each time.
-    sorted.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
-    sorted.dedup();
-    let mut out = text.to_string();
-    for secret in sorted {
-        if out.contains(secret) {
-            out = out.replace(secret, MASK);
-        }
-    }
-    out
-}
-
-/// The values of `env`'s sensitive variables (see [`crate::env_file::is_sensitive`]), for
-/// [`redact`].
-pub fn secrets_of(env: &AgentEnv) -> Vec<&str> {
-    env.0.iter().filter(|(k, _)| is_sensitive(k)).map(|(_, v)| v.as_str()).collect()
-}
+pub use crate::secrets::redact;
 
 #[cfg(test)]
 mod tests {
@@ -497,26 +473,5 @@ mod tests {
         let cut = truncate(&long, MAX_MESSAGE_LEN);
         assert!(cut.len() <= MAX_MESSAGE_LEN && cut.ends_with('…'));
         assert_eq!(truncate("short", 10), "short");
-    }
-
-    #[test]
-    fn redact_hides_every_secret() {
-        assert_eq!(
-            redact("token ghp_abc and ghp_abcdef", &["ghp_abc", "ghp_abcdef", ""]),
-            "token ******** and ********"
-        );
-        let env = AgentEnv(
-            [("GITEA_TOKEN".into(), "s3cr3t".into()), ("EDITOR".into(), "vi".into())].into(),
-        );
-        assert_eq!(secrets_of(&env), ["s3cr3t"]);
-        assert_eq!(redact("push with s3cr3t in vi", &secrets_of(&env)), "push with ******** in vi");
-    }
-
-    #[test]
-    fn a_repeated_secret_is_replaced_once() {
-        // Two variables may hold the same value; a `*` secret replaced once per copy would
-        // multiply the mask (8^copies stars).
-        assert_eq!(redact("a*", &["*", "b", "*", "c", "*"]), format!("a{MASK}"));
-        assert_eq!(redact("x ab y", &["ab", "cd", "ab"]), format!("x {MASK} y"));
     }
 }

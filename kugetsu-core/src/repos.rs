@@ -14,7 +14,8 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use crate::issue_ref::{IssueRef, RepoRef};
-use crate::servers::{ServersFile, UrlError, check_url, redact_url};
+use crate::secrets::redact_url;
+use crate::servers::{ServersFile, UrlError, check_url};
 use crate::state::StateDir;
 use crate::storage::{self, StorageError};
 use crate::worktree::RepoSource;

@@ -17,6 +17,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use crate::secrets::redact_url;
 use crate::state::StateDir;
 use crate::storage::{self, StorageError};
 
@@ -48,20 +49,6 @@ pub struct CheckedUrl {
     pub port: Option<u16>,
     /// The path, starting with `/` or empty.
     pub path: String,
-}
-
-/// `url` with the user-info of `scheme://user:pass@host` (or of scp-like `user@host:`) replaced
-/// by `***`, for messages.
-pub fn redact_url(url: &str) -> String {
-    let (prefix, rest) = match url.find("://") {
-        Some(i) => url.split_at(i + 3),
-        None => ("", url),
-    };
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    match rest[..authority_end].rfind('@') {
-        Some(at) => format!("{prefix}***{}", &rest[at..]),
-        None => url.to_string(),
-    }
 }
 
 fn bad(url: &str, problem: impl Into<String>) -> UrlError {
