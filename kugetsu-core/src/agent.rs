@@ -355,7 +355,7 @@ pub enum AgentError {
     /// The agent does not know this session.
     #[error("agent session {id} not found")]
     SessionNotFound {
-        /// The id.
+        /// The session asked for.
         id: SessionId,
     },
     /// An interactive session needs a terminal.
@@ -395,7 +395,7 @@ pub enum AgentError {
     Io {
         /// What was being done.
         action: &'static str,
-        /// The path.
+        /// The run log or temp file it is about.
         path: PathBuf,
         /// Why.
         #[source]

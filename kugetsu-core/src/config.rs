@@ -142,7 +142,7 @@ pub enum Source {
     Default,
     /// A line of the `config` file.
     File {
-        /// The file.
+        /// The `config` file.
         path: PathBuf,
         /// The 1-based line.
         line: usize,
@@ -171,7 +171,7 @@ pub enum ConfigError {
     /// The `config` file is not in the accepted shell subset.
     #[error("{}:{line}: {message}", path.display())]
     Syntax {
-        /// The file.
+        /// The `config` file.
         path: PathBuf,
         /// The 1-based line.
         line: usize,
@@ -183,7 +183,7 @@ pub enum ConfigError {
     UnknownKey {
         /// Where it was set.
         origin: Source,
-        /// The key.
+        /// The key as written.
         key: String,
     },
     /// A value of the wrong kind or out of range.
@@ -191,7 +191,7 @@ pub enum ConfigError {
     BadValue {
         /// Where it was set.
         origin: Source,
-        /// The key.
+        /// The key as written.
         key: String,
         /// The value as given.
         value: String,
@@ -201,7 +201,7 @@ pub enum ConfigError {
     /// The file is not UTF-8 text.
     #[error("{}: not UTF-8 text (line {line})", path.display())]
     NotUtf8 {
-        /// The file.
+        /// The `config` file.
         path: PathBuf,
         /// The first line with invalid bytes.
         line: usize,
@@ -255,7 +255,7 @@ pub struct Config {
 /// One line of `doctor`'s settings table.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigEntry {
-    /// The key.
+    /// The setting (one of [`KEYS`]).
     pub key: &'static str,
     /// The value as text (`(none)` when unset).
     pub value: String,

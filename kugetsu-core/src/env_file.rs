@@ -54,7 +54,7 @@ pub enum EnvFileError {
     /// The value cannot be put in an environment.
     #[error("invalid value for {key}: {problem}")]
     BadValue {
-        /// The key.
+        /// The variable whose value was refused.
         key: String,
         /// What is wrong.
         problem: String,
@@ -62,7 +62,7 @@ pub enum EnvFileError {
     /// The file is not in the accepted syntax.
     #[error("{}:{line}: {message}", path.display())]
     Syntax {
-        /// The file.
+        /// The env file holding the line.
         path: PathBuf,
         /// The 1-based line.
         line: usize,
@@ -72,7 +72,7 @@ pub enum EnvFileError {
     /// The file is not UTF-8 text.
     #[error("{}: not UTF-8 text (line {line})", path.display())]
     NotUtf8 {
-        /// The file.
+        /// The env file.
         path: PathBuf,
         /// The first line with invalid bytes.
         line: usize,
@@ -229,7 +229,7 @@ impl EnvFile {
 pub struct EnvFileSummary {
     /// The agent (`default`, `pm-agent`, ...).
     pub agent: String,
-    /// The file.
+    /// Where it is (`env/<agent>.env`).
     pub path: PathBuf,
     /// Its keys, sorted (empty if it could not be read).
     pub keys: Vec<String>,

@@ -151,7 +151,7 @@ pub enum NotifyError {
         kept_at.display()
     )]
     Shape {
-        /// The file.
+        /// `notifications.json`.
         path: PathBuf,
         /// What was there instead.
         found: &'static str,
@@ -193,7 +193,7 @@ impl Notifications {
         Notifications { path: state.notifications_path(), lock: state.lock_path("notifications") }
     }
 
-    /// The file.
+    /// Where the notifications are kept (`notifications.json`).
     pub fn path(&self) -> &std::path::Path {
         &self.path
     }

@@ -204,7 +204,7 @@ pub enum QueueError {
     /// No item with that id.
     #[error("queue item {id} not found")]
     NotFound {
-        /// The id.
+        /// The item id asked for.
         id: String,
     },
     /// The message is empty or too large.
@@ -226,7 +226,7 @@ pub enum QueueError {
     Other {
         /// What was being done.
         context: String,
-        /// The path.
+        /// The queue file or directory it is about.
         path: PathBuf,
     },
 }

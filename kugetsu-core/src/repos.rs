@@ -26,13 +26,13 @@ pub enum RepoError {
     /// A key that is neither an issue ref nor a repository.
     #[error("repos.json key {key:?} is neither instance/owner/repo#id nor instance/owner/repo")]
     BadKey {
-        /// The key.
+        /// The key as written in `repos.json`.
         key: String,
     },
     /// A clone URL was refused.
     #[error("{} entry {key:?}: {source}", path.display())]
     BadUrl {
-        /// The file.
+        /// The `repos.json` file.
         path: PathBuf,
         /// The key whose URL is wrong.
         key: String,
@@ -43,7 +43,7 @@ pub enum RepoError {
     /// No entry with that key.
     #[error("no repos.json entry for {key:?}")]
     NotFound {
-        /// The key.
+        /// The key asked for.
         key: String,
     },
     /// Reading or writing failed.

@@ -179,7 +179,7 @@ pub enum ServerError {
     /// No such server.
     #[error("no server named {name:?} (see: kugetsu server list)")]
     NotFound {
-        /// The name.
+        /// The server name asked for.
         name: String,
     },
     /// Reading or writing failed.

@@ -171,13 +171,13 @@ pub enum WorktreeError {
     /// Something that is not a worktree of this repository is in the way.
     #[error("{path} exists and is not a kugetsu worktree")]
     PathNotWorktree {
-        /// The path.
+        /// The directory in the way.
         path: PathBuf,
     },
     /// The path is not a worktree known to the backend.
     #[error("no worktree at {path}")]
     NoSuchWorktree {
-        /// The path.
+        /// The directory asked for.
         path: PathBuf,
     },
     /// Recreating or removing would lose work, and `force` was not given.

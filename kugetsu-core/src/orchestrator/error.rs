@@ -29,13 +29,13 @@ pub enum OrchestratorError {
     /// No session for this issue.
     #[error("no session for {issue}")]
     UnknownIssue {
-        /// The issue.
+        /// The issue ref as given.
         issue: String,
     },
     /// Another process is working on this issue.
     #[error("{issue} is already running in another kugetsu process")]
     AlreadyRunning {
-        /// The issue.
+        /// The issue ref as given.
         issue: String,
     },
     /// Two refs map to the same file name (the name's owner is `existing`).
@@ -43,7 +43,7 @@ pub enum OrchestratorError {
     NameCollision {
         /// The new issue.
         issue: String,
-        /// The name.
+        /// The state file name both refs would use.
         name: String,
         /// The ref already using it.
         existing: String,
@@ -63,7 +63,7 @@ pub enum OrchestratorError {
     /// A session file names a worktree outside the state directory's `worktrees/`.
     #[error("session file for {issue} points outside {root}: {path}")]
     UnsafePath {
-        /// The issue.
+        /// The issue whose session file it is.
         issue: String,
         /// The worktrees root.
         root: PathBuf,
@@ -73,9 +73,9 @@ pub enum OrchestratorError {
     /// A stored session id is not valid.
     #[error("session file {path} holds an invalid session id {id:?}")]
     BadSessionId {
-        /// The file.
+        /// The session file or index holding it.
         path: PathBuf,
-        /// The id.
+        /// The stored text, as found.
         id: String,
     },
     /// A base or PM agent session file that does not say which directory its session lives in
