@@ -1,8 +1,8 @@
 //! README promises about running agents, tried where the user meets them: the `kugetsu` binary
 //! started from a shell elsewhere, with the bundled fake agent. `--detach` (and with `--wait` or
 //! `--no-wait`), waiting for a slot (`--wait SECS`, as long as it takes), `--no-wait` queueing,
-//! messages and env values from stdin, `logs [n]`, `delegate` through the daemon to the PM
-//! agent, `queue clear` with `QUEUE_CLEANUP_AGE_DAYS`, and the daemon's own commands.
+//! a killed process freeing its slot, one run per issue, exit 5 for a run that did not complete,
+//! messages and env values from stdin, and `logs [n]`.
 
 // Setup helpers unwrap too: a failed setup should fail the test loudly.
 #![allow(clippy::unwrap_used)]
@@ -420,170 +420,67 @@ fn logs_shows_the_newest_n() {
     assert_eq!(json(&out.stdout).as_array().unwrap().len(), 3, "{}", out.stdout);
 }
 
-/// `delegate` returns at once; the running daemon (woken by the enqueue, long before its poll)
-/// hands the request to the PM agent's session, and the item completes.
+/// Only one `start`/`continue`/`destroy` runs per issue at a time: while a turn runs, the others
+/// get exit 4 and "already running"; afterwards they work.
 #[test]
-fn delegate_reaches_the_pm_agent_through_the_daemon() {
+fn one_run_per_issue_at_a_time() {
     let env = ready();
-    let config = read(&env.path("config"));
-    std::fs::write(env.path("config"), format!("{config}QUEUE_DAEMON_INTERVAL_MINUTES=60\n"))
-        .unwrap();
-    let list = json(&env.run(&["list", "--json"]).stdout);
-    let pm = list.as_array().unwrap().iter().find(|r| r["type"] == "pm_agent").unwrap();
-    let pm = pm["session_id"].as_str().unwrap().to_string();
-    let out = env.run(&["queue-daemon", "start"]);
-    assert_eq!(out.code, 0, "{}", out.stderr);
-    wait_for("the daemon to log its start", || {
-        env.run(&["queue-daemon", "logs"]).stdout.contains("daemon started")
-    });
-
-    for (n, request) in ["triage the open bugs", "then plan the release"].iter().enumerate() {
-        let out = env.run(&["delegate", request]);
-        assert_eq!(out.code, 0, "{}", out.stderr);
-        assert!(out.stdout.starts_with("queued q_"), "{}", out.stdout);
-        assert!(!out.stderr.contains("not running"), "the daemon runs: {}", out.stderr);
-        let mut items = Vec::new();
-        wait_for("the PM agent's turn", || {
-            items = queue_items(&env);
-            items.len() == n + 1
-                && items.iter().all(|i| i["status"] == "completed" || i["status"] == "error")
-        });
-        let log = env.run(&["queue-daemon", "logs"]).stdout;
-        assert_eq!(items[n]["status"], "completed", "{items:?}\n{log}");
-        assert!(items[n]["issue_ref"].is_null());
-        assert!(
-            runs(&env).contains(&(pm.clone(), (*request).to_string())),
-            "the PM session got {request:?}: {:?}",
-            runs(&env)
-        );
-    }
-    let notes = env.run(&["notify", "list", "--all"]).stdout;
-    assert!(notes.contains("task_completed"), "{notes}");
-    assert_eq!(env.run(&["queue-daemon", "stop"]).code, 0);
-}
-
-/// Rewrites a queue item as the daemon would leave it: `status`, last changed `days` ago.
-fn age_item(env: &Env, id: &str, status: &str, days: i64) {
-    use time::format_description::well_known::Rfc3339;
-    let path = env.path(&format!("queue/items/{id}.json"));
-    let mut item = json(&read(&path));
-    let then = (time::OffsetDateTime::now_utc() - time::Duration::days(days)).format(&Rfc3339);
-    item["status"] = status.into();
-    item["created_at"] = then.as_ref().unwrap().as_str().into();
-    item["updated_at"] = then.unwrap().into();
-    // Written beside and renamed over, as kugetsu writes it.
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, serde_json::to_vec_pretty(&item).unwrap()).unwrap();
-    std::fs::rename(tmp, path).unwrap();
-}
-
-/// `queue clear` removes finished (completed, error) items older than
-/// `QUEUE_CLEANUP_AGE_DAYS` (7 by default), never waiting ones.
-#[test]
-fn queue_clear_removes_old_finished_items() {
-    let (mut env, _repo) = Env::with_fake_agent();
-    let mut ids = Vec::new();
-    for i in 0..5 {
-        let out = env.run(&["queue", "enqueue", &format!("#{i}"), "work", "--json"]);
-        assert_eq!(out.code, 0, "{}", out.stderr);
-        ids.push(json(&out.stdout)["id"].as_str().unwrap().to_string());
-    }
-    age_item(&env, &ids[0], "completed", 10);
-    age_item(&env, &ids[1], "error", 8);
-    age_item(&env, &ids[2], "completed", 3);
-    age_item(&env, &ids[3], "pending", 30);
-    // ids[4]: completed just now.
-    age_item(&env, &ids[4], "completed", 0);
-
-    let out = env.run(&["queue", "clear"]);
-    assert_eq!(out.code, 0, "{}", out.stderr);
-    assert_eq!(out.stdout, "removed 2 finished task(s) older than 7 day(s)\n");
-    let left: Vec<_> =
-        queue_items(&env).iter().map(|i| i["id"].as_str().unwrap().to_string()).collect();
-    assert_eq!(left, ids[2..].to_vec());
-
-    env.set("QUEUE_CLEANUP_AGE_DAYS", "2");
-    let out = env.run(&["queue", "clear", "--json"]);
-    assert_eq!(out.code, 0, "{}", out.stderr);
-    assert_eq!(json(&out.stdout)["removed"], 1);
-    let left: Vec<_> =
-        queue_items(&env).iter().map(|i| i["id"].as_str().unwrap().to_string()).collect();
-    assert_eq!(left, ids[3..].to_vec(), "the pending item stays, however old");
-    let stats = json(&env.run(&["queue", "stats", "--json"]).stdout);
-    assert_eq!((stats["pending"].as_u64(), stats["completed"].as_u64()), (Some(1), Some(1)));
-}
-
-fn daemon_pid(env: &Env) -> u32 {
-    let st = json(&env.run(&["queue-daemon", "status", "--json"]).stdout);
-    u32::try_from(st["pid"].as_u64().unwrap_or_else(|| panic!("no daemon: {st}"))).unwrap()
-}
-
-/// `queue-daemon start|status|restart|logs|stop`, one daemon per state directory (a second is
-/// refused with exit 4, also when its pid file is gone: it is a lock), and the poll interval it
-/// reads from `QUEUE_DAEMON_INTERVAL_MINUTES`.
-#[test]
-fn the_queue_daemon_commands() {
-    let env = ready();
-    let config = read(&env.path("config"));
-    std::fs::write(env.path("config"), format!("{config}QUEUE_DAEMON_INTERVAL_MINUTES=2\n"))
-        .unwrap();
-    assert_eq!(env.run(&["queue-daemon", "status"]).stdout, "not running\n");
-
-    let out = env.run(&["queue-daemon", "start"]);
-    assert_eq!(out.code, 0, "{}", out.stderr);
-    let pid = daemon_pid(&env);
-    assert_eq!(out.stdout, format!("queue daemon started (pid {pid})\n"));
-    assert!(alive(pid));
-    let out = env.run(&["queue-daemon", "status"]);
-    assert_eq!(out.code, 0, "{}", out.stderr);
-    assert!(out.stdout.starts_with(&format!("running (pid {pid}, since ")), "{}", out.stdout);
-    let st = json(&env.run(&["queue-daemon", "status", "--json"]).stdout);
-    assert_eq!(st["running"], true);
-
-    // A second daemon: refused, by `start` and by the daemon itself; and without the pid file
-    // the lock still refuses it.
-    let out = env.run(&["queue-daemon", "start"]);
-    assert_eq!(out.code, 4, "{}{}", out.stdout, out.stderr);
-    assert_eq!(out.stderr, format!("Error: the queue daemon is already running (pid {pid})\n"));
-    let pid_file = env.path("queue/daemon.pid");
-    let aside = env.tmp.path().join("daemon.pid");
-    std::fs::rename(&pid_file, &aside).unwrap();
-    let out = env.run(&["queue-daemon", "start"]);
-    assert_eq!(out.code, 4, "{}{}", out.stdout, out.stderr);
-    assert!(out.stderr.contains("already running"), "{}", out.stderr);
-    let second = env.command(&["queue-daemon", "run"]).stderr(Stdio::piped()).spawn().unwrap();
-    let (code, stderr) = wait_exit(second);
-    assert_eq!(code, Some(4), "{stderr}");
-    assert!(stderr.contains("already running"), "{stderr}");
-    std::fs::rename(&aside, &pid_file).unwrap();
-    assert_eq!(daemon_pid(&env), pid, "the first daemon runs on");
-
-    let out = env.run(&["queue-daemon", "restart"]);
-    assert_eq!(out.code, 0, "{}", out.stderr);
-    let new = daemon_pid(&env);
-    assert_ne!(new, pid);
-    assert_eq!(
-        out.stdout,
-        format!("queue daemon stopped (pid {pid})\nqueue daemon started (pid {new})\n")
-    );
-    assert!(!alive(pid), "the old daemon is gone");
-
-    let out = env.run(&["queue-daemon", "logs"]);
-    assert_eq!(out.code, 0, "{}", out.stderr);
-    for needle in [
-        format!("daemon started: pid {pid}, limit 3, poll every 120s"),
-        format!("daemon stopped (pid {pid})"),
-        format!("daemon started: pid {new}, limit 3, poll every 120s"),
+    let holder = hold_a_slot(&env, &["start", "#1", "busy"]);
+    for args in [
+        &["continue", "#1", "me too"][..],
+        &["start", "#1", "again"],
+        &["destroy", "#1", "-y", "--force"],
+        &["continue", "local.test/demo/app#1", "by its full ref"],
     ] {
-        assert!(out.stdout.contains(&needle), "{needle:?} in:\n{}", out.stdout);
+        let out = env.run(args);
+        assert_eq!(out.code, 4, "{args:?}: {}{}", out.stdout, out.stderr);
+        assert!(out.stderr.contains("already running"), "{args:?}: {}", out.stderr);
     }
-    let out = env.run(&["queue-daemon", "logs", "1"]);
-    assert_eq!(out.stdout.lines().count(), 1, "{}", out.stdout);
-    assert!(out.stdout.contains(&format!("daemon started: pid {new}")), "{}", out.stdout);
+    assert!(env.path("worktrees/local.test-demo-app-1").is_dir(), "destroy did nothing");
+    let out = env.run(&["start", "#2", "another issue runs meanwhile"]);
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    release(holder);
+    let out = env.run(&["continue", "#1", "now"]);
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+}
 
-    let out = env.run(&["queue-daemon", "stop"]);
-    assert_eq!(out.code, 0, "{}", out.stderr);
-    assert_eq!(out.stdout, format!("queue daemon stopped (pid {new})\n"));
-    assert!(!alive(new));
-    assert_eq!(env.run(&["queue-daemon", "status"]).stdout, "not running\n");
+/// Slots are kernel-released locks: a `start` killed outright (SIGKILL) frees its slot at once,
+/// with the limit at 1 the next run gets it without waiting.
+#[test]
+fn a_killed_process_frees_its_slot() {
+    let mut env = ready();
+    env.set("MAX_CONCURRENT_AGENTS", "1");
+    let holder = hold_a_slot(&env, &["start", "#1", "hold the slot"]);
+    let out = env.run(&["start", "#2", "not yet", "--no-wait"]);
+    assert!(out.stdout.contains("queued as q_"), "the slot is held: {}", out.stdout);
+    signal(holder.id(), "KILL");
+    let (code, _) = wait_exit(holder.take());
+    assert_eq!(code, None, "killed");
+    let out = env.run(&["start", "#3", "right away", "--no-wait"]);
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    assert!(out.stdout.contains("local.test/demo/app#3: completed"), "{}", out.stdout);
+}
+
+/// A run that ends without completing exits 5, whatever the reason (the agent failed, a
+/// permission was rejected), and `list` shows why.
+#[test]
+fn exit_5_when_the_agent_does_not_complete() {
+    let env = ready();
+    script(
+        &env,
+        r#"{"turns": [{"mode": "error", "name": "APIError", "message": "the model is down"},
+                      {"mode": "permission", "permission": "external_directory", "tool": "read"}],
+            "default": {"mode": "ok", "text": "fine"}}"#,
+    );
+    let out = env.run(&["start", "#1", "fails"]);
+    assert_eq!(out.code, 5, "{}{}", out.stdout, out.stderr);
+    assert!(out.stdout.starts_with("local.test/demo/app#1: failed"), "{}", out.stdout);
+    assert_eq!(session(&env, 1)["state"], "failed");
+    let out = env.run(&["continue", "#1", "blocked"]);
+    assert_eq!(out.code, 5, "{}{}", out.stdout, out.stderr);
+    assert!(out.stdout.starts_with("local.test/demo/app#1: blocked"), "{}", out.stdout);
+    assert_eq!(session(&env, 1)["state"], "blocked");
+    assert!(env.run(&["list"]).stdout.contains("blocked"));
+    let out = env.run(&["continue", "#1", "fine now"]);
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
 }
