@@ -53,6 +53,10 @@
 //! - `FAKE_OPENCODE_TRACE=<file>`: appends `start|end <session> <unix ns>` around each turn.
 //! - `FAKE_OPENCODE_RECORD=<file>`: appends one JSON line per invocation:
 //!   `{"argv", "cwd", "env_names", "stdin", "message"}` (`stdin`/`message` only for `run`).
+//! - `FAKE_OPENCODE_STARTUP_MS=<ms>`: every invocation (every subcommand, `--version` too)
+//!   first sleeps that long (0 when unset), as every real opencode process spends a second or
+//!   more before it has done anything. It costs wall time, not CPU. Benchmarks set it to show
+//!   what a command's number of opencode processes costs.
 //! - The store is the file `$OPENCODE_DB` if set, else
 //!   `$XDG_DATA_HOME/opencode/opencode-fake.json` (`$HOME/.local/share/...` without
 //!   `XDG_DATA_HOME`).
@@ -147,6 +151,7 @@ pub fn main(argv: Vec<String>) -> u8 {
         helper_sleep(&argv[1..]);
     }
     record(&argv, None, None);
+    startup_cost();
     match dispatch(&argv) {
         Ok(code) => code,
         Err(Stop::Code(code)) => code,
@@ -158,6 +163,14 @@ pub fn main(argv: Vec<String>) -> u8 {
             eprintln!("\u{1b}[91m\u{1b}[1mError: \u{1b}[0m{msg}");
             1
         }
+    }
+}
+
+/// The start-up every real opencode process pays, if `FAKE_OPENCODE_STARTUP_MS` asks for it.
+fn startup_cost() {
+    let ms = std::env::var("FAKE_OPENCODE_STARTUP_MS").ok().and_then(|v| v.trim().parse().ok());
+    if let Some(ms) = ms {
+        std::thread::sleep(Duration::from_millis(ms));
     }
 }
 

@@ -183,3 +183,26 @@ fn unknown_sessions_and_sql() {
         "no sessions: no output"
     );
 }
+
+/// `FAKE_OPENCODE_STARTUP_MS` makes every invocation pay a start-up cost, as every real
+/// opencode process does (a lower bound only: the sleep is the contract, not the speed).
+#[test]
+fn every_invocation_can_pay_a_start_up_cost() {
+    let sb = Sandbox::new();
+    for args in [&["--version"][..], &["session", "list"], &["db", "path"]] {
+        let started = std::time::Instant::now();
+        let out = Command::new(FAKE)
+            .args(args)
+            .current_dir(sb.path("base"))
+            .env_clear()
+            .envs(sb.base_env())
+            .env("PWD", sb.path("base"))
+            .env("FAKE_OPENCODE_STARTUP_MS", "300")
+            .stdin(Stdio::null())
+            .output()
+            .expect("run fake");
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        let took = started.elapsed();
+        assert!(took >= std::time::Duration::from_millis(300), "{args:?} took {took:?}");
+    }
+}
