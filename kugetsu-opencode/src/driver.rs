@@ -6,13 +6,31 @@
 //! events and not only its exit code (a rejected permission exits 0), and a fork is made by
 //! export and import into the target directory (a fork made by `run --fork` keeps the base's
 //! directory, and a run elsewhere hangs).
+//!
+//! Every opencode process costs 1 to 3 s of start-up and some 300 MB, so the driver spends as
+//! few as the guarantees allow: a fork is one `import` (the base's export is kept, see
+//! the `export_cache` module), and a run is the `run` alone. Neither re-reads the session with
+//! `opencode db` afterwards, because what such a read would check holds by construction,
+//! verified against the real opencode 1.18.33 (`tests/real_opencode.rs`):
+//! - `import` prints `Imported session: ID`, and the id is checked against the one the rewrite
+//!   gave the document;
+//! - `import` stores the session with its own working directory as the session's directory
+//!   (whatever the document says), and the driver starts it in the target directory with `PWD`
+//!   set to it;
+//! - `import` keeps the document's `permission` rules as they are, and the rewrite put the deny
+//!   rules there;
+//! - a session kugetsu imported into a worktree stays there: nothing moves it but a hand-made
+//!   `opencode db` update.
+//!
+//! What remains is checked only when a run went wrong: a run that printed no event at all (an
+//! unknown session, or one that lives in another directory and so hangs silently until the idle
+//! limit) is explained with one look at its stored row.
 
 use std::ffi::OsString;
 use std::fs::{File, OpenOptions};
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use kugetsu_core::agent::{
@@ -27,6 +45,7 @@ use serde_json::Value;
 
 use crate::command::{CommandSpec, Io, build_command};
 use crate::events::{EventLog, strip_ansi};
+use crate::export_cache;
 use crate::fork::{IdGen, ensure_rules, rewrite_export};
 use crate::outcome::classify;
 use crate::process::{self, Ended, Limits, Seen, Stream};
@@ -60,6 +79,9 @@ pub struct OpencodeOptions {
     /// [`CommandSpec::die_with_parent`]): on for foreground runs, off for the daemon, whose
     /// agents a later daemon adopts.
     pub die_with_parent: bool,
+    /// A private directory where the base session's export is kept between forks (see
+    /// the `export_cache` module); `None` exports the base on every fork.
+    pub export_cache: Option<PathBuf>,
 }
 
 impl OpencodeOptions {
@@ -75,7 +97,14 @@ impl OpencodeOptions {
             helper_dir: None,
             interrupt: Interrupt::new(),
             die_with_parent: false,
+            export_cache: None,
         }
+    }
+
+    /// Keeps the base session's export in `dir` (created `0700` when first needed).
+    pub fn export_cache(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.export_cache = Some(dir.into());
+        self
     }
 
     /// Sets the helper commands' working directory.
@@ -132,15 +161,10 @@ impl OpencodeOptions {
     }
 }
 
-/// Drives the opencode CLI. Cheap to share between threads: it holds its options and the forks
-/// it has just verified.
+/// Drives the opencode CLI. Cheap to share between threads: it holds only its options.
 #[derive(Debug, Clone)]
 pub struct OpencodeDriver {
     opts: OpencodeOptions,
-    /// Forks whose stored directory this driver has just read (and fixed), with that directory:
-    /// the first `run` of such a fork in that directory skips re-reading it, which saves one
-    /// opencode process on every `start`. Taken out by that run, so later runs check again.
-    verified: Arc<Mutex<Vec<(SessionId, PathBuf)>>>,
 }
 
 /// What one headless turn needs.
@@ -199,7 +223,7 @@ struct ListedSession {
 impl OpencodeDriver {
     /// A driver with these options.
     pub fn new(options: OpencodeOptions) -> Self {
-        OpencodeDriver { opts: options, verified: Arc::default() }
+        OpencodeDriver { opts: options }
     }
 
     /// Its options.
@@ -376,22 +400,142 @@ impl OpencodeDriver {
         Ok((events, outcome, code))
     }
 
-    /// Trust but verify: an imported fork must live in the target directory (else a run hangs)
-    /// and carry the deny rules.
-    fn verify_fork(&self, id: &SessionId, dir_text: &str, dir: &Path) -> Result<(), AgentError> {
-        let Some((stored, permission)) = self.session_row(id)? else {
-            return Err(AgentError::Protocol {
-                command: "import".into(),
-                detail: format!("session {id} is not in the database after the import"),
-            });
-        };
-        if !same_dir(Path::new(&stored), dir) {
-            let d = dir_text.replace('\'', "''");
-            self.db(&format!("UPDATE session SET directory = '{d}' WHERE id = '{id}'"))?;
+    /// The base session's export: the kept one when its key still matches, else a fresh
+    /// `opencode export` (kept for the next fork). Also says whether it came from the cache.
+    fn base_export(
+        &self,
+        base: &SessionId,
+        env: &AgentEnv,
+        refresh: bool,
+    ) -> Result<(Value, bool), AgentError> {
+        let cache = self.opts.export_cache.as_deref();
+        let key = export_cache::key(base, &self.opts.program, &self.opts.base_env, env);
+        // No secret is kept in kugetsu's files outside the env files: a transcript that shows
+        // one (an agent that printed a token) is exported on every fork instead.
+        let secrets = sensitive_values(&self.opts.base_env, env);
+        if let Some(dir) = cache
+            && !refresh
+            && let Some(doc) = export_cache::load(dir, &key)
+        {
+            if !export_cache::holds_any(&doc, &secrets) {
+                return Ok((doc, true));
+            }
+            export_cache::forget(dir);
         }
-        // The row just read carries the permission too: no second query for it.
-        self.apply_rules(id, permission.as_deref())?;
-        Ok(())
+        // The helper directory, not the worktree: the export finds the session by its id from
+        // anywhere, so it can run before (or while) the worktree is made.
+        let export = self.helper("export", &os(&["export", base.as_str()]), None, Some(env))?;
+        if !export.ok() {
+            if export.not_found() {
+                if let Some(dir) = cache {
+                    export_cache::forget(dir);
+                }
+                return Err(AgentError::SessionNotFound { id: base.clone() });
+            }
+            return Err(AgentError::CommandFailed {
+                command: "export".into(),
+                message: export.error_line(),
+            });
+        }
+        let doc: Value = serde_json::from_str(export.stdout.trim()).map_err(|e| {
+            AgentError::Protocol { command: "export".into(), detail: format!("not JSON: {e}") }
+        })?;
+        match cache {
+            Some(dir) if export_cache::holds_any(&doc, &secrets) => export_cache::forget(dir),
+            Some(dir) => export_cache::store(dir, &key, &doc),
+            None => {}
+        }
+        Ok((doc, false))
+    }
+
+    /// Imports `doc` rewritten into a new session titled `title` whose directory is `dir`.
+    fn import_fork(
+        &self,
+        doc: &Value,
+        req: &ForkRequest,
+        dir: &str,
+    ) -> Result<SessionId, AgentError> {
+        let mut doc = doc.clone();
+        let new_id = rewrite_export(&mut doc, dir, &req.title, &mut IdGen::new()).map_err(|e| {
+            AgentError::Protocol { command: "export".into(), detail: e.to_string() }
+        })?;
+        let new_id = SessionId::new(new_id).map_err(|e| AgentError::Protocol {
+            command: "export".into(),
+            detail: e.to_string(),
+        })?;
+        // The transcript can hold secrets: a private temp file, removed when dropped, in the
+        // helper directory (the private state directory) when there is one, so a TMPDIR of the
+        // user's shell that is missing or shared does not decide whether a fork works.
+        let mut builder = tempfile::Builder::new();
+        builder.prefix(".kugetsu-fork-").suffix(".json");
+        let made = match &self.opts.helper_dir {
+            Some(dir) => builder.tempfile_in(dir),
+            None => builder.tempfile(),
+        };
+        let mut tmp = made.map_err(|source| AgentError::Io {
+            action: "create a temp file for",
+            path: "the fork".into(),
+            source,
+        })?;
+        let bytes = serde_json::to_vec(&doc).map_err(|e| AgentError::Protocol {
+            command: "export".into(),
+            detail: e.to_string(),
+        })?;
+        tmp.write_all(&bytes).and_then(|()| tmp.flush()).map_err(|source| AgentError::Io {
+            action: "write",
+            path: tmp.path().to_owned(),
+            source,
+        })?;
+        // The import stores the session with its working directory (the target, with `PWD` set
+        // to it) as the session's directory, and keeps the document's permission rules.
+        let import = self.helper(
+            "import",
+            &[OsString::from("import"), tmp.path().as_os_str().to_owned()],
+            Some(&req.dir),
+            Some(&req.env),
+        )?;
+        if !import.ok() {
+            return Err(AgentError::CommandFailed {
+                command: "import".into(),
+                message: import.error_line(),
+            });
+        }
+        let printed = strip_ansi(&import.stdout).lines().find_map(|l| {
+            l.trim().strip_prefix("Imported session:").map(|id| id.trim().to_owned())
+        });
+        match printed {
+            Some(id) if id == new_id.as_str() => Ok(new_id),
+            other => Err(AgentError::Protocol {
+                command: "import".into(),
+                detail: format!("expected `Imported session: {new_id}`, got {other:?}"),
+            }),
+        }
+    }
+
+    /// Explains a run that printed no event at all, with one look at its stored row: opencode
+    /// did not know the session (`Session not found` on stderr), or the session lives in
+    /// another directory, where opencode prints nothing and never ends. Anything else keeps
+    /// the run's own outcome.
+    fn explain_silent_run(&self, req: &RunRequest) -> Result<(), AgentError> {
+        match self.session_row(&req.session) {
+            Ok(None) => Err(AgentError::SessionNotFound { id: req.session.clone() }),
+            Ok(Some((stored, _))) if !same_dir(Path::new(&stored), &req.dir) => {
+                Err(AgentError::CommandFailed {
+                    command: "run".into(),
+                    message: format!(
+                        "session {} lives in {stored}, not in {}; opencode runs a session only in \
+                         its own directory and would hang running it there",
+                        req.session,
+                        req.dir.display()
+                    ),
+                })
+            }
+            Ok(Some(_)) => Ok(()),
+            Err(e) => {
+                tracing::warn!(session = %req.session, error = %e, "cannot look up a silent run's session");
+                Ok(())
+            }
+        }
     }
 
     fn create_interactive(&self, req: &CreateSessionRequest) -> Result<RunReport, AgentError> {
@@ -546,129 +690,24 @@ impl AgentDriver for OpencodeDriver {
 
     fn fork_session(&self, req: &ForkRequest) -> Result<SessionId, AgentError> {
         let dir = dir_text(&req.dir)?;
-        let export = self.helper(
-            "export",
-            &os(&["export", req.base.as_str()]),
-            Some(&req.dir),
-            Some(&req.env),
-        )?;
-        if !export.ok() {
-            if export.not_found() {
-                return Err(AgentError::SessionNotFound { id: req.base.clone() });
+        let (doc, kept) = self.base_export(&req.base, &req.env, false)?;
+        match self.import_fork(&doc, req, &dir) {
+            // A kept export that no longer imports (made by another opencode than the key
+            // could tell, or damaged): once more from a fresh export.
+            Err(e) if kept => {
+                tracing::warn!(error = %e, "a fork from the kept base export failed; exporting anew");
+                let (doc, _) = self.base_export(&req.base, &req.env, true)?;
+                self.import_fork(&doc, req, &dir)
             }
-            return Err(AgentError::CommandFailed {
-                command: "export".into(),
-                message: export.error_line(),
-            });
-        }
-        let mut doc: Value = serde_json::from_str(export.stdout.trim()).map_err(|e| {
-            AgentError::Protocol { command: "export".into(), detail: format!("not JSON: {e}") }
-        })?;
-        let new_id =
-            rewrite_export(&mut doc, &dir, &req.title, &mut IdGen::new()).map_err(|e| {
-                AgentError::Protocol { command: "export".into(), detail: e.to_string() }
-            })?;
-        let new_id = SessionId::new(new_id).map_err(|e| AgentError::Protocol {
-            command: "export".into(),
-            detail: e.to_string(),
-        })?;
-        // The transcript can hold secrets: a private temp file, removed when dropped, in the
-        // helper directory (the private state directory) when there is one, so a TMPDIR of the
-        // user's shell that is missing or shared does not decide whether a fork works.
-        let mut builder = tempfile::Builder::new();
-        builder.prefix(".kugetsu-fork-").suffix(".json");
-        let made = match &self.opts.helper_dir {
-            Some(dir) => builder.tempfile_in(dir),
-            None => builder.tempfile(),
-        };
-        let mut tmp =
-            made.map_err(
-                |source| AgentError::Io {
-                    action: "create a temp file for",
-                    path: "the fork".into(),
-                    source,
-                },
-            )?;
-        let bytes = serde_json::to_vec(&doc).map_err(|e| AgentError::Protocol {
-            command: "export".into(),
-            detail: e.to_string(),
-        })?;
-        tmp.write_all(&bytes).and_then(|()| tmp.flush()).map_err(|source| AgentError::Io {
-            action: "write",
-            path: tmp.path().to_owned(),
-            source,
-        })?;
-        let import = self.helper(
-            "import",
-            &[OsString::from("import"), tmp.path().as_os_str().to_owned()],
-            Some(&req.dir),
-            Some(&req.env),
-        )?;
-        if !import.ok() {
-            return Err(AgentError::CommandFailed {
-                command: "import".into(),
-                message: import.error_line(),
-            });
-        }
-        let printed = strip_ansi(&import.stdout).lines().find_map(|l| {
-            l.trim().strip_prefix("Imported session:").map(|id| id.trim().to_owned())
-        });
-        match printed {
-            Some(id) if id == new_id.as_str() => {}
-            other => {
-                return Err(AgentError::Protocol {
-                    command: "import".into(),
-                    detail: format!("expected `Imported session: {new_id}`, got {other:?}"),
-                });
-            }
-        }
-        match self.verify_fork(&new_id, &dir, &req.dir) {
-            Ok(()) => {
-                let mut verified = self.verified.lock().unwrap_or_else(|e| e.into_inner());
-                // Bounded: forks that are never run must not pile up in a long-lived daemon.
-                if verified.len() >= 64 {
-                    verified.remove(0);
-                }
-                verified.push((new_id.clone(), req.dir.clone()));
-                Ok(new_id)
-            }
-            Err(e) => {
-                // A half-made fork would be picked up later as if it were good: remove it.
-                if let Err(cleanup) = self.delete_session(&new_id) {
-                    tracing::warn!(session = %new_id, error = %cleanup, "cannot remove a failed fork");
-                }
-                Err(e)
-            }
+            other => other,
         }
     }
 
     fn run(&self, req: &RunRequest, sink: &mut dyn EventSink) -> Result<RunReport, AgentError> {
-        // opencode runs a session in its stored directory, and a run started elsewhere prints
-        // nothing and never ends: refuse it up front instead of waiting for the idle limit. A
-        // fork this driver verified for this directory a moment ago needs no second look.
-        let just_verified = {
-            let mut verified = self.verified.lock().unwrap_or_else(|e| e.into_inner());
-            let found = verified.iter().position(|(id, dir)| *id == req.session && *dir == req.dir);
-            found.map(|i| verified.remove(i)).is_some()
-        };
-        if !just_verified {
-            match self.session_row(&req.session)? {
-                None => return Err(AgentError::SessionNotFound { id: req.session.clone() }),
-                Some((stored, _)) if !same_dir(Path::new(&stored), &req.dir) => {
-                    return Err(AgentError::CommandFailed {
-                        command: "run".into(),
-                        message: format!(
-                            "session {} lives in {stored}, not in {}; opencode would hang running it there",
-                            req.session,
-                            req.dir.display()
-                        ),
-                    });
-                }
-                Some(_) => {}
-            }
-        }
+        // No look at the session before the run: kugetsu runs a session in the directory it
+        // imported it into (see the module docs). A run that prints nothing is explained after.
         let args = self.run_args(Some(&req.session), None);
-        let (_, outcome, exit_code) = self.turn(
+        let (events, outcome, exit_code) = self.turn(
             &Turn {
                 args: &args,
                 dir: &req.dir,
@@ -679,6 +718,14 @@ impl AgentDriver for OpencodeDriver {
             },
             sink,
         )?;
+        if events.events.is_empty()
+            && matches!(
+                outcome,
+                RunOutcome::Failed { .. } | RunOutcome::Hung { .. } | RunOutcome::TimedOut { .. }
+            )
+        {
+            self.explain_silent_run(req)?;
+        }
         Ok(RunReport { session: req.session.clone(), outcome, exit_code })
     }
 
@@ -722,6 +769,34 @@ impl AgentDriver for OpencodeDriver {
             return Err(AgentError::SessionNotFound { id: id.clone() });
         };
         self.apply_rules(id, perm.as_deref())
+    }
+
+    /// Exports the base and keeps the export for the next forks, unless one is kept under the
+    /// same key already (`refresh` exports anyway). Nothing without an
+    /// [`OpencodeOptions::export_cache`].
+    fn prepare_fork(
+        &self,
+        base: &SessionId,
+        env: &AgentEnv,
+        refresh: bool,
+    ) -> Result<(), AgentError> {
+        if self.opts.export_cache.is_none() {
+            return Ok(());
+        }
+        self.base_export(base, env, refresh).map(|_| ())
+    }
+
+    fn session_info(&self, id: &SessionId) -> Result<Option<AgentSessionInfo>, AgentError> {
+        let rows =
+            self.db(&format!("SELECT id, title, directory FROM session WHERE id = '{id}'"))?;
+        Ok(rows.into_iter().next().map(|row| {
+            let text = |k: &str| row.get(k).and_then(Value::as_str).unwrap_or_default().to_owned();
+            AgentSessionInfo {
+                id: id.clone(),
+                title: text("title"),
+                directory: PathBuf::from(text("directory")),
+            }
+        }))
     }
 }
 

@@ -41,13 +41,37 @@ impl Fake {
         env.push(("FAKE_OPENCODE_RECORD".into(), self.record.clone().into()));
         env
     }
+    fn options(&self) -> OpencodeOptions {
+        OpencodeOptions::new(FAKE)
+            .base_env(self.base_env())
+            .kill_grace(Duration::from_millis(300))
+            .helper_timeout(Duration::from_secs(30))
+    }
     fn driver(&self) -> OpencodeDriver {
-        OpencodeDriver::new(
-            OpencodeOptions::new(FAKE)
-                .base_env(self.base_env())
-                .kill_grace(Duration::from_millis(300))
-                .helper_timeout(Duration::from_secs(30)),
-        )
+        OpencodeDriver::new(self.options())
+    }
+    /// A driver that keeps the base's export in `cache/`, as kugetsu's does.
+    fn caching_driver(&self) -> OpencodeDriver {
+        OpencodeDriver::new(self.options().export_cache(self.sb.path("cache")))
+    }
+    /// The subcommands recorded from the `from`th record on (a `run` is recorded twice: as it
+    /// starts, then with the message it read; counted once).
+    fn commands(&self, from: usize) -> Vec<String> {
+        self.records()[from..]
+            .iter()
+            .filter(|r| r["argv"][0] != "run" || r["message"].is_string())
+            .map(|r| r["argv"][0].as_str().unwrap_or_default().to_string())
+            .collect()
+    }
+    fn fork(&self, d: &OpencodeDriver, base: &SessionId, dir: &str) -> SessionId {
+        std::fs::create_dir_all(self.sb.path(dir)).expect("mkdir");
+        d.fork_session(&ForkRequest {
+            base: base.clone(),
+            dir: self.sb.path(dir),
+            title: format!("issue in {dir}"),
+            env: agent_env(&[]),
+        })
+        .expect("fork")
     }
     /// Invocations recorded by the fake.
     fn records(&self) -> Vec<Value> {
@@ -150,11 +174,14 @@ fn fork_really_runs_in_the_worktree() {
     let report =
         d.run(&f.sb.run_req(&base, "base", "again"), &mut Sink::default()).expect("run base");
     assert_eq!(report.outcome, RunOutcome::Completed);
-    // Running a session away from its directory would hang opencode: refused up front.
-    let err =
-        d.run(&f.sb.run_req(&fork, "base", "wrong dir"), &mut Sink::default()).expect_err("trap");
+    // A session run away from its directory hangs opencode silently. Runs do not look first
+    // (kugetsu runs a fork only where it imported it); the idle limit stops such a run, and one
+    // look at the session then says why it printed nothing.
+    let mut req = f.sb.run_req(&fork, "base", "wrong dir");
+    req.limits = limits(60, 2);
+    let err = d.run(&req, &mut Sink::default()).expect_err("trap");
     assert!(
-        matches!(err, AgentError::CommandFailed { ref message, .. } if message.contains("would hang")),
+        matches!(err, AgentError::CommandFailed { ref message, .. } if message.contains("would hang") && message.contains("lives in")),
         "{err}"
     );
 }
@@ -599,12 +626,31 @@ fn missing_directory_is_named() {
     );
 }
 
+/// A fork is trusted without a second look, and so is a run: with every `db` failing, a fork
+/// and its runs still work, in the worktree and with the deny rules (the real binary's import
+/// keeps both, which `tests/real_opencode.rs` checks).
 #[test]
-fn a_fork_that_cannot_be_verified_is_removed() {
+fn forks_and_runs_spend_no_db() {
     let f = Fake::new();
     let base = f.create_base(&f.driver());
     let mut env = f.base_env();
     env.push(("FAKE_OPENCODE_FAIL".into(), "db".into()));
+    let d = OpencodeDriver::new(OpencodeOptions::new(FAKE).base_env(env));
+    let fork = f.fork(&d, &base, "tree");
+    f.script(json!([{"mode": "tool", "path": "out.txt", "content": "in the tree\n"}]));
+    let report =
+        d.run(&f.sb.run_req(&fork, "tree", "write it"), &mut Sink::default()).expect("run");
+    assert_eq!(report.outcome, RunOutcome::Completed);
+    assert_eq!(read(&f.sb.path("tree").join("out.txt")), "in the tree\n");
+    assert!(!f.driver().fix_permissions(&fork).expect("fix"), "the fork has its deny rules");
+}
+
+#[test]
+fn a_failed_import_leaves_no_fork() {
+    let f = Fake::new();
+    let base = f.create_base(&f.driver());
+    let mut env = f.base_env();
+    env.push(("FAKE_OPENCODE_FAIL".into(), "import".into()));
     let d = OpencodeDriver::new(OpencodeOptions::new(FAKE).base_env(env));
     let err = d
         .fork_session(&ForkRequest {
@@ -613,43 +659,104 @@ fn a_fork_that_cannot_be_verified_is_removed() {
             title: "t".into(),
             env: agent_env(&[]),
         })
-        .expect_err("db fails");
+        .expect_err("import fails");
     assert!(
-        matches!(err, AgentError::CommandFailed { ref command, ref message } if command == "db" && message.contains("injected")),
+        matches!(err, AgentError::CommandFailed { ref command, ref message } if command == "import" && message.contains("injected")),
         "{err}"
     );
-    let left = d.list_sessions(&f.sb.path("tree")).expect("list");
+    let left = f.driver().list_sessions(&f.sb.path("tree")).expect("list");
     assert_eq!(left.len(), 1, "only the base is left: {left:?}");
     assert_eq!(left[0].title, "kugetsu base");
 }
 
-/// `start` is a fork and a run: the run right after the fork does not read the session row
-/// the fork just verified (one opencode process less), but every later run checks again.
+/// What `start` and `continue` cost in opencode processes: a fork is one `import` once the
+/// base's export is kept (the first fork, or `prepare_fork`, exports it), and a run is the
+/// `run` alone.
 #[test]
-fn a_run_right_after_its_fork_skips_the_second_check() {
+fn a_fork_is_one_import_and_a_run_one_run() {
     let f = Fake::new();
-    let d = f.driver();
+    let d = f.caching_driver();
     let base = f.create_base(&d);
-    let fork = d
-        .fork_session(&ForkRequest {
-            base,
-            dir: f.sb.path("tree"),
-            title: "issue 15".into(),
-            env: agent_env(&[]),
+    let at = f.records().len();
+    let first = f.fork(&d, &base, "tree");
+    assert_eq!(f.commands(at), ["export", "import"], "the first fork exports the base");
+    let at = f.records().len();
+    let second = f.fork(&d, &base, "tree2");
+    assert_eq!(f.commands(at), ["import"], "later forks use the kept export");
+    let at = f.records().len();
+    d.prepare_fork(&base, &agent_env(&[]), false).expect("prepare");
+    assert_eq!(f.commands(at), Vec::<String>::new(), "kept already: nothing to do");
+    for (fork, dir) in [(&first, "tree"), (&second, "tree2")] {
+        let doc = f.export(fork);
+        assert_eq!(doc["info"]["directory"], f.sb.path(dir).to_string_lossy().as_ref());
+        assert_eq!(doc["messages"][0]["parts"][0]["text"], "prime", "history kept");
+        assert!(!f.driver().fix_permissions(fork).expect("fix"), "rules kept");
+        let at = f.records().len();
+        let report = d.run(&f.sb.run_req(fork, dir, "go"), &mut Sink::default()).expect("run");
+        assert_eq!(report.outcome, RunOutcome::Completed);
+        assert_eq!(f.commands(at), ["run"], "a run is the run alone");
+    }
+    assert_ne!(first, second);
+}
+
+/// What the kept export cannot see: a base continued by hand inside opencode. Forks made after
+/// that start from the kept transcript until `prepare_fork` with `refresh` (`init`, `doctor`)
+/// exports it again; a kept export that no longer imports is replaced by a fresh one at once.
+#[test]
+fn the_kept_export_is_refreshed_on_request_and_when_it_fails() {
+    let f = Fake::new();
+    let d = f.caching_driver();
+    let base = f.create_base(&d);
+    f.fork(&d, &base, "tree");
+    let turns = |id: &SessionId| f.export(id)["messages"].as_array().map(Vec::len);
+    d.run(&f.sb.run_req(&base, "base", "by hand"), &mut Sink::default()).expect("base run");
+    let stale = f.fork(&d, &base, "tree2");
+    assert_eq!(turns(&stale), Some(2), "the kept transcript, without the base's new turn");
+    let at = f.records().len();
+    d.prepare_fork(&base, &agent_env(&[]), true).expect("refresh");
+    assert_eq!(f.commands(at), ["export"]);
+    let fresh = f.fork(&d, &base, "tree3");
+    assert_eq!(turns(&fresh), turns(&base), "the base's whole history after a refresh");
+
+    // A kept export damaged on disk (or from an opencode the key could not tell apart).
+    let kept = f.sb.path("cache").join("opencode-base-export.json");
+    let mut doc: Value = serde_json::from_str(&read(&kept)).expect("kept json");
+    doc["export"]["messages"] = json!("not a list");
+    std::fs::write(&kept, doc.to_string()).expect("damage");
+    let at = f.records().len();
+    let fork = f.fork(&d, &base, "tree4");
+    assert_eq!(f.commands(at), ["export", "import"], "exported anew");
+    assert_eq!(turns(&fork), turns(&base));
+}
+
+/// A transcript can show a secret (an agent that printed its token): such a base is never kept
+/// on disk, only kugetsu's env files hold secrets. It is exported on every fork instead.
+#[test]
+fn a_base_that_shows_a_secret_is_not_kept() {
+    let f = Fake::new();
+    let d = f.caching_driver();
+    f.script(json!([{"mode": "ok", "text": "my token is tok-5ec7e7-value"}]));
+    let base = f.create_base(&d);
+    let env = agent_env(&[("GITHUB_TOKEN", "tok-5ec7e7-value")]);
+    let kept = f.sb.path("cache").join("opencode-base-export.json");
+    for dir in ["tree", "tree2"] {
+        std::fs::create_dir_all(f.sb.path(dir)).expect("mkdir");
+        let at = f.records().len();
+        d.fork_session(&ForkRequest {
+            base: base.clone(),
+            dir: f.sb.path(dir),
+            title: "t".into(),
+            env: env.clone(),
         })
         .expect("fork");
-    // The fake records a `run` twice: as it starts, then with the message it read.
-    let commands = |from: usize| -> Vec<String> {
-        f.records()[from..]
-            .iter()
-            .filter(|r| r["argv"][0] != "run" || r["message"].is_string())
-            .map(|r| r["argv"][0].as_str().unwrap_or_default().to_string())
-            .collect()
-    };
-    let before_run = f.records().len();
-    d.run(&f.sb.run_req(&fork, "tree", "one"), &mut Sink::default()).expect("first run");
-    assert_eq!(commands(before_run), ["run"], "no second look at a fork just verified");
-    let before_second = f.records().len();
-    d.run(&f.sb.run_req(&fork, "tree", "two"), &mut Sink::default()).expect("second run");
-    assert_eq!(commands(before_second), ["db", "run"], "later runs check the directory");
+        assert_eq!(f.commands(at), ["export", "import"]);
+        assert!(!kept.exists(), "nothing kept");
+    }
+    // Without that secret in its environment, the same base is kept as any other.
+    f.fork(&d, &base, "tree3");
+    assert!(kept.exists());
+    let at = f.records().len();
+    d.prepare_fork(&base, &env, false).expect("prepare");
+    assert_eq!(f.commands(at), ["export"], "the kept export shows the secret: dropped, exported");
+    assert!(!kept.exists());
 }

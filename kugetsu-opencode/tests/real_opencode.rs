@@ -28,6 +28,11 @@ struct Real {
 
 impl Real {
     fn new(bin: PathBuf) -> Self {
+        Self::with(bin, |o| o)
+    }
+
+    /// A sandbox whose driver's options are `adjust`ed.
+    fn with(bin: PathBuf, adjust: impl FnOnce(OpencodeOptions) -> OpencodeOptions) -> Self {
         let sb = Sandbox::new();
         let model = MockModel::start();
         let mut env: Vec<(OsString, OsString)> = sb.base_env();
@@ -45,9 +50,9 @@ impl Real {
             env.push((k.into(), v.into()));
         }
         env.push(("OPENCODE_CONFIG_CONTENT".into(), model.opencode_config().into()));
-        let driver = OpencodeDriver::new(
+        let driver = OpencodeDriver::new(adjust(
             OpencodeOptions::new(bin).base_env(env).kill_grace(Duration::from_secs(3)),
-        );
+        ));
         Real { sb, _model: model, driver }
     }
 
@@ -156,6 +161,94 @@ fn real_create_fork_run_and_continue() {
 
     r.driver.delete_session(&fork).expect("delete");
     assert!(!r.driver.session_exists(&fork).expect("exists"));
+}
+
+/// What a fork and a run no longer re-read with `opencode db`, checked on the real binary: the
+/// import stores the session in the importer's working directory (the driver's `PWD` is set to
+/// it; the sandbox's own `PWD` names another directory), keeps the document's permission rules
+/// exactly (a rule only the base has reaches the fork), and a fork from the kept export works
+/// like one from a fresh export. And the one thing left to chance, a session run away from its
+/// directory, is caught: opencode prints nothing and uses next to no CPU, the idle limit stops
+/// it, and the driver says why.
+#[test]
+fn real_forks_are_trusted_and_a_silent_run_is_explained() {
+    let Some(bin) = opencode() else { return };
+    let cache = std::sync::OnceLock::new();
+    let r = Real::with(bin, |o| {
+        let dir = o.base_env.iter().find(|(k, _)| k == "HOME").map(|(_, v)| PathBuf::from(v));
+        let dir = dir.expect("HOME").join("kugetsu-cache");
+        let _ = cache.set(dir.clone());
+        o.export_cache(dir)
+    });
+    let base = r.create();
+    let rules = r#"[{"permission":"question","pattern":"*","action":"deny"},{"permission":"plan_enter","pattern":"*","action":"deny"},{"permission":"plan_exit","pattern":"*","action":"deny"},{"permission":"webfetch","pattern":"*","action":"deny"}]"#;
+    r.opencode(&["db", &format!("UPDATE session SET permission = '{rules}' WHERE id = '{base}'")]);
+    let env = agent_env(&[]);
+    r.driver.prepare_fork(&base, &env, true).expect("export the base");
+    assert!(cache.get().expect("cache dir").join("opencode-base-export.json").is_file());
+    std::fs::create_dir_all(r.sb.path("tree2")).expect("mkdir");
+    for dir in ["tree", "tree2"] {
+        let fork = r
+            .driver
+            .fork_session(&ForkRequest {
+                base: base.clone(),
+                dir: r.sb.path(dir),
+                title: format!("issue in {dir}"),
+                env: env.clone(),
+            })
+            .expect("fork");
+        let info = r.driver.session_info(&fork).expect("info").expect("the fork exists");
+        assert_eq!(info.directory, r.sb.path(dir), "stored in the importer's directory");
+        assert_eq!(info.title, format!("issue in {dir}"));
+        let row = r.opencode(&[
+            "db",
+            &format!("SELECT permission FROM session WHERE id = '{fork}'"),
+            "--format",
+            "json",
+        ]);
+        let row: serde_json::Value = serde_json::from_str(&row).expect("json");
+        let stored: serde_json::Value =
+            serde_json::from_str(row[0]["permission"].as_str().expect("permission text"))
+                .expect("rules json");
+        let wanted: serde_json::Value = serde_json::from_str(rules).expect("rules");
+        assert_eq!(stored, wanted, "the base's rules, exactly");
+        let report = r
+            .driver
+            .run(&r.sb.run_req(&fork, dir, "WRITEFILE:forked.txt"), &mut Sink::default())
+            .expect("run");
+        assert_eq!(report.outcome, RunOutcome::Completed, "log:\n{}", read(&r.sb.log()));
+        assert_eq!(read(&r.sb.path(dir).join("forked.txt")), "written by the mock\n");
+    }
+
+    // The directory trap, which runs no longer look for up front.
+    let fork = r
+        .driver
+        .fork_session(&ForkRequest {
+            base: base.clone(),
+            dir: r.sb.path("tree"),
+            title: "trapped".into(),
+            env: env.clone(),
+        })
+        .expect("fork");
+    let mut req = r.sb.run_req(&fork, "base", "run me in the wrong place");
+    req.limits = limits(300, 20);
+    let started = std::time::Instant::now();
+    let err = r.driver.run(&req, &mut Sink::default()).expect_err("the trap is reported");
+    let _ = writeln!(std::io::stderr(), "trapped run: {err} after {:?}", started.elapsed());
+    assert!(
+        matches!(err, kugetsu_core::agent::AgentError::CommandFailed { ref message, .. }
+            if message.contains("lives in") && message.contains(&r.sb.path("tree").display().to_string())),
+        "{err}; log:\n{}",
+        read(&r.sb.log())
+    );
+    assert!(started.elapsed() < Duration::from_secs(120), "stopped by the idle limit");
+    // An unknown session: opencode says so on stderr only; the driver names it.
+    let unknown = SessionId::new("ses_df5eb4af9ffemK92KrwWdJZMY3").expect("id");
+    let err = r
+        .driver
+        .run(&r.sb.run_req(&unknown, "tree", "anyone?"), &mut Sink::default())
+        .expect_err("unknown");
+    assert!(matches!(err, kugetsu_core::agent::AgentError::SessionNotFound { .. }), "{err}");
 }
 
 #[test]
