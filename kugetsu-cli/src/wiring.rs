@@ -62,8 +62,9 @@ impl Backends {
     }
 }
 
-/// The opencode driver for this config: it obeys the process's stop request, and its helper
-/// commands run in the state directory (which outlives any shell directory).
+/// The opencode driver for this config: it obeys the process's stop request, its helper
+/// commands run in the state directory (which outlives any shell directory), and it keeps the
+/// base session's export in `cache/`.
 pub fn agent_driver(
     ctx: &Ctx,
     config: &Config,
@@ -75,6 +76,7 @@ pub fn agent_driver(
         kugetsu_opencode::OpencodeOptions::new(program)
             .base_env(agent_base_env(ctx, config))
             .helper_dir(ctx.state.root())
+            .export_cache(ctx.state.cache_dir())
             .interrupt(ctx.interrupt.clone())
             .die_with_parent(place == RunPlace::Foreground),
     )

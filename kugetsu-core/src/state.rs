@@ -137,6 +137,11 @@ impl StateDir {
     pub fn servers_path(&self) -> PathBuf {
         self.root.join("servers.json")
     }
+    /// `cache/`: what an adapter keeps to save work and can always make again (the opencode
+    /// driver keeps the base session's export there, so a fork spends no process on it).
+    pub fn cache_dir(&self) -> PathBuf {
+        self.root.join("cache")
+    }
     /// `locks/`: lock files (never deleted).
     pub fn locks_dir(&self) -> PathBuf {
         self.root.join("locks")

@@ -176,6 +176,12 @@ impl FakeAgent {
     pub fn dir_of(&self, id: &str) -> Option<PathBuf> {
         lock(&self.sessions).get(id).map(|s| s.directory.clone())
     }
+    /// Moves a session to another directory, as a hand-made change inside the agent would.
+    pub fn move_session(&self, id: &str, dir: &Path) {
+        if let Some(s) = lock(&self.sessions).get_mut(id) {
+            s.directory = dir.to_path_buf();
+        }
+    }
     fn new_id(&self) -> SessionId {
         let n = self.counter.fetch_add(1, Ordering::SeqCst);
         SessionId::new(format!("ses_fake{n:06}")).unwrap_or_else(|_| unreachable!("valid id shape"))
@@ -279,6 +285,10 @@ impl AgentDriver for FakeAgent {
 
     fn session_exists(&self, id: &SessionId) -> Result<bool, AgentError> {
         Ok(self.has(id.as_str()))
+    }
+
+    fn session_info(&self, id: &SessionId) -> Result<Option<AgentSessionInfo>, AgentError> {
+        Ok(lock(&self.sessions).get(id.as_str()).cloned())
     }
 
     fn list_sessions(&self, dir: &Path) -> Result<Vec<AgentSessionInfo>, AgentError> {

@@ -3,6 +3,7 @@
 // Test helpers outside #[test] functions unwrap too: a failed setup should fail the test loudly.
 #![allow(clippy::unwrap_used)]
 
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
@@ -278,6 +279,25 @@ fn doctor_reports_and_fixes_a_dead_running_session() {
     let findings = e.orch.doctor(true, false).unwrap();
     assert!(findings.iter().any(|f| f.problem.contains("no agent process is alive") && f.fixed));
     assert!(std::fs::read_to_string(&path).unwrap().contains("\"state\": \"failed\""));
+}
+
+/// Runs start a session in the directory kugetsu recorded for it without asking the agent
+/// (the agent put it there, and only a hand-made change moves it); `doctor` is where a session
+/// the agent would run elsewhere is caught.
+#[test]
+fn doctor_reports_a_session_the_agent_would_run_elsewhere() {
+    let e = env_with(3);
+    init(&e);
+    let summary = start(&e.orch, "github.com/o/r#8", "x").unwrap();
+    assert!(e.orch.doctor(false, false).unwrap().iter().all(|f| !f.problem.contains("lives in")));
+    e.agent.move_session(summary.session_id.as_str(), Path::new("/somewhere/else"));
+    let findings = e.orch.doctor(false, false).unwrap();
+    assert!(
+        findings.iter().any(|f| f.subject == "github.com/o/r#8"
+            && f.problem.contains("lives in /somewhere/else")
+            && !f.fixed),
+        "{findings:?}"
+    );
 }
 
 /// What the daemon calls once an agent it adopted has exited: a session still marked running

@@ -59,21 +59,35 @@ impl Orchestrator {
                     fixed: false,
                 }),
                 Some(id) => {
-                    if let Err(e) = storage::read_json::<SessionFile>(&path).and_then(|f| {
+                    let file = storage::read_json::<SessionFile>(&path).and_then(|f| {
                         f.ok_or_else(|| StorageError::Io {
                             action: "read",
                             path: path.clone(),
                             source: std::io::ErrorKind::NotFound.into(),
                         })
-                    }) {
-                        findings.push(Finding {
-                            subject: path.display().to_string(),
-                            problem: format!("the {label} file is unusable: {e}"),
-                            remedy: "run `kugetsu init --force`".into(),
-                            fixed: false,
-                        });
+                    });
+                    let dir = match file {
+                        Ok(f) => f.directory,
+                        Err(e) => {
+                            findings.push(Finding {
+                                subject: path.display().to_string(),
+                                problem: format!("the {label} file is unusable: {e}"),
+                                remedy: "run `kugetsu init --force`".into(),
+                                fixed: false,
+                            });
+                            None
+                        }
+                    };
+                    let known = self.check_agent_session(
+                        label,
+                        id,
+                        dir.as_deref(),
+                        fix_permissions,
+                        &mut findings,
+                    );
+                    if known && path == self.state.base_session_path() {
+                        self.refresh_fork_source(id, &mut findings);
                     }
-                    self.check_agent_session(label, id, fix_permissions, &mut findings);
                 }
             }
         }
@@ -128,21 +142,27 @@ impl Orchestrator {
                     continue;
                 }
             };
-            match self.checked_worktree(&r, &file) {
-                Ok(dir) if !dir.is_dir() => findings.push(Finding {
-                    subject: issue.clone(),
-                    problem: format!("its worktree {} is missing", dir.display()),
-                    remedy: "run `kugetsu start` again to recreate it".into(),
-                    fixed: false,
-                }),
-                Ok(_) => {}
-                Err(e) => findings.push(Finding {
-                    subject: issue.clone(),
-                    problem: e.to_string(),
-                    remedy: "destroy the issue and start it again".into(),
-                    fixed: false,
-                }),
-            }
+            let worktree = match self.checked_worktree(&r, &file) {
+                Ok(dir) if !dir.is_dir() => {
+                    findings.push(Finding {
+                        subject: issue.clone(),
+                        problem: format!("its worktree {} is missing", dir.display()),
+                        remedy: "run `kugetsu start` again to recreate it".into(),
+                        fixed: false,
+                    });
+                    None
+                }
+                Ok(dir) => Some(dir),
+                Err(e) => {
+                    findings.push(Finding {
+                        subject: issue.clone(),
+                        problem: e.to_string(),
+                        remedy: "destroy the issue and start it again".into(),
+                        fixed: false,
+                    });
+                    None
+                }
+            };
             if file.state == SessionState::Running
                 && file.agent_pid.is_none_or(|pid| !pid_alive(pid))
             {
@@ -158,6 +178,7 @@ impl Orchestrator {
             self.check_agent_session(
                 issue,
                 &file.opencode_session_id,
+                worktree.as_deref(),
                 fix_permissions,
                 &mut findings,
             );
@@ -199,13 +220,17 @@ impl Orchestrator {
         Ok(findings)
     }
 
+    /// Checks the agent's session `id`: that the agent knows it, that it would run it in `dir`
+    /// (the directory kugetsu recorded for it, when there is one), and with `fix_permissions`
+    /// its permission rules. Returns whether the agent knows it.
     fn check_agent_session(
         &self,
         subject: &str,
         id: &str,
+        dir: Option<&Path>,
         fix_permissions: bool,
         findings: &mut Vec<Finding>,
-    ) {
+    ) -> bool {
         let Ok(sid) = SessionId::new(id) else {
             findings.push(Finding {
                 subject: subject.into(),
@@ -213,10 +238,29 @@ impl Orchestrator {
                 remedy: "destroy and recreate it".into(),
                 fixed: false,
             });
-            return;
+            return false;
         };
-        match self.agent.session_exists(&sid) {
-            Ok(true) => {
+        match self.agent.session_info(&sid) {
+            Ok(Some(info)) => {
+                // Runs start a session in the directory kugetsu recorded for it; the agent runs
+                // it in its own, and hangs silently where the two differ. Only a hand-made
+                // change moves a session, so runs do not look: this is where it is caught.
+                if let Some(dir) = dir
+                    && !info.directory.as_os_str().is_empty()
+                    && !same_dir(&info.directory, dir)
+                {
+                    findings.push(Finding {
+                        subject: subject.into(),
+                        problem: format!(
+                            "session {sid} lives in {}, not in {}, where kugetsu runs it: the agent would hang",
+                            info.directory.display(),
+                            dir.display()
+                        ),
+                        remedy: "destroy and recreate it (`kugetsu destroy`, then `init` or `start`)"
+                            .into(),
+                        fixed: false,
+                    });
+                }
                 if fix_permissions {
                     match self.agent.fix_permissions(&sid) {
                         Ok(true) => findings.push(Finding {
@@ -234,20 +278,51 @@ impl Orchestrator {
                         }),
                     }
                 }
+                true
             }
-            Ok(false) => findings.push(Finding {
-                subject: subject.into(),
-                problem: format!("opencode has no session {sid}"),
-                remedy: "destroy and recreate it (`kugetsu destroy`, then `init` or `start`)"
-                    .into(),
-                fixed: false,
-            }),
-            Err(e) => findings.push(Finding {
-                subject: subject.into(),
-                problem: format!("cannot ask opencode about {sid}: {e}"),
-                remedy: "check the opencode installation (`KUGETSU_OPENCODE_BIN`)".into(),
-                fixed: false,
-            }),
+            Ok(None) => {
+                findings.push(Finding {
+                    subject: subject.into(),
+                    problem: format!("opencode has no session {sid}"),
+                    remedy: "destroy and recreate it (`kugetsu destroy`, then `init` or `start`)"
+                        .into(),
+                    fixed: false,
+                });
+                false
+            }
+            Err(e) => {
+                findings.push(Finding {
+                    subject: subject.into(),
+                    problem: format!("cannot ask opencode about {sid}: {e}"),
+                    remedy: "check the opencode installation (`KUGETSU_OPENCODE_BIN`)".into(),
+                    fixed: false,
+                });
+                false
+            }
         }
     }
+
+    /// Prepares forks of the base session `id` anew (the opencode driver exports it again), so
+    /// that a base changed inside the agent since `init` reaches the issues started after.
+    fn refresh_fork_source(&self, id: &str, findings: &mut Vec<Finding>) {
+        let Ok(base) = SessionId::new(id) else { return };
+        let prepared =
+            self.env.agent_env(DEFAULT_AGENT).map_err(|e| e.to_string()).and_then(|env| {
+                self.agent.prepare_fork(&base, &env, true).map_err(|e| e.to_string())
+            });
+        if let Err(e) = prepared {
+            findings.push(Finding {
+                subject: "base session".into(),
+                problem: format!("cannot prepare forks of {base}: {e}"),
+                remedy: "check the opencode installation (`KUGETSU_OPENCODE_BIN`)".into(),
+                fixed: false,
+            });
+        }
+    }
+}
+
+/// Whether two paths name the same directory (links resolved where they exist).
+fn same_dir(a: &Path, b: &Path) -> bool {
+    let resolve = |p: &Path| p.canonicalize().unwrap_or_else(|_| p.to_owned());
+    resolve(a) == resolve(b)
 }

@@ -67,6 +67,11 @@ impl Orchestrator {
         };
         let base = create("kugetsu base", &opts.base_prompt, DEFAULT_AGENT)?;
         let pm = create("kugetsu pm-agent", &opts.pm_prompt, PM_AGENT)?;
+        // What every fork of the base needs, done now rather than on the first `start`. A
+        // failure here is no failure of `init`: the fork does it again and says why.
+        if let Err(e) = self.agent.prepare_fork(&base, &self.env.agent_env(DEFAULT_AGENT)?, true) {
+            tracing::warn!(base = %base, error = %e, "cannot prepare forks of the base session");
+        }
         let file = |kind: SessionKind, id: &SessionId| SessionFile {
             kind,
             issue_ref: None,

@@ -106,18 +106,31 @@ impl Orchestrator {
             // caller may queue the whole `start` for the daemon instead).
             let _slot = self.acquire_slot()?;
             let wt_path = self.state.worktree_path(issue);
-            let info = self.worktrees.create(
-                &WorktreeRequest {
-                    source: opts.source.clone(),
-                    path: wt_path.clone(),
-                    branch: issue.branch(),
-                    base_ref: opts.base_ref.clone(),
-                    force: opts.force,
-                },
-                progress,
-                interrupt,
-            )?;
             let env = self.env.agent_env(DEFAULT_AGENT)?;
+            // The fork needs the worktree (the agent takes the new session's directory from it),
+            // but what it needs of the base can be had while the worktree is made.
+            let agent = &self.agent;
+            let info = std::thread::scope(|scope| {
+                let prepared = scope.spawn(|| agent.prepare_fork(&base, &env, false));
+                let info = self.worktrees.create(
+                    &WorktreeRequest {
+                        source: opts.source.clone(),
+                        path: wt_path.clone(),
+                        branch: issue.branch(),
+                        base_ref: opts.base_ref.clone(),
+                        force: opts.force,
+                    },
+                    progress,
+                    interrupt,
+                );
+                match prepared.join() {
+                    Ok(Ok(())) => {}
+                    // The fork's to report: it does the same work again.
+                    Ok(Err(e)) => tracing::debug!(error = %e, "preparing the fork failed"),
+                    Err(panic) => std::panic::resume_unwind(panic),
+                }
+                info
+            })?;
             let session = self.agent.fork_session(&ForkRequest {
                 base: base.clone(),
                 dir: info.path.clone(),
