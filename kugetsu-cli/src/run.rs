@@ -3,6 +3,7 @@
 
 use std::ffi::OsString;
 use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::time::Duration;
 
@@ -76,12 +77,16 @@ pub fn detach(
     let msg_path = logs.join(format!(".detached-{stamp}.msg"));
     kugetsu_core::storage::atomic_write(&msg_path, message.as_bytes())?;
     let log_path = logs.join(format!("{}-detached-{stamp}.log", issue.file_name()));
-    let open =
-        |p: &Path, write: bool| {
-            std::fs::OpenOptions::new().read(!write).append(write).create(write).open(p).map_err(
-                |e| CliError::new(exit::FAILURE, format!("cannot open {}: {e}", p.display())),
-            )
-        };
+    let open = |p: &Path, write: bool| {
+        std::fs::OpenOptions::new()
+            .read(!write)
+            .append(write)
+            .create(write)
+            // Private from creation, like every state file: the log holds what the agent printed.
+            .mode(kugetsu_core::storage::FILE_MODE)
+            .open(p)
+            .map_err(|e| CliError::new(exit::FAILURE, format!("cannot open {}: {e}", p.display())))
+    };
     let stdin = open(&msg_path, false)?;
     // The message file was opened; unlinking it now keeps it readable by the child only.
     let _ = std::fs::remove_file(&msg_path);

@@ -270,6 +270,14 @@ fn prune_force_removes_orphans_and_keeps_unsaved_work() {
         assert!(out.stdout.contains(&format!("would remove session file {}", p.display())));
     }
     assert!(out.stdout.contains(&format!("would remove worktree {}", wt(2).display())));
+    // The dry run already says what --force would keep, and why.
+    assert!(!out.stdout.contains(&format!("would remove worktree {}", wt(1).display())));
+    assert!(
+        out.stdout.contains(&format!("kept {} (", wt(1).display()))
+            && out.stdout.contains("1 changed file(s)"),
+        "{}",
+        out.stdout
+    );
     assert!(out.stdout.contains("run `kugetsu prune --force` to delete them"), "{}", out.stdout);
     assert!(!out.stdout.contains(&wt(3).display().to_string()), "{}", out.stdout);
     assert!(sf(1).exists() && wt(2).exists(), "a dry run deletes nothing");

@@ -81,6 +81,23 @@ impl Orchestrator {
             }
         }
         if !force {
+            // Say now what `--force` would keep, in the words it would use: an orphan worktree
+            // with unsaved work.
+            for path in std::mem::take(&mut report.worktrees) {
+                let unsaved = path
+                    .symlink_metadata()
+                    .is_ok_and(|m| m.is_dir())
+                    .then(|| self.worktrees.unsaved_work(&path).ok())
+                    .flatten()
+                    .filter(|u| !u.is_empty());
+                match unsaved {
+                    Some(unsaved) => {
+                        let why = WorktreeError::WouldLoseWork { path: path.clone(), unsaved };
+                        report.kept.push((path, why.to_string()));
+                    }
+                    None => report.worktrees.push(path),
+                }
+            }
             return Ok(report);
         }
         for path in &report.session_files {

@@ -1,6 +1,8 @@
 //! What `queue-daemon status`, `stop`, `logs` and `start` need from outside the daemon: its
 //! lock, its pid file, signalling it by identity, its log, and starting it detached.
 
+use std::os::unix::fs::OpenOptionsExt;
+
 use super::*;
 
 /// The contents of `queue/daemon.pid`: the pid on the first line (as the original kugetsu
@@ -198,6 +200,7 @@ pub fn spawn_detached(
     storage::ensure_dir(&state.queue_dir())?;
     let log_path = state.daemon_log_path();
     let stderr = std::fs::OpenOptions::new()
+        .mode(storage::FILE_MODE)
         .append(true)
         .create(true)
         .open(&log_path)
