@@ -4,7 +4,8 @@
 //!
 //! Input: the text to redact, then NUL-separated variables, each `KEY=VALUE` (or a bare value,
 //! which becomes `TOKEN_<n>`). What must hold:
-//! - `secret_values` is exactly the sensitive values of at least `MIN_REDACTED_LEN` characters;
+//! - `secret_values` is exactly the sensitive values of at least `MIN_REDACTED_LEN` characters,
+//!   and the lines as long of multi-line ones;
 //! - none of them appears in the redacted text. Values containing `*` are left out of this check: the mask is made
 //!   of `*`, so such a value can be spelled by the mask and its neighbours without leaking
 //!   anything (`a*` next to a masked word);
@@ -42,11 +43,16 @@ fuzz_target!(|data: &[u8]| {
     let env = AgentEnv(vars.clone());
     let owned = env.secret_values();
     let secrets: Vec<&str> = owned.iter().map(String::as_str).collect();
-    let mut expected: Vec<&str> = vars
-        .iter()
-        .filter(|(k, v)| is_sensitive(k) && v.chars().count() >= MIN_REDACTED_LEN)
-        .map(|(_, v)| v.as_str())
-        .collect();
+    let long = |v: &str| v.chars().count() >= MIN_REDACTED_LEN;
+    let mut expected: Vec<&str> = Vec::new();
+    for (_, v) in vars.iter().filter(|(k, _)| is_sensitive(k)) {
+        if long(v) {
+            expected.push(v);
+        }
+        if v.contains('\n') {
+            expected.extend(v.lines().map(str::trim).filter(|l| long(l)));
+        }
+    }
     expected.sort_unstable();
     expected.dedup();
     assert_eq!(secrets, expected, "secret_values is exactly the sensitive values long enough");

@@ -474,7 +474,6 @@ fn run_with_umask_022(env: &Env, args: &[&str]) -> support::Output {
 /// umask. (The worktrees, the git mirrors and the agents' workspace hold files git and the agents
 /// make, with their usual modes, inside `0700` directories.)
 #[test]
-#[ignore = "run logs, --detach logs and queue/daemon.log are created with the umask's mode (0644)"]
 fn state_files_are_private() {
     use std::os::unix::fs::PermissionsExt;
     let (env, _repo) = Env::with_fake_agent();

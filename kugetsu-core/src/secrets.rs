@@ -42,11 +42,18 @@ pub fn secret_values<'a, I>(vars: I) -> Vec<String>
 where
     I: IntoIterator<Item = (&'a str, &'a str)>,
 {
-    let mut out: Vec<String> = vars
-        .into_iter()
-        .filter(|(k, v)| is_sensitive(k) && v.chars().count() >= MIN_REDACTED_LEN)
-        .map(|(_, v)| v.to_owned())
-        .collect();
+    let long_enough = |v: &str| v.chars().count() >= MIN_REDACTED_LEN;
+    let mut out: Vec<String> = Vec::new();
+    for (_, value) in vars.into_iter().filter(|(k, _)| is_sensitive(k)) {
+        if long_enough(value) {
+            out.push(value.to_owned());
+        }
+        // Output is read and redacted line by line: a multi-line secret (a private key) is cut
+        // out line by line too.
+        if value.contains('\n') {
+            out.extend(value.lines().map(str::trim).filter(|l| long_enough(l)).map(str::to_owned));
+        }
+    }
     out.sort();
     out.dedup();
     out
@@ -126,6 +133,10 @@ mod tests {
         ];
         assert_eq!(secret_values(vars), vec!["ghp_abcdef".to_string(), "k3y!".to_string()]);
         assert_eq!(mask_value("DB_PASSWORD", "abc"), MASK, "shown, every secret is masked");
+        let key = "-----BEGIN KEY-----\nMIIEabc\n-----END KEY-----\n";
+        let values = secret_values([("PRIVATE_KEY", key)]);
+        let lines: Vec<&str> = values.iter().map(String::as_str).collect();
+        assert_eq!(redact("line MIIEabc printed", &lines), format!("line {MASK} printed"));
         assert_eq!(
             redact("k3y!k3y! ghp_abcdef", &["k3y!", "ghp_abcdef"]),
             format!("{MASK}{MASK} {MASK}")

@@ -29,6 +29,7 @@
 use std::ffi::OsString;
 use std::fs::{File, OpenOptions};
 use std::io::{IsTerminal, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -37,9 +38,9 @@ use kugetsu_core::agent::{
     AgentDriver, AgentEnv, AgentError, AgentSessionInfo, CreateSessionRequest, EventSink,
     ForkRequest, RunLimits, RunOutcome, RunReport, RunRequest, SessionId,
 };
-use kugetsu_core::env_file::is_sensitive;
 use kugetsu_core::interrupt::Interrupt;
-use kugetsu_core::notify::redact;
+use kugetsu_core::secrets::{redact, secret_values};
+use kugetsu_core::storage::FILE_MODE;
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -608,25 +609,18 @@ fn open_log(path: &Path) -> Result<File, AgentError> {
             source,
         })?;
     }
-    OpenOptions::new().create(true).append(true).open(path).map_err(|source| AgentError::Io {
-        action: "open the run log",
-        path: path.to_owned(),
-        source,
+    // Private from creation, like every state file: it holds what the agent printed.
+    OpenOptions::new().create(true).append(true).mode(FILE_MODE).open(path).map_err(|source| {
+        AgentError::Io { action: "open the run log", path: path.to_owned(), source }
     })
 }
 
-/// The values of sensitive variables (tokens, keys, passwords) in the base env and the agent's
-/// env, for redaction. Very short values are left out: masking every `1` in a log helps nobody.
+/// The secret values of the base env and the agent's env, by the one rule of
+/// [`kugetsu_core::secrets::secret_values`].
 fn sensitive_values(base: &[(OsString, OsString)], env: &AgentEnv) -> Vec<String> {
-    let from_base = base.iter().filter_map(|(k, v)| {
-        let (k, v) = (k.to_str()?, v.to_str()?);
-        is_sensitive(k).then(|| v.to_owned())
-    });
-    let from_env = env.0.iter().filter(|(k, _)| is_sensitive(k)).map(|(_, v)| v.clone());
-    let mut out: Vec<String> = from_base.chain(from_env).filter(|v| v.len() >= 4).collect();
-    out.sort();
-    out.dedup();
-    out
+    let from_base = base.iter().filter_map(|(k, v)| Some((k.to_str()?, v.to_str()?)));
+    let from_env = env.0.iter().map(|(k, v)| (k.as_str(), v.as_str()));
+    secret_values(from_base.chain(from_env))
 }
 
 /// Appends to the log, keeping the first error (the run goes on; the error is reported at the
