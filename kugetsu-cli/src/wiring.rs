@@ -130,6 +130,13 @@ pub fn build_orchestrator(
     slots: Option<Arc<dyn AgentSlots>>,
 ) -> Result<Orchestrator, CliError> {
     let backends = Backends::new(ctx, config, place)?;
+    // The config is read afresh on every command; a run waiting for a slot reads it again, so
+    // a raised limit applies at once (a broken config meanwhile keeps the limit it started with).
+    let started_with = config.max_concurrent_agents;
+    let live = ctx.clone();
+    let max_agents = kugetsu_core::orchestrator::AgentLimit::Live(Arc::new(move || {
+        live.config().map_or(started_with, |c| c.max_concurrent_agents)
+    }));
     Ok(Orchestrator::new(
         ctx.state.clone(),
         backends.worktrees,
@@ -138,7 +145,7 @@ pub fn build_orchestrator(
         backends.env,
         Arc::new(kugetsu_core::clock::SystemClock),
         Settings {
-            max_agents: config.max_concurrent_agents,
+            max_agents,
             limits: config.run_limits(),
             slot_wait,
             interrupt: ctx.interrupt.clone(),

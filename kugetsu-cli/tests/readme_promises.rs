@@ -296,7 +296,6 @@ fn a_busy_limit_waits_gives_up_or_queues() {
 /// README: "a config change of the limit applies at once". A `start` already waiting for a slot
 /// keeps the limit it read when it began, so raising the limit does not let it run.
 #[test]
-#[ignore = "a start waiting for a slot keeps the limit it started with (kugetsu-core acquire_slot)"]
 fn raising_the_limit_frees_a_waiting_start_at_once() {
     let env = ready();
     let config = read(&env.path("config"));

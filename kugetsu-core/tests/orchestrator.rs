@@ -42,7 +42,11 @@ fn env_with(max_agents: usize) -> Env {
         Arc::new(MemorySlots::default()),
         Arc::new(envs),
         Arc::new(FixedClock(time::macros::datetime!(2026-11-23 12:00 UTC))),
-        Settings { max_agents, slot_wait: Duration::from_secs(30), ..Settings::default() },
+        Settings {
+            max_agents: max_agents.into(),
+            slot_wait: Duration::from_secs(30),
+            ..Settings::default()
+        },
     );
     Env { _tmp: tmp, state, wt, agent, orch }
 }

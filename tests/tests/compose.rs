@@ -73,7 +73,11 @@ fn orchestrator(w: &World, slots: Arc<dyn AgentSlots>, max_agents: usize) -> Orc
         slots,
         Arc::new(StaticEnv::default()),
         Arc::new(SystemClock),
-        Settings { max_agents, slot_wait: Duration::from_secs(60), ..Settings::default() },
+        Settings {
+            max_agents: max_agents.into(),
+            slot_wait: Duration::from_secs(60),
+            ..Settings::default()
+        },
     )
 }
 

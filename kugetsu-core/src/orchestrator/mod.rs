@@ -54,8 +54,8 @@ pub use crate::env_file::{DEFAULT_AGENT, PM_AGENT};
 /// Settings resolved by the caller from the config layers.
 #[derive(Debug, Clone)]
 pub struct Settings {
-    /// `MAX_CONCURRENT_AGENTS`.
-    pub max_agents: usize,
+    /// `MAX_CONCURRENT_AGENTS`, asked again while a run waits for a slot.
+    pub max_agents: AgentLimit,
     /// Run time limits.
     pub limits: RunLimits,
     /// How long `start`/`continue` wait for a free slot.
@@ -69,10 +69,45 @@ pub struct Settings {
 impl Default for Settings {
     fn default() -> Self {
         Settings {
-            max_agents: 3,
+            max_agents: AgentLimit::Fixed(3),
             limits: RunLimits::default(),
             slot_wait: Duration::from_secs(0),
             interrupt: Interrupt::new(),
+        }
+    }
+}
+
+/// How many dev agents may run at once: a number, or a source asked again every time (the CLI
+/// re-reads the config, so that raising the limit frees a `start` that waits for a slot).
+#[derive(Clone)]
+pub enum AgentLimit {
+    /// This many.
+    Fixed(usize),
+    /// Whatever the function says now.
+    Live(Arc<dyn Fn() -> usize + Send + Sync>),
+}
+
+impl AgentLimit {
+    /// The limit now.
+    pub fn get(&self) -> usize {
+        match self {
+            AgentLimit::Fixed(n) => *n,
+            AgentLimit::Live(f) => f(),
+        }
+    }
+}
+
+impl From<usize> for AgentLimit {
+    fn from(n: usize) -> Self {
+        AgentLimit::Fixed(n)
+    }
+}
+
+impl std::fmt::Debug for AgentLimit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AgentLimit::Fixed(n) => write!(f, "Fixed({n})"),
+            AgentLimit::Live(_) => write!(f, "Live({})", self.get()),
         }
     }
 }

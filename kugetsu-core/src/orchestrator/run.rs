@@ -325,13 +325,14 @@ impl Orchestrator {
     fn acquire_slot(&self) -> Result<Box<dyn crate::queue::SlotGuard>, OrchestratorError> {
         const STEP: Duration = Duration::from_millis(250);
         let interrupt = &self.settings.interrupt;
-        let limit = self.settings.max_agents;
         let deadline = Instant::now().checked_add(self.settings.slot_wait);
         loop {
             if interrupt.is_triggered() {
                 return Err(OrchestratorError::Interrupted { signal: interrupt.describe() });
             }
             let left = deadline.map_or(STEP, |d| d.saturating_duration_since(Instant::now()));
+            // Asked afresh at every step: a limit raised while we wait frees us at once.
+            let limit = self.settings.max_agents.get();
             match self.slots.acquire(limit, left.min(STEP)) {
                 Ok(slot) => return Ok(slot),
                 Err(QueueError::NoSlot { .. }) if left > STEP => {}

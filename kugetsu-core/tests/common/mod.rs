@@ -51,7 +51,11 @@ pub fn initialized_orchestrator(state: &StateDir) -> Orchestrator {
         Arc::new(MemorySlots::default()),
         Arc::new(StaticEnv::default()),
         Arc::new(FixedClock(time::macros::datetime!(2026-11-23 12:00 UTC))),
-        Settings { max_agents: 3, slot_wait: Duration::from_secs(30), ..Settings::default() },
+        Settings {
+            max_agents: 3.into(),
+            slot_wait: Duration::from_secs(30),
+            ..Settings::default()
+        },
     );
     orch.init(
         &InitOptions {
