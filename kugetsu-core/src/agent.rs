@@ -13,7 +13,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-/// An opencode session id (`ses_...`). Validated so it is safe in an argv, a file and SQL.
+/// An agent session id (opencode's look like `ses_...`). Validated so it is safe in an argv, a
+/// file and SQL.
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct SessionId(String);

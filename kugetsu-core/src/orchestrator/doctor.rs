@@ -273,7 +273,7 @@ impl Orchestrator {
                         Err(e) => findings.push(Finding {
                             subject: subject.into(),
                             problem: format!("cannot check permissions of {sid}: {e}"),
-                            remedy: "check the opencode installation".into(),
+                            remedy: "check the agent program's installation".into(),
                             fixed: false,
                         }),
                     }
@@ -283,7 +283,7 @@ impl Orchestrator {
             Ok(None) => {
                 findings.push(Finding {
                     subject: subject.into(),
-                    problem: format!("opencode has no session {sid}"),
+                    problem: format!("the agent has no session {sid}"),
                     remedy: "destroy and recreate it (`kugetsu destroy`, then `init` or `start`)"
                         .into(),
                     fixed: false,
@@ -293,8 +293,8 @@ impl Orchestrator {
             Err(e) => {
                 findings.push(Finding {
                     subject: subject.into(),
-                    problem: format!("cannot ask opencode about {sid}: {e}"),
-                    remedy: "check the opencode installation (`KUGETSU_OPENCODE_BIN`)".into(),
+                    problem: format!("cannot ask the agent about {sid}: {e}"),
+                    remedy: "check the agent program (`KUGETSU_OPENCODE_BIN`)".into(),
                     fixed: false,
                 });
                 false
@@ -314,7 +314,7 @@ impl Orchestrator {
             findings.push(Finding {
                 subject: "base session".into(),
                 problem: format!("cannot prepare forks of {base}: {e}"),
-                remedy: "check the opencode installation (`KUGETSU_OPENCODE_BIN`)".into(),
+                remedy: "check the agent program (`KUGETSU_OPENCODE_BIN`)".into(),
                 fixed: false,
             });
         }
