@@ -4,14 +4,20 @@
 //!
 //! 1. `list` and `status` with 1,000 sessions, against reading and parsing the same files;
 //! 2. `queue stats` with 10,000 items;
-//! 3. the overhead of `start` (and `continue`) over the agent's own run;
+//! 3. the overhead of `start` (and `continue`) over the agent's own run, and the number of agent
+//!    processes each spends;
 //! 4. the latency from `queue enqueue` / `delegate` returning to the agent's turn starting, with
-//!    the daemon running and a slot free;
+//!    the daemon running and a slot free, and the agent processes per dispatch;
 //! 5. the daemon's idle memory and CPU.
 //!
+//! 3 and 4 run twice: with agent processes that start at once, and with each first sleeping
+//! 1000 ms (`FAKE_OPENCODE_STARTUP_MS`), about what a real opencode spends starting up, which
+//! shows what a command's number of agent processes costs a user.
+//!
 //! Figures are printed, never asserted (machines are shared and noisy). Run:
-//! `cargo bench -p kugetsu-cli --bench cli` (about a minute). Scratch state lives under the
-//! target directory, a real disk rather than a tmpfs where fsync is free.
+//! `cargo bench -p kugetsu-cli --bench cli` (about a minute and a half); with
+//! `KUGETSU_BENCH_BIN=<another kugetsu binary>` the commands are that build's. Scratch state
+//! lives under the target directory, a real disk rather than a tmpfs where fsync is free.
 
 // A benchmark binary: panics on a broken setup and printed figures are its interface.
 #![allow(clippy::unwrap_used, clippy::print_stdout, missing_docs)]
@@ -32,6 +38,12 @@ use serde_json::Value;
 use time::OffsetDateTime;
 
 const KUGETSU: &str = env!("CARGO_BIN_EXE_kugetsu");
+
+/// The `kugetsu` that runs the commands: the one cargo built, or `KUGETSU_BENCH_BIN` (another
+/// build, such as an older commit's, to compare with). The fake agent is always the built one.
+fn kugetsu_under_test() -> PathBuf {
+    std::env::var_os("KUGETSU_BENCH_BIN").map_or_else(|| PathBuf::from(KUGETSU), PathBuf::from)
+}
 
 // ------------------------------------------------------------------------------ figures
 
@@ -112,7 +124,7 @@ impl Scratch {
     }
 
     fn kugetsu(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(KUGETSU);
+        let mut cmd = Command::new(kugetsu_under_test());
         self.env(&mut cmd);
         cmd.args(args);
         cmd
@@ -403,11 +415,13 @@ fn read_record(path: &Path) -> Vec<Invocation> {
 }
 
 impl Scratch {
-    /// Times the fake agent replaying `inv` directly, with the environment kugetsu gives it.
-    fn time_agent(&self, inv: &Invocation) -> Duration {
+    /// Times the fake agent replaying `inv` directly, with the environment kugetsu gives it and
+    /// a start-up cost of `startup_ms`.
+    fn time_agent(&self, inv: &Invocation, startup_ms: u64) -> Duration {
         let mut cmd = Command::new(&self.opencode);
         self.env(&mut cmd);
         cmd.env("OPENCODE_DB", self.root.join("opencode-db.json"))
+            .env("FAKE_OPENCODE_STARTUP_MS", startup_ms.to_string())
             .args(&inv.argv)
             .current_dir(&inv.cwd)
             .stdin(Stdio::piped())
@@ -425,6 +439,11 @@ impl Scratch {
     }
 }
 
+/// The subcommands of the agent processes recorded in `record`, one per process.
+fn commands(record: &Path) -> Vec<String> {
+    read_record(record).into_iter().map(|c| c.argv[0].clone()).collect()
+}
+
 fn start_overhead(s: &Scratch) {
     println!("\n## 3. `start` and `continue` overhead over the agent's own run (fake agent)");
     let record = s.root.join("record.jsonl");
@@ -434,34 +453,46 @@ fn start_overhead(s: &Scratch) {
     println!("first start (clones the mirror)                 {:8.2} ms", ms(t.elapsed()));
     let _ = std::fs::remove_file(&record);
     s.ok(&["start", "#2", "go"]);
-    s.ok(&["env", "rm", "FAKE_OPENCODE_RECORD"]);
     let calls = read_record(&record);
-    let names: Vec<&str> = calls.iter().map(|c| c.argv[0].as_str()).collect();
+    let names = commands(&record);
     println!("agent processes per start: {} ({})", names.len(), names.join(", "));
+    let _ = std::fs::remove_file(&record);
+    s.ok(&["continue", "#2", "go"]);
+    let names = commands(&record);
+    println!("agent processes per continue: {} ({})", names.len(), names.join(", "));
+    s.ok(&["env", "rm", "FAKE_OPENCODE_RECORD"]);
 
-    let issues: Vec<String> = (3..=12).map(|i| format!("#{i}")).collect();
-    let starts: Vec<Duration> = issues.iter().map(|i| s.time(&["start", i, "go"])).collect();
-    let continues: Vec<Duration> = issues.iter().map(|i| s.time(&["continue", i, "go"])).collect();
     let run = calls.iter().find(|c| c.argv[0] == "run").unwrap();
-    let runs: Vec<Duration> = (0..10).map(|_| s.time_agent(run)).collect();
-    let export = calls.iter().find(|c| c.argv[0] == "export").unwrap();
-    let exports: Vec<Duration> = (0..10).map(|_| s.time_agent(export)).collect();
-    let db = calls.iter().find(|c| c.argv[0] == "db").unwrap();
-    let dbs: Vec<Duration> = (0..10).map(|_| s.time_agent(db)).collect();
-    let (starts, continues, runs, exports, dbs) =
-        (summary(&starts), summary(&continues), summary(&runs), summary(&exports), summary(&dbs));
-    println!("kugetsu start (worktree + fork + run)           {starts}");
-    println!("kugetsu continue (run)                          {continues}");
-    println!("fake `opencode run` alone (same argv/stdin)     {runs}");
-    println!("fake `opencode export` alone                    {exports}");
-    println!("fake `opencode db SELECT` alone                 {dbs}");
-    println!("ratio start / agent run:     {:.2}", ratio(&starts, &runs));
-    println!("ratio continue / agent run:  {:.2}", ratio(&continues, &runs));
-    println!(
-        "start overhead (start - run): {:.2} ms; continue overhead: {:.2} ms",
-        ms(starts.median.saturating_sub(runs.median)),
-        ms(continues.median.saturating_sub(runs.median))
-    );
+    let version = Invocation { argv: vec!["--version".into()], cwd: s.home.clone(), stdin: None };
+    // Instant agent processes, then each costing what a real opencode's start-up costs.
+    for (startup_ms, n, first) in [(0u64, 10, 3), (1000, 5, 13)] {
+        if startup_ms > 0 {
+            println!(
+                "\nevery agent process first sleeps {startup_ms} ms (FAKE_OPENCODE_STARTUP_MS)"
+            );
+            s.ok(&["env", "set", "FAKE_OPENCODE_STARTUP_MS", &startup_ms.to_string()]);
+        }
+        let issues: Vec<String> = (first..first + n).map(|i| format!("#{i}")).collect();
+        let starts: Vec<Duration> = issues.iter().map(|i| s.time(&["start", i, "go"])).collect();
+        let continues: Vec<Duration> =
+            issues.iter().map(|i| s.time(&["continue", i, "go"])).collect();
+        let runs: Vec<Duration> = (0..n).map(|_| s.time_agent(run, startup_ms)).collect();
+        let versions: Vec<Duration> = (0..n).map(|_| s.time_agent(&version, startup_ms)).collect();
+        let (starts, continues, runs, versions) =
+            (summary(&starts), summary(&continues), summary(&runs), summary(&versions));
+        println!("kugetsu start (worktree + fork + run)           {starts}");
+        println!("kugetsu continue (run)                          {continues}");
+        println!("fake `opencode run` alone (same argv/stdin)     {runs}");
+        println!("fake `opencode --version` alone (one process)   {versions}");
+        println!("ratio start / agent run:     {:.2}", ratio(&starts, &runs));
+        println!("ratio continue / agent run:  {:.2}", ratio(&continues, &runs));
+        println!(
+            "start overhead (start - run): {:.2} ms; continue overhead: {:.2} ms",
+            ms(starts.median.saturating_sub(runs.median)),
+            ms(continues.median.saturating_sub(runs.median))
+        );
+    }
+    s.ok(&["env", "rm", "FAKE_OPENCODE_STARTUP_MS"]);
 }
 
 // ------------------------------------------------------------------------------ 4, 5. the daemon
@@ -625,42 +656,84 @@ fn daemon(s: &Scratch) {
     idle(pid, "fresh", 10);
 
     let mut turns = 0;
-    let mut measure = |label: &str, n: usize, args: &dyn Fn(usize) -> Vec<String>, key: &str| {
+    let measure = |turns: &mut usize,
+                   label: &str,
+                   n: usize,
+                   args: &dyn Fn(usize) -> Vec<String>,
+                   key: &str| {
         let (mut from_call, mut from_return) = (vec![], vec![]);
         for i in 0..n {
             let argv = args(i);
             let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
-            let (c, r) = dispatch_latency(s, &trace, &mut turns, &argv, key);
+            let (c, r) = dispatch_latency(s, &trace, turns, &argv, key);
             from_call.push(c);
             from_return.push(r);
         }
         println!("{label}, from it returning   {}", summary(&from_return));
         println!("{label}, from it being called {}", summary(&from_call));
     };
+    let enqueue = |issue: &str, message: &str| -> Vec<String> {
+        ["queue", "enqueue", issue, message, "--json"].map(String::from).to_vec()
+    };
     measure(
+        &mut turns,
         "queue enqueue -> agent turn (continue)",
         20,
-        &|i| ["queue", "enqueue", "#3", &format!("more {i}"), "--json"].map(String::from).to_vec(),
+        &|i| enqueue("#3", &format!("more {i}")),
         "id",
     );
     measure(
+        &mut turns,
         "delegate -> PM agent turn             ",
         10,
         &|i| ["delegate", &format!("plan {i}"), "--json"].map(String::from).to_vec(),
         "queued",
     );
     measure(
+        &mut turns,
         "queue enqueue -> agent turn (start)   ",
         5,
-        &|i| {
-            ["queue", "enqueue", &format!("#{}", 100 + i), "go", "--json"]
-                .map(String::from)
-                .to_vec()
-        },
+        &|i| enqueue(&format!("#{}", 100 + i), "go"),
         "id",
     );
     println!("(target: under 100 ms from enqueue returning, with a free slot)");
     idle(pid, "after 35 dispatches", 10);
+
+    // What one dispatch spends in agent processes (the daemon reads the env files anew for
+    // each item), then the latencies when each process costs what a real opencode's start-up
+    // costs.
+    let record = s.root.join("record-daemon.jsonl");
+    s.ok(&["env", "set", "FAKE_OPENCODE_RECORD", record.to_str().unwrap()]);
+    for (what, issue) in [("continue", "#3"), ("start", "#200")] {
+        let _ = std::fs::remove_file(&record);
+        let args = enqueue(issue, "count");
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        dispatch_latency(s, &trace, &mut turns, &args, "id");
+        let names = commands(&record);
+        println!(
+            "agent processes per daemon dispatch ({what}): {} ({})",
+            names.len(),
+            names.join(", ")
+        );
+    }
+    s.ok(&["env", "rm", "FAKE_OPENCODE_RECORD"]);
+    println!("\nevery agent process first sleeps 1000 ms (FAKE_OPENCODE_STARTUP_MS)");
+    s.ok(&["env", "set", "FAKE_OPENCODE_STARTUP_MS", "1000"]);
+    measure(
+        &mut turns,
+        "queue enqueue -> agent turn (continue)",
+        5,
+        &|i| enqueue("#3", &format!("slow {i}")),
+        "id",
+    );
+    measure(
+        &mut turns,
+        "queue enqueue -> agent turn (start)   ",
+        5,
+        &|i| enqueue(&format!("#{}", 300 + i), "go"),
+        "id",
+    );
+    s.ok(&["env", "rm", "FAKE_OPENCODE_STARTUP_MS"]);
 }
 
 fn main() {
@@ -669,7 +742,7 @@ fn main() {
         println!("cli bench: run with `cargo bench -p kugetsu-cli --bench cli`");
         return;
     }
-    println!("kugetsu binary: {KUGETSU}");
+    println!("kugetsu binary: {}", kugetsu_under_test().display());
     let started = Instant::now();
     list_and_status();
     queue_stats();

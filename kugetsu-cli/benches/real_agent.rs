@@ -16,14 +16,16 @@
 //! request; kugetsu's own peak memory (VmHWM of the `kugetsu` process, sampled while it runs) is
 //! printed too. Every round is printed, then medians and the median of the per-round ratios.
 //! Printed, never asserted. Run: `cargo bench -p kugetsu-cli --bench real_agent`
-//! (`KUGETSU_BENCH_ROUNDS`, default 5; about a minute a round). Without npm or the registry it
+//! (`KUGETSU_BENCH_ROUNDS`, default 5; about a minute a round). `KUGETSU_BENCH_BASELINE=<path
+//! to another kugetsu binary>` (an older commit's build) times its `continue` and `start` in the
+//! same rounds, so a change is compared under the same load. Without npm or the registry it
 //! prints why and exits.
 
 // A benchmark binary: panics on a broken setup and printed figures are its interface.
 #![allow(clippy::unwrap_used, clippy::print_stdout, missing_docs)]
 
 #[path = "../tests/support.rs"]
-#[allow(dead_code, missing_docs)]
+#[allow(missing_docs)]
 mod support;
 
 #[path = "../../kugetsu-opencode/tests/support/mock_model.rs"]
@@ -152,10 +154,15 @@ impl World {
         }
     }
 
-    /// `kugetsu args`, as a shell would start it.
-    fn kugetsu(&self, args: &[&str]) -> Sample {
+    /// `kugetsu args` (or `program args`: another build of kugetsu), as a shell would start
+    /// it.
+    fn kugetsu(&self, program: Option<&Path>, args: &[&str]) -> Sample {
         let before = self.requests();
-        let mut cmd = self.env.command(args);
+        let template = self.env.command(args);
+        let mut cmd = match program {
+            Some(p) => like(&template, p),
+            None => template,
+        };
         cmd.stdout(Stdio::null()).stderr(Stdio::piped());
         let t0 = Instant::now();
         let child = cmd.spawn().unwrap();
@@ -167,18 +174,7 @@ impl World {
         let before = self.requests();
         // The environment of a `kugetsu` started from the user's shell, then what kugetsu does
         // to it: PWD and the cwd are the worktree.
-        let template = self.env.command(&[]);
-        let mut cmd = Command::new(&self.bin);
-        cmd.env_clear();
-        for (k, v) in std::env::vars_os() {
-            cmd.env(k, v);
-        }
-        for (k, v) in template.get_envs() {
-            match v {
-                Some(v) => cmd.env(k, v),
-                None => cmd.env_remove(k),
-            };
-        }
+        let mut cmd = like(&self.env.command(&[]), &self.bin);
         cmd.env("PWD", worktree)
             .current_dir(worktree)
             .args(["run", "--format", "json", &format!("--session={session}")])
@@ -244,6 +240,26 @@ impl World {
     }
 }
 
+/// `program` with the arguments, environment and directory of `template`.
+fn like(template: &Command, program: &Path) -> Command {
+    let mut cmd = Command::new(program);
+    cmd.args(template.get_args());
+    cmd.env_clear();
+    for (k, v) in std::env::vars_os() {
+        cmd.env(k, v);
+    }
+    for (k, v) in template.get_envs() {
+        match v {
+            Some(v) => cmd.env(k, v),
+            None => cmd.env_remove(k),
+        };
+    }
+    if let Some(dir) = template.get_current_dir() {
+        cmd.current_dir(dir);
+    }
+    cmd
+}
+
 /// Stops the daemon when dropped, even on a panic.
 struct Daemon<'a>(&'a World);
 
@@ -253,8 +269,15 @@ impl Drop for Daemon<'_> {
     }
 }
 
-const KINDS: [&str; 5] =
-    ["bare run", "kugetsu continue", "kugetsu start", "daemon: continue", "daemon: start"];
+const KINDS: [&str; 7] = [
+    "bare run",
+    "kugetsu continue",
+    "kugetsu start",
+    "daemon: continue",
+    "daemon: start",
+    "baseline continue",
+    "baseline start",
+];
 
 fn main() {
     // `cargo test --all-targets` runs bench binaries without `--bench`: keep that instant.
@@ -268,6 +291,9 @@ fn main() {
     };
     let rounds: usize =
         std::env::var("KUGETSU_BENCH_ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(5);
+    // Another build of kugetsu (an older commit's) to time in the same rounds.
+    let baseline = std::env::var_os("KUGETSU_BENCH_BASELINE").map(PathBuf::from);
+    let kinds = if baseline.is_some() { KINDS.len() } else { 5 };
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     println!("opencode {} at {}", real::VERSION, bin.display());
     println!("load average before: {}", load.trim());
@@ -285,28 +311,31 @@ fn main() {
     let daemon_pid = u32::try_from(out["pid"].as_u64().unwrap()).unwrap();
     let _daemon = Daemon(&w);
 
-    let mut samples: Vec<Vec<Sample>> = vec![Vec::new(); KINDS.len()];
+    let mut samples: Vec<Vec<Sample>> = vec![Vec::new(); kinds];
     println!(
         "\nper round, seconds: spawn (or enqueue) -> model request / -> exit (or item completed)"
     );
     for round in 0..rounds {
         let mut line = format!("round {round}:");
-        for k in 0..KINDS.len() {
+        for k in 0..kinds {
             // Rotate the order: each kind goes first in some round.
-            let kind = (k + round) % KINDS.len();
+            let kind = (k + round) % kinds;
             let prompt = format!("hi, round {round}");
+            let base = baseline.as_deref();
             let s = match kind {
                 0 => w.bare_run(&session, &worktree, &prompt),
-                1 => w.kugetsu(&["continue", "#1", &prompt]),
-                2 => w.kugetsu(&["start", &format!("#{}", 10 + round), &prompt]),
+                1 => w.kugetsu(None, &["continue", "#1", &prompt]),
+                2 => w.kugetsu(None, &["start", &format!("#{}", 10 + round), &prompt]),
                 3 => w.dispatch(&["#1", &prompt]),
-                _ => w.dispatch(&[&format!("#{}", 100 + round), &prompt]),
+                4 => w.dispatch(&[&format!("#{}", 100 + round), &prompt]),
+                5 => w.kugetsu(base, &["continue", "#1", &prompt]),
+                _ => w.kugetsu(base, &["start", &format!("#{}", 200 + round), &prompt]),
             };
             samples[kind].push(s);
             // Let the daemon settle (slot release, notifications) before the next command.
             std::thread::sleep(Duration::from_millis(200));
         }
-        for (k, name) in KINDS.iter().enumerate() {
+        for (k, name) in KINDS.iter().enumerate().take(kinds) {
             let s = samples[k][round];
             line.push_str(&format!("  {name} {:.2}/{:.2}", secs(s.to_request), secs(s.total)));
         }
@@ -315,7 +344,7 @@ fn main() {
 
     println!("\nmedians over {rounds} rounds (seconds)");
     let med = |k: usize, f: &dyn Fn(&Sample) -> f64| median(samples[k].iter().map(f).collect());
-    for (k, name) in KINDS.iter().enumerate() {
+    for (k, name) in KINDS.iter().enumerate().take(kinds) {
         println!(
             "{name:18} to request {:6.2}   total {:6.2}",
             med(k, &|s| secs(s.to_request)),
@@ -328,7 +357,12 @@ fn main() {
     let total = |s: &Sample| secs(s.total);
     let req = |s: &Sample| secs(s.to_request);
     println!("\nratios to the bare run (median of per-round ratios; ratio of medians)");
-    for (k, what) in [(1, "continue / bare, total"), (2, "start / bare, total")] {
+    let mut totals = vec![(1, "continue / bare, total"), (2, "start / bare, total")];
+    if kinds > 5 {
+        totals
+            .extend([(5, "baseline continue / bare, total"), (6, "baseline start / bare, total")]);
+    }
+    for (k, what) in totals {
         println!(
             "{what:34} {:.2}   ({:.2})",
             per_round(k, 0, &total),
@@ -344,7 +378,7 @@ fn main() {
         "daemon continue to request - bare to request: {:+.2} s (median of per-round differences)",
         median(samples[3].iter().zip(&samples[0]).map(|(d, b)| req(d) - req(b)).collect())
     );
-    for k in [1, 2] {
+    for k in [1, 2, 5, 6].into_iter().filter(|k| *k < kinds) {
         let peak = samples[k].iter().map(|s| s.kugetsu_hwm_kb).max().unwrap_or(0);
         println!("{} peak RSS of kugetsu itself: {:.1} MiB", KINDS[k], peak as f64 / 1024.0);
     }
