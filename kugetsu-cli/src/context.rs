@@ -100,10 +100,7 @@ impl Ctx {
         let overrides: Vec<(&str, &str)> =
             self.overrides.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         let env = |k: &str| self.env.get(k).cloned();
-        Config::load(&self.state, &self.home, &env, &overrides).map_err(|e| {
-            CliError::new(exit::USAGE, e.to_string())
-                .with_hint("`kugetsu doctor` lists every setting and where it comes from")
-        })
+        Ok(Config::load(&self.state, &self.home, &env, &overrides)?)
     }
 
     /// The config with every wrong setting skipped (each keeps the value of the layers below)

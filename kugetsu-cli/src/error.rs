@@ -3,11 +3,17 @@
 
 use std::fmt::Write as _;
 
+use kugetsu_core::config::ConfigError;
+use kugetsu_core::env_file::EnvFileError;
+use kugetsu_core::logs::LogsError;
+use kugetsu_core::notify::NotifyError;
 use kugetsu_core::orchestrator::OrchestratorError;
 use kugetsu_core::queue::QueueError;
+use kugetsu_core::repos::RepoError;
 use kugetsu_core::servers::ServerError;
 use kugetsu_core::worktree::is_ssh_url;
 use kugetsu_core::{AgentError, IssueRefError, StorageError, WorktreeError};
+use kugetsu_queue::DaemonError;
 
 /// Documented exit codes (see the README).
 pub mod exit {
@@ -222,6 +228,70 @@ impl From<QueueError> for CliError {
             ),
             QueueError::InvalidTask { .. } => CliError::from_error(exit::USAGE, &e),
             _ => CliError::from_error(exit::FAILURE, &e),
+        }
+    }
+}
+
+impl From<ConfigError> for CliError {
+    fn from(e: ConfigError) -> Self {
+        match e {
+            ConfigError::Storage(s) => s.into(),
+            // The wrong line, variable or flag is named in the message.
+            other => CliError::from_error(exit::USAGE, &other)
+                .with_hint("`kugetsu doctor` lists every setting and where it comes from"),
+        }
+    }
+}
+
+impl From<EnvFileError> for CliError {
+    fn from(e: EnvFileError) -> Self {
+        match e {
+            EnvFileError::Storage(s) => s.into(),
+            EnvFileError::BadAgentName { .. }
+            | EnvFileError::BadKey { .. }
+            | EnvFileError::BadValue { .. } => CliError::from_error(exit::USAGE, &e),
+            // An env file kugetsu cannot read is a broken state file.
+            other => CliError::from_error(exit::STATE, &other),
+        }
+    }
+}
+
+impl From<RepoError> for CliError {
+    fn from(e: RepoError) -> Self {
+        match e {
+            RepoError::Storage(s) => s.into(),
+            RepoError::NotFound { .. } => CliError::from_error(exit::FAILURE, &e),
+            // A wrong entry in repos.json is a broken state file.
+            other => CliError::from_error(exit::STATE, &other),
+        }
+    }
+}
+
+impl From<NotifyError> for CliError {
+    fn from(e: NotifyError) -> Self {
+        match e {
+            NotifyError::Storage(s) => s.into(),
+            other => CliError::from_error(exit::STATE, &other),
+        }
+    }
+}
+
+impl From<LogsError> for CliError {
+    fn from(e: LogsError) -> Self {
+        match e {
+            LogsError::Storage(s) => s.into(),
+            other => CliError::from_error(exit::USAGE, &other),
+        }
+    }
+}
+
+impl From<DaemonError> for CliError {
+    fn from(e: DaemonError) -> Self {
+        match e {
+            DaemonError::AlreadyRunning { .. } => CliError::from_error(exit::BUSY, &e),
+            DaemonError::Storage(s) => s.into(),
+            DaemonError::Queue(q) => q.into(),
+            other => CliError::from_error(exit::FAILURE, &other),
         }
     }
 }

@@ -16,7 +16,7 @@ use kugetsu_core::queue::{AgentSlots, NewTask, QueueItem, RunOptions, TaskQueue}
 use kugetsu_core::worktree::{RepoSource, Secret, Worktrees};
 
 use crate::context::Ctx;
-use crate::error::{CliError, exit};
+use crate::error::CliError;
 
 /// Committer identity used for the branches and worktrees kugetsu creates when git has none.
 pub const COMMITTER_NAME: &str = "kugetsu";
@@ -156,31 +156,22 @@ pub fn build_orchestrator(
 /// Creates the state directory, the default config and the env files (for `init`).
 pub fn prepare_state(ctx: &Ctx) -> Result<(), CliError> {
     ctx.state.ensure()?;
-    kugetsu_core::config::write_default_config(&ctx.state)
-        .map_err(|e| CliError::new(exit::FAILURE, e.to_string()))?;
-    EnvFiles::new(&ctx.state)
-        .ensure_defaults()
-        .map_err(|e| CliError::new(exit::FAILURE, e.to_string()))?;
+    kugetsu_core::config::write_default_config(&ctx.state)?;
+    EnvFiles::new(&ctx.state).ensure_defaults()?;
     Ok(())
 }
 
 /// The repository an issue's worktree comes from: its clone URL (from `repos.json`, the server
 /// table, or `https://<instance>/<path>.git`) and a token from the env files, never in the URL.
 pub fn repo_source(ctx: &Ctx, issue: &IssueRef) -> Result<RepoSource, CliError> {
-    let servers = kugetsu_core::servers::Servers::new(&ctx.state)
-        .load()
-        .map_err(|e| CliError::new(exit::STATE, e.to_string()))?;
-    let repos = kugetsu_core::repos::Repos::new(&ctx.state)
-        .load()
-        .map_err(|e| CliError::new(exit::STATE, e.to_string()))?;
-    let url = kugetsu_core::repos::clone_url_for(issue, &servers, &repos)
-        .map_err(|e| CliError::new(exit::STATE, e.to_string()))?;
+    let servers = kugetsu_core::servers::Servers::new(&ctx.state).load()?;
+    let repos = kugetsu_core::repos::Repos::new(&ctx.state).load()?;
+    let url = kugetsu_core::repos::clone_url_for(issue, &servers, &repos)?;
     // Only the token meant for this URL's server, and only if one is set.
     let token = match kugetsu_core::repos::token_var_for(&url, &servers) {
         Some(var) => {
-            let env = EnvFiles::new(&ctx.state)
-                .merged(kugetsu_core::orchestrator::DEFAULT_AGENT)
-                .map_err(|e| CliError::new(exit::STATE, e.to_string()))?;
+            let env =
+                EnvFiles::new(&ctx.state).merged(kugetsu_core::orchestrator::DEFAULT_AGENT)?;
             env.0.get(var).filter(|v| !v.is_empty()).map(|t| Secret::new(t.clone()))
         }
         None => None,

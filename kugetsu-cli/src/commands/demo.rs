@@ -105,7 +105,7 @@ fn drain(ctx: &Ctx, out: &mut dyn Write, timeout: Duration) -> Result<(), CliErr
     let deadline = Instant::now() + timeout;
     let mut shown = 0;
     loop {
-        let listing = notes.list(false).map_err(|e| CliError::new(exit::FAILURE, e.to_string()))?;
+        let listing = notes.list(false)?;
         for n in listing.notifications.iter().skip(shown) {
             writeln!(out, "    notification: {:<14} {}", n.kind.as_str(), n.message)?;
         }
@@ -178,8 +178,7 @@ fn run(ctx: &Ctx, scratch: &Path, out: &mut dyn Write) -> Result<(), CliError> {
     );
     kugetsu_core::storage::atomic_write(&demo.state.config_path(), config.as_bytes())?;
     kugetsu_core::repos::Repos::new(&demo.state)
-        .set("local.test/demo/app", &repo.display().to_string())
-        .map_err(|e| CliError::new(exit::FAILURE, e.to_string()))?;
+        .set("local.test/demo/app", &repo.display().to_string())?;
     let script = scratch.join("fake-agent.json");
     std::fs::write(
         &script,

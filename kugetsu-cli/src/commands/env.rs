@@ -3,7 +3,7 @@
 
 use std::io::{Read, Write};
 
-use kugetsu_core::env_file::{EnvFileError, EnvFiles};
+use kugetsu_core::env_file::EnvFiles;
 
 use crate::context::Ctx;
 use crate::error::{CliError, exit};
@@ -58,23 +58,13 @@ pub enum EnvAction {
     },
 }
 
-fn env_err(e: EnvFileError) -> CliError {
-    match e {
-        EnvFileError::Storage(s) => s.into(),
-        EnvFileError::BadAgentName { .. }
-        | EnvFileError::BadKey { .. }
-        | EnvFileError::BadValue { .. } => CliError::usage(e.to_string()),
-        other => CliError::new(exit::STATE, other.to_string()),
-    }
-}
-
 /// Runs an `env` subcommand.
 pub fn cmd_env(ctx: &Ctx, args: &EnvArgs, out: &mut dyn Write) -> Result<(), CliError> {
     ctx.state.ensure()?;
     let files = EnvFiles::new(&ctx.state);
     match &args.action {
         EnvAction::List => {
-            let list = files.list().map_err(env_err)?;
+            let list = files.list()?;
             if ctx.json {
                 let v: Vec<_> = list
                     .iter()
@@ -99,7 +89,7 @@ pub fn cmd_env(ctx: &Ctx, args: &EnvArgs, out: &mut dyn Write) -> Result<(), Cli
             }
         }
         EnvAction::Show { agent } => {
-            let vars = files.show(agent).map_err(env_err)?;
+            let vars = files.show(agent)?;
             if ctx.json {
                 let map: serde_json::Map<String, serde_json::Value> =
                     vars.into_iter().map(|(k, v)| (k, v.into())).collect();
@@ -117,7 +107,7 @@ pub fn cmd_env(ctx: &Ctx, args: &EnvArgs, out: &mut dyn Write) -> Result<(), Cli
             } else {
                 value.clone()
             };
-            let previous = files.set(key, &value, agent).map_err(env_err)?;
+            let previous = files.set(key, &value, agent)?;
             let verb = if previous.is_some() { "updated" } else { "set" };
             if ctx.json {
                 return ctx.print_json(
@@ -127,7 +117,7 @@ pub fn cmd_env(ctx: &Ctx, args: &EnvArgs, out: &mut dyn Write) -> Result<(), Cli
             }
             writeln!(out, "{verb} {key} for {agent}")?;
         }
-        EnvAction::Get { key, agent, reveal } => match files.get(key, agent).map_err(env_err)? {
+        EnvAction::Get { key, agent, reveal } => match files.get(key, agent)? {
             Some(v) if !reveal && kugetsu_core::env_file::is_sensitive(key) => {
                 let masked = kugetsu_core::env_file::mask_value(key, &v);
                 if ctx.json {
@@ -148,7 +138,7 @@ pub fn cmd_env(ctx: &Ctx, args: &EnvArgs, out: &mut dyn Write) -> Result<(), Cli
             }
         },
         EnvAction::Rm { key, agent } => {
-            let removed = files.remove(key, agent).map_err(env_err)?;
+            let removed = files.remove(key, agent)?;
             if ctx.json {
                 return ctx.print_json(
                     out,

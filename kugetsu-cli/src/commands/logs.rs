@@ -6,7 +6,7 @@ use std::io::Write;
 use kugetsu_core::logs::Logs;
 
 use crate::context::Ctx;
-use crate::error::{CliError, exit};
+use crate::error::CliError;
 
 /// Arguments of `logs`.
 #[derive(Debug, clap::Args)]
@@ -23,9 +23,8 @@ pub struct LogsArgs {
 pub fn cmd_logs(ctx: &Ctx, args: &LogsArgs, out: &mut dyn Write) -> Result<(), CliError> {
     ctx.state.check()?;
     let logs = Logs::new(&ctx.state);
-    let err = |e: kugetsu_core::logs::LogsError| CliError::new(exit::FAILURE, e.to_string());
-    logs.prune(time::OffsetDateTime::now_utc(), kugetsu_core::logs::LOG_RETENTION).map_err(err)?;
-    let entries = logs.last(args.n).map_err(err)?;
+    logs.prune(time::OffsetDateTime::now_utc(), kugetsu_core::logs::LOG_RETENTION)?;
+    let entries = logs.last(args.n)?;
     let secrets = crate::notifications::secrets(&ctx.state);
     let refs: Vec<&str> = secrets.iter().map(String::as_str).collect();
     if ctx.json {
@@ -40,7 +39,7 @@ pub fn cmd_logs(ctx: &Ctx, args: &LogsArgs, out: &mut dyn Write) -> Result<(), C
     }
     for e in &entries {
         writeln!(out, "==> {} ({} bytes) <==", e.path.display(), e.size)?;
-        let text = logs.tail(e, args.bytes).map_err(err)?;
+        let text = logs.tail(e, args.bytes)?;
         write!(out, "{}", kugetsu_core::notify::redact(&text, &refs))?;
         if !text.ends_with('\n') {
             writeln!(out)?;

@@ -5,7 +5,7 @@ use std::io::Write;
 use kugetsu_core::notify::Notifications;
 
 use crate::context::Ctx;
-use crate::error::{CliError, exit};
+use crate::error::CliError;
 
 /// Arguments of `notify`.
 #[derive(Debug, clap::Args)]
@@ -32,10 +32,9 @@ pub enum NotifyAction {
 pub fn cmd_notify(ctx: &Ctx, args: &NotifyArgs, out: &mut dyn Write) -> Result<(), CliError> {
     ctx.state.check()?;
     let notes = Notifications::new(&ctx.state);
-    let err = |e: kugetsu_core::notify::NotifyError| CliError::new(exit::STATE, e.to_string());
     match args.action.as_ref().unwrap_or(&NotifyAction::List { all: false }) {
         NotifyAction::List { all } => {
-            let listing = notes.list(!all).map_err(err)?;
+            let listing = notes.list(!all)?;
             if ctx.json {
                 return ctx.print_json(
                     out,
@@ -55,7 +54,7 @@ pub fn cmd_notify(ctx: &Ctx, args: &NotifyArgs, out: &mut dyn Write) -> Result<(
             }
         }
         NotifyAction::Clear => {
-            let n = notes.mark_all_read().map_err(err)?;
+            let n = notes.mark_all_read()?;
             if ctx.json {
                 return ctx.print_json(out, &serde_json::json!({"marked_read": n}));
             }

@@ -6,7 +6,7 @@ use std::io::Write;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use kugetsu_queue::daemon::{self, DaemonError, StopOutcome};
+use kugetsu_queue::daemon::{self, StopOutcome};
 use kugetsu_queue::{Daemon, DaemonOptions, QueueEvent, QueueEventKind};
 
 use crate::context::Ctx;
@@ -42,15 +42,6 @@ pub enum DaemonAction {
     Run,
 }
 
-fn daemon_err(e: DaemonError) -> CliError {
-    match e {
-        DaemonError::AlreadyRunning { .. } => CliError::new(exit::BUSY, e.to_string()),
-        DaemonError::Storage(s) => s.into(),
-        DaemonError::Queue(q) => q.into(),
-        other => CliError::new(exit::FAILURE, other.to_string()),
-    }
-}
-
 /// Runs a `queue-daemon` subcommand.
 pub fn cmd_queue_daemon(
     ctx: &Ctx,
@@ -66,7 +57,7 @@ pub fn cmd_queue_daemon(
             start(ctx, out)
         }
         DaemonAction::Status => {
-            let st = daemon::status(&ctx.state).map_err(daemon_err)?;
+            let st = daemon::status(&ctx.state)?;
             if ctx.json {
                 return ctx.print_json(
                     out,
@@ -97,7 +88,7 @@ pub fn cmd_queue_daemon(
         DaemonAction::Logs { n } => {
             let secrets = crate::notifications::secrets(&ctx.state);
             let refs: Vec<&str> = secrets.iter().map(String::as_str).collect();
-            let lines = daemon::tail_log(&ctx.state, *n).map_err(daemon_err)?;
+            let lines = daemon::tail_log(&ctx.state, *n)?;
             if ctx.json {
                 let lines: Vec<String> =
                     lines.iter().map(|l| kugetsu_core::notify::redact(l, &refs)).collect();
@@ -113,7 +104,7 @@ pub fn cmd_queue_daemon(
 }
 
 fn start(ctx: &Ctx, out: &mut dyn Write) -> Result<(), CliError> {
-    let st = daemon::status(&ctx.state).map_err(daemon_err)?;
+    let st = daemon::status(&ctx.state)?;
     if st.running {
         return Err(CliError::new(
             exit::BUSY,
@@ -128,10 +119,10 @@ fn start(ctx: &Ctx, out: &mut dyn Write) -> Result<(), CliError> {
     let mut argv: Vec<OsString> = ctx.child_args();
     argv.push("queue-daemon".into());
     argv.push("run".into());
-    let spawned = daemon::spawn_detached(&exe, &argv, &ctx.env, &ctx.state).map_err(daemon_err)?;
+    let spawned = daemon::spawn_detached(&exe, &argv, &ctx.env, &ctx.state)?;
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
-        let st = daemon::status(&ctx.state).map_err(daemon_err)?;
+        let st = daemon::status(&ctx.state)?;
         if st.running && st.pid.is_some() {
             let pid = st.pid.unwrap_or(spawned);
             if ctx.json {
@@ -153,7 +144,7 @@ fn start(ctx: &Ctx, out: &mut dyn Write) -> Result<(), CliError> {
 }
 
 fn stop(ctx: &Ctx, out: &mut dyn Write) -> Result<(), CliError> {
-    let outcome = daemon::stop(&ctx.state, Duration::from_secs(8)).map_err(daemon_err)?;
+    let outcome = daemon::stop(&ctx.state, Duration::from_secs(8))?;
     let text = match outcome {
         StopOutcome::NotRunning => "the queue daemon is not running".to_string(),
         StopOutcome::Stopped { pid } => format!("queue daemon stopped (pid {pid})"),
@@ -211,6 +202,6 @@ fn run(ctx: &Ctx) -> Result<(), CliError> {
         cleanup_age: Some(config.queue_cleanup_age()),
         ..DaemonOptions::default()
     });
-    daemon.run_until_signalled().map_err(daemon_err)?;
+    daemon.run_until_signalled()?;
     Ok(())
 }
