@@ -2,6 +2,15 @@
 
 use super::*;
 
+/// The two sessions that belong to no issue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Special {
+    /// The primed base session every issue forks from.
+    Base,
+    /// The PM agent.
+    PmAgent,
+}
+
 /// What destroy removed.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct DestroyReport {
@@ -50,23 +59,23 @@ impl Orchestrator {
 
     /// `destroy --pm-agent`.
     pub fn destroy_pm(&self) -> Result<DestroyReport, OrchestratorError> {
-        self.destroy_special(SessionKind::PmAgent)
+        self.destroy_special(Special::PmAgent)
     }
 
     /// `destroy --base`: also destroys the PM agent, which depends on it.
     pub fn destroy_base(&self) -> Result<DestroyReport, OrchestratorError> {
-        let mut report = self.destroy_special(SessionKind::PmAgent)?;
-        let base = self.destroy_special(SessionKind::Base)?;
+        let mut report = self.destroy_special(Special::PmAgent)?;
+        let base = self.destroy_special(Special::Base)?;
         report.sessions.extend(base.sessions);
         report.files.extend(base.files);
         Ok(report)
     }
 
-    fn destroy_special(&self, kind: SessionKind) -> Result<DestroyReport, OrchestratorError> {
+    fn destroy_special(&self, which: Special) -> Result<DestroyReport, OrchestratorError> {
         let index = self.index_or_err()?;
-        let (id, path) = match kind {
-            SessionKind::Base => (index.base.clone(), self.state.base_session_path()),
-            _ => (index.pm_agent.clone(), self.state.pm_session_path()),
+        let (id, path) = match which {
+            Special::Base => (index.base.clone(), self.state.base_session_path()),
+            Special::PmAgent => (index.pm_agent.clone(), self.state.pm_session_path()),
         };
         let mut report = DestroyReport::default();
         if let Some(id) = id.and_then(|id| SessionId::new(id).ok()) {
@@ -77,9 +86,9 @@ impl Orchestrator {
             }
         }
         self.update_index(|index| {
-            match kind {
-                SessionKind::Base => index.base = None,
-                _ => index.pm_agent = None,
+            match which {
+                Special::Base => index.base = None,
+                Special::PmAgent => index.pm_agent = None,
             }
             Ok(())
         })?;
