@@ -7,11 +7,12 @@
 //! export and import into the target directory (a fork made by `run --fork` keeps the base's
 //! directory, and a run elsewhere hangs).
 //!
-//! Every opencode process costs 1 to 3 s of start-up and some 300 MB, so the driver spends as
-//! few as the guarantees allow: a fork is one `import` (the base's export is kept, see
-//! the `export_cache` module), and a run is the `run` alone. Neither re-reads the session with
-//! `opencode db` afterwards, because what such a read would check holds by construction,
-//! verified against the real opencode 1.18.33 (`tests/real_opencode.rs`):
+//! Every opencode process costs about a second or more before it does anything, and 190 to
+//! 330 MB (measured with 1.18.33: 0.9 s for `--version`, 1.3 to 2.2 s for `export`, `import` or
+//! `db`), so the driver spends as few as the guarantees allow: a fork is one `import` (the
+//! base's export is kept, see the `export_cache` module), and a run is the `run` alone. Neither
+//! re-reads the session with `opencode db` afterwards, because what such a read would check
+//! holds by construction, verified against the real opencode 1.18.33 (`tests/real_opencode.rs`):
 //! - `import` prints `Imported session: ID`, and the id is checked against the one the rewrite
 //!   gave the document;
 //! - `import` stores the session with its own working directory as the session's directory

@@ -1,10 +1,10 @@
 //! The base session's export, kept on disk so that a fork spends no opencode process on it.
 //!
 //! Every fork of an issue starts from the same document, `opencode export BASE`: one opencode
-//! process of 1 to 3 s and some 300 MB on every `start`. The base session changes only when
-//! somebody runs it, and kugetsu never does after `init` (a new `init` makes a new base, with a
-//! new id). So the export is kept, next to the key it was made under, and reused while the key
-//! still matches. The key costs no process: the base's id, the opencode program (path, size,
+//! process on every `start` (1.4 to 1.9 s and 317 to 333 MB with 1.18.33, measured on a 2-core
+//! machine). The base session changes only when somebody runs it, and kugetsu never does after
+//! `init` (a new `init` makes a new base, with a new id). So the export is kept, next to the key
+//! it was made under, and reused while the key still matches. The key costs no process: the base's id, the opencode program (path, size,
 //! modification time: an upgrade may change what an export holds) and the variables that choose
 //! opencode's session store (`OPENCODE_DB`, `XDG_DATA_HOME`, `HOME`).
 //!

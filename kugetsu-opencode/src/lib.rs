@@ -13,9 +13,9 @@
 //! - `run --fork` keeps the base's directory (and hangs when run elsewhere) and drops the
 //!   permission rules: forks are made by `export`, id rewriting and `import` from the target
 //!   directory ([`fork`]);
-//! - every opencode process costs seconds of start-up and some 300 MB: a fork is one `import`
-//!   (the base's export is kept between forks), a run is the `run` alone, and nothing re-reads
-//!   what an import or a run just did (see [`driver`] for why that is safe).
+//! - every opencode process costs a second or more of start-up and 190 to 330 MB: a fork is one
+//!   `import` (the base's export is kept between forks), a run is the `run` alone, and nothing
+//!   re-reads what an import or a run just did (see [`driver`] for why that is safe).
 //!
 //! Interactive creation (`CreateSessionRequest::interactive`) starts the TUI on the user's
 //! terminal with `--prompt`, then finds the new session with `session list` and gives it the
