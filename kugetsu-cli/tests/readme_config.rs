@@ -12,23 +12,7 @@ mod support;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use serde_json::Value;
-use support::Env;
-
-fn ready() -> Env {
-    let (env, _repo) = Env::with_fake_agent();
-    let out = env.run(&["init", "--headless"]);
-    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
-    env
-}
-
-fn json(text: &str) -> Value {
-    serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
-}
-
-fn read(path: &Path) -> String {
-    std::fs::read_to_string(path).unwrap_or_default()
-}
+use support::{Env, json, read, ready};
 
 fn append_config(env: &Env, line: &str) {
     let config = read(&env.path("config"));

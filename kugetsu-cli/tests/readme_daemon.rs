@@ -9,27 +9,10 @@
 
 mod support;
 
-use std::path::Path;
 use std::process::Stdio;
 
 use serde_json::Value;
-use support::{Env, alive, wait_exit, wait_for};
-
-/// An initialized scratch home whose agent turns are traced (`trace.log`) and recorded
-/// (`record.jsonl`).
-fn ready() -> Env {
-    let (env, _repo) = Env::with_fake_agent();
-    for (key, file) in
-        [("FAKE_OPENCODE_TRACE", "trace.log"), ("FAKE_OPENCODE_RECORD", "record.jsonl")]
-    {
-        let path = env.tmp.path().join(file);
-        let out = env.run(&["env", "set", key, path.to_str().unwrap()]);
-        assert_eq!(out.code, 0, "{}", out.stderr);
-    }
-    let out = env.run(&["init", "--headless"]);
-    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
-    env
-}
+use support::{Env, alive, json, read, ready, wait_exit, wait_for};
 
 /// One `opencode run` the fake recorded.
 struct Run {
@@ -63,14 +46,6 @@ fn runs(env: &Env) -> Vec<Run> {
 
 fn turns_started(env: &Env) -> usize {
     read(&env.tmp.path().join("trace.log")).matches("start ").count()
-}
-
-fn json(text: &str) -> Value {
-    serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
-}
-
-fn read(path: &Path) -> String {
-    std::fs::read_to_string(path).unwrap_or_default()
 }
 
 fn append_config(env: &Env, line: &str) {

@@ -13,23 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 
 use serde_json::Value;
-use support::{Env, alive, signal, wait_exit, wait_for};
-
-/// An initialized scratch home whose agent turns are traced (`trace.log`) and recorded
-/// (`record.jsonl`).
-fn ready() -> Env {
-    let (env, _repo) = Env::with_fake_agent();
-    for (key, file) in
-        [("FAKE_OPENCODE_TRACE", "trace.log"), ("FAKE_OPENCODE_RECORD", "record.jsonl")]
-    {
-        let path = env.tmp.path().join(file);
-        let out = env.run(&["env", "set", key, path.to_str().unwrap()]);
-        assert_eq!(out.code, 0, "{}", out.stderr);
-    }
-    let out = env.run(&["init", "--headless"]);
-    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
-    env
-}
+use support::{Env, alive, json, read, ready, signal, wait_exit, wait_for};
 
 /// Replaces the fake agent's script.
 fn script(env: &Env, json: &str) {
@@ -119,10 +103,6 @@ fn has_open(pid: u32, path: &Path) -> bool {
         .unwrap_or(false)
 }
 
-fn json(text: &str) -> Value {
-    serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
-}
-
 fn session(env: &Env, issue: u32) -> Value {
     let path = env.path(&format!("sessions/local.test-demo-app-{issue}.json"));
     serde_json::from_str(&std::fs::read_to_string(path).unwrap_or_default()).unwrap_or_default()
@@ -149,10 +129,6 @@ fn detached(out: &support::Output, verb: &str, issue: &str) -> (u32, PathBuf) {
     let log = lines.next().and_then(|l| l.strip_prefix("log: ")).map(PathBuf::from);
     let log = log.unwrap_or_else(|| panic!("no log line: {}", out.stdout));
     (pid, log)
-}
-
-fn read(path: &Path) -> String {
-    std::fs::read_to_string(path).unwrap_or_default()
 }
 
 /// The session id of `/proc/<pid>/stat` (field 6).

@@ -11,26 +11,7 @@ mod support;
 use std::path::Path;
 
 use serde_json::Value;
-use support::{Env, git};
-
-/// An initialized scratch home whose fake agent records every invocation (`record.jsonl`).
-fn ready() -> Env {
-    let (env, _repo) = Env::with_fake_agent();
-    let record = env.tmp.path().join("record.jsonl");
-    let out = env.run(&["env", "set", "FAKE_OPENCODE_RECORD", record.to_str().unwrap()]);
-    assert_eq!(out.code, 0, "{}", out.stderr);
-    let out = env.run(&["init", "--headless"]);
-    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
-    env
-}
-
-fn json(text: &str) -> Value {
-    serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
-}
-
-fn read(path: &Path) -> String {
-    std::fs::read_to_string(path).unwrap_or_default()
-}
+use support::{Env, git, json, read, ready};
 
 /// The `session_id` of `list --json`'s row for `issue_ref` (`(base)`, `(pm-agent)` or a ref).
 fn session_id(env: &Env, issue_ref: &str) -> Option<String> {

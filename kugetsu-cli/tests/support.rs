@@ -271,3 +271,29 @@ pub fn wait_exit(mut child: std::process::Child) -> (Option<i32>, String) {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
 }
+
+/// An initialized scratch home with the fake agent ([`Env::with_fake_agent`]) whose agent turns
+/// are traced (`trace.log`) and recorded (`record.jsonl`) in the scratch directory.
+pub fn ready() -> Env {
+    let (env, _repo) = Env::with_fake_agent();
+    for (key, file) in
+        [("FAKE_OPENCODE_TRACE", "trace.log"), ("FAKE_OPENCODE_RECORD", "record.jsonl")]
+    {
+        let path = env.tmp.path().join(file);
+        let out = env.run(&["env", "set", key, path.to_str().unwrap()]);
+        assert_eq!(out.code, 0, "{}", out.stderr);
+    }
+    let out = env.run(&["init", "--headless"]);
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    env
+}
+
+/// `text` as JSON, failing the test with the text when it is not.
+pub fn json(text: &str) -> serde_json::Value {
+    serde_json::from_str(text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+}
+
+/// A file's text, empty when it cannot be read (yet).
+pub fn read(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_default()
+}
