@@ -728,6 +728,9 @@ impl AgentDriver for OpencodeDriver {
         let h =
             self.helper("session delete", &os(&["session", "delete", id.as_str()]), None, None)?;
         if h.ok() {
+            if let Some(dir) = &self.opts.export_cache {
+                export_cache::forget_if_of(dir, id);
+            }
             Ok(())
         } else if h.not_found() {
             Err(AgentError::SessionNotFound { id: id.clone() })

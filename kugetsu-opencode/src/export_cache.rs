@@ -149,6 +149,22 @@ pub(crate) fn holds_any(doc: &Value, secrets: &[String]) -> bool {
     }
 }
 
+/// Forgets the export kept in `dir` if it is `base`'s: a deleted session's transcript is not
+/// kept on after it.
+pub(crate) fn forget_if_of(dir: &Path, base: &SessionId) {
+    #[derive(Deserialize)]
+    struct KeyOnly {
+        key: Key,
+    }
+    let kept = storage::read_bytes(&dir.join(FILE_NAME)).ok().flatten();
+    let of_base = kept
+        .and_then(|bytes| serde_json::from_slice::<KeyOnly>(&bytes).ok())
+        .is_some_and(|k| k.key.base == base.as_str());
+    if of_base {
+        forget(dir);
+    }
+}
+
 /// Forgets whatever export is kept in `dir`.
 pub(crate) fn forget(dir: &Path) {
     if let Err(e) = storage::remove_file(&dir.join(FILE_NAME)) {

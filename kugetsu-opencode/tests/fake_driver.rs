@@ -729,6 +729,22 @@ fn the_kept_export_is_refreshed_on_request_and_when_it_fails() {
     assert_eq!(turns(&fork), turns(&base));
 }
 
+/// Deleting the base (`destroy --base`) drops its kept export: its transcript is not kept on.
+#[test]
+fn deleting_the_base_drops_its_kept_export() {
+    let f = Fake::new();
+    let d = f.caching_driver();
+    let base = f.create_base(&d);
+    let other = f.create_base(&d);
+    f.fork(&d, &base, "tree");
+    let kept = f.sb.path("cache").join("opencode-base-export.json");
+    assert!(kept.exists());
+    d.delete_session(&other).expect("delete another session");
+    assert!(kept.exists(), "another session's deletion keeps it");
+    d.delete_session(&base).expect("delete the base");
+    assert!(!kept.exists());
+}
+
 /// A transcript can show a secret (an agent that printed its token): such a base is never kept
 /// on disk, only kugetsu's env files hold secrets. It is exported on every fork instead.
 #[test]
