@@ -81,24 +81,8 @@ impl World {
     fn new(bin: PathBuf) -> Self {
         let model = mock_model::MockModel::start();
         let mut env = Env::new();
-        for d in ["data", "config", "cache", "xstate"] {
-            std::fs::create_dir_all(env.tmp.path().join(d)).unwrap();
-        }
-        let p = |d: &str| env.tmp.path().join(d).display().to_string();
         // opencode's own directories inside the scratch home, and the mock as its model.
-        let vars: Vec<(String, String)> = [
-            ("XDG_DATA_HOME", p("data")),
-            ("XDG_CONFIG_HOME", p("config")),
-            ("XDG_CACHE_HOME", p("cache")),
-            ("XDG_STATE_HOME", p("xstate")),
-            ("OPENCODE_DISABLE_AUTOUPDATE", "1".into()),
-            ("OPENCODE_DISABLE_MODELS_FETCH", "1".into()),
-            ("OPENCODE_DISABLE_SHARE", "1".into()),
-            ("OPENCODE_CONFIG_CONTENT", model.opencode_config()),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v))
-        .collect();
+        let vars = model.isolated_env(env.tmp.path());
         for (k, v) in &vars {
             env.set(k, v);
         }

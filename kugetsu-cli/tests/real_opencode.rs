@@ -24,22 +24,8 @@ use support::{Env, alive, signal, wait_exit, wait_for};
 /// directories inside it.
 fn real_env(bin: &std::path::Path, model: &mock_model::MockModel) -> Env {
     let mut env = Env::new();
-    for d in ["data", "config", "cache", "xstate"] {
-        std::fs::create_dir_all(env.tmp.path().join(d)).unwrap();
-    }
-    let p = |d: &str| env.tmp.path().join(d).display().to_string();
-    let vars = [
-        ("XDG_DATA_HOME", p("data")),
-        ("XDG_CONFIG_HOME", p("config")),
-        ("XDG_CACHE_HOME", p("cache")),
-        ("XDG_STATE_HOME", p("xstate")),
-        ("OPENCODE_DISABLE_AUTOUPDATE", "1".into()),
-        ("OPENCODE_DISABLE_MODELS_FETCH", "1".into()),
-        ("OPENCODE_DISABLE_SHARE", "1".into()),
-        ("OPENCODE_CONFIG_CONTENT", model.opencode_config()),
-    ];
-    for (k, v) in &vars {
-        env.set(k, v);
+    for (k, v) in model.isolated_env(env.tmp.path()) {
+        env.set(&k, &v);
     }
     support::sample_repo(&env, bin);
     std::fs::write(

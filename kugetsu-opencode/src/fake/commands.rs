@@ -40,12 +40,7 @@ pub(super) fn cmd_session_list(p: &Parsed) -> Result<u8, Stop> {
     let project = project_of(&cwd()?);
     let max = p.value("max-count").and_then(|n| n.parse::<usize>().ok()).unwrap_or(usize::MAX);
     let rows: Vec<Value> = with_store(|store| {
-        let mut roots: Vec<&Session> = store
-            .sessions
-            .iter()
-            .filter(|s| s.parent_id.is_none() && s.project_id == project)
-            .collect();
-        roots.sort_by(|a, b| a.id.cmp(&b.id));
+        let roots = project_roots(store, &project);
         Ok(roots
             .into_iter()
             .take(max)

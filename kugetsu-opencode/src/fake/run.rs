@@ -89,12 +89,7 @@ pub(super) fn cmd_run(p: &Parsed) -> Result<u8, Stop> {
             }
         } else if p.has("continue") {
             let project = project_of(&dir);
-            let mut roots: Vec<&Session> = store
-                .sessions
-                .iter()
-                .filter(|s| s.parent_id.is_none() && s.project_id == project)
-                .collect();
-            roots.sort_by(|a, b| a.id.cmp(&b.id));
+            let roots = project_roots(store, &project);
             match roots.first() {
                 Some(s) => (*s).clone(),
                 None => return fail("Session not found"),

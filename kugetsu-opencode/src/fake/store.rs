@@ -25,6 +25,17 @@ pub(super) struct Session {
     pub(super) messages: Vec<Value>,
 }
 
+/// The root sessions (not forks' children) of `project`, newest first, as opencode lists them.
+pub(super) fn project_roots<'a>(store: &'a Store, project: &str) -> Vec<&'a Session> {
+    let mut roots: Vec<&Session> = store
+        .sessions
+        .iter()
+        .filter(|s| s.parent_id.is_none() && s.project_id == project)
+        .collect();
+    roots.sort_by(|a, b| a.id.cmp(&b.id));
+    roots
+}
+
 pub(super) fn env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.is_empty())
 }

@@ -47,6 +47,29 @@ impl MockModel {
         MockModel { base_url: format!("http://127.0.0.1:{port}/v1"), requests }
     }
 
+    /// The variables that run the real opencode isolated under `root` (its own XDG data, config,
+    /// cache and state directories, made here) against this mock, with nothing fetched.
+    pub fn isolated_env(&self, root: &std::path::Path) -> Vec<(String, String)> {
+        let dir = |d: &str| {
+            let path = root.join(d);
+            std::fs::create_dir_all(&path).expect("opencode's directory");
+            path.display().to_string()
+        };
+        [
+            ("XDG_DATA_HOME", dir("data")),
+            ("XDG_CONFIG_HOME", dir("config")),
+            ("XDG_CACHE_HOME", dir("cache")),
+            ("XDG_STATE_HOME", dir("xstate")),
+            ("OPENCODE_DISABLE_AUTOUPDATE", "1".into()),
+            ("OPENCODE_DISABLE_MODELS_FETCH", "1".into()),
+            ("OPENCODE_DISABLE_SHARE", "1".into()),
+            ("OPENCODE_CONFIG_CONTENT", self.opencode_config()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect()
+    }
+
     /// The `OPENCODE_CONFIG_CONTENT` that points opencode at this mock.
     pub fn opencode_config(&self) -> String {
         json!({
