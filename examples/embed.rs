@@ -88,10 +88,6 @@ impl AgentDriver for NotesAgent {
     fn list_sessions(&self, _dir: &Path) -> Result<Vec<AgentSessionInfo>, AgentError> {
         Ok(Vec::new())
     }
-
-    fn fix_permissions(&self, _id: &SessionId) -> Result<bool, AgentError> {
-        Ok(false)
-    }
 }
 
 /// Prints what the agent does.

@@ -404,6 +404,15 @@ pub enum AgentError {
     },
 }
 
+/// What [`AgentDriver::repair_session`] found and did, in the driver's words.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Repair {
+    /// What was wrong, completing "session <id> ...".
+    pub problem: String,
+    /// What was done about it.
+    pub done: String,
+}
+
 /// Drives the coding agent.
 pub trait AgentDriver: Send + Sync {
     /// Creates a session (base or PM agent) by running its priming prompt, through the TUI when
@@ -430,9 +439,15 @@ pub trait AgentDriver: Send + Sync {
     /// Sessions of the project that `dir` belongs to.
     fn list_sessions(&self, dir: &Path) -> Result<Vec<AgentSessionInfo>, AgentError>;
 
-    /// Re-applies the permission rules that keep a headless session from hanging (forks made by
-    /// other tools lose them). Returns whether anything changed.
-    fn fix_permissions(&self, id: &SessionId) -> Result<bool, AgentError>;
+    /// Repairs what would make a headless run of session `id` hang and that the agent's own
+    /// tools may have broken (opencode: a fork made outside kugetsu loses the permission rules
+    /// that deny its interactive tools). `doctor --fix-permissions` calls it for every session.
+    /// Returns what was wrong and done, or `None` when nothing needed it; an unknown session is
+    /// [`AgentError::SessionNotFound`]. Default: an agent with nothing to repair.
+    fn repair_session(&self, id: &SessionId) -> Result<Option<Repair>, AgentError> {
+        let _ = id;
+        Ok(None)
+    }
 
     /// Gets ready to fork `base` with the agent's environment `env`: what every fork of it
     /// needs may be done here, ahead of [`AgentDriver::fork_session`] (the opencode driver

@@ -28,7 +28,7 @@ pub mod worktree;
 pub use agent::{AgentDriver, AgentError, AgentEvent, RunOutcome, SessionId};
 pub use issue_ref::{IssueRef, IssueRefError, RepoRef};
 pub use queue::{AgentSlots, QueueItem, QueueStatus, TaskQueue};
-pub use session::{Index, SessionFile, SessionKind, SessionState};
+pub use session::{Index, RecordedSessionId, SessionFile, SessionKind, SessionState};
 pub use state::StateDir;
 pub use storage::StorageError;
 pub use worktree::{WorktreeError, Worktrees};

@@ -11,7 +11,78 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use time::OffsetDateTime;
 
-use crate::agent::RunOutcome;
+use crate::agent::{InvalidSessionId, RunOutcome, SessionId};
+
+/// An agent session id as a state file records it. A valid id reads as a [`SessionId`];
+/// anything else is kept exactly as written, so a hand-edited or foreign file still loads,
+/// lists, checks and can be destroyed, and only handing the id to the agent is refused (by
+/// [`RecordedSessionId::valid`], with the offending text). Written back as the same string, so
+/// the JSON on disk is unchanged.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "String", into = "String")]
+pub enum RecordedSessionId {
+    /// A well-formed id.
+    Valid(SessionId),
+    /// Text that is not a session id, as the file has it.
+    Invalid(String),
+}
+
+impl RecordedSessionId {
+    /// The id as recorded.
+    pub fn as_str(&self) -> &str {
+        match self {
+            RecordedSessionId::Valid(id) => id.as_str(),
+            RecordedSessionId::Invalid(text) => text,
+        }
+    }
+
+    /// The id, if it is one the agent may be handed.
+    pub fn valid(&self) -> Result<&SessionId, InvalidSessionId> {
+        match self {
+            RecordedSessionId::Valid(id) => Ok(id),
+            RecordedSessionId::Invalid(text) => Err(InvalidSessionId { id: text.clone() }),
+        }
+    }
+}
+
+impl From<String> for RecordedSessionId {
+    fn from(text: String) -> Self {
+        match SessionId::new(text) {
+            Ok(id) => RecordedSessionId::Valid(id),
+            Err(e) => RecordedSessionId::Invalid(e.id),
+        }
+    }
+}
+
+impl From<SessionId> for RecordedSessionId {
+    fn from(id: SessionId) -> Self {
+        RecordedSessionId::Valid(id)
+    }
+}
+
+impl From<RecordedSessionId> for String {
+    fn from(id: RecordedSessionId) -> Self {
+        match id {
+            RecordedSessionId::Valid(id) => id.into(),
+            RecordedSessionId::Invalid(text) => text,
+        }
+    }
+}
+
+impl fmt::Display for RecordedSessionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl fmt::Debug for RecordedSessionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RecordedSessionId::Valid(id) => write!(f, "{id:?}"),
+            RecordedSessionId::Invalid(text) => write!(f, "Invalid({text:?})"),
+        }
+    }
+}
 
 /// The `type` of a session file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -130,8 +201,8 @@ pub struct SessionFile {
     /// The issue, for forked sessions.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub issue_ref: Option<String>,
-    /// The agent's session id.
-    pub opencode_session_id: String,
+    /// The agent's session id (the key keeps the original kugetsu's name whatever the agent).
+    pub opencode_session_id: RecordedSessionId,
     /// The issue's worktree, for forked sessions.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub worktree_path: Option<PathBuf>,
@@ -162,10 +233,10 @@ pub struct SessionFile {
 pub struct Index {
     /// Base session id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub base: Option<String>,
+    pub base: Option<RecordedSessionId>,
     /// PM agent session id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pm_agent: Option<String>,
+    pub pm_agent: Option<RecordedSessionId>,
     /// Issue ref → session file name (`github.com-shoko-kugetsu-14.json`).
     #[serde(default)]
     pub issues: BTreeMap<String, String>,

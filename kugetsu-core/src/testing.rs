@@ -14,7 +14,7 @@ use time::OffsetDateTime;
 
 use crate::agent::{
     AgentDriver, AgentEnv, AgentError, AgentEvent, AgentSessionInfo, CreateSessionRequest,
-    EventSink, ForkRequest, RunOutcome, RunReport, RunRequest, SessionId,
+    EventSink, ForkRequest, Repair, RunOutcome, RunReport, RunRequest, SessionId,
 };
 use crate::orchestrator::EnvSource;
 use crate::queue::{
@@ -299,11 +299,14 @@ impl AgentDriver for FakeAgent {
             .collect())
     }
 
-    fn fix_permissions(&self, id: &SessionId) -> Result<bool, AgentError> {
+    fn repair_session(&self, id: &SessionId) -> Result<Option<Repair>, AgentError> {
         let mut missing = lock(&self.missing_permissions);
         let before = missing.len();
         missing.retain(|m| m != id.as_str());
-        Ok(missing.len() != before)
+        Ok((missing.len() != before).then(|| Repair {
+            problem: "lacked its permission rules".into(),
+            done: "re-applied them".into(),
+        }))
     }
 }
 

@@ -267,6 +267,47 @@ fn a_tampered_session_file_cannot_point_outside_the_worktrees_root() {
     assert!(matches!(err, OrchestratorError::UnsafePath { .. }), "{err}");
 }
 
+/// A session id that is no id (hand-edited, or written by a foreign tool) is kept as written:
+/// the files still load, `list` and `doctor` show it, `destroy` clears it, and only handing it
+/// to the agent is refused, naming the file.
+#[test]
+fn a_tampered_session_id_is_listed_and_refused_for_runs_not_a_broken_state() {
+    let e = env_with(3);
+    init(&e);
+    let issue = IssueRef::parse("github.com/o/r#9").unwrap();
+    let summary = start(&e.orch, "github.com/o/r#9", "x").unwrap();
+    let path = e.state.sessions_dir().join("github.com-o-r-9.json");
+    let bad = "ses_x'; DROP TABLE session; --";
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(&path, text.replace(summary.session_id.as_str(), bad)).unwrap();
+    let index = std::fs::read_to_string(e.state.index_path()).unwrap();
+    let base = e.orch.read_index().unwrap().unwrap().base.unwrap().to_string();
+    std::fs::write(e.state.index_path(), index.replace(&base, "../base")).unwrap();
+
+    let rows = e.orch.list().unwrap();
+    assert!(rows.iter().any(|r| r.session_id == bad), "{rows:?}");
+    assert!(rows.iter().any(|r| r.session_id == "../base"), "{rows:?}");
+    let err = e.orch.continue_issue(&issue, "x", &mut NoEvents).unwrap_err();
+    assert!(
+        matches!(&err, OrchestratorError::BadSessionId { path: p, id } if *p == path && id == bad),
+        "{err}"
+    );
+    let err = start(&e.orch, "github.com/o/r#10", "x").unwrap_err();
+    assert!(matches!(&err, OrchestratorError::BadSessionId { id, .. } if id == "../base"), "{err}");
+    let findings = e.orch.doctor(false, false).unwrap();
+    assert!(findings.iter().any(|f| f.problem.contains("invalid session id")), "{findings:?}");
+    assert!(
+        e.agent.calls.lock().unwrap().iter().all(|c| !c.session.contains("DROP")),
+        "not handed over"
+    );
+
+    // Rewrites keep what the file says, byte for byte in the id.
+    e.orch.destroy_pm().unwrap();
+    assert!(std::fs::read_to_string(e.state.index_path()).unwrap().contains("\"../base\""));
+    e.orch.destroy_issue(&issue, true).unwrap();
+    assert!(!path.exists());
+}
+
 #[test]
 fn doctor_reports_and_fixes_a_dead_running_session() {
     let e = env_with(3);

@@ -37,7 +37,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use kugetsu_core::agent::{
     AgentDriver, AgentEnv, AgentError, AgentSessionInfo, CreateSessionRequest, EventSink,
-    ForkRequest, RunLimits, RunOutcome, RunReport, RunRequest, SessionId,
+    ForkRequest, Repair, RunLimits, RunOutcome, RunReport, RunRequest, SessionId,
 };
 use kugetsu_core::interrupt::Interrupt;
 use kugetsu_core::secrets::{redact, secret_values};
@@ -762,11 +762,11 @@ impl AgentDriver for OpencodeDriver {
         parse_session_list(&h.stdout)
     }
 
-    fn fix_permissions(&self, id: &SessionId) -> Result<bool, AgentError> {
-        let Some((_, perm)) = self.session_row(id)? else {
-            return Err(AgentError::SessionNotFound { id: id.clone() });
-        };
-        self.apply_rules(id, perm.as_deref())
+    fn repair_session(&self, id: &SessionId) -> Result<Option<Repair>, AgentError> {
+        Ok(self.fix_permissions(id)?.then(|| Repair {
+            problem: "lacked the permission rules that keep headless runs from hanging".into(),
+            done: "re-applied them".into(),
+        }))
     }
 
     /// Exports the base and keeps the export for the next forks, unless one is kept under the
@@ -799,6 +799,15 @@ impl AgentDriver for OpencodeDriver {
 }
 
 impl OpencodeDriver {
+    /// Re-applies the permission rules that keep a headless session from hanging (forks made
+    /// by opencode itself lose them: upstream #30779). Returns whether anything changed.
+    pub fn fix_permissions(&self, id: &SessionId) -> Result<bool, AgentError> {
+        let Some((_, perm)) = self.session_row(id)? else {
+            return Err(AgentError::SessionNotFound { id: id.clone() });
+        };
+        self.apply_rules(id, perm.as_deref())
+    }
+
     /// Writes the deny rules into session `id` whose stored `permission` is `perm`, unless they
     /// are all there already; returns whether it wrote.
     fn apply_rules(&self, id: &SessionId, perm: Option<&str>) -> Result<bool, AgentError> {

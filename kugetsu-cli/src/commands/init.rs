@@ -64,7 +64,7 @@ pub fn cmd_init(ctx: &Ctx, args: &InitArgs, out: &mut dyn Write) -> Result<(), C
     {
         return Err(kugetsu_core::orchestrator::OrchestratorError::AlreadyInitialized {
             root: ctx.state.root().into(),
-            base,
+            base: base.to_string(),
         }
         .into());
     }

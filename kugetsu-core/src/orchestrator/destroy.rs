@@ -39,8 +39,9 @@ impl Orchestrator {
                 Err(WorktreeError::NoSuchWorktree { .. }) => {}
                 Err(e) => return Err(e.into()),
             }
-            if let Ok(id) = SessionId::new(file.opencode_session_id.clone()) {
-                match self.agent.delete_session(&id) {
+            // An id that is no session id names nothing the agent could delete.
+            if let Ok(id) = file.opencode_session_id.valid() {
+                match self.agent.delete_session(id) {
                     Ok(()) => report.sessions.push(id.to_string()),
                     Err(AgentError::SessionNotFound { .. }) => {}
                     Err(e) => return Err(e.into()),
@@ -78,8 +79,8 @@ impl Orchestrator {
             Special::PmAgent => (index.pm_agent.clone(), self.state.pm_session_path()),
         };
         let mut report = DestroyReport::default();
-        if let Some(id) = id.and_then(|id| SessionId::new(id).ok()) {
-            match self.agent.delete_session(&id) {
+        if let Some(Ok(id)) = id.as_ref().map(|id| id.valid()) {
+            match self.agent.delete_session(id) {
                 Ok(()) => report.sessions.push(id.to_string()),
                 Err(AgentError::SessionNotFound { .. }) => {}
                 Err(e) => return Err(e.into()),

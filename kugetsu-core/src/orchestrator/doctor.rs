@@ -2,6 +2,7 @@
 //! problem explained in a sentence and repaired with `fix` where that is safe.
 
 use super::*;
+use crate::session::RecordedSessionId;
 
 /// One problem `doctor` found.
 #[derive(Debug, Clone, Serialize)]
@@ -85,8 +86,11 @@ impl Orchestrator {
                         fix_permissions,
                         &mut findings,
                     );
-                    if known && path == self.state.base_session_path() {
-                        self.refresh_fork_source(id, &mut findings);
+                    if known
+                        && path == self.state.base_session_path()
+                        && let Ok(base) = id.valid()
+                    {
+                        self.refresh_fork_source(base, &mut findings);
                     }
                 }
             }
@@ -226,21 +230,21 @@ impl Orchestrator {
     fn check_agent_session(
         &self,
         subject: &str,
-        id: &str,
+        id: &RecordedSessionId,
         dir: Option<&Path>,
         fix_permissions: bool,
         findings: &mut Vec<Finding>,
     ) -> bool {
-        let Ok(sid) = SessionId::new(id) else {
+        let Ok(sid) = id.valid() else {
             findings.push(Finding {
                 subject: subject.into(),
-                problem: format!("invalid session id {id:?}"),
+                problem: format!("invalid session id {:?}", id.as_str()),
                 remedy: "destroy and recreate it".into(),
                 fixed: false,
             });
             return false;
         };
-        match self.agent.session_info(&sid) {
+        match self.agent.session_info(sid) {
             Ok(Some(info)) => {
                 // Runs start a session in the directory kugetsu recorded for it; the agent runs
                 // it in its own, and hangs silently where the two differ. Only a hand-made
@@ -262,17 +266,17 @@ impl Orchestrator {
                     });
                 }
                 if fix_permissions {
-                    match self.agent.fix_permissions(&sid) {
-                        Ok(true) => findings.push(Finding {
+                    match self.agent.repair_session(sid) {
+                        Ok(Some(repair)) => findings.push(Finding {
                             subject: subject.into(),
-                            problem: format!("session {sid} lacked the permission rules that keep headless runs from hanging"),
-                            remedy: "re-applied them".into(),
+                            problem: format!("session {sid} {}", repair.problem),
+                            remedy: repair.done,
                             fixed: true,
                         }),
-                        Ok(false) => {}
+                        Ok(None) => {}
                         Err(e) => findings.push(Finding {
                             subject: subject.into(),
-                            problem: format!("cannot check permissions of {sid}: {e}"),
+                            problem: format!("cannot check session {sid}: {e}"),
                             remedy: "check the agent program's installation".into(),
                             fixed: false,
                         }),
@@ -304,11 +308,10 @@ impl Orchestrator {
 
     /// Prepares forks of the base session `id` anew (the opencode driver exports it again), so
     /// that a base changed inside the agent since `init` reaches the issues started after.
-    fn refresh_fork_source(&self, id: &str, findings: &mut Vec<Finding>) {
-        let Ok(base) = SessionId::new(id) else { return };
+    fn refresh_fork_source(&self, base: &SessionId, findings: &mut Vec<Finding>) {
         let prepared =
             self.env.agent_env(DEFAULT_AGENT).map_err(|e| e.to_string()).and_then(|env| {
-                self.agent.prepare_fork(&base, &env, true).map_err(|e| e.to_string())
+                self.agent.prepare_fork(base, &env, true).map_err(|e| e.to_string())
             });
         if let Err(e) = prepared {
             findings.push(Finding {

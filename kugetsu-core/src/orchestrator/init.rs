@@ -40,7 +40,7 @@ impl Orchestrator {
         {
             return Err(OrchestratorError::AlreadyInitialized {
                 root: self.state.root().into(),
-                base,
+                base: base.to_string(),
             });
         }
         let now = self.clock.now();
@@ -75,7 +75,7 @@ impl Orchestrator {
         let file = |kind: SessionKind, id: &SessionId| SessionFile {
             kind,
             issue_ref: None,
-            opencode_session_id: id.to_string(),
+            opencode_session_id: id.clone().into(),
             worktree_path: None,
             created_at: now,
             state: SessionState::Idle,
@@ -88,8 +88,8 @@ impl Orchestrator {
         self.write_session(&self.state.base_session_path(), &file(SessionKind::Base, &base))?;
         self.write_session(&self.state.pm_session_path(), &file(SessionKind::PmAgent, &pm))?;
         self.update_index(|index| {
-            index.base = Some(base.to_string());
-            index.pm_agent = Some(pm.to_string());
+            index.base = Some(base.clone().into());
+            index.pm_agent = Some(pm.clone().into());
             Ok(())
         })?;
         Ok(InitReport { base, pm_agent: pm })

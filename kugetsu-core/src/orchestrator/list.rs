@@ -41,7 +41,7 @@ impl Orchestrator {
                 out.push(ListEntry {
                     issue_ref: label.into(),
                     kind,
-                    session_id: id.clone(),
+                    session_id: id.to_string(),
                     worktree: None,
                     state: file.map(|f| f.state),
                     problem,
@@ -72,7 +72,7 @@ impl Orchestrator {
                 kind: file.as_ref().map_or(SessionKind::Forked, |f| f.kind.clone()),
                 session_id: file
                     .as_ref()
-                    .map(|f| f.opencode_session_id.clone())
+                    .map(|f| f.opencode_session_id.to_string())
                     .unwrap_or_default(),
                 worktree: file.as_ref().and_then(|f| f.worktree_path.clone()),
                 state: file.map(|f| f.state),

@@ -250,9 +250,8 @@ impl Orchestrator {
     }
 
     fn base_session(&self, index: &Index) -> Result<SessionId, OrchestratorError> {
-        let id = index.base.clone().ok_or(OrchestratorError::BaseMissing)?;
-        SessionId::new(id.clone())
-            .map_err(|_| OrchestratorError::BadSessionId { path: self.state.index_path(), id })
+        let id = index.base.as_ref().ok_or(OrchestratorError::BaseMissing)?;
+        agent_session_id(id, &self.state.index_path())
     }
 
     /// Runs `f` holding the lock, or fails at once with
@@ -319,6 +318,17 @@ impl Orchestrator {
         }
         Ok(path)
     }
+}
+
+/// The id to hand the agent for a session recorded in `path`; a file holding anything but a
+/// session id is refused here, the one place that decides it.
+fn agent_session_id(
+    id: &crate::session::RecordedSessionId,
+    path: &Path,
+) -> Result<SessionId, OrchestratorError> {
+    id.valid()
+        .cloned()
+        .map_err(|e| OrchestratorError::BadSessionId { path: path.to_path_buf(), id: e.id })
 }
 
 /// Whether a process with this pid exists and has not exited (see [`crate::process`]).

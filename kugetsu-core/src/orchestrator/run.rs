@@ -141,7 +141,7 @@ impl Orchestrator {
             let file = SessionFile {
                 kind: SessionKind::Forked,
                 issue_ref: Some(key.clone()),
-                opencode_session_id: session.to_string(),
+                opencode_session_id: session.clone().into(),
                 worktree_path: Some(info.path.clone()),
                 created_at: self.clock.now(),
                 state: SessionState::Idle,
@@ -179,12 +179,7 @@ impl Orchestrator {
     ) -> Result<RunSummary, OrchestratorError> {
         self.with_issue_lock(issue, || {
             let (session_path, file) = self.issue_session(issue)?;
-            let session = SessionId::new(file.opencode_session_id.clone()).map_err(|_| {
-                OrchestratorError::BadSessionId {
-                    path: session_path.clone(),
-                    id: file.opencode_session_id.clone(),
-                }
-            })?;
+            let session = agent_session_id(&file.opencode_session_id, &session_path)?;
             let dir = self.checked_worktree(issue, &file)?;
             let env = self.env.agent_env(DEFAULT_AGENT)?;
             let _slot = self.acquire_slot()?;
@@ -241,10 +236,9 @@ impl Orchestrator {
         sink: &mut dyn EventSink,
     ) -> Result<RunOutcome, OrchestratorError> {
         let index = self.index_or_err()?;
-        let id = index.pm_agent.clone().ok_or(OrchestratorError::PmMissing)?;
+        let id = index.pm_agent.as_ref().ok_or(OrchestratorError::PmMissing)?;
         let path = self.state.pm_session_path();
-        let session = SessionId::new(id.clone())
-            .map_err(|_| OrchestratorError::BadSessionId { path: path.clone(), id })?;
+        let session = agent_session_id(id, &self.state.index_path())?;
         let lock = self.state.lock_path(PM_AGENT);
         let file: SessionFile = storage::read_json(&path)?.ok_or(OrchestratorError::PmMissing)?;
         let dir = file
