@@ -28,6 +28,9 @@ pub const KUGETSU_VERBOSITY: &str = "KUGETSU_VERBOSITY";
 pub const QUEUE_DAEMON_INTERVAL_MINUTES: &str = "QUEUE_DAEMON_INTERVAL_MINUTES";
 /// Completed and error queue items older than this many days are cleaned up (default 7).
 pub const QUEUE_CLEANUP_AGE_DAYS: &str = "QUEUE_CLEANUP_AGE_DAYS";
+/// Which agent driver runs the sessions (default `opencode`, the only one built in; the caller
+/// maps the name to a driver and refuses names it does not know).
+pub const KUGETSU_AGENT: &str = "KUGETSU_AGENT";
 /// The opencode program to run (default `opencode`, looked up in `PATH` by the caller).
 pub const KUGETSU_OPENCODE_BIN: &str = "KUGETSU_OPENCODE_BIN";
 /// The repository short refs like `#14` belong to (`instance/owner/repo`; default none).
@@ -82,6 +85,11 @@ pub const KEYS: &[KeyInfo] = &[
         name: QUEUE_CLEANUP_AGE_DAYS,
         default: "7",
         description: "Clean up completed/error queue items older than this many days",
+    },
+    KeyInfo {
+        name: KUGETSU_AGENT,
+        default: "opencode",
+        description: "The coding agent that runs the sessions (its driver's name)",
     },
     KeyInfo {
         name: KUGETSU_OPENCODE_BIN,
@@ -238,6 +246,8 @@ pub struct Config {
     pub queue_daemon_interval_minutes: u64,
     /// `QUEUE_CLEANUP_AGE_DAYS`.
     pub queue_cleanup_age_days: u64,
+    /// `KUGETSU_AGENT`: a driver name, checked by whoever builds the driver.
+    pub agent: String,
     /// `KUGETSU_OPENCODE_BIN`.
     pub opencode_bin: PathBuf,
     /// `KUGETSU_DEFAULT_REPO`.
@@ -272,6 +282,7 @@ impl Config {
             verbosity: Verbosity::Default,
             queue_daemon_interval_minutes: 5,
             queue_cleanup_age_days: 7,
+            agent: "opencode".into(),
             opencode_bin: PathBuf::from("opencode"),
             default_repo: None,
             agent_timeout_minutes: 60,
@@ -449,6 +460,15 @@ impl Config {
                 self.queue_daemon_interval_minutes = number(1, MAX_MINUTES)?
             }
             QUEUE_CLEANUP_AGE_DAYS => self.queue_cleanup_age_days = number(0, MAX_CLEANUP_DAYS)?,
+            KUGETSU_AGENT => {
+                let name = value.trim();
+                if name.is_empty()
+                    || !name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                {
+                    return Err(bad("is not a driver name (lowercase letters, digits, '-')".into()));
+                }
+                self.agent = name.to_string();
+            }
             KUGETSU_OPENCODE_BIN => {
                 if value.trim().is_empty() {
                     return Err(bad("is empty".into()));
@@ -496,6 +516,7 @@ impl Config {
                     KUGETSU_VERBOSITY => self.verbosity.to_string(),
                     QUEUE_DAEMON_INTERVAL_MINUTES => self.queue_daemon_interval_minutes.to_string(),
                     QUEUE_CLEANUP_AGE_DAYS => self.queue_cleanup_age_days.to_string(),
+                    KUGETSU_AGENT => self.agent.clone(),
                     KUGETSU_OPENCODE_BIN => self.opencode_bin.display().to_string(),
                     KUGETSU_DEFAULT_REPO => self
                         .default_repo
@@ -686,6 +707,7 @@ mod tests {
             ("KUGETSU_TEMP_DIR=rel/dir", "not an absolute path"),
             ("KUGETSU_DEFAULT_REPO=github.com/o", "is not a repository"),
             ("KUGETSU_OPENCODE_BIN=", "is empty"),
+            ("KUGETSU_AGENT=OpenCode", "is not a driver name"),
             ("KUGETSU_AGENT_IDLE_MINUTES=90", "longer than KUGETSU_AGENT_TIMEOUT_MINUTES"),
         ] {
             let err = from_file(text).expect_err(text).to_string();
