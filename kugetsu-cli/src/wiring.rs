@@ -1,4 +1,4 @@
-//! Wiring: builds the real backends (gix worktrees, the opencode driver, file queue and slots,
+//! Wiring: builds the real backends (gix worktrees, the agent driver, file queue and slots,
 //! env files) from the resolved config, and the few process-level things only the edge may do
 //! (finding programs on PATH, detaching, Ctrl-C, acting as the bundled fake agent).
 
@@ -27,7 +27,7 @@ pub const COMMITTER_EMAIL: &str = "kugetsu@localhost";
 pub struct Backends {
     /// gix worktrees.
     pub worktrees: Arc<dyn Worktrees>,
-    /// The opencode driver.
+    /// The driver `KUGETSU_AGENT` names.
     pub agent: Arc<dyn AgentDriver>,
     /// File-lock slots.
     pub slots: Arc<dyn AgentSlots>,
@@ -55,31 +55,11 @@ impl Backends {
                 ctx.state.locks_dir(),
                 kugetsu_git::Committer::new(COMMITTER_NAME, COMMITTER_EMAIL),
             )),
-            agent: Arc::new(agent_driver(ctx, config, place)),
+            agent: crate::agents::driver(ctx, config, place)?,
             slots: Arc::new(kugetsu_queue::FileSlots::new(&ctx.state)),
             env: Arc::new(EnvFiles::new(&ctx.state)),
         })
     }
-}
-
-/// The opencode driver for this config: it obeys the process's stop request, its helper
-/// commands run in the state directory (which outlives any shell directory), and it keeps the
-/// base session's export in `cache/`.
-pub fn agent_driver(
-    ctx: &Ctx,
-    config: &Config,
-    place: RunPlace,
-) -> kugetsu_opencode::OpencodeDriver {
-    let program =
-        find_program(&config.opencode_bin, &ctx.env).unwrap_or_else(|| config.opencode_bin.clone());
-    kugetsu_opencode::OpencodeDriver::new(
-        kugetsu_opencode::OpencodeOptions::new(program)
-            .base_env(agent_base_env(ctx, config))
-            .helper_dir(ctx.state.root())
-            .export_cache(ctx.state.cache_dir())
-            .interrupt(ctx.interrupt.clone())
-            .die_with_parent(place == RunPlace::Foreground),
-    )
 }
 
 /// What every opencode process starts from: kugetsu's own environment (opencode needs PATH,
@@ -88,7 +68,7 @@ pub fn agent_driver(
 /// environment as runs, so a variable that moves opencode's database (`OPENCODE_DB`,
 /// `XDG_DATA_HOME`) in the env files applies to all of them alike. `GIT_*` variables are dropped
 /// by the driver.
-fn agent_base_env(ctx: &Ctx, config: &Config) -> BTreeMap<String, String> {
+pub fn agent_base_env(ctx: &Ctx, config: &Config) -> BTreeMap<String, String> {
     let mut env = ctx.env.clone();
     env.insert(crate::context::vars::KUGETSU_HOME.into(), ctx.state.root().display().to_string());
     env.insert("KUGETSU_TEMP_DIR".into(), config.temp_dir.display().to_string());
@@ -149,6 +129,7 @@ pub fn build_orchestrator(
             limits: config.run_limits(),
             slot_wait,
             interrupt: ctx.interrupt.clone(),
+            liveness: Arc::new(kugetsu_core::process::SystemLiveness),
         },
     ))
 }

@@ -482,3 +482,24 @@ fn the_install_script_passes_shellcheck() {
         Err(e) => eprintln!("shellcheck not run ({e}); install it to check {}", script.display()),
     }
 }
+
+/// `KUGETSU_AGENT` picks the driver: the default is opencode, and a name no driver answers to
+/// stops every command that would run an agent with a usage error naming it and the known
+/// drivers; `doctor` still runs and reports it, and nothing in the state changes.
+#[test]
+fn kugetsu_agent_names_the_driver_and_an_unknown_one_is_refused() {
+    let env = ready();
+    assert!(doctor_setting(&env, &[], "KUGETSU_AGENT").contains("opencode"));
+    let before = read(&env.path("index.json"));
+    let out = env.run(&["--config", "KUGETSU_AGENT=codex", "start", "#1", "hello"]);
+    assert_eq!(out.code, 2, "{}{}", out.stdout, out.stderr);
+    assert!(out.stderr.contains("KUGETSU_AGENT=codex: no such agent driver"), "{}", out.stderr);
+    assert!(out.stderr.contains("Hint: known drivers: opencode"), "{}", out.stderr);
+    assert_eq!(out.stderr.lines().next().map(|l| l.starts_with("Error: ")), Some(true));
+    assert_eq!(read(&env.path("index.json")), before, "nothing was started");
+    let out = env.run(&["--config", "KUGETSU_AGENT=codex", "doctor"]);
+    assert!(out.stdout.contains("no such agent driver"), "{}{}", out.stdout, out.stderr);
+    let out = env.run(&["--config", "KUGETSU_AGENT=Open", "list"]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(out.stderr.contains("is not a driver name"), "{}", out.stderr);
+}

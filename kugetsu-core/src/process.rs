@@ -10,6 +10,24 @@
 //! works silently from one that is stuck. Reading is all this module does: it starts and
 //! signals nothing.
 
+/// Whether a process runs: the seam through which the orchestration judges whether a recorded
+/// agent is still alive. [`SystemLiveness`] asks the kernel; fakes answer for the pids they
+/// made up, so a test need not hand out the test runner's own pid as an agent's.
+pub trait Liveness: Send + Sync + std::fmt::Debug {
+    /// Whether `pid` names a process that exists and has not exited.
+    fn is_running(&self, pid: u32) -> bool;
+}
+
+/// The kernel's answer ([`is_running`]).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemLiveness;
+
+impl Liveness for SystemLiveness {
+    fn is_running(&self, pid: u32) -> bool {
+        is_running(pid)
+    }
+}
+
 /// The fields of one `/proc/<pid>/stat` line that kugetsu uses. Times are in clock ticks
 /// ([`clock_ticks_per_second`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -4,9 +4,9 @@
 //! Enabled by the `testing` feature (and in this crate's own tests). The fakes are scriptable
 //! where tests need failures and record what they were asked to do.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -17,6 +17,7 @@ use crate::agent::{
     EventSink, ForkRequest, Repair, RunOutcome, RunReport, RunRequest, SessionId,
 };
 use crate::orchestrator::EnvSource;
+use crate::process::Liveness;
 use crate::queue::{
     AgentSlots, Claim, NewTask, QueueError, QueueItem, QueueListing, QueueStats, QueueStatus,
     SlotGuard, TaskQueue,
@@ -161,9 +162,30 @@ pub struct FakeAgent {
     pub max_running: AtomicUsize,
     /// Sessions whose permission rules are missing (forks made elsewhere).
     pub missing_permissions: Mutex<Vec<String>>,
+    /// The made-up pids of the turns running now.
+    live: Arc<Mutex<BTreeSet<u32>>>,
+    next_pid: AtomicU32,
+}
+
+/// The first pid [`FakeAgent`] reports. Above Linux's `PID_MAX_LIMIT` (2^22), so no real process
+/// ever has it and the system's liveness check calls it dead.
+pub const FAKE_PID_BASE: u32 = 5_000_000;
+
+/// Liveness of [`FakeAgent`]'s made-up agent processes: alive while their turn runs.
+#[derive(Debug, Clone, Default)]
+pub struct FakeLiveness(Arc<Mutex<BTreeSet<u32>>>);
+
+impl Liveness for FakeLiveness {
+    fn is_running(&self, pid: u32) -> bool {
+        lock(&self.0).contains(&pid)
+    }
 }
 
 impl FakeAgent {
+    /// Which of this agent's pids are alive: wire it into [`crate::orchestrator::Settings`].
+    pub fn liveness(&self) -> Arc<dyn Liveness> {
+        Arc::new(FakeLiveness(self.live.clone()))
+    }
     /// Queues behaviours for the next runs (default: a short reply).
     pub fn script(&self, turns: impl IntoIterator<Item = FakeTurn>) {
         lock(&self.script).extend(turns);
@@ -198,7 +220,9 @@ impl FakeAgent {
     fn turn(&self, sink: &mut dyn EventSink) -> RunOutcome {
         let now = self.running.fetch_add(1, Ordering::SeqCst) + 1;
         self.max_running.fetch_max(now, Ordering::SeqCst);
-        sink.spawned(std::process::id());
+        let pid = FAKE_PID_BASE + self.next_pid.fetch_add(1, Ordering::SeqCst);
+        lock(&self.live).insert(pid);
+        sink.spawned(pid);
         let turn = lock(&self.script).pop_front();
         let outcome = match turn {
             None => {
@@ -215,6 +239,7 @@ impl FakeAgent {
                 RunOutcome::Completed
             }
         };
+        lock(&self.live).remove(&pid);
         self.running.fetch_sub(1, Ordering::SeqCst);
         outcome
     }

@@ -26,6 +26,12 @@ struct Env {
 }
 
 fn env_with(max_agents: usize) -> Env {
+    env_checking_pids(max_agents, false)
+}
+
+/// An environment whose orchestration asks the kernel whether recorded pids run (`system`),
+/// or the fake agent (which makes its pids up).
+fn env_checking_pids(max_agents: usize, system: bool) -> Env {
     let tmp = tempfile::tempdir().unwrap();
     let state = StateDir::new(tmp.path().join("state"));
     let wt = Arc::new(FakeWorktrees::default());
@@ -45,6 +51,11 @@ fn env_with(max_agents: usize) -> Env {
         Settings {
             max_agents: max_agents.into(),
             slot_wait: Duration::from_secs(30),
+            liveness: if system {
+                Arc::new(kugetsu_core::process::SystemLiveness)
+            } else {
+                agent.liveness()
+            },
             ..Settings::default()
         },
     );
@@ -308,6 +319,41 @@ fn a_tampered_session_id_is_listed_and_refused_for_runs_not_a_broken_state() {
     assert!(!path.exists());
 }
 
+/// Whether a recorded agent still runs is asked of the liveness the orchestration was given:
+/// the fake agent's made-up pids are alive while their turn runs and dead after it, so
+/// `doctor` reports no abandoned run during a turn, and one after it if the file still says
+/// `running`. (The fake's pids are no real processes: asking the kernel would call the live
+/// turn abandoned.)
+#[test]
+fn liveness_of_recorded_agents_is_asked_of_the_injected_seam() {
+    let e = env_with(3);
+    init(&e);
+    start(&e.orch, "github.com/o/r#11", "x").unwrap();
+    e.agent.script([FakeTurn::Sleep(Duration::from_millis(1500))]);
+    let issue = IssueRef::parse("github.com/o/r#11").unwrap();
+    let path = e.state.sessions_dir().join("github.com-o-r-11.json");
+    let abandoned = |e: &Env| {
+        e.orch.doctor(false, false).unwrap().iter().any(|f| f.problem.contains("no agent process"))
+    };
+    std::thread::scope(|scope| {
+        let turn = scope.spawn(|| e.orch.continue_issue(&issue, "slow", &mut NoEvents));
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !std::fs::read_to_string(&path).unwrap().contains("\"agent_pid\"") {
+            assert!(std::time::Instant::now() < deadline, "the turn never recorded its pid");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert!(!abandoned(&e), "a running turn is not abandoned");
+        turn.join().unwrap().unwrap();
+    });
+    let mut v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    assert!(v["agent_pid"].is_null(), "{v}");
+    v["state"] = "running".into();
+    v["agent_pid"] = kugetsu_core::testing::FAKE_PID_BASE.into();
+    std::fs::write(&path, serde_json::to_string_pretty(&v).unwrap()).unwrap();
+    assert!(abandoned(&e), "the turn's pid is gone after it");
+}
+
 #[test]
 fn doctor_reports_and_fixes_a_dead_running_session() {
     let e = env_with(3);
@@ -352,7 +398,7 @@ fn doctor_reports_a_session_the_agent_would_run_elsewhere() {
 /// one not marked running, is left alone.
 #[test]
 fn an_abandoned_run_is_settled_only_when_its_agent_is_gone() {
-    let e = env_with(3);
+    let e = env_checking_pids(3, true);
     init(&e);
     let issue = IssueRef::parse("github.com/o/r#7").unwrap();
     start(&e.orch, "github.com/o/r#7", "x").unwrap();

@@ -42,13 +42,25 @@ fn environment_findings(ctx: &Ctx) -> Vec<Finding> {
             fixed: false,
         });
     }
-    if crate::wiring::find_program(&config.opencode_bin, &ctx.env).is_none() {
-        out.push(Finding {
-            subject: config.opencode_bin.display().to_string(),
-            problem: "the opencode program was not found".into(),
-            remedy: "install it (`npm install -g opencode-ai`) or set KUGETSU_OPENCODE_BIN".into(),
+    match crate::agents::entry(&config) {
+        Err(e) => out.push(Finding {
+            subject: "config".into(),
+            problem: e.message,
+            remedy: e.hint.unwrap_or_default(),
             fixed: false,
-        });
+        }),
+        Ok(driver) => {
+            if let Some((program, remedy)) = (driver.program)(&config)
+                && crate::wiring::find_program(&program, &ctx.env).is_none()
+            {
+                out.push(Finding {
+                    subject: program.display().to_string(),
+                    problem: format!("the {} program was not found", driver.name),
+                    remedy: remedy.into(),
+                    fixed: false,
+                });
+            }
+        }
     }
     out
 }
@@ -132,7 +144,12 @@ fn print_settings(
 pub fn cmd_doctor(ctx: &Ctx, args: &DoctorArgs, out: &mut dyn Write) -> Result<(), CliError> {
     ctx.state.check()?;
     let (config, errors) = ctx.config_all();
-    let orch = ctx.orchestrator_with(&config)?;
+    // An unknown driver is reported below; the sessions are still checked, with the default.
+    let mut checked = config.clone();
+    if crate::agents::entry(&checked).is_err() {
+        checked.agent = crate::agents::DRIVERS[0].name.into();
+    }
+    let orch = ctx.orchestrator_with(&checked)?;
     let mut findings = orch.doctor(args.fix, args.fix_permissions)?;
     findings.extend(environment_findings(ctx));
     findings.extend(queue_findings(ctx));

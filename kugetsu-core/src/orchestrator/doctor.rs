@@ -168,7 +168,7 @@ impl Orchestrator {
                 }
             };
             if file.state == SessionState::Running
-                && file.agent_pid.is_none_or(|pid| !pid_alive(pid))
+                && file.agent_pid.is_none_or(|pid| !self.settings.liveness.is_running(pid))
             {
                 // A run whose process is gone (killed with its kugetsu): it is not running.
                 let fixed = fix && self.settle_abandoned_run(&r).unwrap_or(false);

@@ -25,6 +25,7 @@ use crate::clock::Clock;
 use crate::env_file::{EnvFileError, EnvFiles};
 use crate::interrupt::Interrupt;
 use crate::issue_ref::IssueRef;
+use crate::process::{Liveness, SystemLiveness};
 use crate::queue::{AgentSlots, QueueError};
 use crate::session::{Index, LastRun, SessionFile, SessionKind, SessionState};
 use crate::state::StateDir;
@@ -64,6 +65,9 @@ pub struct Settings {
     /// same request to the agent driver (so the agent's turn stops too) and its flag to
     /// [`Orchestrator::start`] (so does a checkout).
     pub interrupt: Interrupt,
+    /// Whether a recorded agent pid still runs (a run marked `running` whose agent is gone
+    /// was abandoned).
+    pub liveness: Arc<dyn Liveness>,
 }
 
 impl Default for Settings {
@@ -73,6 +77,7 @@ impl Default for Settings {
             limits: RunLimits::default(),
             slot_wait: Duration::from_secs(0),
             interrupt: Interrupt::new(),
+            liveness: Arc::new(SystemLiveness),
         }
     }
 }

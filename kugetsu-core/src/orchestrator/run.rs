@@ -213,7 +213,8 @@ impl Orchestrator {
         let settled = self.with_issue_lock(issue, || {
             let mut settled = false;
             self.update_session(&path, |s| {
-                if s.state == SessionState::Running && s.agent_pid.is_none_or(|pid| !pid_alive(pid))
+                if s.state == SessionState::Running
+                    && s.agent_pid.is_none_or(|pid| !self.settings.liveness.is_running(pid))
                 {
                     s.state = SessionState::Failed;
                     s.agent_pid = None;

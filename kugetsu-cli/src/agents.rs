@@ -1,0 +1,70 @@
+//! The agent drivers this build can drive, and the one factory that picks one from
+//! `KUGETSU_AGENT`. A second driver is an entry in [`DRIVERS`] (and its crate in Cargo.toml):
+//! nothing else in the CLI names a driver.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use kugetsu_core::agent::AgentDriver;
+use kugetsu_core::config::{Config, KUGETSU_AGENT};
+
+use crate::context::Ctx;
+use crate::error::CliError;
+use crate::wiring::RunPlace;
+
+/// A driver kugetsu can build.
+pub struct DriverEntry {
+    /// Its `KUGETSU_AGENT` name.
+    pub name: &'static str,
+    /// The program it runs, as configured, for `doctor` to look for on `PATH` (`None`: it
+    /// runs none), with what to do when it is missing.
+    pub program: fn(&Config) -> Option<(PathBuf, &'static str)>,
+    /// Builds it for this process.
+    pub build: fn(&Ctx, &Config, RunPlace) -> Arc<dyn AgentDriver>,
+}
+
+/// Every driver, the default first.
+pub const DRIVERS: &[DriverEntry] = &[DriverEntry {
+    name: "opencode",
+    program: |config| {
+        Some((
+            config.opencode_bin.clone(),
+            "install it (`npm install -g opencode-ai`) or set KUGETSU_OPENCODE_BIN",
+        ))
+    },
+    build: |ctx, config, place| Arc::new(opencode(ctx, config, place)),
+}];
+
+/// The entry `KUGETSU_AGENT` names; an unknown name is a usage error listing the known ones.
+pub fn entry(config: &Config) -> Result<&'static DriverEntry, CliError> {
+    DRIVERS.iter().find(|d| d.name == config.agent).ok_or_else(|| {
+        let known: Vec<&str> = DRIVERS.iter().map(|d| d.name).collect();
+        CliError::usage(format!("{KUGETSU_AGENT}={}: no such agent driver", config.agent))
+            .with_hint(format!("known drivers: {}", known.join(", ")))
+    })
+}
+
+/// The driver the configuration names, built for `place`.
+pub fn driver(
+    ctx: &Ctx,
+    config: &Config,
+    place: RunPlace,
+) -> Result<Arc<dyn AgentDriver>, CliError> {
+    Ok((entry(config)?.build)(ctx, config, place))
+}
+
+/// The opencode driver: it obeys the process's stop request, its helper commands run in the
+/// state directory (which outlives any shell directory), and it keeps the base session's
+/// export in `cache/`.
+fn opencode(ctx: &Ctx, config: &Config, place: RunPlace) -> kugetsu_opencode::OpencodeDriver {
+    let program = crate::wiring::find_program(&config.opencode_bin, &ctx.env)
+        .unwrap_or_else(|| config.opencode_bin.clone());
+    kugetsu_opencode::OpencodeDriver::new(
+        kugetsu_opencode::OpencodeOptions::new(program)
+            .base_env(crate::wiring::agent_base_env(ctx, config))
+            .helper_dir(ctx.state.root())
+            .export_cache(ctx.state.cache_dir())
+            .interrupt(ctx.interrupt.clone())
+            .die_with_parent(place == RunPlace::Foreground),
+    )
+}
