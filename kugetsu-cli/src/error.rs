@@ -337,6 +337,15 @@ impl From<OrchestratorError> for CliError {
     }
 }
 
+impl From<kugetsu_queue::service::ServiceError> for CliError {
+    fn from(e: kugetsu_queue::service::ServiceError) -> Self {
+        match e {
+            kugetsu_queue::service::ServiceError::Storage(s) => s.into(),
+            other => CliError::from_error(exit::FAILURE, &other),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -9,11 +9,13 @@
 //! - [`FileQueue`]: the [`TaskQueue`](kugetsu_core::queue::TaskQueue) over `queue/items/`.
 //! - [`FileSlots`]: the [`AgentSlots`](kugetsu_core::queue::AgentSlots) over `locks/slot-<n>.lock`.
 //! - [`daemon`]: the daemon that drains the queue, and `queue-daemon status|stop|logs`.
+//! - [`service`]: the daemon as a systemd user service (`queue-daemon install|uninstall`).
 
 pub mod daemon;
 pub mod log;
 pub mod process;
 pub mod queue;
+pub mod service;
 pub mod slots;
 pub mod wake;
 

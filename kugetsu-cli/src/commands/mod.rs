@@ -2,6 +2,7 @@
 
 pub mod completions;
 pub mod continue_;
+pub mod daemon_service;
 pub mod delegate;
 pub mod demo;
 pub mod destroy;

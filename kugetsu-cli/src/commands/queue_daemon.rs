@@ -1,5 +1,5 @@
-//! `kugetsu queue-daemon start|stop|restart|status|logs` (and the hidden `run`, the daemon
-//! itself in the foreground).
+//! `kugetsu queue-daemon start|stop|restart|status|logs|install|uninstall` (and the hidden
+//! `run`, the daemon itself in the foreground); `install`/`uninstall` are in `daemon_service`.
 
 use std::ffi::OsString;
 use std::io::Write;
@@ -37,6 +37,11 @@ pub enum DaemonAction {
         #[arg(default_value_t = 50)]
         n: usize,
     },
+    /// Install it as a systemd user service: started now, at login (at boot with
+    /// `loginctl enable-linger`), and again when it fails.
+    Install,
+    /// Stop and remove the systemd user service.
+    Uninstall,
     /// Run the daemon in the foreground (what `start` runs in the background).
     #[command(hide = true)]
     Run,
@@ -58,6 +63,7 @@ pub fn cmd_queue_daemon(
         }
         DaemonAction::Status => {
             let st = daemon::status(&ctx.state)?;
+            let systemd = super::daemon_service::status(ctx, st.pid);
             if ctx.json {
                 return ctx.print_json(
                     out,
@@ -66,6 +72,7 @@ pub fn cmd_queue_daemon(
                         "pid": st.pid,
                         "since": st.since.map(kugetsu_core::logs::timestamp),
                         "stale_pid_file": st.stale_pid_file,
+                        "systemd": systemd.map(|(_, json)| json),
                     }),
                 );
             }
@@ -83,6 +90,9 @@ pub fn cmd_queue_daemon(
             if let Some(pid) = st.stale_pid_file {
                 writeln!(out, "(a stale pid file names pid {pid}; it is ignored)")?;
             }
+            if let Some((text, _)) = systemd {
+                writeln!(out, "{text}")?;
+            }
             if st.running { Ok(()) } else { Err(CliError::silent(exit::FAILURE)) }
         }
         DaemonAction::Logs { n } => {
@@ -99,6 +109,8 @@ pub fn cmd_queue_daemon(
             }
             Ok(())
         }
+        DaemonAction::Install => super::daemon_service::install(ctx, out),
+        DaemonAction::Uninstall => super::daemon_service::uninstall(ctx, out),
         DaemonAction::Run => run(ctx),
     }
 }
