@@ -30,7 +30,7 @@ pub struct Cli {
     #[arg(long = "config", short = 'C', global = true, value_name = "KEY=VALUE")]
     pub config: Vec<String>,
 
-    /// The command.
+    /// What to do (one file per command under `commands/`).
     #[command(subcommand)]
     pub command: Command,
 }

@@ -178,7 +178,7 @@ pub enum AgentEvent {
     },
     /// The agent's reasoning (only when asked for).
     Reasoning {
-        /// The text.
+        /// What it reasoned, as the agent printed it.
         text: String,
     },
     /// A tool call finished or failed.
@@ -347,7 +347,7 @@ pub enum AgentError {
     /// The agent program could not be found or started.
     #[error("cannot run the agent program {program}")]
     Spawn {
-        /// The program.
+        /// The program as configured or found on `PATH`.
         program: PathBuf,
         /// Why.
         #[source]

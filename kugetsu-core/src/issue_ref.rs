@@ -44,7 +44,7 @@ pub enum IssueRefError {
     /// No `#id` part.
     #[error("issue ref {input:?} has no '#<id>'; expected instance/owner/repo#id")]
     MissingId {
-        /// The input.
+        /// The text as given.
         input: String,
     },
     /// Fewer than instance/owner/repo.
@@ -52,19 +52,19 @@ pub enum IssueRefError {
         "issue ref {input:?} needs instance/owner/repo before '#', e.g. github.com/owner/repo#14"
     )]
     MissingRepo {
-        /// The input.
+        /// The text as given.
         input: String,
     },
     /// `#14` with no default repository configured.
     #[error("short issue ref {input:?} needs a default repository (set KUGETSU_DEFAULT_REPO)")]
     NoDefaultRepo {
-        /// The input.
+        /// The text as given.
         input: String,
     },
     /// A segment is empty, `.`/`..`, too long, starts with a dot or holds a bad character.
     #[error("issue ref {input:?}: {what} {segment:?} {problem}")]
     BadSegment {
-        /// The input.
+        /// The text as given.
         input: String,
         /// Which part: "instance", "owner or repository", "issue id".
         what: &'static str,
@@ -84,7 +84,7 @@ pub enum IssueRefError {
         "URL {input:?} is not an issue URL (expected https://host/owner/repo/issues/N or .../-/issues/N)"
     )]
     BadUrl {
-        /// The input.
+        /// The text as given.
         input: String,
     },
 }

@@ -99,7 +99,7 @@ impl Logs {
         Logs { dir: state.logs_dir() }
     }
 
-    /// The directory.
+    /// `logs/`, where run logs and the daemon log live.
     pub fn dir(&self) -> &Path {
         &self.dir
     }

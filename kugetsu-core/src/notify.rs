@@ -130,7 +130,7 @@ fn parse_lenient(text: &str) -> Option<OffsetDateTime> {
 /// What a caller wants to say.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewNotification {
-    /// The kind.
+    /// What happened.
     pub kind: NotificationType,
     /// The message; pass it through [`redact`] first.
     pub message: String,

@@ -170,7 +170,7 @@ pub enum ServerError {
     /// The URL was refused.
     #[error("server {name}: {source}")]
     BadUrl {
-        /// The server.
+        /// The server whose URL was refused.
         name: String,
         /// Why.
         #[source]

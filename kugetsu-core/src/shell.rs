@@ -33,7 +33,7 @@ pub(crate) struct Assignment {
 /// A syntax error, with the 1-based line it is on.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct SyntaxError {
-    /// The line.
+    /// Its 1-based line number in the file.
     pub line: usize,
     /// What is wrong, in words.
     pub message: String,

@@ -53,7 +53,7 @@ impl StateDir {
         Ok(true)
     }
 
-    /// The root.
+    /// The state directory itself (`~/.kugetsu` unless moved).
     pub fn root(&self) -> &Path {
         &self.root
     }

@@ -52,7 +52,7 @@ pub enum StorageError {
     /// A state file or directory is a symbolic link; kugetsu does not follow them.
     #[error("{path} is a symbolic link; kugetsu refuses to follow links in its state directory")]
     Symlink {
-        /// The link.
+        /// The symbolic link found where a state file or directory belongs.
         path: PathBuf,
     },
     /// The state directory belongs to someone else or others may write to it.

@@ -48,7 +48,7 @@ pub use crate::secrets::Secret;
 /// What `start` asks of a backend: a clean worktree at `path` on a new `branch`.
 #[derive(Debug, Clone)]
 pub struct WorktreeRequest {
-    /// The repository.
+    /// Where the repository is cloned from, and its credentials.
     pub source: RepoSource,
     /// Absolute path of the worktree to create (under the state directory's `worktrees/`).
     pub path: PathBuf,
@@ -163,7 +163,7 @@ pub enum WorktreeError {
     /// The branch is checked out in another worktree.
     #[error("branch {branch} is already checked out at {path}")]
     BranchCheckedOut {
-        /// The branch.
+        /// The branch both would use.
         branch: String,
         /// Where it is checked out.
         path: PathBuf,
@@ -183,7 +183,7 @@ pub enum WorktreeError {
     /// Recreating or removing would lose work, and `force` was not given.
     #[error("{path} has work that would be lost ({} changed file(s), {} unpushed commit(s))", .unsaved.changed_files.len(), .unsaved.unpushed_commits.len())]
     WouldLoseWork {
-        /// The worktree.
+        /// The worktree holding the work.
         path: PathBuf,
         /// What would be lost.
         unsaved: UnsavedWork,
@@ -191,7 +191,7 @@ pub enum WorktreeError {
     /// The worktree is locked.
     #[error("{path} is locked{}", .reason.as_deref().map(|r| format!(": {r}")).unwrap_or_default())]
     Locked {
-        /// The worktree.
+        /// The locked worktree.
         path: PathBuf,
         /// The lock's reason, if one was given.
         reason: Option<String>,

@@ -11,7 +11,7 @@ use crate::error::CliError;
 /// Arguments of `completions`.
 #[derive(Debug, clap::Args)]
 pub struct CompletionsArgs {
-    /// The shell.
+    /// The shell to write completions for.
     pub shell: clap_complete::Shell,
 }
 

@@ -12,7 +12,7 @@ use crate::run::RunFlags;
 /// Arguments of `continue`.
 #[derive(Debug, clap::Args)]
 pub struct ContinueArgs {
-    /// The issue.
+    /// The issue whose session gets the message (full ref, URL or `#14`).
     pub issue_ref: String,
     /// The message to the agent (`-` reads it from stdin).
     pub message: String,

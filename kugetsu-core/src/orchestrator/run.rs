@@ -6,7 +6,7 @@ use super::*;
 /// What `start` needs.
 #[derive(Debug, Clone)]
 pub struct StartOptions {
-    /// The issue.
+    /// The issue to start (its worktree and session are made if missing).
     pub issue: IssueRef,
     /// The first message to its agent.
     pub message: String,
@@ -21,7 +21,7 @@ pub struct StartOptions {
 /// What `start` and `continue` report.
 #[derive(Debug, Clone, Serialize)]
 pub struct RunSummary {
-    /// The issue.
+    /// The issue, as it is written in the index.
     pub issue_ref: String,
     /// Its agent session.
     pub session_id: SessionId,
