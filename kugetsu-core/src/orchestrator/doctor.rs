@@ -298,7 +298,7 @@ impl Orchestrator {
                 findings.push(Finding {
                     subject: subject.into(),
                     problem: format!("cannot ask the agent about {sid}: {e}"),
-                    remedy: "check the agent program (`KUGETSU_OPENCODE_BIN`)".into(),
+                    remedy: "check the agent program and its settings (`KUGETSU_AGENT` names the driver)".into(),
                     fixed: false,
                 });
                 false
@@ -317,7 +317,9 @@ impl Orchestrator {
             findings.push(Finding {
                 subject: "base session".into(),
                 problem: format!("cannot prepare forks of {base}: {e}"),
-                remedy: "check the agent program (`KUGETSU_OPENCODE_BIN`)".into(),
+                remedy:
+                    "check the agent program and its settings (`KUGETSU_AGENT` names the driver)"
+                        .into(),
                 fixed: false,
             });
         }
