@@ -103,7 +103,7 @@ impl Dispatcher for CliDispatcher {
         let slots: Arc<dyn AgentSlots> = match dctx.lent_slot() {
             Some(lent) => Arc::new(lent),
             // PM items take no slot; the orchestration's PM path takes none either.
-            None => Arc::new(kugetsu_queue::FileSlots::new(&self.ctx.state)),
+            None => Arc::new(kugetsu_queue::NoSlots),
         };
         let orch = self.orchestrator(slots)?;
         let Some(issue_text) = &item.issue_ref else {
@@ -153,7 +153,7 @@ impl Dispatcher for CliDispatcher {
         let issue = IssueRef::parse(issue_text)
             .map_err(|e| DispatchError::Fatal(format!("bad issue ref: {e}")))?;
         // Settling touches only the session file: no slot is needed.
-        let orch = self.orchestrator(Arc::new(kugetsu_queue::FileSlots::new(&self.ctx.state)))?;
+        let orch = self.orchestrator(Arc::new(kugetsu_queue::NoSlots))?;
         match orch.settle_abandoned_run(&issue) {
             Ok(true) => Err(DispatchError::Fatal(format!(
                 "{unobserved}; nobody read how its turn ended, so {issue} is marked failed: \

@@ -15,6 +15,7 @@ pub mod dispatcher;
 pub mod error;
 pub mod notifications;
 pub mod progress;
+pub mod queue_backend;
 pub mod run;
 pub mod signals;
 pub mod wiring;

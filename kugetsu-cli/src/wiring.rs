@@ -12,7 +12,7 @@ use kugetsu_core::agent::AgentDriver;
 use kugetsu_core::config::Config;
 use kugetsu_core::env_file::EnvFiles;
 use kugetsu_core::orchestrator::{EnvSource, Orchestrator, Settings};
-use kugetsu_core::queue::{AgentSlots, NewTask, QueueItem, RunOptions, TaskQueue};
+use kugetsu_core::queue::{AgentSlots, NewTask, QueueItem, RunOptions};
 use kugetsu_core::worktree::{RepoSource, Secret, Worktrees};
 
 use crate::context::Ctx;
@@ -56,7 +56,7 @@ impl Backends {
                 kugetsu_git::Committer::new(COMMITTER_NAME, COMMITTER_EMAIL),
             )),
             agent: crate::agents::driver(ctx, config, place)?,
-            slots: Arc::new(kugetsu_queue::FileSlots::new(&ctx.state)),
+            slots: crate::queue_backend::slots(ctx, config)?,
             env: Arc::new(EnvFiles::new(&ctx.state)),
         })
     }
@@ -168,7 +168,7 @@ pub fn enqueue(
     options: RunOptions,
 ) -> Result<QueueItem, CliError> {
     ctx.state.ensure()?;
-    let queue = kugetsu_queue::FileQueue::new(&ctx.state);
+    let queue = crate::queue_backend::queue(ctx, &ctx.config()?)?;
     let item = queue.enqueue(NewTask {
         message: message.into(),
         issue_ref: issue_ref.clone(),

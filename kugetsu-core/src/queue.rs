@@ -43,7 +43,8 @@ impl QueueStatus {
     }
 }
 
-/// Who holds a claimed item: a live process, recognisable even after pid reuse.
+/// Who holds a claimed item: a live process, recognisable even after pid reuse, and, with a
+/// shared queue, the host it runs on and the lease that fences its writes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Claim {
     /// Pid of the claiming process (the daemon).
@@ -57,6 +58,71 @@ pub struct Claim {
     /// Pid (and process group) of the agent working on it, once started.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agent_pid: Option<u32>,
+    /// The host (a machine and its state directory) of the claimer, when the queue is shared
+    /// by several hosts: pids mean nothing on another host.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    /// An id unique to this one claim: the fencing token. Every write a claimer makes about
+    /// the item ([`TaskQueue::update_claimed`]) must present it, so a claimer that lost the
+    /// item (its lease expired during a pause or a partition, and another took it) cannot
+    /// record an outcome over the new owner's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease: Option<String>,
+    /// Until when the lease holds unless renewed (queues whose claimers prove they live by
+    /// heartbeats; `None` where the claimer's process is checked instead).
+    #[serde(
+        default,
+        with = "time::serde::rfc3339::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub expires_at: Option<OffsetDateTime>,
+}
+
+impl Claim {
+    /// A claim by process `owner_pid` (identity `owner_token`) at `claimed_at`, on no host in
+    /// particular, without a lease.
+    pub fn new(owner_pid: u32, owner_token: impl Into<String>, claimed_at: OffsetDateTime) -> Self {
+        Claim {
+            owner_pid,
+            owner_token: owner_token.into(),
+            claimed_at,
+            agent_pid: None,
+            host: None,
+            lease: None,
+            expires_at: None,
+        }
+    }
+
+    /// Whether `item` is still held under this very claim (same owner, same lease).
+    pub fn holds(&self, item: &QueueItem) -> bool {
+        item.status == QueueStatus::Notified
+            && item.claim.as_ref().is_some_and(|c| {
+                c.owner_token == self.owner_token && c.lease == self.lease && c.host == self.host
+            })
+    }
+}
+
+/// Which items a claim may take: the daemon claims for the PM agent while every dev slot is
+/// busy, and only dev work while the PM agent is busy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClaimLane {
+    /// Any due item.
+    Any,
+    /// Only items about an issue (dev agents).
+    Issues,
+    /// Only items without an issue (the PM agent).
+    Pm,
+}
+
+impl ClaimLane {
+    /// Whether an item belongs to this lane.
+    pub fn accepts(self, item: &QueueItem) -> bool {
+        match self {
+            ClaimLane::Any => true,
+            ClaimLane::Issues => item.issue_ref.is_some(),
+            ClaimLane::Pm => item.issue_ref.is_none(),
+        }
+    }
 }
 
 /// One queued task (`queue/items/<id>.json`). Unknown fields are kept on rewrite.
@@ -213,6 +279,22 @@ pub enum QueueError {
         /// Why.
         reason: String,
     },
+    /// The claimer no longer holds the item: its lease ended and the item went back to the
+    /// queue or to another claimer. Nothing was written.
+    #[error("queue item {id} is no longer held under this claim (its lease was lost)")]
+    LeaseLost {
+        /// The item id.
+        id: String,
+    },
+    /// The shared queue's server cannot be reached or refused the request; nothing was
+    /// changed. `target` is the server with its credentials masked.
+    #[error("queue server {target}: {message}")]
+    Unavailable {
+        /// Where the queue is (credentials masked).
+        target: String,
+        /// What went wrong.
+        message: String,
+    },
     /// Waiting for a slot was interrupted or timed out.
     #[error("no agent slot became free within {waited:?} (limit {limit})")]
     NoSlot {
@@ -231,25 +313,98 @@ pub enum QueueError {
     },
 }
 
-/// The durable task queue.
+/// The durable task queue. Implementations: the files of one state directory (the default)
+/// and a database shared by several hosts. Both give the same guarantees, checked by the same
+/// conformance tests: one winner per claim, fenced writes, nothing lost when a process dies.
 pub trait TaskQueue: Send + Sync {
-    /// Adds a pending item; returns it as stored.
+    /// Adds a pending item; returns it as stored. Either the whole item is stored or nothing.
     fn enqueue(&self, task: NewTask) -> Result<QueueItem, QueueError>;
     /// Every item, oldest first, and the files that could not be read.
     fn list(&self) -> Result<QueueListing, QueueError>;
     /// Counts per state.
     fn stats(&self) -> Result<QueueStats, QueueError>;
-    /// Atomically claims the oldest pending item that is due, for `claim`'s owner. Exactly one
-    /// of several concurrent claimers gets any given item.
+    /// Atomically claims the oldest due pending item of `lane` that this claimer may take, for
+    /// `claim`'s owner. Exactly one of several concurrent claimers gets any given item.
+    fn claim_next_in(
+        &self,
+        claim: &Claim,
+        now: OffsetDateTime,
+        lane: ClaimLane,
+    ) -> Result<Option<QueueItem>, QueueError>;
+    /// [`TaskQueue::claim_next_in`] over every lane.
     fn claim_next(
         &self,
         claim: &Claim,
         now: OffsetDateTime,
-    ) -> Result<Option<QueueItem>, QueueError>;
+    ) -> Result<Option<QueueItem>, QueueError> {
+        self.claim_next_in(claim, now, ClaimLane::Any)
+    }
     /// Changes an item under its lock and writes it back atomically.
     fn update(&self, id: &str, f: &mut dyn FnMut(&mut QueueItem)) -> Result<QueueItem, QueueError>;
+    /// Changes an item only if `claim` still holds it ([`Claim::holds`]), atomically with that
+    /// check; otherwise writes nothing and fails with [`QueueError::LeaseLost`]. Every write a
+    /// claimer makes about its item goes through here (fencing).
+    fn update_claimed(
+        &self,
+        id: &str,
+        claim: &Claim,
+        f: &mut dyn FnMut(&mut QueueItem),
+    ) -> Result<QueueItem, QueueError> {
+        let mut held = false;
+        let item = self.update(id, &mut |it| {
+            held = claim.holds(it);
+            if held {
+                f(it);
+            }
+        })?;
+        if held { Ok(item) } else { Err(QueueError::LeaseLost { id: id.to_string() }) }
+    }
     /// Removes completed and error items last changed before `older_than`; returns how many.
     fn clear(&self, older_than: OffsetDateTime) -> Result<usize, QueueError>;
+    /// One item.
+    fn get(&self, id: &str) -> Result<QueueItem, QueueError> {
+        self.list()?
+            .items
+            .into_iter()
+            .find(|i| i.id == id)
+            .ok_or_else(|| QueueError::NotFound { id: id.to_string() })
+    }
+    /// Items currently `notified` (claimed), oldest first.
+    fn claimed(&self) -> Result<Vec<QueueItem>, QueueError> {
+        Ok(self.list()?.items.into_iter().filter(|i| i.status == QueueStatus::Notified).collect())
+    }
+    /// The earliest `not_before` among pending items that are not due yet (when a daemon must
+    /// look again even if nothing else happens).
+    fn next_retry_at(&self, now: OffsetDateTime) -> Result<Option<OffsetDateTime>, QueueError> {
+        Ok(self
+            .list()?
+            .items
+            .iter()
+            .filter(|i| i.status == QueueStatus::Pending)
+            .filter_map(|i| i.not_before)
+            .filter(|t| *t > now)
+            .min())
+    }
+    /// What could not be read (see [`QueueListing::problems`]).
+    fn problems(&self) -> Result<Vec<String>, QueueError> {
+        Ok(self.list()?.problems)
+    }
+    /// Renews the leases of the claims a daemon holds (its heartbeat) and returns those it
+    /// still holds; a claim missing from the answer was lost (see [`Claim::lease`]). Queues
+    /// without expiring leases just say which claims still hold their items.
+    fn renew(&self, claims: &[(String, Claim)]) -> Result<Vec<String>, QueueError> {
+        let items = self.claimed()?;
+        Ok(claims
+            .iter()
+            .filter(|(id, c)| items.iter().any(|i| &i.id == id && c.holds(i)))
+            .map(|(id, _)| id.clone())
+            .collect())
+    }
+    /// How long a lease lasts without renewal, for queues whose leases expire (the daemon
+    /// renews at a third of it); `None` where a claim lives as long as its claimer's process.
+    fn lease_ttl(&self) -> Option<Duration> {
+        None
+    }
 }
 
 /// A held concurrency slot; dropping it frees the slot.
@@ -258,13 +413,37 @@ pub trait SlotGuard: Send {
     fn index(&self) -> usize;
 }
 
-/// `MAX_CONCURRENT_AGENTS` slots shared by every process on the state directory. Slots are held
-/// with kernel-released locks, so a killed holder frees its slot.
+/// `MAX_CONCURRENT_AGENTS` slots shared by every process on the state directory (and, with a
+/// shared queue, a global limit across hosts). A killed holder's slot is freed: at once by the
+/// kernel for lock files, when its lease expires for a database.
 pub trait AgentSlots: Send + Sync {
-    /// Takes a free slot among the first `limit`, or `None` if all are busy.
+    /// Takes a free slot among the first `limit` of this host, or `None` if all are busy (or
+    /// a limit shared with other hosts is reached).
     fn try_acquire(&self, limit: usize) -> Result<Option<Box<dyn SlotGuard>>, QueueError>;
     /// Waits up to `timeout` for a slot among the first `limit`.
     fn acquire(&self, limit: usize, timeout: Duration) -> Result<Box<dyn SlotGuard>, QueueError>;
-    /// How many slots are held right now (by any process).
+    /// How many slots are held right now (by any process of this host).
     fn active(&self) -> Result<usize, QueueError>;
+}
+
+/// Whether the holder of a claim, or its agent, still lives: how a daemon tells a crashed
+/// peer's items (to recover) from a live peer's (to leave alone). One state directory checks
+/// process identity tokens; a queue shared by hosts checks lease expiry, since a pid means
+/// nothing on another host.
+pub trait Liveness: Send + Sync {
+    /// The identity of this process, recorded in its claims.
+    fn own_token(&self) -> String;
+    /// Whether the claimer of `claim` still holds it at `now`.
+    fn holder_alive(&self, claim: &Claim, now: OffsetDateTime) -> bool;
+    /// Whether the agent with `agent_token` recorded under `claim` still runs where this
+    /// process can watch and signal it (on this host).
+    fn agent_alive(&self, claim: &Claim, agent_token: &str) -> bool;
+}
+
+/// How a daemon learns at once that work was enqueued, instead of at its next poll. A lost
+/// wake-up only costs latency: daemons also poll.
+pub trait WakeUp: Send + Sync {
+    /// Blocks, calling `on_wake` for every wake-up, until `on_wake` returns `false` or the
+    /// source fails for good (returned as text for the daemon's log). Runs on its own thread.
+    fn listen(&self, on_wake: &mut dyn FnMut() -> bool) -> Result<(), String>;
 }

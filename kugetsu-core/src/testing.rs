@@ -19,8 +19,8 @@ use crate::agent::{
 use crate::orchestrator::EnvSource;
 use crate::process::Liveness;
 use crate::queue::{
-    AgentSlots, Claim, NewTask, QueueError, QueueItem, QueueListing, QueueStats, QueueStatus,
-    SlotGuard, TaskQueue,
+    AgentSlots, Claim, ClaimLane, NewTask, QueueError, QueueItem, QueueListing, QueueStats,
+    QueueStatus, SlotGuard, TaskQueue,
 };
 use crate::worktree::{
     RemoveOptions, UnsavedWork, WorktreeError, WorktreeInfo, WorktreeProgress, WorktreeRequest,
@@ -442,16 +442,18 @@ impl TaskQueue for MemoryQueue {
         Ok(QueueStats::count(lock(&self.items).iter().map(|i| i.status)))
     }
 
-    fn claim_next(
+    fn claim_next_in(
         &self,
         claim: &Claim,
         now: OffsetDateTime,
+        lane: ClaimLane,
     ) -> Result<Option<QueueItem>, QueueError> {
         let mut items = lock(&self.items);
-        let Some(item) = items
-            .iter_mut()
-            .find(|i| i.status == QueueStatus::Pending && i.not_before.is_none_or(|t| t <= now))
-        else {
+        let Some(item) = items.iter_mut().find(|i| {
+            i.status == QueueStatus::Pending
+                && i.not_before.is_none_or(|t| t <= now)
+                && lane.accepts(i)
+        }) else {
             return Ok(None);
         };
         item.status = QueueStatus::Notified;

@@ -11,6 +11,7 @@
 //! - [`daemon`]: the daemon that drains the queue, and `queue-daemon status|stop|logs`.
 //! - [`service`]: the daemon as a systemd user service (`queue-daemon install|uninstall`).
 
+pub mod backend;
 pub mod daemon;
 pub mod log;
 pub mod process;
@@ -19,10 +20,11 @@ pub mod service;
 pub mod slots;
 pub mod wake;
 
+pub use backend::Backend;
 pub use daemon::{
     Daemon, DaemonError, DaemonOptions, DispatchContext, DispatchError, DispatchOutcome,
     Dispatcher, Notifier, QueueEvent, QueueEventKind,
 };
-pub use process::own_token;
+pub use process::{ProcessLiveness, own_token};
 pub use queue::FileQueue;
-pub use slots::{FileSlotGuard, FileSlots, LentSlot};
+pub use slots::{FileSlotGuard, FileSlots, LentSlot, NoSlots};

@@ -8,7 +8,9 @@
 
 use std::fs;
 
+use kugetsu_core::queue::{Claim, Liveness};
 use rustix::process::{Pid, Signal};
+use time::OffsetDateTime;
 
 /// Makes `cmd` start in a session of its own (`setsid` between fork and exec): no terminal's
 /// signals reach it (a closed terminal's SIGHUP, a Ctrl-C) from its first instruction on, and it
@@ -78,6 +80,26 @@ fn verified_pid(pid: u32, token: &str) -> Option<Pid> {
         return None;
     }
     i32::try_from(pid).ok().and_then(Pid::from_raw)
+}
+
+/// [`Liveness`] on one machine: a claim's holder, and its agent, live as long as the very
+/// processes named by their identity tokens do. The file queue's rule: the state directory is
+/// on this machine, so every claimer is a process here.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ProcessLiveness;
+
+impl Liveness for ProcessLiveness {
+    fn own_token(&self) -> String {
+        own_token()
+    }
+
+    fn holder_alive(&self, claim: &Claim, _now: OffsetDateTime) -> bool {
+        is_alive(claim.owner_pid, &claim.owner_token)
+    }
+
+    fn agent_alive(&self, claim: &Claim, agent_token: &str) -> bool {
+        claim.agent_pid.is_some_and(|pid| is_alive(pid, agent_token))
+    }
 }
 
 fn boot_id() -> String {

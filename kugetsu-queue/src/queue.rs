@@ -30,7 +30,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use kugetsu_core::StateDir;
 use kugetsu_core::clock::{Clock, SystemClock};
 use kugetsu_core::queue::{
-    Claim, NewTask, QueueError, QueueItem, QueueListing, QueueStats, QueueStatus, TaskQueue,
+    Claim, ClaimLane, NewTask, QueueError, QueueItem, QueueListing, QueueStats, QueueStatus,
+    TaskQueue,
 };
 use kugetsu_core::storage::{self, StorageError};
 use time::OffsetDateTime;
@@ -183,74 +184,6 @@ impl FileQueue {
             return Err(QueueError::NotFound { id: id.to_string() });
         }
         Ok(self.items_dir.join(format!("{id}.json")))
-    }
-
-    /// Reads one item.
-    pub fn get(&self, id: &str) -> Result<QueueItem, QueueError> {
-        let path = self.item_path(id)?;
-        let mut item: QueueItem =
-            storage::read_json(&path)?.ok_or_else(|| QueueError::NotFound { id: id.into() })?;
-        item.id = id.to_string();
-        Ok(item)
-    }
-
-    /// Like [`TaskQueue::claim_next`], but only among items `filter` accepts (the daemon uses
-    /// it to pick an item for the PM agent while every dev slot is busy). FIFO among those.
-    pub fn claim_next_matching(
-        &self,
-        claim: &Claim,
-        now: OffsetDateTime,
-        filter: &dyn Fn(&QueueItem) -> bool,
-    ) -> Result<Option<QueueItem>, QueueError> {
-        self.ensure_dirs()?;
-        storage::with_exclusive_lock(&self.lock_path, || {
-            let scan = self.scan()?;
-            for candidate in scan.items.iter().filter(|i| is_due(i, now) && filter(i)) {
-                // The cache is a hint; decide on what is on disk now, under the lock.
-                let path = self.items_dir.join(format!("{}.json", candidate.id));
-                let Some(mut item) = read_item(&path, &candidate.id)? else { continue };
-                if !is_due(&item, now) || !filter(&item) {
-                    continue;
-                }
-                item.status = QueueStatus::Notified;
-                item.claim = Some(claim.clone());
-                item.attempts = item.attempts.saturating_add(1);
-                item.updated_at = Some(now);
-                storage::write_json(&path, &item)?;
-                return Ok(Some(item));
-            }
-            Ok(None)
-        })
-    }
-
-    /// The earliest `not_before` among pending items that are not due yet (when the daemon
-    /// must look again even if nothing else happens).
-    pub fn next_retry_at(&self, now: OffsetDateTime) -> Result<Option<OffsetDateTime>, QueueError> {
-        let scan = self.scan()?;
-        Ok(scan
-            .items
-            .iter()
-            .filter(|i| i.status == QueueStatus::Pending)
-            .filter_map(|i| i.not_before)
-            .filter(|t| *t > now)
-            .min())
-    }
-
-    /// The unreadable item files of the last scan (see [`QueueListing::problems`]), without
-    /// cloning every item as [`TaskQueue::list`] does.
-    pub fn problems(&self) -> Result<Vec<String>, QueueError> {
-        Ok(self.scan()?.problems.clone())
-    }
-
-    /// Items currently `notified` (claimed), oldest first.
-    pub fn claimed(&self) -> Result<Vec<QueueItem>, QueueError> {
-        let scan = self.scan()?;
-        Ok(scan
-            .items
-            .iter()
-            .filter(|i| i.status == QueueStatus::Notified)
-            .map(|i| (**i).clone())
-            .collect())
     }
 
     fn ensure_dirs(&self) -> Result<(), QueueError> {
@@ -624,12 +557,87 @@ impl TaskQueue for FileQueue {
         Ok(s)
     }
 
-    fn claim_next(
+    fn claim_next_in(
         &self,
         claim: &Claim,
         now: OffsetDateTime,
+        lane: ClaimLane,
     ) -> Result<Option<QueueItem>, QueueError> {
-        self.claim_next_matching(claim, now, &|_| true)
+        self.ensure_dirs()?;
+        storage::with_exclusive_lock(&self.lock_path, || {
+            let scan = self.scan()?;
+            for candidate in scan.items.iter().filter(|i| is_due(i, now) && lane.accepts(i)) {
+                // The cache is a hint; decide on what is on disk now, under the lock.
+                let path = self.items_dir.join(format!("{}.json", candidate.id));
+                let Some(mut item) = read_item(&path, &candidate.id)? else { continue };
+                if !is_due(&item, now) || !lane.accepts(&item) {
+                    continue;
+                }
+                item.status = QueueStatus::Notified;
+                item.claim = Some(claim.clone());
+                item.attempts = item.attempts.saturating_add(1);
+                item.updated_at = Some(now);
+                storage::write_json(&path, &item)?;
+                return Ok(Some(item));
+            }
+            Ok(None)
+        })
+    }
+
+    fn update_claimed(
+        &self,
+        id: &str,
+        claim: &Claim,
+        f: &mut dyn FnMut(&mut QueueItem),
+    ) -> Result<QueueItem, QueueError> {
+        let path = self.item_path(id)?;
+        storage::with_exclusive_lock(&self.lock_path, || {
+            let mut item =
+                read_item(&path, id)?.ok_or_else(|| QueueError::NotFound { id: id.into() })?;
+            // Checked under the queue lock, so no claim can change hands in between.
+            if !claim.holds(&item) {
+                return Err(QueueError::LeaseLost { id: id.into() });
+            }
+            item.updated_at = Some(self.clock.now());
+            f(&mut item);
+            item.id = id.to_string();
+            storage::write_json(&path, &item)?;
+            Ok(item)
+        })
+    }
+
+    fn get(&self, id: &str) -> Result<QueueItem, QueueError> {
+        let path = self.item_path(id)?;
+        let mut item: QueueItem =
+            storage::read_json(&path)?.ok_or_else(|| QueueError::NotFound { id: id.into() })?;
+        item.id = id.to_string();
+        Ok(item)
+    }
+
+    fn next_retry_at(&self, now: OffsetDateTime) -> Result<Option<OffsetDateTime>, QueueError> {
+        let scan = self.scan()?;
+        Ok(scan
+            .items
+            .iter()
+            .filter(|i| i.status == QueueStatus::Pending)
+            .filter_map(|i| i.not_before)
+            .filter(|t| *t > now)
+            .min())
+    }
+
+    /// Without cloning every item as [`TaskQueue::list`] does.
+    fn problems(&self) -> Result<Vec<String>, QueueError> {
+        Ok(self.scan()?.problems.clone())
+    }
+
+    fn claimed(&self) -> Result<Vec<QueueItem>, QueueError> {
+        let scan = self.scan()?;
+        Ok(scan
+            .items
+            .iter()
+            .filter(|i| i.status == QueueStatus::Notified)
+            .map(|i| (**i).clone())
+            .collect())
     }
 
     fn update(&self, id: &str, f: &mut dyn FnMut(&mut QueueItem)) -> Result<QueueItem, QueueError> {

@@ -221,6 +221,26 @@ impl AgentSlots for LentSlot {
     }
 }
 
+/// Slots that are never granted: what the daemon hands the orchestration for work that takes
+/// no slot (the PM agent's turns, settling an adopted agent's session), so that a slip that
+/// asked for one would fail loudly instead of taking a slot nobody accounted for.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoSlots;
+
+impl AgentSlots for NoSlots {
+    fn try_acquire(&self, _limit: usize) -> Result<Option<Box<dyn SlotGuard>>, QueueError> {
+        Ok(None)
+    }
+
+    fn acquire(&self, limit: usize, _timeout: Duration) -> Result<Box<dyn SlotGuard>, QueueError> {
+        Err(QueueError::NoSlot { limit, waited: Duration::ZERO })
+    }
+
+    fn active(&self) -> Result<usize, QueueError> {
+        Ok(0)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

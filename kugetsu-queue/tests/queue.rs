@@ -12,12 +12,7 @@ use kugetsu_queue::FileQueue;
 use time::{Duration, OffsetDateTime};
 
 fn claim() -> Claim {
-    Claim {
-        owner_pid: std::process::id(),
-        owner_token: kugetsu_queue::own_token(),
-        claimed_at: OffsetDateTime::now_utc(),
-        agent_pid: None,
-    }
+    Claim::new(std::process::id(), kugetsu_queue::own_token(), OffsetDateTime::now_utc())
 }
 
 fn task(msg: &str) -> NewTask {

@@ -9,7 +9,6 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use kugetsu_core::StateDir;
-use kugetsu_core::queue::TaskQueue;
 
 use crate::commands;
 use crate::context::Ctx;
@@ -100,7 +99,7 @@ fn scratch_dir(args: &DemoArgs) -> Result<PathBuf, CliError> {
 
 /// Waits until the queue has nothing pending or running, printing each new notification.
 fn drain(ctx: &Ctx, out: &mut dyn Write, timeout: Duration) -> Result<(), CliError> {
-    let queue = kugetsu_queue::FileQueue::new(&ctx.state);
+    let queue = crate::queue_backend::queue(ctx, &ctx.config()?)?;
     let notes = kugetsu_core::notify::Notifications::new(&ctx.state);
     let deadline = Instant::now() + timeout;
     let mut shown = 0;

@@ -67,7 +67,6 @@ fn environment_findings(ctx: &Ctx) -> Vec<Finding> {
 
 /// The daemon and the queue: a daemon that should run, stale pid files, unreadable items.
 fn queue_findings(ctx: &Ctx) -> Vec<Finding> {
-    use kugetsu_core::queue::TaskQueue;
     let mut out = Vec::new();
     let status = match kugetsu_queue::daemon::status(&ctx.state) {
         Ok(s) => s,
@@ -89,7 +88,18 @@ fn queue_findings(ctx: &Ctx) -> Vec<Finding> {
             fixed: false,
         });
     }
-    let queue = kugetsu_queue::FileQueue::new(&ctx.state);
+    let queue = match crate::queue_backend::queue(ctx, &ctx.config_all().0) {
+        Ok(q) => q,
+        Err(e) => {
+            out.push(Finding {
+                subject: "queue".into(),
+                problem: e.message,
+                remedy: "check KUGETSU_QUEUE_URL and that the server runs".into(),
+                fixed: false,
+            });
+            return out;
+        }
+    };
     match queue.list() {
         Ok(listing) => {
             let waiting = listing.items.iter().filter(|i| !i.status.is_final()).count();

@@ -2,9 +2,6 @@
 
 use std::io::Write;
 
-use kugetsu_core::queue::TaskQueue;
-use kugetsu_queue::FileQueue;
-
 use crate::context::Ctx;
 use crate::error::CliError;
 
@@ -37,7 +34,7 @@ pub enum QueueAction {
 /// Runs a `queue` subcommand.
 pub fn cmd_queue(ctx: &Ctx, args: &QueueArgs, out: &mut dyn Write) -> Result<(), CliError> {
     ctx.state.ensure()?;
-    let queue = FileQueue::new(&ctx.state);
+    let queue = crate::queue_backend::queue(ctx, &ctx.config()?)?;
     match &args.action {
         QueueAction::List => {
             let listing = queue.list()?;

@@ -208,6 +208,7 @@ fn run(ctx: &Ctx) -> Result<(), CliError> {
         Arc::new(crate::dispatcher::CliDispatcher::new(ctx.clone())),
         limit,
     )
+    .with_backend(crate::queue_backend::backend(ctx, &config)?)
     .with_notifier(Arc::new(notifier))
     .with_options(DaemonOptions {
         interval: config.queue_daemon_interval(),

@@ -84,12 +84,8 @@ fn main() -> ExitCode {
 
 fn claim(state: &StateDir, out: &Path) -> ExitCode {
     let q = FileQueue::new(state);
-    let claim = Claim {
-        owner_pid: std::process::id(),
-        owner_token: process::own_token(),
-        claimed_at: time::OffsetDateTime::now_utc(),
-        agent_pid: None,
-    };
+    let claim =
+        Claim::new(std::process::id(), process::own_token(), time::OffsetDateTime::now_utc());
     while let Some(item) = q.claim_next(&claim, time::OffsetDateTime::now_utc()).unwrap() {
         append(out, &format!("{}\n", item.id));
     }

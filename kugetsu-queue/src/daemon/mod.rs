@@ -113,7 +113,8 @@ use std::time::{Duration, Instant};
 use kugetsu_core::StateDir;
 use kugetsu_core::clock::{Clock, SystemClock};
 use kugetsu_core::queue::{
-    AgentSlots, Claim, QueueError, QueueItem, QueueStatus, SlotGuard, TaskQueue,
+    AgentSlots, Claim, ClaimLane, Liveness, QueueError, QueueItem, QueueStatus, SlotGuard,
+    TaskQueue, WakeUp,
 };
 use kugetsu_core::storage::{self, StorageError};
 use rustix::fs::FlockOperation;
@@ -121,10 +122,11 @@ use rustix::process::Signal;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
+use crate::backend::Backend;
 use crate::log::{self, DEFAULT_LOG_MAX_BYTES, DaemonLog};
 use crate::process;
 use crate::queue::FileQueue;
-use crate::slots::{FileSlots, LentSlot};
+use crate::slots::LentSlot;
 use crate::wake;
 
 /// How long an idle daemon may sleep before it looks at its stop flag without being poked.
@@ -211,8 +213,13 @@ pub type LimitFn = Arc<dyn Fn() -> usize + Send + Sync>;
 /// The queue daemon over a state directory.
 pub struct Daemon {
     state: StateDir,
-    queue: Arc<FileQueue>,
+    queue: Arc<dyn TaskQueue>,
     slots: Arc<dyn AgentSlots>,
+    liveness: Arc<dyn Liveness>,
+    wake: Option<Arc<dyn WakeUp>>,
+    host: Option<String>,
+    /// Whether the queue is the state directory's own files (rebuilt with the clock given).
+    file_queue: bool,
     dispatcher: Arc<dyn Dispatcher>,
     notifier: Arc<dyn Notifier>,
     clock: Arc<dyn Clock>,
@@ -232,12 +239,17 @@ pub struct DaemonExit {
 
 impl Daemon {
     /// A daemon over `state` that runs items with `dispatcher`, at most `limit()` dev agents at
-    /// once. Defaults: [`FileQueue`], [`FileSlots`], no notifications, the system clock,
-    /// [`DaemonOptions::default`], a log at `queue/daemon.log`.
+    /// once. Defaults: the state directory's files ([`Backend::files`]), no notifications, the
+    /// system clock, [`DaemonOptions::default`], a log at `queue/daemon.log`.
     pub fn new(state: StateDir, dispatcher: Arc<dyn Dispatcher>, limit: LimitFn) -> Self {
+        let files = Backend::files(&state);
         Daemon {
-            queue: Arc::new(FileQueue::new(&state)),
-            slots: Arc::new(FileSlots::new(&state)),
+            queue: files.queue,
+            slots: files.slots,
+            liveness: files.liveness,
+            wake: files.wake,
+            host: files.host,
+            file_queue: true,
             state,
             dispatcher,
             notifier: Arc::new(NoNotifier),
@@ -256,7 +268,9 @@ impl Daemon {
 
     /// Uses `clock` for every timestamp (claims, backoff, log), queue included.
     pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
-        self.queue = Arc::new(FileQueue::with_clock(&self.state, clock.clone()));
+        if self.file_queue {
+            self.queue = Arc::new(FileQueue::with_clock(&self.state, clock.clone()));
+        }
         self.clock = clock;
         self
     }
@@ -267,7 +281,19 @@ impl Daemon {
         self
     }
 
-    /// Uses `slots` instead of the state directory's [`FileSlots`].
+    /// Uses `backend` (its queue, slots, liveness rule and wake-up) instead of the state
+    /// directory's files.
+    pub fn with_backend(mut self, backend: Backend) -> Self {
+        self.queue = backend.queue;
+        self.slots = backend.slots;
+        self.liveness = backend.liveness;
+        self.wake = backend.wake;
+        self.host = backend.host;
+        self.file_queue = false;
+        self
+    }
+
+    /// Uses `slots` instead of the backend's.
     pub fn with_slots(mut self, slots: Arc<dyn AgentSlots>) -> Self {
         self.slots = slots;
         self
@@ -330,7 +356,7 @@ impl Daemon {
             Some(l) => l.clone(),
             None => DaemonLog::open(&self.state.daemon_log_path(), self.options.log_max_bytes)?,
         };
-        let token = process::own_token();
+        let token = self.liveness.own_token();
         let pid_file = PidFile {
             pid: std::process::id(),
             token: Some(token.clone()),
@@ -351,7 +377,26 @@ impl Daemon {
             stopping: AtomicBool::new(false),
             wake: tx.clone(),
             token,
+            host: self.host.clone(),
+            leases: std::sync::atomic::AtomicU64::new(0),
+            liveness: self.liveness.clone(),
         });
+        if let Some(source) = self.wake.clone() {
+            let tx = tx.clone();
+            let log = shared.clone();
+            std::thread::Builder::new()
+                .name("queue-listen".into())
+                .spawn(move || {
+                    if let Err(e) = source.listen(&mut || tx.send(()).is_ok()) {
+                        log.log(&format!("{e}; enqueued items wait for the next poll"));
+                    }
+                })
+                .map_err(|source| StorageError::Io {
+                    action: "start the wake-up thread for",
+                    path: self.state.queue_dir(),
+                    source,
+                })?;
+        }
         match wake::open_listener(&wake::wake_path(&self.state)) {
             Ok(fifo) => {
                 let tx = tx.clone();
@@ -370,18 +415,27 @@ impl Daemon {
             )),
         }
         shared.log(&format!(
-            "daemon started: pid {}, limit {}, poll every {:?}",
+            "daemon started: pid {}, limit {}, poll every {:?}{}",
             std::process::id(),
             (self.limit)(),
-            self.options.interval
+            self.options.interval,
+            self.host.as_ref().map(|h| format!(", host {h}")).unwrap_or_default()
         ));
 
         let mut workers: HashMap<String, Worker> = HashMap::new();
         let mut exit = DaemonExit::default();
         let mut last_cleanup: Option<Instant> = None;
         let mut reported: Vec<String> = Vec::new();
+        let mut failing = Failing::default();
+        let mut last_renew = Instant::now();
         while !stop.load(Ordering::Relaxed) {
             reap(&mut workers);
+            if let Some(ttl) = self.queue.lease_ttl()
+                && last_renew.elapsed() >= ttl / 3
+            {
+                last_renew = Instant::now();
+                self.renew_leases(&shared, &workers);
+            }
             // Corrupt item files are skipped (and kept aside by storage); say so once each.
             if let Ok(problems) = self.queue.problems() {
                 for p in problems.iter().filter(|p| !reported.contains(p)) {
@@ -397,10 +451,24 @@ impl Daemon {
                 self.cleanup(&shared);
             }
             match self.dispatch_round(&shared, &mut workers, stop) {
-                Ok(n) => exit.dispatched += n,
-                Err(e) => shared.log(&format!("dispatch round failed: {e}")),
+                Ok(n) => {
+                    exit.dispatched += n;
+                    if failing.streak > 0 {
+                        shared.log("the queue is reachable again");
+                    }
+                    failing = Failing::default();
+                }
+                Err(e) => {
+                    // An unreachable queue server: running agents go on, the daemon retries
+                    // with a growing pause (logged once per step, not once per poll).
+                    failing.streak += 1;
+                    shared.log(&format!(
+                        "dispatch round failed: {e}; retrying in {:?}",
+                        failing.backoff()
+                    ));
+                }
             }
-            self.wait(&shared, &rx, stop);
+            self.wait(&shared, &rx, stop, failing.backoff());
         }
         shared.log("stop requested: no more dispatching; stopping running agents");
         exit.requeued_on_stop = self.shutdown(&shared, workers);
@@ -436,11 +504,19 @@ impl Daemon {
         }
     }
 
-    /// Sleeps until the next poll, a wake-up, a due retry, or `stop`.
-    fn wait(&self, shared: &Shared, rx: &Receiver<()>, stop: &AtomicBool) {
+    /// Sleeps until the next poll, a wake-up, a due retry, a lease renewal, or `stop`.
+    fn wait(&self, shared: &Shared, rx: &Receiver<()>, stop: &AtomicBool, retry: Option<Duration>) {
         let now = shared.now();
         // A zero interval would spin; nothing needs polling faster than this.
         let mut timeout = self.options.interval.max(Duration::from_millis(100));
+        if let Some(ttl) = self.queue.lease_ttl() {
+            // Leases are renewed at a third of their life; expired ones of dead peers are
+            // recovered about as often.
+            timeout = timeout.min((ttl / 3).max(Duration::from_millis(100)));
+        }
+        if let Some(retry) = retry {
+            timeout = timeout.min(retry);
+        }
         if let Ok(Some(at)) = self.queue.next_retry_at(now) {
             let until = (at - now).try_into().unwrap_or(Duration::ZERO);
             timeout = timeout.min(until + Duration::from_millis(5));
@@ -476,22 +552,17 @@ impl Daemon {
             let limit = (self.limit)();
             let slot = shared.slots.try_acquire(limit)?;
             let pm_busy = workers.values().any(|w| w.pm && !w.handle.is_finished());
-            let claim = Claim {
-                owner_pid: std::process::id(),
-                owner_token: shared.token.clone(),
-                claimed_at: shared.now(),
-                agent_pid: None,
-            };
+            let claim = shared.new_claim();
             let now = shared.now();
-            let claimed = match (slot.is_some(), pm_busy) {
-                (true, false) => self.queue.claim_next(&claim, now)?,
-                (true, true) => {
-                    self.queue.claim_next_matching(&claim, now, &|i| i.issue_ref.is_some())?
-                }
-                (false, false) => {
-                    self.queue.claim_next_matching(&claim, now, &|i| i.issue_ref.is_none())?
-                }
+            let lane = match (slot.is_some(), pm_busy) {
+                (true, false) => Some(ClaimLane::Any),
+                (true, true) => Some(ClaimLane::Issues),
+                (false, false) => Some(ClaimLane::Pm),
                 (false, true) => None,
+            };
+            let claimed = match lane {
+                Some(lane) => self.queue.claim_next_in(&claim, now, lane)?,
+                None => None,
             };
             let Some(item) = claimed else { break };
             let pm = item.issue_ref.is_none();
@@ -522,6 +593,67 @@ impl Daemon {
             }
         }
         Ok(started)
+    }
+}
+
+/// Consecutive failed rounds (an unreachable queue server), and the pause they call for.
+#[derive(Default)]
+struct Failing {
+    streak: u32,
+}
+
+impl Failing {
+    /// `None` while rounds succeed; then 1 s doubling up to 1 min.
+    fn backoff(&self) -> Option<Duration> {
+        (self.streak > 0).then(|| {
+            Duration::from_secs(1u64 << self.streak.saturating_sub(1).min(6)).min(MAX_RETRY_PAUSE)
+        })
+    }
+}
+
+/// Longest pause between attempts to reach an unreachable queue.
+const MAX_RETRY_PAUSE: Duration = Duration::from_secs(60);
+
+impl Daemon {
+    /// The heartbeat: renews the leases of the items this daemon runs. A lease that comes back
+    /// lost (this daemon was paused or cut off past its expiry, and the item went to another)
+    /// makes its worker write nothing more and its agent stop: the item is someone else's now.
+    /// An unreachable queue renews nothing and ends nothing: the agents run on, and the leases
+    /// are renewed when it answers again.
+    fn renew_leases(&self, shared: &Shared, workers: &HashMap<String, Worker>) {
+        let held: Vec<(String, Claim)> = workers
+            .iter()
+            .filter(|(_, w)| !w.handle.is_finished())
+            .filter_map(|(id, w)| Some((id.clone(), w.item.claim.clone()?)))
+            .collect();
+        if held.is_empty() {
+            return;
+        }
+        let kept = match self.queue.renew(&held) {
+            Ok(kept) => kept,
+            Err(e) => {
+                shared.log(&format!(
+                    "cannot renew {} lease(s): {e}; agents keep running",
+                    held.len()
+                ));
+                return;
+            }
+        };
+        for (id, _) in held.iter().filter(|(id, _)| !kept.contains(id)) {
+            let Some(worker) = workers.get(id) else { continue };
+            let mut st = lock_state(&worker.state);
+            if st.finalized {
+                continue;
+            }
+            st.finalized = true;
+            shared.log(&format!(
+                "{id}: lease lost (another daemon holds the item now); stopping its agent, \
+                 recording nothing"
+            ));
+            if let Some((pid, token)) = st.agent.clone() {
+                process::signal_group_verified(pid, &token, Signal::KILL);
+            }
+        }
     }
 }
 

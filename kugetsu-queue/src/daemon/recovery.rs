@@ -20,23 +20,31 @@ impl Daemon {
                 continue;
             };
             if claim.owner_token != shared.token
-                && process::is_alive(claim.owner_pid, &claim.owner_token)
+                && shared.liveness.holder_alive(&claim, shared.now())
             {
                 continue; // Someone alive still works on it.
             }
             let agent = claim.agent_pid.and_then(|pid| {
                 let token = item.agent_token.clone()?;
-                process::is_alive(pid, &token).then_some((pid, token))
+                shared.liveness.agent_alive(&claim, &token).then_some((pid, token))
             });
             match agent {
                 Some((pid, token)) => {
-                    let adopted = shared.queue.update(&item.id, &mut |it| {
+                    let mine = shared.new_claim();
+                    let adopted = match shared.queue.update_claimed(&item.id, &claim, &mut |it| {
                         if let Some(c) = it.claim.as_mut() {
-                            c.owner_pid = std::process::id();
-                            c.owner_token = shared.token.clone();
+                            c.owner_pid = mine.owner_pid;
+                            c.owner_token = mine.owner_token.clone();
+                            c.host = mine.host.clone();
+                            c.lease = mine.lease.clone();
                         }
                         it.adopted_by = Some(format!("pid {}", std::process::id()));
-                    })?;
+                    }) {
+                        Ok(item) => item,
+                        // Another daemon recovered it first.
+                        Err(QueueError::LeaseLost { .. }) => continue,
+                        Err(e) => return Err(e),
+                    };
                     shared.event(
                         QueueEventKind::TaskStarted,
                         &adopted,
@@ -72,7 +80,7 @@ impl Daemon {
     pub(super) fn requeue_stale(&self, shared: &Shared, item: &QueueItem, why: &str) {
         let max = self.options.max_attempts;
         let mut kind = QueueEventKind::TaskQueued;
-        let result = shared.queue.update(&item.id, &mut |it| {
+        let mut change = |it: &mut QueueItem| {
             it.claim = None;
             it.agent_token = None;
             it.last_error = Some(why.to_string());
@@ -83,9 +91,16 @@ impl Daemon {
                 it.status = QueueStatus::Pending;
                 kind = QueueEventKind::TaskQueued;
             }
-        });
+        };
+        // Fenced on the dead claim: of several daemons recovering it at once, one requeues it,
+        // and none undoes a claim made since.
+        let result = match &item.claim {
+            Some(claim) => shared.queue.update_claimed(&item.id, claim, &mut change),
+            None => shared.queue.update(&item.id, &mut change),
+        };
         match result {
             Ok(updated) => shared.event(kind, &updated, &format!("recovered: {why}")),
+            Err(QueueError::LeaseLost { .. }) => {}
             Err(e) => shared.log(&format!("cannot recover {}: {e}", item.id)),
         }
     }

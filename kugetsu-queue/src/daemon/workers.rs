@@ -27,7 +27,7 @@ pub(super) fn lock_state(m: &Mutex<WorkerState>) -> MutexGuard<'_, WorkerState> 
 
 /// Shared by the main loop and the workers.
 pub(super) struct Shared {
-    pub(super) queue: Arc<FileQueue>,
+    pub(super) queue: Arc<dyn TaskQueue>,
     pub(super) slots: Arc<dyn AgentSlots>,
     pub(super) dispatcher: Arc<dyn Dispatcher>,
     pub(super) notifier: Arc<dyn Notifier>,
@@ -38,11 +38,25 @@ pub(super) struct Shared {
     pub(super) stopping: AtomicBool,
     pub(super) wake: Sender<()>,
     pub(super) token: String,
+    /// The host this daemon claims for, when the queue is shared.
+    pub(super) host: Option<String>,
+    /// Claims made so far: makes each claim's lease id unique.
+    pub(super) leases: std::sync::atomic::AtomicU64,
+    pub(super) liveness: Arc<dyn Liveness>,
 }
 
 impl Shared {
     pub(super) fn now(&self) -> OffsetDateTime {
         self.clock.now()
+    }
+
+    /// A fresh claim by this daemon, with a lease id no other claim has.
+    pub(super) fn new_claim(&self) -> Claim {
+        let n = self.leases.fetch_add(1, Ordering::Relaxed);
+        let mut claim = Claim::new(std::process::id(), self.token.clone(), self.now());
+        claim.host = self.host.clone();
+        claim.lease = Some(format!("{}/{n}", self.token));
+        claim
     }
 
     pub(super) fn log(&self, message: &str) {
@@ -83,7 +97,13 @@ impl Shared {
         let max = self.options.max_attempts;
         let mut event = (QueueEventKind::TaskCompleted, String::new());
         let mut requeued = false;
-        let update = self.queue.update(&item.id, &mut |it| {
+        let Some(claim) = item.claim.clone() else {
+            self.log(&format!("cannot record the outcome of {}: it has no claim", item.id));
+            return false;
+        };
+        // Fenced: if the lease was lost (this daemon was paused or cut off and the item went
+        // to another), nothing is written over the new owner's state.
+        let update = self.queue.update_claimed(&item.id, &claim, &mut |it| {
             it.claim = None;
             it.agent_token = None;
             match &result {
@@ -130,15 +150,21 @@ impl Shared {
         });
         match update {
             Ok(updated) => self.event(event.0, &updated, &event.1),
+            Err(e @ QueueError::LeaseLost { .. }) => {
+                self.log(&format!("outcome of {} not recorded: {e}", item.id));
+                return false;
+            }
             Err(e) => self.log(&format!("cannot record the outcome of {}: {e}", item.id)),
         }
         requeued
     }
 
-    pub(super) fn record_agent(&self, id: &str, state: &Mutex<WorkerState>, pid: u32) {
+    pub(super) fn record_agent(&self, item: &QueueItem, state: &Mutex<WorkerState>, pid: u32) {
+        let id = &item.id;
         let token = process::process_token(pid);
         lock_state(state).agent = token.clone().map(|t| (pid, t));
-        let result = self.queue.update(id, &mut |it| {
+        let Some(claim) = item.claim.clone() else { return };
+        let result = self.queue.update_claimed(id, &claim, &mut |it| {
             if let Some(claim) = it.claim.as_mut() {
                 claim.agent_pid = Some(pid);
             }
@@ -180,8 +206,7 @@ pub(super) fn spawn_worker(
                 &item,
                 if pm { "PM agent" } else { "dev agent" },
             );
-            let id = item.id.clone();
-            let mut on_agent = |pid: u32| shared.record_agent(&id, &state, pid);
+            let mut on_agent = |pid: u32| shared.record_agent(&item, &state, pid);
             let result = {
                 let mut ctx = DispatchContext::new(index, &shared.stopping, &mut on_agent);
                 let dispatcher = &shared.dispatcher;

@@ -1,0 +1,46 @@
+//! A queue backend as the daemon and the CLI use it: the queue, the agent slots, the rule that
+//! tells a live claimer from a dead one, and the wake-up, chosen together because they must
+//! agree (a database queue with lock-file slots would put no limit across hosts).
+
+use std::sync::Arc;
+
+use kugetsu_core::StateDir;
+use kugetsu_core::queue::{AgentSlots, Liveness, TaskQueue, WakeUp};
+
+use crate::process::ProcessLiveness;
+use crate::{FileQueue, FileSlots};
+
+/// The parts of one queue backend.
+#[derive(Clone)]
+pub struct Backend {
+    /// The queue.
+    pub queue: Arc<dyn TaskQueue>,
+    /// The agent slots (`MAX_CONCURRENT_AGENTS` on this host, and any shared limit).
+    pub slots: Arc<dyn AgentSlots>,
+    /// How a claim's holder is known to be alive.
+    pub liveness: Arc<dyn Liveness>,
+    /// A wake-up beyond the state directory's own FIFO (which every daemon listens on, for
+    /// local enqueues and signals): `None` for the file queue.
+    pub wake: Option<Arc<dyn WakeUp>>,
+    /// The host this process claims for, when several hosts share the queue.
+    pub host: Option<String>,
+}
+
+impl std::fmt::Debug for Backend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Backend").field("host", &self.host).finish_non_exhaustive()
+    }
+}
+
+impl Backend {
+    /// The embedded default: files and locks in `state`, process identity for liveness.
+    pub fn files(state: &StateDir) -> Self {
+        Backend {
+            queue: Arc::new(FileQueue::new(state)),
+            slots: Arc::new(FileSlots::new(state)),
+            liveness: Arc::new(ProcessLiveness),
+            wake: None,
+            host: None,
+        }
+    }
+}
