@@ -321,10 +321,10 @@ if [ "$family" = debian ] && systemctl is-enabled --quiet ssh.socket 2>/dev/null
 fi
 if [ "$unit" = ssh.socket ]; then
     echo "sshd is started on demand by ssh.socket"
-    if [ "$config_changed" = 1 ] && systemctl is-active --quiet "$service.service"; then
+    if [ "$config_changed" = 1 ] && systemctl is-active --quiet "$service.service" 2>/dev/null; then
         change systemctl reload "$service.service"
     fi
-elif systemctl is-active --quiet "$unit"; then
+elif systemctl is-active --quiet "$unit" 2>/dev/null; then
     if [ "$config_changed" = 1 ]; then
         change systemctl reload "$unit"
     else
@@ -356,6 +356,6 @@ Next:
   3. Connect: ssh -p 2222 $user@HOST   (or ssh $user@HOST when sshd listens on port 22)
   4. Install kugetsu for $user (scripts/kugetsu-install.sh, as $user), then over SSH:
      kugetsu list; kugetsu start github.com/owner/repo#14 "fix the bug"
-Root login over SSH is now refused: keep a root shell open until your key login works.
+Root login over SSH is refused from then on: keep a root shell open until your key login works.
 See docs/remote.md.
 EOF

@@ -113,10 +113,12 @@ if [ -n "$key_file" ]; then
     esac
     auth_arg=--auth-key=file:$(realpath "$key_file")
 elif [ -n "${TS_AUTHKEY:-}" ]; then
-    (
-        umask 077
-        printf '%s' "$TS_AUTHKEY" >"$scratch/authkey"
-    )
+    if [ "$dry_run" = 0 ]; then
+        (
+            umask 077
+            printf '%s' "$TS_AUTHKEY" >"$scratch/authkey"
+        )
+    fi
     auth_arg=--auth-key=file:$scratch/authkey
 fi
 # Nothing started from here on needs it in its environment either.
