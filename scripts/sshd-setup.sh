@@ -177,6 +177,7 @@ ensure_modes() { # path mode
 
 ssh_dir=$home/.ssh
 auth=$ssh_dir/authorized_keys
+changes_before_keys=$changes
 ensure_dir "$ssh_dir" 700
 ensure_modes "$ssh_dir" 700
 if [ ! -e "$auth" ]; then
@@ -203,6 +204,12 @@ for key_file in ${keys[@]+"${keys[@]}"}; do
         fi
     done <"$key_file"
 done
+
+# Under SELinux (Fedora), sshd reads only files labelled for it.
+if [ "$changes" != "$changes_before_keys" ] && command -v restorecon >/dev/null 2>&1 \
+    && command -v selinuxenabled >/dev/null 2>&1 && selinuxenabled; then
+    change restorecon -R "$ssh_dir"
+fi
 
 # --- passwordless sudo (opt-in) ---------------------------------------------------------------
 if [ "$sudo_rule" = 1 ]; then

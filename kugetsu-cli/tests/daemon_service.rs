@@ -101,6 +101,7 @@ fn install_then_uninstall_leaves_nothing_behind() {
 
     let out = w.env.run(&["queue-daemon", "install"]);
     assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    assert!(out.stdout.contains(&format!("{UNIT} is enabled and running\n")), "{}", out.stdout);
     assert!(out.stdout.contains("loginctl enable-linger"), "{}", out.stdout);
     assert_eq!(
         w.calls(),
@@ -150,7 +151,15 @@ fn install_then_uninstall_leaves_nothing_behind() {
 #[test]
 fn status_says_whether_systemd_runs_the_daemon() {
     let w = World::new();
-    assert_eq!(w.env.run(&["queue-daemon", "install"]).code, 0);
+    // A daemon that fails at once: install says so rather than "running".
+    w.show("ActiveState=failed\nSubState=failed\nUnitFileState=enabled\nMainPID=0\n");
+    let out = w.env.run(&["queue-daemon", "install"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stdout.contains(&format!("{UNIT} is enabled, but systemd says it is failed (failed)")),
+        "{}",
+        out.stdout
+    );
 
     w.show("ActiveState=inactive\nSubState=dead\nUnitFileState=enabled\nMainPID=0\n");
     let out = w.env.run(&["queue-daemon", "status"]);

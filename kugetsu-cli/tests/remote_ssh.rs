@@ -1,7 +1,7 @@
 //! `scripts/sshd-setup.sh` against the real `sshd`: the script configures a scratch sshd
 //! (its own configuration step, checked by the real `sshd -t`/`-T`), the test starts that sshd
-//! on a free loopback port, and a generated key logs in and runs `kugetsu list` and
-//! `kugetsu start` on the fake agent as a real non-root user; passwords and unknown keys are
+//! on a free loopback port, and a generated key logs in and runs `kugetsu list`, `start` and
+//! `continue` on the fake agent as a real non-root user; passwords and unknown keys are
 //! refused, and a second run of the script changes nothing.
 //!
 //! What the script does to the system beyond sshd's configuration (`systemctl`, `useradd`, the
@@ -336,6 +336,8 @@ fn a_key_logs_in_and_runs_kugetsu_passwords_and_unknown_keys_do_not() {
         String::from_utf8_lossy(&uid.stdout).trim(),
         "the agent ran as the user who logged in"
     );
+    let out = ssh(&key, &remote("continue '#1' 'and the tests'"));
+    assert!(out.status.success(), "{}", text(&out));
     let out = ssh(&key, &remote("list"));
     assert!(String::from_utf8_lossy(&out.stdout).contains("#1"), "{}", text(&out));
 

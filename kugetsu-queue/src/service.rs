@@ -222,7 +222,8 @@ impl Systemctl {
                 _ => {}
             }
         }
-        Some(state)
+        // Every systemctl prints ActiveState; without it, this was not one that answered.
+        (!state.active.is_empty()).then_some(state)
     }
 }
 

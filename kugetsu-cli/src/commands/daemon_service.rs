@@ -78,11 +78,19 @@ pub fn install(ctx: &Ctx, out: &mut dyn Write) -> Result<(), CliError> {
     }
     let verb = if done.changed { "wrote" } else { "unchanged:" };
     writeln!(out, "{verb} {}", done.path.display())?;
-    writeln!(
-        out,
-        "{UNIT_NAME} is enabled and running{}",
-        pid.map(|p| format!(" (pid {p})")).unwrap_or_default()
-    )?;
+    match &done.state {
+        Some(s) if !s.is_active() => writeln!(
+            out,
+            "{UNIT_NAME} is enabled, but systemd says it is {} ({}): see \
+             `journalctl --user -u {UNIT_NAME}`",
+            s.active, s.sub
+        )?,
+        _ => writeln!(
+            out,
+            "{UNIT_NAME} is enabled and running{}",
+            pid.map(|p| format!(" (pid {p})")).unwrap_or_default()
+        )?,
+    }
     match user(ctx) {
         Some(u) if lingers(u) => {
             writeln!(out, "lingering is on for {u}: it runs without a login and starts at boot")?
