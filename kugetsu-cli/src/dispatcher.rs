@@ -33,7 +33,13 @@ impl CliDispatcher {
         crate::wiring::build_orchestrator(
             &self.ctx,
             &config,
-            crate::wiring::RunPlace::Daemon,
+            // With a shared queue an orphaned agent cannot be adopted (its item runs again
+            // elsewhere once the lease expires): it ends with its daemon.
+            if crate::queue_backend::agents_outlive_daemon(&config) {
+                crate::wiring::RunPlace::Daemon
+            } else {
+                crate::wiring::RunPlace::Foreground
+            },
             std::time::Duration::ZERO,
             Some(slots),
         )

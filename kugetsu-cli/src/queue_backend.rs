@@ -13,10 +13,52 @@ use crate::context::Ctx;
 use crate::error::CliError;
 
 /// The backend for `config`: files by default. Nothing is connected or written yet for the
-/// files; a database backend connects here (and fails here, cleanly, when it cannot).
+/// files; the database backend connects here (creating or migrating its schema) and fails
+/// here, cleanly, when it cannot.
 pub fn backend(ctx: &Ctx, config: &Config) -> Result<Backend, CliError> {
-    let _ = config;
-    Ok(Backend::files(&ctx.state))
+    match &config.queue_url {
+        None => Ok(Backend::files(&ctx.state)),
+        Some(url) => shared(ctx, config, url),
+    }
+}
+
+#[cfg(feature = "postgres")]
+fn shared(ctx: &Ctx, config: &Config, url: &str) -> Result<Backend, CliError> {
+    let live = ctx.clone();
+    let started_with = config.global_max_agents;
+    let options = kugetsu_queue::postgres::PgOptions {
+        url: url.to_string(),
+        host: host_name(ctx),
+        lease_ttl: std::time::Duration::from_secs(config.queue_lease_seconds),
+        // Re-read on every grant, like MAX_CONCURRENT_AGENTS.
+        global_limit: Arc::new(move || live.config().map_or(started_with, |c| c.global_max_agents)),
+    };
+    Ok(kugetsu_queue::postgres::backend(options)?)
+}
+
+#[cfg(not(feature = "postgres"))]
+fn shared(_ctx: &Ctx, _config: &Config, _url: &str) -> Result<Backend, CliError> {
+    Err(CliError::new(
+        crate::error::exit::USAGE,
+        format!(
+            "{} is set, but this kugetsu was built without PostgreSQL support",
+            kugetsu_core::config::KUGETSU_QUEUE_URL
+        ),
+    )
+    .with_hint("build it with the `postgres` feature, or unset the setting"))
+}
+
+/// This host's name in a shared queue: the machine and the state directory, since an issue's
+/// worktree and session live in a state directory, and `MAX_CONCURRENT_AGENTS` counts the
+/// agents of one.
+pub fn host_name(ctx: &Ctx) -> String {
+    let machine = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .or_else(|| ctx.env.get("HOSTNAME").cloned())
+        .unwrap_or_else(|| "localhost".into());
+    format!("{machine}:{}", ctx.state.root().display())
 }
 
 /// The queue of [`backend`].
@@ -27,4 +69,11 @@ pub fn queue(ctx: &Ctx, config: &Config) -> Result<Arc<dyn TaskQueue>, CliError>
 /// The agent slots of [`backend`].
 pub fn slots(ctx: &Ctx, config: &Config) -> Result<Arc<dyn AgentSlots>, CliError> {
     Ok(backend(ctx, config)?.slots)
+}
+
+/// Whether agents the daemon starts may outlive it (to be adopted by the next daemon on the
+/// same state directory). Not with a shared queue: the daemon's items run again elsewhere once
+/// its lease expires, so its agents must end with it, or the item would run twice at once.
+pub fn agents_outlive_daemon(config: &Config) -> bool {
+    config.queue_url.is_none()
 }

@@ -40,6 +40,16 @@ pub const KUGETSU_AGENT_TIMEOUT_MINUTES: &str = "KUGETSU_AGENT_TIMEOUT_MINUTES";
 /// An agent run that prints nothing and whose processes use no CPU or I/O for this many minutes
 /// is killed as hung (default 15).
 pub const KUGETSU_AGENT_IDLE_MINUTES: &str = "KUGETSU_AGENT_IDLE_MINUTES";
+/// A PostgreSQL URL (`postgres://user:password@host/db`) that puts the queue, the agent slots
+/// and the daemons' leases on a database shared by several hosts (default none: the state
+/// directory's files). Shown with its credentials masked.
+pub const KUGETSU_QUEUE_URL: &str = "KUGETSU_QUEUE_URL";
+/// With a shared queue, the most agents running at once across every host (default none:
+/// only each host's `MAX_CONCURRENT_AGENTS`).
+pub const KUGETSU_GLOBAL_MAX_AGENTS: &str = "KUGETSU_GLOBAL_MAX_AGENTS";
+/// With a shared queue, how long a daemon's claim on an item (and a slot) lasts without a
+/// heartbeat, in seconds (default 30): how soon a dead host's work runs elsewhere.
+pub const KUGETSU_QUEUE_LEASE_SECONDS: &str = "KUGETSU_QUEUE_LEASE_SECONDS";
 
 /// Keys the original kugetsu had and then dropped; accepted with a warning so an old `config`
 /// keeps working.
@@ -47,6 +57,8 @@ pub const OBSOLETE_KEYS: &[&str] = &["QUEUE_DAEMON_BATCH_SIZE"];
 
 /// Largest `MAX_CONCURRENT_AGENTS` accepted.
 pub const MAX_AGENTS_LIMIT: usize = 64;
+/// Largest `KUGETSU_GLOBAL_MAX_AGENTS` accepted.
+pub const MAX_GLOBAL_AGENTS: usize = 4096;
 /// Longest interval or timeout accepted, in minutes (one week).
 pub const MAX_MINUTES: u64 = 7 * 24 * 60;
 /// Largest `QUEUE_CLEANUP_AGE_DAYS` accepted (ten years).
@@ -110,6 +122,21 @@ pub const KEYS: &[KeyInfo] = &[
         name: KUGETSU_AGENT_IDLE_MINUTES,
         default: "15",
         description: "Kill an agent run that prints nothing and whose processes use no CPU or I/O for this many minutes",
+    },
+    KeyInfo {
+        name: KUGETSU_QUEUE_URL,
+        default: "(none)",
+        description: "postgres:// URL of a queue shared by several hosts (default: files in the state directory)",
+    },
+    KeyInfo {
+        name: KUGETSU_GLOBAL_MAX_AGENTS,
+        default: "(none)",
+        description: "With a shared queue: max concurrent dev agents across all hosts",
+    },
+    KeyInfo {
+        name: KUGETSU_QUEUE_LEASE_SECONDS,
+        default: "30",
+        description: "With a shared queue: seconds before a silent host's claimed work runs elsewhere",
     },
 ];
 
@@ -256,6 +283,13 @@ pub struct Config {
     pub agent_timeout_minutes: u64,
     /// `KUGETSU_AGENT_IDLE_MINUTES`.
     pub agent_idle_minutes: u64,
+    /// `KUGETSU_QUEUE_URL`: a secret (it may hold a password); show it with
+    /// [`crate::secrets::redact_url`].
+    pub queue_url: Option<String>,
+    /// `KUGETSU_GLOBAL_MAX_AGENTS`.
+    pub global_max_agents: Option<usize>,
+    /// `KUGETSU_QUEUE_LEASE_SECONDS`.
+    pub queue_lease_seconds: u64,
     /// Where each key's value came from, in [`KEYS`] order.
     sources: Vec<(&'static str, Source)>,
     /// Things worth telling the user that are not errors (obsolete keys).
@@ -287,6 +321,9 @@ impl Config {
             default_repo: None,
             agent_timeout_minutes: 60,
             agent_idle_minutes: 15,
+            queue_url: None,
+            global_max_agents: None,
+            queue_lease_seconds: 30,
             sources: KEYS.iter().map(|k| (k.name, Source::Default)).collect(),
             warnings: Vec::new(),
         }
@@ -487,6 +524,30 @@ impl Config {
             }
             KUGETSU_AGENT_TIMEOUT_MINUTES => self.agent_timeout_minutes = number(1, MAX_MINUTES)?,
             KUGETSU_AGENT_IDLE_MINUTES => self.agent_idle_minutes = number(1, MAX_MINUTES)?,
+            KUGETSU_QUEUE_URL => {
+                let url = value.trim();
+                self.queue_url = if url.is_empty() {
+                    None
+                } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+                    Some(url.to_string())
+                } else {
+                    // The message must not echo a password: name the scheme only.
+                    return Err(ConfigError::BadValue {
+                        origin: source,
+                        key: key.to_string(),
+                        value: crate::secrets::redact_url(url),
+                        problem: "is not a postgres:// or postgresql:// URL".into(),
+                    });
+                };
+            }
+            KUGETSU_GLOBAL_MAX_AGENTS => {
+                self.global_max_agents = if value.trim().is_empty() {
+                    None
+                } else {
+                    Some(number(1, MAX_GLOBAL_AGENTS as u64)? as usize)
+                };
+            }
+            KUGETSU_QUEUE_LEASE_SECONDS => self.queue_lease_seconds = number(2, 3600)?,
             _ => return Err(ConfigError::UnknownKey { origin: source, key: key.to_string() }),
         }
         if let Some(slot) = self.sources.iter_mut().find(|(k, _)| *k == info.name) {
@@ -524,6 +585,14 @@ impl Config {
                         .map_or_else(|| "(none)".into(), |r| r.to_string()),
                     KUGETSU_AGENT_TIMEOUT_MINUTES => self.agent_timeout_minutes.to_string(),
                     KUGETSU_AGENT_IDLE_MINUTES => self.agent_idle_minutes.to_string(),
+                    KUGETSU_QUEUE_URL => self
+                        .queue_url
+                        .as_deref()
+                        .map_or_else(|| "(none)".into(), crate::secrets::redact_url),
+                    KUGETSU_GLOBAL_MAX_AGENTS => self
+                        .global_max_agents
+                        .map_or_else(|| "(none)".into(), |n| n.to_string()),
+                    KUGETSU_QUEUE_LEASE_SECONDS => self.queue_lease_seconds.to_string(),
                     _ => String::new(),
                 };
                 ConfigEntry { key: info.name, value, source: self.source(info.name).clone() }
@@ -575,6 +644,8 @@ pub fn default_config_text() -> String {
         let example = match info.name {
             MAX_CONCURRENT_AGENTS => "5",
             KUGETSU_DEFAULT_REPO => "github.com/owner/repo",
+            KUGETSU_QUEUE_URL => "postgres://kugetsu@db.example/kugetsu",
+            KUGETSU_GLOBAL_MAX_AGENTS => "8",
             _ => info.default,
         };
         out.push_str(&format!(

@@ -85,9 +85,23 @@ pub fn redact_url(url: &str) -> String {
         None => ("", url),
     };
     let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    match rest[..authority_end].rfind('@') {
+    let masked = match rest[..authority_end].rfind('@') {
         Some(at) => format!("{prefix}***{}", &rest[at..]),
         None => url.to_string(),
+    };
+    // A database URL may carry its password as a parameter instead.
+    match masked.split_once('?') {
+        Some((base, query)) => {
+            let params: Vec<String> = query
+                .split('&')
+                .map(|p| match p.split_once('=') {
+                    Some((k, _)) if is_sensitive(k) => format!("{k}=***"),
+                    _ => p.to_string(),
+                })
+                .collect();
+            format!("{base}?{}", params.join("&"))
+        }
+        None => masked,
     }
 }
 
@@ -142,6 +156,10 @@ mod tests {
             format!("{MASK}{MASK} {MASK}")
         );
         assert_eq!(redact_url("https://u:p@h/x"), "https://***@h/x");
+        assert_eq!(
+            redact_url("postgres://h/db?user=k&password=pw&sslmode=disable"),
+            "postgres://h/db?user=k&password=***&sslmode=disable"
+        );
         assert_eq!(
             format!("{:?} {}", Secret::new("s3cret"), Secret::new("s3cret")),
             "Secret(***) ***"

@@ -14,6 +14,8 @@
 pub mod backend;
 pub mod daemon;
 pub mod log;
+#[cfg(feature = "postgres")]
+pub mod postgres;
 pub mod process;
 pub mod queue;
 pub mod service;

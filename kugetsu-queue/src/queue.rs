@@ -484,7 +484,7 @@ fn is_kept_aside(name: &str) -> bool {
     name.starts_with("q_") && name.contains(".json.corrupt-")
 }
 
-fn validate(task: &NewTask) -> Result<(), QueueError> {
+pub(crate) fn validate(task: &NewTask) -> Result<(), QueueError> {
     let invalid = |reason: String| Err(QueueError::InvalidTask { reason });
     if task.message.trim().is_empty() {
         return invalid("the message is empty".into());

@@ -3,8 +3,10 @@
 #![allow(clippy::unwrap_used)]
 
 mod common;
+#[path = "common/conformance.rs"]
+mod conformance;
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use kugetsu_core::clock::FixedClock;
 use kugetsu_core::queue::{Claim, NewTask, QueueError, QueueStatus, TaskQueue};
@@ -245,4 +247,16 @@ fn cached_scans_and_cold_stats_see_every_change_made_by_others() {
     std::fs::write(env.state.queue_dir().join("items.cache"), b"{garbage").unwrap();
     let again = FileQueue::new(&env.state).stats().unwrap();
     assert_eq!((again.total, again.pending, again.completed, again.corrupt), (4, 3, 1, 0));
+}
+
+/// The behaviour every backend shares (the PostgreSQL queue runs the same suite).
+#[test]
+fn the_file_queue_passes_the_conformance_suite() {
+    let dirs = Mutex::new(Vec::new());
+    conformance::run_all(&|| {
+        let env = common::env();
+        let q: Arc<dyn TaskQueue> = Arc::new(FileQueue::new(&env.state));
+        dirs.lock().unwrap().push(env);
+        q
+    });
 }

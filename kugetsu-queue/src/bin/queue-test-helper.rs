@@ -8,8 +8,12 @@
 //! - `hold-slot <state> <limit> <hold-ms> <record-dir>`: takes a slot (waiting), holds it.
 //! - `daemon <state> <limit> <record-dir> <interval-ms>`: a daemon whose dispatcher starts
 //!   `agent` processes; runs until SIGTERM/SIGINT.
-//! - `agent <record-dir> <id> <ms> <lane>`: a fake agent: counts itself in `<lane>`'s
-//!   concurrency counter, sleeps, records that it finished.
+//! - `pg-daemon <state> <limit> <record-dir> <interval-ms> <url> <host> <global> <lease-ms>`:
+//!   the same daemon on the PostgreSQL backend (feature `postgres`), as host `<host>`.
+//! - `agent <record-dir> <id> <ms> <lane> [<host> <issue>]`: a fake agent: counts itself in
+//!   `<lane>`'s concurrency counter (and, with a host, in the host's and the item's), sleeps,
+//!   records that it finished. It ends early, uncounting itself, on SIGTERM or when its
+//!   daemon dies (a shared queue's agents end with their daemon).
 //!
 //! Concurrency is measured with a counter file under an flock (`<lane>.count`, with the
 //! maximum ever seen in `<lane>.max`), which needs no clock and cannot miss an overlap.
@@ -61,20 +65,21 @@ fn main() -> ExitCode {
             append(&record.join("slot.done"), &format!("{}\n", guard.index()));
             ExitCode::SUCCESS
         }
-        "daemon" => daemon(state, arg(2).parse().unwrap(), PathBuf::from(arg(3)), &arg(4)),
-        "agent" => {
-            let record = PathBuf::from(arg(1));
-            let ms: u64 = arg(3).parse().unwrap();
-            append(
-                &record.join(format!("agent-{}.pid", arg(2))),
-                &format!("{}\n", std::process::id()),
-            );
-            count(&record, &arg(4), 1);
-            std::thread::sleep(Duration::from_millis(ms));
-            count(&record, &arg(4), -1);
-            append(&record.join("agents.done"), &format!("{}\n", arg(2)));
-            ExitCode::SUCCESS
+        "daemon" => daemon(state, arg(2).parse().unwrap(), PathBuf::from(arg(3)), &arg(4), None),
+        #[cfg(feature = "postgres")]
+        "pg-daemon" => {
+            let options = kugetsu_queue::postgres::PgOptions {
+                url: arg(5),
+                host: arg(6),
+                lease_ttl: Duration::from_millis(arg(8).parse().unwrap()),
+                global_limit: {
+                    let g: usize = arg(7).parse().unwrap();
+                    Arc::new(move || Some(g))
+                },
+            };
+            daemon(state, arg(2).parse().unwrap(), PathBuf::from(arg(3)), &arg(4), Some(options))
         }
+        "agent" => agent(&args),
         other => {
             eprintln!("queue-test-helper: unknown mode {other:?}");
             ExitCode::from(2)
@@ -95,6 +100,47 @@ fn claim(state: &StateDir, out: &Path) -> ExitCode {
 fn append(path: &Path, text: &str) {
     let mut f = OpenOptions::new().append(true).create(true).open(path).unwrap();
     f.write_all(text.as_bytes()).unwrap();
+}
+
+fn agent(args: &[String]) -> ExitCode {
+    let arg = |i: usize| args.get(i).cloned().unwrap_or_default();
+    let record = PathBuf::from(arg(1));
+    let (id, ms, lane) = (arg(2), arg(3).parse::<u64>().unwrap(), arg(4));
+    let host = args.get(5).cloned();
+    let mut lanes = vec![lane];
+    if let Some(h) = &host {
+        lanes.push(format!("host-{}", h));
+        lanes.push(format!("item-{id}"));
+    }
+    let term = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGTERM, term.clone()).unwrap();
+    let parent = rustix::process::getppid();
+    append(&record.join(format!("agent-{id}.pid")), &format!("{}\n", std::process::id()));
+    for l in &lanes {
+        count(&record, l, 1);
+    }
+    let deadline = std::time::Instant::now() + Duration::from_millis(ms);
+    let mut finished = true;
+    while std::time::Instant::now() < deadline {
+        if term.load(std::sync::atomic::Ordering::Relaxed)
+            || (host.is_some() && rustix::process::getppid() != parent)
+        {
+            finished = false;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    for l in &lanes {
+        count(&record, l, -1);
+    }
+    if !finished {
+        return ExitCode::from(143);
+    }
+    append(&record.join("agents.done"), &format!("{id}\n"));
+    if let Some(h) = host {
+        append(&record.join("runs.log"), &format!("{id} {h} {}\n", arg(6)));
+    }
+    ExitCode::SUCCESS
 }
 
 /// Adds `delta` to `<lane>.count` and raises `<lane>.max`, under `<lane>.lock`.
@@ -118,6 +164,7 @@ fn count(record: &Path, lane: &str, delta: i64) {
 /// Messages: `sleep:<ms>` (default 300), `fail` (retryable, no agent), `fatal`.
 struct FakeDispatcher {
     record: PathBuf,
+    host: Option<String>,
 }
 
 impl Dispatcher for FakeDispatcher {
@@ -135,11 +182,13 @@ impl Dispatcher for FakeDispatcher {
         let ms = item.message.strip_prefix("sleep:").and_then(|m| m.parse().ok()).unwrap_or(300u64);
         let lane = if item.issue_ref.is_some() { "dev" } else { "pm" };
         use std::os::unix::process::CommandExt;
-        let mut child = Command::new(std::env::current_exe().unwrap())
-            .args(["agent", &self.record.to_string_lossy(), &item.id, &ms.to_string(), lane])
-            .process_group(0)
-            .spawn()
-            .map_err(|e| DispatchError::Retry(e.to_string()))?;
+        let mut cmd = Command::new(std::env::current_exe().unwrap());
+        cmd.args(["agent", &self.record.to_string_lossy(), &item.id, &ms.to_string(), lane]);
+        if let Some(h) = &self.host {
+            cmd.args([h.as_str(), item.issue_ref.as_deref().unwrap_or("-")]);
+        }
+        let mut child =
+            cmd.process_group(0).spawn().map_err(|e| DispatchError::Retry(e.to_string()))?;
         ctx.agent_started(child.id());
         let status = child.wait().map_err(|e| DispatchError::Retry(e.to_string()))?;
         if status.success() {
@@ -150,19 +199,33 @@ impl Dispatcher for FakeDispatcher {
     }
 }
 
-fn daemon(state: StateDir, limit: usize, record: PathBuf, interval_ms: &str) -> ExitCode {
+#[cfg(not(feature = "postgres"))]
+type PgOptions = ();
+#[cfg(feature = "postgres")]
+use kugetsu_queue::postgres::PgOptions;
+
+fn daemon(
+    state: StateDir,
+    limit: usize,
+    record: PathBuf,
+    interval_ms: &str,
+    pg: Option<PgOptions>,
+) -> ExitCode {
     let interval = Duration::from_millis(interval_ms.parse().unwrap_or(60_000));
     let events = record.join("events.log");
     let notifier = move |e: &QueueEvent| {
         append(&events, &format!("{} {} {}\n", e.kind.as_str(), e.item_id, e.detail));
     };
-    let daemon = Daemon::new(
+    let host = pg.as_ref().map(pg_host);
+    let mut daemon = Daemon::new(
         state,
-        Arc::new(FakeDispatcher { record: record.clone() }),
+        Arc::new(FakeDispatcher { record: record.clone(), host }),
         Arc::new(move || limit),
-    )
-    .with_notifier(Arc::new(notifier))
-    .with_options(DaemonOptions {
+    );
+    if let Some(options) = pg {
+        daemon = daemon.with_backend(pg_backend(options));
+    }
+    let daemon = daemon.with_notifier(Arc::new(notifier)).with_options(DaemonOptions {
         interval,
         retry_backoff: Duration::from_millis(50),
         shutdown_grace: Duration::from_secs(1),
@@ -183,4 +246,24 @@ fn daemon(state: StateDir, limit: usize, record: PathBuf, interval_ms: &str) -> 
             ExitCode::FAILURE
         }
     }
+}
+
+#[cfg(feature = "postgres")]
+fn pg_host(o: &PgOptions) -> String {
+    o.host.clone()
+}
+
+#[cfg(feature = "postgres")]
+fn pg_backend(o: PgOptions) -> kugetsu_queue::Backend {
+    kugetsu_queue::postgres::backend(o).unwrap()
+}
+
+#[cfg(not(feature = "postgres"))]
+fn pg_host(_: &PgOptions) -> String {
+    unreachable!()
+}
+
+#[cfg(not(feature = "postgres"))]
+fn pg_backend(_: PgOptions) -> kugetsu_queue::Backend {
+    unreachable!()
 }

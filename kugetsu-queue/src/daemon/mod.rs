@@ -651,7 +651,7 @@ impl Daemon {
                  recording nothing"
             ));
             if let Some((pid, token)) = st.agent.clone() {
-                process::signal_group_verified(pid, &token, Signal::KILL);
+                process::signal_group_verified(pid, &token, Signal::TERM);
             }
         }
     }

@@ -25,6 +25,9 @@ pub(super) fn lock_state(m: &Mutex<WorkerState>) -> MutexGuard<'_, WorkerState> 
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// How long a worker keeps trying to record an outcome while the queue is unreachable.
+const OUTCOME_RETRY_FOR: Duration = Duration::from_secs(15 * 60);
+
 /// Shared by the main loop and the workers.
 pub(super) struct Shared {
     pub(super) queue: Arc<dyn TaskQueue>,
@@ -103,7 +106,7 @@ impl Shared {
         };
         // Fenced: if the lease was lost (this daemon was paused or cut off and the item went
         // to another), nothing is written over the new owner's state.
-        let update = self.queue.update_claimed(&item.id, &claim, &mut |it| {
+        let mut write = |it: &mut QueueItem| {
             it.claim = None;
             it.agent_token = None;
             match &result {
@@ -147,7 +150,23 @@ impl Shared {
                     );
                 }
             }
-        });
+        };
+        // An unreachable queue server must not lose the outcome: keep trying (the worker, and
+        // so its lease renewal, lives on meanwhile) until it answers or the lease is gone.
+        let mut pause = Duration::from_millis(250);
+        let started = Instant::now();
+        let update = loop {
+            match self.queue.update_claimed(&item.id, &claim, &mut write) {
+                Err(e @ QueueError::Unavailable { .. })
+                    if started.elapsed() < OUTCOME_RETRY_FOR =>
+                {
+                    self.log(&format!("cannot record the outcome of {} yet: {e}", item.id));
+                    std::thread::sleep(pause);
+                    pause = (pause * 2).min(Duration::from_secs(5));
+                }
+                other => break other,
+            }
+        };
         match update {
             Ok(updated) => self.event(event.0, &updated, &event.1),
             Err(e @ QueueError::LeaseLost { .. }) => {

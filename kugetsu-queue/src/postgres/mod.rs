@@ -1,0 +1,276 @@
+//! The queue, the agent slots and the leases on PostgreSQL, so that daemons on several hosts
+//! drain one queue under one limit (`KUGETSU_QUEUE_URL`).
+//!
+//! How the guarantees of the file queue carry over to a database shared by hosts:
+//! - **One winner per claim**: a claim is one transaction that picks the oldest due row with
+//!   `FOR UPDATE SKIP LOCKED` (concurrent claimers skip each other's row instead of waiting)
+//!   and marks it `notified`.
+//! - **Leases instead of pid tokens**: a pid means nothing on another host, so a claim carries
+//!   an expiry, renewed by its daemon's heartbeat ([`TaskQueue::renew`]); a claim whose lease
+//!   expired is recovered by any daemon. Every write about a claimed item checks its lease id
+//!   in the same statement (fencing), so a daemon that was paused or cut off past its lease
+//!   cannot record an outcome over the new owner's.
+//! - **Limits**: slots are rows (`kugetsu_slots`), one per running agent, with a lease of their
+//!   own renewed by a heartbeat thread. Granting one takes a transaction-scoped advisory lock,
+//!   so counting and inserting cannot interleave: no grant ever brings a host over
+//!   `MAX_CONCURRENT_AGENTS` or all hosts over `KUGETSU_GLOBAL_MAX_AGENTS`. A killed holder's
+//!   slot is freed when its lease expires (later than with a kernel lock, never sooner).
+//! - **Affinity**: an issue's worktree and session live on the host that first claimed work on
+//!   it (`kugetsu_issue_hosts`); only that host's daemon claims the issue's later items.
+//! - **Wake-up**: an enqueue sends `NOTIFY` in its own transaction; daemons `LISTEN`
+//!   ([`PgWake`]) and still poll as a fallback.
+//! - **Faults**: every operation reconnects when its connection is gone; an unreachable server
+//!   is a [`QueueError::Unavailable`] naming the server with its credentials masked, and the
+//!   transaction that failed changed nothing.
+//!
+//! Times kept by the database (lease expiries) come from the server's clock, so hosts with
+//! slightly different clocks agree on when a lease ends.
+
+mod queue;
+mod schema;
+mod slots;
+
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use kugetsu_core::queue::{Claim, Liveness, QueueError, WakeUp};
+use kugetsu_core::secrets::redact_url;
+use postgres::fallible_iterator::FallibleIterator;
+use time::OffsetDateTime;
+
+pub use queue::PgQueue;
+pub use schema::{SCHEMA_VERSION, SchemaInfo};
+pub use slots::PgSlots;
+
+use crate::backend::Backend;
+
+/// The channel enqueues notify and daemons listen on.
+pub const CHANNEL: &str = "kugetsu_queue";
+
+/// How a backend on PostgreSQL is set up.
+#[derive(Clone)]
+pub struct PgOptions {
+    /// The server (`postgres://user:pass@host:port/db`).
+    pub url: String,
+    /// This host's name in the shared queue (a machine and its state directory).
+    pub host: String,
+    /// How long a lease (of a claimed item or a slot) lasts without renewal.
+    pub lease_ttl: Duration,
+    /// `KUGETSU_GLOBAL_MAX_AGENTS`, read afresh on every grant; `None` for no limit across
+    /// hosts beyond each host's own.
+    pub global_limit: Arc<dyn Fn() -> Option<usize> + Send + Sync>,
+}
+
+impl std::fmt::Debug for PgOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgOptions")
+            .field("url", &redact_url(&self.url))
+            .field("host", &self.host)
+            .field("lease_ttl", &self.lease_ttl)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The whole backend on PostgreSQL: connects, creates or migrates the schema, and returns the
+/// queue, the slots, the lease rule and the `LISTEN` wake-up. Fails cleanly (nothing written)
+/// when the server cannot be reached.
+pub fn backend(options: PgOptions) -> Result<Backend, QueueError> {
+    let conn = Conn::new(&options.url);
+    conn.with(|c| schema::migrate(c).map_err(PgFail::Query))?;
+    let queue = PgQueue::new(conn, &options);
+    let slots = PgSlots::new(Conn::new(&options.url), &options);
+    Ok(Backend {
+        queue: Arc::new(queue),
+        slots: Arc::new(slots),
+        liveness: Arc::new(LeaseLiveness { host: options.host.clone() }),
+        wake: Some(Arc::new(PgWake { url: options.url.clone() })),
+        host: Some(options.host),
+    })
+}
+
+/// Creates or migrates the schema at `url`; returns what is there afterwards.
+pub fn migrate(url: &str) -> Result<SchemaInfo, QueueError> {
+    let conn = Conn::new(url);
+    conn.with(|c| schema::migrate(c).map_err(PgFail::Query))
+}
+
+/// What `doctor` reports about the shared queue: the schema, the hosts holding live leases,
+/// and items whose lease expired (their host is gone or cut off).
+pub fn inspect(url: &str) -> Result<schema::Inspection, QueueError> {
+    let conn = Conn::new(url);
+    conn.with(|c| schema::inspect(c).map_err(PgFail::Query))
+}
+
+/// One connection, opened on first use and again after it broke (a server restart, a
+/// network cut), shared by the threads of a process under a mutex.
+pub(crate) struct Conn {
+    url: String,
+    client: Mutex<Option<postgres::Client>>,
+}
+
+/// Why an operation failed, before it becomes a [`QueueError`].
+pub(crate) enum PgFail {
+    /// The query failed (the connection may have broken under it).
+    Query(postgres::Error),
+    /// A queue-level answer (not found, lease lost, invalid task).
+    Queue(QueueError),
+}
+
+impl From<postgres::Error> for PgFail {
+    fn from(e: postgres::Error) -> Self {
+        PgFail::Query(e)
+    }
+}
+
+impl From<QueueError> for PgFail {
+    fn from(e: QueueError) -> Self {
+        PgFail::Queue(e)
+    }
+}
+
+/// How long a connection attempt may take before the server counts as unreachable.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+impl Conn {
+    pub(crate) fn new(url: &str) -> Self {
+        Conn { url: url.to_string(), client: Mutex::new(None) }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Option<postgres::Client>> {
+        self.client.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The server, as it may be shown.
+    pub(crate) fn target(&self) -> String {
+        redact_url(&self.url)
+    }
+
+    fn unavailable(&self, e: &dyn std::error::Error) -> QueueError {
+        // The driver's top message is generic ("error connecting to server"); the cause
+        // ("Connection refused") is what tells the user what to fix.
+        let mut message = e.to_string();
+        let mut source = e.source();
+        while let Some(s) = source {
+            message.push_str(&format!(": {s}"));
+            source = s.source();
+        }
+        // The driver's messages name host and port, never the password; masked anyway.
+        let message = kugetsu_core::secrets::redact(&message, &[&self.url]);
+        QueueError::Unavailable { target: self.target(), message }
+    }
+
+    pub(crate) fn connect(url: &str) -> Result<postgres::Client, postgres::Error> {
+        let mut config: postgres::Config = url.parse()?;
+        config.connect_timeout(CONNECT_TIMEOUT);
+        if config.get_application_name().is_none() {
+            config.application_name("kugetsu");
+        }
+        config.connect(postgres::NoTls)
+    }
+
+    /// Runs `f` on the connection, opening it first if needed. A broken connection is
+    /// dropped, so the next call reconnects.
+    pub(crate) fn with<T>(
+        &self,
+        f: impl FnOnce(&mut postgres::Client) -> Result<T, PgFail>,
+    ) -> Result<T, QueueError> {
+        let mut guard = self.lock();
+        if guard.as_ref().is_none_or(|c| c.is_closed()) {
+            *guard = Some(Conn::connect(&self.url).map_err(|e| self.unavailable(&e))?);
+        }
+        let Some(client) = guard.as_mut() else {
+            return Err(QueueError::Unavailable {
+                target: self.target(),
+                message: "no connection".into(),
+            });
+        };
+        match f(client) {
+            Ok(v) => Ok(v),
+            Err(PgFail::Queue(e)) => Err(e),
+            Err(PgFail::Query(e)) => {
+                if client.is_closed() || e.as_db_error().is_none() {
+                    *guard = None;
+                }
+                Err(self.unavailable(&e))
+            }
+        }
+    }
+}
+
+/// Microseconds since the epoch, as the tables store times.
+pub(crate) fn to_us(t: OffsetDateTime) -> i64 {
+    (t.unix_timestamp_nanos() / 1000).clamp(i64::MIN as i128, i64::MAX as i128) as i64
+}
+
+/// The inverse of [`to_us`].
+pub(crate) fn from_us(us: i64) -> OffsetDateTime {
+    OffsetDateTime::from_unix_timestamp_nanos(us as i128 * 1000)
+        .unwrap_or(OffsetDateTime::UNIX_EPOCH)
+}
+
+/// [`Liveness`] across hosts: a claim lives while its lease has not expired; an agent can be
+/// watched only on its own host.
+#[derive(Debug, Clone)]
+pub struct LeaseLiveness {
+    host: String,
+}
+
+impl Liveness for LeaseLiveness {
+    fn own_token(&self) -> String {
+        crate::process::own_token()
+    }
+
+    fn holder_alive(&self, claim: &Claim, now: OffsetDateTime) -> bool {
+        claim.expires_at.is_some_and(|t| t > now)
+    }
+
+    fn agent_alive(&self, claim: &Claim, agent_token: &str) -> bool {
+        claim.host.as_deref() == Some(self.host.as_str())
+            && claim.agent_pid.is_some_and(|pid| crate::process::is_alive(pid, agent_token))
+    }
+}
+
+/// `LISTEN kugetsu_queue` on a connection of its own, reconnecting (with a growing pause) when
+/// the server goes away; after a reconnect it wakes the daemon once, since notifications sent
+/// meanwhile were lost.
+#[derive(Debug, Clone)]
+pub struct PgWake {
+    url: String,
+}
+
+impl WakeUp for PgWake {
+    fn listen(&self, on_wake: &mut dyn FnMut() -> bool) -> Result<(), String> {
+        let mut pause = Duration::from_millis(200);
+        let mut reconnected = false;
+        loop {
+            if let Ok(mut client) = Conn::connect(&self.url)
+                && client.batch_execute(&format!("LISTEN {CHANNEL}")).is_ok()
+            {
+                pause = Duration::from_millis(200);
+                if reconnected && !on_wake() {
+                    return Ok(());
+                }
+                loop {
+                    let next = client.notifications().timeout_iter(Duration::from_secs(1)).next();
+                    match next {
+                        Ok(Some(_)) => {
+                            if !on_wake() {
+                                return Ok(());
+                            }
+                        }
+                        Err(_) => break,
+                        // A quiet second: make sure the connection still answers.
+                        Ok(None) => {
+                            if client.is_closed() || client.simple_query("").is_err() {
+                                break;
+                            }
+                        }
+                    }
+                }
+            }
+            reconnected = true;
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(Duration::from_secs(10));
+        }
+    }
+}

@@ -1,0 +1,166 @@
+//! A throwaway PostgreSQL server for tests: `initdb` in a temporary directory, started on a
+//! free loopback port as an unprivileged user, stopped (and removed) when dropped. Uses the
+//! Debian `postgresql` package's programs. Where they are missing or the server cannot start,
+//! [`Pg::start`] prints why and returns `None` (the test skips), except in CI
+//! (`KUGETSU_REAL_POSTGRES=1` or `CI` set), where that is a failure.
+#![allow(dead_code, clippy::unwrap_used, clippy::print_stderr)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+pub struct Pg {
+    dir: tempfile::TempDir,
+    bin: PathBuf,
+    pub port: u16,
+    as_postgres: bool,
+    next_db: std::sync::atomic::AtomicU32,
+}
+
+fn required() -> bool {
+    std::env::var_os("KUGETSU_REAL_POSTGRES").is_some_and(|v| v == "1")
+        || std::env::var_os("CI").is_some_and(|v| !v.is_empty())
+}
+
+/// The newest `/usr/lib/postgresql/<version>/bin` that has `initdb`.
+fn bin_dir() -> Option<PathBuf> {
+    let mut found: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .ok()?
+        .flatten()
+        .filter_map(|e| {
+            let v = e.file_name().to_str()?.parse::<u32>().ok()?;
+            let bin = e.path().join("bin");
+            bin.join("initdb").exists().then_some((v, bin))
+        })
+        .collect();
+    found.sort();
+    found.pop().map(|(_, b)| b)
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+impl Pg {
+    /// Starts a server, or says why not and returns `None` (outside CI).
+    pub fn start() -> Option<Pg> {
+        match Pg::try_start() {
+            Ok(pg) => Some(pg),
+            Err(why) if required() => panic!("PostgreSQL is required here but: {why}"),
+            Err(why) => {
+                eprintln!("SKIPPED: no PostgreSQL server for this test: {why}");
+                None
+            }
+        }
+    }
+
+    fn try_start() -> Result<Pg, String> {
+        let bin =
+            bin_dir().ok_or("no /usr/lib/postgresql/*/bin/initdb (apt-get install postgresql)")?;
+        let as_postgres = rustix::process::geteuid().is_root();
+        let dir =
+            tempfile::Builder::new().prefix("kugetsu-pg-").tempdir().map_err(|e| e.to_string())?;
+        if as_postgres {
+            // The server refuses to run as root; its directories must belong to its user.
+            let st = Command::new("chown")
+                .args(["postgres:", dir.path().to_str().unwrap()])
+                .status()
+                .map_err(|e| e.to_string())?;
+            if !st.success() {
+                return Err("cannot chown the data directory to the postgres user".into());
+            }
+        }
+        let pg = Pg {
+            dir,
+            bin,
+            port: free_port(),
+            as_postgres,
+            next_db: std::sync::atomic::AtomicU32::new(0),
+        };
+        let out = pg
+            .command("initdb")
+            .args(["-D", pg.data().to_str().unwrap(), "-A", "trust", "-U", "postgres", "--no-sync"])
+            .output()
+            .map_err(|e| format!("initdb: {e}"))?;
+        if !out.status.success() {
+            return Err(format!("initdb failed: {}", String::from_utf8_lossy(&out.stderr)));
+        }
+        pg.start_server()?;
+        Ok(pg)
+    }
+
+    fn data(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    fn command(&self, program: &str) -> Command {
+        let path = self.bin.join(program);
+        if self.as_postgres {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(path);
+            c.current_dir(self.dir.path());
+            c
+        } else {
+            Command::new(path)
+        }
+    }
+
+    fn start_server(&self) -> Result<(), String> {
+        let opts = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200",
+            self.port,
+            self.dir.path().display()
+        );
+        let out = self
+            .command("pg_ctl")
+            .args(["-D", self.data().to_str().unwrap()])
+            .args(["-l", self.dir.path().join("log").to_str().unwrap()])
+            .args(["-w", "-t", "60", "-o", &opts, "start"])
+            .output()
+            .map_err(|e| format!("pg_ctl: {e}"))?;
+        if !out.status.success() {
+            let log = std::fs::read_to_string(self.dir.path().join("log")).unwrap_or_default();
+            return Err(format!(
+                "pg_ctl start failed: {}{log}",
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+        Ok(())
+    }
+
+    /// Stops the server at once (as a crash or a restart would), keeping its data.
+    pub fn stop(&self) {
+        let _ = self
+            .command("pg_ctl")
+            .args(["-D", self.data().to_str().unwrap(), "-m", "immediate", "-w", "stop"])
+            .output();
+    }
+
+    /// Starts it again on the same port, with the same data.
+    pub fn restart(&self) {
+        self.start_server().unwrap();
+    }
+
+    /// A fresh, empty database; its URL (with a password the server ignores under `trust`, so
+    /// masking can be checked).
+    pub fn database(&self) -> String {
+        let n = self.next_db.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let name = format!("t{n}");
+        let mut admin = postgres::Client::connect(&self.url("postgres"), postgres::NoTls).unwrap();
+        admin.batch_execute(&format!("CREATE DATABASE {name}")).unwrap();
+        self.url(&name)
+    }
+
+    pub fn url(&self, db: &str) -> String {
+        format!("postgres://postgres:s3cretpw@127.0.0.1:{}/{db}", self.port)
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for Pg {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
