@@ -589,9 +589,9 @@ impl Config {
                         .queue_url
                         .as_deref()
                         .map_or_else(|| "(none)".into(), crate::secrets::redact_url),
-                    KUGETSU_GLOBAL_MAX_AGENTS => self
-                        .global_max_agents
-                        .map_or_else(|| "(none)".into(), |n| n.to_string()),
+                    KUGETSU_GLOBAL_MAX_AGENTS => {
+                        self.global_max_agents.map_or_else(|| "(none)".into(), |n| n.to_string())
+                    }
                     KUGETSU_QUEUE_LEASE_SECONDS => self.queue_lease_seconds.to_string(),
                     _ => String::new(),
                 };
