@@ -30,8 +30,13 @@ impl CliDispatcher {
 
     fn orchestrator(&self, slots: Arc<dyn AgentSlots>) -> Result<Orchestrator, DispatchError> {
         let config = self.ctx.config().map_err(|e| DispatchError::Retry(e.message))?;
+        // Each dispatch gets a stop request of its own: a stop asked for one issue's turn
+        // (`Orchestrator::request_stop`) must not stop the daemon's other turns. The daemon's
+        // own shutdown stops agents by signalling their process groups.
+        let mut ctx = self.ctx.clone();
+        ctx.interrupt = kugetsu_core::interrupt::Interrupt::new();
         crate::wiring::build_orchestrator(
-            &self.ctx,
+            &ctx,
             &config,
             // With a shared queue an orphaned agent cannot be adopted (its item runs again
             // elsewhere once the lease expires): it ends with its daemon.
@@ -68,6 +73,11 @@ fn outcome_result(outcome: RunOutcome, what: &str) -> Result<DispatchOutcome, Di
         RunOutcome::Completed => Ok(DispatchOutcome { summary: format!("{what}: completed") }),
         RunOutcome::Blocked { permission } => {
             Err(DispatchError::Fatal(format!("{what}: blocked: permission rejected: {permission}")))
+        }
+        // Only a stop request interrupts a daemon's turn (see `orchestrator`): the user
+        // stopped it, so it is not retried; `error` lets them retry it when they choose.
+        RunOutcome::Interrupted { signal } => {
+            Err(DispatchError::Fatal(format!("{what}: stopped by {signal}")))
         }
         other => Err(DispatchError::Retry(format!("{what}: {}", other.describe()))),
     }

@@ -142,6 +142,15 @@ impl StateDir {
     pub fn cache_dir(&self) -> PathBuf {
         self.root.join("cache")
     }
+    /// `stops/`: requests to stop a running turn, one file per issue (see
+    /// [`crate::control::StopRequests`]).
+    pub fn stops_dir(&self) -> PathBuf {
+        self.root.join("stops")
+    }
+    /// `dashboard.token`: the secret every request to `kugetsu dashboard` must carry.
+    pub fn dashboard_token_path(&self) -> PathBuf {
+        self.root.join("dashboard.token")
+    }
     /// `locks/`: lock files (never deleted).
     pub fn locks_dir(&self) -> PathBuf {
         self.root.join("locks")

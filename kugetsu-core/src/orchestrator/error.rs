@@ -85,6 +85,14 @@ pub enum OrchestratorError {
         /// The session file.
         path: PathBuf,
     },
+    /// A stop was asked for an issue whose session runs no turn.
+    #[error("{issue} is not running (its session is {state})")]
+    NotRunning {
+        /// The issue ref.
+        issue: String,
+        /// The session's state.
+        state: String,
+    },
     /// A stop was asked for (Ctrl-C, SIGTERM, a hang-up) before the agent's turn began
     /// (while waiting for a slot, for instance); nothing was left half-done.
     #[error("interrupted by {signal}")]

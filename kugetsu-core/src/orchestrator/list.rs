@@ -22,9 +22,24 @@ pub struct ListEntry {
     pub problem: Option<String>,
 }
 
+/// A row of `list` with the session file it was read from (when it could be), for views that
+/// show more of each session than `list` does (a dashboard: branch, agent pid, last turn).
+#[derive(Debug, Clone)]
+pub struct SessionView {
+    /// The row `list` prints.
+    pub entry: ListEntry,
+    /// The session file, if it could be read.
+    pub file: Option<SessionFile>,
+}
+
 impl Orchestrator {
     /// `list`: base, PM agent, then every issue, reading each session file.
     pub fn list(&self) -> Result<Vec<ListEntry>, OrchestratorError> {
+        Ok(self.list_sessions()?.into_iter().map(|v| v.entry).collect())
+    }
+
+    /// [`Orchestrator::list`] with each row's session file: one read of each.
+    pub fn list_sessions(&self) -> Result<Vec<SessionView>, OrchestratorError> {
         let index = self.index_or_err()?;
         let mut out = Vec::with_capacity(index.issues.len() + 2);
         let state_of = |path: &Path| match storage::read_json::<SessionFile>(path) {
@@ -38,14 +53,15 @@ impl Orchestrator {
         ] {
             if let Some(id) = id {
                 let (file, problem) = state_of(&path);
-                out.push(ListEntry {
+                let entry = ListEntry {
                     issue_ref: label.into(),
                     kind,
                     session_id: id.to_string(),
                     worktree: None,
-                    state: file.map(|f| f.state),
+                    state: file.as_ref().map(|f| f.state.clone()),
                     problem,
-                });
+                };
+                out.push(SessionView { entry, file });
             }
         }
         for (issue, name) in &index.issues {
@@ -67,7 +83,7 @@ impl Orchestrator {
                 },
                 Err(e) => (None, Some(e.to_string())),
             };
-            out.push(ListEntry {
+            let entry = ListEntry {
                 issue_ref: issue.clone(),
                 kind: file.as_ref().map_or(SessionKind::Forked, |f| f.kind.clone()),
                 session_id: file
@@ -75,9 +91,10 @@ impl Orchestrator {
                     .map(|f| f.opencode_session_id.to_string())
                     .unwrap_or_default(),
                 worktree: file.as_ref().and_then(|f| f.worktree_path.clone()),
-                state: file.map(|f| f.state),
+                state: file.as_ref().map(|f| f.state.clone()),
                 problem,
-            });
+            };
+            out.push(SessionView { entry, file });
         }
         Ok(out)
     }

@@ -12,7 +12,7 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -46,7 +46,7 @@ pub use destroy::DestroyReport;
 pub use doctor::Finding;
 pub use error::OrchestratorError;
 pub use init::{InitOptions, InitReport};
-pub use list::ListEntry;
+pub use list::{ListEntry, SessionView};
 pub use prune::PruneReport;
 pub use run::{RunSummary, StartOptions};
 

@@ -229,6 +229,30 @@ impl Orchestrator {
         }
     }
 
+    /// Asks whoever supervises `issue`'s running turn (a foreground `start`/`continue` or the
+    /// queue daemon, in any process) to stop it, as Ctrl-C would: the turn is then recorded as
+    /// `interrupted`. A turn nobody supervises any more is settled at once instead (as `list`
+    /// would). Returns the session's state after the request: `running` while the supervisor
+    /// stops the agent, or what settling left.
+    pub fn request_stop(
+        &self,
+        issue: &IssueRef,
+        by: &str,
+    ) -> Result<SessionState, OrchestratorError> {
+        let (_, file) = self.issue_session(issue)?;
+        if file.state != SessionState::Running {
+            return Err(OrchestratorError::NotRunning {
+                issue: issue.to_string(),
+                state: file.state.to_string(),
+            });
+        }
+        if self.settle_abandoned_run(issue)? {
+            return Ok(self.issue_session(issue)?.1.state);
+        }
+        crate::control::StopRequests::new(&self.state).request(issue, by, self.clock.now())?;
+        Ok(SessionState::Running)
+    }
+
     /// Sends a message to the PM agent (the daemon's dispatch of a queue item without an issue
     /// ref). Takes no slot: the PM agent does not count against `MAX_CONCURRENT_AGENTS`.
     pub fn message_pm(
@@ -272,6 +296,11 @@ impl Orchestrator {
     ) -> Result<RunSummary, OrchestratorError> {
         let Turn { issue, session, dir, session_path, message, ref env } = *turn;
         let started = self.clock.now();
+        // A stop asked for from another process (`request_stop`) reaches the driver as the
+        // same interrupt Ctrl-C triggers. A request left from an earlier turn is not for this
+        // one; it is dropped before the session says `running`, so none made since is lost.
+        let stops = crate::control::StopRequests::new(&self.state);
+        stops.clear(issue)?;
         self.update_session(session_path, |s| {
             s.state = SessionState::Running;
             s.agent_pid = None;
@@ -279,17 +308,34 @@ impl Orchestrator {
         let log_path = self.run_log_path(&issue.file_name());
         let mut recording =
             RecordingSink { inner: sink, orch: self, session_path: session_path.to_path_buf() };
-        let result = self.agent.run(
-            &RunRequest {
-                session: session.clone(),
-                dir: dir.to_path_buf(),
-                prompt: message.into(),
-                env: env.clone(),
-                limits: self.settings.limits,
-                log_path: log_path.clone(),
-            },
-            &mut recording,
-        );
+        let done = AtomicBool::new(false);
+        let result = std::thread::scope(|scope| {
+            let watcher = scope.spawn(|| {
+                while !done.load(Ordering::SeqCst) {
+                    if stops.is_requested(issue) {
+                        tracing::debug!(%issue, "stop requested");
+                        self.settings.interrupt.trigger(0);
+                        return;
+                    }
+                    std::thread::park_timeout(crate::control::STOP_POLL);
+                }
+            });
+            let result = self.agent.run(
+                &RunRequest {
+                    session: session.clone(),
+                    dir: dir.to_path_buf(),
+                    prompt: message.into(),
+                    env: env.clone(),
+                    limits: self.settings.limits,
+                    log_path: log_path.clone(),
+                },
+                &mut recording,
+            );
+            done.store(true, Ordering::SeqCst);
+            watcher.thread().unpark();
+            result
+        });
+        let _ = stops.clear(issue);
         let finished = self.clock.now();
         let (outcome, exit_code) = match &result {
             Ok(report) => (report.outcome.clone(), report.exit_code),
