@@ -77,3 +77,40 @@ pub fn slots(ctx: &Ctx, config: &Config) -> Result<Arc<dyn AgentSlots>, CliError
 pub fn agents_outlive_daemon(config: &Config) -> bool {
     config.queue_url.is_none()
 }
+
+/// `queue migrate --to <url>`: copies every pending item of the state directory's file queue
+/// into the PostgreSQL queue at `url` with its id (an id already there is skipped, so a second
+/// run duplicates nothing), then marks it `error` in the file queue, saying where it went, so
+/// that a file-queue daemon never runs it as well. Returns the ids moved.
+#[cfg(feature = "postgres")]
+pub fn migrate_files_to(ctx: &Ctx, url: &str) -> Result<Vec<String>, CliError> {
+    use kugetsu_core::queue::QueueStatus;
+    let config = ctx.config()?;
+    let target = kugetsu_queue::postgres::PgQueue::connect(&kugetsu_queue::postgres::PgOptions {
+        url: url.to_string(),
+        host: host_name(ctx),
+        lease_ttl: std::time::Duration::from_secs(config.queue_lease_seconds),
+        global_limit: Arc::new(|| None),
+    })?;
+    let files = kugetsu_queue::FileQueue::new(&ctx.state);
+    let shown = kugetsu_core::secrets::redact_url(url);
+    let mut moved = Vec::new();
+    for item in files.list()?.items.into_iter().filter(|i| i.status == QueueStatus::Pending) {
+        target.import(&item)?;
+        files.update(&item.id, &mut |it| {
+            it.status = QueueStatus::Error;
+            it.last_error = Some(format!("moved to the shared queue at {shown}"));
+        })?;
+        moved.push(item.id);
+    }
+    Ok(moved)
+}
+
+#[cfg(not(feature = "postgres"))]
+pub fn migrate_files_to(ctx: &Ctx, url: &str) -> Result<Vec<String>, CliError> {
+    let _ = (ctx, url);
+    Err(CliError::new(
+        crate::error::exit::USAGE,
+        "this kugetsu was built without PostgreSQL support",
+    ))
+}

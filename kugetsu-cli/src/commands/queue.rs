@@ -22,6 +22,13 @@ pub enum QueueAction {
     Stats,
     /// Remove completed and error tasks older than QUEUE_CLEANUP_AGE_DAYS.
     Clear,
+    /// Move the pending tasks of this state directory's file queue to a shared PostgreSQL
+    /// queue (ids kept, so running it again adds nothing twice).
+    Migrate {
+        /// The postgres:// URL of the shared queue.
+        #[arg(long)]
+        to: String,
+    },
     /// Queue work on an issue for the daemon (start, or continue if it has a session).
     Enqueue {
         /// The issue.
@@ -93,6 +100,18 @@ pub fn cmd_queue(ctx: &Ctx, args: &QueueArgs, out: &mut dyn Write) -> Result<(),
                 out,
                 "removed {n} finished task(s) older than {} day(s)",
                 config.queue_cleanup_age_days
+            )?;
+        }
+        QueueAction::Migrate { to } => {
+            let moved = crate::queue_backend::migrate_files_to(ctx, to)?;
+            if ctx.json {
+                return ctx.print_json(out, &serde_json::json!({"moved": moved}));
+            }
+            writeln!(
+                out,
+                "moved {} pending task(s) to {}",
+                moved.len(),
+                kugetsu_core::secrets::redact_url(to)
             )?;
         }
         QueueAction::Enqueue { issue_ref, message } => {
