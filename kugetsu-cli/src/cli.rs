@@ -61,6 +61,8 @@ pub enum Command {
     Doctor(commands::doctor::DoctorArgs),
     /// Show or clear notifications.
     Notify(commands::notify::NotifyArgs),
+    /// Serve a live web page and a JSON API to see and steer the agents (token-protected).
+    Dashboard(commands::dashboard::DashboardArgs),
     /// Manage git servers.
     Server(commands::server::ServerArgs),
     /// Manage the task queue.

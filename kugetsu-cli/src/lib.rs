@@ -11,6 +11,7 @@ pub mod agents;
 pub mod cli;
 pub mod commands;
 pub mod context;
+pub mod dashboard;
 pub mod dispatcher;
 pub mod error;
 pub mod notifications;
@@ -93,6 +94,7 @@ pub fn dispatch(ctx: &Ctx, command: &Command, out: &mut dyn Write) -> Result<(),
         Command::Status(a) => status::cmd_status(ctx, a, out),
         Command::Doctor(a) => doctor::cmd_doctor(ctx, a, out),
         Command::Notify(a) => notify::cmd_notify(ctx, a, out),
+        Command::Dashboard(a) => dashboard::cmd_dashboard(ctx, a, out),
         Command::Server(a) => server::cmd_server(ctx, a, out),
         Command::Queue(a) => queue::cmd_queue(ctx, a, out),
         Command::QueueDaemon(a) => queue_daemon::cmd_queue_daemon(ctx, a, out),
