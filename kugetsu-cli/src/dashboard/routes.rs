@@ -29,6 +29,8 @@ pub fn router(app: App) -> Router {
         .route("/fragment", get(super::page::fragment))
         .route("/assets/app.js", get(super::page::script))
         .route("/assets/app.css", get(super::page::style))
+        // Browsers ask for it on their own; there is none (and no console error for it).
+        .route("/favicon.ico", get(|| async { StatusCode::NO_CONTENT }))
         .route("/api/sessions", get(sessions))
         .route("/api/queue", get(queue))
         .route("/api/notifications", get(notifications))
