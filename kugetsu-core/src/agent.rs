@@ -413,6 +413,23 @@ pub struct Repair {
     pub done: String,
 }
 
+/// What [`AgentDriver::keep_warm`] started, stopped when dropped. Opaque: only the driver
+/// knows what it holds.
+pub struct WarmGuard(#[allow(dead_code)] Box<dyn std::any::Any + Send>);
+
+impl WarmGuard {
+    /// Holds `what` until the guard is dropped (its `Drop` does the stopping).
+    pub fn new(what: impl std::any::Any + Send) -> Self {
+        WarmGuard(Box::new(what))
+    }
+}
+
+impl fmt::Debug for WarmGuard {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("WarmGuard")
+    }
+}
+
 /// Drives the coding agent.
 pub trait AgentDriver: Send + Sync {
     /// Creates a session (base or PM agent) by running its priming prompt, through the TUI when
@@ -463,6 +480,15 @@ pub trait AgentDriver: Send + Sync {
     ) -> Result<(), AgentError> {
         let _ = (base, env, refresh);
         Ok(())
+    }
+
+    /// Keeps the agent warm for forks while the returned guard lives, if the driver can (the
+    /// opencode driver starts an `opencode serve` that makes forks without a process of their
+    /// own). The queue daemon holds one while it runs; dropping the guard stops what it
+    /// started. `env` is the agent's environment. Default: nothing to keep warm.
+    fn keep_warm(&self, env: &AgentEnv) -> Result<Option<WarmGuard>, AgentError> {
+        let _ = env;
+        Ok(None)
     }
 
     /// What the agent knows of session `id`, `None` if it does not know it. `doctor` compares

@@ -37,7 +37,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use kugetsu_core::agent::{
     AgentDriver, AgentEnv, AgentError, AgentSessionInfo, CreateSessionRequest, EventSink,
-    ForkRequest, Repair, RunLimits, RunOutcome, RunReport, RunRequest, SessionId,
+    ForkRequest, Repair, RunLimits, RunOutcome, RunReport, RunRequest, SessionId, WarmGuard,
 };
 use kugetsu_core::interrupt::Interrupt;
 use kugetsu_core::secrets::{redact, secret_values};
@@ -48,9 +48,10 @@ use serde_json::Value;
 use crate::command::{CommandSpec, Io, build_command};
 use crate::events::{EventLog, strip_ansi};
 use crate::export_cache;
-use crate::fork::{IdGen, ensure_rules, rewrite_export};
+use crate::fork::{IdGen, ensure_rules, replay_body, rewrite_export};
 use crate::outcome::classify;
 use crate::process::{self, Ended, Limits, Seen, Stream};
+use crate::serve::{self, ServeHandle};
 
 /// How to run opencode.
 #[derive(Debug, Clone)]
@@ -84,6 +85,12 @@ pub struct OpencodeOptions {
     /// A private directory where the base session's export is kept between forks (see
     /// the `export_cache` module); `None` exports the base on every fork.
     pub export_cache: Option<PathBuf>,
+    /// Whether forks go through a warm `opencode serve` registered in the export cache
+    /// directory when one runs (see the `serve` module), and whether
+    /// [`AgentDriver::keep_warm`] starts one. Needs [`OpencodeOptions::export_cache`].
+    pub fork_server: bool,
+    /// How long a fork waits for the serve's answer before it imports instead.
+    pub replay_timeout: Duration,
 }
 
 impl OpencodeOptions {
@@ -100,7 +107,21 @@ impl OpencodeOptions {
             interrupt: Interrupt::new(),
             die_with_parent: false,
             export_cache: None,
+            fork_server: true,
+            replay_timeout: crate::serve::REPLAY_TIMEOUT,
         }
+    }
+
+    /// Turns forks through a warm `opencode serve` on or off.
+    pub fn fork_server(mut self, yes: bool) -> Self {
+        self.fork_server = yes;
+        self
+    }
+
+    /// Sets how long a fork waits for the serve's answer.
+    pub fn replay_timeout(mut self, timeout: Duration) -> Self {
+        self.replay_timeout = timeout;
+        self
     }
 
     /// Keeps the base session's export in `dir` (created `0700` when first needed).
@@ -450,6 +471,49 @@ impl OpencodeDriver {
         Ok((doc, false))
     }
 
+    /// Makes `doc` rewritten a new session of `dir` through the registered `opencode serve`
+    /// (see the `serve` module); why not, when it cannot.
+    fn replay_fork(&self, doc: &Value, req: &ForkRequest, dir: &str) -> Result<SessionId, String> {
+        let cache = match &self.opts.export_cache {
+            Some(cache) if self.opts.fork_server => cache,
+            _ => return Err("forks through a serve are off".into()),
+        };
+        let key = export_cache::program_key(&self.opts.program, &self.opts.base_env, &req.env);
+        let reg = serve::usable(cache, &key)?;
+        let mut doc = doc.clone();
+        let mut ids = IdGen::new();
+        let new_id =
+            rewrite_export(&mut doc, dir, &req.title, &mut ids).map_err(|e| e.to_string())?;
+        let body = replay_body(&doc, dir, &mut ids).map_err(|e| e.to_string())?;
+        let started = std::time::Instant::now();
+        let answered = serve::replay(&reg, &body, self.opts.replay_timeout)?;
+        if answered != new_id {
+            return Err(format!("the serve made session {answered}, not {new_id}"));
+        }
+        tracing::debug!(session = %new_id, pid = reg.pid, ms = started.elapsed().as_millis() as u64,
+            "forked through the opencode serve");
+        SessionId::new(new_id).map_err(|e| e.to_string())
+    }
+
+    /// Starts an `opencode serve` for forks and registers it in the export cache directory;
+    /// it is stopped and unregistered when the handle is dropped. `env` is the agent's
+    /// environment, as a fork gets it (forks use the serve only when its program and session
+    /// store match theirs).
+    pub fn start_fork_server(&self, env: &AgentEnv) -> Result<ServeHandle, AgentError> {
+        let cache = self.opts.export_cache.as_deref().ok_or_else(|| AgentError::CommandFailed {
+            command: "serve".into(),
+            message: "no cache directory to register the serve in".into(),
+        })?;
+        serve::start(&serve::StartSpec {
+            program: &self.opts.program,
+            base_env: &self.opts.base_env,
+            agent_env: env,
+            dir: self.opts.helper_dir.as_deref(),
+            cache,
+            key: export_cache::program_key(&self.opts.program, &self.opts.base_env, env),
+        })
+    }
+
     /// Imports `doc` rewritten into a new session titled `title` whose directory is `dir`.
     fn import_fork(
         &self,
@@ -686,6 +750,10 @@ impl AgentDriver for OpencodeDriver {
     fn fork_session(&self, req: &ForkRequest) -> Result<SessionId, AgentError> {
         let dir = dir_text(&req.dir)?;
         let (doc, kept) = self.base_export(&req.base, &req.env, false)?;
+        match self.replay_fork(&doc, req, &dir) {
+            Ok(id) => return Ok(id),
+            Err(why) => tracing::debug!(reason = %why, "forking by import, not through a serve"),
+        }
         match self.import_fork(&doc, req, &dir) {
             // A kept export that no longer imports (made by another opencode than the key
             // could tell, or damaged): once more from a fresh export.
@@ -782,6 +850,21 @@ impl AgentDriver for OpencodeDriver {
             return Ok(());
         }
         self.base_export(base, env, refresh).map(|_| ())
+    }
+
+    /// Starts a fork server (see [`OpencodeDriver::start_fork_server`]) unless forks through
+    /// one are off or a matching one already runs.
+    fn keep_warm(&self, env: &AgentEnv) -> Result<Option<WarmGuard>, AgentError> {
+        let Some(cache) = self.opts.export_cache.as_deref().filter(|_| self.opts.fork_server)
+        else {
+            return Ok(None);
+        };
+        let key = export_cache::program_key(&self.opts.program, &self.opts.base_env, env);
+        if let Ok(reg) = serve::usable(cache, &key) {
+            tracing::debug!(pid = reg.pid, "an opencode serve for forks runs already");
+            return Ok(None);
+        }
+        Ok(Some(WarmGuard::new(self.start_fork_server(env)?)))
     }
 
     fn session_info(&self, id: &SessionId) -> Result<Option<AgentSessionInfo>, AgentError> {

@@ -62,6 +62,16 @@ pub(crate) fn key(
     base_env: &[(OsString, OsString)],
     agent_env: &AgentEnv,
 ) -> Key {
+    Key { base: base.as_str().to_owned(), ..program_key(program, base_env, agent_env) }
+}
+
+/// [`key`] without a base session (`base` empty): what decides that an opencode process of
+/// `program` with this environment uses the same program and session store as another.
+pub(crate) fn program_key(
+    program: &Path,
+    base_env: &[(OsString, OsString)],
+    agent_env: &AgentEnv,
+) -> Key {
     let var = |name: &str| -> Option<String> {
         agent_env.0.get(name).cloned().or_else(|| {
             base_env.iter().rev().find(|(k, _)| k == name).map(|(_, v)| v.to_string_lossy().into())
@@ -70,7 +80,7 @@ pub(crate) fn key(
     let resolved = resolve_program(program, var("PATH").as_deref());
     let meta = resolved.as_deref().and_then(|p| std::fs::metadata(p).ok());
     Key {
-        base: base.as_str().to_owned(),
+        base: String::new(),
         program: program.to_string_lossy().into_owned(),
         program_file: resolved.map(|p| p.to_string_lossy().into_owned()),
         program_len: meta.as_ref().map(std::fs::Metadata::len),

@@ -125,6 +125,54 @@ pub fn rewrite_export(
     Ok(new_id)
 }
 
+/// The body of `POST /sync/replay` that makes the rewritten export `doc` (see
+/// [`rewrite_export`]) a session of `directory` in a running `opencode serve`: the sync events
+/// opencode itself logs for a session, `session.created.1` with the session's info, then per
+/// message a `message.updated.1` followed by one `message.part.updated.1` per part, numbered
+/// from 0 (a sequence that starts elsewhere is refused). Checked against opencode 1.18.33: the
+/// session is stored with `info.directory` as its directory, its whole history and its
+/// `permission` rules, like an `import` run from that directory.
+pub fn replay_body(doc: &Value, directory: &str, ids: &mut IdGen) -> Result<Value, ForkDocError> {
+    let mut info = doc.get("info").cloned().unwrap_or(Value::Null);
+    let session = info
+        .get("id")
+        .and_then(Value::as_str)
+        .filter(|id| id.starts_with("ses_"))
+        .ok_or_else(|| ForkDocError::NotASession("no session id in info.id".into()))?
+        .to_owned();
+    let messages = doc
+        .get("messages")
+        .and_then(Value::as_array)
+        .ok_or_else(|| ForkDocError::NotASession("no messages list".into()))?;
+    let now =
+        SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
+    if let Some(obj) = info.as_object_mut() {
+        obj.insert("directory".into(), Value::String(directory.to_owned()));
+        // The base's path inside its own project means nothing in the worktree's.
+        obj.insert("path".into(), Value::String(String::new()));
+        obj.insert("time".into(), json!({"created": now, "updated": now}));
+    }
+    let mut events = vec![("session.created.1", json!({"sessionID": session, "info": info}))];
+    for m in messages {
+        events.push(("message.updated.1", json!({"sessionID": session, "info": m["info"]})));
+        for part in m.get("parts").and_then(Value::as_array).into_iter().flatten() {
+            events.push((
+                "message.part.updated.1",
+                json!({"sessionID": session, "part": part, "time": now}),
+            ));
+        }
+    }
+    let events: Vec<Value> = events
+        .into_iter()
+        .enumerate()
+        .map(|(seq, (kind, data))| {
+            json!({"id": ids.next("evt", false), "aggregateID": session, "seq": seq,
+                   "type": kind, "data": data})
+        })
+        .collect();
+    Ok(json!({"directory": directory, "events": events}))
+}
+
 fn collect_ids(v: &Value, out: &mut BTreeSet<String>) {
     match v {
         Value::String(s) if is_object_id(s) => {
@@ -267,6 +315,39 @@ mod tests {
         assert_eq!(m[1]["parts"][1]["text"], "hello");
         let rules = info["permission"].as_array().expect("rules");
         assert_eq!(rules.len(), 4, "existing rule kept, three deny rules added");
+    }
+
+    #[test]
+    fn replay_bodies_carry_the_whole_rewritten_session_in_order() {
+        let mut doc = export();
+        let mut g = IdGen::new();
+        let new = rewrite_export(&mut doc, "/wt", "t", &mut g).expect("rewrite");
+        let body = replay_body(&doc, "/wt", &mut g).expect("body");
+        assert_eq!(body["directory"], "/wt");
+        let events = body["events"].as_array().expect("events");
+        let kinds: Vec<&str> = events.iter().filter_map(|e| e["type"].as_str()).collect();
+        assert_eq!(
+            kinds,
+            [
+                "session.created.1",
+                "message.updated.1",
+                "message.part.updated.1",
+                "message.updated.1",
+                "message.part.updated.1",
+                "message.part.updated.1"
+            ]
+        );
+        for (i, e) in events.iter().enumerate() {
+            assert_eq!(e["seq"], i, "numbered from 0");
+            assert_eq!(e["aggregateID"], new.as_str());
+            assert_eq!(e["data"]["sessionID"], new.as_str());
+            assert!(e["id"].as_str().is_some_and(|id| id.starts_with("evt_")));
+        }
+        let info = &events[0]["data"]["info"];
+        assert_eq!(info["directory"], "/wt");
+        assert_eq!(info["permission"], doc["info"]["permission"], "rules kept");
+        assert_eq!(events[5]["data"]["part"]["text"], "hello");
+        assert!(replay_body(&json!({"info": {}}), "/wt", &mut g).is_err());
     }
 
     #[test]

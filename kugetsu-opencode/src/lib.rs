@@ -14,8 +14,10 @@
 //!   permission rules: forks are made by `export`, id rewriting and `import` from the target
 //!   directory ([`fork`]);
 //! - every opencode process costs a second or more of start-up and 190 to 330 MB: a fork is one
-//!   `import` (the base's export is kept between forks), a run is the `run` alone, and nothing
-//!   re-reads what an import or a run just did (see [`driver`] for why that is safe).
+//!   `import` (the base's export is kept between forks), or no process at all when a warm
+//!   `opencode serve` is registered ([`serve`]: the queue daemon keeps one), a run is the `run`
+//!   alone, and nothing re-reads what an import or a run just did (see [`driver`] for why that
+//!   is safe).
 //!
 //! Interactive creation (`CreateSessionRequest::interactive`) starts the TUI on the user's
 //! terminal with `--prompt`, then finds the new session with `session list` and gives it the
@@ -33,6 +35,7 @@ pub mod fake;
 pub mod fork;
 pub mod outcome;
 mod process;
+pub mod serve;
 mod tree;
 
 pub use driver::{OpencodeDriver, OpencodeOptions};

@@ -776,3 +776,122 @@ fn a_base_that_shows_a_secret_is_not_kept() {
     assert_eq!(f.commands(at), ["export"], "the kept export shows the secret: dropped, exported");
     assert!(!kept.exists());
 }
+
+/// The registration of the warm serve, as the driver keeps it in the cache directory.
+fn registration(f: &Fake) -> Value {
+    serde_json::from_str(&read(&f.sb.path("cache").join("opencode-serve.json"))).expect("json")
+}
+
+#[test]
+fn forks_go_through_a_warm_serve_while_it_runs() {
+    use std::os::unix::fs::PermissionsExt;
+    let f = Fake::new();
+    let d = f.caching_driver();
+    let base = f.create_base(&d);
+    d.prepare_fork(&base, &agent_env(&[]), false).expect("prepare");
+    let warm = d.keep_warm(&agent_env(&[])).expect("keep warm").expect("a serve was started");
+    let reg = registration(&f);
+    let pid = reg["pid"].as_u64().expect("pid") as u32;
+    assert!(reg["url"].as_str().is_some_and(|u| u.starts_with("http://127.0.0.1:")));
+    assert_eq!(reg["password"].as_str().map(str::len), Some(48), "a password of its own");
+    let mode = std::fs::metadata(f.sb.path("cache").join("opencode-serve.json"))
+        .expect("stat")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600, "the password is private");
+    assert!(
+        d.keep_warm(&agent_env(&[])).expect("again").is_none(),
+        "one serve per state directory"
+    );
+    // Without the password the serve answers nothing.
+    let url = reg["url"].as_str().expect("url").trim_start_matches("http://").to_owned();
+    let mut conn = std::net::TcpStream::connect(&url).expect("connect");
+    std::io::Write::write_all(
+        &mut conn,
+        b"POST /sync/replay HTTP/1.1\r\nhost: x\r\ncontent-length: 2\r\n\r\n{}",
+    )
+    .expect("send");
+    let mut answer = String::new();
+    std::io::Read::read_to_string(&mut conn, &mut answer).expect("answer");
+    assert!(answer.starts_with("HTTP/1.1 401"), "{answer}");
+
+    let at = f.records().len();
+    let fork = f.fork(&d, &base, "tree");
+    assert_eq!(f.commands(at), Vec::<String>::new(), "no opencode process for the fork");
+    let doc = f.export(&fork);
+    assert_eq!(doc["info"]["directory"], f.sb.path("tree").to_string_lossy().as_ref());
+    assert_eq!(doc["info"]["title"], "issue in tree");
+    assert_eq!(doc["messages"][0]["parts"][0]["text"], "prime", "history kept");
+    assert!(!f.driver().fix_permissions(&fork).expect("fix"), "rules kept");
+    f.script(json!([{"mode": "tool", "path": "out.txt", "content": "via the serve\n"}]));
+    let report = d.run(&f.sb.run_req(&fork, "tree", "go"), &mut Sink::default()).expect("run");
+    assert_eq!(report.outcome, RunOutcome::Completed);
+    assert_eq!(read(&f.sb.path("tree").join("out.txt")), "via the serve\n");
+
+    // Another opencode program than the serve's (here a link to it, named differently): the
+    // fork does not trust the serve and imports.
+    let link = f.sb.path("other-opencode");
+    std::os::unix::fs::symlink(FAKE, &link).expect("link");
+    let other = OpencodeDriver::new(
+        OpencodeOptions { program: link, ..f.options() }.export_cache(f.sb.path("cache")),
+    );
+    let at = f.records().len();
+    f.fork(&other, &base, "tree3");
+    assert_eq!(f.commands(at), ["export", "import"], "another program: an import");
+
+    drop(warm);
+    assert_group_gone(pid);
+    assert!(!f.sb.path("cache").join("opencode-serve.json").exists(), "unregistered");
+    let at = f.records().len();
+    f.fork(&d, &base, "tree2");
+    // (The other program's fork kept its own export, so this one exports again.)
+    assert_eq!(f.commands(at), ["export", "import"], "no serve: an import");
+}
+
+#[test]
+fn forks_import_when_the_serve_is_dead_hangs_refuses_or_fails() {
+    for breakage in ["dead", "hang", "error", "password"] {
+        let f = Fake::new();
+        let mut env = f.base_env();
+        if matches!(breakage, "hang" | "error") {
+            env.push(("FAKE_OPENCODE_SERVE".into(), breakage.into()));
+        }
+        let d = OpencodeDriver::new(
+            f.options()
+                .base_env(env)
+                .export_cache(f.sb.path("cache"))
+                .replay_timeout(Duration::from_millis(500)),
+        );
+        let base = f.create_base(&d);
+        d.prepare_fork(&base, &agent_env(&[]), false).expect("prepare");
+        let warm = d.keep_warm(&agent_env(&[])).expect("keep warm").expect("started");
+        let pid = registration(&f)["pid"].as_u64().expect("pid") as u32;
+        match breakage {
+            "dead" => {
+                rustix::process::kill_process(
+                    rustix::process::Pid::from_raw(pid as i32).expect("pid"),
+                    rustix::process::Signal::KILL,
+                )
+                .expect("kill");
+                // A zombie until the handle reaps it: gone for the liveness check either way.
+                while kugetsu_core::process::is_running(pid) {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            }
+            "password" => {
+                let mut reg = registration(&f);
+                reg["password"] = json!("not-the-password");
+                std::fs::write(f.sb.path("cache").join("opencode-serve.json"), reg.to_string())
+                    .expect("write");
+            }
+            _ => {}
+        }
+        let at = f.records().len();
+        let fork = f.fork(&d, &base, "tree");
+        assert_eq!(f.commands(at), ["import"], "{breakage}: the fork imports instead");
+        let doc = f.export(&fork);
+        assert_eq!(doc["info"]["directory"], f.sb.path("tree").to_string_lossy().as_ref());
+        drop(warm);
+        assert_group_gone(pid);
+    }
+}

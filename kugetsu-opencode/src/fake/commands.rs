@@ -113,11 +113,21 @@ pub(super) fn cmd_import(p: &Parsed) -> Result<u8, Stop> {
     let text = fs::read_to_string(file).or_else(|e| fail(format!("cannot read {file}: {e}")))?;
     let doc: Value =
         serde_json::from_str(&text).or_else(|e| fail(format!("invalid session file: {e}")))?;
-    let info = &doc["info"];
+    let id = add_session(
+        &doc["info"],
+        doc["messages"].as_array().cloned().unwrap_or_default(),
+        &cwd()?,
+    )?;
+    println!("Imported session: {id}");
+    Ok(0)
+}
+
+/// Stores a session given as `info` and `messages` (an import's document, or a replay's
+/// events) with `dir` as its directory, as `import` and the serve's `/sync/replay` do.
+pub(super) fn add_session(info: &Value, messages: Vec<Value>, dir: &Path) -> Res<String> {
     let Some(id) = info["id"].as_str().filter(|i| i.starts_with("ses_")) else {
-        return Err(Fail("invalid session file: no info.id".into()).into());
+        return fail("invalid session file: no info.id");
     };
-    let messages = doc["messages"].as_array().cloned().unwrap_or_default();
     // A conformance check on the importer's side: every message and part must belong to the
     // imported session (a rewrite that missed an id would attach history to another session).
     for m in &messages {
@@ -126,12 +136,9 @@ pub(super) fn cmd_import(p: &Parsed) -> Result<u8, Stop> {
                 ps.iter().all(|p| p["sessionID"] == id && p["messageID"] == m["info"]["id"])
             });
         if !ok {
-            return Err(
-                Fail(format!("invalid session file: a message does not belong to {id}")).into()
-            );
+            return fail(format!("invalid session file: a message does not belong to {id}"));
         }
     }
-    let dir = cwd()?;
     with_store(|store| {
         // Ids are global: an import must not hijack another session's messages.
         let taken: Vec<&str> = store
@@ -148,9 +155,9 @@ pub(super) fn cmd_import(p: &Parsed) -> Result<u8, Stop> {
         store.sessions.push(Session {
             id: id.to_owned(),
             slug: info["slug"].as_str().unwrap_or("imported").to_owned(),
-            project_id: project_of(&dir),
+            project_id: project_of(dir),
             parent_id: info["parentID"].as_str().map(str::to_owned),
-            directory: path_str(&dir),
+            directory: path_str(dir),
             title: info["title"].as_str().unwrap_or("imported").to_owned(),
             permission: info.get("permission").filter(|v| !v.is_null()).cloned(),
             created: now_ms(),
@@ -159,6 +166,5 @@ pub(super) fn cmd_import(p: &Parsed) -> Result<u8, Stop> {
         });
         Ok(())
     })?;
-    println!("Imported session: {id}");
-    Ok(0)
+    Ok(id.to_owned())
 }

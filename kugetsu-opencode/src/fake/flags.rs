@@ -67,6 +67,8 @@ pub(super) const TUI_FLAGS: &[FlagSpec] = &[
 pub(super) const LIST_FLAGS: &[FlagSpec] =
     &[("max-count", Some('n'), true), ("format", None, true)];
 pub(super) const DB_FLAGS: &[FlagSpec] = &[("format", None, true)];
+pub(super) const SERVE_FLAGS: &[FlagSpec] =
+    &[("port", None, true), ("hostname", None, true), ("mdns", None, false), ("cors", None, true)];
 pub(super) const EXPORT_FLAGS: &[FlagSpec] = &[("sanitize", None, false)];
 
 pub(super) fn parse(

@@ -17,7 +17,9 @@
 //!   but a `PWD` inherited from a shell elsewhere falls into the directory trap as it would
 //!   with the real opencode;
 //! - `--format json` lines shaped like the real ones; `session list|delete`, `export`,
-//!   `import`, `db` (the queries the kugetsu driver issues), `--version` (1.18.33).
+//!   `import`, `db` (the queries the kugetsu driver issues), `--version` (1.18.33);
+//! - `serve` with its `POST /sync/replay` behind basic auth (see the `serve` module for what it
+//!   has of the real serve and where it differs; `FAKE_OPENCODE_SERVE=hang|error` breaks it).
 //!
 //! Scripting (environment variables):
 //! - `FAKE_OPENCODE_SCRIPT=<file>`: JSON `{"turns": [TURN, ...], "default": TURN}`; each `run`
@@ -80,6 +82,7 @@ mod flags;
 mod helpers;
 mod run;
 mod script;
+mod serve;
 mod store;
 
 use commands::*;
@@ -88,6 +91,7 @@ use flags::*;
 use helpers::*;
 use run::*;
 use script::*;
+use serve::*;
 use store::*;
 
 const VERSION: &str = "1.18.33";
@@ -102,6 +106,7 @@ Commands:
   opencode import <file>       import session data from JSON file or URL
   opencode session             manage sessions
   opencode db                  database tools
+  opencode serve               starts a headless opencode server
 
 Options:
   -h, --help          show help                                                            [boolean]
@@ -212,6 +217,7 @@ fn dispatch(argv: &[String]) -> Result<u8, Stop> {
         "export" => cmd_export(&parse(&rest, &[GLOBAL_FLAGS, EXPORT_FLAGS], HELP_MAIN)?),
         "import" => cmd_import(&parse(&rest, &[GLOBAL_FLAGS], HELP_MAIN)?),
         "db" => cmd_db(&parse(&rest, &[GLOBAL_FLAGS, DB_FLAGS], HELP_MAIN)?),
+        "serve" => cmd_serve(&parse(&rest, &[GLOBAL_FLAGS, SERVE_FLAGS], HELP_MAIN)?),
         _ => {
             // The TUI (`opencode [project]`): the project positional is the command word.
             let p = parse(argv, &[GLOBAL_FLAGS, TUI_FLAGS], HELP_MAIN)?;
