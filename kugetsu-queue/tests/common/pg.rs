@@ -56,7 +56,11 @@ impl Pg {
     fn try_start() -> Result<Pg, String> {
         let bin =
             bin_dir().ok_or("no /usr/lib/postgresql/*/bin/initdb (apt-get install postgresql)")?;
-        let as_postgres = rustix::process::geteuid().is_root();
+        // As root (the server refuses to run as root), run it as the package's `postgres` user.
+        let as_postgres = {
+            use std::os::unix::fs::MetadataExt;
+            std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
+        };
         let dir =
             tempfile::Builder::new().prefix("kugetsu-pg-").tempdir().map_err(|e| e.to_string())?;
         if as_postgres {
