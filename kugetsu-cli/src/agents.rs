@@ -65,6 +65,59 @@ fn opencode(ctx: &Ctx, config: &Config, place: RunPlace) -> kugetsu_opencode::Op
             .helper_dir(ctx.state.root())
             .export_cache(ctx.state.cache_dir())
             .interrupt(ctx.interrupt.clone())
-            .die_with_parent(place == RunPlace::Foreground),
+            .die_with_parent(place == RunPlace::Foreground)
+            .fork_server(config.warm_agent),
     )
+}
+
+/// Keeps the configured agent warm for forks ([`AgentDriver::keep_warm`]) until dropped: the
+/// queue daemon holds one while it runs (`KUGETSU_WARM_AGENT`). Starting it can take seconds,
+/// so it happens on a thread of its own while the daemon starts serving; that thread lives
+/// until the keeper is dropped, because what it started may die with it (opencode's serve has
+/// the parent-death signal). A failure costs only speed (forks then spend a process): logged.
+pub struct WarmKeeper {
+    stop: Option<std::sync::mpsc::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl WarmKeeper {
+    /// Starts keeping the agent warm, unless `KUGETSU_WARM_AGENT=off`.
+    pub fn start(ctx: &Ctx, config: &Config) -> Self {
+        if !config.warm_agent {
+            return WarmKeeper { stop: None, thread: None };
+        }
+        let (ctx, config) = (ctx.clone(), config.clone());
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let env = kugetsu_core::env_file::EnvFiles::new(&ctx.state)
+                .merged(kugetsu_core::orchestrator::DEFAULT_AGENT);
+            let warm = driver(&ctx, &config, RunPlace::Daemon)
+                .map_err(|e| e.message)
+                .and_then(|d| env.map_err(|e| e.to_string()).map(|env| (d, env)))
+                .and_then(|(d, env)| d.keep_warm(&env).map_err(|e| e.to_string()));
+            let _guard = match warm {
+                Ok(Some(guard)) => {
+                    tracing::info!("the agent is kept warm for forks");
+                    Some(guard)
+                }
+                Ok(None) => None,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot keep the agent warm; forks spend a process");
+                    None
+                }
+            };
+            // Until the keeper is dropped (the sender with it).
+            let _ = rx.recv();
+        });
+        WarmKeeper { stop: Some(tx), thread: Some(thread) }
+    }
+}
+
+impl Drop for WarmKeeper {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
 }

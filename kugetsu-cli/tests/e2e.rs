@@ -463,3 +463,71 @@ fn a_canary_token_leaks_nowhere() {
         }
     }
 }
+
+/// The subcommands the fake agent recorded (`record.jsonl`), in order.
+fn agent_commands(env: &Env) -> Vec<String> {
+    support::read(&env.tmp.path().join("record.jsonl"))
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|r| r["argv"][0] != "run" || r["message"].is_string())
+        .filter_map(|r| r["argv"][0].as_str().map(str::to_owned))
+        .collect()
+}
+
+/// README (`KUGETSU_WARM_AGENT`): while the queue daemon runs it keeps one `opencode serve`,
+/// and every `start`, foreground or queued, forks through it instead of spending an `import`
+/// process; the serve ends with the daemon, and `start` imports again.
+#[test]
+fn a_running_daemon_keeps_a_serve_that_forks_every_start() {
+    let env = support::ready();
+    let registration = env.path("cache/opencode-serve.json");
+    assert!(!registration.exists(), "no serve without a daemon");
+    let out = env.run(&["queue-daemon", "start"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    wait_for("the daemon's serve", || registration.is_file());
+    let reg: serde_json::Value = serde_json::from_str(&support::read(&registration)).unwrap();
+    let serve = u32::try_from(reg["pid"].as_u64().unwrap()).unwrap();
+    assert!(alive(serve));
+
+    let before = agent_commands(&env).len();
+    let out = env.run(&["start", "local.test/demo/app#5", "work on it"]);
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    assert_eq!(
+        agent_commands(&env)[before..],
+        ["run"],
+        "a foreground start forks through the serve"
+    );
+    assert!(env.path("worktrees/local.test-demo-app-5/WORK.md").is_file(), "ran in the worktree");
+
+    let before = agent_commands(&env).len();
+    assert_eq!(env.run(&["queue", "enqueue", "local.test/demo/app#6", "work"]).code, 0);
+    wait_for("the queued start", || {
+        queue_item(&env, "local.test/demo/app#6")["status"] == "completed"
+    });
+    assert_eq!(agent_commands(&env)[before..], ["run"], "so does the daemon's own");
+    assert!(env.path("worktrees/local.test-demo-app-6/WORK.md").is_file());
+
+    assert_eq!(env.run(&["queue-daemon", "stop"]).code, 0);
+    wait_for("the serve to end with the daemon", || !alive(serve));
+    assert!(!registration.exists(), "unregistered");
+    let before = agent_commands(&env).len();
+    let out = env.run(&["start", "local.test/demo/app#7", "work on it"]);
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    assert_eq!(agent_commands(&env)[before..], ["import", "run"], "no daemon: an import");
+}
+
+/// README (`KUGETSU_WARM_AGENT=off`): the daemon keeps nothing warm.
+#[test]
+fn warm_forks_can_be_turned_off() {
+    let mut env = support::ready();
+    env.set("KUGETSU_WARM_AGENT", "off");
+    assert_eq!(env.run(&["queue-daemon", "start"]).code, 0);
+    assert_eq!(env.run(&["queue", "enqueue", "local.test/demo/app#8", "work"]).code, 0);
+    wait_for("the queued start", || {
+        queue_item(&env, "local.test/demo/app#8")["status"] == "completed"
+    });
+    assert!(!env.path("cache/opencode-serve.json").exists());
+    assert!(!agent_commands(&env).contains(&"serve".to_owned()));
+    assert!(agent_commands(&env).contains(&"import".to_owned()));
+    assert_eq!(env.run(&["queue-daemon", "stop"]).code, 0);
+}

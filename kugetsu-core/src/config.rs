@@ -50,6 +50,9 @@ pub const KUGETSU_GLOBAL_MAX_AGENTS: &str = "KUGETSU_GLOBAL_MAX_AGENTS";
 /// With a shared queue, how long a daemon's claim on an item (and a slot) lasts without a
 /// heartbeat, in seconds (default 30): how soon a dead host's work runs elsewhere.
 pub const KUGETSU_QUEUE_LEASE_SECONDS: &str = "KUGETSU_QUEUE_LEASE_SECONDS";
+/// Whether the agent is kept warm for forks: `daemon` (default: the queue daemon keeps it warm
+/// while it runs, and every `start` forks through it when it is) or `off`.
+pub const KUGETSU_WARM_AGENT: &str = "KUGETSU_WARM_AGENT";
 
 /// Keys the original kugetsu had and then dropped; accepted with a warning so an old `config`
 /// keeps working.
@@ -137,6 +140,11 @@ pub const KEYS: &[KeyInfo] = &[
         name: KUGETSU_QUEUE_LEASE_SECONDS,
         default: "30",
         description: "With a shared queue: seconds before a silent host's claimed work runs elsewhere",
+    },
+    KeyInfo {
+        name: KUGETSU_WARM_AGENT,
+        default: "daemon",
+        description: "Keep the agent warm for forks while the queue daemon runs (daemon), or never (off)",
     },
 ];
 
@@ -290,6 +298,8 @@ pub struct Config {
     pub global_max_agents: Option<usize>,
     /// `KUGETSU_QUEUE_LEASE_SECONDS`.
     pub queue_lease_seconds: u64,
+    /// `KUGETSU_WARM_AGENT`: `true` for `daemon`, `false` for `off`.
+    pub warm_agent: bool,
     /// Where each key's value came from, in [`KEYS`] order.
     sources: Vec<(&'static str, Source)>,
     /// Things worth telling the user that are not errors (obsolete keys).
@@ -324,6 +334,7 @@ impl Config {
             queue_url: None,
             global_max_agents: None,
             queue_lease_seconds: 30,
+            warm_agent: true,
             sources: KEYS.iter().map(|k| (k.name, Source::Default)).collect(),
             warnings: Vec::new(),
         }
@@ -548,6 +559,13 @@ impl Config {
                 };
             }
             KUGETSU_QUEUE_LEASE_SECONDS => self.queue_lease_seconds = number(2, 3600)?,
+            KUGETSU_WARM_AGENT => {
+                self.warm_agent = match value.trim() {
+                    "daemon" => true,
+                    "off" => false,
+                    _ => return Err(bad("is not `daemon` or `off`".into())),
+                }
+            }
             _ => return Err(ConfigError::UnknownKey { origin: source, key: key.to_string() }),
         }
         if let Some(slot) = self.sources.iter_mut().find(|(k, _)| *k == info.name) {
@@ -593,6 +611,7 @@ impl Config {
                         self.global_max_agents.map_or_else(|| "(none)".into(), |n| n.to_string())
                     }
                     KUGETSU_QUEUE_LEASE_SECONDS => self.queue_lease_seconds.to_string(),
+                    KUGETSU_WARM_AGENT => (if self.warm_agent { "daemon" } else { "off" }).into(),
                     _ => String::new(),
                 };
                 ConfigEntry { key: info.name, value, source: self.source(info.name).clone() }

@@ -215,6 +215,8 @@ fn run(ctx: &Ctx) -> Result<(), CliError> {
         cleanup_age: Some(config.queue_cleanup_age()),
         ..DaemonOptions::default()
     });
+    // Forks through a warm agent while the daemon runs; stopped when it ends.
+    let _warm = crate::agents::WarmKeeper::start(ctx, &config);
     daemon.run_until_signalled()?;
     Ok(())
 }
