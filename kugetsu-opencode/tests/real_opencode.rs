@@ -464,3 +464,80 @@ fn measure_what_idle_opencode_uses() {
     let report = runner.join().expect("runner");
     assert_eq!(report.outcome, RunOutcome::Completed, "log:\n{}", read(&r.sb.log()));
 }
+
+/// The warm `opencode serve` the queue daemon keeps, checked on the real binary: it refuses
+/// requests without its password; `POST /sync/replay` (an undocumented route, pinned here)
+/// makes the fork with no opencode process (this driver's helper commands all time out at
+/// once), stored in the worktree with the base's rules exactly and its whole history (the
+/// model gets it on the next turn), and a CLI `run` of it in the worktree finishes. Dropping
+/// the guard stops the serve and unregisters it.
+#[test]
+fn real_forks_through_a_warm_serve() {
+    let Some(bin) = opencode() else { return };
+    let cache = std::sync::OnceLock::new();
+    let r = Real::with(bin, |o| {
+        let dir = o.base_env.iter().find(|(k, _)| k == "HOME").map(|(_, v)| PathBuf::from(v));
+        let dir = dir.expect("HOME").join("kugetsu-cache");
+        let _ = cache.set(dir.clone());
+        o.export_cache(dir)
+    });
+    let cache = cache.get().expect("cache dir").clone();
+    let base = r.create_with("You are the base session. Remember the word ZEBRA.");
+    let rules = r#"[{"permission":"question","pattern":"*","action":"deny"},{"permission":"plan_enter","pattern":"*","action":"deny"},{"permission":"plan_exit","pattern":"*","action":"deny"},{"permission":"webfetch","pattern":"*","action":"deny"}]"#;
+    r.opencode(&["db", &format!("UPDATE session SET permission = '{rules}' WHERE id = '{base}'")]);
+    let env = agent_env(&[]);
+    r.driver.prepare_fork(&base, &env, true).expect("export the base");
+    let warm = r.driver.keep_warm(&env).expect("keep warm").expect("a serve was started");
+    let reg: serde_json::Value =
+        serde_json::from_str(&read(&cache.join("opencode-serve.json"))).expect("registration");
+    let pid = u32::try_from(reg["pid"].as_u64().expect("pid")).expect("pid");
+    let addr = reg["url"].as_str().expect("url").trim_start_matches("http://").to_owned();
+    let mut conn = std::net::TcpStream::connect(&addr).expect("connect");
+    conn.write_all(b"GET /session HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n").expect("send");
+    let mut answer = String::new();
+    std::io::Read::read_to_string(&mut conn, &mut answer).expect("answer");
+    assert!(answer.starts_with("HTTP/1.1 401"), "no password, no answer: {answer}");
+
+    let no_process = OpencodeDriver::new(r.driver.options().clone().helper_timeout(Duration::ZERO));
+    std::fs::create_dir_all(r.sb.path("tree")).expect("mkdir");
+    let fork = no_process
+        .fork_session(&ForkRequest {
+            base: base.clone(),
+            dir: r.sb.path("tree"),
+            title: "issue via serve".into(),
+            env: env.clone(),
+        })
+        .expect("a fork through the serve");
+    let info = r.driver.session_info(&fork).expect("info").expect("the fork exists");
+    assert_eq!(info.directory, r.sb.path("tree"), "stored in the worktree");
+    assert_eq!(info.title, "issue via serve");
+    let row = r.opencode(&[
+        "db",
+        &format!("SELECT permission FROM session WHERE id = '{fork}'"),
+        "--format",
+        "json",
+    ]);
+    let row: serde_json::Value = serde_json::from_str(&row).expect("json");
+    let stored: serde_json::Value =
+        serde_json::from_str(row[0]["permission"].as_str().expect("permission text"))
+            .expect("rules json");
+    assert_eq!(stored, serde_json::from_str::<serde_json::Value>(rules).expect("rules"));
+
+    let report = r
+        .driver
+        .run(&r.sb.run_req(&fork, "tree", "WRITEFILE:served.txt"), &mut Sink::default())
+        .expect("run");
+    assert_eq!(report.outcome, RunOutcome::Completed, "log:\n{}", read(&r.sb.log()));
+    assert_eq!(read(&r.sb.path("tree").join("served.txt")), "written by the mock\n");
+    let seen = r._model.requests.lock().expect("requests").clone();
+    let last_turn = seen
+        .iter()
+        .rev()
+        .find(|b| b.to_string().contains("WRITEFILE:served.txt"))
+        .expect("the run's request");
+    assert!(last_turn.to_string().contains("ZEBRA"), "the model got the base's history");
+
+    drop(warm);
+    assert_group_gone(pid);
+    assert!(!cache.join("opencode-serve.json").exists(), "unregistered");
+}
