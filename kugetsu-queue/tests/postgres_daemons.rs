@@ -137,3 +137,82 @@ fn three_hosts_drain_one_queue_within_both_limits_through_kills_and_restarts() {
         common::wait_exit(d, Duration::from_secs(20));
     }
 }
+
+/// A daemon paused (SIGSTOP) past its lease: another daemon gives its items back to the queue;
+/// resumed, the paused daemon learns it lost them and records nothing over the queue's state
+/// (its agents' outcomes are dropped); the items then run again, never twice at once, and
+/// every one completes.
+#[test]
+fn a_daemon_paused_past_its_lease_records_no_stale_outcome() {
+    let Some(pg) = pg::Pg::start() else { return };
+    let url = pg.database();
+    let dir = tempfile::tempdir().unwrap();
+    let record = dir.path().join("record");
+    std::fs::create_dir(&record).unwrap();
+    let lease = 1500;
+    let spawn_short = |state: &Path, host: &str| {
+        Proc(
+            common::helper(&[
+                "pg-daemon",
+                state.to_str().unwrap(),
+                "2",
+                record.to_str().unwrap(),
+                "60000",
+                &url,
+                host,
+                "4",
+                &lease.to_string(),
+            ])
+            .spawn()
+            .unwrap(),
+        )
+    };
+    let states = [dir.path().join("h0"), dir.path().join("h1")];
+    let paused = spawn_short(&states[0], "h0");
+    assert!(wait_until(Duration::from_secs(60), || started(&states[0])));
+    let q = postgres::backend(options(&url, "enqueuer")).unwrap().queue;
+    for i in 0..2 {
+        q.enqueue(NewTask {
+            message: "sleep:3000".into(),
+            issue_ref: Some(format!("o/r#{i}")),
+            options: Default::default(),
+        })
+        .unwrap();
+    }
+    assert!(wait_until(Duration::from_secs(60), || {
+        read_num(&record.join("host-h0.count")) == 2
+    }));
+    common::kill(&paused, rustix::process::Signal::STOP);
+    // Another daemon sees the leases expire and hands the items back to the queue (they stay
+    // for h0: their issues live there).
+    let mut other = spawn_short(&states[1], "h1");
+    assert!(wait_until(Duration::from_secs(60), || {
+        q.list().is_ok_and(|l| l.items.iter().all(|i| i.status == QueueStatus::Pending))
+    }));
+    // Its agents, which a pause of the daemon alone does not stop, finish meanwhile.
+    assert!(wait_until(Duration::from_secs(60), || lines(&record.join("runs.log")).len() == 2));
+    common::kill(&paused, rustix::process::Signal::CONT);
+    assert!(
+        wait_until(Duration::from_secs(120), || q.stats().is_ok_and(|s| s.completed == 2)),
+        "{:?}",
+        q.list()
+    );
+    let log = std::fs::read_to_string(states[0].join("queue/daemon.log")).unwrap();
+    assert!(
+        log.contains("not recorded") || log.contains("lease lost"),
+        "the paused daemon noticed it lost its items: {log}"
+    );
+    for item in q.list().unwrap().items {
+        assert_eq!(
+            item.attempts, 2,
+            "{}: run again after the stale run, not recorded from it",
+            item.id
+        );
+    }
+    for i in q.list().unwrap().items {
+        assert_eq!(read_num(&record.join(format!("item-{}.max", i.id))), 1, "ran twice at once");
+    }
+    drop(paused);
+    common::kill(&other, rustix::process::Signal::TERM);
+    common::wait_exit(&mut other, Duration::from_secs(20));
+}
