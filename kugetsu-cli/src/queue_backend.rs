@@ -9,6 +9,8 @@ use kugetsu_core::config::Config;
 use kugetsu_core::queue::{AgentSlots, TaskQueue};
 use kugetsu_queue::Backend;
 
+use kugetsu_core::orchestrator::Finding;
+
 use crate::context::Ctx;
 use crate::error::CliError;
 
@@ -85,13 +87,7 @@ pub fn agents_outlive_daemon(config: &Config) -> bool {
 #[cfg(feature = "postgres")]
 pub fn migrate_files_to(ctx: &Ctx, url: &str) -> Result<Vec<String>, CliError> {
     use kugetsu_core::queue::QueueStatus;
-    let config = ctx.config()?;
-    let target = kugetsu_queue::postgres::PgQueue::connect(&kugetsu_queue::postgres::PgOptions {
-        url: url.to_string(),
-        host: host_name(ctx),
-        lease_ttl: std::time::Duration::from_secs(config.queue_lease_seconds),
-        global_limit: Arc::new(|| None),
-    })?;
+    let target = pg_queue(ctx, &ctx.config()?, url)?;
     let files = kugetsu_queue::FileQueue::new(&ctx.state);
     let shown = kugetsu_core::secrets::redact_url(url);
     let mut moved = Vec::new();
@@ -113,4 +109,140 @@ pub fn migrate_files_to(ctx: &Ctx, url: &str) -> Result<Vec<String>, CliError> {
         crate::error::exit::USAGE,
         "this kugetsu was built without PostgreSQL support",
     ))
+}
+
+/// What `doctor` checks of a shared queue beyond reading it: the schema version and items
+/// stuck under an expired lease (their host died or is cut off). Nothing without one.
+#[cfg(feature = "postgres")]
+pub fn shared_findings(config: &Config) -> Vec<Finding> {
+    let Some(url) = &config.queue_url else { return Vec::new() };
+    let shown = kugetsu_core::secrets::redact_url(url);
+    let finding = |problem: String, remedy: &str| Finding {
+        subject: format!("shared queue {shown}"),
+        problem,
+        remedy: remedy.into(),
+        fixed: false,
+    };
+    let found = match kugetsu_queue::postgres::inspect(url) {
+        Ok(found) => found,
+        // Reading the queue already reported an unreachable server.
+        Err(_) => return Vec::new(),
+    };
+    let mut out = Vec::new();
+    if found.version != kugetsu_queue::postgres::SCHEMA_VERSION {
+        out.push(finding(
+            format!(
+                "its schema is version {}, this kugetsu uses version {}",
+                found.version,
+                kugetsu_queue::postgres::SCHEMA_VERSION
+            ),
+            "a newer kugetsu migrated it: upgrade kugetsu on this host",
+        ));
+    }
+    for (id, host) in &found.stuck {
+        out.push(finding(
+            format!("{id} is claimed by host {host}, whose lease has expired"),
+            &format!(
+                "a running daemon gives it back to the queue at its next round; if {host} is \
+                 gone for good, `kugetsu queue release-host {host}`"
+            ),
+        ));
+    }
+    out
+}
+
+#[cfg(not(feature = "postgres"))]
+pub fn shared_findings(_config: &Config) -> Vec<Finding> {
+    Vec::new()
+}
+
+/// `queue hosts`: the hosts holding live leases (items, slots) and the issues each keeps.
+#[cfg(feature = "postgres")]
+pub fn hosts(ctx: &Ctx, config: &Config) -> Result<Vec<HostReport>, CliError> {
+    let url = shared_url(config)?;
+    let found = kugetsu_queue::postgres::inspect(url)?;
+    let queue = pg_queue(ctx, config, url)?;
+    let issues = queue.issue_hosts()?;
+    let mut names: Vec<String> = found.hosts.iter().map(|h| h.host.clone()).collect();
+    names.extend(issues.iter().map(|(_, h)| h.clone()));
+    names.sort();
+    names.dedup();
+    Ok(names
+        .into_iter()
+        .map(|name| {
+            let live = found.hosts.iter().find(|h| h.host == name);
+            HostReport {
+                items: live.map_or(0, |h| h.items),
+                slots: live.map_or(0, |h| h.slots),
+                issues: issues.iter().filter(|(_, h)| *h == name).map(|(i, _)| i.clone()).collect(),
+                this_host: name == host_name(ctx),
+                host: name,
+            }
+        })
+        .collect())
+}
+
+/// One host of a shared queue, as `queue hosts` shows it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct HostReport {
+    /// The host (machine and state directory).
+    pub host: String,
+    /// Items it runs under a live lease.
+    pub items: i64,
+    /// Agent slots it holds.
+    pub slots: i64,
+    /// Issues whose worktree and session live there.
+    pub issues: Vec<String>,
+    /// Whether it is this very host.
+    pub this_host: bool,
+}
+
+/// `queue release-host <host>`: the issues of a host gone for good start afresh elsewhere, and
+/// its claimed items go back to the queue. Returns (issues, items).
+#[cfg(feature = "postgres")]
+pub fn release_host(
+    ctx: &Ctx,
+    config: &Config,
+    host: &str,
+) -> Result<(Vec<String>, Vec<String>), CliError> {
+    let url = shared_url(config)?;
+    Ok(pg_queue(ctx, config, url)?.release_host(host)?)
+}
+
+#[cfg(feature = "postgres")]
+fn pg_queue(
+    ctx: &Ctx,
+    config: &Config,
+    url: &str,
+) -> Result<kugetsu_queue::postgres::PgQueue, CliError> {
+    Ok(kugetsu_queue::postgres::PgQueue::connect(&kugetsu_queue::postgres::PgOptions {
+        url: url.to_string(),
+        host: host_name(ctx),
+        lease_ttl: std::time::Duration::from_secs(config.queue_lease_seconds),
+        global_limit: Arc::new(|| None),
+    })?)
+}
+
+#[cfg(feature = "postgres")]
+fn shared_url(config: &Config) -> Result<&str, CliError> {
+    config.queue_url.as_deref().ok_or_else(|| {
+        CliError::usage(format!(
+            "there is no shared queue: {} is not set",
+            kugetsu_core::config::KUGETSU_QUEUE_URL
+        ))
+    })
+}
+
+#[cfg(not(feature = "postgres"))]
+pub fn hosts(_ctx: &Ctx, _config: &Config) -> Result<Vec<HostReport>, CliError> {
+    Err(CliError::usage("this kugetsu was built without PostgreSQL support"))
+}
+
+#[cfg(not(feature = "postgres"))]
+pub fn release_host(
+    _ctx: &Ctx,
+    _config: &Config,
+    _host: &str,
+) -> Result<(Vec<String>, Vec<String>), CliError> {
+    Err(CliError::usage("this kugetsu was built without PostgreSQL support"))
 }

@@ -163,4 +163,17 @@ fn three_hosts_one_queue_limits_from_the_agents_traces_and_affinity() {
     // `queue list` from any host shows the same queue.
     let list = json(&hosts[2].run(&["queue", "list", "--json"]).stdout);
     assert_eq!(list["items"].as_array().unwrap().len(), 60);
+    // `queue hosts` says which host keeps which issue; a host gone for good is released.
+    let report = json(&hosts[1].run(&["queue", "hosts", "--json"]).stdout);
+    let report = report.as_array().unwrap();
+    let issues: usize = report.iter().map(|h| h["issues"].as_array().unwrap().len()).sum();
+    assert_eq!(issues, 40);
+    assert_eq!(report.iter().filter(|h| h["this_host"] == true).count(), 1);
+    let gone = report.iter().find(|h| !h["issues"].as_array().unwrap().is_empty()).unwrap();
+    let gone = gone["host"].as_str().unwrap();
+    let out = hosts[1].run(&["queue", "release-host", gone, "-y"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(out.stderr.contains("unpushed work"), "{}", out.stderr);
+    let report = json(&hosts[1].run(&["queue", "hosts", "--json"]).stdout);
+    assert!(report.as_array().unwrap().iter().all(|h| h["host"] != gone));
 }

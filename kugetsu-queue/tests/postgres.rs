@@ -63,6 +63,25 @@ fn postgres_backend() {
     );
     assert!(b.queue.claim_next(&claim_b, now).unwrap().is_none());
     assert_eq!(a.queue.claim_next(&claim_a, now).unwrap().unwrap().id, second.id);
+    let seen = postgres::inspect(&url).unwrap();
+    assert_eq!(seen.version, postgres::SCHEMA_VERSION);
+    assert!(seen.hosts.iter().any(|h| h.host == "a" && h.items == 2), "{seen:?}");
+    assert!(seen.stuck.is_empty(), "{seen:?}");
+    // A host gone for good: its claimed items go back, its issues are free for others.
+    let admin =
+        postgres::PgQueue::connect(&options(&url, "admin", None, Duration::from_secs(30))).unwrap();
+    let (issues, requeued) = admin.release_host("a").unwrap();
+    assert_eq!(issues, vec!["github.com/o/r#1".to_string()]);
+    assert_eq!(requeued.len(), 2);
+    assert_eq!(b.queue.claim_next(&claim_b, now).unwrap().unwrap().id, first.id);
+
+    // An item whose lease ran out is reported as stuck until a daemon recovers it.
+    let url = pg.database();
+    let short = postgres::backend(options(&url, "gone", None, Duration::from_millis(300))).unwrap();
+    short.queue.enqueue(conformance::task("x", None)).unwrap();
+    short.queue.claim_next(&conformance::claim("g"), OffsetDateTime::now_utc()).unwrap().unwrap();
+    std::thread::sleep(Duration::from_millis(600));
+    assert_eq!(postgres::inspect(&url).unwrap().stuck.len(), 1);
 
     // Limits: per host and across hosts, both at once.
     let url = pg.database();

@@ -130,6 +130,7 @@ fn queue_findings(ctx: &Ctx) -> Vec<Finding> {
             fixed: false,
         }),
     }
+    out.extend(crate::queue_backend::shared_findings(&ctx.config_all().0));
     out
 }
 

@@ -29,6 +29,17 @@ pub enum QueueAction {
         #[arg(long)]
         to: String,
     },
+    /// With a shared queue: the hosts holding leases and the issues each one keeps.
+    Hosts,
+    /// With a shared queue: give up the issues of a host that is gone for good (they start
+    /// afresh elsewhere; its unpushed work is not moved) and requeue the items it held.
+    ReleaseHost {
+        /// The host, as `queue hosts` names it.
+        host: String,
+        /// Do not ask for confirmation.
+        #[arg(short, long)]
+        yes: bool,
+    },
     /// Queue work on an issue for the daemon (start, or continue if it has a session).
     Enqueue {
         /// The issue.
@@ -63,6 +74,9 @@ pub fn cmd_queue(ctx: &Ctx, args: &QueueArgs, out: &mut dyn Write) -> Result<(),
                     item.status.as_str(),
                     one_line(&item.message)
                 );
+                if let Some(host) = item.claim.as_ref().and_then(|c| c.host.as_deref()) {
+                    line.push_str(&format!("  [on {host}]"));
+                }
                 if item.attempts > 0 {
                     line.push_str(&format!("  [attempt {}]", item.attempts));
                 }
@@ -101,6 +115,43 @@ pub fn cmd_queue(ctx: &Ctx, args: &QueueArgs, out: &mut dyn Write) -> Result<(),
                 "removed {n} finished task(s) older than {} day(s)",
                 config.queue_cleanup_age_days
             )?;
+        }
+        QueueAction::Hosts => {
+            let hosts = crate::queue_backend::hosts(ctx, &ctx.config()?)?;
+            if ctx.json {
+                return ctx.print_json(out, &hosts);
+            }
+            if hosts.is_empty() {
+                writeln!(out, "no host holds a lease or an issue")?;
+            }
+            for h in &hosts {
+                let me = if h.this_host { " (this host)" } else { "" };
+                writeln!(out, "{}{me}: {} item(s) running, {} slot(s)", h.host, h.items, h.slots)?;
+                if !h.issues.is_empty() {
+                    writeln!(out, "  issues: {}", h.issues.join(" "))?;
+                }
+            }
+        }
+        QueueAction::ReleaseHost { host, yes } => {
+            ctx.confirm(*yes, &format!("release host {host} (its issues start afresh elsewhere)"))?;
+            let (issues, items) = crate::queue_backend::release_host(ctx, &ctx.config()?, host)?;
+            if ctx.json {
+                return ctx
+                    .print_json(out, &serde_json::json!({"issues": issues, "requeued": items}));
+            }
+            writeln!(
+                out,
+                "released {host}: {} issue(s) will start afresh on another host, {} item(s) requeued",
+                issues.len(),
+                items.len()
+            )?;
+            if !issues.is_empty() {
+                writeln!(
+                    std::io::stderr(),
+                    "warning: unpushed work on {host} is not moved: {}",
+                    issues.join(" ")
+                )?;
+            }
         }
         QueueAction::Migrate { to } => {
             let moved = crate::queue_backend::migrate_files_to(ctx, to)?;
