@@ -14,6 +14,9 @@ pub struct Pg {
     pub port: u16,
     as_postgres: bool,
     next_db: std::sync::atomic::AtomicU32,
+    /// Whether commits wait for the disk (off for tests: faster, and a test's data need not
+    /// survive a power cut; on for the benchmark, to compare with the fsynced file queue).
+    durable: bool,
 }
 
 fn required() -> bool {
@@ -43,7 +46,16 @@ fn free_port() -> u16 {
 impl Pg {
     /// Starts a server, or says why not and returns `None` (outside CI).
     pub fn start() -> Option<Pg> {
-        match Pg::try_start() {
+        Pg::start_with(false)
+    }
+
+    /// [`Pg::start`], with commits flushed to disk as a production server does.
+    pub fn start_durable() -> Option<Pg> {
+        Pg::start_with(true)
+    }
+
+    fn start_with(durable: bool) -> Option<Pg> {
+        match Pg::try_start(durable) {
             Ok(pg) => Some(pg),
             Err(why) if required() => panic!("PostgreSQL is required here but: {why}"),
             Err(why) => {
@@ -53,7 +65,7 @@ impl Pg {
         }
     }
 
-    fn try_start() -> Result<Pg, String> {
+    fn try_start(durable: bool) -> Result<Pg, String> {
         let bin =
             bin_dir().ok_or("no /usr/lib/postgresql/*/bin/initdb (apt-get install postgresql)")?;
         // As root (the server refuses to run as root), run it as the package's `postgres` user.
@@ -79,6 +91,7 @@ impl Pg {
             port: free_port(),
             as_postgres,
             next_db: std::sync::atomic::AtomicU32::new(0),
+            durable,
         };
         let out = pg
             .command("initdb")
@@ -110,9 +123,10 @@ impl Pg {
 
     fn start_server(&self) -> Result<(), String> {
         let opts = format!(
-            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200",
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync={} -c max_connections=200",
             self.port,
-            self.dir.path().display()
+            self.dir.path().display(),
+            if self.durable { "on" } else { "off" }
         );
         let out = self
             .command("pg_ctl")
