@@ -71,13 +71,12 @@ impl std::fmt::Debug for PgOptions {
     }
 }
 
-/// The whole backend on PostgreSQL: connects, creates or migrates the schema, and returns the
-/// queue, the slots, the lease rule and the `LISTEN` wake-up. Fails cleanly (nothing written)
-/// when the server cannot be reached.
+/// The whole backend on PostgreSQL: the queue, the slots, the lease rule and the `LISTEN`
+/// wake-up. Nothing is connected yet: the first operation connects and creates or migrates the
+/// schema, so commands that never touch the queue (`list`, `status`) work while the server is
+/// down, and an operation that cannot reach it fails cleanly, writing nothing.
 pub fn backend(options: PgOptions) -> Result<Backend, QueueError> {
-    let conn = Conn::new(&options.url);
-    conn.with(|c| schema::migrate(c).map_err(PgFail::Query))?;
-    let queue = PgQueue::new(conn, &options);
+    let queue = PgQueue::new(Conn::new(&options.url), &options);
     let slots = PgSlots::new(Conn::new(&options.url), &options);
     Ok(Backend {
         queue: Arc::new(queue),
@@ -88,16 +87,16 @@ pub fn backend(options: PgOptions) -> Result<Backend, QueueError> {
     })
 }
 
-/// Creates or migrates the schema at `url`; returns what is there afterwards.
+/// Creates or migrates the schema at `url`; returns what was there before and after.
 pub fn migrate(url: &str) -> Result<SchemaInfo, QueueError> {
-    let conn = Conn::new(url);
+    let conn = Conn::unchecked(url);
     conn.with(|c| schema::migrate(c).map_err(PgFail::Query))
 }
 
 /// What `doctor` reports about the shared queue: the schema, the hosts holding live leases,
 /// and items whose lease expired (their host is gone or cut off).
 pub fn inspect(url: &str) -> Result<schema::Inspection, QueueError> {
-    let conn = Conn::new(url);
+    let conn = Conn::unchecked(url);
     conn.with(|c| schema::inspect(c).map_err(PgFail::Query))
 }
 
@@ -106,6 +105,8 @@ pub fn inspect(url: &str) -> Result<schema::Inspection, QueueError> {
 pub(crate) struct Conn {
     url: String,
     client: Mutex<Option<postgres::Client>>,
+    /// Whether this process has checked the schema (on its first connection).
+    migrated: std::sync::atomic::AtomicBool,
 }
 
 /// Why an operation failed, before it becomes a [`QueueError`].
@@ -133,7 +134,18 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 impl Conn {
     pub(crate) fn new(url: &str) -> Self {
-        Conn { url: url.to_string(), client: Mutex::new(None) }
+        Conn {
+            url: url.to_string(),
+            client: Mutex::new(None),
+            migrated: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+
+    /// A connection that leaves the schema as it finds it (`migrate`, `doctor`).
+    fn unchecked(url: &str) -> Self {
+        let conn = Conn::new(url);
+        conn.migrated.store(true, std::sync::atomic::Ordering::Relaxed);
+        conn
     }
 
     fn lock(&self) -> MutexGuard<'_, Option<postgres::Client>> {
@@ -176,7 +188,22 @@ impl Conn {
     ) -> Result<T, QueueError> {
         let mut guard = self.lock();
         if guard.as_ref().is_none_or(|c| c.is_closed()) {
-            *guard = Some(Conn::connect(&self.url).map_err(|e| self.unavailable(&e))?);
+            let mut client = Conn::connect(&self.url).map_err(|e| self.unavailable(&e))?;
+            if !self.migrated.load(std::sync::atomic::Ordering::Relaxed) {
+                let info = schema::migrate(&mut client).map_err(|e| self.unavailable(&e))?;
+                if info.version > SCHEMA_VERSION {
+                    return Err(QueueError::Unavailable {
+                        target: self.target(),
+                        message: format!(
+                            "its schema is version {}, newer than this kugetsu's ({SCHEMA_VERSION}): \
+                             upgrade kugetsu",
+                            info.version
+                        ),
+                    });
+                }
+                self.migrated.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
+            *guard = Some(client);
         }
         let Some(client) = guard.as_mut() else {
             return Err(QueueError::Unavailable {

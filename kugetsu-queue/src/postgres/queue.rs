@@ -88,7 +88,8 @@ impl PgQueue {
     /// to date.
     pub fn connect(options: &PgOptions) -> Result<Self, QueueError> {
         let conn = Conn::new(&options.url);
-        conn.with(|c| super::schema::migrate(c).map_err(PgFail::Query))?;
+        // Connect now: the commands using it should fail here if the server is unreachable.
+        conn.with(|_| Ok(()))?;
         Ok(PgQueue::new(conn, options))
     }
 
