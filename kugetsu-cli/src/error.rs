@@ -288,7 +288,9 @@ impl From<LogsError> for CliError {
 impl From<DaemonError> for CliError {
     fn from(e: DaemonError) -> Self {
         match e {
-            DaemonError::AlreadyRunning { .. } => CliError::from_error(exit::BUSY, &e),
+            DaemonError::AlreadyRunning { .. } | DaemonError::HostTaken { .. } => {
+                CliError::from_error(exit::BUSY, &e)
+            }
             DaemonError::Storage(s) => s.into(),
             DaemonError::Queue(q) => q.into(),
             other => CliError::from_error(exit::FAILURE, &other),

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use kugetsu_core::StateDir;
-use kugetsu_core::queue::{AgentSlots, Liveness, TaskQueue, WakeUp};
+use kugetsu_core::queue::{AgentSlots, Liveness, QueueError, TaskQueue, WakeUp};
 
 use crate::process::ProcessLiveness;
 use crate::{FileQueue, FileSlots};
@@ -24,6 +24,15 @@ pub struct Backend {
     pub wake: Option<Arc<dyn WakeUp>>,
     /// The host this process claims for, when several hosts share the queue.
     pub host: Option<String>,
+    /// The one-daemon-per-host rule beyond the state directory's lock, for a shared queue.
+    pub seat: Option<Arc<dyn DaemonSeat>>,
+}
+
+/// Where a daemon takes its host's seat on a shared queue, held while it runs.
+pub trait DaemonSeat: Send + Sync {
+    /// Takes the seat: `Ok(None)` when another daemon holds it; what is returned holds it
+    /// until dropped.
+    fn take(&self) -> Result<Option<Box<dyn std::any::Any + Send>>, QueueError>;
 }
 
 impl std::fmt::Debug for Backend {
@@ -41,6 +50,7 @@ impl Backend {
             liveness: Arc::new(ProcessLiveness),
             wake: None,
             host: None,
+            seat: None,
         }
     }
 }

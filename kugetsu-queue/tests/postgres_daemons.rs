@@ -216,3 +216,29 @@ fn a_daemon_paused_past_its_lease_records_no_stale_outcome() {
     common::kill(&other, rustix::process::Signal::TERM);
     common::wait_exit(&mut other, Duration::from_secs(20));
 }
+
+/// One daemon per host on the shared queue, even from another state directory (the same
+/// machine name and path on two machines would otherwise mix their issues' sessions).
+#[test]
+fn a_second_daemon_as_the_same_host_is_refused() {
+    let Some(pg) = pg::Pg::start() else { return };
+    let url = pg.database();
+    let dir = tempfile::tempdir().unwrap();
+    let record = dir.path().join("record");
+    std::fs::create_dir(&record).unwrap();
+    let first_state = dir.path().join("a");
+    let mut first = spawn(&first_state, &record, &url, "same");
+    assert!(wait_until(Duration::from_secs(60), || started(&first_state)));
+    let mut second = spawn(&dir.path().join("b"), &record, &url, "same");
+    let status = common::wait_exit(&mut second, Duration::from_secs(60));
+    assert_eq!(status.code(), Some(3));
+    assert!(lines(&record.join("daemon.refused")).iter().any(|l| l == "host same taken"));
+    // Once the first is gone (killed outright), its seat is free again.
+    common::kill(&first, rustix::process::Signal::KILL);
+    let _ = first.wait();
+    let third_state = dir.path().join("c");
+    let mut third = spawn(&third_state, &record, &url, "same");
+    assert!(wait_until(Duration::from_secs(60), || started(&third_state)));
+    common::kill(&third, rustix::process::Signal::TERM);
+    common::wait_exit(&mut third, Duration::from_secs(20));
+}

@@ -241,6 +241,10 @@ fn daemon(
             append(&record.join("daemon.refused"), "already running\n");
             ExitCode::from(3)
         }
+        Err(DaemonError::HostTaken { host }) => {
+            append(&record.join("daemon.refused"), &format!("host {host} taken\n"));
+            ExitCode::from(3)
+        }
         Err(e) => {
             eprintln!("queue-test-helper daemon: {e}");
             ExitCode::FAILURE

@@ -122,7 +122,7 @@ use rustix::process::Signal;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use crate::backend::Backend;
+use crate::backend::{Backend, DaemonSeat};
 use crate::log::{self, DEFAULT_LOG_MAX_BYTES, DaemonLog};
 use crate::process;
 use crate::queue::FileQueue;
@@ -170,6 +170,15 @@ pub enum DaemonError {
     /// A queue problem.
     #[error(transparent)]
     Queue(#[from] QueueError),
+    /// Another daemon already runs as this host on the shared queue.
+    #[error(
+        "another queue daemon already runs as host {host} on the shared queue (the same machine \
+         name and state directory on another machine?)"
+    )]
+    HostTaken {
+        /// The host name.
+        host: String,
+    },
 }
 
 /// Tunables of the daemon.
@@ -218,6 +227,7 @@ pub struct Daemon {
     liveness: Arc<dyn Liveness>,
     wake: Option<Arc<dyn WakeUp>>,
     host: Option<String>,
+    seat: Option<Arc<dyn DaemonSeat>>,
     /// Whether the queue is the state directory's own files (rebuilt with the clock given).
     file_queue: bool,
     dispatcher: Arc<dyn Dispatcher>,
@@ -249,6 +259,7 @@ impl Daemon {
             liveness: files.liveness,
             wake: files.wake,
             host: files.host,
+            seat: files.seat,
             file_queue: true,
             state,
             dispatcher,
@@ -289,6 +300,7 @@ impl Daemon {
         self.liveness = backend.liveness;
         self.wake = backend.wake;
         self.host = backend.host;
+        self.seat = backend.seat;
         self.file_queue = false;
         self
     }
@@ -352,6 +364,8 @@ impl Daemon {
         storage::ensure_dir(&self.state.queue_items_dir())?;
         storage::ensure_dir(&self.state.locks_dir())?;
         let _lock = self.take_lock()?;
+        // One daemon per host on a shared queue too; held as long as the lock.
+        let _seat = self.take_seat()?;
         let log = match &self.log {
             Some(l) => l.clone(),
             None => DaemonLog::open(&self.state.daemon_log_path(), self.options.log_max_bytes)?,
@@ -475,6 +489,21 @@ impl Daemon {
         let _ = storage::remove_file(&self.state.daemon_pid_path());
         shared.log(&format!("daemon stopped (pid {})", std::process::id()));
         Ok(exit)
+    }
+
+    /// Takes this host's seat on a shared queue: a second daemon running as the same host
+    /// (elsewhere) is refused. A server unreachable now does not stop the daemon (it retries
+    /// the queue like any other operation); the state directory's lock still holds.
+    fn take_seat(&self) -> Result<Option<Box<dyn std::any::Any + Send>>, DaemonError> {
+        let (Some(seat), Some(host)) = (&self.seat, &self.host) else { return Ok(None) };
+        match seat.take() {
+            Ok(Some(held)) => Ok(Some(held)),
+            Ok(None) => Err(DaemonError::HostTaken { host: host.clone() }),
+            Err(e) => {
+                tracing::warn!("cannot take this host's seat on the shared queue: {e}");
+                Ok(None)
+            }
+        }
     }
 
     fn take_lock(&self) -> Result<DaemonLock, DaemonError> {

@@ -83,6 +83,7 @@ pub fn backend(options: PgOptions) -> Result<Backend, QueueError> {
         slots: Arc::new(slots),
         liveness: Arc::new(LeaseLiveness { host: options.host.clone() }),
         wake: Some(Arc::new(PgWake { url: options.url.clone() })),
+        seat: Some(Arc::new(HostSeat { url: options.url.clone(), host: options.host.clone() })),
         host: Some(options.host),
     })
 }
@@ -254,6 +255,25 @@ impl Liveness for LeaseLiveness {
     fn agent_alive(&self, claim: &Claim, agent_token: &str) -> bool {
         claim.host.as_deref() == Some(self.host.as_str())
             && claim.agent_pid.is_some_and(|pid| crate::process::is_alive(pid, agent_token))
+    }
+}
+
+/// The seat of one host: a session-level advisory lock on a connection of its own, which the
+/// server releases when that connection ends (the daemon exits or dies).
+struct HostSeat {
+    url: String,
+    host: String,
+}
+
+impl crate::backend::DaemonSeat for HostSeat {
+    fn take(&self) -> Result<Option<Box<dyn std::any::Any + Send>>, QueueError> {
+        let conn = Conn::unchecked(&self.url);
+        let key = format!("kugetsu-host:{}", self.host);
+        let taken = conn.with(|c| {
+            Ok(c.query_one("SELECT pg_try_advisory_lock(hashtextextended($1, 0))", &[&key])?
+                .get::<_, bool>(0))
+        })?;
+        Ok(taken.then(|| Box::new(conn) as Box<dyn std::any::Any + Send>))
     }
 }
 
