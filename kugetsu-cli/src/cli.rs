@@ -81,4 +81,8 @@ pub enum Command {
     /// setting of your shell, your config file and your state directory, and the only agent it
     /// ever starts is its own fake (it runs `git` to make its sample repository).
     Demo(commands::demo::DemoArgs),
+    /// Keep the agent warm for forks until unused for KUGETSU_WARM_AGENT_IDLE_MINUTES (what a
+    /// `start` leaves running in the background).
+    #[command(name = "warm-agent", hide = true)]
+    WarmAgent(commands::warm_agent::WarmAgentArgs),
 }

@@ -528,6 +528,45 @@ fn warm_forks_can_be_turned_off() {
     });
     assert!(!env.path("cache/opencode-serve.json").exists());
     assert!(!agent_commands(&env).contains(&"serve".to_owned()));
+    // Nor does a `start`, whatever the idle time says.
+    env.set("KUGETSU_WARM_AGENT_IDLE_MINUTES", "5");
+    assert_eq!(env.run(&["start", "local.test/demo/app#11", "go"]).code, 0);
+    assert!(!agent_commands(&env).contains(&"serve".to_owned()));
     assert!(agent_commands(&env).contains(&"import".to_owned()));
     assert_eq!(env.run(&["queue-daemon", "stop"]).code, 0);
+}
+
+/// README (`KUGETSU_WARM_AGENT_IDLE_MINUTES`): with no daemon, a `start` leaves a warm serve in
+/// the background; the next `start` forks through it; unused for the idle time, it stops by
+/// itself.
+#[test]
+fn a_start_leaves_a_warm_serve_that_stops_when_unused() {
+    let mut env = support::ready();
+    env.set("KUGETSU_WARM_AGENT_IDLE_MINUTES", "5");
+    let registration = env.path("cache/opencode-serve.json");
+    let before = agent_commands(&env).len();
+    let out = env.run(&["start", "local.test/demo/app#9", "work on it"]);
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    assert_eq!(agent_commands(&env)[before..before + 2], ["import", "run"], "none warm yet");
+    wait_for("the serve the start left", || registration.is_file());
+    let reg: serde_json::Value = serde_json::from_str(&support::read(&registration)).unwrap();
+    let serve = u32::try_from(reg["pid"].as_u64().unwrap()).unwrap();
+
+    let before = agent_commands(&env).len();
+    let out = env.run(&["start", "local.test/demo/app#10", "work on it"]);
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    assert_eq!(agent_commands(&env)[before..], ["run"], "the next start forks through it");
+    assert!(env.path("worktrees/local.test-demo-app-10/WORK.md").is_file());
+    assert!(alive(serve), "one serve, kept");
+
+    // Unused for longer than the idle time (the last fork was made to look 6 minutes old).
+    let six_minutes_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(360);
+    std::fs::File::options()
+        .write(true)
+        .open(&registration)
+        .unwrap()
+        .set_modified(six_minutes_ago)
+        .unwrap();
+    wait_for("the unused serve to stop", || !alive(serve));
+    wait_for("its registration to go", || !registration.exists());
 }

@@ -413,14 +413,26 @@ pub struct Repair {
     pub done: String,
 }
 
+/// What [`AgentDriver::keep_warm`] started (its `Drop` stops it).
+pub trait Warm: Send {
+    /// When a fork last used it (or when it started, if none has), `None` once it is gone:
+    /// whoever keeps it only for a while stops it after a time unused.
+    fn last_used(&self) -> Option<std::time::SystemTime>;
+}
+
 /// What [`AgentDriver::keep_warm`] started, stopped when dropped. Opaque: only the driver
 /// knows what it holds.
-pub struct WarmGuard(#[allow(dead_code)] Box<dyn std::any::Any + Send>);
+pub struct WarmGuard(Box<dyn Warm>);
 
 impl WarmGuard {
-    /// Holds `what` until the guard is dropped (its `Drop` does the stopping).
-    pub fn new(what: impl std::any::Any + Send) -> Self {
+    /// Holds `what` until the guard is dropped.
+    pub fn new(what: impl Warm + 'static) -> Self {
         WarmGuard(Box::new(what))
+    }
+
+    /// See [`Warm::last_used`].
+    pub fn last_used(&self) -> Option<std::time::SystemTime> {
+        self.0.last_used()
     }
 }
 

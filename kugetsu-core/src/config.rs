@@ -53,6 +53,10 @@ pub const KUGETSU_QUEUE_LEASE_SECONDS: &str = "KUGETSU_QUEUE_LEASE_SECONDS";
 /// Whether the agent is kept warm for forks: `daemon` (default: the queue daemon keeps it warm
 /// while it runs, and every `start` forks through it when it is) or `off`.
 pub const KUGETSU_WARM_AGENT: &str = "KUGETSU_WARM_AGENT";
+/// When more than 0: a foreground `start` that finds the agent not kept warm leaves it warm for
+/// the next `start`, until this many minutes pass without a fork (default 0: only the daemon
+/// keeps it warm).
+pub const KUGETSU_WARM_AGENT_IDLE_MINUTES: &str = "KUGETSU_WARM_AGENT_IDLE_MINUTES";
 
 /// Keys the original kugetsu had and then dropped; accepted with a warning so an old `config`
 /// keeps working.
@@ -145,6 +149,11 @@ pub const KEYS: &[KeyInfo] = &[
         name: KUGETSU_WARM_AGENT,
         default: "daemon",
         description: "Keep the agent warm for forks while the queue daemon runs (daemon), or never (off)",
+    },
+    KeyInfo {
+        name: KUGETSU_WARM_AGENT_IDLE_MINUTES,
+        default: "0",
+        description: "If > 0, a start without a warm agent leaves one, stopped after this many minutes without a fork",
     },
 ];
 
@@ -300,6 +309,8 @@ pub struct Config {
     pub queue_lease_seconds: u64,
     /// `KUGETSU_WARM_AGENT`: `true` for `daemon`, `false` for `off`.
     pub warm_agent: bool,
+    /// `KUGETSU_WARM_AGENT_IDLE_MINUTES` (0: off).
+    pub warm_agent_idle_minutes: u64,
     /// Where each key's value came from, in [`KEYS`] order.
     sources: Vec<(&'static str, Source)>,
     /// Things worth telling the user that are not errors (obsolete keys).
@@ -335,6 +346,7 @@ impl Config {
             global_max_agents: None,
             queue_lease_seconds: 30,
             warm_agent: true,
+            warm_agent_idle_minutes: 0,
             sources: KEYS.iter().map(|k| (k.name, Source::Default)).collect(),
             warnings: Vec::new(),
         }
@@ -566,6 +578,9 @@ impl Config {
                     _ => return Err(bad("is not `daemon` or `off`".into())),
                 }
             }
+            KUGETSU_WARM_AGENT_IDLE_MINUTES => {
+                self.warm_agent_idle_minutes = number(0, MAX_MINUTES)?;
+            }
             _ => return Err(ConfigError::UnknownKey { origin: source, key: key.to_string() }),
         }
         if let Some(slot) = self.sources.iter_mut().find(|(k, _)| *k == info.name) {
@@ -612,6 +627,7 @@ impl Config {
                     }
                     KUGETSU_QUEUE_LEASE_SECONDS => self.queue_lease_seconds.to_string(),
                     KUGETSU_WARM_AGENT => (if self.warm_agent { "daemon" } else { "off" }).into(),
+                    KUGETSU_WARM_AGENT_IDLE_MINUTES => self.warm_agent_idle_minutes.to_string(),
                     _ => String::new(),
                 };
                 ConfigEntry { key: info.name, value, source: self.source(info.name).clone() }

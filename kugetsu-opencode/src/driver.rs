@@ -490,6 +490,7 @@ impl OpencodeDriver {
         if answered != new_id {
             return Err(format!("the serve made session {answered}, not {new_id}"));
         }
+        serve::touch(cache);
         tracing::debug!(session = %new_id, pid = reg.pid, ms = started.elapsed().as_millis() as u64,
             "forked through the opencode serve");
         SessionId::new(new_id).map_err(|e| e.to_string())

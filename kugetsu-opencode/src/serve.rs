@@ -34,7 +34,7 @@ use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
-use kugetsu_core::agent::{AgentEnv, AgentError};
+use kugetsu_core::agent::{AgentEnv, AgentError, Warm};
 use kugetsu_core::storage::{self, FILE_MODE};
 use rustix::process::{Pid, Signal, kill_process_group};
 use serde::{Deserialize, Serialize};
@@ -87,6 +87,31 @@ impl ServeHandle {
     /// Its URL.
     pub fn url(&self) -> &str {
         &self.url
+    }
+}
+
+impl Warm for ServeHandle {
+    /// The registration's modification time, which every fork through the serve renews; `None`
+    /// when the serve has exited or another one has been registered in its place (forks use
+    /// that one: this one is of no more use).
+    fn last_used(&self) -> Option<std::time::SystemTime> {
+        let pid = self.child.id();
+        if !kugetsu_core::process::is_running(pid) || load(&self.cache).is_none_or(|r| r.pid != pid)
+        {
+            return None;
+        }
+        std::fs::metadata(self.cache.join(FILE_NAME)).and_then(|m| m.modified()).ok()
+    }
+}
+
+/// Notes that a fork just used the registered serve (see [`Warm::last_used`]).
+pub(crate) fn touch(cache: &Path) {
+    let touched = OpenOptions::new()
+        .write(true)
+        .open(cache.join(FILE_NAME))
+        .and_then(|f| f.set_modified(std::time::SystemTime::now()));
+    if let Err(e) = touched {
+        tracing::debug!(error = %e, "cannot note the use of the opencode serve");
     }
 }
 

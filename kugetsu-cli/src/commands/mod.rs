@@ -19,6 +19,7 @@ pub mod queue_daemon;
 pub mod server;
 pub mod start;
 pub mod status;
+pub mod warm_agent;
 
 use std::io::Read;
 

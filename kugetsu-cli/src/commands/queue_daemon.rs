@@ -214,9 +214,12 @@ fn run(ctx: &Ctx) -> Result<(), CliError> {
         interval: config.queue_daemon_interval(),
         cleanup_age: Some(config.queue_cleanup_age()),
         ..DaemonOptions::default()
+    })
+    // Forks through a warm agent while this daemon holds its lock; stopped before it lets go.
+    .with_companion({
+        let (ctx, config) = (ctx.clone(), config.clone());
+        Arc::new(move || Box::new(crate::agents::WarmKeeper::start(&ctx, &config)))
     });
-    // Forks through a warm agent while the daemon runs; stopped when it ends.
-    let _warm = crate::agents::WarmKeeper::start(ctx, &config);
     daemon.run_until_signalled()?;
     Ok(())
 }

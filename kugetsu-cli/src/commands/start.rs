@@ -82,5 +82,7 @@ pub fn cmd_start(ctx: &Ctx, args: &StartArgs, out: &mut dyn Write) -> Result<(),
         )?;
     }
     let result = orch.start(&opts, &mut bars, ctx.interrupt.flag(), &mut events);
+    // After the turn, not before: starting the warm agent takes a core for a second or two.
+    crate::commands::warm_agent::spawn_after_start(ctx, &config);
     finish(ctx, &issue.to_string(), &message, result, &args.run, args.queued_options(), out)
 }

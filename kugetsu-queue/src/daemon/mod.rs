@@ -236,7 +236,12 @@ pub struct Daemon {
     limit: LimitFn,
     options: DaemonOptions,
     log: Option<DaemonLog>,
+    companion: Option<Companion>,
 }
+
+/// Starts something that lives exactly as long as the daemon holds its lock (see
+/// [`Daemon::with_companion`]); dropping what it returns stops it.
+pub type Companion = Arc<dyn Fn() -> Box<dyn std::any::Any + Send> + Send + Sync>;
 
 /// How a daemon run ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -268,7 +273,17 @@ impl Daemon {
             limit,
             options: DaemonOptions::default(),
             log: None,
+            companion: None,
         }
+    }
+
+    /// Calls `start` once the daemon holds its lock, and drops what it returned before letting
+    /// go of the lock: a daemon that cannot take the lock starts nothing, and once `stop` sees
+    /// the daemon gone, so is its companion (the CLI's warm agent). `start` must not block:
+    /// dispatching waits for it.
+    pub fn with_companion(mut self, start: Companion) -> Self {
+        self.companion = Some(start);
+        self
     }
 
     /// Sends transitions to `notifier`.
@@ -366,6 +381,8 @@ impl Daemon {
         let _lock = self.take_lock()?;
         // One daemon per host on a shared queue too; held as long as the lock.
         let _seat = self.take_seat()?;
+        // Declared after the lock, so dropped before it.
+        let _companion = self.companion.as_ref().map(|start| start());
         let log = match &self.log {
             Some(l) => l.clone(),
             None => DaemonLog::open(&self.state.daemon_log_path(), self.options.log_max_bytes)?,
@@ -689,6 +706,42 @@ impl Daemon {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A companion lives exactly while the daemon holds its lock: started after the lock is
+    /// taken, dropped before it is let go (so `stop`, which waits for the lock, sees it gone).
+    #[test]
+    fn the_companion_lives_inside_the_lock() {
+        struct NoDispatch;
+        impl Dispatcher for NoDispatch {
+            fn dispatch(
+                &self,
+                _: &QueueItem,
+                _: &mut DispatchContext<'_>,
+            ) -> Result<DispatchOutcome, DispatchError> {
+                Err(DispatchError::Fatal("not in this test".into()))
+            }
+        }
+        struct Probe(StateDir, Arc<std::sync::Mutex<Vec<bool>>>);
+        impl Drop for Probe {
+            fn drop(&mut self) {
+                let held = control::lock_is_held(&self.0).unwrap_or(false);
+                self.1.lock().unwrap_or_else(|e| e.into_inner()).push(held);
+            }
+        }
+        let dir = tempfile::tempdir().expect("tempdir");
+        let state = StateDir::new(dir.path().join("state"));
+        let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (probe_state, probe_seen) = (state.clone(), seen.clone());
+        let daemon = Daemon::new(state.clone(), Arc::new(NoDispatch), Arc::new(|| 1))
+            .with_companion(Arc::new(move || {
+                let held = control::lock_is_held(&probe_state).unwrap_or(false);
+                probe_seen.lock().unwrap_or_else(|e| e.into_inner()).push(held);
+                Box::new(Probe(probe_state.clone(), probe_seen.clone()))
+            }));
+        daemon.run(&AtomicBool::new(true)).expect("run");
+        assert_eq!(*seen.lock().unwrap_or_else(|e| e.into_inner()), [true, true]);
+        assert!(!control::lock_is_held(&state).expect("lock"), "let go after");
+    }
 
     #[test]
     fn pid_file_round_trips_and_reads_the_bash_format() {
