@@ -246,3 +246,28 @@ pub fn release_host(
 ) -> Result<(Vec<String>, Vec<String>), CliError> {
     Err(CliError::usage("this kugetsu was built without PostgreSQL support"))
 }
+
+/// Before a `start` run by hand: with a shared queue, records that the issue lives on this
+/// host (its worktree and session are about to be made here), or refuses when another host
+/// keeps it. Nothing to do with the file queue.
+#[cfg(feature = "postgres")]
+pub fn hold_issue(ctx: &Ctx, config: &Config, issue: &str) -> Result<(), CliError> {
+    let Some(url) = config.queue_url.as_deref() else { return Ok(()) };
+    let me = host_name(ctx);
+    let keeper = pg_queue(ctx, config, url)?.hold_issue(issue, &me)?;
+    if keeper == me {
+        return Ok(());
+    }
+    Err(CliError::new(
+        crate::error::exit::BUSY,
+        format!("{issue} lives on host {keeper}: its worktree and session are there"),
+    )
+    .with_hint(format!(
+        "run it on that host, or `kugetsu queue release-host {keeper}` if that host is gone"
+    )))
+}
+
+#[cfg(not(feature = "postgres"))]
+pub fn hold_issue(_ctx: &Ctx, _config: &Config, _issue: &str) -> Result<(), CliError> {
+    Ok(())
+}

@@ -163,11 +163,26 @@ fn three_hosts_one_queue_limits_from_the_agents_traces_and_affinity() {
     // `queue list` from any host shows the same queue.
     let list = json(&hosts[2].run(&["queue", "list", "--json"]).stdout);
     assert_eq!(list["items"].as_array().unwrap().len(), 60);
+    // A `start` by hand: refused for an issue another host keeps; recorded for a new one.
+    let keeper = (0..3).find(|n| now[*n].iter().any(|s| s.ends_with("-1.json"))).unwrap();
+    let other = (keeper + 1) % 3;
+    let out = hosts[other].run(&["start", "#1", "by hand"]);
+    assert_eq!(out.code, 4, "{}{}", out.stdout, out.stderr);
+    assert!(out.stderr.contains("lives on host"), "{}", out.stderr);
+    let out = hosts[other].run(&["start", "#99", "by hand"]);
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    let report = json(&hosts[other].run(&["queue", "hosts", "--json"]).stdout);
+    let mine = report.as_array().unwrap().iter().find(|h| h["this_host"] == true).unwrap();
+    assert!(
+        mine["issues"].as_array().unwrap().iter().any(|i| i == "local.test/demo/app#99"),
+        "{mine}"
+    );
+
     // `queue hosts` says which host keeps which issue; a host gone for good is released.
     let report = json(&hosts[1].run(&["queue", "hosts", "--json"]).stdout);
     let report = report.as_array().unwrap();
     let issues: usize = report.iter().map(|h| h["issues"].as_array().unwrap().len()).sum();
-    assert_eq!(issues, 40);
+    assert_eq!(issues, 41);
     assert_eq!(report.iter().filter(|h| h["this_host"] == true).count(), 1);
     let gone = report.iter().find(|h| !h["issues"].as_array().unwrap().is_empty()).unwrap();
     let gone = gone["host"].as_str().unwrap();

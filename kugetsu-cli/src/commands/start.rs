@@ -57,6 +57,9 @@ pub fn cmd_start(ctx: &Ctx, args: &StartArgs, out: &mut dyn Write) -> Result<(),
         return crate::run::detach(ctx, "start", &issue, &message, &args.rerun_flags(), out);
     }
     let config = ctx.config()?;
+    // With a shared queue the issue's session will live on this host: record that, or refuse
+    // when another host keeps the issue.
+    crate::queue_backend::hold_issue(ctx, &config, &issue.to_string())?;
     let source = crate::wiring::repo_source(ctx, &issue)?;
     let orch = crate::run::orchestrator_for_run(ctx, &config, &args.run)?;
     crate::signals::stop_on_signals(&ctx.interrupt);

@@ -163,6 +163,21 @@ impl PgQueue {
         })
     }
 
+    /// Records that `issue` lives on `host` (a session started there by hand), unless another
+    /// host keeps it already; returns the host that keeps it.
+    pub fn hold_issue(&self, issue: &str, host: &str) -> Result<String, QueueError> {
+        let now = to_us(self.clock.now());
+        self.conn.with(|c| {
+            c.execute(
+                "INSERT INTO kugetsu_issue_hosts (issue_ref, host, since_us) VALUES ($1, $2, $3)
+                 ON CONFLICT (issue_ref) DO NOTHING",
+                &[&issue, &host, &now],
+            )?;
+            Ok(c.query_one("SELECT host FROM kugetsu_issue_hosts WHERE issue_ref = $1", &[&issue])?
+                .get(0))
+        })
+    }
+
     /// Which host holds each issue (`list`, `status`).
     pub fn issue_hosts(&self) -> Result<Vec<(String, String)>, QueueError> {
         self.conn.with(|c| {
