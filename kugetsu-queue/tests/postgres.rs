@@ -13,7 +13,7 @@ mod pg;
 use std::sync::Arc;
 use std::time::Duration;
 
-use kugetsu_core::queue::QueueError;
+use kugetsu_core::queue::{QueueError, TaskQueue as _};
 use kugetsu_queue::postgres::{self, PgOptions};
 use time::OffsetDateTime;
 
@@ -82,6 +82,19 @@ fn postgres_backend() {
     short.queue.claim_next(&conformance::claim("g"), OffsetDateTime::now_utc()).unwrap().unwrap();
     std::thread::sleep(Duration::from_millis(600));
     assert_eq!(postgres::inspect(&url).unwrap().stuck.len(), 1);
+
+    // A host whose clock is an hour ahead still sees a fresh lease as live: expiries are the
+    // server's, shifted onto the reader's clock.
+    let url = pg.database();
+    let live = postgres::backend(options(&url, "a", None, Duration::from_secs(30))).unwrap();
+    live.queue.enqueue(conformance::task("y", None)).unwrap();
+    live.queue.claim_next(&conformance::claim("l"), OffsetDateTime::now_utc()).unwrap().unwrap();
+    let ahead = OffsetDateTime::now_utc() + time::Duration::hours(1);
+    let skewed = postgres::PgQueue::connect(&options(&url, "b", None, Duration::from_secs(30)))
+        .unwrap()
+        .with_clock(Arc::new(kugetsu_core::clock::FixedClock(ahead)));
+    let claim = skewed.claimed().unwrap().remove(0).claim.unwrap();
+    assert!(live.liveness.holder_alive(&claim, ahead), "{claim:?} judged on a clock an hour ahead");
 
     // Limits: per host and across hosts, both at once.
     let url = pg.database();

@@ -84,6 +84,12 @@ impl PgQueue {
         PgQueue { conn, lease_ttl: options.lease_ttl, clock: Arc::new(SystemClock) }
     }
 
+    /// Uses `clock` for this host's timestamps (tests put a host's clock off with it).
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
     /// The queue alone (for `queue release-host`, `queue migrate`), with its schema brought up
     /// to date.
     pub fn connect(options: &PgOptions) -> Result<Self, QueueError> {
@@ -395,8 +401,14 @@ impl TaskQueue for PgQueue {
         })
     }
 
+    /// Lease expiries are on the server's clock; they are handed back shifted onto this host's
+    /// clock (by the difference read now), so a daemon whose clock is off by some seconds
+    /// still judges a peer's lease as the server does.
     fn claimed(&self) -> Result<Vec<QueueItem>, QueueError> {
+        let local = self.clock.now();
         self.conn.with(|c| {
+            let server: i64 = c.query_one("SELECT kugetsu_now_us()", &[])?.get(0);
+            let skew = time::Duration::microseconds(to_us(local) - server);
             c.query(
                 &format!(
                     "SELECT {COLUMNS} FROM kugetsu_queue WHERE status = 'notified' ORDER BY seq"
@@ -404,7 +416,13 @@ impl TaskQueue for PgQueue {
                 &[],
             )?
             .iter()
-            .map(item_of)
+            .map(|row| {
+                let mut item = item_of(row)?;
+                if let Some(at) = item.claim.as_mut().and_then(|c| c.expires_at.as_mut()) {
+                    *at += skew;
+                }
+                Ok(item)
+            })
             .collect()
         })
     }
