@@ -166,6 +166,37 @@ fn queue_clear_removes_old_finished_items() {
     assert_eq!((stats["pending"].as_u64(), stats["completed"].as_u64()), (Some(1), Some(1)));
 }
 
+/// `queue retry <id>` puts an item that ended in `error` back in line as a fresh pending item
+/// (attempts and error forgotten); an item in any other state, an unknown id and an id that
+/// is no id are refused without a change.
+#[test]
+fn queue_retry_puts_a_failed_item_back_in_line() {
+    let (env, _repo) = Env::with_fake_agent();
+    let out = env.run(&["queue", "enqueue", "#1", "work", "--json"]);
+    let id = json(&out.stdout)["id"].as_str().unwrap().to_string();
+    let out = env.run(&["queue", "retry", &id]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(out.stderr.contains("is pending, not error"), "{}", out.stderr);
+
+    let path = env.path(&format!("queue/items/{id}.json"));
+    let mut item = json(&read(&path));
+    item["status"] = "error".into();
+    item["attempts"] = 3.into();
+    item["last_error"] = "the model is down".into();
+    std::fs::write(&path, serde_json::to_vec_pretty(&item).unwrap()).unwrap();
+    let out = env.run(&["queue", "retry", &id]);
+    assert_eq!((out.code, out.stdout.as_str()), (0, format!("{id} is pending again\n").as_str()));
+    let item = json(&read(&path));
+    assert_eq!(item["status"], "pending", "{item}");
+    assert!(item["last_error"].is_null() && item["attempts"] == 0, "{item}");
+
+    let out = env.run(&["queue", "retry", "q_nothing"]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    let out = env.run(&["queue", "retry", "../index"]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(out.stderr.contains("invalid queue item id"), "{}", out.stderr);
+}
+
 fn daemon_pid(env: &Env) -> u32 {
     let st = json(&env.run(&["queue-daemon", "status", "--json"]).stdout);
     u32::try_from(st["pid"].as_u64().unwrap_or_else(|| panic!("no daemon: {st}"))).unwrap()

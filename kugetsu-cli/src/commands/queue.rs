@@ -1,4 +1,4 @@
-//! `kugetsu queue list|stats|clear|enqueue`: the durable task queue.
+//! `kugetsu queue list|stats|clear|retry|enqueue|...`: the durable task queue.
 
 use std::io::Write;
 
@@ -22,6 +22,11 @@ pub enum QueueAction {
     Stats,
     /// Remove completed and error tasks older than QUEUE_CLEANUP_AGE_DAYS.
     Clear,
+    /// Put a task that ended in `error` back in line, as if it had just been queued.
+    Retry {
+        /// The task's id, as `queue list` shows it.
+        id: String,
+    },
     /// Move the pending tasks of this state directory's file queue to a shared PostgreSQL
     /// queue (ids kept, so running it again adds nothing twice).
     Migrate {
@@ -116,6 +121,13 @@ pub fn cmd_queue(ctx: &Ctx, args: &QueueArgs, out: &mut dyn Write) -> Result<(),
                 config.queue_cleanup_age_days
             )?;
         }
+        QueueAction::Retry { id } => {
+            let item = retry(ctx, queue.as_ref(), id)?;
+            if ctx.json {
+                return ctx.print_json(out, &item);
+            }
+            writeln!(out, "{} is pending again", item.id)?;
+        }
         QueueAction::Hosts => {
             let hosts = crate::queue_backend::hosts(ctx, &ctx.config()?)?;
             if ctx.json {
@@ -177,6 +189,27 @@ pub fn cmd_queue(ctx: &Ctx, args: &QueueArgs, out: &mut dyn Write) -> Result<(),
         }
     }
     Ok(())
+}
+
+/// Puts item `id`, which ended in `error`, back in line and wakes this host's daemon (an
+/// enqueue does; a retried item would otherwise wait for the next poll).
+fn retry(
+    ctx: &Ctx,
+    queue: &dyn kugetsu_core::queue::TaskQueue,
+    id: &str,
+) -> Result<kugetsu_core::QueueItem, CliError> {
+    let valid = !id.is_empty()
+        && id.len() <= 64
+        && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if !valid {
+        return Err(CliError::usage(format!("invalid queue item id {id:?}")));
+    }
+    let item = kugetsu_core::control::retry_item(queue, id).map_err(|e| match e {
+        kugetsu_core::control::RetryError::Queue(q) => CliError::from(q),
+        other => CliError::new(crate::error::exit::FAILURE, other.to_string()),
+    })?;
+    kugetsu_queue::wake::poke(&kugetsu_queue::wake::wake_path(&ctx.state));
+    Ok(item)
 }
 
 fn one_line(s: &str) -> String {

@@ -342,24 +342,11 @@ async fn stop(State(app): State<App>, Json(body): Json<Issue>) -> Response {
     .await
 }
 
-/// Puts an item in `error` back in line.
+/// `kugetsu queue retry <id>`.
 async fn retry(State(app): State<App>, Json(body): Json<Item>) -> Response {
     run(app, move |ctx, out| {
-        let valid = !body.id.is_empty()
-            && body.id.len() <= 64
-            && body.id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
-        if !valid {
-            return Err(CliError::usage(format!("invalid queue item id {:?}", body.id)));
-        }
-        let queue = crate::queue_backend::queue(ctx, &ctx.config()?)?;
-        let item =
-            kugetsu_core::control::retry_item(queue.as_ref(), &body.id).map_err(|e| match e {
-                kugetsu_core::control::RetryError::Queue(q) => CliError::from(q),
-                other => CliError::new(exit::FAILURE, other.to_string()),
-            })?;
-        // An enqueue wakes the daemon; so does this, or the item would wait for the next poll.
-        kugetsu_queue::wake::poke(&kugetsu_queue::wake::wake_path(&ctx.state));
-        ctx.print_json(out, &item)
+        let action = commands::queue::QueueAction::Retry { id: body.id };
+        commands::queue::cmd_queue(ctx, &commands::queue::QueueArgs { action }, out)
     })
     .await
 }
