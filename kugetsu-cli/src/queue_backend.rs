@@ -63,6 +63,12 @@ pub fn host_name(ctx: &Ctx) -> String {
     format!("{machine}:{}", ctx.state.root().display())
 }
 
+/// This host's name when the queue is shared (for `list` and `status`), `None` otherwise.
+/// Reads the config only: it works while the server is down.
+pub fn shared_host(ctx: &Ctx) -> Result<Option<String>, CliError> {
+    Ok(ctx.config()?.queue_url.is_some().then(|| host_name(ctx)))
+}
+
 /// The queue of [`backend`].
 pub fn queue(ctx: &Ctx, config: &Config) -> Result<Arc<dyn TaskQueue>, CliError> {
     Ok(backend(ctx, config)?.queue)

@@ -14,7 +14,12 @@ pub struct StatusArgs {}
 pub fn cmd_status(ctx: &Ctx, _args: &StatusArgs, out: &mut dyn Write) -> Result<(), CliError> {
     let status = ctx.orchestrator()?.status()?;
     if ctx.json {
-        ctx.print_json(out, &serde_json::json!({ "status": status.as_str() }))?;
+        let mut value = serde_json::json!({ "status": status.as_str() });
+        // With a shared queue: which host this is (its issues' sessions live here).
+        if let Some(host) = crate::queue_backend::shared_host(ctx)? {
+            value["host"] = host.into();
+        }
+        ctx.print_json(out, &value)?;
     } else {
         writeln!(out, "{}", status.as_str())?;
     }
