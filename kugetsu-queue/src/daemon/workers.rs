@@ -239,6 +239,9 @@ pub(super) fn spawn_worker(
                         Err(DispatchError::Retry(format!("the dispatcher panicked: {what}")))
                     })
             };
+            // The run is over: free the slot before writing the outcome, so that a daemon the
+            // write wakes (another host's, on a shared queue) finds the slot free.
+            drop(slot);
             {
                 let mut st = lock_state(&state);
                 if !st.finalized {
@@ -246,7 +249,6 @@ pub(super) fn spawn_worker(
                     shared.finish(&item, result);
                 }
             }
-            drop(slot);
             let _ = shared.wake.send(());
         })?
     };

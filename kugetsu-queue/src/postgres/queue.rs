@@ -121,10 +121,16 @@ impl PgQueue {
                 .ok_or_else(|| QueueError::NotFound { id: id.to_string() })?;
             let mut item = item_of(&row)?;
             check(&item)?;
+            let was = item.status;
             item.updated_at = Some(self.clock.now());
             f(&mut item);
             item.id = id.to_string();
             write(&mut tx, &item)?;
+            if was == QueueStatus::Notified && item.status != QueueStatus::Notified {
+                // A run ended (its slot is free) or an item came back: daemons that found no
+                // room or no work may now find some.
+                tx.execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &item.id])?;
+            }
             tx.commit()?;
             Ok(item)
         })
