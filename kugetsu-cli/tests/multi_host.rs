@@ -200,3 +200,32 @@ fn three_hosts_one_queue_limits_from_the_agents_traces_and_affinity() {
     let kept = |h: &serde_json::Value| !h["issues"].as_array().unwrap().is_empty();
     assert!(report.as_array().unwrap().iter().all(|h| h["host"] != gone || !kept(h)), "{report}");
 }
+
+/// The shared queue's server unreachable: `queue enqueue` and `delegate` fail with an error
+/// naming the server without its password, exit non-zero, and leave nothing behind (no item
+/// in the file queue, no `task_queued` notification); commands that do not need the queue
+/// still work. Needs no server: a closed loopback port stands in for a down one.
+#[test]
+fn an_unreachable_queue_server_fails_enqueue_cleanly() {
+    let (mut env, _repo) = Env::with_fake_agent();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    env.set("KUGETSU_QUEUE_URL", &format!("postgres://kugetsu:hunter2secret@127.0.0.1:{port}/q"));
+    for args in [&["queue", "enqueue", "#3", "do it"][..], &["delegate", "work on #3"]] {
+        let out = env.run(args);
+        assert_ne!(out.code, 0, "{args:?}: {}", out.stdout);
+        assert!(
+            out.stderr.contains(&format!("postgres://***@127.0.0.1:{port}/q")),
+            "{}",
+            out.stderr
+        );
+        assert!(out.stderr.contains("Connection refused"), "{}", out.stderr);
+        assert!(!out.stderr.contains("hunter2secret") && !out.stdout.contains("hunter2secret"));
+    }
+    let notes = env.run(&["notify", "list", "--json"]);
+    assert!(!notes.stdout.contains("task_queued"), "{}", notes.stdout);
+    assert!(std::fs::read_dir(env.path("queue/items")).map_or(true, |mut d| d.next().is_none()));
+    let doctor = env.run(&["doctor"]);
+    assert!(doctor.stdout.contains("postgres://***@127.0.0.1"), "{}", doctor.stdout);
+    assert!(!doctor.stdout.contains("hunter2secret"), "{}", doctor.stdout);
+    assert!(doctor.stdout.contains("check KUGETSU_QUEUE_URL"), "{}", doctor.stdout);
+}

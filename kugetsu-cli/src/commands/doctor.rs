@@ -126,7 +126,13 @@ fn queue_findings(ctx: &Ctx) -> Vec<Finding> {
         Err(e) => out.push(Finding {
             subject: "queue".into(),
             problem: e.to_string(),
-            remedy: "check the queue directory".into(),
+            remedy: match e {
+                kugetsu_core::queue::QueueError::Unavailable { .. } => {
+                    "check KUGETSU_QUEUE_URL and that the server runs and accepts this host"
+                }
+                _ => "check the queue directory",
+            }
+            .into(),
             fixed: false,
         }),
     }
