@@ -26,17 +26,45 @@ impl Drop for Daemons<'_> {
     }
 }
 
-/// The most turns running at one instant in the traces: +1 at each start, -1 at each end.
-fn max_overlap(traces: &[&Path]) -> usize {
-    let mut events: Vec<(u128, i32)> = Vec::new();
-    for t in traces {
-        for line in read(t).lines() {
-            let f: Vec<&str> = line.split(' ').collect();
-            let at: u128 = f[2].parse().unwrap();
-            events.push((at, if f[0] == "start" { 1 } else { -1 }));
+/// The turns of one host's trace as (session, start, end) in nanoseconds; a turn with no end
+/// (its agent was killed with its daemon) ends at `killed_at`.
+fn turns(trace: &Path, killed_at: Option<u128>) -> Vec<(String, u128, u128)> {
+    let mut open: Vec<(String, u128)> = Vec::new();
+    let mut out = Vec::new();
+    for line in read(trace).lines() {
+        let f: Vec<&str> = line.split(' ').collect();
+        let at: u128 = f[2].parse().unwrap();
+        if f[0] == "start" {
+            // The session's earlier turn never ended: its agent was killed (with its daemon),
+            // and this is the turn run again.
+            if let Some(i) = open.iter().position(|(s, _)| s == f[1]) {
+                let (session, start) = open.remove(i);
+                let end = killed_at.filter(|k| (start..=at).contains(k)).unwrap_or(at);
+                out.push((session, start, end));
+            }
+            open.push((f[1].to_string(), at));
+        } else if let Some(i) = open.iter().position(|(s, _)| s == f[1]) {
+            let (session, start) = open.remove(i);
+            out.push((session, start, at));
         }
     }
-    // At the same nanosecond an end is counted before a start.
+    for (session, start) in open {
+        let end = killed_at
+            .filter(|k| *k >= start)
+            .unwrap_or_else(|| panic!("{}: turn of {session} never ended", trace.display()));
+        out.push((session, start, end));
+    }
+    out
+}
+
+/// The most turns running at one instant: +1 at each start, -1 at each end (at the same
+/// nanosecond an end is counted first).
+fn max_overlap(turns: &[(String, u128, u128)]) -> usize {
+    let mut events: Vec<(u128, i32)> = Vec::new();
+    for (_, start, end) in turns {
+        events.push((*start, 1));
+        events.push((*end, -1));
+    }
     events.sort();
     let (mut now, mut max) = (0i32, 0i32);
     for (_, d) in events {
@@ -44,6 +72,26 @@ fn max_overlap(traces: &[&Path]) -> usize {
         max = max.max(now);
     }
     max as usize
+}
+
+/// Checks both limits, and that no session ran two turns at once, over every trace.
+fn check_limits(traces: &[std::path::PathBuf], killed: &[Option<u128>]) {
+    let mut all = Vec::new();
+    for (n, t) in traces.iter().enumerate() {
+        let mine = turns(t, killed[n]);
+        let max = max_overlap(&mine);
+        assert!(max <= 2, "host {n} ran {max} agents at once");
+        all.extend(mine);
+    }
+    let global = max_overlap(&all);
+    assert!(global <= 4, "{global} agents at once across hosts");
+    let mut sessions: Vec<&String> = all.iter().map(|(s, _, _)| s).collect();
+    sessions.sort();
+    sessions.dedup();
+    for s in sessions {
+        let of: Vec<_> = all.iter().filter(|t| &t.0 == s).cloned().collect();
+        assert_eq!(max_overlap(&of), 1, "session {s} ran two turns at once");
+    }
 }
 
 fn host(url: &str, n: usize) -> Env {
@@ -63,7 +111,8 @@ fn host(url: &str, n: usize) -> Env {
         env.path("config"),
         format!(
             "{config}MAX_CONCURRENT_AGENTS=2\nKUGETSU_GLOBAL_MAX_AGENTS=4\n\
-             QUEUE_DAEMON_INTERVAL_MINUTES=60\nKUGETSU_QUEUE_URL='{url}'\n"
+             QUEUE_DAEMON_INTERVAL_MINUTES=60\nKUGETSU_QUEUE_LEASE_SECONDS=5\n\
+             KUGETSU_QUEUE_URL='{url}'\n"
         ),
     )
     .unwrap();
@@ -137,15 +186,11 @@ fn three_hosts_one_queue_limits_from_the_agents_traces_and_affinity() {
     wait_completed(&hosts, 60);
 
     let traces: Vec<_> = hosts.iter().map(|h| h.tmp.path().join("trace.log")).collect();
-    let turns: usize = traces.iter().map(|t| read(t).matches("start ").count()).sum();
-    assert_eq!(turns, 60, "every item ran exactly one turn");
-    for (n, t) in traces.iter().enumerate() {
-        let max = max_overlap(&[t.as_path()]);
-        assert!(max <= 2, "host {n} ran {max} agents at once");
-    }
-    let all: Vec<&Path> = traces.iter().map(|t| t.as_path()).collect();
+    let started: usize = traces.iter().map(|t| read(t).matches("start ").count()).sum();
+    assert_eq!(started, 60, "every item ran exactly one turn");
+    check_limits(&traces, &[None, None, None]);
+    let all: Vec<_> = traces.iter().flat_map(|t| turns(t, None)).collect();
     let global = max_overlap(&all);
-    assert!(global <= 4, "{global} agents at once across hosts");
     assert!(global >= 3, "the hosts shared the work ({global} at most at once)");
     // Affinity: a session is on exactly one host, and round 2 continued round 1's sessions
     // where they were instead of starting them again elsewhere.
@@ -163,6 +208,45 @@ fn three_hosts_one_queue_limits_from_the_agents_traces_and_affinity() {
     // `queue list` from any host shows the same queue.
     let list = json(&hosts[2].run(&["queue", "list", "--json"]).stdout);
     assert_eq!(list["items"].as_array().unwrap().len(), 60);
+    // Faults: 6 items of new issues with turns longer than a lease (6 s, leases 5 s); while
+    // agents run, one host's daemon is SIGKILLed (its agents end with it) and the server
+    // restarted; then that host's daemon is started again. Every item completes; the limits
+    // held throughout and no session ran two turns at once (a killed turn counts as running
+    // until the kill).
+    for h in &hosts {
+        std::fs::write(
+            h.tmp.path().join("script.json"),
+            r#"{"default": {"mode": "tool", "path": "WORK.md", "content": "done\n", "text": "wrote WORK.md", "delay_ms": 6000}}"#,
+        )
+        .unwrap();
+    }
+    for i in 41..47 {
+        let out = hosts[0].run(&["queue", "enqueue", &format!("#{i}"), "work on it"]);
+        assert_eq!(out.code, 0, "{}", out.stderr);
+    }
+    let running = |t: &Path| {
+        let text = read(t);
+        text.matches("start ").count().saturating_sub(text.matches("end ").count())
+    };
+    wait_for("agents of round 3 to run", || traces.iter().map(|t| running(t)).sum::<usize>() >= 3);
+    let victim = (0..3).max_by_key(|n| running(&traces[*n])).unwrap();
+    let status = json(&hosts[victim].run(&["queue-daemon", "status", "--json"]).stdout);
+    let pid = status["pid"].as_u64().unwrap() as u32;
+    support::signal(pid, "KILL");
+    let killed_at =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+    wait_for("the killed daemon to be gone", || !support::alive(pid));
+    pg.stop();
+    pg.restart();
+    let out = hosts[victim].run(&["queue-daemon", "start"]);
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    wait_completed(&hosts, 66);
+    let mut killed = [None, None, None];
+    killed[victim] = Some(killed_at);
+    check_limits(&traces, &killed);
+    let ended: usize = traces.iter().map(|t| read(t).matches("end ").count()).sum();
+    assert!(ended >= 66, "{ended} turns ended for 66 items");
+
     // A `start` by hand: refused for an issue another host keeps; recorded for a new one.
     let keeper = (0..3).find(|n| now[*n].iter().any(|s| s.ends_with("-1.json"))).unwrap();
     let other = (keeper + 1) % 3;
@@ -188,7 +272,7 @@ fn three_hosts_one_queue_limits_from_the_agents_traces_and_affinity() {
     let report = json(&hosts[1].run(&["queue", "hosts", "--json"]).stdout);
     let report = report.as_array().unwrap();
     let issues: usize = report.iter().map(|h| h["issues"].as_array().unwrap().len()).sum();
-    assert_eq!(issues, 41);
+    assert_eq!(issues, 47);
     assert_eq!(report.iter().filter(|h| h["this_host"] == true).count(), 1);
     let gone = report.iter().find(|h| !h["issues"].as_array().unwrap().is_empty()).unwrap();
     let gone = gone["host"].as_str().unwrap();
