@@ -224,9 +224,12 @@ impl Drop for Sshd {
     }
 }
 
-/// Every file below `roots` with what a change would touch: content, mode, owner, mtime.
-fn tree(roots: &[PathBuf]) -> BTreeMap<PathBuf, (Vec<u8>, u32, u32, u32, i64, i64)> {
-    fn walk(p: &Path, out: &mut BTreeMap<PathBuf, (Vec<u8>, u32, u32, u32, i64, i64)>) {
+/// What a change to a file would touch: content, mode, owner, group, mtime (s, ns).
+type FileFacts = (Vec<u8>, u32, u32, u32, i64, i64);
+
+/// Every file below `roots` with its [`FileFacts`].
+fn tree(roots: &[PathBuf]) -> BTreeMap<PathBuf, FileFacts> {
+    fn walk(p: &Path, out: &mut BTreeMap<PathBuf, FileFacts>) {
         let Ok(m) = std::fs::symlink_metadata(p) else { return };
         let content = if m.is_file() { std::fs::read(p).unwrap() } else { Vec::new() };
         out.insert(

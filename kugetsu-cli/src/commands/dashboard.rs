@@ -41,7 +41,15 @@ pub fn cmd_dashboard(ctx: &Ctx, args: &DashboardArgs, out: &mut dyn Write) -> Re
         )?;
     }
     ctx.state.ensure()?;
-    ctx.config()?;
+    let config = ctx.config()?;
+    // A shared queue changes in its database: the watcher asks it for its counts.
+    let remote: Option<crate::dashboard::events::Remote> = match config.queue_url {
+        None => None,
+        Some(_) => {
+            let queue = crate::queue_backend::queue(ctx, &config)?;
+            Some(Box::new(move || queue.stats().ok().and_then(|s| serde_json::to_string(&s).ok())))
+        }
+    };
     let token = crate::dashboard::auth::load_or_create(&ctx.state)?;
     let mut json_ctx = ctx.clone();
     json_ctx.json = true;
@@ -52,7 +60,7 @@ pub fn cmd_dashboard(ctx: &Ctx, args: &DashboardArgs, out: &mut dyn Write) -> Re
         let app = crate::dashboard::App {
             ctx: Arc::new(json_ctx),
             token: token.as_str().into(),
-            changes: crate::dashboard::events::watch_state(&ctx.state),
+            changes: crate::dashboard::events::watch_state(&ctx.state, remote),
         };
         let url = format!("http://{addr}/?token={token}");
         if ctx.json {

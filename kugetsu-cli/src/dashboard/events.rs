@@ -6,7 +6,9 @@
 //! directory's modification time: watching the few directories (the root for the index and the
 //! notifications, `sessions/`, `queue/items/`, `logs/` for new runs, `stops/`) costs a handful
 //! of `stat`s per tick however many sessions and items there are, and a tick every
-//! [`TICK`] keeps a change within a second of the page.
+//! [`TICK`] keeps a change within a second of the page. A queue shared by several hosts lives
+//! in a database, where no directory moves: its [`Remote`] state is asked every
+//! [`REMOTE_TICK`] instead.
 
 use std::convert::Infallible;
 use std::io::{Read, Seek, SeekFrom};
@@ -22,6 +24,13 @@ use kugetsu_core::StateDir;
 
 /// How often the state directories are looked at.
 pub const TICK: Duration = Duration::from_millis(200);
+
+/// How often a [`Remote`] source is asked (one small query).
+pub const REMOTE_TICK: Duration = Duration::from_secs(1);
+
+/// State that lives outside the state directory (a shared queue), summed up in a value that
+/// changes whenever it does; `None` when it cannot be read now (nothing is reported then).
+pub type Remote = Box<dyn Fn() -> Option<String> + Send>;
 
 /// How often a followed log is read for new lines.
 pub const LOG_TICK: Duration = Duration::from_millis(200);
@@ -46,13 +55,17 @@ fn fingerprint(dirs: &[PathBuf]) -> Vec<Option<SystemTime>> {
     dirs.iter().map(|d| std::fs::metadata(d).and_then(|m| m.modified()).ok()).collect()
 }
 
-/// Starts the watcher thread; the receiver's value goes up by one on every change.
-pub fn watch_state(state: &StateDir) -> watch::Receiver<u64> {
+/// Starts the watcher thread; the receiver's value goes up by one on every change of the state
+/// directory or of `remote`.
+pub fn watch_state(state: &StateDir, remote: Option<Remote>) -> watch::Receiver<u64> {
     let (tx, rx) = watch::channel(0u64);
     let dirs = watched(state);
     let spawned = std::thread::Builder::new().name("dashboard-watch".into()).spawn(move || {
         let mut last = fingerprint(&dirs);
         let mut recent = false;
+        let ask = || remote.as_ref().and_then(|r| r());
+        let mut remote_last = ask();
+        let mut remote_at = std::time::Instant::now();
         loop {
             std::thread::sleep(TICK);
             if tx.is_closed() {
@@ -65,7 +78,16 @@ pub fn watch_state(state: &StateDir) -> watch::Receiver<u64> {
                 .iter()
                 .flatten()
                 .any(|t| SystemTime::now().duration_since(*t).is_ok_and(|age| age < TICK));
-            if now != last || recent {
+            let mut remote_changed = false;
+            if remote.is_some() && remote_at.elapsed() >= REMOTE_TICK {
+                remote_at = std::time::Instant::now();
+                let now = ask();
+                remote_changed = now.is_some() && now != remote_last;
+                if now.is_some() {
+                    remote_last = now;
+                }
+            }
+            if now != last || recent || remote_changed {
                 tx.send_modify(|n| *n += 1);
             }
             recent = fresh;
