@@ -109,6 +109,7 @@ pub fn migrate_files_to(ctx: &Ctx, url: &str) -> Result<Vec<String>, CliError> {
 }
 
 #[cfg(not(feature = "postgres"))]
+/// Built without PostgreSQL support: there is no shared queue to speak of.
 pub fn migrate_files_to(ctx: &Ctx, url: &str) -> Result<Vec<String>, CliError> {
     let _ = (ctx, url);
     Err(CliError::new(
@@ -158,6 +159,7 @@ pub fn shared_findings(config: &Config) -> Vec<Finding> {
 }
 
 #[cfg(not(feature = "postgres"))]
+/// Built without PostgreSQL support: there is no shared queue to speak of.
 pub fn shared_findings(_config: &Config) -> Vec<Finding> {
     Vec::new()
 }
@@ -240,11 +242,13 @@ fn shared_url(config: &Config) -> Result<&str, CliError> {
 }
 
 #[cfg(not(feature = "postgres"))]
+/// Built without PostgreSQL support: there is no shared queue to speak of.
 pub fn hosts(_ctx: &Ctx, _config: &Config) -> Result<Vec<HostReport>, CliError> {
     Err(CliError::usage("this kugetsu was built without PostgreSQL support"))
 }
 
 #[cfg(not(feature = "postgres"))]
+/// Built without PostgreSQL support: there is no shared queue to speak of.
 pub fn release_host(
     _ctx: &Ctx,
     _config: &Config,
@@ -274,6 +278,7 @@ pub fn hold_issue(ctx: &Ctx, config: &Config, issue: &str) -> Result<(), CliErro
 }
 
 #[cfg(not(feature = "postgres"))]
+/// Built without PostgreSQL support: there is no shared queue to speak of.
 pub fn hold_issue(_ctx: &Ctx, _config: &Config, _issue: &str) -> Result<(), CliError> {
     Ok(())
 }
