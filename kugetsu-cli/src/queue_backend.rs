@@ -164,6 +164,34 @@ pub fn shared_findings(_config: &Config) -> Vec<Finding> {
     Vec::new()
 }
 
+/// What `doctor` prints about a shared queue besides its problems: the schema version and the
+/// hosts that hold live leases. Nothing without a shared queue or when it cannot be read (that
+/// is a problem `doctor` reports).
+#[cfg(feature = "postgres")]
+pub fn shared_summary(ctx: &Ctx, config: &Config) -> Vec<String> {
+    let Some(url) = &config.queue_url else { return Vec::new() };
+    let Ok(found) = kugetsu_queue::postgres::inspect(url) else { return Vec::new() };
+    let me = host_name(ctx);
+    let mut out = vec![format!(
+        "shared queue {} (schema version {}), this host {me}:",
+        kugetsu_core::secrets::redact_url(url),
+        found.version
+    )];
+    if found.hosts.is_empty() {
+        out.push("  no host holds a live lease".into());
+    }
+    for h in &found.hosts {
+        out.push(format!("  {}: {} item(s) running, {} slot(s) held", h.host, h.items, h.slots));
+    }
+    out
+}
+
+#[cfg(not(feature = "postgres"))]
+/// Built without PostgreSQL support: there is no shared queue to speak of.
+pub fn shared_summary(_ctx: &Ctx, _config: &Config) -> Vec<String> {
+    Vec::new()
+}
+
 /// `queue hosts`: the hosts holding live leases (items, slots) and the issues each keeps.
 #[cfg(feature = "postgres")]
 pub fn hosts(ctx: &Ctx, config: &Config) -> Result<Vec<HostReport>, CliError> {

@@ -174,6 +174,9 @@ pub fn cmd_doctor(ctx: &Ctx, args: &DoctorArgs, out: &mut dyn Write) -> Result<(
         return finish(ctx.print_json(out, &findings), &findings);
     }
     print_settings(out, &config, &errors)?;
+    for line in crate::queue_backend::shared_summary(ctx, &config) {
+        writeln!(out, "{line}")?;
+    }
     if findings.is_empty() {
         writeln!(out, "no problems found in {}", ctx.state.root().display())?;
     } else {
