@@ -7,13 +7,17 @@
 //! round, so drift in the machine's load hits all alike):
 //!
 //! - `kugetsu continue #1 …` (same session, same worktree);
-//! - `kugetsu start #N …` of a new issue, the repository's mirror already present;
+//! - `kugetsu start #N …` of a new issue, the repository's mirror already present, with the
+//!   queue daemon running: the fork goes through the daemon's warm `opencode serve`;
+//! - the same `start` with `KUGETSU_WARM_AGENT=off`: the fork is an `import` process, what a
+//!   `start` costs with no daemon running;
 //! - with the queue daemon running: `kugetsu queue enqueue #1 …` (a `continue`) and
 //!   `queue enqueue #M …` (a `start`), from the enqueue being called to the model receiving the
 //!   turn's request, against the bare run's spawn-to-request time.
 //!
 //! Each command is timed from spawn to exit, and to the moment the mock model received its
-//! request; kugetsu's own peak memory (VmHWM of the `kugetsu` process, sampled while it runs) is
+//! request; the two `start`s run with `--debug`, and their log gives kugetsu's own time before it
+//! spawns `opencode run` (the fork included), which the run's variance does not blur; kugetsu's own peak memory (VmHWM of the `kugetsu` process, sampled while it runs) is
 //! printed too. Every round is printed, then medians and the median of the per-round ratios.
 //! Printed, never asserted. Run: `cargo bench -p kugetsu-cli --bench real_agent`
 //! (`KUGETSU_BENCH_ROUNDS`, default 5; about a minute a round). `KUGETSU_BENCH_BASELINE=<path
@@ -52,6 +56,27 @@ struct Sample {
     total: Duration,
     /// Peak RSS of the `kugetsu` process itself, in KiB (0 for the bare run).
     kugetsu_hwm_kb: u64,
+    /// For a `kugetsu --debug start`: seconds from its first log line to its log line that
+    /// spawns `opencode run`, i.e. kugetsu's own time before the turn, fork included (free of
+    /// the run's own variance, which is seconds on a busy machine).
+    before_run: Option<f64>,
+}
+
+/// Seconds since midnight of a log line's RFC 3339 timestamp (`2026-…T20:52:30.159193Z …`).
+fn log_time(line: &str) -> Option<f64> {
+    let hms = line.split_whitespace().next()?.split('T').nth(1)?.trim_end_matches('Z');
+    let mut it = hms.split(':').map(|p| p.parse::<f64>().ok());
+    Some(it.next()?? * 3600.0 + it.next()?? * 60.0 + it.next()??)
+}
+
+/// [`Sample::before_run`] from a `--debug` stderr.
+fn before_run(stderr: &str) -> Option<f64> {
+    let first = stderr.lines().find_map(log_time)?;
+    let run = stderr
+        .lines()
+        .filter(|l| l.contains("building agent command") && l.contains("\"run\""))
+        .find_map(log_time)?;
+    Some(run - first)
 }
 
 fn secs(d: Duration) -> f64 {
@@ -128,7 +153,12 @@ impl World {
                 }
                 assert!(status.success(), "{what} failed ({status}): {err}");
                 let to_request = to_request.unwrap_or_else(|| panic!("{what}: no model request"));
-                return Sample { to_request, total, kugetsu_hwm_kb: hwm };
+                return Sample {
+                    to_request,
+                    total,
+                    kugetsu_hwm_kb: hwm,
+                    before_run: before_run(&err),
+                };
             }
             if last_sample.elapsed() >= Duration::from_millis(10) {
                 hwm = hwm.max(hwm_kb(pid).unwrap_or(0));
@@ -141,12 +171,18 @@ impl World {
     /// `kugetsu args` (or `program args`: another build of kugetsu), as a shell would start
     /// it.
     fn kugetsu(&self, program: Option<&Path>, args: &[&str]) -> Sample {
+        self.kugetsu_with(program, args, &[])
+    }
+
+    /// [`World::kugetsu`] with variables `vars` set for it.
+    fn kugetsu_with(&self, program: Option<&Path>, args: &[&str], vars: &[(&str, &str)]) -> Sample {
         let before = self.requests();
         let template = self.env.command(args);
         let mut cmd = match program {
             Some(p) => like(&template, p),
             None => template,
         };
+        cmd.envs(vars.iter().copied());
         cmd.stdout(Stdio::null()).stderr(Stdio::piped());
         let t0 = Instant::now();
         let child = cmd.spawn().unwrap();
@@ -218,6 +254,7 @@ impl World {
             to_request: to_request.unwrap_or_else(|| panic!("{id}: no model request")),
             total,
             kugetsu_hwm_kb: 0,
+            before_run: None,
         }
     }
 
@@ -262,12 +299,13 @@ impl Drop for Daemon<'_> {
     }
 }
 
-const KINDS: [&str; 7] = [
+const KINDS: [&str; 8] = [
     "bare run",
     "kugetsu continue",
     "kugetsu start",
     "daemon: continue",
     "daemon: start",
+    "start, no serve",
     "baseline continue",
     "baseline start",
 ];
@@ -286,7 +324,7 @@ fn main() {
         std::env::var("KUGETSU_BENCH_ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(5);
     // Another build of kugetsu (an older commit's) to time in the same rounds.
     let baseline = std::env::var_os("KUGETSU_BENCH_BASELINE").map(PathBuf::from);
-    let kinds = if baseline.is_some() { KINDS.len() } else { 5 };
+    let kinds = if baseline.is_some() { KINDS.len() } else { 6 };
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     println!("opencode {} at {}", real::VERSION, bin.display());
     println!("load average before: {}", load.trim());
@@ -303,6 +341,20 @@ fn main() {
     let out: Value = serde_json::from_str(&w.ok(&["queue-daemon", "start", "--json"])).unwrap();
     let daemon_pid = u32::try_from(out["pid"].as_u64().unwrap()).unwrap();
     let _daemon = Daemon(&w);
+    // The daemon's warm serve (KUGETSU_WARM_AGENT=daemon, the default).
+    let registration = w.env.path("cache/opencode-serve.json");
+    let t = Instant::now();
+    while !registration.is_file() {
+        assert!(t.elapsed() < Duration::from_secs(60), "the daemon registered no serve");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let reg: Value =
+        serde_json::from_str(&std::fs::read_to_string(&registration).unwrap()).unwrap();
+    let serve_pid = u32::try_from(reg["pid"].as_u64().unwrap()).unwrap();
+    println!(
+        "the daemon's opencode serve registered {:.2} s after the daemon started",
+        secs(t.elapsed())
+    );
 
     let mut samples: Vec<Vec<Sample>> = vec![Vec::new(); kinds];
     println!(
@@ -318,10 +370,15 @@ fn main() {
             let s = match kind {
                 0 => w.bare_run(&session, &worktree, &prompt),
                 1 => w.kugetsu(None, &["continue", "#1", &prompt]),
-                2 => w.kugetsu(None, &["start", &format!("#{}", 10 + round), &prompt]),
+                2 => w.kugetsu(None, &["--debug", "start", &format!("#{}", 10 + round), &prompt]),
                 3 => w.dispatch(&["#1", &prompt]),
                 4 => w.dispatch(&[&format!("#{}", 100 + round), &prompt]),
-                5 => w.kugetsu(base, &["continue", "#1", &prompt]),
+                5 => w.kugetsu_with(
+                    None,
+                    &["--debug", "start", &format!("#{}", 300 + round), &prompt],
+                    &[("KUGETSU_WARM_AGENT", "off")],
+                ),
+                6 => w.kugetsu(base, &["continue", "#1", &prompt]),
                 _ => w.kugetsu(base, &["start", &format!("#{}", 200 + round), &prompt]),
             };
             samples[kind].push(s);
@@ -350,10 +407,14 @@ fn main() {
     let total = |s: &Sample| secs(s.total);
     let req = |s: &Sample| secs(s.to_request);
     println!("\nratios to the bare run (median of per-round ratios; ratio of medians)");
-    let mut totals = vec![(1, "continue / bare, total"), (2, "start / bare, total")];
-    if kinds > 5 {
+    let mut totals = vec![
+        (1, "continue / bare, total"),
+        (2, "start (warm serve) / bare, total"),
+        (5, "start (import) / bare, total"),
+    ];
+    if kinds > 6 {
         totals
-            .extend([(5, "baseline continue / bare, total"), (6, "baseline start / bare, total")]);
+            .extend([(6, "baseline continue / bare, total"), (7, "baseline start / bare, total")]);
     }
     for (k, what) in totals {
         println!(
@@ -371,13 +432,41 @@ fn main() {
         "daemon continue to request - bare to request: {:+.2} s (median of per-round differences)",
         median(samples[3].iter().zip(&samples[0]).map(|(d, b)| req(d) - req(b)).collect())
     );
-    for k in [1, 2, 5, 6].into_iter().filter(|k| *k < kinds) {
+    println!(
+        "start (warm serve) / bare, to request {:.2}; start (import) / bare, to request {:.2}",
+        per_round(2, 0, &req),
+        per_round(5, 0, &req)
+    );
+    for k in [2, 5] {
+        let gaps: Vec<f64> = samples[k].iter().filter_map(|s| s.before_run).collect();
+        if !gaps.is_empty() {
+            println!(
+                "{}: kugetsu's own time before spawning `opencode run` (fork included), median {:.2} s, range {:.2}-{:.2}",
+                KINDS[k],
+                median(gaps.clone()),
+                gaps.iter().copied().fold(f64::INFINITY, f64::min),
+                gaps.iter().copied().fold(0.0, f64::max)
+            );
+        }
+    }
+    for k in [1, 2, 5, 6, 7].into_iter().filter(|k| *k < kinds) {
         let peak = samples[k].iter().map(|s| s.kugetsu_hwm_kb).max().unwrap_or(0);
         println!("{} peak RSS of kugetsu itself: {:.1} MiB", KINDS[k], peak as f64 / 1024.0);
     }
     if let Some(kb) = hwm_kb(daemon_pid) {
         println!("daemon peak RSS: {:.1} MiB", kb as f64 / 1024.0);
     }
+    let serve_status =
+        std::fs::read_to_string(format!("/proc/{serve_pid}/status")).unwrap_or_default();
+    let field = |name: &str| {
+        serve_status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map(str::trim)
+            .unwrap_or("?")
+            .to_owned()
+    };
+    println!("the serve: RSS {}, peak {}", field("VmRSS:"), field("VmHWM:"));
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     println!("load average after: {}", load.trim());
 }
