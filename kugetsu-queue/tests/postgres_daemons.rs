@@ -242,3 +242,58 @@ fn a_second_daemon_as_the_same_host_is_refused() {
     common::kill(&third, rustix::process::Signal::TERM);
     common::wait_exit(&mut third, Duration::from_secs(20));
 }
+
+/// An enqueue through another host's backend wakes an idle daemon at once (LISTEN/NOTIFY):
+/// this daemon polls once an hour and renews leases only every 10 minutes, so only the
+/// notification can get the item running within the wait.
+#[test]
+fn an_enqueue_on_another_host_wakes_an_idle_daemon() {
+    let Some(pg) = pg::Pg::start() else { return };
+    let url = pg.database();
+    let dir = tempfile::tempdir().unwrap();
+    let record = dir.path().join("record");
+    std::fs::create_dir(&record).unwrap();
+    let state = dir.path().join("b");
+    let mut daemon = Proc(
+        common::helper(&[
+            "pg-daemon",
+            state.to_str().unwrap(),
+            "2",
+            record.to_str().unwrap(),
+            "3600000",
+            &url,
+            "b",
+            "4",
+            "1800000",
+        ])
+        .spawn()
+        .unwrap(),
+    );
+    assert!(wait_until(Duration::from_secs(60), || started(&state)));
+    // Its LISTEN connection is up (the LISTEN itself follows at once), and it is past its
+    // first, empty round.
+    let mut client = ::postgres::Client::connect(&url, ::postgres::NoTls).unwrap();
+    assert!(wait_until(Duration::from_secs(60), || {
+        client
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1",
+                &[&postgres::LISTENER_NAME],
+            )
+            .is_ok_and(|r| r.get::<_, i64>(0) == 1)
+    }));
+    std::thread::sleep(Duration::from_millis(300));
+    let q = postgres::backend(options(&url, "a")).unwrap().queue;
+    q.enqueue(NewTask {
+        message: "sleep:10".into(),
+        issue_ref: Some("o/r#1".into()),
+        options: Default::default(),
+    })
+    .unwrap();
+    assert!(
+        wait_until(Duration::from_secs(30), || q.stats().is_ok_and(|s| s.completed == 1)),
+        "{:?}",
+        q.list()
+    );
+    common::kill(&daemon, rustix::process::Signal::TERM);
+    common::wait_exit(&mut daemon, Duration::from_secs(20));
+}

@@ -47,6 +47,9 @@ use crate::backend::Backend;
 /// The channel enqueues notify and daemons listen on.
 pub const CHANNEL: &str = "kugetsu_queue";
 
+/// The application name of a daemon's `LISTEN` connection (see `pg_stat_activity`).
+pub const LISTENER_NAME: &str = "kugetsu-listen";
+
 /// How a backend on PostgreSQL is set up.
 #[derive(Clone)]
 pub struct PgOptions {
@@ -173,10 +176,16 @@ impl Conn {
     }
 
     pub(crate) fn connect(url: &str) -> Result<postgres::Client, postgres::Error> {
+        Conn::connect_as(url, "kugetsu")
+    }
+
+    /// Connects under `name` as the application name (unless the URL sets one), so that
+    /// `pg_stat_activity` tells kugetsu's connections apart.
+    fn connect_as(url: &str, name: &str) -> Result<postgres::Client, postgres::Error> {
         let mut config: postgres::Config = url.parse()?;
         config.connect_timeout(CONNECT_TIMEOUT);
         if config.get_application_name().is_none() {
-            config.application_name("kugetsu");
+            config.application_name(name);
         }
         config.connect(postgres::NoTls)
     }
@@ -290,7 +299,7 @@ impl WakeUp for PgWake {
         let mut pause = Duration::from_millis(200);
         let mut reconnected = false;
         loop {
-            if let Ok(mut client) = Conn::connect(&self.url)
+            if let Ok(mut client) = Conn::connect_as(&self.url, LISTENER_NAME)
                 && client.batch_execute(&format!("LISTEN {CHANNEL}")).is_ok()
             {
                 pause = Duration::from_millis(200);
