@@ -56,7 +56,10 @@ pub fn cmd_list(ctx: &Ctx, _args: &ListArgs, out: &mut dyn Write) -> Result<(), 
         writeln!(out, "{}", line([&r[0], &r[1], &r[2], &r[3], &r[4]]))?;
     }
     if let Some(host) = crate::queue_backend::shared_host(ctx)? {
-        writeln!(out, "(sessions of host {host}; `kugetsu queue hosts` shows every host's issues)")?;
+        writeln!(
+            out,
+            "(sessions of host {host}; `kugetsu queue hosts` shows every host's issues)"
+        )?;
     }
     Ok(())
 }
