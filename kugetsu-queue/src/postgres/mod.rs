@@ -6,7 +6,7 @@
 //!   `FOR UPDATE SKIP LOCKED` (concurrent claimers skip each other's row instead of waiting)
 //!   and marks it `notified`.
 //! - **Leases instead of pid tokens**: a pid means nothing on another host, so a claim carries
-//!   an expiry, renewed by its daemon's heartbeat ([`TaskQueue::renew`]); a claim whose lease
+//!   an expiry, renewed by its daemon's heartbeat ([`TaskQueue::renew`](kugetsu_core::queue::TaskQueue::renew)); a claim whose lease
 //!   expired is recovered by any daemon. Every write about a claimed item checks its lease id
 //!   in the same statement (fencing), so a daemon that was paused or cut off past its lease
 //!   cannot record an outcome over the new owner's.
