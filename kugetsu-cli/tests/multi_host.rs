@@ -317,3 +317,38 @@ fn an_unreachable_queue_server_fails_enqueue_cleanly() {
     assert!(!doctor.stdout.contains("hunter2secret"), "{}", doctor.stdout);
     assert!(doctor.stdout.contains("check KUGETSU_QUEUE_URL"), "{}", doctor.stdout);
 }
+
+/// `queue migrate --to <url>` moves a file queue's pending items to the shared queue with
+/// their ids, once: a second run moves nothing, and the file queue keeps them as `error`
+/// saying where they went (the URL masked), so no file-queue daemon runs them too.
+#[test]
+fn queue_migrate_moves_pending_items_once() {
+    let Some(pg) = pg::Pg::start() else { return };
+    let url = pg.database();
+    let (mut env, _repo) = Env::with_fake_agent();
+    let ids: Vec<String> = (1..4)
+        .map(|i| {
+            let out = env.run(&["queue", "enqueue", &format!("#{i}"), "before the move", "--json"]);
+            assert_eq!(out.code, 0, "{}", out.stderr);
+            json(&out.stdout)["id"].as_str().unwrap().to_string()
+        })
+        .collect();
+    let out = env.run(&["queue", "migrate", "--to", &url]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(out.stdout.starts_with("moved 3 pending task(s) to postgres://***@"), "{}", out.stdout);
+    assert!(!out.stdout.contains("s3cretpw"));
+    let again = env.run(&["queue", "migrate", "--to", &url, "--json"]);
+    assert_eq!(json(&again.stdout)["moved"].as_array().unwrap().len(), 0, "{}", again.stdout);
+    let files = json(&env.run(&["queue", "list", "--json"]).stdout);
+    for item in files["items"].as_array().unwrap() {
+        assert_eq!(item["status"], "error");
+        let why = item["last_error"].as_str().unwrap();
+        assert!(why.contains("moved to the shared queue at postgres://***@"), "{why}");
+    }
+    env.set("KUGETSU_QUEUE_URL", &url);
+    let shared = json(&env.run(&["queue", "list", "--json"]).stdout);
+    let moved: Vec<&str> =
+        shared["items"].as_array().unwrap().iter().map(|i| i["id"].as_str().unwrap()).collect();
+    assert_eq!(moved, ids.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(shared["items"].as_array().unwrap().iter().all(|i| i["status"] == "pending"));
+}
