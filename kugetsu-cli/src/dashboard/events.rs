@@ -60,11 +60,14 @@ fn fingerprint(dirs: &[PathBuf]) -> Vec<Option<SystemTime>> {
 pub fn watch_state(state: &StateDir, remote: Option<Remote>) -> watch::Receiver<u64> {
     let (tx, rx) = watch::channel(0u64);
     let dirs = watched(state);
+    // The starting points are taken before this returns, so before the server answers
+    // anyone: a change made after the page loaded can never be taken for the start.
+    let mut last = fingerprint(&dirs);
+    let has_remote = remote.is_some();
+    let ask = move || remote.as_ref().and_then(|r| r());
+    let mut remote_last = ask();
     let spawned = std::thread::Builder::new().name("dashboard-watch".into()).spawn(move || {
-        let mut last = fingerprint(&dirs);
         let mut recent = false;
-        let ask = || remote.as_ref().and_then(|r| r());
-        let mut remote_last = ask();
         let mut remote_at = std::time::Instant::now();
         loop {
             std::thread::sleep(TICK);
@@ -79,7 +82,7 @@ pub fn watch_state(state: &StateDir, remote: Option<Remote>) -> watch::Receiver<
                 .flatten()
                 .any(|t| SystemTime::now().duration_since(*t).is_ok_and(|age| age < TICK));
             let mut remote_changed = false;
-            if remote.is_some() && remote_at.elapsed() >= REMOTE_TICK {
+            if has_remote && remote_at.elapsed() >= REMOTE_TICK {
                 remote_at = std::time::Instant::now();
                 let now = ask();
                 remote_changed = now.is_some() && now != remote_last;
