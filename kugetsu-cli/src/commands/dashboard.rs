@@ -53,6 +53,9 @@ pub fn cmd_dashboard(ctx: &Ctx, args: &DashboardArgs, out: &mut dyn Write) -> Re
     let token = crate::dashboard::auth::load_or_create(&ctx.state)?;
     let mut json_ctx = ctx.clone();
     json_ctx.json = true;
+    // Outside the runtime: a shared queue's client blocks, and the watcher's first look must
+    // be done before anyone is told the URL.
+    let changes = crate::dashboard::events::watch_state(&ctx.state, remote);
     let runtime = crate::dashboard::server::runtime()?;
     runtime.block_on(async {
         let listener = crate::dashboard::server::bind(args.listen).await?;
@@ -60,7 +63,7 @@ pub fn cmd_dashboard(ctx: &Ctx, args: &DashboardArgs, out: &mut dyn Write) -> Re
         let app = crate::dashboard::App {
             ctx: Arc::new(json_ctx),
             token: token.as_str().into(),
-            changes: crate::dashboard::events::watch_state(&ctx.state, remote),
+            changes,
         };
         let url = format!("http://{addr}/?token={token}");
         if ctx.json {
