@@ -523,9 +523,13 @@ impl Config {
             KUGETSU_AGENT => {
                 let name = value.trim();
                 if name.is_empty()
-                    || !name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                    || !name
+                        .bytes()
+                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
                 {
-                    return Err(bad("is not a driver name (lowercase letters, digits, '-')".into()));
+                    return Err(
+                        bad("is not a driver name (lowercase letters, digits, '-')".into()),
+                    );
                 }
                 self.agent = name.to_string();
             }
