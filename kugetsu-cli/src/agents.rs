@@ -77,16 +77,21 @@ fn opencode(ctx: &Ctx, config: &Config, place: RunPlace) -> kugetsu_opencode::Op
 /// the parent-death signal). A failure costs only speed (forks then spend a process): logged.
 pub struct WarmKeeper {
     stop: Option<std::sync::mpsc::Sender<()>>,
+    /// Ends a start of the warm agent still under way, so that dropping the keeper never waits
+    /// for it.
+    starting: kugetsu_core::interrupt::Interrupt,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl WarmKeeper {
     /// Starts keeping the agent warm, unless `KUGETSU_WARM_AGENT=off`.
     pub fn start(ctx: &Ctx, config: &Config) -> Self {
+        let starting = kugetsu_core::interrupt::Interrupt::new();
         if !config.warm_agent {
-            return WarmKeeper { stop: None, thread: None };
+            return WarmKeeper { stop: None, starting, thread: None };
         }
-        let (ctx, config) = (ctx.clone(), config.clone());
+        let (mut ctx, config) = (ctx.clone(), config.clone());
+        ctx.interrupt = starting.clone();
         let (tx, rx) = std::sync::mpsc::channel::<()>();
         let thread = std::thread::spawn(move || {
             let env = kugetsu_core::env_file::EnvFiles::new(&ctx.state)
@@ -101,6 +106,10 @@ impl WarmKeeper {
                     Some(guard)
                 }
                 Ok(None) => None,
+                Err(e) if ctx.interrupt.is_triggered() => {
+                    tracing::debug!(error = %e, "the daemon stopped while the warm agent started");
+                    None
+                }
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot keep the agent warm; forks spend a process");
                     None
@@ -109,12 +118,13 @@ impl WarmKeeper {
             // Until the keeper is dropped (the sender with it).
             let _ = rx.recv();
         });
-        WarmKeeper { stop: Some(tx), thread: Some(thread) }
+        WarmKeeper { stop: Some(tx), starting, thread: Some(thread) }
     }
 }
 
 impl Drop for WarmKeeper {
     fn drop(&mut self) {
+        self.starting.trigger(0);
         drop(self.stop.take());
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();

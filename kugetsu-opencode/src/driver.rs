@@ -512,6 +512,8 @@ impl OpencodeDriver {
             dir: self.opts.helper_dir.as_deref(),
             cache,
             key: export_cache::program_key(&self.opts.program, &self.opts.base_env, env),
+            stop: &self.opts.interrupt,
+            ready_timeout: self.opts.helper_timeout,
         })
     }
 

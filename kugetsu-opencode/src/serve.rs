@@ -49,8 +49,6 @@ pub(crate) const FILE_NAME: &str = "opencode-serve.json";
 const LOG_NAME: &str = "opencode-serve.log";
 /// The basic-auth user opencode expects when `OPENCODE_SERVER_USERNAME` is not set.
 const USER: &str = "opencode";
-/// How long a serve may take to print its URL (1.4 to 2.2 s measured on a busy 2-core VM).
-const READY_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a fork waits for the replay's answer before it imports instead: a replay took
 /// 0.04 to 0.32 s under load, an import takes seconds.
 pub(crate) const REPLAY_TIMEOUT: Duration = Duration::from_secs(3);
@@ -135,6 +133,10 @@ pub(crate) struct StartSpec<'a> {
     pub dir: Option<&'a Path>,
     pub cache: &'a Path,
     pub key: Key,
+    /// Stops the wait for the serve's URL (and the serve) when triggered.
+    pub stop: &'a kugetsu_core::interrupt::Interrupt,
+    /// How long the serve may take to print its URL (1.4 to 3 s measured on a busy 2-core VM).
+    pub ready_timeout: Duration,
 }
 
 /// Starts `opencode serve` on a random loopback port with a fresh password, waits for its URL
@@ -185,10 +187,13 @@ pub(crate) fn start(spec: &StartSpec<'_>) -> Result<ServeHandle, AgentError> {
     let mut child = cmd
         .spawn()
         .map_err(|source| AgentError::Spawn { program: spec.program.to_owned(), source })?;
-    let url = match wait_for_url(&mut child, &log_path) {
+    let url = match wait_for_url(&mut child, &log_path, spec.stop, spec.ready_timeout) {
         Ok(url) => url,
         Err(message) => {
             stop_group(&mut child, STOP_GRACE);
+            if spec.stop.is_triggered() {
+                return Err(AgentError::Interrupted { signal: spec.stop.describe() });
+            }
             return Err(fail(message));
         }
     };
@@ -202,9 +207,17 @@ pub(crate) fn start(spec: &StartSpec<'_>) -> Result<ServeHandle, AgentError> {
 }
 
 /// The URL from the serve's `opencode server listening on http://…` line.
-fn wait_for_url(child: &mut Child, log: &Path) -> Result<String, String> {
-    let deadline = Instant::now() + READY_TIMEOUT;
+fn wait_for_url(
+    child: &mut Child,
+    log: &Path,
+    stop: &kugetsu_core::interrupt::Interrupt,
+    timeout: Duration,
+) -> Result<String, String> {
+    let deadline = Instant::now() + timeout;
     loop {
+        if stop.is_triggered() {
+            return Err("stopped while starting".into());
+        }
         let text = std::fs::read_to_string(log).unwrap_or_default();
         if let Some(url) = parse_url(&text) {
             return Ok(url);
@@ -214,7 +227,7 @@ fn wait_for_url(child: &mut Child, log: &Path) -> Result<String, String> {
             return Err(format!("exited with {status} before listening: {last}"));
         }
         if Instant::now() > deadline {
-            return Err(format!("printed no URL in {}s", READY_TIMEOUT.as_secs()));
+            return Err(format!("printed no URL in {}s", timeout.as_secs()));
         }
         std::thread::sleep(Duration::from_millis(20));
     }

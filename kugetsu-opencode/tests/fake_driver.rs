@@ -895,3 +895,50 @@ fn forks_import_when_the_serve_is_dead_hangs_refuses_or_fails() {
         assert_group_gone(pid);
     }
 }
+
+/// Processes whose environment names this sandbox (the fake serve's command line does not).
+fn live_in_sandbox(f: &Fake) -> Vec<u32> {
+    let needle = f.sb.path("").to_string_lossy().into_owned();
+    std::fs::read_dir("/proc")
+        .expect("proc")
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| *pid != std::process::id())
+        .filter(|pid| {
+            let env = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
+            let state = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            String::from_utf8_lossy(&env).contains(&needle) && !state.contains(") Z ")
+        })
+        .collect()
+}
+
+/// A serve stuck starting (it never prints its URL) does not hold up whoever stops keeping it
+/// warm: the stop request ends the start and the serve with it.
+#[test]
+fn a_serve_stuck_starting_is_stopped_on_request() {
+    let f = Fake::new();
+    let mut env = f.base_env();
+    env.push(("FAKE_OPENCODE_SERVE".into(), "silent".into()));
+    let stop = kugetsu_core::interrupt::Interrupt::new();
+    // A start that only its limit ended would outlast the bounded wait below by far.
+    let d = OpencodeDriver::new(
+        f.options()
+            .base_env(env)
+            .export_cache(f.sb.path("cache"))
+            .interrupt(stop.clone())
+            .helper_timeout(Duration::from_secs(3600)),
+    );
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(d.keep_warm(&agent_env(&[])).map(|g| g.is_some()));
+    });
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while live_in_sandbox(&f).is_empty() {
+        assert!(std::time::Instant::now() < deadline, "the serve never ran");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    stop.trigger(0);
+    let result = rx.recv_timeout(Duration::from_secs(60)).expect("the start ended on request");
+    assert!(matches!(result, Err(AgentError::Interrupted { .. })), "{result:?}");
+    assert!(live_in_sandbox(&f).is_empty(), "the serve is gone");
+    assert!(!f.sb.path("cache").join("opencode-serve.json").exists());
+}

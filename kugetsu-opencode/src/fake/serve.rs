@@ -10,8 +10,9 @@
 //!
 //! Where it differs: `--port 0` always takes a port the kernel picks (the real one tries 4096
 //! first); only `/sync/replay` and `/global/health` exist; it reads one request per
-//! connection. `FAKE_OPENCODE_SERVE=hang` makes every replay hang without an answer, and
-//! `FAKE_OPENCODE_SERVE=error` answers it with a 500, for the driver's fallback tests.
+//! connection. `FAKE_OPENCODE_SERVE=hang` makes every replay hang without an answer,
+//! `FAKE_OPENCODE_SERVE=error` answers it with a 500, and `FAKE_OPENCODE_SERVE=silent` never
+//! prints the URL (a serve stuck starting), for the driver's fallback and stop tests.
 
 use std::net::{TcpListener, TcpStream};
 
@@ -29,6 +30,9 @@ pub(super) fn cmd_serve(p: &Parsed) -> Result<u8, Stop> {
         .or_else(|e| fail(format!("cannot listen on {host}:{port}: {e}")))?;
     let addr = listener.local_addr().or_else(|e| fail(e.to_string()))?;
     ignore_term();
+    if env("FAKE_OPENCODE_SERVE").as_deref() == Some("silent") {
+        sleep_forever();
+    }
     let auth = env("OPENCODE_SERVER_PASSWORD").map(|pw| {
         let user = env("OPENCODE_SERVER_USERNAME").unwrap_or_else(|| "opencode".into());
         format!(
