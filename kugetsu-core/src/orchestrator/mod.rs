@@ -335,8 +335,3 @@ fn agent_session_id(
         .cloned()
         .map_err(|e| OrchestratorError::BadSessionId { path: path.to_path_buf(), id: e.id })
 }
-
-/// Whether a process with this pid exists and has not exited (see [`crate::process`]).
-pub fn pid_alive(pid: u32) -> bool {
-    crate::process::is_running(pid)
-}
