@@ -178,6 +178,29 @@ pub struct QueueItem {
     pub extra: Map<String, Value>,
 }
 
+impl QueueItem {
+    /// A new item for `task`, pending since `now`, under the id the queue chose for it: the
+    /// one shape every backend stores at enqueue.
+    pub fn pending(id: String, task: &NewTask, now: OffsetDateTime) -> Self {
+        QueueItem {
+            id,
+            status: QueueStatus::Pending,
+            message: task.message.clone(),
+            issue_ref: task.issue_ref.clone(),
+            created_at: now,
+            updated_at: Some(now),
+            attempts: 0,
+            last_error: None,
+            not_before: None,
+            claim: None,
+            options: task.options.clone(),
+            agent_token: None,
+            adopted_by: None,
+            extra: Map::new(),
+        }
+    }
+}
+
 /// The options of a queued `kugetsu start` (with `--no-wait`, when every slot was busy), so the
 /// daemon does what the foreground command would have done. Absent from the item's file when
 /// none was given (`delegate`, `queue enqueue`, `continue`).
@@ -424,6 +447,29 @@ pub trait AgentSlots: Send + Sync {
     fn acquire(&self, limit: usize, timeout: Duration) -> Result<Box<dyn SlotGuard>, QueueError>;
     /// How many slots are held right now (by any process of this host).
     fn active(&self) -> Result<usize, QueueError>;
+}
+
+/// [`AgentSlots::acquire`] for slots nothing can wait on (lock files, database rows): asks
+/// `try_acquire` until it grants one or `timeout` has passed, pausing between tries from
+/// `pause` up, doubling, to `max_pause`.
+pub fn poll_for_slot(
+    limit: usize,
+    timeout: Duration,
+    (mut pause, max_pause): (Duration, Duration),
+    mut try_acquire: impl FnMut() -> Result<Option<Box<dyn SlotGuard>>, QueueError>,
+) -> Result<Box<dyn SlotGuard>, QueueError> {
+    let start = std::time::Instant::now();
+    loop {
+        if let Some(guard) = try_acquire()? {
+            return Ok(guard);
+        }
+        let waited = start.elapsed();
+        if waited >= timeout {
+            return Err(QueueError::NoSlot { limit, waited: timeout });
+        }
+        std::thread::sleep(pause.min(timeout - waited));
+        pause = (pause * 2).min(max_pause);
+    }
 }
 
 /// Whether the holder of a claim, or its agent, still lives: how a daemon tells a crashed

@@ -414,22 +414,8 @@ impl TaskQueue for MemoryQueue {
             return Err(QueueError::InvalidTask { reason: "the message is empty".into() });
         }
         let n = self.counter.fetch_add(1, Ordering::SeqCst);
-        let item = QueueItem {
-            id: format!("q_{n:020}"),
-            status: QueueStatus::Pending,
-            message: task.message,
-            issue_ref: task.issue_ref,
-            created_at: OffsetDateTime::UNIX_EPOCH,
-            updated_at: None,
-            attempts: 0,
-            last_error: None,
-            not_before: None,
-            claim: None,
-            options: Default::default(),
-            agent_token: None,
-            adopted_by: None,
-            extra: Default::default(),
-        };
+        // No clock here: every item is as old as the epoch, so order is the counter's.
+        let item = QueueItem::pending(format!("q_{n:020}"), &task, OffsetDateTime::UNIX_EPOCH);
         lock(&self.items).push(item.clone());
         Ok(item)
     }

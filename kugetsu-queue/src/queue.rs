@@ -516,22 +516,7 @@ impl TaskQueue for FileQueue {
         let item = storage::with_exclusive_lock(&self.lock_path, || {
             let id = self.next_id()?;
             let now = self.clock.now();
-            let item = QueueItem {
-                id: id.clone(),
-                status: QueueStatus::Pending,
-                message: task.message.clone(),
-                issue_ref: task.issue_ref.clone(),
-                created_at: now,
-                updated_at: Some(now),
-                attempts: 0,
-                last_error: None,
-                not_before: None,
-                claim: None,
-                options: task.options.clone(),
-                agent_token: None,
-                adopted_by: None,
-                extra: Default::default(),
-            };
+            let item = QueueItem::pending(id.clone(), &task, now);
             storage::write_json(&self.items_dir.join(format!("{id}.json")), &item)?;
             Ok::<_, QueueError>(item)
         })?;

@@ -31,10 +31,10 @@
 use std::fs::{self, File};
 use std::io;
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use kugetsu_core::StateDir;
-use kugetsu_core::queue::{AgentSlots, QueueError, SlotGuard};
+use kugetsu_core::queue::{AgentSlots, QueueError, SlotGuard, poll_for_slot};
 use kugetsu_core::storage::{self, StorageError};
 use rustix::fs::FlockOperation;
 
@@ -154,19 +154,8 @@ impl AgentSlots for FileSlots {
     }
 
     fn acquire(&self, limit: usize, timeout: Duration) -> Result<Box<dyn SlotGuard>, QueueError> {
-        let start = Instant::now();
-        let mut pause = Duration::from_millis(5);
-        loop {
-            if let Some(guard) = self.try_acquire(limit)? {
-                return Ok(guard);
-            }
-            let waited = start.elapsed();
-            if waited >= timeout {
-                return Err(QueueError::NoSlot { limit, waited: timeout });
-            }
-            std::thread::sleep(pause.min(timeout - waited));
-            pause = (pause * 2).min(Duration::from_millis(100));
-        }
+        let pauses = (Duration::from_millis(5), Duration::from_millis(100));
+        poll_for_slot(limit, timeout, pauses, || self.try_acquire(limit))
     }
 
     fn active(&self) -> Result<usize, QueueError> {

@@ -186,9 +186,14 @@ fn a_daemon_paused_past_its_lease_records_no_stale_outcome() {
     // Another daemon sees the leases expire and hands the items back to the queue (they stay
     // for h0: their issues live there).
     let mut other = spawn_short(&states[1], "h1");
-    assert!(wait_until(Duration::from_secs(60), || {
-        q.list().is_ok_and(|l| l.items.iter().all(|i| i.status == QueueStatus::Pending))
-    }));
+    assert!(
+        wait_until(Duration::from_secs(90), || {
+            q.list().is_ok_and(|l| l.items.iter().all(|i| i.status == QueueStatus::Pending))
+        }),
+        "the expired leases were not handed back: {:?}\nh1's log:\n{}",
+        q.list(),
+        std::fs::read_to_string(states[1].join("queue/daemon.log")).unwrap_or_default()
+    );
     // Its agents, which a pause of the daemon alone does not stop, finish meanwhile.
     assert!(wait_until(Duration::from_secs(60), || lines(&record.join("runs.log")).len() == 2));
     common::kill(&paused, rustix::process::Signal::CONT);

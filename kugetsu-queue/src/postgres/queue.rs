@@ -230,22 +230,7 @@ impl TaskQueue for PgQueue {
             // with another host's id (same nanosecond) moves on to the next free one.
             let mut n = now.unix_timestamp_nanos().max(0);
             let item = loop {
-                let item = QueueItem {
-                    id: format!("q_{n:020}"),
-                    status: QueueStatus::Pending,
-                    message: task.message.clone(),
-                    issue_ref: task.issue_ref.clone(),
-                    created_at: now,
-                    updated_at: Some(now),
-                    attempts: 0,
-                    last_error: None,
-                    not_before: None,
-                    claim: None,
-                    options: task.options.clone(),
-                    agent_token: None,
-                    adopted_by: None,
-                    extra: Default::default(),
-                };
+                let item = QueueItem::pending(format!("q_{n:020}"), &task, now);
                 let added = tx.execute(
                     "INSERT INTO kugetsu_queue (id, status, issue_ref, updated_us, doc)
                      VALUES ($1, 'pending', $2, $3, $4) ON CONFLICT (id) DO NOTHING",

@@ -6,9 +6,9 @@
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use kugetsu_core::queue::{AgentSlots, QueueError, SlotGuard};
+use kugetsu_core::queue::{AgentSlots, QueueError, SlotGuard, poll_for_slot};
 
 use super::{Conn, PgOptions};
 use crate::slots::MAX_SLOTS;
@@ -163,19 +163,9 @@ impl AgentSlots for PgSlots {
     }
 
     fn acquire(&self, limit: usize, timeout: Duration) -> Result<Box<dyn SlotGuard>, QueueError> {
-        let start = Instant::now();
-        let mut pause = Duration::from_millis(20);
-        loop {
-            if let Some(guard) = self.try_acquire(limit)? {
-                return Ok(guard);
-            }
-            let waited = start.elapsed();
-            if waited >= timeout {
-                return Err(QueueError::NoSlot { limit, waited: timeout });
-            }
-            std::thread::sleep(pause.min(timeout - waited));
-            pause = (pause * 2).min(Duration::from_millis(250));
-        }
+        // Each try is a round trip to the server: pause longer between them than for files.
+        let pauses = (Duration::from_millis(20), Duration::from_millis(250));
+        poll_for_slot(limit, timeout, pauses, || self.try_acquire(limit))
     }
 
     fn active(&self) -> Result<usize, QueueError> {
