@@ -399,14 +399,7 @@ pub trait TaskQueue: Send + Sync {
     /// The earliest `not_before` among pending items that are not due yet (when a daemon must
     /// look again even if nothing else happens).
     fn next_retry_at(&self, now: OffsetDateTime) -> Result<Option<OffsetDateTime>, QueueError> {
-        Ok(self
-            .list()?
-            .items
-            .iter()
-            .filter(|i| i.status == QueueStatus::Pending)
-            .filter_map(|i| i.not_before)
-            .filter(|t| *t > now)
-            .min())
+        Ok(earliest_retry(&self.list()?.items, now))
     }
     /// What could not be read (see [`QueueListing::problems`]).
     fn problems(&self) -> Result<Vec<String>, QueueError> {
@@ -447,6 +440,20 @@ pub trait AgentSlots: Send + Sync {
     fn acquire(&self, limit: usize, timeout: Duration) -> Result<Box<dyn SlotGuard>, QueueError>;
     /// How many slots are held right now (by any process of this host).
     fn active(&self) -> Result<usize, QueueError>;
+}
+
+/// The earliest `not_before` after `now` among the pending `items`: when a waiting retry falls
+/// due ([`TaskQueue::next_retry_at`] of any backend that holds its items in memory).
+pub fn earliest_retry<'a>(
+    items: impl IntoIterator<Item = &'a QueueItem>,
+    now: OffsetDateTime,
+) -> Option<OffsetDateTime> {
+    items
+        .into_iter()
+        .filter(|i| i.status == QueueStatus::Pending)
+        .filter_map(|i| i.not_before)
+        .filter(|t| *t > now)
+        .min()
 }
 
 /// [`AgentSlots::acquire`] for slots nothing can wait on (lock files, database rows): asks

@@ -600,14 +600,7 @@ impl TaskQueue for FileQueue {
     }
 
     fn next_retry_at(&self, now: OffsetDateTime) -> Result<Option<OffsetDateTime>, QueueError> {
-        let scan = self.scan()?;
-        Ok(scan
-            .items
-            .iter()
-            .filter(|i| i.status == QueueStatus::Pending)
-            .filter_map(|i| i.not_before)
-            .filter(|t| *t > now)
-            .min())
+        Ok(kugetsu_core::queue::earliest_retry(self.scan()?.items.iter().map(|i| &**i), now))
     }
 
     /// Without cloning every item as [`TaskQueue::list`] does.
