@@ -135,6 +135,9 @@ impl From<QueueError> for PgFail {
 
 /// How long a connection attempt may take before the server counts as unreachable.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a session may sit idle inside a transaction, and how long a statement waits for
+/// a lock, before the server gives up on it (set in `Conn::connect_as`).
+const SESSION_LOCK_LIMIT: Duration = Duration::from_secs(10);
 
 impl Conn {
     pub(crate) fn new(url: &str) -> Self {
@@ -184,6 +187,15 @@ impl Conn {
     fn connect_as(url: &str, name: &str) -> Result<postgres::Client, postgres::Error> {
         let mut config: postgres::Config = url.parse()?;
         config.connect_timeout(CONNECT_TIMEOUT);
+        // A host paused (SIGSTOP, a frozen VM) inside one of kugetsu's short transactions
+        // would hold that transaction's locks, the slot grant's advisory lock among them, for
+        // as long as it stays paused, and stall every other host: the server ends such a
+        // session after SESSION_LOCK_LIMIT (the paused host reconnects when it wakes), and a
+        // wait for a lock gives up after as long and is retried like any failed round.
+        let limit = SESSION_LOCK_LIMIT.as_millis();
+        config.options(&format!(
+            "-c idle_in_transaction_session_timeout={limit} -c lock_timeout={limit}"
+        ));
         if config.get_application_name().is_none() {
             config.application_name(name);
         }
