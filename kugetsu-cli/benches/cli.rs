@@ -32,7 +32,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use kugetsu_core::IssueRef;
 use kugetsu_core::agent::RunOutcome;
-use kugetsu_core::queue::{QueueItem, QueueStatus, TaskQueue};
+use kugetsu_core::queue::{NewTask, QueueItem, QueueStatus, TaskQueue};
 use kugetsu_core::session::{Index, LastRun, SessionFile, SessionKind, SessionState};
 use serde_json::Value;
 use time::OffsetDateTime;
@@ -331,25 +331,19 @@ fn queue_stats() {
     let now = OffsetDateTime::now_utc();
     for i in 0..10_000u64 {
         let id = format!("q_{:020}", 1_700_000_000_000_000_000u64 + i);
+        let task = NewTask {
+            message: format!("work on issue #{i}"),
+            issue_ref: Some(format!("github.com/o/r#{i}")),
+            options: Default::default(),
+        };
         let item = QueueItem {
-            id: id.clone(),
             status: match i % 10 {
                 0 => QueueStatus::Pending,
                 1 => QueueStatus::Error,
                 _ => QueueStatus::Completed,
             },
-            message: format!("work on issue #{i}"),
-            issue_ref: Some(format!("github.com/o/r#{i}")),
-            created_at: now,
-            updated_at: Some(now),
             attempts: 1,
-            last_error: None,
-            not_before: None,
-            claim: None,
-            options: Default::default(),
-            agent_token: None,
-            adopted_by: None,
-            extra: Default::default(),
+            ..QueueItem::pending(id.clone(), &task, now)
         };
         write_private(
             &items.join(format!("{id}.json")),

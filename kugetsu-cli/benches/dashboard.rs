@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use kugetsu_core::IssueRef;
 use kugetsu_core::agent::RunOutcome;
-use kugetsu_core::queue::{QueueItem, QueueStatus};
+use kugetsu_core::queue::{NewTask, QueueItem, QueueStatus};
 use kugetsu_core::session::{Index, LastRun, SessionFile, SessionKind, SessionState};
 use time::OffsetDateTime;
 
@@ -114,25 +114,20 @@ fn scratch() -> Scratch {
     let items = s.state.join("queue/items");
     for i in 0..10_000u64 {
         let id = format!("q_{:020}", 1_700_000_000_000_000_000u64 + i);
+        let task = NewTask {
+            message: format!("work on issue #{i}"),
+            issue_ref: Some(format!("github.com/bench/repo#{}", i % 1000 + 1)),
+            options: Default::default(),
+        };
         let item = QueueItem {
-            id: id.clone(),
             status: match i % 10 {
                 0 => QueueStatus::Pending,
                 1 => QueueStatus::Error,
                 _ => QueueStatus::Completed,
             },
-            message: format!("work on issue #{i}"),
-            issue_ref: Some(format!("github.com/bench/repo#{}", i % 1000 + 1)),
-            created_at: now,
-            updated_at: Some(now),
             attempts: 1,
             last_error: (i % 10 == 1).then(|| "failed after 3 attempts".to_owned()),
-            not_before: None,
-            claim: None,
-            options: Default::default(),
-            agent_token: None,
-            adopted_by: None,
-            extra: Default::default(),
+            ..QueueItem::pending(id.clone(), &task, now)
         };
         write_private(
             &items.join(format!("{id}.json")),

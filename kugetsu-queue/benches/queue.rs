@@ -80,22 +80,12 @@ fn stats_10k() {
             1 => QueueStatus::Error,
             _ => QueueStatus::Completed,
         };
-        let item = QueueItem {
-            id: id.clone(),
-            status,
+        let task = NewTask {
             message: format!("work on issue #{i}"),
             issue_ref: Some(format!("github.com/o/r#{i}")),
-            created_at: now,
-            updated_at: Some(now),
-            attempts: 1,
-            last_error: None,
-            not_before: None,
-            claim: None,
             options: Default::default(),
-            agent_token: None,
-            adopted_by: None,
-            extra: Default::default(),
         };
+        let item = QueueItem { status, attempts: 1, ..QueueItem::pending(id.clone(), &task, now) };
         std::fs::write(
             state.queue_items_dir().join(format!("{id}.json")),
             serde_json::to_vec_pretty(&item).unwrap(),
