@@ -17,6 +17,7 @@ use kugetsu_core::worktree::{
     WorktreeRequest, Worktrees,
 };
 
+use crate::config::GitConfig;
 use crate::error::{self, GitError};
 use crate::{mirror, progress, ssh, unsaved};
 
@@ -38,18 +39,6 @@ impl Committer {
     pub fn new(name: impl Into<String>, email: impl Into<String>) -> Self {
         Committer { name: name.into(), email: email.into() }
     }
-}
-
-/// Which git configuration files gix reads besides each repository's own.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum GitConfig {
-    /// System, global (`~/.gitconfig`) and `GIT_CONFIG_*` environment configuration apply, as
-    /// they do for `git` (proxies, `url.*.insteadOf`, `core.autocrlf`, ...).
-    #[default]
-    User,
-    /// Only the repository's own configuration: for tests and for callers that must not depend
-    /// on the user's environment.
-    Isolated,
 }
 
 /// Per-issue worktrees over one bare mirror per repository; see the crate docs.
@@ -162,10 +151,7 @@ impl GitWorktrees {
 
     /// Open options for a mirror about to talk to the remote at `url`, if any.
     fn open_options_for(&self, url: Option<&str>) -> gix::open::Options {
-        let base = match self.config {
-            GitConfig::User => gix::open::Options::default(),
-            GitConfig::Isolated => gix::open::Options::isolated(),
-        };
+        let base = self.config.open_options();
         let mut overrides = vec![
             format!("gitoxide.committer.nameFallback={}", self.committer.name),
             format!("gitoxide.committer.emailFallback={}", self.committer.email),

@@ -71,10 +71,12 @@
 //! [`WorktreePhase`]: kugetsu_core::worktree::WorktreePhase
 
 mod backend;
+mod config;
 mod error;
 mod mirror;
 mod progress;
 mod ssh;
 mod unsaved;
 
-pub use backend::{Committer, GitConfig, GitWorktrees};
+pub use backend::{Committer, GitWorktrees};
+pub use config::GitConfig;

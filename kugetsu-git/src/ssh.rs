@@ -11,7 +11,7 @@
 
 use gix::bstr::ByteSlice;
 
-use crate::backend::GitConfig;
+use crate::config::GitConfig;
 
 /// The command gix runs for `ssh://` remotes when the user configured none.
 pub(crate) const BATCH_SSH: &str = "ssh -o BatchMode=yes";
