@@ -10,7 +10,7 @@ use kugetsu_core::config::{Config, KUGETSU_AGENT};
 
 use crate::context::Ctx;
 use crate::error::CliError;
-use crate::wiring::RunPlace;
+use crate::launch::RunPlace;
 
 /// A driver kugetsu can build.
 pub struct DriverEntry {
@@ -57,11 +57,11 @@ pub fn driver(
 /// state directory (which outlives any shell directory), and it keeps the base session's
 /// export in `cache/`.
 fn opencode(ctx: &Ctx, config: &Config, place: RunPlace) -> kugetsu_opencode::OpencodeDriver {
-    let program = crate::wiring::find_program(&config.opencode_bin, &ctx.env)
+    let program = crate::launch::find_program(&config.opencode_bin, &ctx.env)
         .unwrap_or_else(|| config.opencode_bin.clone());
     kugetsu_opencode::OpencodeDriver::new(
         kugetsu_opencode::OpencodeOptions::new(program)
-            .base_env(crate::wiring::agent_base_env(ctx, config))
+            .base_env(crate::launch::agent_base_env(ctx, config))
             .helper_dir(ctx.state.root())
             .export_cache(ctx.state.cache_dir())
             .interrupt(ctx.interrupt.clone())

@@ -14,6 +14,7 @@ pub mod context;
 pub mod dashboard;
 pub mod dispatcher;
 pub mod error;
+pub mod launch;
 pub mod notifications;
 pub mod progress;
 pub mod queue_backend;

@@ -14,7 +14,8 @@ use kugetsu_core::{IssueRef, RunOutcome};
 
 use crate::context::Ctx;
 use crate::error::{CliError, exit};
-use crate::wiring::{RunPlace, build_orchestrator};
+use crate::launch::RunPlace;
+use crate::wiring::build_orchestrator;
 
 /// Flags shared by `start` and `continue`.
 #[derive(Debug, Clone, clap::Args)]

@@ -1,9 +1,8 @@
 //! Wiring: builds the real backends (gix worktrees, the agent driver, file queue and slots,
 //! env files) from the resolved config, and the few process-level things only the edge may do
-//! (finding programs on PATH, detaching, Ctrl-C, acting as the bundled fake agent).
+//! (detaching, Ctrl-C, acting as the bundled fake agent).
 
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,6 +16,7 @@ use kugetsu_core::worktree::{RepoSource, Secret, Worktrees};
 
 use crate::context::Ctx;
 use crate::error::CliError;
+pub use crate::launch::RunPlace;
 
 /// Committer identity used for the branches and worktrees kugetsu creates when git has none.
 pub const COMMITTER_NAME: &str = "kugetsu";
@@ -35,17 +35,6 @@ pub struct Backends {
     pub env: Arc<dyn EnvSource>,
 }
 
-/// Where agents run, which decides whether they may outlive the process that started them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RunPlace {
-    /// In a command the user waits on (`start`, `continue`, `init`, a detached re-run): the
-    /// agent dies with kugetsu, even when kugetsu is killed outright.
-    Foreground,
-    /// In the queue daemon: a daemon killed outright leaves its agents running, and the next
-    /// daemon adopts them.
-    Daemon,
-}
-
 impl Backends {
     /// Builds them; nothing is spawned or written yet.
     pub fn new(ctx: &Ctx, config: &Config, place: RunPlace) -> Result<Self, CliError> {
@@ -60,24 +49,6 @@ impl Backends {
             env: Arc::new(EnvFiles::new(&ctx.state)),
         })
     }
-}
-
-/// What every opencode process starts from: kugetsu's own environment (opencode needs PATH,
-/// HOME and its provider keys), pointed at this state directory and temp dir, plus
-/// `env/default.env`. Helper commands (export, import, db, session list/delete) get the same
-/// environment as runs, so a variable that moves opencode's database (`OPENCODE_DB`,
-/// `XDG_DATA_HOME`) in the env files applies to all of them alike. `GIT_*` variables are dropped
-/// by the driver.
-pub fn agent_base_env(ctx: &Ctx, config: &Config) -> BTreeMap<String, String> {
-    let mut env = ctx.env.clone();
-    env.insert(crate::context::vars::KUGETSU_HOME.into(), ctx.state.root().display().to_string());
-    env.insert("KUGETSU_TEMP_DIR".into(), config.temp_dir.display().to_string());
-    if let Ok(defaults) =
-        EnvFiles::new(&ctx.state).merged(kugetsu_core::orchestrator::DEFAULT_AGENT)
-    {
-        env.extend(defaults.0);
-    }
-    env
 }
 
 impl Ctx {
@@ -191,19 +162,6 @@ pub fn first_line(text: &str, max: usize) -> String {
     } else {
         line.to_string()
     }
-}
-
-/// Looks a program up like a shell would: a path with a `/` as it is, else each PATH entry.
-pub fn find_program(program: &Path, env: &BTreeMap<String, String>) -> Option<PathBuf> {
-    use std::os::unix::fs::PermissionsExt;
-    let executable = |p: &Path| {
-        p.metadata().map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0).unwrap_or(false)
-    };
-    if program.components().count() > 1 {
-        return executable(program).then(|| program.to_path_buf());
-    }
-    let path = env.get("PATH")?;
-    std::env::split_paths(path).map(|dir| dir.join(program)).find(|p| executable(p))
 }
 
 /// If this process was started as `opencode` (the demo links it to the kugetsu binary), runs

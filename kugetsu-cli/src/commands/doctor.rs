@@ -51,7 +51,7 @@ fn environment_findings(ctx: &Ctx) -> Vec<Finding> {
         }),
         Ok(driver) => {
             if let Some((program, remedy)) = (driver.program)(&config)
-                && crate::wiring::find_program(&program, &ctx.env).is_none()
+                && crate::launch::find_program(&program, &ctx.env).is_none()
             {
                 out.push(Finding {
                     subject: program.display().to_string(),

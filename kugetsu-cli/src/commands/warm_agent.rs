@@ -30,7 +30,7 @@ pub fn cmd_warm_agent(
         return Ok(());
     }
     crate::signals::stop_on_signals(&ctx.interrupt);
-    let driver = crate::agents::driver(ctx, &config, crate::wiring::RunPlace::Daemon)?;
+    let driver = crate::agents::driver(ctx, &config, crate::launch::RunPlace::Daemon)?;
     let env = kugetsu_core::env_file::EnvFiles::new(&ctx.state)
         .merged(kugetsu_core::orchestrator::DEFAULT_AGENT)?;
     let Some(guard) = driver.keep_warm(&env).map_err(CliError::from)? else {
