@@ -3,13 +3,14 @@
 //! nothing below the CLI reads it.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, IsTerminal, Write};
+use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 
 use kugetsu_core::config::Config;
 use kugetsu_core::{IssueRef, StateDir};
 
 use crate::error::{CliError, exit};
+use crate::ui::Ui;
 
 /// Environment variables the CLI itself reads (config keys are read by the config layers).
 pub mod vars {
@@ -142,7 +143,7 @@ impl Ctx {
     }
 
     /// Asks "Really <action>?" on a terminal; without one, refuses unless `yes`.
-    pub fn confirm(&self, yes: bool, action: &str) -> Result<(), CliError> {
+    pub fn confirm(&self, ui: &mut Ui, yes: bool, action: &str) -> Result<(), CliError> {
         if yes {
             return Ok(());
         }
@@ -152,11 +153,10 @@ impl Ctx {
             ))
             .with_hint("pass -y to confirm"));
         }
-        let mut err = std::io::stderr();
+        let err = ui.stderr();
         write!(err, "Really {action}? [y/N] ")?;
         err.flush()?;
-        let mut answer = String::new();
-        std::io::stdin().lock().read_line(&mut answer)?;
+        let answer = ui.read_line()?;
         if matches!(answer.trim(), "y" | "Y" | "yes" | "YES" | "Yes") {
             Ok(())
         } else {

@@ -1,6 +1,6 @@
 //! kugetsu-cli: parses the command line, resolves the config layers, wires the crates together
-//! and maps errors to exit codes. Each command is one file in `commands/` that builds options,
-//! calls a library function, and writes to the writer it is handed.
+//! and maps errors to exit codes. The command tree and its dispatch are in `commands/`; each
+//! command builds options, calls a library function, and writes to the [`ui::Ui`] it is handed.
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -8,7 +8,6 @@ use std::process::ExitCode;
 use clap::Parser;
 
 pub mod agents;
-pub mod cli;
 pub mod commands;
 pub mod context;
 pub mod dashboard;
@@ -20,9 +19,10 @@ pub mod progress;
 pub mod queue_backend;
 pub mod run;
 pub mod signals;
+pub mod ui;
 pub mod wiring;
 
-use cli::{Cli, Command};
+use commands::Cli;
 use context::Ctx;
 use error::{CliError, exit};
 
@@ -46,8 +46,13 @@ pub fn main() -> ExitCode {
         Ok(ctx) => ctx,
         Err(e) => return ExitCode::from(report(&e)),
     };
+    let mut stdin = std::io::stdin().lock();
     let mut stdout = std::io::stdout().lock();
-    let result = dispatch(&ctx, &cli.command, &mut stdout);
+    let mut stderr = std::io::stderr();
+    let result = {
+        let mut ui = ui::Ui::new(&mut stdin, &mut stdout, &mut stderr);
+        commands::run_command(&mut ui, &ctx, &cli.command)
+    };
     let _ = stdout.flush();
     let code = match result {
         Ok(()) => exit::OK,
@@ -78,30 +83,4 @@ fn init_tracing() {
         .with_writer(std::io::stderr)
         .with_ansi(false)
         .try_init();
-}
-
-/// Runs one parsed command.
-pub fn dispatch(ctx: &Ctx, command: &Command, out: &mut dyn Write) -> Result<(), CliError> {
-    use commands::*;
-    match command {
-        Command::Init(a) => init::cmd_init(ctx, a, out),
-        Command::Start(a) => start::cmd_start(ctx, a, out),
-        Command::Continue(a) => continue_::cmd_continue(ctx, a, out),
-        Command::List(a) => list::cmd_list(ctx, a, out),
-        Command::Prune(a) => prune::cmd_prune(ctx, a, out),
-        Command::Destroy(a) => destroy::cmd_destroy(ctx, a, out),
-        Command::Delegate(a) => delegate::cmd_delegate(ctx, a, out),
-        Command::Logs(a) => logs::cmd_logs(ctx, a, out),
-        Command::Status(a) => status::cmd_status(ctx, a, out),
-        Command::Doctor(a) => doctor::cmd_doctor(ctx, a, out),
-        Command::Notify(a) => notify::cmd_notify(ctx, a, out),
-        Command::Dashboard(a) => dashboard::cmd_dashboard(ctx, a, out),
-        Command::Server(a) => server::cmd_server(ctx, a, out),
-        Command::Queue(a) => queue::cmd_queue(ctx, a, out),
-        Command::QueueDaemon(a) => queue_daemon::cmd_queue_daemon(ctx, a, out),
-        Command::WarmAgent(a) => warm_agent::cmd_warm_agent(ctx, a, out),
-        Command::Env(a) => env::cmd_env(ctx, a, out),
-        Command::Completions(a) => completions::cmd_completions(ctx, a, out),
-        Command::Demo(a) => demo::cmd_demo(ctx, a, out),
-    }
 }

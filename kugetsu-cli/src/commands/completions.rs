@@ -1,12 +1,7 @@
 //! `kugetsu completions <shell>`: a completion script generated from the real command tree.
 
-use std::io::Write;
-
-use clap::CommandFactory;
-
-use crate::cli::Cli;
-use crate::context::Ctx;
 use crate::error::CliError;
+use crate::ui::Ui;
 
 /// Arguments of `completions`.
 #[derive(Debug, clap::Args)]
@@ -15,16 +10,16 @@ pub struct CompletionsArgs {
     pub shell: clap_complete::Shell,
 }
 
-/// Writes the script to `out`.
+/// Writes the script for `app`, the whole command tree, to stdout.
 pub fn cmd_completions(
-    _ctx: &Ctx,
+    ui: &mut Ui,
     args: &CompletionsArgs,
-    out: &mut dyn Write,
+    mut app: clap::Command,
 ) -> Result<(), CliError> {
     // clap_complete panics when its writer fails (`kugetsu completions bash | head`): generate
     // into memory, then write, so a closed pipe is an ordinary write error.
     let mut script = Vec::new();
-    clap_complete::generate(args.shell, &mut Cli::command(), "kugetsu", &mut script);
-    out.write_all(&script)?;
+    clap_complete::generate(args.shell, &mut app, "kugetsu", &mut script);
+    ui.stdout().write_all(&script)?;
     Ok(())
 }

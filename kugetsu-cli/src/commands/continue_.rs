@@ -1,13 +1,12 @@
 //! `kugetsu continue <issue-ref> <message>`: one more turn of the issue's session, in its
 //! worktree.
 
-use std::io::Write;
-
 use kugetsu_core::queue::RunOptions;
 
 use crate::context::Ctx;
 use crate::error::CliError;
 use crate::run::RunFlags;
+use crate::ui::Ui;
 
 /// Arguments of `continue`.
 #[derive(Debug, clap::Args)]
@@ -22,17 +21,19 @@ pub struct ContinueArgs {
 }
 
 /// Continues the issue's session.
-pub fn cmd_continue(ctx: &Ctx, args: &ContinueArgs, out: &mut dyn Write) -> Result<(), CliError> {
+pub fn cmd_continue(ui: &mut Ui, ctx: &Ctx, args: &ContinueArgs) -> Result<(), CliError> {
     let issue = ctx.parse_issue(&args.issue_ref)?;
-    let message = crate::commands::read_message(&args.message)?;
+    let message = ui.read_message(&args.message)?;
     if args.run.detach {
-        return crate::run::detach(ctx, "continue", &issue, &message, &args.run.rerun_flags(), out);
+        let flags = args.run.rerun_flags();
+        return crate::run::detach(ctx, "continue", &issue, &message, &flags, ui.stdout());
     }
     let config = ctx.config()?;
     let orch = crate::run::orchestrator_for_run(ctx, &config, &args.run)?;
     crate::signals::stop_on_signals(&ctx.interrupt);
+    let (out, err) = ui.streams();
     let mut events = crate::progress::EventPrinter::new(
-        std::io::stderr(),
+        err,
         config.verbosity == kugetsu_core::config::Verbosity::Quiet,
     );
     let result = orch.continue_issue(&issue, &message, &mut events);

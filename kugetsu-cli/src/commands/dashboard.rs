@@ -1,12 +1,12 @@
 //! `kugetsu dashboard [--listen ADDR:PORT]`: serves the page and the JSON API over this state
 //! directory until stopped, and prints the URL to open (with the token, for the first load).
 
-use std::io::Write;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use crate::context::Ctx;
 use crate::error::CliError;
+use crate::ui::Ui;
 
 /// Where the dashboard listens unless told otherwise.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:7420";
@@ -24,7 +24,7 @@ pub struct DashboardArgs {
 }
 
 /// Serves the dashboard until the process is stopped.
-pub fn cmd_dashboard(ctx: &Ctx, args: &DashboardArgs, out: &mut dyn Write) -> Result<(), CliError> {
+pub fn cmd_dashboard(ui: &mut Ui, ctx: &Ctx, args: &DashboardArgs) -> Result<(), CliError> {
     if !args.listen.ip().is_loopback() {
         if !args.allow_remote {
             return Err(CliError::usage(format!(
@@ -34,7 +34,7 @@ pub fn cmd_dashboard(ctx: &Ctx, args: &DashboardArgs, out: &mut dyn Write) -> Re
             .with_hint("pass --allow-remote to serve it beyond this machine"));
         }
         writeln!(
-            std::io::stderr(),
+            ui.stderr(),
             "warning: serving on {} beyond this machine, over plain HTTP: anyone who can reach \
              it and holds the token can see and steer your agents",
             args.listen
@@ -67,12 +67,15 @@ pub fn cmd_dashboard(ctx: &Ctx, args: &DashboardArgs, out: &mut dyn Write) -> Re
         };
         let url = format!("http://{addr}/?token={token}");
         if ctx.json {
-            ctx.print_json(out, &serde_json::json!({"listen": addr.to_string(), "url": url}))?;
+            ctx.print_json(
+                ui.stdout(),
+                &serde_json::json!({"listen": addr.to_string(), "url": url}),
+            )?;
         } else {
-            writeln!(out, "kugetsu dashboard on http://{addr}/")?;
-            writeln!(out, "open: {url}")?;
+            writeln!(ui.stdout(), "kugetsu dashboard on http://{addr}/")?;
+            writeln!(ui.stdout(), "open: {url}")?;
         }
-        out.flush()?;
+        ui.stdout().flush()?;
         crate::dashboard::server::serve(listener, crate::dashboard::routes::router(app)).await;
         Ok(())
     })

@@ -13,6 +13,7 @@ use kugetsu_core::StateDir;
 use crate::commands;
 use crate::context::Ctx;
 use crate::error::{CliError, exit};
+use crate::ui::Ui;
 
 /// Arguments of `demo`.
 #[derive(Debug, clap::Args)]
@@ -132,27 +133,27 @@ fn is_users_setting(key: &str) -> bool {
 }
 
 /// Runs the demo.
-pub fn cmd_demo(ctx: &Ctx, args: &DemoArgs, out: &mut dyn Write) -> Result<(), CliError> {
+pub fn cmd_demo(ui: &mut Ui, ctx: &Ctx, args: &DemoArgs) -> Result<(), CliError> {
     let started = Instant::now();
     let scratch = scratch_dir(args)?;
-    let result = run(ctx, &scratch, out);
+    let result = run(ui, ctx, &scratch);
     // Whatever happened, never leave the demo's daemon behind.
     let state = StateDir::new(scratch.join("state"));
     let _ = kugetsu_queue::daemon::stop(&state, Duration::from_secs(5));
     if args.keep || result.is_err() {
-        writeln!(out, "\nthe scratch directory is kept: {}", scratch.display())?;
+        writeln!(ui.stdout(), "\nthe scratch directory is kept: {}", scratch.display())?;
     } else {
         let _ = std::fs::remove_dir_all(&scratch);
     }
     result?;
-    writeln!(out, "\ndemo finished in {:.1}s", started.elapsed().as_secs_f64())?;
+    writeln!(ui.stdout(), "\ndemo finished in {:.1}s", started.elapsed().as_secs_f64())?;
     Ok(())
 }
 
-fn run(ctx: &Ctx, scratch: &Path, out: &mut dyn Write) -> Result<(), CliError> {
-    writeln!(out, "kugetsu demo: the whole flow in {}", scratch.display())?;
+fn run(ui: &mut Ui, ctx: &Ctx, scratch: &Path) -> Result<(), CliError> {
+    writeln!(ui.stdout(), "kugetsu demo: the whole flow in {}", scratch.display())?;
     writeln!(
-        out,
+        ui.stdout(),
         "with a local git repository and the bundled fake agent standing in for opencode."
     )?;
 
@@ -197,39 +198,40 @@ fn run(ctx: &Ctx, scratch: &Path, out: &mut dyn Write) -> Result<(), CliError> {
     env.set("FAKE_OPENCODE_SCRIPT", &script.display().to_string(), "default").map_err(env_err)?;
     env.set("OPENCODE_DB", &scratch.join("opencode-fake.json").display().to_string(), "default")
         .map_err(env_err)?;
-    writeln!(out, "    sample repository: {}", repo.display())?;
+    writeln!(ui.stdout(), "    sample repository: {}", repo.display())?;
 
-    step(out, 1, "init --headless", "prime the base session and the PM agent session")?;
+    step(ui.stdout(), 1, "init --headless", "prime the base session and the PM agent session")?;
     commands::init::cmd_init(
+        ui,
         &demo,
         &commands::init::InitArgs { force: false, headless: true },
-        out,
     )?;
 
-    step(out, 2, "status", "check that kugetsu is ready")?;
-    commands::status::cmd_status(&demo, &commands::status::StatusArgs {}, out)?;
+    step(ui.stdout(), 2, "status", "check that kugetsu is ready")?;
+    commands::status::cmd_status(ui, &demo, &commands::status::StatusArgs {})?;
 
     step(
-        out,
+        ui.stdout(),
         3,
         "queue-daemon start",
         "the background daemon drains the queue, at most MAX_CONCURRENT_AGENTS agents at once",
     )?;
     commands::queue_daemon::cmd_queue_daemon(
+        ui,
         &demo,
         &commands::queue_daemon::QueueDaemonArgs {
             action: commands::queue_daemon::DaemonAction::Start,
         },
-        out,
     )?;
 
     step(
-        out,
+        ui.stdout(),
         4,
         &format!("queue enqueue {ISSUE} \"add a greeting\""),
         "hand work on an issue to the daemon; it returns at once",
     )?;
     commands::queue::cmd_queue(
+        ui,
         &demo,
         &commands::queue::QueueArgs {
             action: commands::queue::QueueAction::Enqueue {
@@ -237,29 +239,31 @@ fn run(ctx: &Ctx, scratch: &Path, out: &mut dyn Write) -> Result<(), CliError> {
                 message: "add a greeting".into(),
             },
         },
-        out,
     )?;
     step(
-        out,
+        ui.stdout(),
         5,
         "delegate \"what should we work on next?\"",
         "a plain-language request for the PM agent",
     )?;
     commands::delegate::cmd_delegate(
+        ui,
         &demo,
         &commands::delegate::DelegateArgs { message: "what should we work on next?".into() },
-        out,
     )?;
 
     writeln!(
-        out,
+        ui.stdout(),
         "\n    waiting for the daemon: it clones the repository into a mirror, makes a worktree on"
     )?;
-    writeln!(out, "    fix/issue-1, forks the base session into it and runs the agent there")?;
-    drain(&demo, out, Duration::from_secs(90))?;
+    writeln!(
+        ui.stdout(),
+        "    fix/issue-1, forks the base session into it and runs the agent there"
+    )?;
+    drain(&demo, ui.stdout(), Duration::from_secs(90))?;
 
-    step(out, 6, "list", "every session kugetsu tracks")?;
-    commands::list::cmd_list(&demo, &commands::list::ListArgs {}, out)?;
+    step(ui.stdout(), 6, "list", "every session kugetsu tracks")?;
+    commands::list::cmd_list(ui, &demo, &commands::list::ListArgs {})?;
     let issue = demo.parse_issue(ISSUE)?;
     let worktree = demo.state.worktree_path(&issue);
     let greeting = std::fs::read_to_string(worktree.join("GREETING.md")).map_err(|e| {
@@ -268,30 +272,30 @@ fn run(ctx: &Ctx, scratch: &Path, out: &mut dyn Write) -> Result<(), CliError> {
             format!("the agent's file is not in the worktree {}: {e}", worktree.display()),
         )
     })?;
-    writeln!(out, "    the agent wrote {}:", worktree.join("GREETING.md").display())?;
-    writeln!(out, "      {}", greeting.trim_end())?;
+    writeln!(ui.stdout(), "    the agent wrote {}:", worktree.join("GREETING.md").display())?;
+    writeln!(ui.stdout(), "      {}", greeting.trim_end())?;
 
     step(
-        out,
+        ui.stdout(),
         7,
         &format!("continue {ISSUE} \"now add tests\""),
         "another turn in the same session and worktree, in the foreground",
     )?;
     commands::continue_::cmd_continue(
+        ui,
         &demo,
         &commands::continue_::ContinueArgs {
             issue_ref: ISSUE.into(),
             message: "now add tests".into(),
             run: crate::run::RunFlags { detach: false, no_wait: false, wait: Some(60) },
         },
-        out,
     )?;
 
-    step(out, 8, "notify list", "what the queue reported")?;
-    commands::notify::cmd_notify(&demo, &commands::notify::NotifyArgs { action: None }, out)?;
+    step(ui.stdout(), 8, "notify list", "what the queue reported")?;
+    commands::notify::cmd_notify(ui, &demo, &commands::notify::NotifyArgs { action: None })?;
 
     step(
-        out,
+        ui.stdout(),
         9,
         &format!("destroy {ISSUE} -y"),
         "kugetsu refuses to throw away the agent's uncommitted work...",
@@ -303,9 +307,9 @@ fn run(ctx: &Ctx, scratch: &Path, out: &mut dyn Write) -> Result<(), CliError> {
         yes: true,
         force,
     };
-    match commands::destroy::cmd_destroy(&demo, &destroy(false), out) {
+    match commands::destroy::cmd_destroy(ui, &demo, &destroy(false)) {
         Err(e) => {
-            writeln!(out, "    {}", e.render().trim_end().replace('\n', "\n    "))?;
+            writeln!(ui.stdout(), "    {}", e.render().trim_end().replace('\n', "\n    "))?;
         }
         Ok(()) => {
             return Err(CliError::new(
@@ -314,23 +318,23 @@ fn run(ctx: &Ctx, scratch: &Path, out: &mut dyn Write) -> Result<(), CliError> {
             ));
         }
     }
-    step(out, 10, &format!("destroy {ISSUE} -y --force"), "...unless told to")?;
-    commands::destroy::cmd_destroy(&demo, &destroy(true), out)?;
+    step(ui.stdout(), 10, &format!("destroy {ISSUE} -y --force"), "...unless told to")?;
+    commands::destroy::cmd_destroy(ui, &demo, &destroy(true))?;
 
-    step(out, 11, "queue-daemon stop", "stop the daemon")?;
+    step(ui.stdout(), 11, "queue-daemon stop", "stop the daemon")?;
     commands::queue_daemon::cmd_queue_daemon(
+        ui,
         &demo,
         &commands::queue_daemon::QueueDaemonArgs {
             action: commands::queue_daemon::DaemonAction::Stop,
         },
-        out,
     )?;
     writeln!(
-        out,
+        ui.stdout(),
         "\nWith opencode installed (npm install -g opencode-ai), the same commands do the real thing:"
     )?;
     writeln!(
-        out,
+        ui.stdout(),
         "  kugetsu init && kugetsu queue-daemon start && kugetsu delegate \"work on issue #14\""
     )?;
     Ok(())

@@ -1,10 +1,9 @@
 //! `kugetsu destroy <ref> | --pm-agent | --base [-y]`: deletes sessions and worktrees, after
 //! confirmation on a terminal and only with `-y` without one.
 
-use std::io::Write;
-
 use crate::context::Ctx;
 use crate::error::CliError;
+use crate::ui::Ui;
 
 /// Arguments of `destroy`.
 #[derive(Debug, clap::Args)]
@@ -27,19 +26,20 @@ pub struct DestroyArgs {
 }
 
 /// Deletes what was asked after confirming.
-pub fn cmd_destroy(ctx: &Ctx, args: &DestroyArgs, out: &mut dyn Write) -> Result<(), CliError> {
+pub fn cmd_destroy(ui: &mut Ui, ctx: &Ctx, args: &DestroyArgs) -> Result<(), CliError> {
     let orch = ctx.orchestrator()?;
     let (what, report) = if let Some(r) = &args.issue_ref {
         let issue = ctx.parse_issue(r)?;
-        ctx.confirm(args.yes, &format!("delete the session and worktree of {issue}"))?;
+        ctx.confirm(ui, args.yes, &format!("delete the session and worktree of {issue}"))?;
         (issue.to_string(), orch.destroy_issue(&issue, args.force)?)
     } else if args.base {
-        ctx.confirm(args.yes, "delete the base session and the PM agent session")?;
+        ctx.confirm(ui, args.yes, "delete the base session and the PM agent session")?;
         ("base and pm-agent".to_string(), orch.destroy_base()?)
     } else {
-        ctx.confirm(args.yes, "delete the PM agent session")?;
+        ctx.confirm(ui, args.yes, "delete the PM agent session")?;
         (kugetsu_core::orchestrator::PM_AGENT.to_string(), orch.destroy_pm()?)
     };
+    let out = ui.stdout();
     if ctx.json {
         return ctx.print_json(out, &serde_json::json!({ "destroyed": what, "report": report }));
     }

@@ -8,6 +8,7 @@ use kugetsu_core::orchestrator::Finding;
 
 use crate::context::Ctx;
 use crate::error::CliError;
+use crate::ui::Ui;
 
 /// Arguments of `doctor`.
 #[derive(Debug, clap::Args)]
@@ -158,7 +159,8 @@ fn print_settings(
 
 /// Prints the settings and each finding; exits 1 when a problem remains unfixed. A wrong
 /// setting does not stop it: it is shown, and the rest is checked with the value below it.
-pub fn cmd_doctor(ctx: &Ctx, args: &DoctorArgs, out: &mut dyn Write) -> Result<(), CliError> {
+pub fn cmd_doctor(ui: &mut Ui, ctx: &Ctx, args: &DoctorArgs) -> Result<(), CliError> {
+    let out = ui.stdout();
     ctx.state.check()?;
     let (config, errors) = ctx.config_all();
     // An unknown driver is reported below; the sessions are still checked, with the default.

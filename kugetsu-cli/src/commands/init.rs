@@ -1,12 +1,11 @@
 //! `kugetsu init [--force] [--headless]`: primes the base and PM agent sessions, writes the
 //! default config and env files, and gives the agents this kugetsu's SKILL.md.
 
-use std::io::Write;
-
 use kugetsu_core::orchestrator::InitOptions;
 
 use crate::context::Ctx;
 use crate::error::CliError;
+use crate::ui::Ui;
 
 /// The agents' manual: how to drive this kugetsu. Given to every session `init` creates and
 /// written to the state directory.
@@ -46,7 +45,7 @@ pub fn pm_prompt() -> String {
 }
 
 /// Initializes kugetsu.
-pub fn cmd_init(ctx: &Ctx, args: &InitArgs, out: &mut dyn Write) -> Result<(), CliError> {
+pub fn cmd_init(ui: &mut Ui, ctx: &Ctx, args: &InitArgs) -> Result<(), CliError> {
     let interactive = !args.headless;
     if interactive && !ctx.stdin_tty {
         return Err(CliError::usage("`kugetsu init` opens the opencode TUI and needs a terminal")
@@ -68,10 +67,10 @@ pub fn cmd_init(ctx: &Ctx, args: &InitArgs, out: &mut dyn Write) -> Result<(), C
         }
         .into());
     }
-    let mut events = crate::progress::EventPrinter::new(std::io::stderr(), true);
+    let (out, err) = ui.streams();
     if !ctx.json {
         writeln!(
-            std::io::stderr(),
+            err,
             "creating the base and PM agent sessions ({})",
             if interactive { "TUI" } else { "headless" }
         )?;
@@ -89,6 +88,7 @@ pub fn cmd_init(ctx: &Ctx, args: &InitArgs, out: &mut dyn Write) -> Result<(), C
     } else {
         crate::signals::stop_on_signals(&ctx.interrupt);
     }
+    let mut events = crate::progress::EventPrinter::new(err, true);
     let report = orch.init(
         &InitOptions {
             force: args.force,

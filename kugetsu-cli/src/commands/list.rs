@@ -1,16 +1,16 @@
 //! `kugetsu list`: every tracked session, as the spec's table or as JSON.
 
-use std::io::Write;
-
 use crate::context::Ctx;
 use crate::error::CliError;
+use crate::ui::Ui;
 
 /// Arguments of `list`.
 #[derive(Debug, clap::Args)]
 pub struct ListArgs {}
 
 /// Prints the session table.
-pub fn cmd_list(ctx: &Ctx, _args: &ListArgs, out: &mut dyn Write) -> Result<(), CliError> {
+pub fn cmd_list(ui: &mut Ui, ctx: &Ctx, _args: &ListArgs) -> Result<(), CliError> {
+    let out = ui.stdout();
     let entries = ctx.orchestrator()?.list()?;
     if ctx.json {
         return ctx.print_json(out, &entries);

@@ -1,12 +1,11 @@
 //! `kugetsu logs [n]`: the newest run and delegation logs, with logs older than seven days
 //! deleted on the way.
 
-use std::io::Write;
-
 use kugetsu_core::logs::Logs;
 
 use crate::context::Ctx;
 use crate::error::CliError;
+use crate::ui::Ui;
 
 /// Arguments of `logs`.
 #[derive(Debug, clap::Args)]
@@ -20,7 +19,8 @@ pub struct LogsArgs {
 }
 
 /// Shows the newest logs.
-pub fn cmd_logs(ctx: &Ctx, args: &LogsArgs, out: &mut dyn Write) -> Result<(), CliError> {
+pub fn cmd_logs(ui: &mut Ui, ctx: &Ctx, args: &LogsArgs) -> Result<(), CliError> {
+    let out = ui.stdout();
     ctx.state.check()?;
     let logs = Logs::new(&ctx.state);
     logs.prune(time::OffsetDateTime::now_utc(), kugetsu_core::logs::LOG_RETENTION)?;

@@ -1,9 +1,8 @@
 //! `kugetsu prune [--force]`: orphaned session files and worktrees, shown or removed.
 
-use std::io::Write;
-
 use crate::context::Ctx;
 use crate::error::CliError;
+use crate::ui::Ui;
 
 /// Arguments of `prune`.
 #[derive(Debug, clap::Args)]
@@ -14,7 +13,8 @@ pub struct PruneArgs {
 }
 
 /// Shows or removes orphans; base.json and pm-agent.json are always kept.
-pub fn cmd_prune(ctx: &Ctx, args: &PruneArgs, out: &mut dyn Write) -> Result<(), CliError> {
+pub fn cmd_prune(ui: &mut Ui, ctx: &Ctx, args: &PruneArgs) -> Result<(), CliError> {
+    let out = ui.stdout();
     let orch = ctx.orchestrator()?;
     let report = orch.prune(args.force)?;
     if ctx.json {

@@ -2,7 +2,6 @@
 //! then the first agent turn, shown as it happens (or in the background with `--detach`).
 
 use std::ffi::OsString;
-use std::io::Write;
 
 use kugetsu_core::orchestrator::StartOptions;
 use kugetsu_core::queue::RunOptions;
@@ -10,6 +9,7 @@ use kugetsu_core::queue::RunOptions;
 use crate::context::Ctx;
 use crate::error::CliError;
 use crate::run::{RunFlags, finish};
+use crate::ui::Ui;
 
 /// Arguments of `start`.
 #[derive(Debug, clap::Args)]
@@ -50,11 +50,12 @@ impl StartArgs {
 }
 
 /// Starts the issue.
-pub fn cmd_start(ctx: &Ctx, args: &StartArgs, out: &mut dyn Write) -> Result<(), CliError> {
+pub fn cmd_start(ui: &mut Ui, ctx: &Ctx, args: &StartArgs) -> Result<(), CliError> {
     let issue = ctx.parse_issue(&args.issue_ref)?;
-    let message = crate::commands::read_message(&args.message)?;
+    let message = ui.read_message(&args.message)?;
     if args.run.detach {
-        return crate::run::detach(ctx, "start", &issue, &message, &args.rerun_flags(), out);
+        let flags = args.rerun_flags();
+        return crate::run::detach(ctx, "start", &issue, &message, &flags, ui.stdout());
     }
     let config = ctx.config()?;
     // With a shared queue the issue's session will live on this host: record that, or refuse
@@ -64,10 +65,6 @@ pub fn cmd_start(ctx: &Ctx, args: &StartArgs, out: &mut dyn Write) -> Result<(),
     let orch = crate::run::orchestrator_for_run(ctx, &config, &args.run)?;
     crate::signals::stop_on_signals(&ctx.interrupt);
     let mut bars = crate::progress::Bars::new(ctx.stderr_tty && !ctx.json);
-    let mut events = crate::progress::EventPrinter::new(
-        std::io::stderr(),
-        config.verbosity == kugetsu_core::config::Verbosity::Quiet,
-    );
     let opts = StartOptions {
         issue: issue.clone(),
         message: message.clone(),
@@ -75,15 +72,16 @@ pub fn cmd_start(ctx: &Ctx, args: &StartArgs, out: &mut dyn Write) -> Result<(),
         base_ref: args.base_ref.clone(),
         force: args.force,
     };
+    let (out, err) = ui.streams();
     // Announce only what will happen: an uninitialized state fails at once, silently here.
     let ready = orch.status()? == kugetsu_core::orchestrator::Status::Ok;
     if ready && !ctx.json {
-        writeln!(
-            std::io::stderr(),
-            "starting {issue} in {}",
-            ctx.state.worktree_path(&issue).display()
-        )?;
+        writeln!(err, "starting {issue} in {}", ctx.state.worktree_path(&issue).display())?;
     }
+    let mut events = crate::progress::EventPrinter::new(
+        err,
+        config.verbosity == kugetsu_core::config::Verbosity::Quiet,
+    );
     let result = orch.start(&opts, &mut bars, ctx.interrupt.flag(), &mut events);
     // After the turn, not before: starting the warm agent takes a core for a second or two.
     crate::commands::warm_agent::spawn_after_start(ctx, &config);

@@ -1,9 +1,8 @@
 //! `kugetsu status`: the spec's four words, from the state files alone.
 
-use std::io::Write;
-
 use crate::context::Ctx;
 use crate::error::CliError;
+use crate::ui::Ui;
 
 /// Arguments of `status`.
 #[derive(Debug, clap::Args)]
@@ -11,7 +10,8 @@ pub struct StatusArgs {}
 
 /// Prints `ok`, `kugetsu_not_initialized`, `base_session_missing` or `pm_agent_missing`.
 /// Exits 0 for `ok` and 3 otherwise, so scripts can test it.
-pub fn cmd_status(ctx: &Ctx, _args: &StatusArgs, out: &mut dyn Write) -> Result<(), CliError> {
+pub fn cmd_status(ui: &mut Ui, ctx: &Ctx, _args: &StatusArgs) -> Result<(), CliError> {
+    let out = ui.stdout();
     let status = ctx.orchestrator()?.status()?;
     if ctx.json {
         let mut value = serde_json::json!({ "status": status.as_str() });

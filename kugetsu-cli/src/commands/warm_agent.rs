@@ -8,22 +8,18 @@
 //! daemon or another of these), and stops what it started when it exits: after the idle time,
 //! on SIGTERM/SIGINT/SIGHUP, or when what it kept has gone away.
 
-use std::io::Write;
 use std::time::{Duration, SystemTime};
 
 use crate::context::Ctx;
 use crate::error::CliError;
+use crate::ui::Ui;
 
 /// Arguments of `warm-agent` (none).
 #[derive(Debug, clap::Args)]
 pub struct WarmAgentArgs {}
 
 /// Keeps the agent warm until unused for the configured time.
-pub fn cmd_warm_agent(
-    ctx: &Ctx,
-    _args: &WarmAgentArgs,
-    _out: &mut dyn Write,
-) -> Result<(), CliError> {
+pub fn cmd_warm_agent(_ui: &mut Ui, ctx: &Ctx, _args: &WarmAgentArgs) -> Result<(), CliError> {
     let config = ctx.config()?;
     let idle = Duration::from_secs(config.warm_agent_idle_minutes * 60);
     if !config.warm_agent || idle.is_zero() {

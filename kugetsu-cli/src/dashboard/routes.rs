@@ -18,6 +18,7 @@ use super::App;
 use crate::commands;
 use crate::context::Ctx;
 use crate::error::{CliError, exit};
+use crate::ui::Ui;
 
 /// Most of a log `GET /api/logs/<name>` returns.
 const MAX_LOG_BYTES: u64 = 1 << 20;
@@ -79,11 +80,11 @@ fn error_body(app: &App, e: &CliError) -> Response {
 /// the response.
 async fn run<F>(app: App, f: F) -> Response
 where
-    F: FnOnce(&Ctx, &mut Vec<u8>) -> Result<(), CliError> + Send + 'static,
+    F: FnOnce(&mut Ui, &Ctx) -> Result<(), CliError> + Send + 'static,
 {
     let result = tokio::task::spawn_blocking(move || {
-        let mut out = Vec::new();
-        let result = f(&app.ctx, &mut out);
+        let (mut input, mut out, mut err) = (std::io::empty(), Vec::new(), std::io::sink());
+        let result = f(&mut Ui::new(&mut input, &mut out, &mut err), &app.ctx);
         match result {
             Ok(()) => json_body(&app, StatusCode::OK, &out),
             // `status` reports a state that is not `ok` with its JSON and a silent failure.
@@ -98,29 +99,29 @@ where
 }
 
 async fn sessions(State(app): State<App>) -> Response {
-    run(app, |ctx, out| commands::list::cmd_list(ctx, &commands::list::ListArgs {}, out)).await
+    run(app, |ui, ctx| commands::list::cmd_list(ui, ctx, &commands::list::ListArgs {})).await
 }
 
 async fn queue(State(app): State<App>) -> Response {
-    run(app, |ctx, out| {
+    run(app, |ui, ctx| {
         let args = commands::queue::QueueArgs { action: commands::queue::QueueAction::List };
-        commands::queue::cmd_queue(ctx, &args, out)
+        commands::queue::cmd_queue(ui, ctx, &args)
     })
     .await
 }
 
 async fn notifications(State(app): State<App>) -> Response {
-    run(app, |ctx, out| {
+    run(app, |ui, ctx| {
         let args = commands::notify::NotifyArgs {
             action: Some(commands::notify::NotifyAction::List { all: false }),
         };
-        commands::notify::cmd_notify(ctx, &args, out)
+        commands::notify::cmd_notify(ui, ctx, &args)
     })
     .await
 }
 
 async fn status(State(app): State<App>) -> Response {
-    run(app, |ctx, out| commands::status::cmd_status(ctx, &commands::status::StatusArgs {}, out))
+    run(app, |ui, ctx| commands::status::cmd_status(ui, ctx, &commands::status::StatusArgs {}))
         .await
 }
 
@@ -150,13 +151,13 @@ fn find_log(ctx: &Ctx, name: &str) -> Result<LogEntry, CliError> {
 }
 
 async fn logs(State(app): State<App>) -> Response {
-    run(app, |ctx, out| {
+    run(app, |ui, ctx| {
         let entries = Logs::new(&ctx.state).list()?;
         let v: Vec<_> = entries
             .iter()
             .map(|e| serde_json::json!({"name": e.name, "path": e.path, "time": kugetsu_core::logs::timestamp(e.time), "size": e.size}))
             .collect();
-        ctx.print_json(out, &v)
+        ctx.print_json(ui.stdout(), &v)
     })
     .await
 }
@@ -239,11 +240,14 @@ pub fn newest_log_of(entries: &[LogEntry], file_name: &str) -> Option<String> {
 }
 
 async fn issue_log(State(app): State<App>, Query(q): Query<RefQuery>) -> Response {
-    run(app, move |ctx, out| {
+    run(app, move |ui, ctx| {
         let issue = ctx.parse_issue(&q.issue_ref)?;
         let entries = Logs::new(&ctx.state).list()?;
         let name = newest_log_of(&entries, &issue.file_name());
-        ctx.print_json(out, &serde_json::json!({"issue_ref": issue.to_string(), "log": name}))
+        ctx.print_json(
+            ui.stdout(),
+            &serde_json::json!({"issue_ref": issue.to_string(), "log": name}),
+        )
     })
     .await
 }
@@ -282,28 +286,28 @@ fn message(text: String) -> Result<String, CliError> {
 
 /// `kugetsu delegate <message>`.
 async fn delegate(State(app): State<App>, Json(body): Json<Message>) -> Response {
-    run(app, move |ctx, out| {
+    run(app, move |ui, ctx| {
         let args = commands::delegate::DelegateArgs { message: message(body.message)? };
-        commands::delegate::cmd_delegate(ctx, &args, out)
+        commands::delegate::cmd_delegate(ui, ctx, &args)
     })
     .await
 }
 
 /// `kugetsu queue enqueue <issue> <message>`.
 async fn enqueue(State(app): State<App>, Json(body): Json<IssueMessage>) -> Response {
-    run(app, move |ctx, out| {
+    run(app, move |ui, ctx| {
         let action = commands::queue::QueueAction::Enqueue {
             issue_ref: body.issue_ref,
             message: message(body.message)?,
         };
-        commands::queue::cmd_queue(ctx, &commands::queue::QueueArgs { action }, out)
+        commands::queue::cmd_queue(ui, ctx, &commands::queue::QueueArgs { action })
     })
     .await
 }
 
 /// `kugetsu continue --detach <issue> <message>`, for an issue that runs no turn now.
 async fn continue_(State(app): State<App>, Json(body): Json<IssueMessage>) -> Response {
-    run(app, move |ctx, out| {
+    run(app, move |ui, ctx| {
         let issue = ctx.parse_issue(&body.issue_ref)?;
         let message = message(body.message)?;
         let key = issue.to_string();
@@ -324,18 +328,18 @@ async fn continue_(State(app): State<App>, Json(body): Json<IssueMessage>) -> Re
             message,
             run: crate::run::RunFlags { detach: true, no_wait: false, wait: None },
         };
-        commands::continue_::cmd_continue(ctx, &args, out)
+        commands::continue_::cmd_continue(ui, ctx, &args)
     })
     .await
 }
 
 /// Stops an issue's running turn: recorded `interrupted`, as Ctrl-C on its `start` would.
 async fn stop(State(app): State<App>, Json(body): Json<Issue>) -> Response {
-    run(app, move |ctx, out| {
+    run(app, move |ui, ctx| {
         let issue = ctx.parse_issue(&body.issue_ref)?;
         let state = ctx.orchestrator()?.request_stop(&issue, "the dashboard")?;
         ctx.print_json(
-            out,
+            ui.stdout(),
             &serde_json::json!({"issue_ref": issue.to_string(), "state": state.to_string(), "stop_requested": true}),
         )
     })
@@ -344,18 +348,18 @@ async fn stop(State(app): State<App>, Json(body): Json<Issue>) -> Response {
 
 /// `kugetsu queue retry <id>`.
 async fn retry(State(app): State<App>, Json(body): Json<Item>) -> Response {
-    run(app, move |ctx, out| {
+    run(app, move |ui, ctx| {
         let action = commands::queue::QueueAction::Retry { id: body.id };
-        commands::queue::cmd_queue(ctx, &commands::queue::QueueArgs { action }, out)
+        commands::queue::cmd_queue(ui, ctx, &commands::queue::QueueArgs { action })
     })
     .await
 }
 
 /// `kugetsu queue clear`.
 async fn clear(State(app): State<App>) -> Response {
-    run(app, |ctx, out| {
+    run(app, |ui, ctx| {
         let args = commands::queue::QueueArgs { action: commands::queue::QueueAction::Clear };
-        commands::queue::cmd_queue(ctx, &args, out)
+        commands::queue::cmd_queue(ui, ctx, &args)
     })
     .await
 }

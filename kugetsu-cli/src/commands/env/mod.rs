@@ -1,12 +1,11 @@
 //! `kugetsu env list|show|set|get|rm`: the variables agents receive through their environment.
 //! Sensitive values are masked in everything this prints; only `get --reveal` shows one.
 
-use std::io::{Read, Write};
-
 use kugetsu_core::env_file::EnvFiles;
 
 use crate::context::Ctx;
 use crate::error::{CliError, exit};
+use crate::ui::Ui;
 
 /// Arguments of `env`.
 #[derive(Debug, clap::Args)]
@@ -59,7 +58,7 @@ pub enum EnvAction {
 }
 
 /// Runs an `env` subcommand.
-pub fn cmd_env(ctx: &Ctx, args: &EnvArgs, out: &mut dyn Write) -> Result<(), CliError> {
+pub fn cmd_env(ui: &mut Ui, ctx: &Ctx, args: &EnvArgs) -> Result<(), CliError> {
     ctx.state.ensure()?;
     let files = EnvFiles::new(&ctx.state);
     match &args.action {
@@ -70,16 +69,19 @@ pub fn cmd_env(ctx: &Ctx, args: &EnvArgs, out: &mut dyn Write) -> Result<(), Cli
                     .iter()
                     .map(|s| serde_json::json!({"agent": s.agent, "path": s.path, "keys": s.keys, "problem": s.problem}))
                     .collect();
-                return ctx.print_json(out, &v);
+                return ctx.print_json(ui.stdout(), &v);
             }
             if list.is_empty() {
-                writeln!(out, "no env files (kugetsu init creates default.env and pm-agent.env)")?;
+                writeln!(
+                    ui.stdout(),
+                    "no env files (kugetsu init creates default.env and pm-agent.env)"
+                )?;
             }
             for s in list {
                 match s.problem {
-                    Some(p) => writeln!(out, "{:<12} {} ({p})", s.agent, s.path.display())?,
+                    Some(p) => writeln!(ui.stdout(), "{:<12} {} ({p})", s.agent, s.path.display())?,
                     None => writeln!(
-                        out,
+                        ui.stdout(),
                         "{:<12} {} [{}]",
                         s.agent,
                         s.path.display(),
@@ -93,16 +95,15 @@ pub fn cmd_env(ctx: &Ctx, args: &EnvArgs, out: &mut dyn Write) -> Result<(), Cli
             if ctx.json {
                 let map: serde_json::Map<String, serde_json::Value> =
                     vars.into_iter().map(|(k, v)| (k, v.into())).collect();
-                return ctx.print_json(out, &map);
+                return ctx.print_json(ui.stdout(), &map);
             }
             for (k, v) in vars {
-                writeln!(out, "{k}={v}")?;
+                writeln!(ui.stdout(), "{k}={v}")?;
             }
         }
         EnvAction::Set { key, value, agent } => {
             let value = if value == "-" {
-                let mut s = String::new();
-                std::io::stdin().read_to_string(&mut s)?;
+                let s = ui.read_stdin()?;
                 s.trim_end_matches(['\n', '\r']).to_string()
             } else {
                 value.clone()
@@ -111,28 +112,28 @@ pub fn cmd_env(ctx: &Ctx, args: &EnvArgs, out: &mut dyn Write) -> Result<(), Cli
             let verb = if previous.is_some() { "updated" } else { "set" };
             if ctx.json {
                 return ctx.print_json(
-                    out,
+                    ui.stdout(),
                     &serde_json::json!({"key": key, "agent": agent, "action": verb}),
                 );
             }
-            writeln!(out, "{verb} {key} for {agent}")?;
+            writeln!(ui.stdout(), "{verb} {key} for {agent}")?;
         }
         EnvAction::Get { key, agent, reveal } => match files.get(key, agent)? {
             Some(v) if !reveal && kugetsu_core::env_file::is_sensitive(key) => {
                 let masked = kugetsu_core::env_file::mask_value(key, &v);
                 if ctx.json {
                     ctx.print_json(
-                        out,
+                        ui.stdout(),
                         &serde_json::json!({"key": key, "value": masked, "masked": true}),
                     )?;
                 } else {
-                    writeln!(out, "{masked}")?;
+                    writeln!(ui.stdout(), "{masked}")?;
                 }
             }
             Some(v) if ctx.json => {
-                ctx.print_json(out, &serde_json::json!({"key": key, "value": v}))?
+                ctx.print_json(ui.stdout(), &serde_json::json!({"key": key, "value": v}))?
             }
-            Some(v) => writeln!(out, "{v}")?,
+            Some(v) => writeln!(ui.stdout(), "{v}")?,
             None => {
                 return Err(CliError::new(exit::FAILURE, format!("{key} is not set for {agent}")));
             }
@@ -141,12 +142,12 @@ pub fn cmd_env(ctx: &Ctx, args: &EnvArgs, out: &mut dyn Write) -> Result<(), Cli
             let removed = files.remove(key, agent)?;
             if ctx.json {
                 return ctx.print_json(
-                    out,
+                    ui.stdout(),
                     &serde_json::json!({"key": key, "agent": agent, "removed": removed}),
                 );
             }
             if removed {
-                writeln!(out, "removed {key} from {agent}")?;
+                writeln!(ui.stdout(), "removed {key} from {agent}")?;
             } else {
                 return Err(CliError::new(exit::FAILURE, format!("{key} is not set for {agent}")));
             }

@@ -1,11 +1,10 @@
 //! `kugetsu notify [list|clear]`: what the queue and the agents reported.
 
-use std::io::Write;
-
 use kugetsu_core::notify::Notifications;
 
 use crate::context::Ctx;
 use crate::error::CliError;
+use crate::ui::Ui;
 
 /// Arguments of `notify`.
 #[derive(Debug, clap::Args)]
@@ -29,7 +28,8 @@ pub enum NotifyAction {
 }
 
 /// Lists or clears notifications.
-pub fn cmd_notify(ctx: &Ctx, args: &NotifyArgs, out: &mut dyn Write) -> Result<(), CliError> {
+pub fn cmd_notify(ui: &mut Ui, ctx: &Ctx, args: &NotifyArgs) -> Result<(), CliError> {
+    let out = ui.stdout();
     ctx.state.check()?;
     let notes = Notifications::new(&ctx.state);
     match args.action.as_ref().unwrap_or(&NotifyAction::List { all: false }) {

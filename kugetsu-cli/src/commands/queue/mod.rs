@@ -1,9 +1,8 @@
 //! `kugetsu queue list|stats|clear|retry|enqueue|...`: the durable task queue.
 
-use std::io::Write;
-
 use crate::context::Ctx;
 use crate::error::CliError;
+use crate::ui::Ui;
 
 /// Arguments of `queue`.
 #[derive(Debug, clap::Args)]
@@ -55,7 +54,7 @@ pub enum QueueAction {
 }
 
 /// Runs a `queue` subcommand.
-pub fn cmd_queue(ctx: &Ctx, args: &QueueArgs, out: &mut dyn Write) -> Result<(), CliError> {
+pub fn cmd_queue(ui: &mut Ui, ctx: &Ctx, args: &QueueArgs) -> Result<(), CliError> {
     ctx.state.ensure()?;
     let queue = crate::queue_backend::queue(ctx, &ctx.config()?)?;
     match &args.action {
@@ -63,12 +62,12 @@ pub fn cmd_queue(ctx: &Ctx, args: &QueueArgs, out: &mut dyn Write) -> Result<(),
             let listing = queue.list()?;
             if ctx.json {
                 return ctx.print_json(
-                    out,
+                    ui.stdout(),
                     &serde_json::json!({"items": listing.items, "problems": listing.problems}),
                 );
             }
             if listing.items.is_empty() {
-                writeln!(out, "the queue is empty")?;
+                writeln!(ui.stdout(), "the queue is empty")?;
             }
             for item in &listing.items {
                 let when = crate::context::human_time(item.created_at);
@@ -88,24 +87,24 @@ pub fn cmd_queue(ctx: &Ctx, args: &QueueArgs, out: &mut dyn Write) -> Result<(),
                 if let Some(e) = &item.last_error {
                     line.push_str(&format!("  last error: {}", one_line(e)));
                 }
-                writeln!(out, "{line}")?;
+                writeln!(ui.stdout(), "{line}")?;
             }
             for p in &listing.problems {
-                writeln!(std::io::stderr(), "warning: {p}")?;
+                writeln!(ui.stderr(), "warning: {p}")?;
             }
         }
         QueueAction::Stats => {
             let s = queue.stats()?;
             if ctx.json {
-                return ctx.print_json(out, &s);
+                return ctx.print_json(ui.stdout(), &s);
             }
-            writeln!(out, "total     {}", s.total)?;
-            writeln!(out, "pending   {}", s.pending)?;
-            writeln!(out, "notified  {}", s.notified)?;
-            writeln!(out, "completed {}", s.completed)?;
-            writeln!(out, "error     {}", s.error)?;
+            writeln!(ui.stdout(), "total     {}", s.total)?;
+            writeln!(ui.stdout(), "pending   {}", s.pending)?;
+            writeln!(ui.stdout(), "notified  {}", s.notified)?;
+            writeln!(ui.stdout(), "completed {}", s.completed)?;
+            writeln!(ui.stdout(), "error     {}", s.error)?;
             if s.corrupt > 0 {
-                writeln!(out, "corrupt   {}", s.corrupt)?;
+                writeln!(ui.stdout(), "corrupt   {}", s.corrupt)?;
             }
         }
         QueueAction::Clear => {
@@ -113,10 +112,10 @@ pub fn cmd_queue(ctx: &Ctx, args: &QueueArgs, out: &mut dyn Write) -> Result<(),
             let cutoff = time::OffsetDateTime::now_utc() - config.queue_cleanup_age();
             let n = queue.clear(cutoff)?;
             if ctx.json {
-                return ctx.print_json(out, &serde_json::json!({"removed": n}));
+                return ctx.print_json(ui.stdout(), &serde_json::json!({"removed": n}));
             }
             writeln!(
-                out,
+                ui.stdout(),
                 "removed {n} finished task(s) older than {} day(s)",
                 config.queue_cleanup_age_days
             )?;
@@ -124,42 +123,54 @@ pub fn cmd_queue(ctx: &Ctx, args: &QueueArgs, out: &mut dyn Write) -> Result<(),
         QueueAction::Retry { id } => {
             let item = retry(ctx, queue.as_ref(), id)?;
             if ctx.json {
-                return ctx.print_json(out, &item);
+                return ctx.print_json(ui.stdout(), &item);
             }
-            writeln!(out, "{} is pending again", item.id)?;
+            writeln!(ui.stdout(), "{} is pending again", item.id)?;
         }
         QueueAction::Hosts => {
             let hosts = crate::queue_backend::hosts(ctx, &ctx.config()?)?;
             if ctx.json {
-                return ctx.print_json(out, &hosts);
+                return ctx.print_json(ui.stdout(), &hosts);
             }
             if hosts.is_empty() {
-                writeln!(out, "no host holds a lease or an issue")?;
+                writeln!(ui.stdout(), "no host holds a lease or an issue")?;
             }
             for h in &hosts {
                 let me = if h.this_host { " (this host)" } else { "" };
-                writeln!(out, "{}{me}: {} item(s) running, {} slot(s)", h.host, h.items, h.slots)?;
+                writeln!(
+                    ui.stdout(),
+                    "{}{me}: {} item(s) running, {} slot(s)",
+                    h.host,
+                    h.items,
+                    h.slots
+                )?;
                 if !h.issues.is_empty() {
-                    writeln!(out, "  issues: {}", h.issues.join(" "))?;
+                    writeln!(ui.stdout(), "  issues: {}", h.issues.join(" "))?;
                 }
             }
         }
         QueueAction::ReleaseHost { host, yes } => {
-            ctx.confirm(*yes, &format!("release host {host} (its issues start afresh elsewhere)"))?;
+            ctx.confirm(
+                ui,
+                *yes,
+                &format!("release host {host} (its issues start afresh elsewhere)"),
+            )?;
             let (issues, items) = crate::queue_backend::release_host(ctx, &ctx.config()?, host)?;
             if ctx.json {
-                return ctx
-                    .print_json(out, &serde_json::json!({"issues": issues, "requeued": items}));
+                return ctx.print_json(
+                    ui.stdout(),
+                    &serde_json::json!({"issues": issues, "requeued": items}),
+                );
             }
             writeln!(
-                out,
+                ui.stdout(),
                 "released {host}: {} issue(s) will start afresh on another host, {} item(s) requeued",
                 issues.len(),
                 items.len()
             )?;
             if !issues.is_empty() {
                 writeln!(
-                    std::io::stderr(),
+                    ui.stderr(),
                     "warning: unpushed work on {host} is not moved: {}",
                     issues.join(" ")
                 )?;
@@ -168,10 +179,10 @@ pub fn cmd_queue(ctx: &Ctx, args: &QueueArgs, out: &mut dyn Write) -> Result<(),
         QueueAction::Migrate { to } => {
             let moved = crate::queue_backend::migrate_files_to(ctx, to)?;
             if ctx.json {
-                return ctx.print_json(out, &serde_json::json!({"moved": moved}));
+                return ctx.print_json(ui.stdout(), &serde_json::json!({"moved": moved}));
             }
             writeln!(
-                out,
+                ui.stdout(),
                 "moved {} pending task(s) to {}",
                 moved.len(),
                 kugetsu_core::secrets::redact_url(to)
@@ -179,13 +190,13 @@ pub fn cmd_queue(ctx: &Ctx, args: &QueueArgs, out: &mut dyn Write) -> Result<(),
         }
         QueueAction::Enqueue { issue_ref, message } => {
             let issue = ctx.parse_issue(issue_ref)?;
-            let message = crate::commands::read_message(message)?;
+            let message = ui.read_message(message)?;
             let item =
                 crate::wiring::enqueue(ctx, &message, Some(issue.to_string()), Default::default())?;
             if ctx.json {
-                return ctx.print_json(out, &item);
+                return ctx.print_json(ui.stdout(), &item);
             }
-            writeln!(out, "queued {} for {issue}", item.id)?;
+            writeln!(ui.stdout(), "queued {} for {issue}", item.id)?;
         }
     }
     Ok(())

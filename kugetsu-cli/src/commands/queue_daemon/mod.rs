@@ -11,6 +11,7 @@ use kugetsu_queue::{Daemon, DaemonOptions, QueueEvent, QueueEventKind};
 
 use crate::context::Ctx;
 use crate::error::{CliError, exit};
+use crate::ui::Ui;
 
 /// Arguments of `queue-daemon`.
 #[derive(Debug, clap::Args)]
@@ -48,11 +49,8 @@ pub enum DaemonAction {
 }
 
 /// Runs a `queue-daemon` subcommand.
-pub fn cmd_queue_daemon(
-    ctx: &Ctx,
-    args: &QueueDaemonArgs,
-    out: &mut dyn Write,
-) -> Result<(), CliError> {
+pub fn cmd_queue_daemon(ui: &mut Ui, ctx: &Ctx, args: &QueueDaemonArgs) -> Result<(), CliError> {
+    let out = ui.stdout();
     ctx.state.ensure()?;
     match &args.action {
         DaemonAction::Start => start(ctx, out),

@@ -1,11 +1,10 @@
 //! `kugetsu server list|add|remove|default|get`: named git servers, used to build clone URLs.
 
-use std::io::Write;
-
 use kugetsu_core::servers::Servers;
 
 use crate::context::Ctx;
 use crate::error::CliError;
+use crate::ui::Ui;
 
 /// Arguments of `server`.
 #[derive(Debug, clap::Args)]
@@ -45,7 +44,8 @@ pub enum ServerAction {
 }
 
 /// Runs a `server` subcommand.
-pub fn cmd_server(ctx: &Ctx, args: &ServerArgs, out: &mut dyn Write) -> Result<(), CliError> {
+pub fn cmd_server(ui: &mut Ui, ctx: &Ctx, args: &ServerArgs) -> Result<(), CliError> {
+    let out = ui.stdout();
     ctx.state.ensure()?;
     let servers = Servers::new(&ctx.state);
     match &args.action {
