@@ -17,6 +17,7 @@ pub mod launch;
 pub mod notifications;
 pub mod progress;
 pub mod queue_backend;
+pub mod reads;
 pub mod run;
 pub mod signals;
 pub mod ui;

@@ -11,7 +11,7 @@ use kugetsu_core::agent::AgentDriver;
 use kugetsu_core::config::Config;
 use kugetsu_core::env_file::EnvFiles;
 use kugetsu_core::orchestrator::{EnvSource, Orchestrator, Settings};
-use kugetsu_core::queue::{AgentSlots, NewTask, QueueItem, RunOptions};
+use kugetsu_core::queue::{AgentSlots, NewTask, QueueItem, RunOptions, TaskQueue};
 use kugetsu_core::worktree::{RepoSource, Secret, Worktrees};
 
 use crate::context::Ctx;
@@ -152,6 +152,29 @@ pub fn enqueue(
         issue_ref.as_deref(),
     );
     Ok(item)
+}
+
+/// Puts item `id`, which ended in `error`, back in line and wakes this host's daemon (an
+/// enqueue does; a retried item would otherwise wait for the next poll).
+pub fn retry(ctx: &Ctx, queue: &dyn TaskQueue, id: &str) -> Result<QueueItem, CliError> {
+    let valid = !id.is_empty()
+        && id.len() <= 64
+        && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if !valid {
+        return Err(CliError::usage(format!("invalid queue item id {id:?}")));
+    }
+    let item = kugetsu_core::control::retry_item(queue, id).map_err(|e| match e {
+        kugetsu_core::control::RetryError::Queue(q) => CliError::from(q),
+        other => CliError::new(crate::error::exit::FAILURE, other.to_string()),
+    })?;
+    kugetsu_queue::wake::poke(&kugetsu_queue::wake::wake_path(&ctx.state));
+    Ok(item)
+}
+
+/// Removes the finished items older than `QUEUE_CLEANUP_AGE_DAYS`; returns how many.
+pub fn clear_finished(config: &Config, queue: &dyn TaskQueue) -> Result<usize, CliError> {
+    let cutoff = time::OffsetDateTime::now_utc() - config.queue_cleanup_age();
+    Ok(queue.clear(cutoff)?)
 }
 
 /// The first line of `text`, cut at `max` characters.

@@ -4,9 +4,10 @@
 //! - `server`: the listener, the connection cap and the HTTP/1 settings that keep slow or
 //!   abusive clients from exhausting it;
 //! - `auth`: the token every request must carry;
-//! - `routes`: the API (reads reuse each command's `--json` output; actions call what the
-//!   commands call);
+//! - `routes`: the API (reads return what each command prints with `--json`, from the same
+//!   library reads; actions call what the commands call);
 //! - `page`: the server-rendered page and its two assets;
+//! - `logs`: which logs may be served, and the newest of an issue;
 //! - `events`: the live streams.
 //!
 //! Nothing an env file holds as a secret leaves it: every body and event goes through
@@ -15,6 +16,7 @@
 
 pub mod auth;
 pub mod events;
+pub mod logs;
 pub mod page;
 pub mod routes;
 pub mod server;
@@ -26,7 +28,8 @@ use crate::context::Ctx;
 /// What every handler shares.
 #[derive(Clone)]
 pub struct App {
-    /// The command context, with `--json` on: reads run the commands' JSON output.
+    /// The command context, with `--json` on: an action that writes its result (a detached
+    /// `continue`) writes it as JSON.
     pub ctx: Arc<Ctx>,
     /// The token requests must carry.
     pub token: Arc<str>,

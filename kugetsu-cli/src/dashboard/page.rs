@@ -144,9 +144,9 @@ fn live(ctx: &Ctx) -> Result<String, CliError> {
     let logs = Logs::new(&ctx.state).list().unwrap_or_default();
     sessions_table(&mut s, &sessions, &logs);
     let queue = crate::queue_backend::queue(ctx, &ctx.config()?)?;
-    let listing = queue.list()?;
+    let listing = crate::reads::queue(queue.as_ref())?;
     queue_table(&mut s, &listing.items, &listing.problems);
-    let notes = Notifications::new(&ctx.state).list(false)?;
+    let notes = crate::reads::notifications(&Notifications::new(&ctx.state), false)?;
     let _ = write!(s, r#"<section id="notifications"><h2>Notifications</h2><ul>"#);
     for n in notes.notifications.iter().rev().take(NOTIFICATION_ROWS) {
         let _ = write!(
@@ -175,13 +175,13 @@ fn sessions_table(s: &mut String, sessions: &[SessionView], logs: &[kugetsu_core
             SessionKind::Base => ("base session".to_owned(), None),
             SessionKind::PmAgent => (
                 "PM agent".to_owned(),
-                super::routes::newest_log_of(logs, kugetsu_core::orchestrator::PM_AGENT),
+                super::logs::newest_log_of(logs, kugetsu_core::orchestrator::PM_AGENT),
             ),
             SessionKind::Forked => (
                 e.issue_ref.clone(),
                 IssueRef::parse(&e.issue_ref)
                     .ok()
-                    .and_then(|r| super::routes::newest_log_of(logs, &r.file_name())),
+                    .and_then(|r| super::logs::newest_log_of(logs, &r.file_name())),
             ),
         };
         let place = match (file.and_then(|f| f.branch.as_deref()), &e.worktree, &e.problem) {

@@ -1,6 +1,6 @@
-//! The routes. Reads return exactly what the matching command prints with `--json` (they run
-//! the command itself into a buffer); actions do what the matching command does, through the
-//! same calls; nothing that answers a `GET` changes the state.
+//! The routes. Reads return exactly what the matching command prints with `--json`: the same
+//! read of [`crate::reads`], serialized the same way. Actions do what the matching command
+//! does, through the same calls. Nothing that answers a `GET` changes the state.
 
 use std::sync::Arc;
 
@@ -12,13 +12,14 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
 
-use kugetsu_core::logs::{LogEntry, Logs};
+use kugetsu_core::logs::Logs;
+use kugetsu_core::notify::Notifications;
+use kugetsu_core::queue::TaskQueue;
 
 use super::App;
-use crate::commands;
+use super::logs::{find_log, newest_log_of};
 use crate::context::Ctx;
 use crate::error::{CliError, exit};
-use crate::ui::Ui;
 
 /// Most of a log `GET /api/logs/<name>` returns.
 const MAX_LOG_BYTES: u64 = 1 << 20;
@@ -76,21 +77,17 @@ fn error_body(app: &App, e: &CliError) -> Response {
     json_body(app, status, body.to_string().as_bytes())
 }
 
-/// Runs `f` (a command writing JSON, or a library call) on the blocking pool; its output is
-/// the response.
-async fn run<F>(app: App, f: F) -> Response
+/// Runs `f` (a read, or an action) on the blocking pool; what it returns, as `--json` prints
+/// it, is the response.
+async fn run<T, F>(app: App, f: F) -> Response
 where
-    F: FnOnce(&mut Ui, &Ctx) -> Result<(), CliError> + Send + 'static,
+    T: serde::Serialize,
+    F: FnOnce(&Ctx) -> Result<T, CliError> + Send + 'static,
 {
     let result = tokio::task::spawn_blocking(move || {
-        let (mut input, mut out, mut err) = (std::io::empty(), Vec::new(), std::io::sink());
-        let result = f(&mut Ui::new(&mut input, &mut out, &mut err), &app.ctx);
-        match result {
+        let mut out = Vec::new();
+        match f(&app.ctx).and_then(|value| app.ctx.print_json(&mut out, &value)) {
             Ok(()) => json_body(&app, StatusCode::OK, &out),
-            // `status` reports a state that is not `ok` with its JSON and a silent failure.
-            Err(e) if e.message.is_empty() && !out.is_empty() => {
-                json_body(&app, StatusCode::OK, &out)
-            }
             Err(e) => error_body(&app, &e),
         }
     })
@@ -98,66 +95,48 @@ where
     result.unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
 }
 
+/// The queue, as every `queue` subcommand gets it.
+fn task_queue(ctx: &Ctx) -> Result<Arc<dyn TaskQueue>, CliError> {
+    ctx.state.ensure()?;
+    crate::queue_backend::queue(ctx, &ctx.config()?)
+}
+
+/// `kugetsu list --json`.
 async fn sessions(State(app): State<App>) -> Response {
-    run(app, |ui, ctx| commands::list::cmd_list(ui, ctx, &commands::list::ListArgs {})).await
+    run(app, crate::reads::sessions).await
 }
 
+/// `kugetsu queue list --json`.
 async fn queue(State(app): State<App>) -> Response {
-    run(app, |ui, ctx| {
-        let args = commands::queue::QueueArgs { action: commands::queue::QueueAction::List };
-        commands::queue::cmd_queue(ui, ctx, &args)
-    })
-    .await
+    run(app, |ctx| crate::reads::queue(task_queue(ctx)?.as_ref())).await
 }
 
+/// `kugetsu notify list --json`.
 async fn notifications(State(app): State<App>) -> Response {
-    run(app, |ui, ctx| {
-        let args = commands::notify::NotifyArgs {
-            action: Some(commands::notify::NotifyAction::List { all: false }),
-        };
-        commands::notify::cmd_notify(ui, ctx, &args)
+    run(app, |ctx| {
+        ctx.state.check()?;
+        crate::reads::notifications(&Notifications::new(&ctx.state), false)
     })
     .await
 }
 
+/// `kugetsu status --json` (a state other than `ok` is no error here).
 async fn status(State(app): State<App>) -> Response {
-    run(app, |ui, ctx| commands::status::cmd_status(ui, ctx, &commands::status::StatusArgs {}))
-        .await
+    run(app, crate::reads::status).await
 }
 
 async fn events(State(app): State<App>) -> Response {
     super::events::changes(app.changes.clone()).into_response()
 }
 
-/// A log's name as the API takes it: a plain file name of `logs/` (what `Logs` lists), so no
-/// name can step outside it.
-pub fn valid_log_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 255
-        && !name.starts_with('.')
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"._+-".contains(&b))
-}
-
-/// The listed log called `name`: 400 for a name that is no plain file name, 404 for one that
-/// names no log.
-fn find_log(ctx: &Ctx, name: &str) -> Result<LogEntry, CliError> {
-    if !valid_log_name(name) {
-        return Err(CliError::usage(format!("invalid log name {name:?}")));
-    }
-    let logs = Logs::new(&ctx.state).list()?;
-    logs.into_iter()
-        .find(|e| e.name == name)
-        .ok_or_else(|| CliError::new(exit::FAILURE, format!("log {name} not found")))
-}
-
 async fn logs(State(app): State<App>) -> Response {
-    run(app, |ui, ctx| {
+    run(app, |ctx| {
         let entries = Logs::new(&ctx.state).list()?;
         let v: Vec<_> = entries
             .iter()
             .map(|e| serde_json::json!({"name": e.name, "path": e.path, "time": kugetsu_core::logs::timestamp(e.time), "size": e.size}))
             .collect();
-        ctx.print_json(ui.stdout(), &v)
+        Ok(v)
     })
     .await
 }
@@ -233,21 +212,12 @@ struct RefQuery {
     issue_ref: String,
 }
 
-/// The newest run log of an issue, by the name its runs give their logs.
-pub fn newest_log_of(entries: &[LogEntry], file_name: &str) -> Option<String> {
-    let suffix = format!("-{file_name}.log");
-    entries.iter().rev().find(|e| e.name.ends_with(&suffix)).map(|e| e.name.clone())
-}
-
 async fn issue_log(State(app): State<App>, Query(q): Query<RefQuery>) -> Response {
-    run(app, move |ui, ctx| {
+    run(app, move |ctx| {
         let issue = ctx.parse_issue(&q.issue_ref)?;
         let entries = Logs::new(&ctx.state).list()?;
         let name = newest_log_of(&entries, &issue.file_name());
-        ctx.print_json(
-            ui.stdout(),
-            &serde_json::json!({"issue_ref": issue.to_string(), "log": name}),
-        )
+        Ok(serde_json::json!({"issue_ref": issue.to_string(), "log": name}))
     })
     .await
 }
@@ -286,80 +256,78 @@ fn message(text: String) -> Result<String, CliError> {
 
 /// `kugetsu delegate <message>`.
 async fn delegate(State(app): State<App>, Json(body): Json<Message>) -> Response {
-    run(app, move |ui, ctx| {
-        let args = commands::delegate::DelegateArgs { message: message(body.message)? };
-        commands::delegate::cmd_delegate(ui, ctx, &args)
+    run(app, move |ctx| {
+        let item = crate::wiring::enqueue(ctx, &message(body.message)?, None, Default::default())?;
+        let daemon = kugetsu_queue::daemon::status(&ctx.state).map(|s| s.running).unwrap_or(false);
+        Ok(serde_json::json!({"queued": item.id, "daemon_running": daemon}))
     })
     .await
 }
 
 /// `kugetsu queue enqueue <issue> <message>`.
 async fn enqueue(State(app): State<App>, Json(body): Json<IssueMessage>) -> Response {
-    run(app, move |ui, ctx| {
-        let action = commands::queue::QueueAction::Enqueue {
-            issue_ref: body.issue_ref,
-            message: message(body.message)?,
-        };
-        commands::queue::cmd_queue(ui, ctx, &commands::queue::QueueArgs { action })
+    run(app, move |ctx| {
+        task_queue(ctx)?;
+        let issue = ctx.parse_issue(&body.issue_ref)?;
+        let message = message(body.message)?;
+        crate::wiring::enqueue(ctx, &message, Some(issue.to_string()), Default::default())
     })
     .await
 }
 
 /// `kugetsu continue --detach <issue> <message>`, for an issue that runs no turn now.
 async fn continue_(State(app): State<App>, Json(body): Json<IssueMessage>) -> Response {
-    run(app, move |ui, ctx| {
-        let issue = ctx.parse_issue(&body.issue_ref)?;
-        let message = message(body.message)?;
-        let key = issue.to_string();
-        let sessions = ctx.orchestrator()?.list_sessions()?;
-        let Some(view) = sessions.iter().find(|v| v.entry.issue_ref == key) else {
-            return Err(
-                kugetsu_core::orchestrator::OrchestratorError::UnknownIssue { issue: key }.into()
-            );
-        };
-        if view.entry.state == Some(kugetsu_core::SessionState::Running) {
-            return Err(kugetsu_core::orchestrator::OrchestratorError::AlreadyRunning {
-                issue: key,
-            }
-            .into());
+    let result = tokio::task::spawn_blocking(move || {
+        let mut out = Vec::new();
+        match detach_continue(&app.ctx, body, &mut out) {
+            Ok(()) => json_body(&app, StatusCode::OK, &out),
+            Err(e) => error_body(&app, &e),
         }
-        let args = commands::continue_::ContinueArgs {
-            issue_ref: key,
-            message,
-            run: crate::run::RunFlags { detach: true, no_wait: false, wait: None },
-        };
-        commands::continue_::cmd_continue(ui, ctx, &args)
     })
-    .await
+    .await;
+    result.unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
+}
+
+/// Re-runs `continue` in the background as `--detach` does; it writes what it started.
+fn detach_continue(ctx: &Ctx, body: IssueMessage, out: &mut Vec<u8>) -> Result<(), CliError> {
+    let issue = ctx.parse_issue(&body.issue_ref)?;
+    let message = message(body.message)?;
+    let key = issue.to_string();
+    let sessions = ctx.orchestrator()?.list_sessions()?;
+    let Some(view) = sessions.iter().find(|v| v.entry.issue_ref == key) else {
+        return Err(
+            kugetsu_core::orchestrator::OrchestratorError::UnknownIssue { issue: key }.into()
+        );
+    };
+    if view.entry.state == Some(kugetsu_core::SessionState::Running) {
+        return Err(
+            kugetsu_core::orchestrator::OrchestratorError::AlreadyRunning { issue: key }.into()
+        );
+    }
+    crate::run::detach(ctx, "continue", &issue, &message, &[], out)
 }
 
 /// Stops an issue's running turn: recorded `interrupted`, as Ctrl-C on its `start` would.
 async fn stop(State(app): State<App>, Json(body): Json<Issue>) -> Response {
-    run(app, move |ui, ctx| {
+    run(app, move |ctx| {
         let issue = ctx.parse_issue(&body.issue_ref)?;
         let state = ctx.orchestrator()?.request_stop(&issue, "the dashboard")?;
-        ctx.print_json(
-            ui.stdout(),
-            &serde_json::json!({"issue_ref": issue.to_string(), "state": state.to_string(), "stop_requested": true}),
-        )
+        Ok(serde_json::json!({"issue_ref": issue.to_string(), "state": state.to_string(), "stop_requested": true}))
     })
     .await
 }
 
 /// `kugetsu queue retry <id>`.
 async fn retry(State(app): State<App>, Json(body): Json<Item>) -> Response {
-    run(app, move |ui, ctx| {
-        let action = commands::queue::QueueAction::Retry { id: body.id };
-        commands::queue::cmd_queue(ui, ctx, &commands::queue::QueueArgs { action })
-    })
-    .await
+    run(app, move |ctx| crate::wiring::retry(ctx, task_queue(ctx)?.as_ref(), &body.id)).await
 }
 
 /// `kugetsu queue clear`.
 async fn clear(State(app): State<App>) -> Response {
-    run(app, |ui, ctx| {
-        let args = commands::queue::QueueArgs { action: commands::queue::QueueAction::Clear };
-        commands::queue::cmd_queue(ui, ctx, &args)
+    run(app, |ctx| {
+        let queue = task_queue(ctx)?;
+        let removed = crate::wiring::clear_finished(&ctx.config()?, queue.as_ref())?;
+        Ok(serde_json::json!({"removed": removed}))
     })
     .await
 }
