@@ -220,7 +220,9 @@ fn run(ui: &mut Ui, ctx: &Ctx, scratch: &Path) -> Result<(), CliError> {
         ui,
         &demo,
         &commands::queue_daemon::QueueDaemonArgs {
-            action: commands::queue_daemon::DaemonAction::Start,
+            action: commands::queue_daemon::DaemonAction::Start(
+                commands::queue_daemon::start::DaemonStartArgs {},
+            ),
         },
     )?;
 
@@ -234,10 +236,12 @@ fn run(ui: &mut Ui, ctx: &Ctx, scratch: &Path) -> Result<(), CliError> {
         ui,
         &demo,
         &commands::queue::QueueArgs {
-            action: commands::queue::QueueAction::Enqueue {
-                issue_ref: ISSUE.into(),
-                message: "add a greeting".into(),
-            },
+            action: commands::queue::QueueAction::Enqueue(
+                commands::queue::enqueue::QueueEnqueueArgs {
+                    issue_ref: ISSUE.into(),
+                    message: "add a greeting".into(),
+                },
+            ),
         },
     )?;
     step(
@@ -326,7 +330,9 @@ fn run(ui: &mut Ui, ctx: &Ctx, scratch: &Path) -> Result<(), CliError> {
         ui,
         &demo,
         &commands::queue_daemon::QueueDaemonArgs {
-            action: commands::queue_daemon::DaemonAction::Stop,
+            action: commands::queue_daemon::DaemonAction::Stop(
+                commands::queue_daemon::stop::DaemonStopArgs {},
+            ),
         },
     )?;
     writeln!(

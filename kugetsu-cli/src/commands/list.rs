@@ -11,7 +11,7 @@ pub struct ListArgs {}
 /// Prints the session table.
 pub fn cmd_list(ui: &mut Ui, ctx: &Ctx, _args: &ListArgs) -> Result<(), CliError> {
     let out = ui.stdout();
-    let entries = ctx.orchestrator()?.list()?;
+    let entries = crate::reads::sessions(ctx)?;
     if ctx.json {
         return ctx.print_json(out, &entries);
     }

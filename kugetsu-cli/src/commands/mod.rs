@@ -6,7 +6,6 @@
 
 pub mod completions;
 pub mod continue_;
-pub mod daemon_service;
 pub mod dashboard;
 pub mod delegate;
 pub mod demo;

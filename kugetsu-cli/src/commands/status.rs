@@ -12,18 +12,13 @@ pub struct StatusArgs {}
 /// Exits 0 for `ok` and 3 otherwise, so scripts can test it.
 pub fn cmd_status(ui: &mut Ui, ctx: &Ctx, _args: &StatusArgs) -> Result<(), CliError> {
     let out = ui.stdout();
-    let status = ctx.orchestrator()?.status()?;
+    let view = crate::reads::status(ctx)?;
     if ctx.json {
-        let mut value = serde_json::json!({ "status": status.as_str() });
-        // With a shared queue: which host this is (its issues' sessions live here).
-        if let Some(host) = crate::queue_backend::shared_host(ctx)? {
-            value["host"] = host.into();
-        }
-        ctx.print_json(out, &value)?;
+        ctx.print_json(out, &view)?;
     } else {
-        writeln!(out, "{}", status.as_str())?;
+        writeln!(out, "{}", view.status.as_str())?;
     }
-    if status == kugetsu_core::orchestrator::Status::Ok {
+    if view.status == kugetsu_core::orchestrator::Status::Ok {
         Ok(())
     } else {
         Err(CliError::silent(crate::error::exit::STATE))

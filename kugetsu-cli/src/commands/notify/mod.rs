@@ -1,4 +1,8 @@
-//! `kugetsu notify [list|clear]`: what the queue and the agents reported.
+//! `kugetsu notify [list|clear]`: what the queue and the agents reported, one file per
+//! subcommand.
+
+pub mod clear;
+pub mod list;
 
 use kugetsu_core::notify::Notifications;
 
@@ -18,48 +22,18 @@ pub struct NotifyArgs {
 #[derive(Debug, clap::Subcommand)]
 pub enum NotifyAction {
     /// Show unread notifications (all with --all).
-    List {
-        /// Include the ones already read.
-        #[arg(long)]
-        all: bool,
-    },
+    List(list::NotifyListArgs),
     /// Mark every notification as read.
-    Clear,
+    Clear(clear::NotifyClearArgs),
 }
 
 /// Lists or clears notifications.
 pub fn cmd_notify(ui: &mut Ui, ctx: &Ctx, args: &NotifyArgs) -> Result<(), CliError> {
-    let out = ui.stdout();
     ctx.state.check()?;
     let notes = Notifications::new(&ctx.state);
-    match args.action.as_ref().unwrap_or(&NotifyAction::List { all: false }) {
-        NotifyAction::List { all } => {
-            let listing = notes.list(!all)?;
-            if ctx.json {
-                return ctx.print_json(
-                    out,
-                    &serde_json::json!({"notifications": listing.notifications, "unreadable": listing.unreadable}),
-                );
-            }
-            if listing.notifications.is_empty() {
-                writeln!(out, "no {}notifications", if *all { "" } else { "unread " })?;
-            }
-            for n in &listing.notifications {
-                let when = crate::context::human_time(n.timestamp);
-                let issue = n.issue_ref.as_deref().unwrap_or("-");
-                writeln!(out, "{when}  {:<14} {issue}  {}", n.kind.as_str(), n.message)?;
-            }
-            if listing.unreadable > 0 {
-                writeln!(out, "({} entries could not be read)", listing.unreadable)?;
-            }
-        }
-        NotifyAction::Clear => {
-            let n = notes.mark_all_read()?;
-            if ctx.json {
-                return ctx.print_json(out, &serde_json::json!({"marked_read": n}));
-            }
-            writeln!(out, "marked {n} notification(s) as read")?;
-        }
+    match &args.action {
+        None => list::cmd_notify_list(ui, ctx, &notes, &list::NotifyListArgs { all: false }),
+        Some(NotifyAction::List(a)) => list::cmd_notify_list(ui, ctx, &notes, a),
+        Some(NotifyAction::Clear(a)) => clear::cmd_notify_clear(ui, ctx, &notes, a),
     }
-    Ok(())
 }

@@ -1,4 +1,11 @@
-//! `kugetsu server list|add|remove|default|get`: named git servers, used to build clone URLs.
+//! `kugetsu server list|add|remove|default|get`: named git servers, used to build clone URLs,
+//! one file per subcommand.
+
+pub mod add;
+pub mod default;
+pub mod get;
+pub mod list;
+pub mod remove;
 
 use kugetsu_core::servers::Servers;
 
@@ -18,92 +25,26 @@ pub struct ServerArgs {
 #[derive(Debug, clap::Subcommand)]
 pub enum ServerAction {
     /// List the configured servers.
-    List,
+    List(list::ServerListArgs),
     /// Add (or change) a server.
-    Add {
-        /// Its name (`github`, `gitea`, ...).
-        name: String,
-        /// Its base URL, without credentials (`https://github.com`).
-        url: String,
-    },
+    Add(add::ServerAddArgs),
     /// Remove a server.
-    Remove {
-        /// Its name.
-        name: String,
-    },
+    Remove(remove::ServerRemoveArgs),
     /// Make a server the default.
-    Default {
-        /// Its name.
-        name: String,
-    },
+    Default(default::ServerDefaultArgs),
     /// Print a server's URL.
-    Get {
-        /// Its name.
-        name: String,
-    },
+    Get(get::ServerGetArgs),
 }
 
 /// Runs a `server` subcommand.
 pub fn cmd_server(ui: &mut Ui, ctx: &Ctx, args: &ServerArgs) -> Result<(), CliError> {
-    let out = ui.stdout();
     ctx.state.ensure()?;
     let servers = Servers::new(&ctx.state);
     match &args.action {
-        ServerAction::List => {
-            let list = servers.load()?.list();
-            if ctx.json {
-                let v: Vec<_> = list
-                    .iter()
-                    .map(|s| serde_json::json!({"name": s.name, "url": s.url, "default": s.is_default}))
-                    .collect();
-                return ctx.print_json(out, &v);
-            }
-            if list.is_empty() {
-                writeln!(out, "no servers configured")?;
-            }
-            for s in list {
-                writeln!(
-                    out,
-                    "{}{:<12} {}",
-                    if s.is_default { "* " } else { "  " },
-                    s.name,
-                    s.url
-                )?;
-            }
-        }
-        ServerAction::Add { name, url } => {
-            let previous = servers.add(name, url)?;
-            if ctx.json {
-                return ctx
-                    .print_json(out, &serde_json::json!({"name": name, "previous": previous}));
-            }
-            writeln!(
-                out,
-                "{} server {name}",
-                if previous.is_some() { "updated" } else { "added" }
-            )?;
-        }
-        ServerAction::Remove { name } => {
-            servers.remove(name)?;
-            if ctx.json {
-                return ctx.print_json(out, &serde_json::json!({"removed": name}));
-            }
-            writeln!(out, "removed server {name}")?;
-        }
-        ServerAction::Default { name } => {
-            servers.set_default(name)?;
-            if ctx.json {
-                return ctx.print_json(out, &serde_json::json!({"default": name}));
-            }
-            writeln!(out, "default server is now {name}")?;
-        }
-        ServerAction::Get { name } => {
-            let url = servers.get(name)?;
-            if ctx.json {
-                return ctx.print_json(out, &serde_json::json!({"name": name, "url": url}));
-            }
-            writeln!(out, "{url}")?;
-        }
+        ServerAction::List(a) => list::cmd_server_list(ui, ctx, &servers, a),
+        ServerAction::Add(a) => add::cmd_server_add(ui, ctx, &servers, a),
+        ServerAction::Remove(a) => remove::cmd_server_remove(ui, ctx, &servers, a),
+        ServerAction::Default(a) => default::cmd_server_default(ui, ctx, &servers, a),
+        ServerAction::Get(a) => get::cmd_server_get(ui, ctx, &servers, a),
     }
-    Ok(())
 }

@@ -10,6 +10,33 @@ use kugetsu_queue::service::{self, Systemctl, UNIT_NAME, UnitSpec, UnitState};
 
 use crate::context::Ctx;
 use crate::error::{CliError, exit};
+use crate::ui::Ui;
+
+/// Arguments of `queue-daemon install`.
+#[derive(Debug, clap::Args)]
+pub struct DaemonInstallArgs {}
+
+/// Arguments of `queue-daemon uninstall`.
+#[derive(Debug, clap::Args)]
+pub struct DaemonUninstallArgs {}
+
+/// Installs and starts the unit.
+pub fn cmd_daemon_install(
+    ui: &mut Ui,
+    ctx: &Ctx,
+    _args: &DaemonInstallArgs,
+) -> Result<(), CliError> {
+    install(ctx, ui.stdout())
+}
+
+/// Stops and removes the unit.
+pub fn cmd_daemon_uninstall(
+    ui: &mut Ui,
+    ctx: &Ctx,
+    _args: &DaemonUninstallArgs,
+) -> Result<(), CliError> {
+    uninstall(ctx, ui.stdout())
+}
 
 /// Where systemd's user configuration lives: `$XDG_CONFIG_HOME`, or `~/.config`.
 fn config_home(ctx: &Ctx) -> PathBuf {
@@ -30,7 +57,7 @@ fn lingers(user: &str) -> bool {
 }
 
 /// `queue-daemon install`.
-pub fn install(ctx: &Ctx, out: &mut dyn Write) -> Result<(), CliError> {
+fn install(ctx: &Ctx, out: &mut dyn Write) -> Result<(), CliError> {
     ctx.config()?; // a bad config is reported here, not in the service's log
     let systemctl = Systemctl::default();
     let st = daemon::status(&ctx.state)?;
@@ -111,7 +138,7 @@ pub fn install(ctx: &Ctx, out: &mut dyn Write) -> Result<(), CliError> {
 }
 
 /// `queue-daemon uninstall`.
-pub fn uninstall(ctx: &Ctx, out: &mut dyn Write) -> Result<(), CliError> {
+fn uninstall(ctx: &Ctx, out: &mut dyn Write) -> Result<(), CliError> {
     let done = service::uninstall(&config_home(ctx), &Systemctl::default())?;
     if ctx.json {
         return ctx.print_json(

@@ -1,0 +1,72 @@
+//! `kugetsu queue-daemon run` (hidden): the daemon itself, in the foreground, until signalled;
+//! what `start` runs in the background and the systemd unit runs.
+
+use std::sync::Arc;
+
+use kugetsu_queue::{Daemon, DaemonOptions, QueueEvent, QueueEventKind};
+
+use crate::context::Ctx;
+use crate::error::CliError;
+use crate::ui::Ui;
+
+/// Arguments of `queue-daemon run`.
+#[derive(Debug, clap::Args)]
+pub struct DaemonRunArgs {}
+
+/// Runs the daemon until it is signalled.
+pub fn cmd_daemon_run(_ui: &mut Ui, ctx: &Ctx, _args: &DaemonRunArgs) -> Result<(), CliError> {
+    run(ctx)
+}
+
+fn notification_kind(kind: QueueEventKind) -> kugetsu_core::notify::NotificationType {
+    use kugetsu_core::notify::NotificationType as N;
+    match kind {
+        QueueEventKind::TaskQueued => N::TaskQueued,
+        QueueEventKind::TaskDequeued => N::TaskDequeued,
+        QueueEventKind::TaskStarted => N::TaskStarted,
+        QueueEventKind::TaskCompleted => N::TaskCompleted,
+        QueueEventKind::TaskError => N::TaskError,
+    }
+}
+
+fn run(ctx: &Ctx) -> Result<(), CliError> {
+    let config = ctx.config()?;
+    let limit_ctx = ctx.clone();
+    let fallback = config.max_concurrent_agents;
+    // Re-read every round, so an edit of the config file applies without a restart.
+    let limit =
+        Arc::new(move || limit_ctx.config().map(|c| c.max_concurrent_agents).unwrap_or(fallback));
+    let state = ctx.state.clone();
+    let notifier = move |e: &QueueEvent| {
+        let message = if e.detail.is_empty() {
+            format!("{} {}", e.kind.as_str(), e.item_id)
+        } else {
+            format!("{}: {}", e.item_id, e.detail)
+        };
+        crate::notifications::record_in(
+            &state,
+            notification_kind(e.kind),
+            &message,
+            e.issue_ref.as_deref(),
+        );
+    };
+    let daemon = Daemon::new(
+        ctx.state.clone(),
+        Arc::new(crate::dispatcher::CliDispatcher::new(ctx.clone())),
+        limit,
+    )
+    .with_backend(crate::queue_backend::backend(ctx, &config)?)
+    .with_notifier(Arc::new(notifier))
+    .with_options(DaemonOptions {
+        interval: config.queue_daemon_interval(),
+        cleanup_age: Some(config.queue_cleanup_age()),
+        ..DaemonOptions::default()
+    })
+    // Forks through a warm agent while this daemon holds its lock; stopped before it lets go.
+    .with_companion({
+        let (ctx, config) = (ctx.clone(), config.clone());
+        Arc::new(move || Box::new(crate::agents::WarmKeeper::start(&ctx, &config)))
+    });
+    daemon.run_until_signalled()?;
+    Ok(())
+}
