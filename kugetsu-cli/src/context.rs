@@ -142,7 +142,8 @@ impl Ctx {
         Ok(())
     }
 
-    /// Asks "Really <action>?" on a terminal; without one, refuses unless `yes`.
+    /// Asks `Really <action>? [y/N]` on stderr when stdin is a terminal; without one, refuses
+    /// unless `yes`.
     pub fn confirm(&self, ui: &mut Ui, yes: bool, action: &str) -> Result<(), CliError> {
         if yes {
             return Ok(());

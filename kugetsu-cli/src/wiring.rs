@@ -60,13 +60,7 @@ impl Ctx {
 
     /// The orchestration for an already resolved config (no waiting for agent slots).
     pub fn orchestrator_with(&self, config: &Config) -> Result<Orchestrator, CliError> {
-        crate::wiring::build_orchestrator(
-            self,
-            config,
-            crate::wiring::RunPlace::Foreground,
-            std::time::Duration::ZERO,
-            None,
-        )
+        build_orchestrator(self, config, RunPlace::Foreground, Duration::ZERO, None)
     }
 }
 
