@@ -28,9 +28,8 @@
 //! limit) is explained with one look at its stored row.
 
 use std::ffi::OsString;
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{IsTerminal, Write};
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -41,7 +40,6 @@ use kugetsu_core::agent::{
 };
 use kugetsu_core::interrupt::Interrupt;
 use kugetsu_core::secrets::{redact, secret_values};
-use kugetsu_core::storage::FILE_MODE;
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -678,9 +676,13 @@ fn open_log(path: &Path) -> Result<File, AgentError> {
         })?;
     }
     // Private from creation, like every state file: it holds what the agent printed.
-    OpenOptions::new().create(true).append(true).mode(FILE_MODE).open(path).map_err(|source| {
-        AgentError::Io { action: "open the run log", path: path.to_owned(), source }
-    })
+    kugetsu_core::storage::open_private(path, kugetsu_core::storage::PrivateOpen::Append).map_err(
+        |e| AgentError::Io {
+            action: "open the run log",
+            path: path.to_owned(),
+            source: std::io::Error::other(e),
+        },
+    )
 }
 
 /// The secret values of the base env and the agent's env, by the one rule of
