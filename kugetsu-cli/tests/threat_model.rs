@@ -72,3 +72,55 @@ fn the_demo_works_only_in_a_directory_nobody_else_can_have_prepared() {
     assert_eq!(meta.uid(), std::fs::metadata("/proc/self").unwrap().uid());
     std::fs::remove_dir_all(&made).unwrap();
 }
+
+/// A secret of the env files holding what JSON escapes (a quote, a backslash, a tab), echoed
+/// by the agent in its text and in an error: masked in everything `start` and `continue`
+/// print (also with `--json`), in the run logs, notifications and every file of the state
+/// directory but the env files. (opencode sends it JSON-escaped: masking the raw line missed
+/// it, then printed the decoded text.)
+#[test]
+fn an_echoed_secret_with_quotes_backslashes_and_tabs_leaks_nowhere() {
+    let env = support::ready();
+    let secret = "ab\"cd\\ef\tSECRET9";
+    assert_eq!(env.run(&["env", "set", "API_TOKEN", secret]).code, 0);
+    let script = |turn: serde_json::Value| {
+        let doc = serde_json::json!({"turns": [turn], "default": turn});
+        std::fs::write(env.tmp.path().join("script.json"), doc.to_string()).unwrap();
+    };
+    script(serde_json::json!({"mode": "tool", "path": "WORK.md", "content": "x\n",
+        "text": format!("say {secret} twice: {secret}")}));
+    let mut outputs = Vec::new();
+    let start = env.run(&["start", "#7", "echo it"]);
+    assert_eq!(start.code, 0, "{}{}", start.stdout, start.stderr);
+    assert!(start.stderr.contains("agent: say ******** twice: ********"), "{}", start.stderr);
+    outputs.push(("start", start.stdout + &start.stderr));
+    script(serde_json::json!({"mode": "error", "message": format!("bad key {secret}")}));
+    let failed = env.run(&["--json", "continue", "#7", "again"]);
+    assert_ne!(failed.code, 0, "{}{}", failed.stdout, failed.stderr);
+    outputs.push(("--json continue", failed.stdout + &failed.stderr));
+    for args in [
+        &["logs", "50"][..],
+        &["notify", "list", "--all"],
+        &["--json", "notify", "list", "--all"],
+        &["--json", "list"],
+        &["--json", "status"],
+    ] {
+        let out = env.run(args);
+        outputs.push((args[0], out.stdout + &out.stderr));
+    }
+    let json_escaped = serde_json::to_string(secret).unwrap();
+    let json_escaped = json_escaped.trim_matches('"');
+    for (what, text) in &outputs {
+        for form in [secret, json_escaped, "SECRET9"] {
+            assert!(!text.contains(form), "`{what}` shows {form:?}:\n{text}");
+        }
+    }
+    let logs = &outputs[2].1;
+    assert!(logs.contains("say ******** twice: ********"), "the agent's words are kept: {logs}");
+    for path in env.all_files() {
+        if path.is_file() && path.starts_with(&env.state) && !path.starts_with(env.path("env")) {
+            let text = String::from_utf8_lossy(&std::fs::read(&path).unwrap()).into_owned();
+            assert!(!text.contains("SECRET9"), "{} holds the secret:\n{text}", path.display());
+        }
+    }
+}

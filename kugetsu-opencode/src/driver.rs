@@ -39,7 +39,7 @@ use kugetsu_core::agent::{
     ForkRequest, Repair, RunLimits, RunOutcome, RunReport, RunRequest, SessionId, WarmGuard,
 };
 use kugetsu_core::interrupt::Interrupt;
-use kugetsu_core::secrets::{redact, secret_values};
+use kugetsu_core::secrets::{redact_line, secret_values};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -388,8 +388,9 @@ impl OpencodeDriver {
                     Seen::Spawned(pid) => return sink.spawned(pid),
                     Seen::Line(stream, bytes) => (stream, bytes),
                 };
-                // Secrets never reach the log or the caller, even when the agent prints them.
-                let line = redact(&String::from_utf8_lossy(bytes), &secrets);
+                // Secrets never reach the log or the caller, even when the agent prints them
+                // (masked on the decoded JSON, so no escape hides one).
+                let line = redact_line(&String::from_utf8_lossy(bytes), &secrets);
                 log_err = write_log(&mut log_file, line.as_bytes(), log_err.take());
                 if !line.ends_with('\n') {
                     log_err = write_log(&mut log_file, b"\n", log_err.take());
