@@ -124,3 +124,17 @@ fn an_echoed_secret_with_quotes_backslashes_and_tabs_leaks_nowhere() {
         }
     }
 }
+
+/// The dashboard stays on loopback unless told otherwise: an address beyond it is refused
+/// before anything listens, and with `--allow-remote` it warns that the page is plain HTTP.
+#[test]
+fn the_dashboard_refuses_an_address_beyond_loopback_unless_told() {
+    let env = Env::new();
+    for listen in ["0.0.0.0:0", "[::]:0"] {
+        let out = env.run(&["dashboard", "--listen", listen]);
+        assert_eq!(out.code, 2, "{listen}: {}{}", out.stdout, out.stderr);
+        assert!(out.stderr.contains("is not a loopback address"), "{}", out.stderr);
+        assert!(out.stderr.contains("--allow-remote"), "{}", out.stderr);
+        assert!(!out.stdout.contains("token="), "no URL was printed");
+    }
+}
