@@ -98,17 +98,25 @@ pub fn encoded_forms(secret: &str) -> Vec<String> {
 /// `********`. Longer forms are replaced first, so a secret that contains another is not left
 /// half visible. Empty secrets are ignored.
 pub fn redact(text: &str, secrets: &[&str]) -> String {
-    let forms: Vec<String> =
+    replace_forms(text, &all_forms(secrets))
+}
+
+/// Every [`encoded_forms`] of `secrets`, longest first, and equal ones next to each other so
+/// that `dedup` drops every repeat: a secret made of `*` replaced twice would multiply the
+/// mask each time.
+fn all_forms(secrets: &[&str]) -> Vec<String> {
+    let mut forms: Vec<String> =
         secrets.iter().filter(|s| !s.is_empty()).flat_map(|s| encoded_forms(s)).collect();
-    let mut sorted: Vec<&str> = forms.iter().map(String::as_str).collect();
-    // Longest first, and equal ones next to each other so that `dedup` drops every repeat: a
-    // secret made of `*` replaced twice would multiply the mask each time.
-    sorted.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
-    sorted.dedup();
+    forms.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
+    forms.dedup();
+    forms
+}
+
+fn replace_forms(text: &str, forms: &[String]) -> String {
     let mut out = text.to_string();
-    for secret in sorted {
-        if out.contains(secret) {
-            out = out.replace(secret, MASK);
+    for form in forms {
+        if out.contains(form.as_str()) {
+            out = out.replace(form.as_str(), MASK);
         }
     }
     out
@@ -121,14 +129,22 @@ pub fn redact(text: &str, secrets: &[&str]) -> String {
 /// no string covers (a number, across an escape) is still cut out of the text, at the price of
 /// the line no longer parsing: hiding the secret wins over reading the event.
 pub fn redact_line(line: &str, secrets: &[&str]) -> String {
-    if secrets.iter().all(|s| s.is_empty()) {
+    let forms = all_forms(secrets);
+    if forms.is_empty() {
         return line.to_owned();
     }
     let body = line.trim_end_matches(['\n', '\r']);
     let ending = &line[body.len()..];
-    let decoded = match serde_json::from_str::<serde_json::Value>(body) {
-        Ok(mut value @ (serde_json::Value::Object(_) | serde_json::Value::Array(_))) => {
-            if redact_value(&mut value, secrets) {
+    // Without a backslash no string of the line is escaped: its text is the decoded value,
+    // and the line need not be parsed.
+    let parsed = if body.contains('\\') {
+        serde_json::from_str::<serde_json::Value>(body).ok()
+    } else {
+        None
+    };
+    let decoded = match parsed {
+        Some(mut value @ (serde_json::Value::Object(_) | serde_json::Value::Array(_))) => {
+            if redact_value(&mut value, &forms) {
                 serde_json::to_string(&value).ok().map(|text| text + ending)
             } else {
                 None
@@ -136,28 +152,28 @@ pub fn redact_line(line: &str, secrets: &[&str]) -> String {
         }
         _ => None,
     };
-    redact(decoded.as_deref().unwrap_or(line), secrets)
+    replace_forms(decoded.as_deref().unwrap_or(line), &forms)
 }
 
 /// Masks every string (and key) of `value` in place; whether anything changed.
-fn redact_value(value: &mut serde_json::Value, secrets: &[&str]) -> bool {
+fn redact_value(value: &mut serde_json::Value, forms: &[String]) -> bool {
     use serde_json::Value;
     match value {
         Value::String(s) => {
-            let masked = redact(s, secrets);
+            let masked = replace_forms(s, forms);
             let changed = masked != *s;
             *s = masked;
             changed
         }
         Value::Array(items) => {
-            items.iter_mut().fold(false, |changed, v| redact_value(v, secrets) | changed)
+            items.iter_mut().fold(false, |changed, v| redact_value(v, forms) | changed)
         }
         Value::Object(map) => {
             let mut changed = false;
             let old = std::mem::take(map);
             for (key, mut v) in old {
-                changed |= redact_value(&mut v, secrets);
-                let masked = redact(&key, secrets);
+                changed |= redact_value(&mut v, forms);
+                let masked = replace_forms(&key, forms);
                 changed |= masked != key;
                 map.insert(masked, v);
             }
