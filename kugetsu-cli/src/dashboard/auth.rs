@@ -11,8 +11,9 @@
 //! - The page itself (`/` without the token) and its two assets are the same for everyone and
 //!   hold no state, so a reload finds its way in: the script reads the token from the tab
 //!   and asks for the state with it.
-//! - `Host` must name the dashboard ([`Reach`]): a page of another site whose name was made
-//!   to resolve to 127.0.0.1 (DNS rebinding) is same-origin with nothing of the dashboard's.
+//! - `Host` must name the dashboard ([`Reach`]): another site can make its own name resolve to
+//!   127.0.0.1 (DNS rebinding) and so reach the dashboard as its own origin, but its requests
+//!   then name that site.
 //! - Every `POST` with an `Origin` must come from the dashboard's own: a browser always sends
 //!   it on a `POST`, and another site's cannot spell the dashboard's.
 
