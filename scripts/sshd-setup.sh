@@ -2,8 +2,14 @@
 # Key-only SSH access to this machine for kugetsu's user (the equivalent of the original
 # sshd-setup.sh): a non-root user, its ~/.ssh/authorized_keys with the modes sshd demands, an
 # sshd configuration with no passwords and no root login, checked with `sshd -t` before sshd
-# is started or reloaded through systemd. Safe to run again: what is already in place is left
-# alone, and a second run changes nothing.
+# is started or reloaded through systemd. Safe to run again: what sshd -T already reports is
+# left alone, and a second run changes nothing.
+#
+# The user's home is the user's: everything in ~/.ssh is made, changed and appended to with
+# the user's own rights (setpriv), never root's, so a link the user plants there (even after
+# a check) reaches nothing the user could not change anyway. A configuration sshd does not
+# apply, or whose reload fails, is taken back and sshd -T is checked to report what it did
+# before.
 set -euo pipefail
 
 prog=$(basename "$0")
@@ -16,11 +22,13 @@ Sets up key-only SSH access for USERNAME (default: kugetsu) on Debian, Ubuntu or
   - installs openssh-server when sshd is missing
   - creates the user (a normal, non-root account) when it does not exist
   - creates ~USERNAME/.ssh (0700) and authorized_keys (0600), owned by the user, and adds the
-    public keys given with --authorized-key
+    public keys given with --authorized-key (as the user: links there are refused, and
+    never followed with root's rights)
   - writes sshd_config.d/10-kugetsu.conf: public keys only, no passwords, no keyboard-
     interactive login, no root login; checks it with 'sshd -t' first and never leaves a
     configuration sshd rejects in place
-  - enables and starts sshd with systemd (reloads it when its configuration changed)
+  - enables and starts sshd with systemd (reloads it when its configuration changed; a
+    reload that fails puts the previous configuration back, and the next run tries again)
 
 Options:
   --authorized-key FILE  add the public key(s) in FILE (e.g. id_ed25519.pub) to the user's
@@ -159,29 +167,45 @@ if [ -z "$home" ] || [ "$home" = / ]; then
     die "user $user has no home directory"
 fi
 
-# Root writes into a home the user controls: a symlink there could point anywhere.
-for p in "$home/.ssh" "$home/.ssh/authorized_keys"; do
-    [ ! -L "$p" ] || die "$p is a symbolic link; refusing to follow it as root"
-done
-
-ensure_dir() { # path mode
-    if [ ! -d "$1" ]; then
-        change install -d -m "$2" -o "$user" -g "$group" "$1"
+# Root works in a home the user controls: a link there could point anywhere. Links are
+# refused, and every change below ~/.ssh runs with the user's rights (as_user), so even a link
+# planted after this check reaches only what the user could change anyway.
+refuse_link() {
+    [ ! -L "$1" ] || die "$1 is a symbolic link; refusing to follow it as root"
+}
+as_user() {
+    if [ "$(id -u)" = 0 ]; then
+        setpriv --reuid="$user" --regid="$group" --init-groups -- "$@"
+    else
+        "$@"
     fi
 }
-ensure_modes() { # path mode
-    [ -e "$1" ] || return 0
-    [ "$(stat -c %a "$1")" = "$2" ] || change chmod "$2" "$1"
-    [ "$(stat -c %U:%G "$1")" = "$user:$group" ] || change chown "$user:$group" "$1"
-}
-
 ssh_dir=$home/.ssh
 auth=$ssh_dir/authorized_keys
+for p in "$ssh_dir" "$auth"; do
+    refuse_link "$p"
+done
+[ ! -e "$ssh_dir" ] || [ -d "$ssh_dir" ] || die "$ssh_dir is not a directory"
+[ ! -e "$auth" ] || [ -f "$auth" ] || die "$auth is not a regular file"
+
+# A file of ~/.ssh owned by someone else (root, after a copy by hand) is given to the user
+# without following links (chown -h); its mode is then set by the user.
+ensure_modes() { # path mode
+    [ -e "$1" ] || return 0
+    refuse_link "$1"
+    [ "$(stat -c %U:%G "$1")" = "$user:$group" ] || change chown -h "$user:$group" "$1"
+    [ "$(stat -c %a "$1")" = "$2" ] || change as_user chmod "$2" "$1"
+}
+
 changes_before_keys=$changes
-ensure_dir "$ssh_dir" 700
+if [ ! -d "$ssh_dir" ]; then
+    change as_user mkdir -m 700 "$ssh_dir"
+fi
 ensure_modes "$ssh_dir" 700
 if [ ! -e "$auth" ]; then
-    change install -m 600 -o "$user" -g "$group" /dev/null "$auth"
+    # noclobber: created only if nothing (not even a link) appeared there meanwhile.
+    # shellcheck disable=SC2016 # expanded by the user's shell, from its argument
+    change as_user bash -c 'set -o noclobber; : >"$1"; chmod 600 "$1"' - "$auth"
 fi
 ensure_modes "$auth" 600
 
@@ -191,7 +215,7 @@ for key_file in ${keys[@]+"${keys[@]}"}; do
     while IFS= read -r line || [ -n "$line" ]; do
         case "$line" in "" | "#"*) continue ;; esac
         case "$line" in *PRIVATE\ KEY*) die "$key_file holds a private key; give the .pub file" ;; esac
-        if [ -f "$auth" ] && grep -qxF -- "$line" "$auth"; then
+        if [ -f "$auth" ] && as_user grep -qxF -- "$line" "$auth"; then
             echo "key already authorized: ${line:0:40}..."
             continue
         fi
@@ -200,7 +224,9 @@ for key_file in ${keys[@]+"${keys[@]}"}; do
             echo "would add to $auth: ${line:0:40}..."
         else
             echo "+ add to $auth: ${line:0:40}..."
-            printf '%s\n' "$line" >>"$auth"
+            refuse_link "$auth"
+            # shellcheck disable=SC2016 # expanded by the user's shell, from its argument
+            printf '%s\n' "$line" | as_user bash -c 'cat >>"$1"' - "$auth"
         fi
     done <"$key_file"
 done
@@ -266,9 +292,51 @@ fi
 scratch=$(mktemp -d)
 trap 'rm -rf "$scratch"' EXIT
 
+# What sshd would apply if (re)started now, and whether that is key-only.
+effective() { "$sshd_bin" -T -f "$sshd_config" 2>&1; }
+key_only() { # the output of effective
+    local setting
+    for setting in "${wanted_effective[@]}"; do
+        grep -qxiF -- "$setting" <<<"$1" || return 1
+    done
+}
+
+# Left while a new configuration is on disk but sshd has not been reloaded with it: a run
+# killed in between leaves it, and the next run reloads. It only ever causes a reload.
+pending=$dropin_dir/.10-kugetsu.conf.pending
+
 config_changed=0
-if [ -f "$dropin" ] && [ "$(cat "$dropin")" = "$wanted_config" ]; then
-    echo "$dropin is in place"
+wrote=0
+had_old=0
+before=
+# Puts the drop-in back as it was and checks that sshd -T reports what it did before.
+restore() {
+    if [ "$had_old" = 1 ]; then
+        install -m 644 "$scratch/old.conf" "$dropin_dir/.10-kugetsu.conf.old"
+        mv -f "$dropin_dir/.10-kugetsu.conf.old" "$dropin"
+    else
+        rm -f "$dropin"
+    fi
+    rm -f "$pending"
+    local now
+    now=$(effective || true)
+    [ "$now" = "$before" ] || die "the previous configuration was put back, but sshd -T now reports something else; check $dropin_dir by hand:
+$now"
+}
+
+current=
+if [ -n "$sshd_bin" ] && [ -r "$sshd_config" ] && [ "$(id -u)" = 0 ] \
+    && { [ "$family" != debian ] || [ -d /run/sshd ]; }; then
+    current=$(effective || true)
+fi
+if [ -e "$pending" ]; then
+    # A run stopped between writing the configuration and reloading sshd.
+    echo "a previous run did not reload sshd after writing $dropin"
+    key_only "$current" || die "sshd -T does not report a key-only configuration; remove $pending and run this again"
+    config_changed=1
+    changes=$((changes + 1))
+elif [ -n "$current" ] && key_only "$current"; then
+    echo "sshd -T confirms: key-only, no root login"
 else
     config_changed=1
     changes=$((changes + 1))
@@ -289,29 +357,24 @@ $out"
         sed 's/^/    /' "$scratch/10-kugetsu.conf"
     else
         [ -d "$dropin_dir" ] || install -d -m 755 "$dropin_dir"
-        had_old=0
+        before=$current
         if [ -f "$dropin" ]; then
             cp -p "$dropin" "$scratch/old.conf"
             had_old=1
         fi
+        : >"$pending"
+        wrote=1
         # Same directory, then rename: sshd never reads half a file.
         install -m 644 "$scratch/10-kugetsu.conf" "$dropin_dir/.10-kugetsu.conf.new"
         mv -f "$dropin_dir/.10-kugetsu.conf.new" "$dropin"
         echo "+ wrote $dropin"
-        restore() {
-            if [ "$had_old" = 1 ]; then
-                cp -p "$scratch/old.conf" "$dropin"
-            else
-                rm -f "$dropin"
-            fi
-        }
-        if ! effective=$("$sshd_bin" -T -f "$sshd_config" 2>&1); then
+        if ! now=$(effective); then
             restore
             die "sshd rejects the configuration; the previous one was put back:
-$effective"
+$now"
         fi
         for setting in "${wanted_effective[@]}"; do
-            if ! grep -qxiF -- "$setting" <<<"$effective"; then
+            if ! grep -qxiF -- "$setting" <<<"$now"; then
                 restore
                 die "sshd does not apply '$setting': a file read before $dropin sets it otherwise; the previous configuration was put back"
             fi
@@ -321,6 +384,18 @@ $effective"
 fi
 
 # --- sshd's service ---------------------------------------------------------------------------
+# Runs a change of sshd's service; when it fails, a configuration written by this run is
+# taken back (sshd keeps the one it runs with), and the script stops.
+service_change() {
+    if change "$@"; then
+        return 0
+    fi
+    if [ "$wrote" = 1 ]; then
+        restore
+        die "'$*' failed; the previous configuration was put back (sshd -T reports it again), so sshd runs as before; run this again once sshd's service works"
+    fi
+    die "'$*' failed; run this again once sshd's service works"
+}
 unit=$service.service
 # Ubuntu 22.10 and later start sshd on demand from ssh.socket.
 if [ "$family" = debian ] && systemctl is-enabled --quiet ssh.socket 2>/dev/null; then
@@ -329,17 +404,18 @@ fi
 if [ "$unit" = ssh.socket ]; then
     echo "sshd is started on demand by ssh.socket"
     if [ "$config_changed" = 1 ] && systemctl is-active --quiet "$service.service" 2>/dev/null; then
-        change systemctl reload "$service.service"
+        service_change systemctl reload "$service.service"
     fi
 elif systemctl is-active --quiet "$unit" 2>/dev/null; then
     if [ "$config_changed" = 1 ]; then
-        change systemctl reload "$unit"
+        service_change systemctl reload "$unit"
     else
         echo "$unit is running"
     fi
 else
-    change systemctl start "$unit"
+    service_change systemctl start "$unit"
 fi
+[ "$dry_run" = 1 ] || rm -f "$pending"
 if ! systemctl is-enabled --quiet "$unit" 2>/dev/null; then
     change systemctl enable "$unit"
 fi

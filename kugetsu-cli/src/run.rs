@@ -3,8 +3,6 @@
 
 use std::ffi::OsString;
 use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
-use std::path::Path;
 use std::time::Duration;
 
 use kugetsu_core::config::Config;
@@ -78,20 +76,16 @@ pub fn detach(
     let msg_path = logs.join(format!(".detached-{stamp}.msg"));
     kugetsu_core::storage::atomic_write(&msg_path, message.as_bytes())?;
     let log_path = logs.join(format!("{}-detached-{stamp}.log", issue.file_name()));
-    let open = |p: &Path, write: bool| {
-        std::fs::OpenOptions::new()
-            .read(!write)
-            .append(write)
-            .create(write)
-            // Private from creation, like every state file: the log holds what the agent printed.
-            .mode(kugetsu_core::storage::FILE_MODE)
-            .open(p)
-            .map_err(|e| CliError::new(exit::FAILURE, format!("cannot open {}: {e}", p.display())))
-    };
-    let stdin = open(&msg_path, false)?;
+    // Just written by `atomic_write`, which refuses links; read at once.
+    let stdin = std::fs::File::open(&msg_path).map_err(|e| {
+        CliError::new(exit::FAILURE, format!("cannot open {}: {e}", msg_path.display()))
+    })?;
     // The message file was opened; unlinking it now keeps it readable by the child only.
     let _ = std::fs::remove_file(&msg_path);
-    let log = open(&log_path, true)?;
+    // Private from creation and never through a link, like every state file: the log holds
+    // what the agent printed.
+    let log =
+        kugetsu_core::storage::open_private(&log_path, kugetsu_core::storage::PrivateOpen::Append)?;
     let exe = std::env::current_exe()?;
     let mut cmd = std::process::Command::new(exe);
     cmd.args(ctx.child_args()).arg(verb).arg(issue.to_string()).arg("-");

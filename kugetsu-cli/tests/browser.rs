@@ -1,7 +1,8 @@
 //! The dashboard in a real headless Chromium (Debian's `chromium`), driven over the DevTools
 //! protocol: the page loads without a console error, takes the token out of the address bar,
 //! shows the agents in their states, follows a `start` as it begins and ends, fits a phone's
-//! screen, and its "stop" button ends a running agent, recorded as interrupted.
+//! screen, and its "stop" button ends a running agent, recorded as interrupted; another local
+//! server the browser visits afterwards receives nothing that authorizes anything.
 //!
 //! Without Chromium this prints SKIPPED and passes, unless `KUGETSU_REAL_BROWSER` or `CI` is set
 //! (CI sets it): then a browser that cannot start is a failure. With
@@ -275,4 +276,97 @@ fn the_page_in_a_real_browser_shows_follows_and_stops_the_agents() {
 
     let errors = page.errors();
     assert!(errors.is_empty(), "console errors: {errors:#?}");
+}
+
+/// A plain HTTP server on another loopback port (an agent's dev server): records every
+/// request it gets, whole, and answers each with an empty page.
+fn other_server() -> (u16, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let record = seen.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let _ = stream.set_read_timeout(Some(Duration::from_millis(500)));
+            let mut buf = vec![0u8; 64 * 1024];
+            let n = stream.read(&mut buf).unwrap_or(0);
+            record.lock().unwrap().push(String::from_utf8_lossy(&buf[..n]).into_owned());
+            let body = "<!doctype html><title>dev server</title><p>hello</p>";
+            let _ = write!(
+                stream,
+                "HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: {}\r\n\
+                 Connection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    (port, seen)
+}
+
+/// The browser that opened the dashboard then visits another server on the same host (the
+/// dev server an agent just started): that server receives nothing that authorizes anything
+/// (no cookie, no token, no referrer), and what its page sends to the dashboard is refused.
+/// Coming back, a reload of the dashboard works from the token the tab kept.
+#[test]
+fn another_local_server_visited_after_the_dashboard_gets_nothing_that_authorizes() {
+    let browser = match Browser::start() {
+        Ok(b) => b,
+        Err(why) if !required() => {
+            eprintln!(
+                "SKIPPED: no headless Chromium ({why}); set KUGETSU_REAL_BROWSER=1 to require it"
+            );
+            return;
+        }
+        Err(why) => panic!("a real headless Chromium is required here: {why}"),
+    };
+    let env = ready();
+    assert_eq!(env.run(&["start", "#2", "add the changelog"]).code, 0);
+    let d = Dashboard::start(&env);
+    let (port, seen) = other_server();
+
+    let mut page = browser.page();
+    page.call("Page.navigate", json!({"url": d.url}));
+    page.wait("the live stream", "document.getElementById('conn')?.textContent === 'live'");
+    page.wait("#2 idle", &format!("{} === 'idle'", row_state("2")));
+
+    for host in ["127.0.0.1", "localhost"] {
+        let other = format!("http://{host}:{port}/");
+        page.call("Page.navigate", json!({"url": other}));
+        page.wait("the other page", "document.title === 'dev server'");
+        // The other page tries the dashboard with whatever the browser would add on its own.
+        let dashboard = &d.base;
+        page.eval(&format!(
+            "Promise.allSettled([\
+               fetch('{dashboard}/api/delegate', {{method: 'POST', credentials: 'include', \
+                 mode: 'no-cors', headers: {{'Content-Type': 'text/plain'}}, \
+                 body: JSON.stringify({{message: 'rm -rf ~'}})}}),\
+               fetch('{dashboard}/api/sessions', {{credentials: 'include'}})\
+             ]).then(r => r.map(x => x.status))"
+        ));
+    }
+    let requests = seen.lock().unwrap().clone();
+    assert!(!requests.is_empty(), "the other server was visited");
+    for request in &requests {
+        let lower = request.to_ascii_lowercase();
+        assert!(!request.contains(&d.token), "the token reached the other server:\n{request}");
+        assert!(!lower.contains("\ncookie:"), "a cookie reached the other server:\n{request}");
+        assert!(!lower.contains("\nauthorization:"), "{request}");
+        let referer = lower.lines().find(|l| l.starts_with("referer:")).unwrap_or("");
+        assert!(!referer.contains(&d.base), "the dashboard's address:\n{request}");
+    }
+    assert!(
+        !env.path("queue/items").exists()
+            || std::fs::read_dir(env.path("queue/items")).unwrap().next().is_none(),
+        "the other page's POST was refused"
+    );
+
+    // Back to the dashboard without the token in the address, then a reload: the tab kept it.
+    page.call("Page.navigate", json!({"url": format!("{}/", d.base)}));
+    page.wait("the live stream", "document.getElementById('conn')?.textContent === 'live'");
+    page.call("Page.reload", json!({}));
+    page.wait("the live stream again", "document.getElementById('conn')?.textContent === 'live'");
+    page.wait("#2 idle", &format!("{} === 'idle'", row_state("2")));
+    assert_eq!(page.eval("document.cookie"), json!(""), "no cookie at all");
 }

@@ -41,9 +41,7 @@ fn every_request_needs_the_token_and_a_change_needs_the_header() {
     assert_eq!(support::read(&token_file).trim(), d.token);
     let url = |p: &str| format!("{}{p}", d.base);
     for path in [
-        "/",
         "/fragment",
-        "/assets/app.js",
         "/api/sessions",
         "/api/queue",
         "/api/notifications",
@@ -83,20 +81,79 @@ fn every_request_needs_the_token_and_a_change_needs_the_header() {
             || std::fs::read_dir(env.path("queue/items")).unwrap().next().is_none(),
         "nothing was queued"
     );
-    // The printed URL lets the page in once and leaves a cookie for reloads.
+    // The printed URL lets the page in, and leaves no cookie: browsers send a cookie of
+    // 127.0.0.1 to every port of it, such as an agent's dev server.
     let r = d.http.get(&d.url).send().unwrap();
     assert_eq!(r.status().as_u16(), 200);
-    let cookie = r.headers().get("set-cookie").unwrap().to_str().unwrap().to_owned();
-    assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"), "{cookie}");
-    let r =
-        d.http.get(url("/")).header("cookie", cookie.split(';').next().unwrap()).send().unwrap();
-    assert_eq!(r.status().as_u16(), 200, "a reload with the cookie");
+    assert!(r.headers().get("set-cookie").is_none(), "no cookie");
+    // A reload (no token: the tab keeps it) gets the page without the state, and its assets.
+    for path in ["/", "/assets/app.js", "/assets/app.css"] {
+        let r = d.http.get(url(path)).send().unwrap();
+        assert_eq!(r.status().as_u16(), 200, "{path}");
+        assert!(r.headers().get("set-cookie").is_none(), "no cookie");
+    }
+    let shell = d.http.get(url("/")).send().unwrap().text().unwrap();
+    assert!(shell.contains("loading") && !shell.contains("<table"), "{shell}");
     // A GET never changes anything, even with the token.
     let r = d.http.get(url("/api/delegate")).bearer_auth(&d.token).send().unwrap();
     assert_eq!(r.status().as_u16(), 405);
     // A huge body is refused before it is read whole.
     let big = json!({"message": "x".repeat(1 << 20)});
     assert_eq!(d.post("/api/delegate", &big).0, 413);
+}
+
+/// DNS rebinding: a page of `evil.example`, whose name now resolves to 127.0.0.1, is
+/// same-origin with whatever listens there; the dashboard answers only to its own names. And a
+/// change from a page of another origin (another local server) is refused even with the token.
+#[test]
+fn only_its_own_host_names_reach_it_and_changes_come_from_its_own_origin() {
+    let env = ready();
+    assert_eq!(env.run(&["start", "#1", "first"]).code, 0);
+    let d = Dashboard::start(&env);
+    let port = d.base.rsplit(':').next().unwrap().to_owned();
+    let get = |host: &str, path: &str| {
+        let r = d
+            .http
+            .get(format!("{}{path}", d.base))
+            .header("host", host)
+            .bearer_auth(&d.token)
+            .send()
+            .unwrap();
+        (r.status().as_u16(), r.text().unwrap())
+    };
+    for host in [format!("evil.example:{port}"), format!("127.0.0.1.nip.io:{port}")] {
+        for path in ["/", "/api/sessions", "/assets/app.js"] {
+            let (code, body) = get(&host, path);
+            assert_eq!((code, body.as_str()), (403, ""), "{host}{path}");
+        }
+    }
+    for host in [format!("127.0.0.1:{port}"), format!("localhost:{port}"), "localhost:8000".into()]
+    {
+        assert_eq!(get(&host, "/api/sessions").0, 200, "{host}");
+    }
+
+    let post = |origin: Option<&str>| {
+        let mut r = d
+            .http
+            .post(format!("{}/api/delegate", d.base))
+            .bearer_auth(&d.token)
+            .header("content-type", "application/json")
+            .body(json!({"message": "plan the release"}).to_string());
+        if let Some(o) = origin {
+            r = r.header("origin", o);
+        }
+        r.send().unwrap().status().as_u16()
+    };
+    for origin in ["http://127.0.0.1:5173", "http://localhost:5173", "null"] {
+        assert_eq!(post(Some(origin)), 403, "{origin}");
+    }
+    assert!(
+        !env.path("queue/items").exists()
+            || std::fs::read_dir(env.path("queue/items")).unwrap().next().is_none(),
+        "nothing was queued"
+    );
+    assert_eq!(post(Some(&d.base)), 200, "the page's own origin");
+    assert_eq!(post(None), 200, "no browser");
 }
 
 #[test]

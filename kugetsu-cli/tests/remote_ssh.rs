@@ -2,7 +2,9 @@
 //! (its own configuration step, checked by the real `sshd -t`/`-T`), the test starts that sshd
 //! on a free loopback port, and a generated key logs in and runs `kugetsu list`, `start` and
 //! `continue` on the fake agent as a real non-root user; passwords and unknown keys are
-//! refused, and a second run of the script changes nothing.
+//! refused, and a second run of the script changes nothing; a link planted in `~/.ssh` is
+//! refused without touching what it points to, and a reload that fails leaves the previous
+//! configuration, repaired by the next run.
 //!
 //! What the script does to the system beyond sshd's configuration (`systemctl`, `useradd`, the
 //! package managers) runs against stand-ins on `PATH` that record their calls. The login needs
@@ -15,7 +17,7 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 
@@ -139,6 +141,7 @@ impl Scratch {
         let s = standin.display();
         let systemctl = format!(
             "#!/bin/sh\necho \"systemctl $*\" >> '{s}/calls'\nq=\ncase \"$2\" in --quiet) q=1; set -- \"$1\" \"$3\";; esac\n\
+             [ -e '{s}/fail-'\"$1\" ] && exit 1\n\
              case \"$1\" in\n  is-system-running) echo running ;;\n  is-active) [ -e '{s}/active-'\"$2\" ] ;;\n  \
              is-enabled) [ -e '{s}/enabled-'\"$2\" ] ;;\n  start|reload|restart) touch '{s}/active-'\"$2\" ;;\n  \
              enable) touch '{s}/enabled-'\"$2\" ;;\nesac\n"
@@ -460,4 +463,109 @@ fn a_dry_run_changes_nothing_and_says_what_it_would_do() {
         .arg(script()));
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
     assert!(String::from_utf8_lossy(&out.stderr).contains("this needs root"), "{}", text(&out));
+}
+
+/// The script runs as root in a home the user controls: a link the user planted at
+/// `~/.ssh/authorized_keys` (or at `~/.ssh`) is refused, and the file it points to (here one
+/// only root may change) is neither chmod-ed, chown-ed nor appended to.
+#[test]
+fn a_symlinked_key_file_is_refused_and_nothing_outside_ssh_changes() {
+    if !available() {
+        return;
+    }
+    let env = Env::new();
+    let user = User::create("l", &env.home, "unused password");
+    let b = Scratch::new();
+    let keys = b.dir.path().join("keys");
+    std::fs::create_dir_all(&keys).unwrap();
+    let out = run(Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(keys.join("id")));
+    assert!(out.status.success(), "{}", text(&out));
+    let pubkey = keys.join("id.pub");
+    // Root's file the link points to, and a directory of root's for the linked `.ssh`.
+    let victims = b.dir.path().join("victims");
+    std::fs::create_dir_all(victims.join("dir")).unwrap();
+    std::fs::write(victims.join("shadow"), "root:secret:\n").unwrap();
+    std::fs::set_permissions(victims.join("shadow"), PermissionsExt::from_mode(0o640)).unwrap();
+    let ssh_dir = env.home.join(".ssh");
+    for what in ["authorized_keys", ".ssh"] {
+        let _ = std::fs::remove_dir_all(&ssh_dir);
+        let _ = std::fs::remove_file(&ssh_dir);
+        if what == ".ssh" {
+            std::os::unix::fs::symlink(victims.join("dir"), &ssh_dir).unwrap();
+        } else {
+            std::fs::create_dir_all(&ssh_dir).unwrap();
+            std::os::unix::fs::symlink(victims.join("shadow"), ssh_dir.join("authorized_keys"))
+                .unwrap();
+        }
+        user.owns(env.tmp.path());
+        let before = tree(&[victims.clone(), b.etc()]);
+        let out = b.setup(&["--authorized-key", pubkey.to_str().unwrap(), &user.name]);
+        assert_eq!(out.status.code(), Some(1), "{what}: {}", text(&out));
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("is a symbolic link; refusing"),
+            "{what}: {}",
+            text(&out)
+        );
+        assert_eq!(tree(&[victims.clone(), b.etc()]), before, "{what}: something changed");
+        let calls = b.calls();
+        assert!(calls.iter().all(|c| c.starts_with("systemctl is-")), "{calls:?}");
+    }
+}
+
+/// A reload that fails after the new configuration was written: the previous one is put back
+/// (sshd -T reports exactly what it did before, so the running sshd and its files agree), and
+/// the next run, asking sshd -T rather than trusting its own file, writes and reloads again. A
+/// run killed between writing and reloading leaves a note that makes the next run reload.
+#[test]
+fn a_failed_reload_leaves_the_previous_configuration_and_the_next_run_repairs_it() {
+    if !available() {
+        return;
+    }
+    let env = Env::new();
+    let user = User::create("r", &env.home, "unused password");
+    user.owns(env.tmp.path());
+    let b = Scratch::new();
+    let unit = sshd_unit();
+    let standin = b.dir.path().join("standin");
+    std::fs::write(standin.join(format!("active-{unit}")), "").unwrap();
+    let dropin = b.etc().join("sshd_config.d/10-kugetsu.conf");
+    let pending = b.etc().join("sshd_config.d/.10-kugetsu.conf.pending");
+    let effective = || {
+        let out = run(Command::new(SSHD).arg("-T").arg("-f").arg(b.etc().join("sshd_config")));
+        assert!(out.status.success(), "{}", text(&out));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let before = effective();
+    assert!(before.contains("\npasswordauthentication yes\n"), "{before}");
+
+    std::fs::write(standin.join("fail-reload"), "").unwrap();
+    let out = b.setup(&[&user.name]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("the previous configuration was put back"),
+        "{}",
+        text(&out)
+    );
+    assert!(b.calls().contains(&format!("systemctl reload {unit}")));
+    assert_eq!(effective(), before, "sshd -T reports what it did before");
+    assert!(!dropin.exists() && !pending.exists());
+
+    std::fs::remove_file(standin.join("fail-reload")).unwrap();
+    let out = b.setup(&[&user.name]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(b.calls().contains(&format!("systemctl reload {unit}")), "repaired");
+    assert!(effective().contains("\npasswordauthentication no\n"));
+    assert!(dropin.exists() && !pending.exists());
+
+    // Killed between writing and reloading: the note makes the next run reload.
+    std::fs::write(&pending, "").unwrap();
+    let out = b.setup(&[&user.name]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(b.calls().contains(&format!("systemctl reload {unit}")), "{}", text(&out));
+    assert!(!pending.exists());
+    let out = b.setup(&[&user.name]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("Nothing to change"), "{}", text(&out));
+    assert!(b.calls().iter().all(|c| c.starts_with("systemctl is-")));
 }

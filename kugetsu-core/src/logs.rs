@@ -15,7 +15,7 @@ use std::time::Duration;
 use time::OffsetDateTime;
 
 use crate::state::StateDir;
-use crate::storage::{self, FILE_MODE, StorageError};
+use crate::storage::{self, StorageError};
 
 /// Logs older than this are deleted (the spec's 7 days).
 pub const LOG_RETENTION: Duration = Duration::from_secs(7 * 24 * 60 * 60);
@@ -115,19 +115,7 @@ impl Logs {
     /// Opens `path` for appending, creating it (and `logs/`) private; symlinks are refused.
     pub fn open_append(&self, path: &Path) -> Result<File, LogsError> {
         storage::ensure_dir(&self.dir)?;
-        OpenOptions::new()
-            .append(true)
-            .create(true)
-            .mode(FILE_MODE)
-            .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
-            .open(path)
-            .map_err(|e| {
-                if e.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) {
-                    StorageError::Symlink { path: path.to_path_buf() }.into()
-                } else {
-                    io_err("open", path, e).into()
-                }
-            })
+        Ok(storage::open_private(path, storage::PrivateOpen::Append)?)
     }
 
     /// Every log, oldest first. Hidden files (temp files) and anything that is not a regular

@@ -8,6 +8,13 @@
 //! [`MIN_REDACTED_LEN`] characters is replaced: shorter values are no credential worth hiding,
 //! and replacing every `1` or `e` would wreck the very output being protected (opencode's JSON
 //! events are read after redaction).
+//!
+//! A secret can reach text in another spelling than its own: a JSON string holds `"`, `\` and a
+//! tab as `\"`, `\\` and `\t`; a URL holds them percent-encoded. So [`redact`] cuts out each
+//! secret as written, JSON-escaped and URL-encoded ([`encoded_forms`]), and [`redact_line`]
+//! masks a JSON line of agent output on its decoded strings (whatever escapes the agent chose)
+//! before the line is stored or its events are shown. Not covered: base64 and other encodings
+//! a program may apply on its own, and a secret split across two strings or lines.
 
 use std::fmt;
 
@@ -59,22 +66,121 @@ where
     out
 }
 
-/// Replaces every occurrence of each secret in `text` with `********`. Longer secrets are
-/// replaced first, so a secret that contains another is not left half visible. Empty secrets
-/// are ignored.
+/// `secret` as written, as a JSON string holds it (between the quotes) and URL-encoded
+/// (every byte but the unreserved ones as `%XX`, in both cases of hex digit, and with a
+/// space as `+` too), without repeats.
+pub fn encoded_forms(secret: &str) -> Vec<String> {
+    let json = serde_json::to_string(secret).unwrap_or_default();
+    let json = json.get(1..json.len().saturating_sub(1)).unwrap_or_default().to_owned();
+    let mut forms = vec![secret.to_owned(), json];
+    for upper in [true, false] {
+        let mut url = String::with_capacity(secret.len() * 3);
+        for b in secret.bytes() {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                url.push(char::from(b));
+            } else if upper {
+                url.push_str(&format!("%{b:02X}"));
+            } else {
+                url.push_str(&format!("%{b:02x}"));
+            }
+        }
+        if secret.contains(' ') {
+            forms.push(url.replace("%20", "+"));
+        }
+        forms.push(url);
+    }
+    forms.sort();
+    forms.dedup();
+    forms
+}
+
+/// Replaces every occurrence of each secret in `text`, in each of its [`encoded_forms`], with
+/// `********`. Longer forms are replaced first, so a secret that contains another is not left
+/// half visible. Empty secrets are ignored.
 pub fn redact(text: &str, secrets: &[&str]) -> String {
-    let mut sorted: Vec<&str> = secrets.iter().copied().filter(|s| !s.is_empty()).collect();
-    // Longest first, and equal ones next to each other so that `dedup` drops every repeat: a
-    // secret made of `*` replaced twice would multiply the mask each time.
-    sorted.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
-    sorted.dedup();
+    replace_forms(text, &all_forms(secrets))
+}
+
+/// Every [`encoded_forms`] of `secrets`, longest first, and equal ones next to each other so
+/// that `dedup` drops every repeat: a secret made of `*` replaced twice would multiply the
+/// mask each time.
+fn all_forms(secrets: &[&str]) -> Vec<String> {
+    let mut forms: Vec<String> =
+        secrets.iter().filter(|s| !s.is_empty()).flat_map(|s| encoded_forms(s)).collect();
+    forms.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
+    forms.dedup();
+    forms
+}
+
+fn replace_forms(text: &str, forms: &[String]) -> String {
     let mut out = text.to_string();
-    for secret in sorted {
-        if out.contains(secret) {
-            out = out.replace(secret, MASK);
+    for form in forms {
+        if out.contains(form.as_str()) {
+            out = out.replace(form.as_str(), MASK);
         }
     }
     out
+}
+
+/// One line of agent output as kugetsu may keep and show it. A line that is JSON has every
+/// string in it (keys too) masked on its decoded value, so no escape the agent chose hides a
+/// secret, and is written again only when that changed something (a line without secrets stays
+/// byte for byte); then, like any other line, it goes through [`redact`]. A secret in a spot
+/// no string covers (a number, across an escape) is still cut out of the text, at the price of
+/// the line no longer parsing: hiding the secret wins over reading the event.
+pub fn redact_line(line: &str, secrets: &[&str]) -> String {
+    let forms = all_forms(secrets);
+    if forms.is_empty() {
+        return line.to_owned();
+    }
+    let body = line.trim_end_matches(['\n', '\r']);
+    let ending = &line[body.len()..];
+    // Without a backslash no string of the line is escaped: its text is the decoded value,
+    // and the line need not be parsed.
+    let parsed = if body.contains('\\') {
+        serde_json::from_str::<serde_json::Value>(body).ok()
+    } else {
+        None
+    };
+    let decoded = match parsed {
+        Some(mut value @ (serde_json::Value::Object(_) | serde_json::Value::Array(_))) => {
+            if redact_value(&mut value, &forms) {
+                serde_json::to_string(&value).ok().map(|text| text + ending)
+            } else {
+                None
+            }
+        }
+        _ => None,
+    };
+    replace_forms(decoded.as_deref().unwrap_or(line), &forms)
+}
+
+/// Masks every string (and key) of `value` in place; whether anything changed.
+fn redact_value(value: &mut serde_json::Value, forms: &[String]) -> bool {
+    use serde_json::Value;
+    match value {
+        Value::String(s) => {
+            let masked = replace_forms(s, forms);
+            let changed = masked != *s;
+            *s = masked;
+            changed
+        }
+        Value::Array(items) => {
+            items.iter_mut().fold(false, |changed, v| redact_value(v, forms) | changed)
+        }
+        Value::Object(map) => {
+            let mut changed = false;
+            let old = std::mem::take(map);
+            for (key, mut v) in old {
+                changed |= redact_value(&mut v, forms);
+                let masked = replace_forms(&key, forms);
+                changed |= masked != key;
+                map.insert(masked, v);
+            }
+            changed
+        }
+        _ => false,
+    }
 }
 
 /// `url` with the user-info of `scheme://user:pass@host` (or of scp-like `user@host:`) replaced
@@ -182,6 +288,36 @@ mod tests {
                 &env.secret_values().iter().map(String::as_str).collect::<Vec<_>>()
             ),
             "push with ******** in vi"
+        );
+    }
+
+    #[test]
+    fn a_secret_is_cut_out_in_every_spelling_and_on_decoded_json() {
+        let secret = "ab\"cd\\ef\tSECRET9 x";
+        let forms = encoded_forms(secret);
+        for form in [secret, "ab\\\"cd\\\\ef\\tSECRET9 x", "ab%22cd%5Cef%09SECRET9%20x"] {
+            assert!(forms.iter().any(|f| f == form), "{form:?} in {forms:?}");
+            assert_eq!(redact(&format!("<{form}>"), &[secret]), format!("<{MASK}>"), "{form:?}");
+        }
+        assert!(forms.iter().any(|f| f == "ab%22cd%5Cef%09SECRET9+x"));
+        assert_eq!(encoded_forms("ghp_abcdef"), ["ghp_abcdef"], "a plain one is spelled once");
+
+        // The agent's own escapes (here `\u0022` for a quote) hide nothing, and the line is
+        // still the same JSON with the secret masked.
+        let line =
+            "{\"type\":\"text\",\"part\":{\"text\":\"say ab\\u0022cd\\\\ef\\tSECRET9 x!\"}}\n";
+        let out = redact_line(line, &[secret]);
+        assert_eq!(out, format!("{{\"type\":\"text\",\"part\":{{\"text\":\"say {MASK}!\"}}}}\n"));
+        let untouched = "{\"type\": \"text\",  \"part\": {\"text\": \"hi\"}}\n";
+        assert_eq!(redact_line(untouched, &[secret]), untouched, "no secret, same bytes");
+        assert_eq!(
+            redact_line("Error: ab\"cd\\ef\tSECRET9 x", &[secret]),
+            format!("Error: {MASK}")
+        );
+        let number = "{\"n\": 12345678}";
+        assert!(
+            !redact_line(number, &["12345678"]).contains("12345678"),
+            "not a string, still cut"
         );
     }
 

@@ -331,6 +331,54 @@ pub fn write_json<T: Serialize + ?Sized>(path: &Path, value: &T) -> Result<(), S
     atomic_write(path, &bytes)
 }
 
+/// How [`open_private`] opens a file for writing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PrivateOpen {
+    /// Writes go to the end (a log).
+    Append,
+    /// The file is emptied first (a log that starts again, a hint).
+    Truncate,
+}
+
+/// The one way a log or other non-atomic state file is opened for writing: created `0600`,
+/// never through a symlink (the file or its directory), and only a regular file (a FIFO
+/// planted in its place fails at once instead of blocking the writer).
+///
+/// Logs are appended to while kugetsu runs, so they cannot go through [`atomic_write`]; they
+/// still hold what agents print, so they get the same refusals as every other state file.
+pub fn open_private(path: &Path, how: PrivateOpen) -> Result<File, StorageError> {
+    refuse_symlinked_dir(path)?;
+    let mut options = OpenOptions::new();
+    match how {
+        PrivateOpen::Append => options.append(true),
+        PrivateOpen::Truncate => options.write(true).truncate(true),
+    };
+    // NONBLOCK: opening a FIFO for writing fails (ENXIO) instead of waiting for a reader.
+    let flags = rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK;
+    let file =
+        options.create(true).mode(FILE_MODE).custom_flags(flags.bits() as i32).open(path).map_err(
+            |e| match e.raw_os_error() {
+                Some(n) if n == rustix::io::Errno::LOOP.raw_os_error() => {
+                    StorageError::Symlink { path: path.to_path_buf() }
+                }
+                _ => StorageError::io("open", path, e),
+            },
+        )?;
+    let meta = file.metadata().map_err(|e| StorageError::io("open", path, e))?;
+    if !meta.is_file() {
+        return Err(StorageError::io(
+            "open",
+            path,
+            io::Error::new(io::ErrorKind::InvalidInput, "not a regular file"),
+        ));
+    }
+    // Back to blocking writes: a full disk must not turn into lost lines.
+    rustix::fs::fcntl_getfl(&file)
+        .and_then(|f| rustix::fs::fcntl_setfl(&file, f.difference(rustix::fs::OFlags::NONBLOCK)))
+        .map_err(|e| StorageError::io("open", path, e.into()))?;
+    Ok(file)
+}
+
 /// Opens (creating `0600` if needed) a lock file. Lock files are never deleted: deleting one
 /// while another process waits on it would let two holders in at once.
 pub fn open_lock_file(path: &Path) -> Result<File, StorageError> {
@@ -514,6 +562,49 @@ mod tests {
             });
         assert!(matches!(r, Err(StorageError::Corrupt { .. })));
         assert!(!path.exists(), "the default was not written in its place");
+    }
+
+    #[test]
+    fn logs_open_private_and_never_through_a_link_or_a_fifo() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("run.log");
+        open_private(&log, PrivateOpen::Append).unwrap().write_all(b"one\n").unwrap();
+        open_private(&log, PrivateOpen::Append).unwrap().write_all(b"two\n").unwrap();
+        assert_eq!(fs::read_to_string(&log).unwrap(), "one\ntwo\n");
+        assert_eq!(fs::metadata(&log).unwrap().permissions().mode() & 0o777, 0o600);
+        open_private(&log, PrivateOpen::Truncate).unwrap().write_all(b"three\n").unwrap();
+        assert_eq!(fs::read_to_string(&log).unwrap(), "three\n");
+
+        // A link planted where the log goes: refused, and its target is neither made nor
+        // written.
+        let target = dir.path().join("elsewhere");
+        let link = dir.path().join("linked.log");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        for how in [PrivateOpen::Append, PrivateOpen::Truncate] {
+            assert!(matches!(open_private(&link, how), Err(StorageError::Symlink { .. })));
+        }
+        assert!(!target.exists());
+        // A linked directory: refused too.
+        let real = dir.path().join("real");
+        fs::create_dir(&real).unwrap();
+        std::os::unix::fs::symlink(&real, dir.path().join("logs")).unwrap();
+        let through = dir.path().join("logs/run.log");
+        assert!(matches!(
+            open_private(&through, PrivateOpen::Append),
+            Err(StorageError::Symlink { .. })
+        ));
+        assert!(!real.join("run.log").exists());
+        // A FIFO: refused at once rather than waiting for a reader.
+        let fifo = dir.path().join("fifo.log");
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            &fifo,
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::from_raw_mode(0o600),
+            0,
+        )
+        .unwrap();
+        assert!(open_private(&fifo, PrivateOpen::Append).is_err());
     }
 
     #[test]

@@ -28,9 +28,8 @@
 //! limit) is explained with one look at its stored row.
 
 use std::ffi::OsString;
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{IsTerminal, Write};
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -40,8 +39,7 @@ use kugetsu_core::agent::{
     ForkRequest, Repair, RunLimits, RunOutcome, RunReport, RunRequest, SessionId, WarmGuard,
 };
 use kugetsu_core::interrupt::Interrupt;
-use kugetsu_core::secrets::{redact, secret_values};
-use kugetsu_core::storage::FILE_MODE;
+use kugetsu_core::secrets::{redact_line, secret_values};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -390,8 +388,9 @@ impl OpencodeDriver {
                     Seen::Spawned(pid) => return sink.spawned(pid),
                     Seen::Line(stream, bytes) => (stream, bytes),
                 };
-                // Secrets never reach the log or the caller, even when the agent prints them.
-                let line = redact(&String::from_utf8_lossy(bytes), &secrets);
+                // Secrets never reach the log or the caller, even when the agent prints them
+                // (masked on the decoded JSON, so no escape hides one).
+                let line = redact_line(&String::from_utf8_lossy(bytes), &secrets);
                 log_err = write_log(&mut log_file, line.as_bytes(), log_err.take());
                 if !line.ends_with('\n') {
                     log_err = write_log(&mut log_file, b"\n", log_err.take());
@@ -678,9 +677,13 @@ fn open_log(path: &Path) -> Result<File, AgentError> {
         })?;
     }
     // Private from creation, like every state file: it holds what the agent printed.
-    OpenOptions::new().create(true).append(true).mode(FILE_MODE).open(path).map_err(|source| {
-        AgentError::Io { action: "open the run log", path: path.to_owned(), source }
-    })
+    kugetsu_core::storage::open_private(path, kugetsu_core::storage::PrivateOpen::Append).map_err(
+        |e| AgentError::Io {
+            action: "open the run log",
+            path: path.to_owned(),
+            source: std::io::Error::other(e),
+        },
+    )
 }
 
 /// The secret values of the base env and the agent's env, by the one rule of

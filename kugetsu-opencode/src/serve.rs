@@ -28,14 +28,13 @@
 use std::ffi::OsString;
 use std::fs::{File, OpenOptions};
 use std::io::Read;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
 use kugetsu_core::agent::{AgentEnv, AgentError, Warm};
-use kugetsu_core::storage::{self, FILE_MODE};
+use kugetsu_core::storage;
 use rustix::process::{Pid, Signal, kill_process_group};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -167,17 +166,13 @@ pub(crate) fn start(spec: &StartSpec<'_>) -> Result<ServeHandle, AgentError> {
     });
     // A file, not pipes: nobody has to drain the output of a process that runs for hours.
     let log_path = spec.cache.join(LOG_NAME);
-    let log = OpenOptions::new()
-        .create(true)
-        .write(true)
-        .truncate(true)
-        .mode(FILE_MODE)
-        .open(&log_path)
-        .map_err(|source| AgentError::Io {
+    let log = storage::open_private(&log_path, storage::PrivateOpen::Truncate).map_err(|e| {
+        AgentError::Io {
             action: "open the serve's log",
             path: log_path.clone(),
-            source,
-        })?;
+            source: std::io::Error::other(e),
+        }
+    })?;
     let log2 = log.try_clone().map_err(|source| AgentError::Io {
         action: "open the serve's log",
         path: log_path.clone(),

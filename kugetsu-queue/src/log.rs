@@ -6,13 +6,12 @@
 //! Only the daemon (the holder of `queue/daemon.lock`) writes, so rotation needs no lock.
 //! Writing never fails the daemon: a full disk loses log lines, not queue items.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::{self, Write};
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use kugetsu_core::storage::{FILE_MODE, StorageError};
+use kugetsu_core::storage::{self, StorageError};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
@@ -34,13 +33,8 @@ struct Inner {
     size: u64,
 }
 
-fn open_append(path: &Path) -> io::Result<File> {
-    OpenOptions::new()
-        .append(true)
-        .create(true)
-        .mode(FILE_MODE)
-        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
-        .open(path)
+fn open_append(path: &Path) -> Result<File, StorageError> {
+    storage::open_private(path, storage::PrivateOpen::Append)
 }
 
 /// Path of the rotated log: `<log>.1`.
@@ -53,11 +47,7 @@ pub fn rotated_path(path: &Path) -> PathBuf {
 impl DaemonLog {
     /// Opens (creating `0600`) the log at `path`, rotated once it would exceed `max_bytes`.
     pub fn open(path: &Path, max_bytes: u64) -> Result<Self, StorageError> {
-        let file = open_append(path).map_err(|source| StorageError::Io {
-            action: "open log",
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let file = open_append(path)?;
         let size = file.metadata().map(|m| m.len()).unwrap_or(0);
         Ok(DaemonLog {
             inner: Arc::new(Mutex::new(Inner {

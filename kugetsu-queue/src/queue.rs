@@ -400,15 +400,7 @@ fn sort_key(id: &str) -> Option<u128> {
 /// through a symlink, but without fsync; errors are ignored by design.
 fn write_hint(path: &Path, bytes: &[u8]) {
     use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let file = fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(storage::FILE_MODE)
-        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
-        .open(path);
-    if let Ok(mut f) = file {
+    if let Ok(mut f) = storage::open_private(path, storage::PrivateOpen::Truncate) {
         let _ = f.write_all(bytes);
     }
 }

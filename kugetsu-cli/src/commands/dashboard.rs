@@ -21,6 +21,10 @@ pub struct DashboardArgs {
     /// see and steer your agents (the page is plain HTTP; put TLS in front of it).
     #[arg(long)]
     pub allow_remote: bool,
+    /// A name the dashboard is reached by besides its address, such as the tailnet name
+    /// `tailscale serve` publishes it under (requests naming any other host are refused).
+    #[arg(long = "host", value_name = "NAME")]
+    pub hosts: Vec<String>,
 }
 
 /// Serves the dashboard until the process is stopped.
@@ -63,6 +67,7 @@ pub fn cmd_dashboard(ui: &mut Ui, ctx: &Ctx, args: &DashboardArgs) -> Result<(),
         let app = crate::dashboard::App {
             ctx: Arc::new(json_ctx),
             token: token.as_str().into(),
+            reach: Arc::new(crate::dashboard::auth::Reach::new(addr, &args.hosts)),
             changes,
         };
         let url = format!("http://{addr}/?token={token}");

@@ -18,7 +18,8 @@ use crate::ui::Ui;
 /// Arguments of `demo`.
 #[derive(Debug, clap::Args)]
 pub struct DemoArgs {
-    /// Scratch directory to use (default: a new one under the system temp dir).
+    /// Scratch directory to use: a new one, or an empty one of yours that only you can write
+    /// to (default: a new private one with a random name under the system temp dir).
     #[arg(long, value_name = "DIR")]
     pub dir: Option<PathBuf>,
     /// Keep the scratch directory afterwards, to look around.
@@ -81,21 +82,44 @@ fn sample_repo(scratch: &Path) -> Result<PathBuf, CliError> {
     Ok(repo)
 }
 
+/// The demo's scratch directory. The demo runs the `bin/opencode` it puts there, so nobody
+/// else may have made or be able to change it: by default a new directory of the system temp
+/// dir with a random name, created `0700` by a call that fails if the name exists (another
+/// local user cannot prepare it); with `--dir`, a new directory, or an empty one of the user's
+/// own that others cannot write to.
 fn scratch_dir(args: &DemoArgs) -> Result<PathBuf, CliError> {
-    let dir = match &args.dir {
-        Some(d) => d.clone(),
-        None => std::env::temp_dir().join(format!(
-            "kugetsu-demo-{}-{}",
-            std::process::id(),
-            time::OffsetDateTime::now_utc().unix_timestamp()
-        )),
+    let Some(dir) = &args.dir else {
+        let private = std::os::unix::fs::PermissionsExt::from_mode(0o700);
+        let made = tempfile::Builder::new()
+            .prefix("kugetsu-demo-")
+            .permissions(private)
+            .tempdir()
+            .map_err(|e| {
+                CliError::new(
+                    exit::FAILURE,
+                    format!("cannot make the demo's scratch directory: {e}"),
+                )
+                .with_hint("name a directory with --dir")
+            })?;
+        // Removed by `cmd_demo` itself, or kept on purpose (`--keep`, a failure).
+        return Ok(made.keep());
     };
-    if dir.exists() && std::fs::read_dir(&dir)?.next().is_some() {
-        return Err(CliError::usage(format!("{} exists and is not empty", dir.display()))
-            .with_hint("name a new or empty directory with --dir"));
+    match std::fs::symlink_metadata(dir) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            kugetsu_core::storage::ensure_dir(dir)?;
+            return Ok(dir.clone());
+        }
+        Err(e) => return Err(e.into()),
+        Ok(_) => {}
     }
-    kugetsu_core::storage::ensure_dir(&dir)?;
-    Ok(dir)
+    let refuse = |why: String| {
+        CliError::usage(why).with_hint("name a new directory, or an empty one of yours, with --dir")
+    };
+    kugetsu_core::storage::check_private_dir(dir).map_err(|e| refuse(e.to_string()))?;
+    if std::fs::read_dir(dir)?.next().is_some() {
+        return Err(refuse(format!("{} exists and is not empty", dir.display())));
+    }
+    Ok(dir.clone())
 }
 
 /// Waits until the queue has nothing pending or running, printing each new notification.

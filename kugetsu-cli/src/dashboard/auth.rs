@@ -1,16 +1,26 @@
 //! Who may use the dashboard: whoever holds the token kept in the state directory
-//! (`dashboard.token`, `0600`, made on first use). Everything else gets a bare 401.
+//! (`dashboard.token`, `0600`, made on first use), through an address the dashboard answers
+//! to. Everything else gets a bare 401 (no token) or 403 (a foreign `Host` or `Origin`).
 //!
-//! Where the token may come from depends on what a request can do:
-//! - `Authorization: Bearer <token>`: every request (the page's script sends it; so can curl);
-//! - `?token=` in the URL or the `kugetsu_token` cookie: reads only (`GET`), so the first load
-//!   from the printed URL, a reload and the event streams (`EventSource` sends no headers)
-//!   work, while no other site can make a browser change anything: a cross-site form or
-//!   image carries at most the cookie (and `SameSite=Strict` keeps even that away), never the
-//!   header, and no `GET` changes state.
+//! - The token is never put in a cookie. Browsers do not keep cookies apart by port, so a
+//!   cookie of `127.0.0.1:7420` reaches every other server on `127.0.0.1` the browser visits,
+//!   such as the dev server an agent just started. The page's script keeps the token in the
+//!   tab's session storage instead and sends it as `Authorization: Bearer <token>`.
+//! - `?token=` in the URL is taken on reads (`GET`) only: the first load from the printed URL
+//!   and the event streams (`EventSource` sends no headers). No `GET` changes anything.
+//! - The page itself (`/` without the token) and its two assets are the same for everyone and
+//!   hold no state, so a reload finds its way in: the script reads the token from the tab
+//!   and asks for the state with it.
+//! - `Host` must name the dashboard ([`Reach`]): another site can make its own name resolve to
+//!   127.0.0.1 (DNS rebinding) and so reach the dashboard as its own origin, but its requests
+//!   then name that site.
+//! - Every `POST` with an `Origin` must come from the dashboard's own: a browser always sends
+//!   it on a `POST`, and another site's cannot spell the dashboard's.
+
+use std::net::{IpAddr, SocketAddr};
 
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
@@ -18,8 +28,8 @@ use kugetsu_core::StateDir;
 
 use crate::error::{CliError, exit};
 
-/// The cookie the page's first load sets, for reloads and the page's own assets.
-pub const COOKIE: &str = "kugetsu_token";
+/// What anyone may load without the token: the page without its state, and its assets.
+const PUBLIC: &[&str] = &["/", "/assets/app.js", "/assets/app.css", "/favicon.ico"];
 
 /// Bytes of randomness in a token (shown as twice as many hex digits).
 const TOKEN_BYTES: usize = 32;
@@ -57,15 +67,6 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
     headers.get(header::AUTHORIZATION)?.to_str().ok()?.strip_prefix("Bearer ").map(str::trim)
 }
 
-fn cookie(headers: &HeaderMap) -> Option<&str> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .find_map(|c| c.trim().strip_prefix(COOKIE)?.strip_prefix('='))
-}
-
 fn query_token(uri: &axum::http::Uri) -> Option<String> {
     #[derive(serde::Deserialize)]
     struct Q {
@@ -81,11 +82,9 @@ pub enum Proof {
     Header,
     /// The URL (`?token=`), on a read.
     Query,
-    /// The cookie, on a read.
-    Cookie,
 }
 
-/// Whether the request may go on, and how it proved it.
+/// Whether the request holds the token, and how it proved it.
 pub fn check(
     token: &str,
     method: &Method,
@@ -99,32 +98,105 @@ pub fn check(
     if method != Method::GET && method != Method::HEAD {
         return None;
     }
-    if query_token(uri).is_some_and(|t| ok(&t)) {
-        return Some(Proof::Query);
-    }
-    cookie(headers).is_some_and(ok).then_some(Proof::Cookie)
+    query_token(uri).is_some_and(|t| ok(&t)).then_some(Proof::Query)
 }
 
-/// The middleware: 401 with nothing else unless [`check`] passes. A page loaded from the
-/// printed URL also gets the cookie, so a reload finds its way in.
+/// The names a request's `Host` may give the dashboard: `localhost`, the address it listens
+/// on (any loopback address when that is loopback, any address when it listens on all of
+/// them), and the names it was told (`--host`, for a proxy such as `tailscale serve`). The port
+/// is not compared: an SSH tunnel may bring the dashboard to another port, and a rebinding
+/// attack needs a name of its own, not a port.
+#[derive(Debug, Clone)]
+pub struct Reach {
+    listen: SocketAddr,
+    names: Vec<String>,
+}
+
+impl Reach {
+    /// The dashboard listening on `listen`, also known as `names`.
+    pub fn new(listen: SocketAddr, names: &[String]) -> Reach {
+        Reach { listen, names: names.iter().map(|n| n.to_ascii_lowercase()).collect() }
+    }
+
+    /// Whether a `Host` header's value names the dashboard.
+    pub fn allows(&self, host: &str) -> bool {
+        let Some(name) = host_name(host) else { return false };
+        if name == "localhost" || self.names.contains(&name) {
+            return true;
+        }
+        let Ok(ip) = name.trim_start_matches('[').trim_end_matches(']').parse::<IpAddr>() else {
+            return false;
+        };
+        let listen = self.listen.ip();
+        ip == listen || listen.is_unspecified() || (listen.is_loopback() && ip.is_loopback())
+    }
+}
+
+/// The name part of a `Host` value (`name`, `name:port`, `[v6]`, `[v6]:port`), lower-cased;
+/// `None` for an empty or malformed one.
+fn host_name(host: &str) -> Option<String> {
+    let host = host.trim();
+    let name = if host.starts_with('[') {
+        let end = host.find(']')?;
+        let rest = &host[end + 1..];
+        if !(rest.is_empty() || rest.strip_prefix(':').is_some_and(is_port)) {
+            return None;
+        }
+        &host[..=end]
+    } else {
+        match host.rsplit_once(':') {
+            Some((name, port)) if is_port(port) => name,
+            Some(_) => return None,
+            None => host,
+        }
+    };
+    (!name.is_empty()).then(|| name.to_ascii_lowercase())
+}
+
+fn is_port(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 5 && s.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// Whether a request that changes something came from the dashboard's own page: no
+/// `Origin` (not a browser: curl, a script), or one whose host and port are the request's
+/// `Host` (the page's origin, whatever scheme a proxy in front adds). `Origin: null` (a
+/// sandboxed frame, a file) is refused.
+pub fn same_origin(headers: &HeaderMap) -> bool {
+    let Some(origin) = headers.get(header::ORIGIN) else { return true };
+    let (Ok(origin), Some(Ok(host))) =
+        (origin.to_str(), headers.get(header::HOST).map(|h| h.to_str()))
+    else {
+        return false;
+    };
+    let authority = origin.strip_prefix("http://").or_else(|| origin.strip_prefix("https://"));
+    authority.is_some_and(|a| a.eq_ignore_ascii_case(host.trim()))
+}
+
+/// The middleware: 403 for a `Host` that does not name the dashboard and for a `POST` from
+/// another origin, then 401 unless [`check`] passes; a public path without the token gets the
+/// page without its state.
 pub async fn require_token(
     State(app): State<super::App>,
     request: Request,
     next: Next,
 ) -> Response {
-    let Some(proof) = check(&app.token, request.method(), request.headers(), request.uri()) else {
-        return StatusCode::UNAUTHORIZED.into_response();
-    };
-    let mut response = next.run(request).await;
-    if proof == Proof::Query
-        && let Ok(v) = HeaderValue::from_str(&format!(
-            "{COOKIE}={}; HttpOnly; SameSite=Strict; Path=/",
-            app.token
-        ))
-    {
-        response.headers_mut().append(header::SET_COOKIE, v);
+    let headers = request.headers();
+    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("");
+    if !app.reach.allows(host) {
+        return StatusCode::FORBIDDEN.into_response();
     }
-    response
+    let reads = request.method() == Method::GET || request.method() == Method::HEAD;
+    if !reads && !same_origin(headers) {
+        return StatusCode::FORBIDDEN.into_response();
+    }
+    if check(&app.token, request.method(), headers, request.uri()).is_some() {
+        return next.run(request).await;
+    }
+    match request.uri().path() {
+        "/" if reads => super::page::shell(app).await,
+        path if reads && PUBLIC.contains(&path) => next.run(request).await,
+        _ => StatusCode::UNAUTHORIZED.into_response(),
+    }
 }
 
 #[cfg(test)]
@@ -133,21 +205,79 @@ mod tests {
     use super::*;
 
     #[test]
-    fn reads_accept_url_and_cookie_but_changes_only_the_header() {
+    fn reads_accept_the_url_but_changes_only_the_header() {
         let t = "ab".repeat(32);
         let uri = |s: &str| s.parse::<axum::http::Uri>().unwrap();
         let mut h = HeaderMap::new();
         assert_eq!(check(&t, &Method::GET, &h, &uri("/")), None);
         assert_eq!(check(&t, &Method::GET, &h, &uri(&format!("/?token={t}"))), Some(Proof::Query));
         assert_eq!(check(&t, &Method::POST, &h, &uri(&format!("/api/stop?token={t}"))), None);
-        h.insert(header::COOKIE, format!("a=b; {COOKIE}={t}").parse().unwrap());
-        assert_eq!(check(&t, &Method::GET, &h, &uri("/")), Some(Proof::Cookie));
-        assert_eq!(check(&t, &Method::POST, &h, &uri("/api/stop")), None, "a cookie alone");
+        h.insert(header::COOKIE, format!("kugetsu_token={t}").parse().unwrap());
+        assert_eq!(check(&t, &Method::GET, &h, &uri("/")), None, "a cookie is no proof");
         h.insert(header::AUTHORIZATION, format!("Bearer {t}").parse().unwrap());
         assert_eq!(check(&t, &Method::POST, &h, &uri("/api/stop")), Some(Proof::Header));
         h.insert(header::AUTHORIZATION, "Bearer nope".parse().unwrap());
         assert_eq!(check(&t, &Method::POST, &h, &uri("/api/stop")), None);
         assert!(!same(b"abc", b"abd") && !same(b"ab", b"abc") && same(b"abc", b"abc"));
+    }
+
+    #[test]
+    fn only_names_of_the_dashboard_reach_it() {
+        let names = ["devbox.tail1.ts.net".to_owned()];
+        let lo = Reach::new("127.0.0.1:7420".parse().unwrap(), &names);
+        for ok in [
+            "127.0.0.1:7420",
+            "127.0.0.1",
+            "localhost:7420",
+            "LOCALHOST:8000",
+            "[::1]:7420",
+            "127.0.0.2:7420",
+            "DevBox.tail1.ts.net",
+        ] {
+            assert!(lo.allows(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "evil.example:7420",
+            "127.0.0.1.evil.example:7420",
+            "localhost.evil.example",
+            "192.168.1.5:7420",
+            "127.0.0.1:7420:1",
+            "[::1",
+            "[::1]x",
+            "ts.net",
+        ] {
+            assert!(!lo.allows(bad), "{bad}");
+        }
+        let ip = Reach::new("100.64.0.7:7420".parse().unwrap(), &[]);
+        assert!(ip.allows("100.64.0.7:7420") && !ip.allows("100.64.0.8:7420"));
+        assert!(!ip.allows("127.0.0.1:7420"), "it does not listen there");
+        let all = Reach::new("0.0.0.0:7420".parse().unwrap(), &[]);
+        assert!(all.allows("192.168.1.5:7420") && !all.allows("rebound.example:7420"));
+    }
+
+    #[test]
+    fn a_change_must_come_from_the_dashboards_own_origin() {
+        let with = |origin: Option<&str>| {
+            let mut h = HeaderMap::new();
+            h.insert(header::HOST, "127.0.0.1:7420".parse().unwrap());
+            if let Some(o) = origin {
+                h.insert(header::ORIGIN, o.parse().unwrap());
+            }
+            same_origin(&h)
+        };
+        assert!(with(None), "no browser, no Origin");
+        assert!(with(Some("http://127.0.0.1:7420")));
+        assert!(with(Some("https://127.0.0.1:7420")), "behind a TLS proxy");
+        for bad in [
+            "http://127.0.0.1:5173",
+            "http://localhost:7420",
+            "null",
+            "http://127.0.0.1:7420.evil.example",
+            "http://evil.example",
+        ] {
+            assert!(!with(Some(bad)), "{bad}");
+        }
     }
 
     #[test]

@@ -3,7 +3,8 @@
 //!
 //! - `server`: the listener, the connection cap and the HTTP/1 settings that keep slow or
 //!   abusive clients from exhausting it;
-//! - `auth`: the token every request must carry;
+//! - `auth`: the token every request must carry, and the `Host` and `Origin` it must come
+//!   with;
 //! - `routes`: the API (reads return what each command prints with `--json`, from the same
 //!   library reads; actions call what the commands call);
 //! - `page`: the server-rendered page and its two assets;
@@ -33,6 +34,8 @@ pub struct App {
     pub ctx: Arc<Ctx>,
     /// The token requests must carry.
     pub token: Arc<str>,
+    /// The names and addresses a request's `Host` may give the dashboard.
+    pub reach: Arc<auth::Reach>,
     /// Goes up by one on every change of the state.
     pub changes: tokio::sync::watch::Receiver<u64>,
 }

@@ -62,6 +62,13 @@ pub async fn full(State(app): State<App>) -> Response {
     render(app, true).await
 }
 
+/// `GET /` without the token (a reload: the tab keeps the token): the page without the state,
+/// which its script then asks for with the token.
+pub async fn shell(app: App) -> Response {
+    let result = tokio::task::spawn_blocking(move || html(&app, page("<p>loading…</p>"))).await;
+    result.unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
+}
+
 /// `GET /fragment`: the part of the page that changes.
 pub async fn fragment(State(app): State<App>) -> Response {
     render(app, false).await

@@ -1,8 +1,6 @@
 //! What `queue-daemon status`, `stop`, `logs` and `start` need from outside the daemon: its
 //! lock, its pid file, signalling it by identity, its log, and starting it detached.
 
-use std::os::unix::fs::OpenOptionsExt;
-
 use super::*;
 
 /// The contents of `queue/daemon.pid`: the pid on the first line (as the original kugetsu
@@ -199,11 +197,7 @@ pub fn spawn_detached(
 ) -> Result<u32, DaemonError> {
     storage::ensure_dir(&state.queue_dir())?;
     let log_path = state.daemon_log_path();
-    let stderr = std::fs::OpenOptions::new()
-        .mode(storage::FILE_MODE)
-        .append(true)
-        .create(true)
-        .open(&log_path)
+    let stderr = storage::open_private(&log_path, storage::PrivateOpen::Append)
         .map(Stdio::from)
         .unwrap_or_else(|_| Stdio::null());
     let mut cmd = Command::new(program);

@@ -1,6 +1,8 @@
 // kugetsu dashboard: keeps the token, follows the event stream, swaps in the fresh state and
 // sends the actions. Text from the server is set with textContent; only /fragment (rendered
-// and escaped by kugetsu) is set as HTML.
+// and escaped by kugetsu) is set as HTML. The token lives in this tab's session storage only
+// (never a cookie: cookies are shared with every other port of this host), so a reload, which
+// loads the page without it, finds it here.
 "use strict";
 (function () {
   var KEY = "kugetsu-token";
@@ -66,6 +68,11 @@
   }
 
   function start() {
+    if (!token) {
+      $("conn").textContent = "no token";
+      say("open the address `kugetsu dashboard` printed (it carries the token)", true);
+      return;
+    }
     var events = new EventSource("/api/events" + q);
     events.addEventListener("hello", function () { $("conn").textContent = "live"; $("conn").className = "badge live"; refresh(); });
     events.addEventListener("change", refresh);
