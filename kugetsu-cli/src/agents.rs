@@ -28,8 +28,8 @@ pub const DRIVERS: &[DriverEntry] = &[DriverEntry {
     name: "opencode",
     program: |config| {
         Some((
-            config.opencode_bin.clone(),
-            "install it (`npm install -g opencode-ai`) or set KUGETSU_OPENCODE_BIN",
+            config.agent_bin.clone().unwrap_or_else(|| PathBuf::from("opencode")),
+            "install it (`npm install -g opencode-ai`) or set KUGETSU_AGENT_BIN",
         ))
     },
     build: |ctx, config, place| Arc::new(opencode(ctx, config, place)),
@@ -57,8 +57,9 @@ pub fn driver(
 /// state directory (which outlives any shell directory), and it keeps the base session's
 /// export in `cache/`.
 fn opencode(ctx: &Ctx, config: &Config, place: RunPlace) -> kugetsu_opencode::OpencodeDriver {
-    let program = crate::wiring::find_program(&config.opencode_bin, &ctx.env)
-        .unwrap_or_else(|| config.opencode_bin.clone());
+    let configured = config.agent_bin.clone().unwrap_or_else(|| PathBuf::from("opencode"));
+    let program =
+        crate::wiring::find_program(&configured, &ctx.env).unwrap_or_else(|| configured.clone());
     kugetsu_opencode::OpencodeDriver::new(
         kugetsu_opencode::OpencodeOptions::new(program)
             .base_env(crate::wiring::agent_base_env(ctx, config))

@@ -204,7 +204,7 @@ impl From<AgentError> for CliError {
         match &e {
             AgentError::Spawn { .. } => {
                 err.hint = Some(
-                    "install opencode (`npm install -g opencode-ai`) or set KUGETSU_OPENCODE_BIN; `kugetsu demo` needs neither"
+                    "install opencode (`npm install -g opencode-ai`) or set KUGETSU_AGENT_BIN; `kugetsu demo` needs neither"
                         .into(),
                 );
             }

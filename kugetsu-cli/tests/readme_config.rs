@@ -66,7 +66,8 @@ fn config_flag_beats_environment_beats_file() {
     );
 
     let config = env.path("config").display().to_string();
-    let line = doctor_setting(&env, &[], "KUGETSU_OPENCODE_BIN");
+    // The file names the agent program by its old name, which is read as the new one.
+    let line = doctor_setting(&env, &[], "KUGETSU_AGENT_BIN");
     assert!(line.ends_with(&format!("({config}:1)")), "{line}");
     let line = doctor_setting(&env, &[], "KUGETSU_DEFAULT_REPO");
     assert!(line.contains("github.com/o/env") && line.ends_with("(environment)"), "{line}");

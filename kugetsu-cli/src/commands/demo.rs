@@ -128,7 +128,7 @@ fn is_users_setting(key: &str) -> bool {
         || key.starts_with("OPENCODE_")
         || key.starts_with("FAKE_OPENCODE_")
         || key.starts_with("GIT_")
-        || kugetsu_core::config::KEYS.iter().any(|k| k.name == key)
+        || kugetsu_core::config::is_key(key)
 }
 
 /// Runs the demo.
@@ -168,11 +168,11 @@ fn run(ctx: &Ctx, scratch: &Path, out: &mut dyn Write) -> Result<(), CliError> {
     demo.stdin_tty = false;
     demo.overrides.clear();
     // Hermetic: none of the user's kugetsu, opencode or git settings reach the demo, its daemon
-    // or its agents (a custom KUGETSU_OPENCODE_BIN would run a real agent on their account).
+    // or its agents (a custom KUGETSU_AGENT_BIN would run a real agent on their account).
     demo.env.retain(|key, _| !is_users_setting(key));
     demo.state.ensure()?;
     let config = format!(
-        "# written by kugetsu demo\nKUGETSU_OPENCODE_BIN={}\nMAX_CONCURRENT_AGENTS=2\nKUGETSU_DEFAULT_REPO=local.test/demo/app\nKUGETSU_AGENT_TIMEOUT_MINUTES=2\nKUGETSU_AGENT_IDLE_MINUTES=1\n",
+        "# written by kugetsu demo\nKUGETSU_AGENT_BIN={}\nMAX_CONCURRENT_AGENTS=2\nKUGETSU_DEFAULT_REPO=local.test/demo/app\nKUGETSU_AGENT_TIMEOUT_MINUTES=2\nKUGETSU_AGENT_IDLE_MINUTES=1\n",
         fake.display()
     );
     kugetsu_core::storage::atomic_write(&demo.state.config_path(), config.as_bytes())?;
