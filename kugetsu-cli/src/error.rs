@@ -334,6 +334,14 @@ impl From<OrchestratorError> for CliError {
                     "wait for it to finish, or queue the message with `kugetsu queue enqueue`",
                 ),
             OrchestratorError::Interrupted { .. } => CliError::from_error(exit::INTERRUPTED, &e),
+            // Not bad input (the same command works with the other setting): a failure.
+            OrchestratorError::OtherDriver { ref made_by, .. } => {
+                let hint = format!(
+                    "set {}={made_by} to work on it (`--config {0}={made_by}` for one command)",
+                    kugetsu_core::config::KUGETSU_AGENT
+                );
+                CliError::from_error(exit::FAILURE, &e).with_hint(hint)
+            }
             other => CliError::from_error(exit::FAILURE, &other),
         }
     }

@@ -130,6 +130,7 @@ pub fn build_orchestrator(
             slot_wait,
             interrupt: ctx.interrupt.clone(),
             liveness: Arc::new(kugetsu_core::process::SystemLiveness),
+            driver: config.agent.clone(),
         },
     ))
 }

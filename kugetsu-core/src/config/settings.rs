@@ -51,7 +51,8 @@ pub const KUGETSU_WARM_AGENT: &str = "KUGETSU_WARM_AGENT";
 /// keeps it warm).
 pub const KUGETSU_WARM_AGENT_IDLE_MINUTES: &str = "KUGETSU_WARM_AGENT_IDLE_MINUTES";
 
-/// The driver `KUGETSU_AGENT` names by default.
+/// The driver `KUGETSU_AGENT` names by default, and the one that made a session file that
+/// names none (the original kugetsu knew only opencode).
 pub const DEFAULT_DRIVER: &str = "opencode";
 
 /// Keys the original kugetsu had and then dropped; accepted with a warning so an old `config`
@@ -226,7 +227,8 @@ pub const SETTINGS: &[Setting] = &[
         aliases: &[],
         default: DefaultValue::Is(DEFAULT_DRIVER),
         summary: "The coding agent that runs the sessions (its driver's name)",
-        doc: "the coding agent's driver (`opencode` is the one built in)",
+        doc: "the coding agent's driver (`opencode` is the one built in); a session remembers the \
+              driver that made it, and `continue` and `destroy` refuse a session of another",
         example: None,
         secret: false,
         parse: |c, v| {
