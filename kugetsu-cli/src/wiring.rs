@@ -1,6 +1,6 @@
 //! Wiring: builds the real backends (gix worktrees, the agent driver, file queue and slots,
 //! env files) from the resolved config, and the few process-level things only the edge may do
-//! (finding programs on PATH, detaching, Ctrl-C, acting as the bundled fake agent).
+//! (finding programs on PATH, detaching, Ctrl-C).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -62,12 +62,10 @@ impl Backends {
     }
 }
 
-/// What every opencode process starts from: kugetsu's own environment (opencode needs PATH,
+/// What every agent process starts from: kugetsu's own environment (an agent needs PATH,
 /// HOME and its provider keys), pointed at this state directory and temp dir, plus
-/// `env/default.env`. Helper commands (export, import, db, session list/delete) get the same
-/// environment as runs, so a variable that moves opencode's database (`OPENCODE_DB`,
-/// `XDG_DATA_HOME`) in the env files applies to all of them alike. `GIT_*` variables are dropped
-/// by the driver.
+/// `env/default.env`. A driver's helper commands get the same environment as its runs, so a
+/// variable in the env files that moves the agent's store applies to all of them alike.
 pub fn agent_base_env(ctx: &Ctx, config: &Config) -> BTreeMap<String, String> {
     let mut env = ctx.env.clone();
     env.insert(crate::context::vars::KUGETSU_HOME.into(), ctx.state.root().display().to_string());
@@ -205,17 +203,4 @@ pub fn find_program(program: &Path, env: &BTreeMap<String, String>) -> Option<Pa
     }
     let path = env.get("PATH")?;
     std::env::split_paths(path).map(|dir| dir.join(program)).find(|p| executable(p))
-}
-
-/// If this process was started as `opencode` (the demo links it to the kugetsu binary), runs
-/// the bundled fake agent and returns its exit code.
-pub fn run_as_fake_agent() -> Option<u8> {
-    let argv0 = std::env::args_os().next()?;
-    let name = Path::new(&argv0).file_name()?.to_str()?.to_string();
-    if name != "opencode" {
-        return None;
-    }
-    Some(kugetsu_opencode::fake::main(
-        std::env::args_os().skip(1).map(|a| a.to_string_lossy().into_owned()).collect(),
-    ))
 }

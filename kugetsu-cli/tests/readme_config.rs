@@ -113,6 +113,44 @@ fn state_dir_flag_beats_kugetsu_home() {
     assert!(out.stdout.starts_with("queue daemon stopped"), "{}", out.stdout);
 }
 
+/// `KUGETSU_AGENT_BIN` names the agent program; `KUGETSU_OPENCODE_BIN`, its old name, is read
+/// in every layer, and the new name wins in the same one. A program that cannot be run fails
+/// with the configured driver's install hint.
+#[test]
+fn the_agent_program_has_a_neutral_name_and_the_old_one_still_works() {
+    let mut env = ready();
+    assert!(read(&env.path("config")).starts_with("KUGETSU_OPENCODE_BIN="), "the old name");
+    assert_eq!(env.run(&["start", "#1", "x"]).code, 0);
+    let missing = env.tmp.path().join("no-such-agent");
+    env.set("KUGETSU_AGENT_BIN", missing.to_str().unwrap());
+    let out = env.run(&["continue", "#1", "x"]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(
+        out.stderr.contains(&format!("cannot run the agent program {}", missing.display())),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.ends_with(
+            "Hint: install opencode (`npm install -g opencode-ai`) or set KUGETSU_AGENT_BIN; \
+             `kugetsu demo` needs neither\n"
+        ),
+        "{}",
+        out.stderr
+    );
+    let line = doctor_setting(&env, &[], "KUGETSU_AGENT_BIN");
+    assert!(line.contains("no-such-agent") && line.ends_with("(environment)"), "{line}");
+    // The old name in the environment: the new one, set too, wins.
+    let fake = env.tmp.path().join("bin/opencode");
+    env.set("KUGETSU_OPENCODE_BIN", fake.to_str().unwrap());
+    assert_eq!(env.run(&["continue", "#1", "x"]).code, 1);
+    let mut env = ready();
+    env.set("KUGETSU_OPENCODE_BIN", missing.to_str().unwrap());
+    assert_eq!(env.run(&["start", "#1", "x"]).code, 1, "the environment beats the file");
+    let flag = format!("KUGETSU_OPENCODE_BIN={}", fake.display());
+    assert_eq!(env.run(&["--config", &flag, "start", "#1", "x"]).code, 0, "a flag beats both");
+}
+
 /// `--debug` logs to stderr; `KUGETSU_LOG` is its filter (and alone logs nothing).
 #[test]
 fn kugetsu_log_filters_the_debug_log() {

@@ -124,9 +124,9 @@ fn drain(ctx: &Ctx, out: &mut dyn Write, timeout: Duration) -> Result<(), CliErr
 /// Whether an environment variable is one of the user's settings that the demo ignores: every
 /// config key and `KUGETSU_*` variable, opencode's and the fake agent's settings, and git's.
 fn is_users_setting(key: &str) -> bool {
+    let agents = crate::agents::default_entry().fake.as_ref().map_or(&[][..], |f| f.env_prefixes);
     key.starts_with("KUGETSU_")
-        || key.starts_with("OPENCODE_")
-        || key.starts_with("FAKE_OPENCODE_")
+        || agents.iter().any(|prefix| key.starts_with(prefix))
         || key.starts_with("GIT_")
         || kugetsu_core::config::is_key(key)
 }
@@ -159,7 +159,11 @@ fn run(ctx: &Ctx, scratch: &Path, out: &mut dyn Write) -> Result<(), CliError> {
     let repo = sample_repo(scratch)?;
     let bin = scratch.join("bin");
     kugetsu_core::storage::ensure_dir(&bin)?;
-    let fake = bin.join("opencode");
+    let driver = crate::agents::default_entry();
+    let (Some(program), Some(bundled)) = (driver.program, driver.fake.as_ref()) else {
+        return Err(CliError::new(exit::FAILURE, "this build has no fake agent for the demo"));
+    };
+    let fake = bin.join(program);
     std::os::unix::fs::symlink(std::env::current_exe()?, &fake)?;
 
     let mut demo = ctx.clone();
@@ -194,9 +198,9 @@ fn run(ctx: &Ctx, scratch: &Path, out: &mut dyn Write) -> Result<(), CliError> {
     let env = kugetsu_core::env_file::EnvFiles::new(&demo.state);
     let env_err =
         |e: kugetsu_core::env_file::EnvFileError| CliError::new(exit::FAILURE, e.to_string());
-    env.set("FAKE_OPENCODE_SCRIPT", &script.display().to_string(), "default").map_err(env_err)?;
-    env.set("OPENCODE_DB", &scratch.join("opencode-fake.json").display().to_string(), "default")
-        .map_err(env_err)?;
+    for (key, value) in (bundled.env)(&script, scratch) {
+        env.set(key, &value, "default").map_err(env_err)?;
+    }
     writeln!(out, "    sample repository: {}", repo.display())?;
 
     step(out, 1, "init --headless", "prime the base session and the PM agent session")?;
