@@ -332,7 +332,7 @@ impl Orchestrator {
         }
     }
 
-    /// Prepares forks of the base session `id` anew (the opencode driver exports it again), so
+    /// Prepares forks of the base session `id` anew (a driver may export it again), so
     /// that a base changed inside the agent since `init` reaches the issues started after.
     fn refresh_fork_source(&self, base: &SessionId, findings: &mut Vec<Finding>) {
         let prepared =

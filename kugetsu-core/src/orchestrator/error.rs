@@ -79,7 +79,7 @@ pub enum OrchestratorError {
         id: String,
     },
     /// A base or PM agent session file that does not say which directory its session lives in
-    /// (written by an older kugetsu); running it elsewhere would hang opencode.
+    /// (written by an older kugetsu); running it elsewhere may hang the agent.
     #[error("{path} does not record the directory its session lives in")]
     NoDirectory {
         /// The session file.
