@@ -92,7 +92,8 @@ fn scratch() -> Scratch {
         let file = SessionFile {
             kind: SessionKind::Forked,
             issue_ref: Some(issue.to_string()),
-            opencode_session_id: format!("ses_{:012x}{:0>14}", 0xdf59_f9d3_0000 + i, i).into(),
+            agent_session_id: format!("ses_{:012x}{:0>14}", 0xdf59_f9d3_0000 + i, i).into(),
+            agent: None,
             worktree_path: Some(s.state.join("worktrees").join(issue.file_name())),
             created_at: now,
             state: if i % 7 == 0 { SessionState::Failed } else { SessionState::Idle },

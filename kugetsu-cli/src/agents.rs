@@ -1,12 +1,14 @@
 //! The agent drivers this build can drive, and the one factory that picks one from
 //! `KUGETSU_AGENT`. A second driver is an entry in [`DRIVERS`] (and its crate in Cargo.toml):
-//! nothing else in the CLI names a driver.
+//! nothing else in the CLI names a driver. An entry supplies everything the CLI says or does
+//! about its agent: the program and how to install it, how a line of its run log reads, its
+//! log target, and the stand-in `kugetsu demo` runs.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use kugetsu_core::agent::AgentDriver;
-use kugetsu_core::config::{Config, KUGETSU_AGENT};
+use kugetsu_core::agent::{AgentDriver, AgentEvent};
+use kugetsu_core::config::{Config, KUGETSU_AGENT, KUGETSU_AGENT_BIN};
 
 use crate::context::Ctx;
 use crate::error::CliError;
@@ -16,24 +18,96 @@ use crate::launch::RunPlace;
 pub struct DriverEntry {
     /// Its `KUGETSU_AGENT` name.
     pub name: &'static str,
-    /// The program it runs, as configured, for `doctor` to look for on `PATH` (`None`: it
-    /// runs none), with what to do when it is missing.
-    pub program: fn(&Config) -> Option<(PathBuf, &'static str)>,
+    /// The program it runs unless `KUGETSU_AGENT_BIN` names another (`None`: it runs none).
+    pub program: Option<&'static str>,
+    /// What to do when the program is missing (`KUGETSU_AGENT_BIN` is the other way out).
+    pub install: &'static str,
     /// Builds it for this process.
     pub build: fn(&Ctx, &Config, RunPlace) -> Arc<dyn AgentDriver>,
+    /// The events one line of its run log holds (none for a line it does not know).
+    pub log_events: fn(&str) -> Vec<AgentEvent>,
+    /// The `tracing` target of its crate, for `--debug`'s default filter.
+    pub log_target: &'static str,
+    /// A stand-in for the agent built into kugetsu, if the driver has one.
+    pub fake: Option<BundledFake>,
 }
+
+/// A fake agent built into the `kugetsu` binary: a process started under the driver's program
+/// name runs it (`kugetsu demo` links that name to the binary).
+pub struct BundledFake {
+    /// Runs it with its arguments (without the program name); returns its exit code.
+    pub main: fn(Vec<String>) -> u8,
+    /// The environment that makes it follow the script `script` and keep its sessions under
+    /// `dir`.
+    pub env: fn(script: &Path, dir: &Path) -> Vec<(&'static str, String)>,
+    /// Prefixes of the variables the agent and the fake read: the demo drops the user's.
+    pub env_prefixes: &'static [&'static str],
+}
+
+impl DriverEntry {
+    /// The program this configuration runs (`KUGETSU_AGENT_BIN`, else the driver's own).
+    pub fn program(&self, config: &Config) -> Option<PathBuf> {
+        config.agent_bin.clone().or_else(|| self.program.map(PathBuf::from))
+    }
+
+    /// What to do when its program cannot be run.
+    pub fn install_hint(&self) -> String {
+        format!("{} or set {KUGETSU_AGENT_BIN}", self.install)
+    }
+}
+
+/// The opencode driver's name and program.
+const OPENCODE: &str = "opencode";
 
 /// Every driver, the default first.
 pub const DRIVERS: &[DriverEntry] = &[DriverEntry {
-    name: "opencode",
-    program: |config| {
-        Some((
-            config.opencode_bin.clone(),
-            "install it (`npm install -g opencode-ai`) or set KUGETSU_OPENCODE_BIN",
-        ))
-    },
+    name: OPENCODE,
+    program: Some(OPENCODE),
+    install: "install opencode (`npm install -g opencode-ai`)",
     build: |ctx, config, place| Arc::new(opencode(ctx, config, place)),
+    log_events: |line| kugetsu_opencode::events::parse_stdout_line(line).events,
+    log_target: "kugetsu_opencode",
+    fake: Some(BundledFake {
+        main: kugetsu_opencode::fake::main,
+        env: |script, dir| {
+            vec![
+                ("FAKE_OPENCODE_SCRIPT", script.display().to_string()),
+                ("OPENCODE_DB", dir.join("opencode-fake.json").display().to_string()),
+            ]
+        },
+        env_prefixes: &["OPENCODE_", "FAKE_OPENCODE_"],
+    }),
 }];
+
+/// The driver used where none is configured (a broken config, the demo).
+pub fn default_entry() -> &'static DriverEntry {
+    &DRIVERS[0]
+}
+
+/// The configured driver's entry, or the default one when the config or the name is wrong
+/// (for what only words depend on: a hint, a log line).
+pub fn entry_or_default(ctx: &Ctx) -> &'static DriverEntry {
+    ctx.config().ok().and_then(|c| entry(&c).ok()).unwrap_or_else(default_entry)
+}
+
+/// Adds the configured driver's install hint to an error that asks for one.
+pub fn add_install_hint(ctx: &Ctx, err: &mut CliError) {
+    if err.wants_install_hint && err.hint.is_none() {
+        err.hint =
+            Some(format!("{}; `kugetsu demo` needs neither", entry_or_default(ctx).install_hint()));
+    }
+}
+
+/// If this process was started under the program name of a driver with a bundled fake (the
+/// demo links it to the kugetsu binary), runs the fake and returns its exit code.
+pub fn run_as_fake_agent() -> Option<u8> {
+    let argv0 = std::env::args_os().next()?;
+    let name = Path::new(&argv0).file_name()?.to_str()?.to_string();
+    let fake = DRIVERS.iter().find(|d| d.program == Some(name.as_str()))?.fake.as_ref()?;
+    Some((fake.main)(
+        std::env::args_os().skip(1).map(|a| a.to_string_lossy().into_owned()).collect(),
+    ))
+}
 
 /// The entry `KUGETSU_AGENT` names; an unknown name is a usage error listing the known ones.
 pub fn entry(config: &Config) -> Result<&'static DriverEntry, CliError> {
@@ -57,8 +131,9 @@ pub fn driver(
 /// state directory (which outlives any shell directory), and it keeps the base session's
 /// export in `cache/`.
 fn opencode(ctx: &Ctx, config: &Config, place: RunPlace) -> kugetsu_opencode::OpencodeDriver {
-    let program = crate::launch::find_program(&config.opencode_bin, &ctx.env)
-        .unwrap_or_else(|| config.opencode_bin.clone());
+    let configured = config.agent_bin.clone().unwrap_or_else(|| PathBuf::from(OPENCODE));
+    let program =
+        crate::launch::find_program(&configured, &ctx.env).unwrap_or_else(|| configured.clone());
     kugetsu_opencode::OpencodeDriver::new(
         kugetsu_opencode::OpencodeOptions::new(program)
             .base_env(crate::launch::agent_base_env(ctx, config))

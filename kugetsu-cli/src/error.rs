@@ -47,12 +47,22 @@ pub struct CliError {
     pub causes: Vec<String>,
     /// What to do about it.
     pub hint: Option<String>,
+    /// The agent program could not be run: the configured driver's install hint belongs here,
+    /// which only the caller that knows the configuration can add
+    /// ([`crate::agents::add_install_hint`]).
+    pub wants_install_hint: bool,
 }
 
 impl CliError {
     /// An error with a code and message.
     pub fn new(code: u8, message: impl Into<String>) -> Self {
-        CliError { code, message: message.into(), causes: Vec::new(), hint: None }
+        CliError {
+            code,
+            message: message.into(),
+            causes: Vec::new(),
+            hint: None,
+            wants_install_hint: false,
+        }
     }
     /// An exit code with nothing more to print (the command already said it).
     pub fn silent(code: u8) -> Self {
@@ -78,7 +88,7 @@ impl CliError {
             }
             source = s.source();
         }
-        CliError { code, message: err.to_string(), causes, hint: None }
+        CliError { code, message: err.to_string(), causes, hint: None, wants_install_hint: false }
     }
 
     /// Renders the error for stderr.
@@ -202,12 +212,7 @@ impl From<AgentError> for CliError {
     fn from(e: AgentError) -> Self {
         let mut err = CliError::from_error(exit::FAILURE, &e);
         match &e {
-            AgentError::Spawn { .. } => {
-                err.hint = Some(
-                    "install opencode (`npm install -g opencode-ai`) or set KUGETSU_OPENCODE_BIN; `kugetsu demo` needs neither"
-                        .into(),
-                );
-            }
+            AgentError::Spawn { .. } => err.wants_install_hint = true,
             AgentError::Interrupted { .. } => err.code = exit::INTERRUPTED,
             AgentError::NeedsTerminal => {
                 err.code = exit::USAGE;
@@ -334,6 +339,14 @@ impl From<OrchestratorError> for CliError {
                     "wait for it to finish, or queue the message with `kugetsu queue enqueue`",
                 ),
             OrchestratorError::Interrupted { .. } => CliError::from_error(exit::INTERRUPTED, &e),
+            // Not bad input (the same command works with the other setting): a failure.
+            OrchestratorError::OtherDriver { ref made_by, .. } => {
+                let hint = format!(
+                    "set {}={made_by} to work on it (`--config {0}={made_by}` for one command)",
+                    kugetsu_core::config::KUGETSU_AGENT
+                );
+                CliError::from_error(exit::FAILURE, &e).with_hint(hint)
+            }
             other => CliError::from_error(exit::FAILURE, &other),
         }
     }

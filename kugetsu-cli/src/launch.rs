@@ -21,12 +21,10 @@ pub enum RunPlace {
     Daemon,
 }
 
-/// What every opencode process starts from: kugetsu's own environment (opencode needs PATH,
+/// What every agent process starts from: kugetsu's own environment (an agent needs PATH,
 /// HOME and its provider keys), pointed at this state directory and temp dir, plus
-/// `env/default.env`. Helper commands (export, import, db, session list/delete) get the same
-/// environment as runs, so a variable that moves opencode's database (`OPENCODE_DB`,
-/// `XDG_DATA_HOME`) in the env files applies to all of them alike. `GIT_*` variables are dropped
-/// by the driver.
+/// `env/default.env`. A driver's helper commands get the same environment as its runs, so a
+/// variable in the env files that moves the agent's store applies to all of them alike.
 pub fn agent_base_env(ctx: &Ctx, config: &Config) -> BTreeMap<String, String> {
     let mut env = ctx.env.clone();
     env.insert(crate::context::vars::KUGETSU_HOME.into(), ctx.state.root().display().to_string());

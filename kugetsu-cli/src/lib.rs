@@ -29,8 +29,9 @@ use error::{CliError, exit};
 
 /// Runs kugetsu with the process's arguments and environment.
 pub fn main() -> ExitCode {
-    // Busybox-style: the demo links `opencode` to this binary to get the bundled fake agent.
-    if let Some(code) = wiring::run_as_fake_agent() {
+    // Busybox-style: the demo links the agent's program name to this binary to get the
+    // bundled fake agent.
+    if let Some(code) = agents::run_as_fake_agent() {
         return ExitCode::from(code);
     }
     let cli = match Cli::try_parse() {
@@ -57,7 +58,10 @@ pub fn main() -> ExitCode {
     let _ = stdout.flush();
     let code = match result {
         Ok(()) => exit::OK,
-        Err(e) => report(&e),
+        Err(mut e) => {
+            agents::add_install_hint(&ctx, &mut e);
+            report(&e)
+        }
     };
     // A command stopped by a signal exits as a shell expects of a process that signal ended
     // (130 for Ctrl-C, 143 for SIGTERM, 129 for a hang-up), whatever step it was in.
@@ -77,8 +81,15 @@ fn report(e: &CliError) -> u8 {
 }
 
 fn init_tracing() {
-    let filter = std::env::var(context::vars::KUGETSU_LOG)
-        .unwrap_or_else(|_| "kugetsu=debug,kugetsu_core=debug,kugetsu_git=debug,kugetsu_opencode=debug,kugetsu_queue=debug".into());
+    let filter = std::env::var(context::vars::KUGETSU_LOG).unwrap_or_else(|_| {
+        let drivers = agents::DRIVERS.iter().map(|d| d.log_target);
+        ["kugetsu", "kugetsu_core", "kugetsu_git", "kugetsu_queue"]
+            .into_iter()
+            .chain(drivers)
+            .map(|target| format!("{target}=debug"))
+            .collect::<Vec<_>>()
+            .join(",")
+    });
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
         .with_writer(std::io::stderr)

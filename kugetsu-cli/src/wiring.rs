@@ -1,8 +1,7 @@
 //! Wiring: builds the real backends (gix worktrees, the agent driver, file queue and slots,
 //! env files) from the resolved config, and the few process-level things only the edge may do
-//! (detaching, Ctrl-C, acting as the bundled fake agent).
+//! (detaching, Ctrl-C).
 
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -95,6 +94,7 @@ pub fn build_orchestrator(
             slot_wait,
             interrupt: ctx.interrupt.clone(),
             liveness: Arc::new(kugetsu_core::process::SystemLiveness),
+            driver: config.agent.clone(),
         },
     ))
 }
@@ -179,17 +179,4 @@ pub fn first_line(text: &str, max: usize) -> String {
     } else {
         line.to_string()
     }
-}
-
-/// If this process was started as `opencode` (the demo links it to the kugetsu binary), runs
-/// the bundled fake agent and returns its exit code.
-pub fn run_as_fake_agent() -> Option<u8> {
-    let argv0 = std::env::args_os().next()?;
-    let name = Path::new(&argv0).file_name()?.to_str()?.to_string();
-    if name != "opencode" {
-        return None;
-    }
-    Some(kugetsu_opencode::fake::main(
-        std::env::args_os().skip(1).map(|a| a.to_string_lossy().into_owned()).collect(),
-    ))
 }

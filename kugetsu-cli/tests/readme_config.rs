@@ -66,7 +66,8 @@ fn config_flag_beats_environment_beats_file() {
     );
 
     let config = env.path("config").display().to_string();
-    let line = doctor_setting(&env, &[], "KUGETSU_OPENCODE_BIN");
+    // The file names the agent program by its old name, which is read as the new one.
+    let line = doctor_setting(&env, &[], "KUGETSU_AGENT_BIN");
     assert!(line.ends_with(&format!("({config}:1)")), "{line}");
     let line = doctor_setting(&env, &[], "KUGETSU_DEFAULT_REPO");
     assert!(line.contains("github.com/o/env") && line.ends_with("(environment)"), "{line}");
@@ -110,6 +111,44 @@ fn state_dir_flag_beats_kugetsu_home() {
     let out = env.run(&["--state-dir", flag, "queue-daemon", "stop"]);
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert!(out.stdout.starts_with("queue daemon stopped"), "{}", out.stdout);
+}
+
+/// `KUGETSU_AGENT_BIN` names the agent program; `KUGETSU_OPENCODE_BIN`, its old name, is read
+/// in every layer, and the new name wins in the same one. A program that cannot be run fails
+/// with the configured driver's install hint.
+#[test]
+fn the_agent_program_has_a_neutral_name_and_the_old_one_still_works() {
+    let mut env = ready();
+    assert!(read(&env.path("config")).starts_with("KUGETSU_OPENCODE_BIN="), "the old name");
+    assert_eq!(env.run(&["start", "#1", "x"]).code, 0);
+    let missing = env.tmp.path().join("no-such-agent");
+    env.set("KUGETSU_AGENT_BIN", missing.to_str().unwrap());
+    let out = env.run(&["continue", "#1", "x"]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(
+        out.stderr.contains(&format!("cannot run the agent program {}", missing.display())),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.ends_with(
+            "Hint: install opencode (`npm install -g opencode-ai`) or set KUGETSU_AGENT_BIN; \
+             `kugetsu demo` needs neither\n"
+        ),
+        "{}",
+        out.stderr
+    );
+    let line = doctor_setting(&env, &[], "KUGETSU_AGENT_BIN");
+    assert!(line.contains("no-such-agent") && line.ends_with("(environment)"), "{line}");
+    // The old name in the environment: the new one, set too, wins.
+    let fake = env.tmp.path().join("bin/opencode");
+    env.set("KUGETSU_OPENCODE_BIN", fake.to_str().unwrap());
+    assert_eq!(env.run(&["continue", "#1", "x"]).code, 1);
+    let mut env = ready();
+    env.set("KUGETSU_OPENCODE_BIN", missing.to_str().unwrap());
+    assert_eq!(env.run(&["start", "#1", "x"]).code, 1, "the environment beats the file");
+    let flag = format!("KUGETSU_OPENCODE_BIN={}", fake.display());
+    assert_eq!(env.run(&["--config", &flag, "start", "#1", "x"]).code, 0, "a flag beats both");
 }
 
 /// `--debug` logs to stderr; `KUGETSU_LOG` is its filter (and alone logs nothing).

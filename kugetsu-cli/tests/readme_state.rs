@@ -514,3 +514,56 @@ fn state_files_are_private() {
     wrong.sort();
     assert!(wrong.is_empty(), "not private:\n{}", wrong.join("\n"));
 }
+
+/// A session file names the driver that made it (`agent`) and keeps the id under the original
+/// kugetsu's key. A session another driver made is refused by `continue` and `destroy` with a
+/// one-line error and the setting to change (exit 1), without a call to the agent; `list` and
+/// `doctor` say whose it is.
+#[test]
+fn a_session_of_another_driver_is_refused_with_a_hint() {
+    let env = ready();
+    assert_eq!(env.run(&["start", "#1", "x"]).code, 0);
+    let path = env.path("sessions/local.test-demo-app-1.json");
+    let file = json(&read(&path));
+    assert_eq!(file["agent"], "opencode", "{file}");
+    assert!(file["opencode_session_id"].as_str().unwrap().starts_with("ses_"), "{file}");
+    edit_json(&path, |f| f["agent"] = "claude-code".into());
+    let calls = invocations(&env).len();
+
+    for args in [&["continue", "#1", "more"][..], &["destroy", "#1", "-y"]] {
+        let out = env.run(args);
+        assert_eq!(out.code, 1, "{args:?}: {}", out.stderr);
+        assert_eq!(
+            out.stderr,
+            "Error: local.test/demo/app#1 was made by the agent driver claude-code, but opencode \
+             is configured\nHint: set KUGETSU_AGENT=claude-code to work on it (`--config \
+             KUGETSU_AGENT=claude-code` for one command)\n",
+            "{args:?}"
+        );
+    }
+    assert_eq!(invocations(&env).len(), calls, "the agent was not asked");
+    assert!(path.exists() && env.path("worktrees/local.test-demo-app-1").is_dir());
+
+    let out = env.run(&["list"]);
+    let row = out.stdout.lines().find(|l| l.starts_with("local.test/demo/app#1")).unwrap();
+    assert!(row.contains(" idle (claude-code) "), "{row}");
+    let rows = json(&env.run(&["list", "--json"]).stdout);
+    let agents: Vec<&str> =
+        rows.as_array().unwrap().iter().map(|r| r["agent"].as_str().unwrap()).collect();
+    assert_eq!(agents, ["opencode", "opencode", "claude-code"]);
+    let out = env.run(&["doctor"]);
+    assert!(
+        out.stdout.contains(
+            "problem: local.test/demo/app#1: made by the agent driver claude-code, but opencode is configured"
+        ),
+        "{}",
+        out.stdout
+    );
+
+    // Back to the driver that made it: a file naming none is the default driver's.
+    edit_json(&path, |f| {
+        f.as_object_mut().unwrap().remove("agent");
+    });
+    assert_eq!(env.run(&["continue", "#1", "more"]).code, 0);
+    assert!(json(&read(&path)).get("agent").is_none(), "written back as it was");
+}

@@ -1,9 +1,9 @@
-//! The seam between the orchestration and the coding agent: what kugetsu needs from opencode.
+//! The seam between the orchestration and the coding agent: what kugetsu needs from an agent.
 //!
-//! The real opencode has sharp edges (no `--workdir`, forks that hang in another directory and
-//! lose their permission rules, runs that exit 0 after a rejected permission, runs that hang).
-//! The driver in `kugetsu-opencode` absorbs them; core only sees sessions, runs, typed events and
-//! a classified [`RunOutcome`]. The in-memory fake in [`crate::testing`] implements the same
+//! Real agents have sharp edges (forks that hang in another directory, runs that exit 0 after a
+//! rejected permission, runs that hang silently). Each driver absorbs its agent's, and its
+//! crate tells them; core only sees sessions, runs, typed events and a classified
+//! [`RunOutcome`]. The in-memory fake in [`crate::testing`] implements the same
 //! trait for fast library-level tests.
 
 use std::collections::BTreeMap;
@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-/// An agent session id (opencode's look like `ses_...`). Validated so it is safe in an argv, a
+/// An agent session id (such as `ses_...`). Validated so it is safe in an argv, a
 /// file and SQL.
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
@@ -122,8 +122,8 @@ pub struct ForkRequest {
 pub struct RunLimits {
     /// Kill the run (its whole process group) after this long.
     pub timeout: Duration,
-    /// Kill the run if, for this long, it prints nothing and its processes (opencode and every
-    /// command it started) use no CPU or I/O worth counting (opencode can hang silently).
+    /// Kill the run if, for this long, it prints nothing and its processes (the agent and every
+    /// command it started) use no CPU or I/O worth counting (an agent can hang silently).
     pub idle_timeout: Duration,
 }
 
@@ -254,7 +254,7 @@ pub enum RunOutcome {
     },
     /// Killed after the idle timeout with nothing to show it was working: no output and, when
     /// `processes_idle`, no CPU time or I/O worth counting in any of the agent's processes
-    /// either. (opencode prints a tool's event only when the tool finishes, so silence alone
+    /// either. (An agent may print a tool's event only when the tool finishes, so silence alone
     /// can be a long build at work.)
     Hung {
         /// Seconds of silence: with `processes_idle`, the seconds in which neither output nor
@@ -265,8 +265,8 @@ pub enum RunOutcome {
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         processes_idle: bool,
         /// The last tool call that finished before the hang, as `tool` or ``tool `title` ``
-        /// (for bash, the title is the command). opencode reports a tool only once it has
-        /// finished, so the one that was running when the run hung is not known.
+        /// (for bash, the title is the command). A tool reported only once it has finished
+        /// leaves the one that was running when the run hung unknown.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         last_tool: Option<String>,
     },
@@ -469,8 +469,8 @@ pub trait AgentDriver: Send + Sync {
     fn list_sessions(&self, dir: &Path) -> Result<Vec<AgentSessionInfo>, AgentError>;
 
     /// Repairs what would make a headless run of session `id` hang and that the agent's own
-    /// tools may have broken (opencode: a fork made outside kugetsu loses the permission rules
-    /// that deny its interactive tools). `doctor --fix-permissions` calls it for every session.
+    /// tools may have broken (such as a fork that lost the permission rules that deny its
+    /// interactive tools). `doctor --fix-permissions` calls it for every session.
     /// Returns what was wrong and done, or `None` when nothing needed it; an unknown session is
     /// [`AgentError::SessionNotFound`]. Default: an agent with nothing to repair.
     fn repair_session(&self, id: &SessionId) -> Result<Option<Repair>, AgentError> {
@@ -479,8 +479,8 @@ pub trait AgentDriver: Send + Sync {
     }
 
     /// Gets ready to fork `base` with the agent's environment `env`: what every fork of it
-    /// needs may be done here, ahead of [`AgentDriver::fork_session`] (the opencode driver
-    /// exports the base once and keeps the export). `refresh` asks to do it anew even if it
+    /// needs may be done here, ahead of [`AgentDriver::fork_session`] (an export of the base,
+    /// made once and kept). `refresh` asks to do it anew even if it
     /// was done before (the base may have changed). `init` calls it with `refresh` once the base
     /// exists, `start` while the worktree is being made, `doctor` with `refresh`.
     /// Default: nothing.
@@ -494,9 +494,8 @@ pub trait AgentDriver: Send + Sync {
         Ok(())
     }
 
-    /// Keeps the agent warm for forks while the returned guard lives, if the driver can (the
-    /// opencode driver starts an `opencode serve` that makes forks without a process of their
-    /// own). The queue daemon holds one while it runs; dropping the guard stops what it
+    /// Keeps the agent warm for forks while the returned guard lives, if the driver can (a server of
+    /// the agent that makes forks without a process of their own). The queue daemon holds one while it runs; dropping the guard stops what it
     /// started. `env` is the agent's environment. Default: nothing to keep warm.
     fn keep_warm(&self, env: &AgentEnv) -> Result<Option<WarmGuard>, AgentError> {
         let _ = env;

@@ -6,7 +6,7 @@
 //! `SECRET`, `PASSWORD`, `API_KEY`, ...). Shown, its value is always [`MASK`]. Cut out of text
 //! (what an agent printed, a notification), every secret value of at least
 //! [`MIN_REDACTED_LEN`] characters is replaced: shorter values are no credential worth hiding,
-//! and replacing every `1` or `e` would wreck the very output being protected (opencode's JSON
+//! and replacing every `1` or `e` would wreck the very output being protected (an agent's JSON
 //! events are read after redaction).
 //!
 //! A secret can reach text in another spelling than its own: a JSON string holds `"`, `\` and a

@@ -12,6 +12,7 @@ use serde_json::{Map, Value};
 use time::OffsetDateTime;
 
 use crate::agent::{InvalidSessionId, RunOutcome, SessionId};
+use crate::config::DEFAULT_DRIVER;
 
 /// An agent session id as a state file records it. A valid id reads as a [`SessionId`];
 /// anything else is kept exactly as written, so a hand-edited or foreign file still loads,
@@ -201,8 +202,14 @@ pub struct SessionFile {
     /// The issue, for forked sessions.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub issue_ref: Option<String>,
-    /// The agent's session id (the key keeps the original kugetsu's name whatever the agent).
-    pub opencode_session_id: RecordedSessionId,
+    /// The agent's session id. The key on disk keeps the original kugetsu's name, whatever the
+    /// agent, so its files read and are written back the same.
+    #[serde(rename = "opencode_session_id")]
+    pub agent_session_id: RecordedSessionId,
+    /// The driver (its `KUGETSU_AGENT` name) that made the session, whose ids these are; files
+    /// of the original kugetsu name none: see [`SessionFile::agent`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent: Option<String>,
     /// The issue's worktree, for forked sessions.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub worktree_path: Option<PathBuf>,
@@ -226,6 +233,14 @@ pub struct SessionFile {
     /// Fields written by other versions, kept as they are.
     #[serde(flatten)]
     pub extra: Map<String, Value>,
+}
+
+impl SessionFile {
+    /// The driver that made the session: the recorded one, or for a file that records none
+    /// (the original kugetsu's), [`DEFAULT_DRIVER`], the only agent it knew.
+    pub fn agent(&self) -> &str {
+        self.agent.as_deref().unwrap_or(DEFAULT_DRIVER)
+    }
 }
 
 /// `index.json`: the base and PM agent session ids and the issue → session-file map.

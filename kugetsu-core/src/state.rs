@@ -137,8 +137,8 @@ impl StateDir {
     pub fn servers_path(&self) -> PathBuf {
         self.root.join("servers.json")
     }
-    /// `cache/`: what an adapter keeps to save work and can always make again (the opencode
-    /// driver keeps the base session's export there, so a fork spends no process on it).
+    /// `cache/`: what an adapter keeps to save work and can always make again (a driver
+    /// may keep the base session's export there, so that a fork spends no process on it).
     pub fn cache_dir(&self) -> PathBuf {
         self.root.join("cache")
     }

@@ -1,5 +1,5 @@
 //! In-memory fakes of every seam (worktrees, agent driver, queue, slots, env), so the
-//! orchestration and its callers are tested at library level, fast, without git or opencode.
+//! orchestration and its callers are tested at library level, fast, without git or an agent.
 //!
 //! Enabled by the `testing` feature (and in this crate's own tests). The fakes are scriptable
 //! where tests need failures and record what they were asked to do.
@@ -287,7 +287,7 @@ impl AgentDriver for FakeAgent {
             .dir_of(req.session.as_str())
             .ok_or_else(|| AgentError::SessionNotFound { id: req.session.clone() })?;
         if dir != req.dir {
-            // The real opencode hangs here (the directory trap); the fake refuses loudly.
+            // A real agent may hang here (the directory trap); the fake refuses loudly.
             return Err(AgentError::CommandFailed {
                 command: "run".into(),
                 message: format!("session lives in {}, not {}", dir.display(), req.dir.display()),

@@ -458,3 +458,132 @@ fn a_ref_differing_only_in_case_is_the_same_issue() {
     start(&e.orch, "github.com/Shoko/Kugetsu#-notes", "x").unwrap();
     assert_eq!(e.orch.list().unwrap().len(), 2 + 4, "base, PM and four issues");
 }
+
+/// The orchestration of `e`'s state and fakes with another driver configured.
+fn with_driver(e: &Env, driver: &str) -> Orchestrator {
+    Orchestrator::new(
+        e.state.clone(),
+        e.wt.clone(),
+        e.agent.clone(),
+        Arc::new(MemorySlots::default()),
+        Arc::new(StaticEnv::default()),
+        Arc::new(FixedClock(time::macros::datetime!(2026-11-23 12:00 UTC))),
+        Settings { liveness: e.agent.liveness(), driver: driver.into(), ..Settings::default() },
+    )
+}
+
+fn session_json(e: &Env, name: &str) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(e.state.sessions_dir().join(name)).unwrap()).unwrap()
+}
+
+/// Every session file names the driver that made it, and keeps the id under the original
+/// kugetsu's key whatever the driver.
+#[test]
+fn session_files_record_their_driver_and_keep_the_original_id_key() {
+    let e = env_with(3);
+    init(&e);
+    let summary = start(&e.orch, "github.com/o/r#1", "x").unwrap();
+    let file = session_json(&e, "github.com-o-r-1.json");
+    assert_eq!(file["agent"], "opencode", "{file}");
+    assert_eq!(file["opencode_session_id"], summary.session_id.as_str(), "{file}");
+    assert!(file.get("agent_session_id").is_none(), "{file}");
+    for name in ["base.json", "pm-agent.json"] {
+        assert_eq!(session_json(&e, name)["agent"], "opencode", "{name}");
+    }
+    let rows = e.orch.list().unwrap();
+    assert!(rows.iter().all(|r| r.agent.as_deref() == Some("opencode")), "{rows:?}");
+
+    // A state directory initialized with another driver records that one.
+    let e2 = env_with(3);
+    let orch = with_driver(&e2, "claude-code");
+    orch.init(
+        &InitOptions {
+            force: false,
+            interactive: false,
+            session_dir: e2.state.root().to_path_buf(),
+            base_prompt: "b".into(),
+            pm_prompt: "p".into(),
+        },
+        &mut NoEvents,
+    )
+    .unwrap();
+    start(&orch, "github.com/o/r#2", "x").unwrap();
+    assert_eq!(session_json(&e2, "github.com-o-r-2.json")["agent"], "claude-code");
+    assert_eq!(session_json(&e2, "base.json")["agent"], "claude-code");
+}
+
+/// A session another driver made is never handed to the configured one: `continue`,
+/// `destroy` and a `start` from its base refuse before anything changes, `list` says whose it
+/// is and `doctor` reports it instead of asking the wrong agent about it.
+#[test]
+fn sessions_of_another_driver_are_refused_not_handed_over() {
+    let e = env_with(3);
+    init(&e);
+    let issue = IssueRef::parse("github.com/o/r#3").unwrap();
+    let summary = start(&e.orch, "github.com/o/r#3", "x").unwrap();
+    let path = e.state.sessions_dir().join("github.com-o-r-3.json");
+    let before = std::fs::read(&path).unwrap();
+    let calls = e.agent.calls.lock().unwrap().len();
+
+    let claude = with_driver(&e, "claude-code");
+    let err = claude.continue_issue(&issue, "more", &mut NoEvents).unwrap_err();
+    assert!(
+        matches!(&err, OrchestratorError::OtherDriver { subject, made_by, configured, path: p }
+            if *subject == issue.to_string() && made_by == "opencode"
+                && configured == "claude-code" && *p == path),
+        "{err:?}"
+    );
+    assert_eq!(
+        err.to_string(),
+        "github.com/o/r#3 was made by the agent driver opencode, but claude-code is configured"
+    );
+    let err = claude.destroy_issue(&issue, true).unwrap_err();
+    assert!(matches!(err, OrchestratorError::OtherDriver { .. }), "{err:?}");
+    assert_eq!(std::fs::read(&path).unwrap(), before, "the session file is untouched");
+    assert!(summary.worktree_path.is_dir(), "the worktree is kept");
+    let err = start(&claude, "github.com/o/r#4", "x").unwrap_err();
+    assert!(
+        matches!(&err, OrchestratorError::OtherDriver { subject, .. } if subject == "the base session"),
+        "{err:?}"
+    );
+    let err = claude.destroy_pm().unwrap_err();
+    assert!(matches!(err, OrchestratorError::OtherDriver { .. }), "{err:?}");
+    assert_eq!(e.agent.calls.lock().unwrap().len(), calls, "the agent was never asked");
+
+    let rows = claude.list().unwrap();
+    let row = rows.iter().find(|r| r.issue_ref == issue.to_string()).unwrap();
+    assert_eq!(row.agent.as_deref(), Some("opencode"));
+    assert_eq!(row.session_id, summary.session_id.as_str());
+    let findings = claude.doctor(false, false).unwrap();
+    let about: Vec<_> = findings
+        .iter()
+        .filter(|f| f.problem.contains("made by the agent driver opencode"))
+        .collect();
+    assert_eq!(about.len(), 3, "base, PM agent and the issue: {findings:?}");
+    assert!(about.iter().all(|f| f.remedy == "set KUGETSU_AGENT=opencode to work on it"));
+
+    // The driver that made it still works on it.
+    e.orch.continue_issue(&issue, "more", &mut NoEvents).unwrap();
+    e.orch.destroy_issue(&issue, true).unwrap();
+}
+
+/// A file of the original kugetsu names no driver: it is the default one's, and rewriting it
+/// adds none.
+#[test]
+fn a_session_file_naming_no_driver_is_the_default_drivers() {
+    let e = env_with(3);
+    init(&e);
+    let issue = IssueRef::parse("github.com/o/r#5").unwrap();
+    start(&e.orch, "github.com/o/r#5", "x").unwrap();
+    let path = e.state.sessions_dir().join("github.com-o-r-5.json");
+    let mut file = session_json(&e, "github.com-o-r-5.json");
+    file.as_object_mut().unwrap().remove("agent");
+    std::fs::write(&path, serde_json::to_vec(&file).unwrap()).unwrap();
+
+    let err = with_driver(&e, "claude-code").continue_issue(&issue, "x", &mut NoEvents);
+    assert!(matches!(err, Err(OrchestratorError::OtherDriver { .. })), "{err:?}");
+    e.orch.continue_issue(&issue, "again", &mut NoEvents).unwrap();
+    let after = session_json(&e, "github.com-o-r-5.json");
+    assert!(after.get("agent").is_none(), "{after}");
+    assert_eq!(after["opencode_session_id"], file["opencode_session_id"]);
+}

@@ -86,6 +86,11 @@ fn index_and_sessions_load_and_round_trip_exactly() {
         let s: SessionFile = storage::read_json(&path).expect("read").expect("exists");
         assert_eq!(s.kind, kind, "{}", path.display());
         assert_eq!(s.state, SessionState::Idle);
+        // The original knew only opencode and recorded no driver: the id is opencode's, and
+        // the file is written back without a driver added.
+        assert_eq!(s.agent, None);
+        assert_eq!(s.agent(), "opencode");
+        assert_eq!(Some(s.agent_session_id.as_str()), raw(&path)["opencode_session_id"].as_str());
         assert_eq!(serde_json::to_value(&s).expect("ser"), raw(&path), "{}", path.display());
     }
 

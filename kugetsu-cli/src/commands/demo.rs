@@ -149,11 +149,11 @@ fn drain(ctx: &Ctx, out: &mut dyn Write, timeout: Duration) -> Result<(), CliErr
 /// Whether an environment variable is one of the user's settings that the demo ignores: every
 /// config key and `KUGETSU_*` variable, opencode's and the fake agent's settings, and git's.
 fn is_users_setting(key: &str) -> bool {
+    let agents = crate::agents::default_entry().fake.as_ref().map_or(&[][..], |f| f.env_prefixes);
     key.starts_with("KUGETSU_")
-        || key.starts_with("OPENCODE_")
-        || key.starts_with("FAKE_OPENCODE_")
+        || agents.iter().any(|prefix| key.starts_with(prefix))
         || key.starts_with("GIT_")
-        || kugetsu_core::config::KEYS.iter().any(|k| k.name == key)
+        || kugetsu_core::config::is_key(key)
 }
 
 /// Runs the demo.
@@ -184,7 +184,11 @@ fn run(ui: &mut Ui, ctx: &Ctx, scratch: &Path) -> Result<(), CliError> {
     let repo = sample_repo(scratch)?;
     let bin = scratch.join("bin");
     kugetsu_core::storage::ensure_dir(&bin)?;
-    let fake = bin.join("opencode");
+    let driver = crate::agents::default_entry();
+    let (Some(program), Some(bundled)) = (driver.program, driver.fake.as_ref()) else {
+        return Err(CliError::new(exit::FAILURE, "this build has no fake agent for the demo"));
+    };
+    let fake = bin.join(program);
     std::os::unix::fs::symlink(std::env::current_exe()?, &fake)?;
 
     let mut demo = ctx.clone();
@@ -193,11 +197,11 @@ fn run(ui: &mut Ui, ctx: &Ctx, scratch: &Path) -> Result<(), CliError> {
     demo.stdin_tty = false;
     demo.overrides.clear();
     // Hermetic: none of the user's kugetsu, opencode or git settings reach the demo, its daemon
-    // or its agents (a custom KUGETSU_OPENCODE_BIN would run a real agent on their account).
+    // or its agents (a custom KUGETSU_AGENT_BIN would run a real agent on their account).
     demo.env.retain(|key, _| !is_users_setting(key));
     demo.state.ensure()?;
     let config = format!(
-        "# written by kugetsu demo\nKUGETSU_OPENCODE_BIN={}\nMAX_CONCURRENT_AGENTS=2\nKUGETSU_DEFAULT_REPO=local.test/demo/app\nKUGETSU_AGENT_TIMEOUT_MINUTES=2\nKUGETSU_AGENT_IDLE_MINUTES=1\n",
+        "# written by kugetsu demo\nKUGETSU_AGENT_BIN={}\nMAX_CONCURRENT_AGENTS=2\nKUGETSU_DEFAULT_REPO=local.test/demo/app\nKUGETSU_AGENT_TIMEOUT_MINUTES=2\nKUGETSU_AGENT_IDLE_MINUTES=1\n",
         fake.display()
     );
     kugetsu_core::storage::atomic_write(&demo.state.config_path(), config.as_bytes())?;
@@ -219,9 +223,9 @@ fn run(ui: &mut Ui, ctx: &Ctx, scratch: &Path) -> Result<(), CliError> {
     let env = kugetsu_core::env_file::EnvFiles::new(&demo.state);
     let env_err =
         |e: kugetsu_core::env_file::EnvFileError| CliError::new(exit::FAILURE, e.to_string());
-    env.set("FAKE_OPENCODE_SCRIPT", &script.display().to_string(), "default").map_err(env_err)?;
-    env.set("OPENCODE_DB", &scratch.join("opencode-fake.json").display().to_string(), "default")
-        .map_err(env_err)?;
+    for (key, value) in (bundled.env)(&script, scratch) {
+        env.set(key, &value, "default").map_err(env_err)?;
+    }
     writeln!(ui.stdout(), "    sample repository: {}", repo.display())?;
 
     step(ui.stdout(), 1, "init --headless", "prime the base session and the PM agent session")?;

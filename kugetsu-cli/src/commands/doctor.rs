@@ -51,13 +51,13 @@ fn environment_findings(ctx: &Ctx) -> Vec<Finding> {
             fixed: false,
         }),
         Ok(driver) => {
-            if let Some((program, remedy)) = (driver.program)(&config)
+            if let Some(program) = driver.program(&config)
                 && crate::launch::find_program(&program, &ctx.env).is_none()
             {
                 out.push(Finding {
                     subject: program.display().to_string(),
                     problem: format!("the {} program was not found", driver.name),
-                    remedy: remedy.into(),
+                    remedy: driver.install_hint(),
                     fixed: false,
                 });
             }

@@ -11,10 +11,19 @@ pub struct ListArgs {}
 /// Prints the session table.
 pub fn cmd_list(ui: &mut Ui, ctx: &Ctx, _args: &ListArgs) -> Result<(), CliError> {
     let out = ui.stdout();
+    let config = ctx.config()?;
     let entries = crate::reads::sessions(ctx)?;
     if ctx.json {
         return ctx.print_json(out, &entries);
     }
+    // Only a session of another driver says whose it is: the rest are the configured one's.
+    let state = |e: &kugetsu_core::orchestrator::ListEntry| {
+        let state = e.state.as_ref().map_or_else(|| "?".into(), ToString::to_string);
+        match &e.agent {
+            Some(agent) if *agent != config.agent => format!("{state} ({agent})"),
+            _ => state,
+        }
+    };
     let rows: Vec<[String; 5]> = entries
         .iter()
         .map(|e| {
@@ -22,7 +31,7 @@ pub fn cmd_list(ui: &mut Ui, ctx: &Ctx, _args: &ListArgs) -> Result<(), CliError
                 e.issue_ref.clone(),
                 e.kind.as_str().to_string(),
                 if e.session_id.is_empty() { "-".into() } else { e.session_id.clone() },
-                e.state.as_ref().map_or_else(|| "?".into(), ToString::to_string),
+                state(e),
                 match (&e.worktree, &e.problem) {
                     (_, Some(p)) => format!("({p})"),
                     (Some(w), None) => w.display().to_string(),

@@ -12,6 +12,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
 
+use kugetsu_core::agent::AgentEvent;
 use kugetsu_core::logs::Logs;
 use kugetsu_core::notify::Notifications;
 use kugetsu_core::queue::TaskQueue;
@@ -174,12 +175,13 @@ async fn log(
 
 /// A run log's line as people read it: an agent event as `kugetsu start` prints it, kugetsu's
 /// own `===` lines as they are, the agent's other JSON lines (step markers) left out.
-pub fn render_log_line(line: &str) -> Vec<String> {
+/// `log_events` is the configured driver's reading of its lines.
+pub fn render_log_line(log_events: fn(&str) -> Vec<AgentEvent>, line: &str) -> Vec<String> {
     let line = line.replace('\r', "");
     if !line.trim_start().starts_with('{') {
         return if line.trim().is_empty() { Vec::new() } else { vec![line] };
     }
-    let events = kugetsu_opencode::events::parse_stdout_line(&line).events;
+    let events = log_events(&line);
     let mut buf = Vec::new();
     {
         let mut printer = crate::progress::EventPrinter::new(&mut buf, false);
@@ -192,12 +194,16 @@ pub fn render_log_line(line: &str) -> Vec<String> {
 
 async fn log_events(State(app): State<App>, Path(name): Path<String>) -> Response {
     let ctx = app.ctx.clone();
-    let found = tokio::task::spawn_blocking(move || find_log(&ctx, &name)).await;
+    // The config is read for the driver that reads the lines: off the async threads too.
+    let found = tokio::task::spawn_blocking(move || {
+        find_log(&ctx, &name).map(|e| (e, crate::agents::entry_or_default(&ctx).log_events))
+    })
+    .await;
     match found {
-        Ok(Ok(entry)) => {
+        Ok(Ok((entry, log_events))) => {
             let redactor = app.clone();
             let render: super::events::Render = Arc::new(move |line: &str| {
-                render_log_line(line).into_iter().map(|l| redactor.redact(&l)).collect()
+                render_log_line(log_events, line).into_iter().map(|l| redactor.redact(&l)).collect()
             });
             super::events::follow(entry.path, render).into_response()
         }

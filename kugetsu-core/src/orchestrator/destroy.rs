@@ -32,6 +32,8 @@ impl Orchestrator {
     ) -> Result<DestroyReport, OrchestratorError> {
         self.with_issue_lock(issue, || {
             let (path, file) = self.issue_session(issue)?;
+            // Before anything is removed: the session is only the other driver's to delete.
+            self.check_driver(&issue.to_string(), &path, &file)?;
             let mut report = DestroyReport::default();
             let dir = self.checked_worktree(issue, &file)?;
             match self.worktrees.remove(&dir, RemoveOptions { force, delete_branch: false }) {
@@ -40,7 +42,7 @@ impl Orchestrator {
                 Err(e) => return Err(e.into()),
             }
             // An id that is no session id names nothing the agent could delete.
-            if let Ok(id) = file.opencode_session_id.valid() {
+            if let Ok(id) = file.agent_session_id.valid() {
                 match self.agent.delete_session(id) {
                     Ok(()) => report.sessions.push(id.to_string()),
                     Err(AgentError::SessionNotFound { .. }) => {}
@@ -74,10 +76,19 @@ impl Orchestrator {
 
     fn destroy_special(&self, which: Special) -> Result<DestroyReport, OrchestratorError> {
         let index = self.index_or_err()?;
-        let (id, path) = match which {
-            Special::Base => (index.base.clone(), self.state.base_session_path()),
-            Special::PmAgent => (index.pm_agent.clone(), self.state.pm_session_path()),
+        let (id, path, subject) = match which {
+            Special::Base => {
+                (index.base.clone(), self.state.base_session_path(), "the base session")
+            }
+            Special::PmAgent => {
+                (index.pm_agent.clone(), self.state.pm_session_path(), "the PM agent session")
+            }
         };
+        // A file that cannot be read says nothing of its driver; the id in the index is
+        // deleted as before.
+        if let Ok(Some(file)) = storage::read_json::<SessionFile>(&path) {
+            self.check_driver(subject, &path, &file)?;
+        }
         let mut report = DestroyReport::default();
         if let Some(Ok(id)) = id.as_ref().map(|id| id.valid()) {
             match self.agent.delete_session(id) {

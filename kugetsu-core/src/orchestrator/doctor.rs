@@ -68,7 +68,14 @@ impl Orchestrator {
                         })
                     });
                     let dir = match file {
-                        Ok(f) => f.directory,
+                        Ok(f) => {
+                            if let Some(finding) = self.other_driver(label, &f) {
+                                // Its id means nothing to the driver configured: not asked.
+                                findings.push(finding);
+                                continue;
+                            }
+                            f.directory
+                        }
                         Err(e) => {
                             findings.push(Finding {
                                 subject: path.display().to_string(),
@@ -179,9 +186,13 @@ impl Orchestrator {
                     fixed,
                 });
             }
+            if let Some(finding) = self.other_driver(issue, &file) {
+                findings.push(finding);
+                continue;
+            }
             self.check_agent_session(
                 issue,
-                &file.opencode_session_id,
+                &file.agent_session_id,
                 worktree.as_deref(),
                 fix_permissions,
                 &mut findings,
@@ -222,6 +233,21 @@ impl Orchestrator {
             }
         }
         Ok(findings)
+    }
+
+    /// A finding when `file`'s session was made by another driver than the one configured.
+    fn other_driver(&self, subject: &str, file: &SessionFile) -> Option<Finding> {
+        let made_by = file.agent();
+        (made_by != self.settings.driver).then(|| Finding {
+            subject: subject.to_string(),
+            problem: format!(
+                "made by the agent driver {made_by}, but {} is configured: its session is left \
+                 unchecked and `continue` and `destroy` refuse it",
+                self.settings.driver
+            ),
+            remedy: format!("set {}={made_by} to work on it", crate::config::KUGETSU_AGENT),
+            fixed: false,
+        })
     }
 
     /// Checks the agent's session `id`: that the agent knows it, that it would run it in `dir`
@@ -306,7 +332,7 @@ impl Orchestrator {
         }
     }
 
-    /// Prepares forks of the base session `id` anew (the opencode driver exports it again), so
+    /// Prepares forks of the base session `id` anew (a driver may export it again), so
     /// that a base changed inside the agent since `init` reaches the issues started after.
     fn refresh_fork_source(&self, base: &SessionId, findings: &mut Vec<Finding>) {
         let prepared =

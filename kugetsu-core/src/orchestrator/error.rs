@@ -79,11 +79,24 @@ pub enum OrchestratorError {
         id: String,
     },
     /// A base or PM agent session file that does not say which directory its session lives in
-    /// (written by an older kugetsu); running it elsewhere would hang opencode.
+    /// (written by an older kugetsu); running it elsewhere may hang the agent.
     #[error("{path} does not record the directory its session lives in")]
     NoDirectory {
         /// The session file.
         path: PathBuf,
+    },
+    /// The session was made by another agent driver than the one configured (`KUGETSU_AGENT`
+    /// changed since); handing its id to this one would reach the wrong agent.
+    #[error("{subject} was made by the agent driver {made_by}, but {configured} is configured")]
+    OtherDriver {
+        /// The issue ref, or `the base session` / `the PM agent session`.
+        subject: String,
+        /// Its session file.
+        path: PathBuf,
+        /// The driver that made it.
+        made_by: String,
+        /// The driver configured now.
+        configured: String,
     },
     /// A stop was asked for an issue whose session runs no turn.
     #[error("{issue} is not running (its session is {state})")]

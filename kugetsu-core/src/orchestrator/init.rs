@@ -75,7 +75,8 @@ impl Orchestrator {
         let file = |kind: SessionKind, id: &SessionId| SessionFile {
             kind,
             issue_ref: None,
-            opencode_session_id: id.clone().into(),
+            agent_session_id: id.clone().into(),
+            agent: Some(self.settings.driver.clone()),
             worktree_path: None,
             created_at: now,
             state: SessionState::Idle,

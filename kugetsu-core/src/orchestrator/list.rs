@@ -13,6 +13,8 @@ pub struct ListEntry {
     pub kind: SessionKind,
     /// The agent session id.
     pub session_id: String,
+    /// The driver that made the session (`KUGETSU_AGENT`), if its file could be read.
+    pub agent: Option<String>,
     /// The worktree, if any.
     pub worktree: Option<PathBuf>,
     /// The session state, if its file could be read.
@@ -57,6 +59,7 @@ impl Orchestrator {
                     issue_ref: label.into(),
                     kind,
                     session_id: id.to_string(),
+                    agent: file.as_ref().map(|f| f.agent().to_string()),
                     worktree: None,
                     state: file.as_ref().map(|f| f.state.clone()),
                     problem,
@@ -88,8 +91,9 @@ impl Orchestrator {
                 kind: file.as_ref().map_or(SessionKind::Forked, |f| f.kind.clone()),
                 session_id: file
                     .as_ref()
-                    .map(|f| f.opencode_session_id.to_string())
+                    .map(|f| f.agent_session_id.to_string())
                     .unwrap_or_default(),
+                agent: file.as_ref().map(|f| f.agent().to_string()),
                 worktree: file.as_ref().and_then(|f| f.worktree_path.clone()),
                 state: file.as_ref().map(|f| f.state.clone()),
                 problem,

@@ -68,6 +68,9 @@ pub struct Settings {
     /// Whether a recorded agent pid still runs (a run marked `running` whose agent is gone
     /// was abandoned).
     pub liveness: Arc<dyn Liveness>,
+    /// The `KUGETSU_AGENT` name of the driver handed in: recorded in every session file made,
+    /// and a session another driver made is refused ([`OrchestratorError::OtherDriver`]).
+    pub driver: String,
 }
 
 impl Default for Settings {
@@ -78,6 +81,7 @@ impl Default for Settings {
             slot_wait: Duration::from_secs(0),
             interrupt: Interrupt::new(),
             liveness: Arc::new(SystemLiveness),
+            driver: crate::config::DEFAULT_DRIVER.into(),
         }
     }
 }
@@ -273,6 +277,25 @@ impl Orchestrator {
             }
             other => other,
         }
+    }
+
+    /// Refuses a session another driver made: its id means nothing to the driver handed in,
+    /// or worse, names another session of it. `subject` says which session, for the message.
+    fn check_driver(
+        &self,
+        subject: &str,
+        path: &Path,
+        file: &SessionFile,
+    ) -> Result<(), OrchestratorError> {
+        if file.agent() == self.settings.driver {
+            return Ok(());
+        }
+        Err(OrchestratorError::OtherDriver {
+            subject: subject.to_string(),
+            path: path.to_path_buf(),
+            made_by: file.agent().to_string(),
+            configured: self.settings.driver.clone(),
+        })
     }
 
     fn issue_session(&self, issue: &IssueRef) -> Result<(PathBuf, SessionFile), OrchestratorError> {

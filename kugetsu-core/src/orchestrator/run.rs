@@ -72,6 +72,11 @@ impl Orchestrator {
     ) -> Result<RunSummary, OrchestratorError> {
         let index = self.index_or_err()?;
         let base = self.base_session(&index)?;
+        // Every fork is of the base: one another driver made cannot be forked by this one.
+        let base_path = self.state.base_session_path();
+        if let Some(file) = storage::read_json::<SessionFile>(&base_path)? {
+            self.check_driver("the base session", &base_path, &file)?;
+        }
         if index.pm_agent.is_none() {
             return Err(OrchestratorError::PmMissing);
         }
@@ -141,7 +146,8 @@ impl Orchestrator {
             let file = SessionFile {
                 kind: SessionKind::Forked,
                 issue_ref: Some(key.clone()),
-                opencode_session_id: session.clone().into(),
+                agent_session_id: session.clone().into(),
+                agent: Some(self.settings.driver.clone()),
                 worktree_path: Some(info.path.clone()),
                 created_at: self.clock.now(),
                 state: SessionState::Idle,
@@ -179,7 +185,8 @@ impl Orchestrator {
     ) -> Result<RunSummary, OrchestratorError> {
         self.with_issue_lock(issue, || {
             let (session_path, file) = self.issue_session(issue)?;
-            let session = agent_session_id(&file.opencode_session_id, &session_path)?;
+            self.check_driver(&issue.to_string(), &session_path, &file)?;
+            let session = agent_session_id(&file.agent_session_id, &session_path)?;
             let dir = self.checked_worktree(issue, &file)?;
             let env = self.env.agent_env(DEFAULT_AGENT)?;
             let _slot = self.acquire_slot()?;
@@ -266,6 +273,7 @@ impl Orchestrator {
         let session = agent_session_id(id, &self.state.index_path())?;
         let lock = self.state.lock_path(PM_AGENT);
         let file: SessionFile = storage::read_json(&path)?.ok_or(OrchestratorError::PmMissing)?;
+        self.check_driver("the PM agent session", &path, &file)?;
         let dir = file
             .directory
             .clone()
