@@ -6,6 +6,8 @@ use std::io::Write;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use kugetsu_core::interrupt::Interrupt;
+use kugetsu_core::storage::StorageError;
 use kugetsu_queue::daemon::{self, StopOutcome};
 use kugetsu_queue::{Daemon, DaemonOptions, QueueEvent, QueueEventKind};
 
@@ -218,6 +220,16 @@ fn run(ctx: &Ctx) -> Result<(), CliError> {
         let (ctx, config) = (ctx.clone(), config.clone());
         Arc::new(move || Box::new(crate::agents::WarmKeeper::start(&ctx, &config)))
     });
-    daemon.run_until_signalled()?;
+    let stop = Interrupt::new();
+    let (state, on_signal) = (ctx.state.clone(), stop.clone());
+    crate::signals::stop_service_on_signals(move |sig| {
+        daemon::request_stop(&state, &on_signal, sig)
+    })
+    .map_err(|source| StorageError::Io {
+        action: "install signal handlers for",
+        path: ctx.state.daemon_lock_path(),
+        source,
+    })?;
+    daemon.run(&stop)?;
     Ok(())
 }
