@@ -20,7 +20,9 @@
 //! # Failures and retries
 //! A retryable failure puts the item back to `pending` with `not_before` = now + backoff
 //! (doubling from [`DaemonOptions::retry_backoff`]); after [`DaemonOptions::max_attempts`]
-//! attempts, or on a fatal failure, it becomes `error` with the reason in `last_error`.
+//! attempts, or on a fatal failure, it becomes `error` with the reason in `last_error`. The
+//! dispatcher says which failure is which ([`DispatchError`]); over the orchestration, the
+//! error itself does ([`OrchestratorError::retry`](kugetsu_core::orchestrator::OrchestratorError::retry)).
 //!
 //! # Leases and adoption
 //! A claimed item records the daemon's pid and identity token, and the agent's pid and token
@@ -47,43 +49,50 @@
 //! state.
 //!
 //! # Wiring it up
-//! The CLI implements [`Dispatcher`] over the orchestration, giving it the slot the worker
-//! already holds ([`DispatchContext::lent_slot`]) so that `start`/`continue` do not take a
-//! second one, and reporting the agent's pid when the driver spawns it. Whoever runs the
-//! daemon decides what stops it, through [`request_stop`]:
+//! [`OrchestratorDispatcher`] runs items through the orchestration, deciding `start`,
+//! `continue` or the PM agent and which failures are retried; the embedder hands it a
+//! [`DispatchWiring`] that builds an orchestrator from its configuration (taking its slot from
+//! the one the worker already holds, [`DispatchContext::lent_slot`], so that `start` and
+//! `continue` do not take a second) and says where an issue's repository comes from:
 //!
 //! ```no_run
 //! use std::sync::Arc;
 //! use kugetsu_core::interrupt::Interrupt;
-//! use kugetsu_core::{QueueItem, StateDir};
+//! use kugetsu_core::orchestrator::Orchestrator;
+//! use kugetsu_core::queue::AgentSlots;
+//! use kugetsu_core::worktree::RepoSource;
+//! use kugetsu_core::{IssueRef, StateDir};
 //! use kugetsu_queue::daemon::{
-//!     Daemon, DaemonOptions, DispatchContext, DispatchError, DispatchOutcome, Dispatcher,
-//!     QueueEvent, request_stop,
+//!     Daemon, DaemonOptions, DispatchWiring, OrchestratorDispatcher, QueueEvent, WiringError,
+//!     request_stop,
 //! };
 //!
-//! struct Cli;
-//! impl Dispatcher for Cli {
-//!     fn dispatch(
+//! struct MyWiring;
+//! impl DispatchWiring for MyWiring {
+//!     fn orchestrator(
 //!         &self,
-//!         item: &QueueItem,
-//!         ctx: &mut DispatchContext<'_>,
-//!     ) -> Result<DispatchOutcome, DispatchError> {
-//!         match (&item.issue_ref, ctx.lent_slot()) {
-//!             // Build the orchestrator with `Arc::new(slot)` as its slots, then `start` or
-//!             // `continue_issue`, passing `ctx.stop_flag()` as the interrupt and calling
-//!             // `ctx.agent_started(pid)` from the event sink when the agent is spawned.
-//!             (Some(_issue), Some(_slot)) => Ok(DispatchOutcome { summary: "done".into() }),
-//!             // No issue ref: `message_pm` (no slot).
-//!             _ => Ok(DispatchOutcome::default()),
-//!         }
+//!         slots: Arc<dyn AgentSlots>,
+//!         interrupt: Interrupt,
+//!     ) -> Result<Orchestrator, WiringError> {
+//!         // Read the configuration afresh; build the orchestrator with `slots` as its slots
+//!         // and `interrupt` in its settings.
+//!         # let _ = (slots, interrupt);
+//!         Err(WiringError::new("not in this example"))
+//!     }
+//!     fn repo_source(&self, issue: &IssueRef) -> Result<RepoSource, WiringError> {
+//!         Err(WiringError::new(format!("no repository known for {issue}")))
 //!     }
 //! }
 //!
 //! let state = StateDir::new("/home/me/.kugetsu");
 //! let notify = |e: &QueueEvent| { let _ = (e.kind.as_str(), &e.detail); };
-//! let daemon = Daemon::new(state.clone(), Arc::new(Cli), Arc::new(|| 3 /* re-read the config */))
-//!     .with_notifier(Arc::new(notify))
-//!     .with_options(DaemonOptions::default());
+//! let daemon = Daemon::new(
+//!     state.clone(),
+//!     Arc::new(OrchestratorDispatcher::new(MyWiring)),
+//!     Arc::new(|| 3 /* re-read the config */),
+//! )
+//! .with_notifier(Arc::new(notify))
+//! .with_options(DaemonOptions::default());
 //! // Whatever should stop the daemon (a signal handler, a button, a test) calls
 //! // `request_stop(&state, &stop, signal)`.
 //! let stop = Interrupt::new();
@@ -91,12 +100,16 @@
 //! daemon.run(&stop)?;
 //! # Ok::<(), kugetsu_queue::DaemonError>(())
 //! ```
+//!
+//! A [`Dispatcher`] of one's own (a test's fake agent, another kind of work) plugs in the same
+//! way.
 
 mod control;
 mod dispatch;
 mod error;
 mod events;
 mod leases;
+mod orchestrated;
 mod recovery;
 mod round;
 mod run;
@@ -108,5 +121,6 @@ pub use control::{DaemonStatus, PidFile, StopOutcome, spawn_detached, status, st
 pub use dispatch::{DispatchContext, DispatchError, DispatchOutcome, Dispatcher};
 pub use error::DaemonError;
 pub use events::{NoNotifier, Notifier, QueueEvent, QueueEventKind};
+pub use orchestrated::{DispatchWiring, OrchestratorDispatcher, WiringError};
 pub use run::{DaemonExit, request_stop};
 pub use setup::{Companion, Daemon, DaemonOptions, LimitFn};
