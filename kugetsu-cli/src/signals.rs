@@ -10,6 +10,14 @@
 //!
 //! Nothing is registered until a command asks ([`stop_on_signals`]): commands that run no agent
 //! keep the default behaviour of each signal.
+//!
+//! The queue daemon run in the foreground (`queue-daemon run`) is a service, not a turn: it is
+//! stopped by SIGTERM and SIGINT and outlives a hang-up ([`stop_service_on_signals`]). The
+//! daemon library installs no handler of its own.
+
+use std::io;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 
 use kugetsu_core::interrupt::{Interrupt, signals};
 use signal_hook::iterator::Signals;
@@ -43,6 +51,33 @@ pub fn stop_on(interrupt: &Interrupt, which: &[i32]) {
     if let Err(e) = spawned {
         tracing::warn!(error = %e, "cannot start the signal thread");
     }
+}
+
+/// The exit status of a service stopped twice: the first SIGTERM or SIGINT asks it to stop, a
+/// second one while it stops ends it at once, as a Ctrl-C would have (128 + SIGINT).
+const IMPATIENT_EXIT: i32 = 130;
+
+/// Calls `stop` with the signal's number on SIGTERM and SIGINT, for the rest of the process's
+/// life. A second one while stopping exits the process at once with 130 (a user pressing
+/// Ctrl-C twice means it; what the daemon left claimed is recovered by the next one). SIGHUP is
+/// ignored: closing the SSH session a daemon was started from must not stop it.
+pub fn stop_service_on_signals(stop: impl Fn(i32) + Send + 'static) -> io::Result<()> {
+    let seen = Arc::new(AtomicBool::new(false));
+    for sig in [signals::SIGTERM, signals::SIGINT] {
+        // Registered first, so it looks at `seen` before this same signal sets it.
+        signal_hook::flag::register_conditional_shutdown(sig, IMPATIENT_EXIT, seen.clone())?;
+        signal_hook::flag::register(sig, seen.clone())?;
+    }
+    // Registering a handler replaces the default action (terminate) for SIGHUP.
+    signal_hook::flag::register(signals::SIGHUP, Arc::new(AtomicBool::new(false)))?;
+    let mut signals = Signals::new([signals::SIGTERM, signals::SIGINT])?;
+    std::thread::Builder::new().name("kugetsu-signals".into()).spawn(move || {
+        for sig in signals.forever() {
+            tracing::debug!(signal = sig, "service stop requested by a signal");
+            stop(sig);
+        }
+    })?;
+    Ok(())
 }
 
 /// Makes SIGINT (Ctrl-C) do nothing to this process from now on, for a command that spends its

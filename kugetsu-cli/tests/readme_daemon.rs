@@ -1,8 +1,8 @@
 //! README promises about the queue and its daemon, tried through the `kugetsu` binary with the
 //! bundled fake agent: `delegate` through the daemon to the PM agent (with its own env file),
 //! `queue clear` with `QUEUE_CLEANUP_AGE_DAYS`, the `queue-daemon` commands and one daemon per
-//! state directory, stopping it (its running tasks go back to `pending`), and its log rotating
-//! at 1 MiB.
+//! state directory, stopping it (its running tasks go back to `pending`; a hang-up does not
+//! stop it, a second SIGTERM ends it at once), and its log rotating at 1 MiB.
 
 // Setup helpers unwrap too: a failed setup should fail the test loudly.
 #![allow(clippy::unwrap_used)]
@@ -12,7 +12,7 @@ mod support;
 use std::process::Stdio;
 
 use serde_json::Value;
-use support::{Env, alive, json, read, ready, wait_exit, wait_for};
+use support::{Env, alive, json, read, ready, signal, wait_exit, wait_for};
 
 /// One `opencode run` the fake recorded.
 struct Run {
@@ -312,6 +312,59 @@ fn stopping_the_daemon_requeues_its_running_task() {
     assert_eq!(read(&wt.join("WORK.md")), "done\n");
     let long = runs(&env).into_iter().filter(|r| r.message == "long work").count();
     assert_eq!(long, 2, "run once, stopped, run again");
+}
+
+/// `queue-daemon run`, the daemon in the foreground as its systemd unit runs it: a hang-up (the
+/// SSH session it was started from closing) does not stop it; SIGTERM does, and a second SIGTERM
+/// while it is still stopping ends it at once with 130, leaving its item claimed for the next
+/// daemon, which runs it again.
+#[test]
+fn the_foreground_daemon_outlives_a_hang_up_and_a_second_sigterm_ends_it_at_once() {
+    let env = ready();
+    // The first turn hangs and ignores SIGTERM: the graceful stop waits for it out its grace
+    // period, and is still waiting when the second SIGTERM comes.
+    std::fs::write(
+        env.tmp.path().join("script.json"),
+        r#"{"turns": [{"mode": "hang", "ignore_term": true, "after_output": true}],
+            "default": {"mode": "tool", "path": "WORK.md", "content": "done\n", "text": "ok"}}"#,
+    )
+    .unwrap();
+    let daemon = env
+        .command(&["queue-daemon", "run"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for("the daemon to log its start", || {
+        env.run(&["queue-daemon", "logs"]).stdout.contains("daemon started")
+    });
+    signal(daemon.id(), "HUP");
+    let before = turns_started(&env);
+    assert_eq!(env.run(&["queue", "enqueue", "#1", "long work"]).code, 0);
+    let mut agent = None;
+    wait_for("the daemon, hung up on, to run the task", || {
+        agent = queue_items(&env)[0]["claim"]["agent_pid"].as_u64();
+        agent.is_some() && turns_started(&env) > before
+    });
+    let agent = u32::try_from(agent.unwrap()).unwrap();
+
+    signal(daemon.id(), "TERM");
+    wait_for("the daemon to begin stopping", || {
+        env.run(&["queue-daemon", "logs"]).stdout.contains("stop requested")
+    });
+    signal(daemon.id(), "TERM");
+    let (code, stderr) = wait_exit(daemon);
+    assert_eq!(code, Some(130), "ended at once by the second SIGTERM: {stderr}");
+    assert_eq!(queue_items(&env)[0]["status"], "notified", "left claimed for the next daemon");
+    // The agent that ignored SIGTERM was not waited for; the next daemon must not adopt it.
+    signal(agent, "KILL");
+    wait_for("the agent to be gone", || !alive(agent));
+
+    assert_eq!(env.run(&["queue-daemon", "start"]).code, 0);
+    wait_for("the recovered task", || queue_items(&env)[0]["status"] == "completed");
+    assert_eq!(env.run(&["queue-daemon", "stop"]).code, 0);
+    assert_eq!(read(&env.path("worktrees/local.test-demo-app-1/WORK.md")), "done\n");
 }
 
 /// The daemon's log rotates at 1 MiB: the full log becomes `daemon.log.1` and a fresh one is

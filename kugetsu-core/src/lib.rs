@@ -16,6 +16,7 @@ pub mod orchestrator;
 pub mod process;
 pub mod queue;
 pub mod repos;
+pub mod retry;
 pub mod secrets;
 pub mod servers;
 pub mod session;

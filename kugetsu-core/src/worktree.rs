@@ -8,6 +8,8 @@
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 
+use crate::retry::Retry;
+
 /// Where a worktree's repository comes from, with credentials kept apart from the URL so that
 /// the URL can be logged, stored and shown while the token never is.
 #[derive(Clone, PartialEq, Eq)]
@@ -208,6 +210,28 @@ pub enum WorktreeError {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+}
+
+impl WorktreeError {
+    /// Whether the same worktree request may succeed later. An unreachable or unknown
+    /// repository, a lock or a missing worktree may be a moment's state; a refusal to lose
+    /// work, rejected credentials, a base ref or branch that is not as asked, or a stranger's
+    /// directory in the way each need someone to act first.
+    pub fn retry(&self) -> Retry {
+        match self {
+            WorktreeError::RepoNotFound { .. }
+            | WorktreeError::SshFailed { .. }
+            | WorktreeError::NoSuchWorktree { .. }
+            | WorktreeError::Locked { .. }
+            | WorktreeError::Other { .. } => Retry::Later,
+            WorktreeError::AuthFailed { .. }
+            | WorktreeError::BaseRefNotFound { .. }
+            | WorktreeError::BranchCheckedOut { .. }
+            | WorktreeError::PathNotWorktree { .. }
+            | WorktreeError::WouldLoseWork { .. } => Retry::Never,
+            WorktreeError::Interrupted => Retry::Stopped,
+        }
+    }
 }
 
 /// A git worktree backend.

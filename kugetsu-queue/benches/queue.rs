@@ -11,12 +11,12 @@
 //! shared queue)
 #![allow(clippy::unwrap_used, clippy::print_stdout, missing_docs)]
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Sender};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use kugetsu_core::StateDir;
+use kugetsu_core::interrupt::Interrupt;
 use kugetsu_core::queue::{NewTask, QueueItem, QueueStatus, TaskQueue};
 use kugetsu_queue::FileQueue;
 use kugetsu_queue::daemon::{
@@ -166,7 +166,7 @@ fn enqueue_to_dispatch() {
             cleanup_age: None,
             ..DaemonOptions::default()
         });
-    let stop = Arc::new(AtomicBool::new(false));
+    let stop = Interrupt::new();
     let handle = {
         let stop = stop.clone();
         std::thread::spawn(move || daemon.run(&stop).unwrap())
@@ -184,7 +184,7 @@ fn enqueue_to_dispatch() {
         from_return.push(dispatched.saturating_duration_since(returned));
         std::thread::sleep(Duration::from_millis(20));
     }
-    stop.store(true, Ordering::Relaxed);
+    stop.trigger(0);
     handle.join().unwrap();
     println!("enqueue -> dispatch, from enqueue returning: {}", summary(from_return));
     println!("enqueue -> dispatch, from enqueue called:    {}", summary(from_call));
@@ -319,7 +319,7 @@ mod shared {
                     cleanup_age: None,
                     ..DaemonOptions::default()
                 });
-        let stop = Arc::new(AtomicBool::new(false));
+        let stop = Interrupt::new();
         let handle = {
             let stop = stop.clone();
             std::thread::spawn(move || daemon.run(&stop).unwrap())
@@ -336,8 +336,7 @@ mod shared {
             samples.push(dispatched.saturating_duration_since(returned));
             std::thread::sleep(Duration::from_millis(20));
         }
-        stop.store(true, Ordering::Relaxed);
-        kugetsu_queue::wake::poke(&kugetsu_queue::wake::wake_path(&state));
+        kugetsu_queue::daemon::request_stop(&state, &stop, 0);
         handle.join().unwrap();
         summary(samples)
     }

@@ -11,7 +11,8 @@
 //! - [`FileSlots`]: the [`AgentSlots`](kugetsu_core::queue::AgentSlots) over `locks/slot-<n>.lock`.
 //! - [`Backend`]: a queue, its slots, its liveness rule and its wake-up, chosen together.
 //! - `postgres` (feature `postgres`): all of them on PostgreSQL, shared by several hosts.
-//! - [`daemon`]: the daemon that drains the queue, and `queue-daemon status|stop|logs`.
+//! - [`daemon`]: the daemon that drains the queue, its dispatch policy over the orchestration
+//!   ([`OrchestratorDispatcher`]), and `queue-daemon status|stop|logs`.
 //! - [`service`]: the daemon as a systemd user service (`queue-daemon install|uninstall`).
 
 pub mod backend;
@@ -28,7 +29,8 @@ pub mod wake;
 pub use backend::Backend;
 pub use daemon::{
     Daemon, DaemonError, DaemonOptions, DispatchContext, DispatchError, DispatchOutcome,
-    Dispatcher, Notifier, QueueEvent, QueueEventKind,
+    DispatchWiring, Dispatcher, Notifier, OrchestratorDispatcher, QueueEvent, QueueEventKind,
+    WiringError,
 };
 pub use process::{ProcessLiveness, own_token};
 pub use queue::FileQueue;

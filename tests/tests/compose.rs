@@ -187,7 +187,7 @@ fn the_daemon_drains_the_file_queue_through_the_orchestration() {
         Arc::new(Embedded { world: w.clone() }),
         Arc::new(|| 1),
     );
-    let stop = Arc::new(AtomicBool::new(false));
+    let stop = kugetsu_core::interrupt::Interrupt::new();
     std::thread::scope(|s| {
         let handle = s.spawn(|| daemon.run(&stop));
         let deadline = std::time::Instant::now() + Duration::from_secs(60);
@@ -195,7 +195,7 @@ fn the_daemon_drains_the_file_queue_through_the_orchestration() {
             assert!(std::time::Instant::now() < deadline, "{:?}", queue.list().unwrap().items);
             std::thread::sleep(Duration::from_millis(50));
         }
-        stop.store(true, Ordering::SeqCst);
+        stop.trigger(0);
         handle.join().unwrap().unwrap();
     });
     let items = queue.list().unwrap().items;

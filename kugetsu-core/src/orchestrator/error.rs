@@ -2,6 +2,7 @@
 //! path or id it is about.
 
 use super::*;
+use crate::retry::Retry;
 
 /// Why an orchestration step failed.
 #[derive(Debug, thiserror::Error)]
@@ -128,4 +129,100 @@ pub enum OrchestratorError {
     /// An env file problem.
     #[error(transparent)]
     Env(#[from] EnvFileError),
+}
+
+impl OrchestratorError {
+    /// Whether the same step may succeed when tried again later (the queue daemon retries an
+    /// item with backoff on [`Retry::Later`], gives up at once on [`Retry::Never`], and puts it
+    /// back untouched on [`Retry::Stopped`]).
+    pub fn retry(&self) -> Retry {
+        match self {
+            OrchestratorError::Worktree(e) => e.retry(),
+            // A missing `init`, base or PM session, or a ref that clashes with another's state
+            // file, stays so until the user acts; so does a worktree path outside the state
+            // directory, and an init or stop that makes no sense in the state as it is.
+            OrchestratorError::NotInitialized { .. }
+            | OrchestratorError::AlreadyInitialized { .. }
+            | OrchestratorError::BaseMissing
+            | OrchestratorError::PmMissing
+            | OrchestratorError::NameCollision { .. }
+            | OrchestratorError::CaseVariant { .. }
+            | OrchestratorError::UnsafePath { .. }
+            | OrchestratorError::NotRunning { .. }
+            // A session another driver made waits for a change of configuration.
+            | OrchestratorError::OtherDriver { .. } => Retry::Never,
+            OrchestratorError::Interrupted { .. } => Retry::Stopped,
+            // Another process's turn ends, a full slot frees, a session destroyed meanwhile is
+            // started afresh; storage, agent and env failures, and a session file that is not
+            // as expected, may be repaired while the step waits.
+            OrchestratorError::AlreadyRunning { .. }
+            | OrchestratorError::UnknownIssue { .. }
+            | OrchestratorError::BadSessionId { .. }
+            | OrchestratorError::NoDirectory { .. }
+            | OrchestratorError::Storage(_)
+            | OrchestratorError::Agent(_)
+            | OrchestratorError::Queue(_)
+            | OrchestratorError::Env(_) => Retry::Later,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn path() -> PathBuf {
+        PathBuf::from("/state/worktrees/x")
+    }
+
+    /// The queue daemon's retry rules: a busy issue, a full slot store or a crashed agent is
+    /// retried, a refusal to lose work or a missing setup is not, and a step stopped by a stop
+    /// request is neither.
+    #[test]
+    fn each_error_says_whether_a_retry_can_help() {
+        let later = [
+            OrchestratorError::AlreadyRunning { issue: "o/r#1".into() },
+            OrchestratorError::Queue(QueueError::NoSlot { limit: 1, waited: Duration::ZERO }),
+            OrchestratorError::Worktree(WorktreeError::Locked { path: path(), reason: None }),
+            OrchestratorError::Worktree(WorktreeError::SshFailed { url: "u".into() }),
+            OrchestratorError::Agent(AgentError::CommandFailed {
+                command: "run".into(),
+                message: "crashed".into(),
+            }),
+        ];
+        for e in &later {
+            assert_eq!(e.retry(), Retry::Later, "{e:?}");
+            assert!(e.retry().is_worthwhile());
+        }
+        let never = [
+            OrchestratorError::NotInitialized { root: path() },
+            OrchestratorError::BaseMissing,
+            OrchestratorError::PmMissing,
+            OrchestratorError::OtherDriver {
+                subject: "o/r#1".into(),
+                path: path(),
+                made_by: "other".into(),
+                configured: "opencode".into(),
+            },
+            OrchestratorError::CaseVariant { issue: "o/R#1".into(), existing: "o/r#1".into() },
+            OrchestratorError::Worktree(WorktreeError::WouldLoseWork {
+                path: path(),
+                unsaved: Default::default(),
+            }),
+            OrchestratorError::Worktree(WorktreeError::AuthFailed { url: "u".into() }),
+            OrchestratorError::Worktree(WorktreeError::BaseRefNotFound {
+                base_ref: "topic".into(),
+                url: "u".into(),
+            }),
+        ];
+        for e in &never {
+            assert_eq!(e.retry(), Retry::Never, "{e:?}");
+            assert!(!e.retry().is_worthwhile());
+        }
+        assert_eq!(OrchestratorError::Worktree(WorktreeError::Interrupted).retry(), Retry::Stopped);
+        assert_eq!(
+            OrchestratorError::Interrupted { signal: "SIGTERM".into() }.retry(),
+            Retry::Stopped
+        );
+    }
 }

@@ -7,7 +7,8 @@
 //! - `enqueue <state> <n> <message>`: enqueues `n` items with issue ref `o/r#<i>`.
 //! - `hold-slot <state> <limit> <hold-ms> <record-dir>`: takes a slot (waiting), holds it.
 //! - `daemon <state> <limit> <record-dir> <interval-ms>`: a daemon whose dispatcher starts
-//!   `agent` processes; runs until SIGTERM/SIGINT.
+//!   `agent` processes; runs until SIGTERM/SIGINT, which it handles as `kugetsu queue-daemon
+//!   run` does.
 //! - `pg-daemon <state> <limit> <record-dir> <interval-ms> <url> <host> <global> <lease-ms>`:
 //!   the same daemon on the PostgreSQL backend (feature `postgres`), as host `<host>`.
 //! - `agent <record-dir> <id> <ms> <lane> [<host> <issue>]`: a fake agent: counts itself in
@@ -27,11 +28,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use kugetsu_core::StateDir;
+use kugetsu_core::interrupt::Interrupt;
 use kugetsu_core::queue::{AgentSlots, Claim, NewTask, QueueItem, TaskQueue};
 use kugetsu_core::storage;
 use kugetsu_queue::daemon::{
     Daemon, DaemonError, DaemonOptions, DispatchContext, DispatchError, DispatchOutcome,
-    Dispatcher, QueueEvent,
+    Dispatcher, QueueEvent, request_stop,
 };
 use kugetsu_queue::{FileQueue, FileSlots, process};
 
@@ -217,6 +219,8 @@ fn daemon(
         append(&events, &format!("{} {} {}\n", e.kind.as_str(), e.item_id, e.detail));
     };
     let host = pg.as_ref().map(pg_host);
+    let stop = Interrupt::new();
+    stop_on_signals(&state, &stop);
     let mut daemon = Daemon::new(
         state,
         Arc::new(FakeDispatcher { record: record.clone(), host }),
@@ -232,7 +236,7 @@ fn daemon(
         cleanup_age: None,
         ..DaemonOptions::default()
     });
-    match daemon.run_until_signalled() {
+    match daemon.run(&stop) {
         Ok(exit) => {
             append(&record.join("daemon.exit"), &format!("{exit:?}\n"));
             ExitCode::SUCCESS
@@ -250,6 +254,25 @@ fn daemon(
             ExitCode::FAILURE
         }
     }
+}
+
+/// What `kugetsu queue-daemon run` does with signals, done the same way here: SIGTERM and
+/// SIGINT stop the daemon (a second one exits at once, with 130), SIGHUP is ignored.
+fn stop_on_signals(state: &StateDir, stop: &Interrupt) {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    let seen = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    for sig in [SIGTERM, SIGINT] {
+        signal_hook::flag::register_conditional_shutdown(sig, 130, seen.clone()).unwrap();
+        signal_hook::flag::register(sig, seen.clone()).unwrap();
+    }
+    signal_hook::flag::register(SIGHUP, Arc::default()).unwrap();
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT]).unwrap();
+    let (state, stop) = (state.clone(), stop.clone());
+    std::thread::spawn(move || {
+        for sig in signals.forever() {
+            request_stop(&state, &stop, sig);
+        }
+    });
 }
 
 #[cfg(feature = "postgres")]

@@ -1,7 +1,22 @@
 //! What `queue-daemon status`, `stop`, `logs` and `start` need from outside the daemon: its
 //! lock, its pid file, signalling it by identity, its log, and starting it detached.
 
-use super::*;
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::fs::File;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use kugetsu_core::StateDir;
+use kugetsu_core::storage::{self, StorageError};
+use rustix::fs::FlockOperation;
+use rustix::process::Signal;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use super::error::DaemonError;
+use crate::{log, process};
 
 /// The contents of `queue/daemon.pid`: the pid on the first line (as the original kugetsu
 /// wrote it), then `key=value` lines.
@@ -72,7 +87,7 @@ pub(super) fn try_lock_file(path: &Path, op: FlockOperation) -> Result<Option<Fi
 
 /// Whether a daemon holds the lock of `state`, probed without disturbing it for long (a shared
 /// try-lock, released at once). A daemon starting at that very instant retries, see
-/// [`Daemon::run`].
+/// [`Daemon::run`](super::Daemon::run).
 pub(super) fn lock_is_held(state: &StateDir) -> Result<bool, StorageError> {
     let path = state.daemon_lock_path();
     if std::fs::symlink_metadata(&path).is_err() {
@@ -209,4 +224,26 @@ pub fn spawn_detached(
     tracing::debug!(program = %program.display(), ?args, pid = child.id(), "spawned queue daemon");
     // The child is not waited for: it outlives us. It is reparented when we exit.
     Ok(child.id())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pid_file_round_trips_and_reads_the_bash_format() {
+        let p = PidFile {
+            pid: 42,
+            token: Some("42:1:ab".into()),
+            started_at: Some(OffsetDateTime::UNIX_EPOCH),
+        };
+        assert_eq!(PidFile::parse(&p.render()), Some(p));
+        assert_eq!(
+            PidFile::parse("1234\n"),
+            Some(PidFile { pid: 1234, token: None, started_at: None })
+        );
+        assert_eq!(PidFile::parse("garbage"), None);
+        // A bash-era pid file has no token: it is never treated as a live daemon.
+        assert!(!PidFile::parse(&format!("{}\n", std::process::id())).unwrap().is_live());
+    }
 }

@@ -1,7 +1,11 @@
 //! The seam between the daemon and whoever runs an item (the CLI, over the orchestration):
 //! what a dispatch gets (its slot, the stop flag, where to report the agent's pid) and returns.
 
-use super::*;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use kugetsu_core::queue::QueueItem;
+
+use crate::slots::LentSlot;
 
 /// What a dispatch achieved.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]

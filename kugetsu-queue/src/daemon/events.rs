@@ -1,7 +1,7 @@
 //! What the daemon tells the world about items (claimed, completed, retried, failed...): the
 //! spec's notification kinds and the [`Notifier`] seam.
 
-use super::*;
+use time::OffsetDateTime;
 
 /// The kinds of queue transitions, with the spec's notification type names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -68,4 +68,15 @@ pub struct NoNotifier;
 
 impl Notifier for NoNotifier {
     fn notify(&self, _event: &QueueEvent) {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn event_names_match_the_spec() {
+        assert_eq!(QueueEventKind::TaskQueued.as_str(), "task_queued");
+        assert_eq!(QueueEventKind::TaskError.as_str(), "task_error");
+    }
 }

@@ -2,7 +2,27 @@
 //! run) and one per adopted agent, and the state they share with the main loop so exactly one
 //! of them writes each item's final state.
 
-use super::*;
+use std::collections::HashMap;
+use std::io;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::Sender;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use kugetsu_core::clock::Clock;
+use kugetsu_core::queue::{
+    AgentSlots, Claim, Liveness, QueueError, QueueItem, QueueStatus, SlotGuard, TaskQueue,
+};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use super::dispatch::{DispatchContext, DispatchError, DispatchOutcome, Dispatcher};
+use super::events::{Notifier, QueueEvent, QueueEventKind};
+use super::setup::{DaemonOptions, LimitFn};
+use crate::log::DaemonLog;
+use crate::process;
 
 /// Lifecycle of one running item, shared by its worker thread and the main loop so that
 /// exactly one of them writes the item's final state.

@@ -3,6 +3,9 @@
 
 use std::sync::Arc;
 
+use kugetsu_core::interrupt::Interrupt;
+use kugetsu_core::storage::StorageError;
+use kugetsu_queue::daemon;
 use kugetsu_queue::{Daemon, DaemonOptions, QueueEvent, QueueEventKind};
 
 use crate::context::Ctx;
@@ -50,23 +53,29 @@ fn run(ctx: &Ctx) -> Result<(), CliError> {
             e.issue_ref.as_deref(),
         );
     };
-    let daemon = Daemon::new(
-        ctx.state.clone(),
-        Arc::new(crate::dispatcher::CliDispatcher::new(ctx.clone())),
-        limit,
-    )
-    .with_backend(crate::queue_backend::backend(ctx, &config)?)
-    .with_notifier(Arc::new(notifier))
-    .with_options(DaemonOptions {
-        interval: config.queue_daemon_interval(),
-        cleanup_age: Some(config.queue_cleanup_age()),
-        ..DaemonOptions::default()
+    let daemon = Daemon::new(ctx.state.clone(), crate::dispatcher::dispatcher(ctx.clone()), limit)
+        .with_backend(crate::queue_backend::backend(ctx, &config)?)
+        .with_notifier(Arc::new(notifier))
+        .with_options(DaemonOptions {
+            interval: config.queue_daemon_interval(),
+            cleanup_age: Some(config.queue_cleanup_age()),
+            ..DaemonOptions::default()
+        })
+        // Forks through a warm agent while this daemon holds its lock; stopped before it lets go.
+        .with_companion({
+            let (ctx, config) = (ctx.clone(), config.clone());
+            Arc::new(move || Box::new(crate::agents::WarmKeeper::start(&ctx, &config)))
+        });
+    let stop = Interrupt::new();
+    let (state, on_signal) = (ctx.state.clone(), stop.clone());
+    crate::signals::stop_service_on_signals(move |sig| {
+        daemon::request_stop(&state, &on_signal, sig)
     })
-    // Forks through a warm agent while this daemon holds its lock; stopped before it lets go.
-    .with_companion({
-        let (ctx, config) = (ctx.clone(), config.clone());
-        Arc::new(move || Box::new(crate::agents::WarmKeeper::start(&ctx, &config)))
-    });
-    daemon.run_until_signalled()?;
+    .map_err(|source| StorageError::Io {
+        action: "install signal handlers for",
+        path: ctx.state.daemon_lock_path(),
+        source,
+    })?;
+    daemon.run(&stop)?;
     Ok(())
 }
