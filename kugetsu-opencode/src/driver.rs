@@ -45,12 +45,14 @@ use kugetsu_core::storage::FILE_MODE;
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::command::{CommandSpec, Io, build_command};
+use kugetsu_process::supervise::{self as process, Ended, Limits, Seen, Stream};
+use kugetsu_process::{CommandSpec, Io, build_command};
+
+use crate::command::SHELL_DIR_VARS;
 use crate::events::{EventLog, strip_ansi};
 use crate::export_cache;
 use crate::fork::{IdGen, ensure_rules, replay_body, rewrite_export};
 use crate::outcome::classify;
-use crate::process::{self, Ended, Limits, Seen, Stream};
 use crate::serve::{self, ServeHandle};
 
 /// How to run opencode.
@@ -272,6 +274,7 @@ impl OpencodeDriver {
             cwd: cwd.or(self.opts.helper_dir.as_deref()),
             base_env: &self.opts.base_env,
             agent_env: env,
+            drop_vars: SHELL_DIR_VARS,
             io: Io::NullStdin,
             die_with_parent: self.opts.die_with_parent,
         });
@@ -372,6 +375,7 @@ impl OpencodeDriver {
             cwd: Some(dir),
             base_env: &self.opts.base_env,
             agent_env: Some(env),
+            drop_vars: SHELL_DIR_VARS,
             io: Io::PipedStdin,
             die_with_parent: self.opts.die_with_parent,
         });
@@ -626,6 +630,7 @@ impl OpencodeDriver {
             cwd: Some(&req.dir),
             base_env: &self.opts.base_env,
             agent_env: Some(&req.env),
+            drop_vars: SHELL_DIR_VARS,
             io: Io::Terminal,
             die_with_parent: self.opts.die_with_parent,
         });

@@ -26,7 +26,7 @@
 //! With the `fake` feature the package also has [`fake`] and builds `fake-opencode`, a scripted
 //! stand-in that follows the same contract (see `CONFORMANCE.md`).
 
-pub mod command;
+mod command;
 pub mod driver;
 pub mod events;
 mod export_cache;
@@ -34,8 +34,6 @@ mod export_cache;
 pub mod fake;
 pub mod fork;
 pub mod outcome;
-mod process;
 pub mod serve;
-mod tree;
 
 pub use driver::{OpencodeDriver, OpencodeOptions};

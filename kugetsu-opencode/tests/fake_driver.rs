@@ -874,7 +874,7 @@ fn forks_import_when_the_serve_is_dead_hangs_refuses_or_fails() {
                 )
                 .expect("kill");
                 // A zombie until the handle reaps it: gone for the liveness check either way.
-                while kugetsu_core::process::is_running(pid) {
+                while kugetsu_process::procfs::is_running(pid) {
                     std::thread::sleep(Duration::from_millis(20));
                 }
             }

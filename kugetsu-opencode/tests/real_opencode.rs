@@ -403,7 +403,7 @@ fn real_sleeping_bash_tool_is_hung_and_killed_with_its_detached_command() {
 #[test]
 #[ignore]
 fn measure_what_idle_opencode_uses() {
-    use kugetsu_core::process::{all_stats, clock_ticks_per_second, read_io};
+    use kugetsu_process::procfs::{all_stats, clock_ticks_per_second, read_io};
     let Some(bin) = opencode() else { return };
     let r = std::sync::Arc::new(Real::new(bin));
     let s = r.create();

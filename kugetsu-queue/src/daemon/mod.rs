@@ -124,10 +124,10 @@ use time::format_description::well_known::Rfc3339;
 
 use crate::backend::{Backend, DaemonSeat};
 use crate::log::{self, DEFAULT_LOG_MAX_BYTES, DaemonLog};
-use crate::process;
 use crate::queue::FileQueue;
 use crate::slots::LentSlot;
 use crate::wake;
+use kugetsu_process::identity as process;
 
 /// How long an idle daemon may sleep before it looks at its stop flag without being poked.
 const STOP_POLL: Duration = Duration::from_secs(1);
