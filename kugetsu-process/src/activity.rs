@@ -16,10 +16,10 @@ use crate::tree::Usage;
 
 /// CPU time per minute that a run's processes may use and still count as idle: one sixth of a
 /// core. opencode itself is not idle while it waits: measured on 1.18.33 (two cores shared
-/// with builds; `measure_what_idle_opencode_uses` in `kugetsu-opencode/tests/real_opencode.rs`), an `opencode
-/// run` waiting for a bash tool's `sleep`, or for a model that never answers, used 1.0 to 1.6 s
-/// of CPU per minute (timers ticking every second), at most 1.7 s in any 60 s, 0.6 s in any
-/// 15 s and 0.5 s in any 5 s (its bursts). A busy loop or a compiler uses a whole core, 60 s
+/// with builds; `measure_what_idle_opencode_uses` in `kugetsu-opencode/tests/real_opencode.rs`),
+/// an `opencode run` waiting for a bash tool's `sleep`, or for a model that never answers, used
+/// 1.0 to 1.6 s of CPU per minute (timers ticking every second), at most 1.7 s in any 60 s,
+/// 0.6 s in any 15 s and 0.5 s in any 5 s (its bursts). A busy loop or a compiler uses a whole core, 60 s
 /// per minute, and still 20 s with every core shared three ways. 10 s per minute sits between
 /// them: 6 times what idle opencode used in its worst minute (4 times in the 15 s window of a
 /// 1-minute limit), half of what a child gets from a third of a core.

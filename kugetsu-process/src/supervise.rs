@@ -1,11 +1,11 @@
 //! Runs one headless agent process to its end under a wall-clock and an idle limit, streaming
 //! its output line by line, and makes sure nothing it started is left running.
 //!
-//! An agent can hang silently (opencode does: a session in another directory, a permission ask,
-//! a stdin pipe left open), so every run has limits; on a limit the whole process group gets
-//! SIGTERM, then SIGKILL after a grace period, and so does every process seen descending from
-//! it that left the group (see [`crate::tree`]). The group leader is not reaped until its group
-//! has been signalled, so the group id cannot be reused by an unrelated process in between.
+//! An agent can hang silently (opencode does, in several ways: see kugetsu-opencode's README),
+//! so every run has limits; on a limit the whole process group gets SIGTERM, then SIGKILL after
+//! a grace period, and so does every process seen descending from it that left the group
+//! (followed by the `tree` module). The group leader is not reaped until its group has been
+//! signalled, so the group id cannot be reused by an unrelated process in between.
 //!
 //! The idle limit counts silence only while the process tree does no work either (the
 //! judgement is [`crate::activity`]'s). The wall-clock limit stays the hard stop whatever the

@@ -1,10 +1,10 @@
 //! Tracks every process a run started, including the ones that left its process group, and
 //! how much CPU time and I/O they use.
 //!
-//! An agent's tools may start commands detached (their own session and process group: opencode's
-//! bash tool does), so killing the agent's group misses them, and once the agent exits they are
-//! orphans nobody links back to the run. The tracker scans `/proc` (through [`crate::procfs`]) while
-//! the run goes, remembers every descendant with its start time (so a reused pid is never
+//! An agent's tools may start commands detached (their own session and process group:
+//! opencode's bash tool does), so killing the agent's group misses them, and once the agent
+//! exits they are orphans nobody links back to the run. The tracker scans `/proc` (through
+//! [`crate::procfs`]) while the run goes, remembers every descendant with its start time (so a reused pid is never
 //! signalled), and at the end signals all of them that are still the same processes. Each scan
 //! also says how much CPU time and I/O the whole tree used since the previous one, which is
 //! how a silent agent at work is told from a stuck one (see [`crate::activity`]). Where there
