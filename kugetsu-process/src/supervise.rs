@@ -16,6 +16,7 @@
 //! reach it, and nothing else would stop it.
 
 use std::io::{BufRead, BufReader, Read, Write};
+use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus};
 use std::sync::mpsc;
 use std::thread;
@@ -26,6 +27,38 @@ use rustix::process::{Pid, Signal, WaitId, WaitIdOptions};
 
 use crate::activity::Activity;
 use crate::tree::Tree;
+
+/// Why a process could not be run to its end.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// It could not be started (no such program, not executable, a failed `pre_exec` step).
+    #[error("cannot start {}", program.display())]
+    Spawn {
+        /// The program.
+        program: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Waiting for it failed.
+    #[error("cannot wait for process {pid}")]
+    Wait {
+        /// Its pid.
+        pid: u32,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl Error {
+    /// The system's error, for callers whose own error carries the program already.
+    pub fn into_io(self) -> std::io::Error {
+        match self {
+            Error::Spawn { source, .. } | Error::Wait { source, .. } => source,
+        }
+    }
+}
 
 /// Which stream a line came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -91,12 +124,13 @@ pub fn run(
     limits: Limits,
     stop: &Interrupt,
     seen: &mut dyn FnMut(Seen<'_>),
-) -> std::io::Result<Ended> {
+) -> Result<Ended, Error> {
     if stop.is_triggered() {
         // Asked to stop before it began: start nothing.
         return Ok(Ended::Interrupted);
     }
-    let mut child = cmd.spawn()?;
+    let mut child =
+        cmd.spawn().map_err(|source| Error::Spawn { program: cmd.get_program().into(), source })?;
     seen(Seen::Spawned(child.id()));
     let (tx, rx) = mpsc::channel::<Msg>();
     let mut readers = 0;
@@ -184,7 +218,7 @@ pub fn run(
     tree.scan();
     signal_group(&child, Signal::KILL);
     tree.signal(Signal::KILL);
-    let status = child.wait()?;
+    let status = child.wait().map_err(|source| Error::Wait { pid: child.id(), source })?;
     // Lines still queued (printed just before the end) are delivered too; bounded, in case
     // a process that left the group keeps writing.
     let drain_until = Instant::now() + Duration::from_millis(500);
@@ -264,7 +298,7 @@ pub fn run_captured(
     stdin: Option<Vec<u8>>,
     limits: Limits,
     stop: &Interrupt,
-) -> std::io::Result<(Ended, Vec<u8>, Vec<u8>)> {
+) -> Result<(Ended, Vec<u8>, Vec<u8>), Error> {
     let mut out = Vec::new();
     let mut err = Vec::new();
     let ended = run(cmd, stdin, limits, stop, &mut |seen| match seen {
@@ -281,9 +315,11 @@ pub fn wait_foreground(
     mut child: Child,
     grace: Duration,
     stop: &Interrupt,
-) -> std::io::Result<ExitStatus> {
+) -> Result<ExitStatus, Error> {
+    let pid = child.id();
+    let failed = |source| Error::Wait { pid, source };
     loop {
-        if let Some(status) = child.try_wait()? {
+        if let Some(status) = child.try_wait().map_err(failed)? {
             return Ok(status);
         }
         if stop.is_triggered() {
@@ -294,8 +330,97 @@ pub fn wait_foreground(
                 thread::sleep(Duration::from_millis(20));
             }
             let _ = rustix::process::kill_process(pid, Signal::KILL);
-            return child.wait();
+            return child.wait().map_err(failed);
         }
         thread::sleep(TICK);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::ffi::OsString;
+    use std::path::Path;
+
+    use super::*;
+    use crate::command::{CommandSpec, Io, build_command};
+    use crate::procfs;
+
+    fn sh(script: &str, io: Io) -> Command {
+        let args = [OsString::from("-c"), OsString::from(script)];
+        let base = [(OsString::from("PATH"), OsString::from("/usr/bin:/bin"))];
+        build_command(&CommandSpec {
+            program: Path::new("sh"),
+            args: &args,
+            cwd: None,
+            base_env: &base,
+            agent_env: None,
+            drop_vars: &[],
+            io,
+            die_with_parent: false,
+        })
+    }
+
+    fn limits(timeout_ms: u64, idle_ms: Option<u64>) -> Limits {
+        Limits {
+            timeout: Duration::from_millis(timeout_ms),
+            idle: idle_ms.map(Duration::from_millis),
+            grace: Duration::from_millis(200),
+        }
+    }
+
+    #[test]
+    fn stdin_is_written_and_closed_and_both_streams_come_back() {
+        // `cat` ends only once its stdin is closed.
+        let cmd = sh("cat; echo done >&2", Io::PipedStdin);
+        let (ended, out, err) =
+            run_captured(cmd, Some(b"hello\n".to_vec()), limits(20_000, None), &Interrupt::new())
+                .expect("sh");
+        assert!(matches!(ended, Ended::Exited(s) if s.success()), "{ended:?}");
+        assert_eq!((out.as_slice(), err.as_slice()), (&b"hello\n"[..], &b"done\n"[..]));
+    }
+
+    #[test]
+    fn a_run_past_its_limit_is_killed_with_what_it_started_out_of_its_group() {
+        // A background `sleep` in a session of its own, as opencode's bash tool starts
+        // commands: the group kill misses it, the tree does not.
+        let cmd = sh("setsid sleep 300 & echo $!; wait", Io::NullStdin);
+        let mut pid = None;
+        let ended = run(cmd, None, limits(1_500, None), &Interrupt::new(), &mut |seen| {
+            if let Seen::Line(Stream::Stdout, line) = seen {
+                pid = String::from_utf8_lossy(line).trim().parse::<u32>().ok();
+            }
+        })
+        .expect("sh");
+        assert!(matches!(ended, Ended::TimedOut(_)), "{ended:?}");
+        let pid = pid.expect("the background pid");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while procfs::is_running(pid) && Instant::now() < deadline {
+            thread::sleep(Duration::from_millis(20));
+        }
+        assert!(!procfs::is_running(pid), "the detached sleep {pid} outlived its run");
+    }
+
+    #[test]
+    fn silence_without_work_is_hung_and_a_stop_request_ends_a_run() {
+        let ended = run_captured(
+            sh("sleep 30", Io::NullStdin),
+            None,
+            limits(20_000, Some(1_000)),
+            &Interrupt::new(),
+        )
+        .expect("sh")
+        .0;
+        assert!(matches!(ended, Ended::Hung(_)), "{ended:?}");
+
+        let stop = Interrupt::new();
+        let trigger = stop.clone();
+        let ended =
+            run(sh("sleep 30", Io::NullStdin), None, limits(20_000, None), &stop, &mut |s| {
+                if let Seen::Spawned(_) = s {
+                    trigger.trigger(15);
+                }
+            })
+            .expect("sh");
+        assert!(matches!(ended, Ended::Interrupted), "{ended:?}");
     }
 }

@@ -59,7 +59,7 @@ impl OpencodeDriver {
         let child = cmd.spawn().map_err(|e| self.spawn_error(e))?;
         let stop = &self.opts.interrupt;
         let status = supervise::wait_foreground(child, self.opts.kill_grace, stop)
-            .map_err(|e| self.spawn_error(e))?;
+            .map_err(|e| self.spawn_error(e.into_io()))?;
         if stop.is_triggered() {
             return Err(AgentError::Interrupted { signal: stop.describe() });
         }

@@ -65,7 +65,7 @@ impl OpencodeDriver {
         let cmd = self.command(args, cwd.or(opts.helper_dir.as_deref()), env, Io::NullStdin);
         let limits = Limits { timeout: opts.helper_timeout, idle: None, grace: opts.kill_grace };
         let (ended, out, err) = supervise::run_captured(cmd, None, limits, &opts.interrupt)
-            .map_err(|e| self.spawn_error(e))?;
+            .map_err(|e| self.spawn_error(e.into_io()))?;
         let status = match ended {
             Ended::Exited(s) => Some(s),
             Ended::Interrupted => {

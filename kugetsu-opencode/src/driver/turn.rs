@@ -127,7 +127,7 @@ impl OpencodeDriver {
                     }
                 }
             })
-            .map_err(|e| self.spawn_error(e))?;
+            .map_err(|e| self.spawn_error(e.into_io()))?;
         let (outcome, code) = classify(ended, &events, stop);
         let footer = format!("=== {} {}\n", unix_now(), outcome.describe());
         log_err = write_log(&mut log_file, footer.as_bytes(), log_err.take());
