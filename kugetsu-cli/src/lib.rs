@@ -71,7 +71,7 @@ fn report(e: &CliError) -> u8 {
 
 fn init_tracing() {
     let filter = std::env::var(context::vars::KUGETSU_LOG)
-        .unwrap_or_else(|_| "kugetsu=debug,kugetsu_core=debug,kugetsu_git=debug,kugetsu_opencode=debug,kugetsu_queue=debug".into());
+        .unwrap_or_else(|_| "kugetsu=debug,kugetsu_core=debug,kugetsu_git=debug,kugetsu_opencode=debug,kugetsu_process=debug,kugetsu_queue=debug".into());
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
         .with_writer(std::io::stderr)
