@@ -108,7 +108,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         Arc::new(MemorySlots::default()),
         Arc::new(StaticEnv::default()),
         Arc::new(SystemClock),
-        Settings::default(),
+        // No pid here is made up: the kernel judges them, as in the CLI.
+        Settings::new(Arc::new(kugetsu_process::SystemLiveness)),
     );
     let init = orch.init(
         &InitOptions {

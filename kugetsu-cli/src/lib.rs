@@ -83,7 +83,7 @@ fn report(e: &CliError) -> u8 {
 fn init_tracing() {
     let filter = std::env::var(context::vars::KUGETSU_LOG).unwrap_or_else(|_| {
         let drivers = agents::DRIVERS.iter().map(|d| d.log_target);
-        ["kugetsu", "kugetsu_core", "kugetsu_git", "kugetsu_queue"]
+        ["kugetsu", "kugetsu_core", "kugetsu_git", "kugetsu_process", "kugetsu_queue"]
             .into_iter()
             .chain(drivers)
             .map(|target| format!("{target}=debug"))

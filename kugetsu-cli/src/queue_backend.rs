@@ -54,10 +54,7 @@ fn shared(_ctx: &Ctx, _config: &Config, _url: &str) -> Result<Backend, CliError>
 /// worktree and session live in a state directory, and `MAX_CONCURRENT_AGENTS` counts the
 /// agents of one.
 pub fn host_name(ctx: &Ctx) -> String {
-    let machine = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .ok()
-        .map(|s| s.trim().to_string())
-        .filter(|s| !s.is_empty())
+    let machine = kugetsu_process::host::machine_name()
         .or_else(|| ctx.env.get("HOSTNAME").cloned())
         .unwrap_or_else(|| "localhost".into());
     format!("{machine}:{}", ctx.state.root().display())

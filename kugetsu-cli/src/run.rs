@@ -91,7 +91,7 @@ pub fn detach(
     cmd.args(ctx.child_args()).arg(verb).arg(issue.to_string()).arg("-");
     cmd.args(flags);
     cmd.stdin(stdin).stdout(log.try_clone()?).stderr(log);
-    kugetsu_queue::process::detach(&mut cmd);
+    kugetsu_process::detach(&mut cmd);
     let child = cmd.spawn()?;
     if ctx.json {
         return ctx.print_json(

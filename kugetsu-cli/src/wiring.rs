@@ -93,7 +93,7 @@ pub fn build_orchestrator(
             limits: config.run_limits(),
             slot_wait,
             interrupt: ctx.interrupt.clone(),
-            liveness: Arc::new(kugetsu_core::process::SystemLiveness),
+            liveness: Arc::new(kugetsu_process::SystemLiveness),
             driver: config.agent.clone(),
         },
     ))

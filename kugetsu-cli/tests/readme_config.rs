@@ -166,10 +166,12 @@ fn kugetsu_log_filters_the_debug_log() {
     assert!(out.stderr.contains(" DEBUG kugetsu_git"), "{}", out.stderr);
     assert!(!out.stderr.contains("kugetsu_opencode"), "{}", out.stderr);
 
-    env.set("KUGETSU_LOG", "kugetsu_opencode=debug");
+    // The agent's argv is logged where every agent's command is built.
+    env.set("KUGETSU_LOG", "kugetsu_process=debug");
     let out = env.run(&["--debug", "continue", "#2", "x"]);
     assert_eq!(out.code, 0, "{}", out.stderr);
-    assert!(out.stderr.contains(" DEBUG kugetsu_opencode"), "{}", out.stderr);
+    assert!(out.stderr.contains(" DEBUG kugetsu_process"), "{}", out.stderr);
+    assert!(out.stderr.contains("building agent command"), "{}", out.stderr);
     assert!(!out.stderr.contains("kugetsu_git"), "{}", out.stderr);
     let out = env.run(&["continue", "#2", "no --debug"]);
     assert_eq!(out.code, 0, "{}", out.stderr);

@@ -17,6 +17,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::process::Liveness;
+
 /// Mode of every file kugetsu creates: only the owner may read it (it may hold tokens).
 pub const FILE_MODE: u32 = 0o600;
 /// Mode of every directory kugetsu creates.
@@ -286,9 +288,13 @@ pub fn atomic_write(path: &Path, bytes: &[u8]) -> Result<(), StorageError> {
 
 /// Removes the temp files that writers killed mid-[`atomic_write`] left in `dir`
 /// (`.<name>.tmp-<pid>-<n>`), but only those whose writer process is gone, so a write in
-/// progress is never disturbed. Returns what it removed. A killed writer never leaves a torn
-/// state file, only this litter; `doctor`/`prune` call this to sweep it.
-pub fn remove_stale_temp_files(dir: &Path) -> Result<Vec<PathBuf>, StorageError> {
+/// progress is never disturbed (`writers` says which writer still runs). Returns what it
+/// removed. A killed writer never leaves a torn state file, only this litter; `doctor`/`prune`
+/// call this to sweep it.
+pub fn remove_stale_temp_files(
+    dir: &Path,
+    writers: &dyn Liveness,
+) -> Result<Vec<PathBuf>, StorageError> {
     let entries = match fs::read_dir(dir) {
         Ok(e) => e,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -300,7 +306,7 @@ pub fn remove_stale_temp_files(dir: &Path) -> Result<Vec<PathBuf>, StorageError>
         let name = entry.file_name();
         let Some(pid) = name.to_str().and_then(temp_file_pid) else { continue };
         // The one liveness rule (a zombie writer has exited too: its write will never finish).
-        if u32::try_from(pid).is_ok_and(crate::process::is_running) {
+        if u32::try_from(pid).is_ok_and(|pid| writers.is_running(pid)) {
             continue;
         }
         let path = entry.path();
@@ -477,6 +483,16 @@ pub fn remove_file(path: &Path) -> Result<bool, StorageError> {
 mod tests {
     use super::*;
 
+    /// Only this pid runs.
+    #[derive(Debug)]
+    struct Only(u32);
+
+    impl Liveness for Only {
+        fn is_running(&self, pid: u32) -> bool {
+            pid == self.0
+        }
+    }
+
     #[test]
     fn write_then_read_round_trips_and_is_private() {
         let dir = tempfile::tempdir().unwrap();
@@ -493,9 +509,7 @@ mod tests {
     #[test]
     fn stale_temp_files_of_dead_writers_are_swept() {
         let dir = tempfile::tempdir().unwrap();
-        let mut child = std::process::Command::new("true").spawn().unwrap();
-        let dead = child.id();
-        child.wait().unwrap();
+        let dead = 4_000_001;
         let stale = dir.path().join(format!(".index.json.tmp-{dead}-3"));
         let live = dir.path().join(format!(".index.json.tmp-{}-4", std::process::id()));
         for p in [&stale, &live] {
@@ -506,7 +520,7 @@ mod tests {
         assert_eq!(temp_file_pid(".a.json.tmp-12-0"), Some(12));
         assert_eq!(temp_file_pid("a.json.tmp-12-0"), None);
         assert_eq!(temp_file_pid(".a.json.tmp-12-"), None);
-        let removed = remove_stale_temp_files(dir.path()).unwrap();
+        let removed = remove_stale_temp_files(dir.path(), &Only(std::process::id())).unwrap();
         assert_eq!(removed, vec![stale]);
         assert!(live.exists() && dir.path().join("index.json").exists());
         assert!(dir.path().join(".notes.tmp-x-1").exists());

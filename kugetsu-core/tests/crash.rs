@@ -160,8 +160,12 @@ fn sigkill_while_writing_never_tears_a_file() {
     eprintln!(
         "{KILLS} kills, {last_i} index versions, {leftovers} temp files left by killed writes"
     );
-    let swept = storage::remove_stale_temp_files(state.root()).expect("sweep").len()
-        + storage::remove_stale_temp_files(&state.sessions_dir()).expect("sweep").len();
+    let swept = storage::remove_stale_temp_files(state.root(), &kugetsu_process::SystemLiveness)
+        .expect("sweep")
+        .len()
+        + storage::remove_stale_temp_files(&state.sessions_dir(), &kugetsu_process::SystemLiveness)
+            .expect("sweep")
+            .len();
     assert!(swept >= leftovers, "every writer is dead, so all its temp files go");
     let remaining = |dir: &Path| {
         std::fs::read_dir(dir)

@@ -318,7 +318,7 @@ fn sigkill_never_tears_any_kind_of_state_file() {
         state.env_dir(),
     ];
     for dir in &dirs {
-        storage::remove_stale_temp_files(dir).expect("sweep");
+        storage::remove_stale_temp_files(dir, &kugetsu_process::SystemLiveness).expect("sweep");
     }
     assert_eq!(
         dirs.iter().map(|d| temp_files(d)).sum::<usize>(),

@@ -51,12 +51,11 @@ fn env_checking_pids(max_agents: usize, system: bool) -> Env {
         Settings {
             max_agents: max_agents.into(),
             slot_wait: Duration::from_secs(30),
-            liveness: if system {
-                Arc::new(kugetsu_core::process::SystemLiveness)
+            ..Settings::new(if system {
+                Arc::new(kugetsu_process::SystemLiveness)
             } else {
                 agent.liveness()
-            },
-            ..Settings::default()
+            })
         },
     );
     Env { _tmp: tmp, state, wt, agent, orch }
@@ -426,7 +425,7 @@ fn an_abandoned_run_is_settled_only_when_its_agent_is_gone() {
     // An agent that exited and was not reaped yet.
     let mut zombie = std::process::Command::new("true").spawn().unwrap();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while kugetsu_core::process::is_running(zombie.id()) {
+    while kugetsu_process::procfs::is_running(zombie.id()) {
         assert!(std::time::Instant::now() < deadline, "`true` did not exit");
         std::thread::sleep(std::time::Duration::from_millis(5));
     }
@@ -468,7 +467,7 @@ fn with_driver(e: &Env, driver: &str) -> Orchestrator {
         Arc::new(MemorySlots::default()),
         Arc::new(StaticEnv::default()),
         Arc::new(FixedClock(time::macros::datetime!(2026-11-23 12:00 UTC))),
-        Settings { liveness: e.agent.liveness(), driver: driver.into(), ..Settings::default() },
+        Settings { driver: driver.into(), ..Settings::new(e.agent.liveness()) },
     )
 }
 

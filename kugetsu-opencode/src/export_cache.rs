@@ -55,7 +55,7 @@ struct Kept {
 }
 
 /// The key of an export of `base` made by `program` with the environment `base_env` plus
-/// `agent_env` (the agent's variables win, as in [`crate::command::build_command`]).
+/// `agent_env` (the agent's variables win, as in [`kugetsu_process::build_command`]).
 pub(crate) fn key(
     base: &SessionId,
     program: &Path,

@@ -7,7 +7,7 @@ use kugetsu_core::agent::RunOutcome;
 use kugetsu_core::interrupt::Interrupt;
 
 use crate::events::EventLog;
-use crate::process::Ended;
+use kugetsu_process::Ended;
 
 /// Turns how a run ended and what it printed into an outcome (and the exit code, if it exited).
 pub(crate) fn classify(
@@ -21,7 +21,7 @@ pub(crate) fn classify(
         Ended::Hung(d) => (
             RunOutcome::Hung {
                 silent_secs: d.as_secs(),
-                processes_idle: crate::process::activity_is_watched(),
+                processes_idle: kugetsu_process::activity_is_watched(),
                 last_tool: events.last_tool(),
             },
             None,

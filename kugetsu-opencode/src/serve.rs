@@ -39,8 +39,8 @@ use rustix::process::{Pid, Signal, kill_process_group};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::command::{CommandSpec, Io, build_command};
 use crate::export_cache::Key;
+use kugetsu_process::{CommandSpec, Io, build_command};
 
 /// The registration file in the cache directory.
 pub(crate) const FILE_NAME: &str = "opencode-serve.json";
@@ -93,7 +93,8 @@ impl Warm for ServeHandle {
     /// that one: this one is of no more use).
     fn last_used(&self) -> Option<std::time::SystemTime> {
         let pid = self.child.id();
-        if !kugetsu_core::process::is_running(pid) || load(&self.cache).is_none_or(|r| r.pid != pid)
+        if !kugetsu_process::procfs::is_running(pid)
+            || load(&self.cache).is_none_or(|r| r.pid != pid)
         {
             return None;
         }
@@ -159,6 +160,7 @@ pub(crate) fn start(spec: &StartSpec<'_>) -> Result<ServeHandle, AgentError> {
         cwd: spec.dir,
         base_env: spec.base_env,
         agent_env: Some(&env),
+        drop_vars: crate::command::SHELL_DIR_VARS,
         io: Io::NullStdin,
         // The owner's thread lives as long as the owner: a daemon killed outright takes its
         // serve along.
@@ -267,7 +269,7 @@ pub(crate) fn load(cache: &Path) -> Option<Registration> {
 /// Why a registered serve was not used (the fork then imports).
 pub(crate) fn usable(cache: &Path, key: &Key) -> Result<Registration, String> {
     let reg = load(cache).ok_or("no opencode serve is registered")?;
-    if !kugetsu_core::process::is_running(reg.pid) {
+    if !kugetsu_process::procfs::is_running(reg.pid) {
         return Err(format!("the registered opencode serve (pid {}) is gone", reg.pid));
     }
     if reg.key != *key {

@@ -42,7 +42,11 @@ impl Fake {
         env
     }
     fn options(&self) -> OpencodeOptions {
-        OpencodeOptions::new(FAKE)
+        self.options_for(FAKE)
+    }
+    /// The options of [`Fake::options`] for another program.
+    fn options_for(&self, program: impl Into<std::path::PathBuf>) -> OpencodeOptions {
+        OpencodeOptions::new(program)
             .base_env(self.base_env())
             .kill_grace(Duration::from_millis(300))
             .helper_timeout(Duration::from_secs(30))
@@ -832,9 +836,7 @@ fn forks_go_through_a_warm_serve_while_it_runs() {
     // fork does not trust the serve and imports.
     let link = f.sb.path("other-opencode");
     std::os::unix::fs::symlink(FAKE, &link).expect("link");
-    let other = OpencodeDriver::new(
-        OpencodeOptions { program: link, ..f.options() }.export_cache(f.sb.path("cache")),
-    );
+    let other = OpencodeDriver::new(f.options_for(link).export_cache(f.sb.path("cache")));
     let at = f.records().len();
     f.fork(&other, &base, "tree3");
     assert_eq!(f.commands(at), ["export", "import"], "another program: an import");
@@ -874,7 +876,7 @@ fn forks_import_when_the_serve_is_dead_hangs_refuses_or_fails() {
                 )
                 .expect("kill");
                 // A zombie until the handle reaps it: gone for the liveness check either way.
-                while kugetsu_core::process::is_running(pid) {
+                while kugetsu_process::procfs::is_running(pid) {
                     std::thread::sleep(Duration::from_millis(20));
                 }
             }

@@ -24,15 +24,21 @@ struct Real {
     sb: Sandbox,
     _model: MockModel,
     driver: OpencodeDriver,
+    /// The program and base env the driver was given, for running opencode directly.
+    bin: PathBuf,
+    env: Vec<(OsString, OsString)>,
 }
 
 impl Real {
     fn new(bin: PathBuf) -> Self {
-        Self::with(bin, |o| o)
+        Self::with(bin, |o, _| o)
     }
 
     /// A sandbox whose driver's options are `adjust`ed.
-    fn with(bin: PathBuf, adjust: impl FnOnce(OpencodeOptions) -> OpencodeOptions) -> Self {
+    fn with(
+        bin: PathBuf,
+        adjust: impl FnOnce(OpencodeOptions, &Sandbox) -> OpencodeOptions,
+    ) -> Self {
         let sb = Sandbox::new();
         let model = MockModel::start();
         let mut env: Vec<(OsString, OsString)> = sb.base_env();
@@ -51,18 +57,18 @@ impl Real {
         }
         env.push(("OPENCODE_CONFIG_CONTENT".into(), model.opencode_config().into()));
         let driver = OpencodeDriver::new(adjust(
-            OpencodeOptions::new(bin).base_env(env).kill_grace(Duration::from_secs(3)),
+            OpencodeOptions::new(&bin).base_env(env.clone()).kill_grace(Duration::from_secs(3)),
+            &sb,
         ));
-        Real { sb, _model: model, driver }
+        Real { sb, _model: model, driver, bin, env }
     }
 
     /// Runs opencode directly (for checks the driver API does not expose); its stdout.
     fn opencode(&self, args: &[&str]) -> String {
-        let opts = self.driver.options();
-        let out = Command::new(&opts.program)
+        let out = Command::new(&self.bin)
             .args(args)
             .env_clear()
-            .envs(opts.base_env.iter().map(|(k, v)| (k, v)))
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(std::process::Stdio::null())
             .output()
             .expect("opencode");
@@ -174,9 +180,8 @@ fn real_create_fork_run_and_continue() {
 fn real_forks_are_trusted_and_a_silent_run_is_explained() {
     let Some(bin) = opencode() else { return };
     let cache = std::sync::OnceLock::new();
-    let r = Real::with(bin, |o| {
-        let dir = o.base_env.iter().find(|(k, _)| k == "HOME").map(|(_, v)| PathBuf::from(v));
-        let dir = dir.expect("HOME").join("kugetsu-cache");
+    let r = Real::with(bin, |o, sb| {
+        let dir = sb.path("home").join("kugetsu-cache");
         let _ = cache.set(dir.clone());
         o.export_cache(dir)
     });
@@ -403,7 +408,7 @@ fn real_sleeping_bash_tool_is_hung_and_killed_with_its_detached_command() {
 #[test]
 #[ignore]
 fn measure_what_idle_opencode_uses() {
-    use kugetsu_core::process::{all_stats, clock_ticks_per_second, read_io};
+    use kugetsu_process::procfs::{all_stats, clock_ticks_per_second, read_io};
     let Some(bin) = opencode() else { return };
     let r = std::sync::Arc::new(Real::new(bin));
     let s = r.create();
@@ -475,9 +480,8 @@ fn measure_what_idle_opencode_uses() {
 fn real_forks_through_a_warm_serve() {
     let Some(bin) = opencode() else { return };
     let cache = std::sync::OnceLock::new();
-    let r = Real::with(bin, |o| {
-        let dir = o.base_env.iter().find(|(k, _)| k == "HOME").map(|(_, v)| PathBuf::from(v));
-        let dir = dir.expect("HOME").join("kugetsu-cache");
+    let r = Real::with(bin, |o, sb| {
+        let dir = sb.path("home").join("kugetsu-cache");
         let _ = cache.set(dir.clone());
         o.export_cache(dir)
     });

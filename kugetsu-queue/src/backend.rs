@@ -5,9 +5,10 @@
 use std::sync::Arc;
 
 use kugetsu_core::StateDir;
-use kugetsu_core::queue::{AgentSlots, Liveness, QueueError, TaskQueue, WakeUp};
+use kugetsu_core::queue::{AgentSlots, Claim, Liveness, QueueError, TaskQueue, WakeUp};
+use kugetsu_process::identity;
+use time::OffsetDateTime;
 
-use crate::process::ProcessLiveness;
 use crate::{FileQueue, FileSlots};
 
 /// The parts of one queue backend.
@@ -52,5 +53,25 @@ impl Backend {
             host: None,
             seat: None,
         }
+    }
+}
+
+/// [`Liveness`] on one machine: a claim's holder, and its agent, live as long as the very
+/// processes named by their identity tokens do ([`kugetsu_process::identity`]). The file
+/// queue's rule: the state directory is on this machine, so every claimer is a process here.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ProcessLiveness;
+
+impl Liveness for ProcessLiveness {
+    fn own_token(&self) -> String {
+        identity::own_token()
+    }
+
+    fn holder_alive(&self, claim: &Claim, _now: OffsetDateTime) -> bool {
+        identity::is_alive(claim.owner_pid, &claim.owner_token)
+    }
+
+    fn agent_alive(&self, claim: &Claim, agent_token: &str) -> bool {
+        claim.agent_pid.is_some_and(|pid| identity::is_alive(pid, agent_token))
     }
 }

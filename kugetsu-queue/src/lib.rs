@@ -20,18 +20,16 @@ pub mod daemon;
 pub mod log;
 #[cfg(feature = "postgres")]
 pub mod postgres;
-pub mod process;
 pub mod queue;
 pub mod service;
 pub mod slots;
 pub mod wake;
 
-pub use backend::Backend;
+pub use backend::{Backend, ProcessLiveness};
 pub use daemon::{
     Daemon, DaemonError, DaemonOptions, DispatchContext, DispatchError, DispatchOutcome,
     DispatchWiring, Dispatcher, Notifier, OrchestratorDispatcher, QueueEvent, QueueEventKind,
     WiringError,
 };
-pub use process::{ProcessLiveness, own_token};
 pub use queue::FileQueue;
 pub use slots::{FileSlotGuard, FileSlots, LentSlot, NoSlots};

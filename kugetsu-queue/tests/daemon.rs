@@ -256,7 +256,7 @@ fn sigterm_kills_running_agents_requeues_their_items_and_exits_promptly() {
         assert!(item.last_error.as_deref().unwrap().contains("interrupted"), "{item:?}");
         let pid: u32 = lines(&env.record.join(format!("agent-{id}.pid")))[0].parse().unwrap();
         assert!(
-            wait_until(Duration::from_secs(10), || kugetsu_queue::process::process_token(pid)
+            wait_until(Duration::from_secs(10), || kugetsu_process::identity::process_token(pid)
                 .is_none()),
             "agent {pid} still runs"
         );

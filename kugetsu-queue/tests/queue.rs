@@ -14,7 +14,11 @@ use kugetsu_queue::FileQueue;
 use time::{Duration, OffsetDateTime};
 
 fn claim() -> Claim {
-    Claim::new(std::process::id(), kugetsu_queue::own_token(), OffsetDateTime::now_utc())
+    Claim::new(
+        std::process::id(),
+        kugetsu_process::identity::own_token(),
+        OffsetDateTime::now_utc(),
+    )
 }
 
 fn task(msg: &str) -> NewTask {

@@ -76,8 +76,7 @@ fn orchestrator(w: &World, slots: Arc<dyn AgentSlots>, max_agents: usize) -> Orc
         Settings {
             max_agents: max_agents.into(),
             slot_wait: Duration::from_secs(60),
-            liveness: w.agent.liveness(),
-            ..Settings::default()
+            ..Settings::new(w.agent.liveness())
         },
     )
 }

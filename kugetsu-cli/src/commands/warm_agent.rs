@@ -62,7 +62,7 @@ pub fn spawn_after_start(ctx: &Ctx, config: &kugetsu_core::config::Config) {
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null());
-        kugetsu_queue::process::detach(&mut cmd);
+        kugetsu_process::detach(&mut cmd);
         cmd.spawn()
     });
     match spawned {

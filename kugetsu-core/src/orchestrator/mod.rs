@@ -25,7 +25,7 @@ use crate::clock::Clock;
 use crate::env_file::{EnvFileError, EnvFiles};
 use crate::interrupt::Interrupt;
 use crate::issue_ref::IssueRef;
-use crate::process::{Liveness, SystemLiveness};
+use crate::process::Liveness;
 use crate::queue::{AgentSlots, QueueError};
 use crate::session::{Index, LastRun, SessionFile, SessionKind, SessionState};
 use crate::state::StateDir;
@@ -65,22 +65,26 @@ pub struct Settings {
     /// same request to the agent driver (so the agent's turn stops too) and its flag to
     /// [`Orchestrator::start`] (so does a checkout).
     pub interrupt: Interrupt,
-    /// Whether a recorded agent pid still runs (a run marked `running` whose agent is gone
-    /// was abandoned).
+    /// Whether a pid recorded in the state directory still runs: an agent's (a run marked
+    /// `running` whose agent is gone was abandoned), or a temp file's writer's (`prune` sweeps
+    /// the temp files of dead writers).
     pub liveness: Arc<dyn Liveness>,
     /// The `KUGETSU_AGENT` name of the driver handed in: recorded in every session file made,
     /// and a session another driver made is refused ([`OrchestratorError::OtherDriver`]).
     pub driver: String,
 }
 
-impl Default for Settings {
-    fn default() -> Self {
+impl Settings {
+    /// The default settings (3 agents, default limits, no wait for a slot, a fresh stop
+    /// request) with `liveness` judging pids: core reads no `/proc`, so the caller hands it
+    /// (`kugetsu_process::SystemLiveness` where agents are real processes).
+    pub fn new(liveness: Arc<dyn Liveness>) -> Self {
         Settings {
             max_agents: AgentLimit::Fixed(3),
             limits: RunLimits::default(),
             slot_wait: Duration::from_secs(0),
             interrupt: Interrupt::new(),
-            liveness: Arc::new(SystemLiveness),
+            liveness,
             driver: crate::config::DEFAULT_DRIVER.into(),
         }
     }

@@ -118,7 +118,9 @@ impl Orchestrator {
             self.state.queue_items_dir(),
             self.state.env_dir(),
         ] {
-            report.temp_files.extend(storage::remove_stale_temp_files(&dir)?);
+            report
+                .temp_files
+                .extend(storage::remove_stale_temp_files(&dir, &*self.settings.liveness)?);
         }
         report.removed = true;
         Ok(report)

@@ -54,7 +54,7 @@ pub fn initialized_orchestrator(state: &StateDir) -> Orchestrator {
         Settings {
             max_agents: 3.into(),
             slot_wait: Duration::from_secs(30),
-            ..Settings::default()
+            ..Settings::new(Arc::new(kugetsu_process::SystemLiveness))
         },
     );
     orch.init(

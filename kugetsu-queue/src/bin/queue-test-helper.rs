@@ -31,11 +31,12 @@ use kugetsu_core::StateDir;
 use kugetsu_core::interrupt::Interrupt;
 use kugetsu_core::queue::{AgentSlots, Claim, NewTask, QueueItem, TaskQueue};
 use kugetsu_core::storage;
+use kugetsu_process::identity as process;
 use kugetsu_queue::daemon::{
     Daemon, DaemonError, DaemonOptions, DispatchContext, DispatchError, DispatchOutcome,
     Dispatcher, QueueEvent, request_stop,
 };
-use kugetsu_queue::{FileQueue, FileSlots, process};
+use kugetsu_queue::{FileQueue, FileSlots};
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();

@@ -16,7 +16,8 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use super::error::DaemonError;
-use crate::{log, process};
+use crate::log;
+use kugetsu_process::identity as process;
 
 /// The contents of `queue/daemon.pid`: the pid on the first line (as the original kugetsu
 /// wrote it), then `key=value` lines.
@@ -24,7 +25,7 @@ use crate::{log, process};
 pub struct PidFile {
     /// The daemon's pid.
     pub pid: u32,
-    /// Its identity token (see [`crate::process`]).
+    /// Its identity token (see [`kugetsu_process::identity`]).
     pub token: Option<String>,
     /// When it started.
     pub started_at: Option<OffsetDateTime>,
@@ -198,7 +199,7 @@ pub fn tail_log(state: &StateDir, n: usize) -> Result<Vec<String>, DaemonError> 
 }
 
 /// Starts `program args...` (normally `kugetsu queue-daemon run`) in the background, detached
-/// from the terminal ([`process::detach`]: its own session, so no signal of the terminal reaches
+/// from the terminal ([`kugetsu_process::detach`]: its own session, so no signal of the terminal reaches
 /// it; the daemon ignores SIGHUP anyway), stdin from `/dev/null`, stdout to `/dev/null`, stderr appended to the daemon log
 /// (so a panic message is not lost), and exactly the environment `env` (the caller's view of
 /// its environment, which it may have narrowed: the demo's daemon gets none of the user's
@@ -217,7 +218,7 @@ pub fn spawn_detached(
         .unwrap_or_else(|_| Stdio::null());
     let mut cmd = Command::new(program);
     cmd.args(args).env_clear().envs(env).stdin(Stdio::null()).stdout(Stdio::null()).stderr(stderr);
-    process::detach(&mut cmd);
+    kugetsu_process::detach(&mut cmd);
     let child = cmd
         .spawn()
         .map_err(|source| DaemonError::Spawn { program: program.to_path_buf(), source })?;

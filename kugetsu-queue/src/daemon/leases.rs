@@ -8,7 +8,7 @@ use rustix::process::Signal;
 
 use super::setup::Daemon;
 use super::workers::{Shared, Worker, lock_state};
-use crate::process;
+use kugetsu_process::identity as process;
 
 impl Daemon {
     /// The heartbeat: renews the leases of the items this daemon runs. A lease that comes back

@@ -10,7 +10,7 @@ use rustix::process::Signal;
 use super::dispatch::DispatchError;
 use super::setup::Daemon;
 use super::workers::{Shared, Worker, lock_state};
-use crate::process;
+use kugetsu_process::identity as process;
 
 impl Daemon {
     /// Stops workers and agents; returns how many items went back to `pending`.

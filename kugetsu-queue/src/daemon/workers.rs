@@ -22,7 +22,7 @@ use super::dispatch::{DispatchContext, DispatchError, DispatchOutcome, Dispatche
 use super::events::{Notifier, QueueEvent, QueueEventKind};
 use super::setup::{DaemonOptions, LimitFn};
 use crate::log::DaemonLog;
-use crate::process;
+use kugetsu_process::identity as process;
 
 /// Lifecycle of one running item, shared by its worker thread and the main loop so that
 /// exactly one of them writes the item's final state.

@@ -266,7 +266,7 @@ pub struct LeaseLiveness {
 
 impl Liveness for LeaseLiveness {
     fn own_token(&self) -> String {
-        crate::process::own_token()
+        kugetsu_process::identity::own_token()
     }
 
     fn holder_alive(&self, claim: &Claim, now: OffsetDateTime) -> bool {
@@ -275,7 +275,9 @@ impl Liveness for LeaseLiveness {
 
     fn agent_alive(&self, claim: &Claim, agent_token: &str) -> bool {
         claim.host.as_deref() == Some(self.host.as_str())
-            && claim.agent_pid.is_some_and(|pid| crate::process::is_alive(pid, agent_token))
+            && claim
+                .agent_pid
+                .is_some_and(|pid| kugetsu_process::identity::is_alive(pid, agent_token))
     }
 }
 

@@ -126,7 +126,7 @@ impl AgentSlots for PgSlots {
             return Ok(None);
         }
         let n = self.inner.counter.fetch_add(1, Ordering::Relaxed);
-        let holder = format!("{}/{}/{n}", self.inner.host, crate::process::own_token());
+        let holder = format!("{}/{}/{n}", self.inner.host, kugetsu_process::identity::own_token());
         let host = self.inner.host.clone();
         let ttl = self.ttl_us();
         let granted = self.inner.conn.with(|c| {

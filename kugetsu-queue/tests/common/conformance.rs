@@ -10,8 +10,11 @@ use kugetsu_core::queue::{Claim, ClaimLane, NewTask, QueueError, QueueStatus, Ta
 use time::{Duration, OffsetDateTime};
 
 pub fn claim(lease: &str) -> Claim {
-    let mut c =
-        Claim::new(std::process::id(), kugetsu_queue::own_token(), OffsetDateTime::now_utc());
+    let mut c = Claim::new(
+        std::process::id(),
+        kugetsu_process::identity::own_token(),
+        OffsetDateTime::now_utc(),
+    );
     c.lease = Some(lease.to_string());
     c
 }

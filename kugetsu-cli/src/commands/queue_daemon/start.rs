@@ -49,7 +49,8 @@ pub fn start(ctx: &Ctx, out: &mut dyn Write) -> Result<(), CliError> {
             writeln!(out, "queue daemon started (pid {pid})")?;
             return Ok(());
         }
-        if Instant::now() > deadline || !kugetsu_core::process::is_running(spawned) && !st.running {
+        if Instant::now() > deadline || !kugetsu_process::procfs::is_running(spawned) && !st.running
+        {
             let tail = daemon::tail_log(&ctx.state, 5).unwrap_or_default();
             let mut err = CliError::new(exit::FAILURE, "the queue daemon did not start");
             err.causes = tail;

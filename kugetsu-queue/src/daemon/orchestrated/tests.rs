@@ -53,7 +53,7 @@ impl Fakes {
             slots,
             self.env.clone(),
             Arc::new(FixedClock(time::macros::datetime!(2026-11-23 12:00 UTC))),
-            Settings { interrupt, liveness: self.agent.liveness(), ..Settings::default() },
+            Settings { interrupt, ..Settings::new(self.agent.liveness()) },
         )
     }
 

@@ -1,19 +1,19 @@
 //! Tracks every process a run started, including the ones that left its process group, and
 //! how much CPU time and I/O they use.
 //!
-//! opencode's bash tool starts commands detached (their own session and process group), so
-//! killing opencode's group misses them, and once opencode exits they are orphans nobody
-//! links back to the run. The tracker scans `/proc` (through [`kugetsu_core::process`]) while
-//! the run goes, remembers every descendant with its start time (so a reused pid is never
+//! An agent's tools may start commands detached (their own session and process group:
+//! opencode's bash tool does), so killing the agent's group misses them, and once the agent
+//! exits they are orphans nobody links back to the run. The tracker scans `/proc` (through
+//! [`crate::procfs`]) while the run goes, remembers every descendant with its start time (so a reused pid is never
 //! signalled), and at the end signals all of them that are still the same processes. Each scan
 //! also says how much CPU time and I/O the whole tree used since the previous one, which is
-//! how a silent agent at work is told from a stuck one (see [`crate::process`]). Where there
+//! how a silent agent at work is told from a stuck one (see [`crate::activity`]). Where there
 //! is no `/proc` it does nothing: the process-group kill is all there is, and no activity is
 //! ever seen.
 
 use std::collections::{HashMap, HashSet};
 
-use kugetsu_core::process::{self as proc, Stat};
+use crate::procfs::{self as proc, Stat};
 use rustix::process::{Pid, Signal};
 
 /// What a set of processes used over some time.
@@ -26,6 +26,7 @@ pub(crate) struct Usage {
 }
 
 impl Usage {
+    /// Both usages together.
     pub(crate) fn add(self, other: Usage) -> Usage {
         Usage {
             cpu_ticks: self.cpu_ticks.saturating_add(other.cpu_ticks),
@@ -86,6 +87,7 @@ pub(crate) struct Tree {
 }
 
 impl Tree {
+    /// Tracks the processes descending from `root` (which leads their process group).
     pub(crate) fn new(root: u32) -> Self {
         Tree { root, seen: HashMap::new(), counters: HashMap::new() }
     }

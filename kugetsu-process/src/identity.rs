@@ -8,32 +8,15 @@
 
 use std::fs;
 
-use kugetsu_core::queue::{Claim, Liveness};
 use rustix::process::{Pid, Signal};
-use time::OffsetDateTime;
 
-/// Makes `cmd` start in a session of its own (`setsid` between fork and exec): no terminal's
-/// signals reach it (a closed terminal's SIGHUP, a Ctrl-C) from its first instruction on, and it
-/// has no controlling terminal to lose. The one way kugetsu detaches a process that must
-/// outlive the command that started it: the queue daemon and `--detach` runs.
-#[allow(unsafe_code)]
-pub fn detach(cmd: &mut std::process::Command) {
-    use std::os::unix::process::CommandExt;
-    // SAFETY: the closure runs in the forked child before exec and only calls setsid(2), which
-    // is async-signal-safe and allocates nothing.
-    unsafe {
-        cmd.pre_exec(|| {
-            rustix::process::setsid()?;
-            Ok(())
-        });
-    }
-}
+use crate::procfs;
 
 /// The identity token of `pid` right now, or `None` if no such process exists (or it is a
 /// zombie: it has exited and only waits to be reaped, so it counts as gone).
 pub fn process_token(pid: u32) -> Option<String> {
-    let (state, start) = kugetsu_core::process::stat(pid)?;
-    if kugetsu_core::process::has_exited(state) {
+    let (state, start) = procfs::stat(pid)?;
+    if procfs::has_exited(state) {
         return None;
     }
     Some(format!("{pid}:{start}:{}", boot_id()))
@@ -80,26 +63,6 @@ fn verified_pid(pid: u32, token: &str) -> Option<Pid> {
         return None;
     }
     i32::try_from(pid).ok().and_then(Pid::from_raw)
-}
-
-/// [`Liveness`] on one machine: a claim's holder, and its agent, live as long as the very
-/// processes named by their identity tokens do. The file queue's rule: the state directory is
-/// on this machine, so every claimer is a process here.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct ProcessLiveness;
-
-impl Liveness for ProcessLiveness {
-    fn own_token(&self) -> String {
-        own_token()
-    }
-
-    fn holder_alive(&self, claim: &Claim, _now: OffsetDateTime) -> bool {
-        is_alive(claim.owner_pid, &claim.owner_token)
-    }
-
-    fn agent_alive(&self, claim: &Claim, agent_token: &str) -> bool {
-        claim.agent_pid.is_some_and(|pid| is_alive(pid, agent_token))
-    }
 }
 
 fn boot_id() -> String {

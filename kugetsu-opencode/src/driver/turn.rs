@@ -1,0 +1,184 @@
+//! One headless turn, the heart of `create_session` and `run`: `opencode run --format json`
+//! with the prompt on stdin (a positional message with spaces would be wrapped in quotes), its
+//! events parsed and streamed, its output appended to the run log with secrets masked, its end
+//! classified ([`crate::outcome`]).
+//!
+//! The log is private from creation, like every state file (it holds what the agent printed),
+//! and framed by a header (time, argv, directory) and a footer (time, outcome).
+
+use std::ffi::OsString;
+use std::fs::File;
+use std::io::Write;
+use std::path::Path;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use kugetsu_core::agent::{AgentEnv, AgentError, EventSink, RunLimits, RunOutcome, SessionId};
+use kugetsu_core::secrets::{redact_line, secret_values};
+use kugetsu_process::Io;
+use kugetsu_process::supervise::{self, Limits, Seen, Stream};
+
+use super::OpencodeDriver;
+use super::helper::os;
+use crate::events::EventLog;
+use crate::outcome::classify;
+
+/// What one headless turn needs.
+#[derive(Clone, Copy)]
+pub(super) struct Turn<'a> {
+    pub(super) args: &'a [OsString],
+    pub(super) dir: &'a Path,
+    pub(super) env: &'a AgentEnv,
+    pub(super) prompt: &'a str,
+    pub(super) limits: RunLimits,
+    pub(super) log_path: &'a Path,
+}
+
+/// The stream seen, the outcome, the exit code.
+pub(super) type TurnResult = (EventLog, RunOutcome, Option<i32>);
+
+impl OpencodeDriver {
+    /// The arguments of `opencode run` for an existing session or a new titled one.
+    pub(super) fn run_args(
+        &self,
+        session: Option<&SessionId>,
+        title: Option<&str>,
+    ) -> Vec<OsString> {
+        let mut args = os(&["run", "--format", "json"]);
+        if let Some(id) = session {
+            args.push(format!("--session={id}").into());
+        }
+        if let Some(title) = title {
+            args.push(format!("--title={title}").into());
+        }
+        args.extend(self.model_args());
+        args
+    }
+
+    /// `--model` and `--agent`, when set.
+    pub(super) fn model_args(&self) -> Vec<OsString> {
+        let mut args = Vec::new();
+        if let Some(model) = &self.opts.model {
+            args.push(format!("--model={model}").into());
+        }
+        if let Some(agent) = &self.opts.agent {
+            args.push(format!("--agent={agent}").into());
+        }
+        args
+    }
+
+    /// Runs one headless turn: prompt on stdin, events parsed and streamed, output appended to
+    /// the log, the end classified.
+    pub(super) fn turn(
+        &self,
+        t: &Turn<'_>,
+        sink: &mut dyn EventSink,
+    ) -> Result<TurnResult, AgentError> {
+        let Turn { args, dir, env, prompt, limits, log_path } = *t;
+        // Checked here: a missing cwd would otherwise look like a missing opencode program.
+        if !dir.is_dir() {
+            return Err(AgentError::Io {
+                action: "run opencode in",
+                path: dir.to_owned(),
+                source: std::io::Error::new(std::io::ErrorKind::NotFound, "not a directory"),
+            });
+        }
+        let mut log_file = open_log(log_path)?;
+        let header = format!(
+            "=== {} opencode {} (in {})\n",
+            unix_now(),
+            args.iter().map(|a| a.to_string_lossy()).collect::<Vec<_>>().join(" "),
+            dir.display()
+        );
+        let mut log_err = write_log(&mut log_file, header.as_bytes(), None);
+        let cmd = self.command(args, Some(dir), Some(env), Io::PipedStdin);
+        let secret_values = sensitive_values(&self.opts.base_env, env);
+        let secrets: Vec<&str> = secret_values.iter().map(String::as_str).collect();
+        let mut events = EventLog::default();
+        let plimits = Limits {
+            timeout: limits.timeout,
+            idle: Some(limits.idle_timeout),
+            grace: self.opts.kill_grace,
+        };
+        let stop = &self.opts.interrupt;
+        let ended =
+            supervise::run(cmd, Some(prompt.as_bytes().to_vec()), plimits, stop, &mut |seen| {
+                let (stream, bytes) = match seen {
+                    Seen::Spawned(pid) => return sink.spawned(pid),
+                    Seen::Line(stream, bytes) => (stream, bytes),
+                };
+                // Secrets never reach the log or the caller, even when the agent prints them
+                // (masked on the decoded JSON, so no escape hides one).
+                let line = redact_line(&String::from_utf8_lossy(bytes), &secrets);
+                log_err = write_log(&mut log_file, line.as_bytes(), log_err.take());
+                if !line.ends_with('\n') {
+                    log_err = write_log(&mut log_file, b"\n", log_err.take());
+                }
+                match stream {
+                    Stream::Stdout => {
+                        for ev in events.stdout_line(&line) {
+                            sink.event(&ev);
+                        }
+                    }
+                    Stream::Stderr => {
+                        if let Some(ev) = events.stderr_line(&line) {
+                            sink.event(&ev);
+                        }
+                    }
+                }
+            })
+            .map_err(|e| self.spawn_error(e.into_io()))?;
+        let (outcome, code) = classify(ended, &events, stop);
+        let footer = format!("=== {} {}\n", unix_now(), outcome.describe());
+        log_err = write_log(&mut log_file, footer.as_bytes(), log_err.take());
+        if let Some(source) = log_err {
+            return Err(AgentError::Io {
+                action: "append to the run log",
+                path: log_path.to_owned(),
+                source,
+            });
+        }
+        Ok((events, outcome, code))
+    }
+}
+
+/// The secret values of the base env and the agent's env, by the one rule of
+/// [`kugetsu_core::secrets::secret_values`].
+pub(super) fn sensitive_values(base: &[(OsString, OsString)], env: &AgentEnv) -> Vec<String> {
+    let from_base = base.iter().filter_map(|(k, v)| Some((k.to_str()?, v.to_str()?)));
+    let from_env = env.0.iter().map(|(k, v)| (k.as_str(), v.as_str()));
+    secret_values(from_base.chain(from_env))
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+fn open_log(path: &Path) -> Result<File, AgentError> {
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(|source| AgentError::Io {
+            action: "create the directory of the run log",
+            path: parent.to_owned(),
+            source,
+        })?;
+    }
+    kugetsu_core::storage::open_private(path, kugetsu_core::storage::PrivateOpen::Append).map_err(
+        |e| AgentError::Io {
+            action: "open the run log",
+            path: path.to_owned(),
+            source: std::io::Error::other(e),
+        },
+    )
+}
+
+/// Appends to the log, keeping the first error (the run goes on; the error is reported at the
+/// end).
+fn write_log(
+    file: &mut File,
+    bytes: &[u8],
+    prev: Option<std::io::Error>,
+) -> Option<std::io::Error> {
+    if prev.is_some() {
+        return prev;
+    }
+    file.write_all(bytes).err()
+}
