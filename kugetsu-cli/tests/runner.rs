@@ -5,7 +5,7 @@
 mod dashboard_support;
 // The https git server of kugetsu-git's tests, for a token's way through the whole binary.
 #[path = "../../kugetsu-git/tests/support/http.rs"]
-#[allow(dead_code)]
+#[allow(dead_code, clippy::unwrap_used)]
 mod git_http;
 mod support;
 
