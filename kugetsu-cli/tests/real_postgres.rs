@@ -3,6 +3,9 @@
 //! test binary. Without the server the tests say why and pass as skipped, unless
 //! `KUGETSU_REAL_POSTGRES=1` or `CI` is set.
 
+// The PostgreSQL client and backend come with the `postgres` feature.
+#![cfg(feature = "postgres")]
+
 mod dashboard_support;
 #[path = "../../kugetsu-queue/tests/common/pg.rs"]
 mod pg;
