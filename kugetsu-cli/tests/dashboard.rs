@@ -4,8 +4,7 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod dashboard_support;
-mod support;
+use crate::{dashboard_support, support};
 
 use std::process::Stdio;
 

@@ -4,10 +4,7 @@
 #![cfg(feature = "postgres")]
 #![allow(clippy::unwrap_used)]
 
-mod dashboard_support;
-#[path = "../../kugetsu-queue/tests/common/pg.rs"]
-mod pg;
-mod support;
+use crate::{dashboard_support, pg, support};
 
 use dashboard_support::Dashboard;
 use support::{Env, ready};

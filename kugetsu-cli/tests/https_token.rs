@@ -4,11 +4,7 @@
 
 #![allow(clippy::unwrap_used)] // Test code: a failed unwrap is a failed test.
 
-mod support;
-
-#[path = "../../kugetsu-git/tests/support/http.rs"]
-#[allow(dead_code)]
-mod git_http;
+use crate::{git_http, support};
 
 use git_http::{GitHttpServer, make_certificates, server_config};
 use support::Env;

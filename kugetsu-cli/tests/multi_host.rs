@@ -7,9 +7,7 @@
 #![cfg(feature = "postgres")]
 #![allow(clippy::unwrap_used)]
 
-#[path = "../../kugetsu-queue/tests/common/pg.rs"]
-mod pg;
-mod support;
+use crate::{pg, support};
 
 use std::path::Path;
 

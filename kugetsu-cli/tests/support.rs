@@ -158,26 +158,8 @@ fn is_users_setting(key: &str) -> bool {
         || matches!(key, "MAX_CONCURRENT_AGENTS" | "COLUMNS" | "LINES" | "NO_COLOR" | "OLDPWD")
 }
 
-/// Runs the real `git` (a fixture maker and oracle only) hermetically in `dir`; returns stdout.
-pub fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .args([
-            "-c",
-            "user.name=t",
-            "-c",
-            "user.email=t@t.invalid",
-            "-c",
-            "init.defaultBranch=main",
-        ])
-        .args(args)
-        .current_dir(dir)
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .env("HOME", dir)
-        .output()
-        .expect("git");
-    assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
+/// The real `git` (a fixture maker and oracle only), run hermetically in `dir`; returns stdout.
+pub use kugetsu_test_support::git;
 
 /// A one-commit repository under the scratch directory, known to kugetsu through `repos.json`
 /// as `local.test/demo/app` (also the default repository for `#N` refs); returns its path.

@@ -12,7 +12,7 @@
 // Test helpers unwrap: a failed setup should fail the test loudly.
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;

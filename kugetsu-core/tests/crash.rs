@@ -5,9 +5,10 @@
 //! lets it rewrite `index.json` and a session file in a tight loop with `storage::write_json`,
 //! kills it at a random moment, checks both files, and repeats.
 
-mod common;
+use crate::common;
 
 use common::Rng;
+use kugetsu_test_support::harness_name;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -121,7 +122,7 @@ fn sigkill_while_writing_never_tears_a_file() {
     let (mut last_i, mut last_s) = (0, 0);
     for round in 0..KILLS {
         let mut child = Command::new(&exe)
-            .args(["--exact", TEST_NAME, "--test-threads=1"])
+            .args(["--exact", &harness_name(module_path!(), TEST_NAME), "--test-threads=1"])
             .env(CHILD_DIR, state.root())
             .stdin(Stdio::null())
             .stdout(Stdio::null())

@@ -8,9 +8,10 @@
 //! binary re-executes itself as the writer (selected by an environment variable), as
 //! `crash.rs` does.
 
-mod common;
+use crate::common;
 
 use common::Rng;
+use kugetsu_test_support::harness_name;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -270,7 +271,7 @@ fn sigkill_never_tears_any_kind_of_state_file() {
     let mut hit = [0usize; 6];
     for round in 0..KILLS {
         let mut child = Command::new(&exe)
-            .args(["--exact", TEST_NAME, "--test-threads=1"])
+            .args(["--exact", &harness_name(module_path!(), TEST_NAME), "--test-threads=1"])
             .env(CHILD_DIR, state.root())
             .stdin(Stdio::null())
             .stdout(Stdio::null())

@@ -11,10 +11,13 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
 use kugetsu_core::{Index, StateDir, storage};
+use kugetsu_test_support::harness_name;
 use serde_json::json;
 
 const CHILD_DIR: &str = "KUGETSU_DISK_FULL_CHILD_DIR";
 const LIMIT: u64 = 64 * 1024;
+/// The test that re-runs itself as the child that fills the disk.
+const TEST: &str = "a_full_disk_fails_the_write_and_keeps_the_old_file";
 
 fn index(g: u64, padding: usize) -> Index {
     serde_json::from_value(json!({"base": format!("ses_{g}"), "padding": "x".repeat(padding)}))
@@ -72,7 +75,7 @@ fn a_full_disk_fails_the_write_and_keeps_the_old_file() {
     state.ensure().expect("state");
     storage::write_json(&state.index_path(), &index(0, 10)).expect("seed");
     let out = Command::new(std::env::current_exe().expect("test binary"))
-        .args(["--exact", "a_full_disk_fails_the_write_and_keeps_the_old_file", "--nocapture"])
+        .args(["--exact", &harness_name(module_path!(), TEST), "--nocapture"])
         .env(CHILD_DIR, state.root())
         .stdin(Stdio::null())
         .output()

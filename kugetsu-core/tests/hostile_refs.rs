@@ -4,7 +4,7 @@
 //! look-alike Unicode, invisible and bidi characters) are refused with an error naming the
 //! part that is wrong.
 
-mod common;
+use crate::common;
 
 use common::Rng;
 use std::collections::HashMap;

@@ -7,7 +7,7 @@
 // Test helpers unwrap: a failed setup should fail the test loudly.
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use crate::common;
 
 use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};

@@ -6,7 +6,7 @@
 
 #![allow(clippy::unwrap_used)] // Test code: a failed unwrap is a failed test.
 
-mod support;
+use crate::support;
 
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
@@ -22,7 +22,7 @@ fn inherited_git_variables_do_not_steer_kugetsu() {
     let fx = Fixture::new();
     let decoy = fx.upstream("decoy", &[("decoy.txt", "keep me\n")]);
     let before = support::files_under(&decoy);
-    support::run_child_test("git_env_child", |cmd| {
+    support::run_child_test(module_path!(), "git_env_child", |cmd| {
         cmd.env(CHILD_DIR, fx.root())
             .env("GIT_DIR", decoy.join(".git"))
             .env("GIT_WORK_TREE", &decoy)

@@ -2,7 +2,7 @@
 
 #![allow(clippy::unwrap_used)] // Test code: a failed unwrap is a failed test.
 
-mod support;
+use crate::support;
 
 use kugetsu_core::worktree::{Secret, WorktreeError};
 use support::http::GitHttpServer;
@@ -136,7 +136,7 @@ fn create_list_status_and_remove_need_no_git_program() {
     let up = fx.upstream("app", &[("a", "1\n"), ("dir/b", "2\n")]);
     let server = GitHttpServer::start(up.parent().unwrap(), &fx.home(), None);
     let empty = tempfile::tempdir().unwrap();
-    support::run_child_test("no_git_child", |cmd| {
+    support::run_child_test(module_path!(), "no_git_child", |cmd| {
         cmd.env(NO_GIT_STATE, fx.state())
             .env(NO_GIT_URL, server.url("app"))
             .env("PATH", empty.path());

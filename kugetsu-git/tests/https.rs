@@ -7,7 +7,7 @@
 
 #![allow(clippy::unwrap_used)] // Test code: a failed unwrap is a failed test.
 
-mod support;
+use crate::support;
 
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
@@ -23,7 +23,7 @@ const CHILD_ENV: &str = "KUGETSU_HTTPS_TEST_DIR";
 fn token_over_https_is_used_and_never_stored() {
     let certs = tempfile::tempdir().unwrap();
     make_certificates(certs.path());
-    support::run_child_test("https_child", |cmd| {
+    support::run_child_test(module_path!(), "https_child", |cmd| {
         cmd.env(CHILD_ENV, certs.path())
             .env("SSL_CERT_FILE", certs.path().join("ca.pem"))
             .env_remove("SSL_CERT_DIR");

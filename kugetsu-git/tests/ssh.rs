@@ -7,7 +7,7 @@
 
 #![allow(clippy::unwrap_used)] // Test code: a failed unwrap is a failed test.
 
-mod support;
+use crate::support;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
@@ -54,7 +54,7 @@ fn run_child(expect: &str, user_command: Option<&Path>, refuse: Option<&str>) {
     let path = std::env::var_os("PATH").unwrap_or_default();
     let mut paths = vec![dir.path().join("bin")];
     paths.extend(std::env::split_paths(&path));
-    support::run_child_test("ssh_child", |cmd| {
+    support::run_child_test(module_path!(), "ssh_child", |cmd| {
         cmd.env(CHILD_DIR, dir.path())
             .env(CHILD_EXPECT, expect)
             .env(LOG, dir.path().join("ssh.log"))

@@ -1,7 +1,7 @@
 //! fake-opencode itself keeps the real CLI's contract (CONFORMANCE.md): these are the
 //! behaviours the driver is built around, checked on the fake directly.
 
-mod support;
+use crate::support;
 
 use std::io::Write;
 use std::process::{Command, Output, Stdio};

@@ -2,7 +2,7 @@
 //! (see CONFORMANCE.md): sessions, forks into a worktree, outcomes, limits, prompt and env
 //! hygiene.
 
-mod support;
+use crate::support;
 
 use std::ffi::OsString;
 use std::path::PathBuf;

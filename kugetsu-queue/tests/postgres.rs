@@ -4,11 +4,7 @@
 #![cfg(feature = "postgres")]
 #![allow(clippy::unwrap_used)]
 
-mod common;
-#[path = "common/conformance.rs"]
-mod conformance;
-#[path = "common/pg.rs"]
-mod pg;
+use crate::{conformance, pg};
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -7,9 +7,7 @@
 #![cfg(all(feature = "postgres", feature = "test-helper"))]
 #![allow(clippy::unwrap_used)]
 
-mod common;
-#[path = "common/pg.rs"]
-mod pg;
+use crate::{common, pg};
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;

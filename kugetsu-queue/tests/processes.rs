@@ -2,7 +2,7 @@
 #![cfg(feature = "test-helper")]
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use crate::common;
 
 use std::collections::HashSet;
 use std::time::Duration;

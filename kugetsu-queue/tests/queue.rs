@@ -2,9 +2,7 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod common;
-#[path = "common/conformance.rs"]
-mod conformance;
+use crate::{common, conformance};
 
 use std::sync::{Arc, Mutex};
 

@@ -1,1 +1,1 @@
-//! Shared support for the end-to-end tests.
+//! kugetsu's end-to-end tests across crates; everything is under `tests/` (see README.md).

@@ -4,8 +4,6 @@
 // Setup helpers unwrap too: a failed setup should fail the test loudly.
 #![allow(clippy::unwrap_used)]
 
-use std::path::Path;
-use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -18,25 +16,7 @@ use kugetsu_core::testing::{FakeAgent, FakeTurn, StaticEnv};
 use kugetsu_core::worktree::{NoProgress, RepoSource};
 use kugetsu_core::{IssueRef, StateDir};
 use kugetsu_queue::{DispatchContext, DispatchError, DispatchOutcome, Dispatcher};
-
-fn git(dir: &Path, args: &[&str]) {
-    let out = Command::new("git")
-        .args([
-            "-c",
-            "user.name=t",
-            "-c",
-            "user.email=t@t.invalid",
-            "-c",
-            "init.defaultBranch=main",
-        ])
-        .args(args)
-        .current_dir(dir)
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .env("HOME", dir)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-}
+use kugetsu_test_support::git;
 
 struct World {
     _tmp: tempfile::TempDir,

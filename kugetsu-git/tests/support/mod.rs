@@ -71,18 +71,7 @@ impl Fixture {
     }
 
     pub fn git_output(&self, cwd: &Path, args: &[&str]) -> Output {
-        Command::new("git")
-            .args(args)
-            .current_dir(cwd)
-            .env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("HOME", self.home())
-            .env("GIT_CONFIG_NOSYSTEM", "1")
-            .env("GIT_TERMINAL_PROMPT", "0")
-            .env("LC_ALL", "C")
-            .stdin(std::process::Stdio::null())
-            .output()
-            .expect("run git")
+        kugetsu_test_support::git_command(cwd, &self.home()).args(args).output().expect("run git")
     }
 
     /// A non-bare upstream repository `name` with one commit of `files` (path, content).
@@ -214,12 +203,13 @@ pub fn error_text(err: &WorktreeError) -> String {
     text
 }
 
-/// Runs the ignored test `name` of this test binary in a child process, set up by `configure`
-/// (the environment of a running test must not change: other tests run in parallel threads),
-/// and asserts that it ran and passed.
-pub fn run_child_test(name: &str, configure: impl FnOnce(&mut Command)) {
+/// Runs the ignored test `name` of module `module` (its `module_path!()`) of this test binary
+/// in a child process, set up by `configure` (the environment of a running test must not
+/// change: other tests run in parallel threads), and asserts that it ran and passed.
+pub fn run_child_test(module: &str, name: &str, configure: impl FnOnce(&mut Command)) {
     let mut cmd = Command::new(std::env::current_exe().unwrap());
-    cmd.args(["--exact", name, "--include-ignored", "--nocapture", "--test-threads=1"]);
+    let name = kugetsu_test_support::harness_name(module, name);
+    cmd.args(["--exact", &name, "--include-ignored", "--nocapture", "--test-threads=1"]);
     configure(&mut cmd);
     let out = cmd.output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);

@@ -1,0 +1,11 @@
+//! kugetsu-git's integration tests, one module per file, linked as one test binary.
+
+// Fixture code unwraps as the tests do: a failed setup fails the test.
+#[allow(clippy::unwrap_used)]
+mod support;
+
+mod git_env;
+mod http;
+mod https;
+mod ssh;
+mod worktrees;

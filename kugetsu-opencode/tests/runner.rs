@@ -1,0 +1,11 @@
+//! kugetsu-opencode's integration tests against the bundled fake, one module per file, linked as
+//! one test binary. The suite against the real opencode is its own target, `real_opencode`.
+
+mod echoed_secrets;
+mod support;
+
+// Both drive the `fake-opencode` binary, built only with the `fake` feature.
+#[cfg(feature = "fake")]
+mod fake_conformance;
+#[cfg(feature = "fake")]
+mod fake_driver;

@@ -1,0 +1,113 @@
+//! The opencode driver's subjects: the driver against the bundled fake (`fake-opencode`,
+//! scripted through `FAKE_OPENCODE_SCRIPT`), and against the real opencode with a mock model on
+//! loopback (installed from npm; `None` when it cannot be had). Their sandbox, the mock model
+//! and the installer are the opencode crate's own test support, shared rather than copied.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use kugetsu_core::agent::{AgentDriver, SessionId};
+use kugetsu_opencode::{OpencodeDriver, OpencodeOptions};
+use serde_json::json;
+
+use super::World;
+
+#[path = "../../../kugetsu-opencode/tests/support/mod.rs"]
+mod support;
+
+use support::Sandbox;
+
+/// No opencode session has it (the shape of a real id).
+const UNKNOWN: &str = "ses_df5eb4af9ffemK92KrwWdJZMY3";
+
+/// The driver against the fake binary this package builds (the opencode crate's fake).
+pub fn fake() -> Option<Fake> {
+    let sb = Sandbox::new();
+    let script = sb.path("script.json");
+    std::fs::write(&script, "{}").expect("script");
+    let mut env = sb.base_env();
+    env.push(("FAKE_OPENCODE_SCRIPT".into(), script.clone().into()));
+    let driver = OpencodeDriver::new(
+        OpencodeOptions::new(env!("CARGO_BIN_EXE_opencode-fake"))
+            .base_env(env)
+            .kill_grace(Duration::from_millis(300)),
+    );
+    Some(Fake { sb, script, driver })
+}
+
+/// The opencode driver and the fake it is scripted through.
+pub struct Fake {
+    sb: Sandbox,
+    script: PathBuf,
+    driver: OpencodeDriver,
+}
+
+impl World for Fake {
+    fn driver(&self) -> &dyn AgentDriver {
+        &self.driver
+    }
+    fn dir(&self, name: &str) -> PathBuf {
+        self.sb.path(name)
+    }
+    fn log(&self) -> PathBuf {
+        self.sb.log()
+    }
+    fn next_turn_writes(&self, file: &str) -> String {
+        let turn = json!({"mode": "tool", "path": file, "content": "written\n", "text": "done"});
+        std::fs::write(&self.script, json!({ "turns": [turn] }).to_string()).expect("script");
+        format!("write {file}")
+    }
+    fn unknown_id(&self) -> SessionId {
+        SessionId::new(UNKNOWN).expect("id")
+    }
+}
+
+/// The driver against the real opencode and a mock model; `None` (after saying why) when the
+/// real opencode cannot be installed, unless `KUGETSU_REAL_OPENCODE=1` makes that a failure.
+pub fn real() -> Option<Real> {
+    let bin = support::real::opencode()?;
+    let sb = Sandbox::new();
+    let model = support::mock_model::MockModel::start();
+    let mut env: Vec<(OsString, OsString)> = sb.base_env();
+    // Why each of these: see the opencode crate's `tests/real_opencode.rs`.
+    for (k, v) in [
+        ("OPENCODE_DISABLE_AUTOUPDATE", "1"),
+        ("OPENCODE_DISABLE_MODELS_FETCH", "1"),
+        ("OPENCODE_DISABLE_SHARE", "1"),
+        ("npm_config_offline", "true"),
+    ] {
+        env.push((k.into(), v.into()));
+    }
+    env.push(("OPENCODE_CONFIG_CONTENT".into(), model.opencode_config().into()));
+    let driver = OpencodeDriver::new(
+        OpencodeOptions::new(bin).base_env(env).kill_grace(Duration::from_secs(3)),
+    );
+    Some(Real { sb, _model: model, driver })
+}
+
+/// The opencode driver, the real opencode and the mock model it talks to.
+pub struct Real {
+    sb: Sandbox,
+    _model: support::mock_model::MockModel,
+    driver: OpencodeDriver,
+}
+
+impl World for Real {
+    fn driver(&self) -> &dyn AgentDriver {
+        &self.driver
+    }
+    fn dir(&self, name: &str) -> PathBuf {
+        self.sb.path(name)
+    }
+    fn log(&self) -> PathBuf {
+        self.sb.log()
+    }
+    fn next_turn_writes(&self, file: &str) -> String {
+        // The mock model answers a prompt holding `WRITEFILE:<file>` with a `write` tool call.
+        format!("please WRITEFILE:{file} now")
+    }
+    fn unknown_id(&self) -> SessionId {
+        SessionId::new(UNKNOWN).expect("id")
+    }
+}
