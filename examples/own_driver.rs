@@ -213,7 +213,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         Arc::new(FileSlots::new(&state)),
         Arc::new(StaticEnv::default()),
         Arc::new(SystemClock),
-        Settings::default(),
+        Settings::new(Arc::new(kugetsu_process::SystemLiveness)),
     );
     let init = orch.init(
         &InitOptions {
