@@ -48,7 +48,7 @@ pub fn pm_prompt() -> String {
 pub fn cmd_init(ui: &mut Ui, ctx: &Ctx, args: &InitArgs) -> Result<(), CliError> {
     let interactive = !args.headless;
     if interactive && !ctx.stdin_tty {
-        return Err(CliError::usage("`kugetsu init` opens the opencode TUI and needs a terminal")
+        return Err(CliError::usage("`kugetsu init` opens the agent interactively and needs a terminal")
             .with_hint("run `kugetsu init --headless` where there is no terminal"));
     }
     ctx.state.ensure()?;

@@ -63,7 +63,7 @@ pub struct Cli {
 /// Every command.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Create the base and PM agent sessions (through the opencode TUI, or --headless).
+    /// Create the base and PM agent sessions (interactively in the agent, or --headless).
     Init(init::InitArgs),
     /// Start work on an issue: fresh worktree, forked session, first message.
     Start(start::StartArgs),
