@@ -96,8 +96,9 @@ impl ShellAgent {
             agent_env: Some(env),
             drop_vars: &[],
             io: Io::NullStdin,
-            // A foreground run dies with its caller; a daemon's agents may outlive it.
-            die_with_parent: false,
+            // The agent dies with this program even when it is killed outright, as the CLI's
+            // foreground runs do (the daemon's agents do not, so a later daemon can adopt them).
+            die_with_parent: true,
         });
         let limits = Limits {
             timeout: limits.timeout,
