@@ -2,12 +2,14 @@
 //!
 //! `ShellAgent` is a small `AgentDriver` whose agent is a shell script: every turn runs it in
 //! the session's directory with the prompt as its argument; each line it prints is the agent's
-//! text, its exit status the turn's outcome, and a turn over its wall-clock limit is killed.
-//! It is wired into an `Orchestrator` with kugetsu's git worktrees (a bare mirror and a linked
-//! worktree per issue, through gitoxide) and its file slots, the way the `kugetsu` CLI wires
-//! the opencode driver. A driver for a real agent also keeps the idle limit, stops on the
-//! `Interrupt` it is handed and kills everything its agent started: `kugetsu-opencode` shows
-//! how, and the conformance suite in `tests/` checks it.
+//! text, its exit status the turn's outcome. Its process is started and supervised by
+//! `kugetsu-process`, as a real driver's are: the same hygiene as every agent kugetsu starts,
+//! the wall-clock and idle limits, the stop request, and everything it started killed at the
+//! end. It is wired into an `Orchestrator` with kugetsu's git worktrees (a bare mirror and a
+//! linked worktree per issue, through gitoxide) and its file slots, the way the `kugetsu` CLI
+//! wires the opencode driver. `kugetsu-opencode` shows what more a real agent needs (sessions
+//! kept by the agent, forks, its event stream), and the conformance suite in `tests/` checks
+//! what every driver promises.
 //!
 //! Run it with `cargo run -p kugetsu-examples --example own_driver` (it makes its sample
 //! repository with the `git` program).
@@ -16,35 +18,48 @@
 #![allow(clippy::print_stdout)]
 
 use std::collections::BTreeMap;
-use std::io::BufRead;
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::AtomicBool;
-use std::sync::{Arc, Mutex, mpsc};
-use std::time::Instant;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use kugetsu_core::agent::{
     AgentDriver, AgentEnv, AgentError, AgentEvent, AgentSessionInfo, CreateSessionRequest,
     EventSink, ForkRequest, RunLimits, RunOutcome, RunReport, RunRequest, SessionId,
 };
 use kugetsu_core::clock::SystemClock;
+use kugetsu_core::interrupt::Interrupt;
 use kugetsu_core::orchestrator::{InitOptions, Orchestrator, Settings, StartOptions};
 use kugetsu_core::testing::StaticEnv;
 use kugetsu_core::worktree::{NoProgress, RepoSource};
 use kugetsu_core::{IssueRef, StateDir};
 use kugetsu_git::{Committer, GitConfig, GitWorktrees};
+use kugetsu_process::supervise::{self, Ended, Limits, Seen, Stream};
+use kugetsu_process::{CommandSpec, Io, build_command};
 use kugetsu_queue::FileSlots;
 
 /// The agent: a script run by `sh` for every turn; its sessions are the directories they run
 /// in, kept in memory.
 struct ShellAgent {
     script: String,
+    /// What every agent process starts from (a driver is handed it: the CLI passes its own
+    /// environment, with the state directory's settings).
+    base_env: Vec<(OsString, OsString)>,
+    /// The stop request it obeys (the CLI triggers it on Ctrl-C, SIGTERM, a hang-up).
+    stop: Interrupt,
     sessions: Mutex<BTreeMap<SessionId, AgentSessionInfo>>,
 }
 
 impl ShellAgent {
     fn new(script: &str) -> Self {
-        ShellAgent { script: script.into(), sessions: Mutex::default() }
+        ShellAgent {
+            script: script.into(),
+            base_env: std::env::vars_os().collect(),
+            stop: Interrupt::new(),
+            sessions: Mutex::default(),
+        }
     }
 
     fn sessions(&self) -> std::sync::MutexGuard<'_, BTreeMap<SessionId, AgentSessionInfo>> {
@@ -59,8 +74,10 @@ impl ShellAgent {
         id
     }
 
-    /// One turn: the script in `dir` with `prompt`, its lines as text events, killed at the
-    /// wall-clock limit.
+    /// One turn: the script in `dir` with `prompt`, its lines as text events. `kugetsu-process`
+    /// gives the process kugetsu's hygiene (a cleared environment without `GIT_*`, `PWD` = `dir`,
+    /// its own process group, stdin closed) and supervises it: at the wall-clock or idle limit,
+    /// or on the stop request, everything it started is killed.
     fn turn(
         &self,
         dir: &Path,
@@ -69,47 +86,48 @@ impl ShellAgent {
         limits: &RunLimits,
         sink: &mut dyn EventSink,
     ) -> Result<(RunOutcome, Option<i32>), AgentError> {
-        let mut child = Command::new("sh")
-            .args(["-c", &self.script, "agent", prompt])
-            .current_dir(dir)
-            // Programs take their directory from `PWD` when it is set, as a shell would.
-            .env("PWD", dir)
-            .envs(&env.0)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .map_err(|source| AgentError::Spawn { program: "sh".into(), source })?;
-        sink.spawned(child.id());
-        let (lines, received) = mpsc::channel();
-        let stdout = child.stdout.take().expect("piped stdout");
-        std::thread::spawn(move || {
-            for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
-                let _ = lines.send(line);
-            }
+        let args: Vec<OsString> =
+            ["-c", &self.script, "agent", prompt].into_iter().map(OsString::from).collect();
+        let cmd = build_command(&CommandSpec {
+            program: Path::new("sh"),
+            args: &args,
+            cwd: Some(dir),
+            base_env: &self.base_env,
+            agent_env: Some(env),
+            drop_vars: &[],
+            io: Io::NullStdin,
+            // The agent dies with this program even when it is killed outright, as the CLI's
+            // foreground runs do (the daemon's agents do not, so a later daemon can adopt them).
+            die_with_parent: true,
         });
-        let deadline = Instant::now() + limits.timeout;
-        let waited = |e| AgentError::Io { action: "wait for", path: dir.into(), source: e };
-        loop {
-            match received.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-                Ok(text) => sink.event(&AgentEvent::Text { text }),
-                Err(mpsc::RecvTimeoutError::Disconnected) => {
-                    let status = child.wait().map_err(waited)?;
-                    let outcome = if status.success() {
-                        RunOutcome::Completed
-                    } else {
-                        RunOutcome::Failed { message: format!("the script ended with {status}") }
-                    };
-                    return Ok((outcome, status.code()));
-                }
-                Err(mpsc::RecvTimeoutError::Timeout) => {
-                    let _ = child.kill();
-                    child.wait().map_err(waited)?;
-                    let after_secs = limits.timeout.as_secs();
-                    return Ok((RunOutcome::TimedOut { after_secs }, None));
-                }
+        let limits = Limits {
+            timeout: limits.timeout,
+            idle: Some(limits.idle_timeout),
+            grace: Duration::from_secs(2),
+        };
+        let ended = supervise::run(cmd, None, limits, &self.stop, &mut |seen| match seen {
+            Seen::Spawned(pid) => sink.spawned(pid),
+            Seen::Line(Stream::Stdout, line) => {
+                let text = String::from_utf8_lossy(line).trim_end().to_owned();
+                sink.event(&AgentEvent::Text { text });
             }
-        }
+            Seen::Line(Stream::Stderr, _) => {}
+        })
+        .map_err(|e| AgentError::Spawn { program: "sh".into(), source: e.into_io() })?;
+        Ok(match ended {
+            Ended::Exited(status) if status.success() => (RunOutcome::Completed, status.code()),
+            Ended::Exited(status) => {
+                let message = format!("the script ended with {status}");
+                (RunOutcome::Failed { message }, status.code())
+            }
+            Ended::TimedOut(after) => (RunOutcome::TimedOut { after_secs: after.as_secs() }, None),
+            Ended::Hung(silent) => {
+                let silent_secs = silent.as_secs();
+                let processes_idle = kugetsu_process::activity_is_watched();
+                (RunOutcome::Hung { silent_secs, processes_idle, last_tool: None }, None)
+            }
+            Ended::Interrupted => (RunOutcome::Interrupted { signal: self.stop.describe() }, None),
+        })
     }
 }
 
@@ -259,6 +277,27 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     // NOTES.md is an untracked file: destroying the issue needs `force`.
     orch.destroy_issue(&issue, true)?;
+
+    // A turn that goes silent and does nothing is judged hung at the idle limit and killed,
+    // with everything it started, long before its wall-clock limit.
+    let sleeper = ShellAgent::new("echo thinking; sleep 60 & wait");
+    let report = sleeper.create_session(
+        &CreateSessionRequest {
+            title: "sleeper".into(),
+            prompt: "think hard".into(),
+            dir: scratch.clone(),
+            env: AgentEnv::default(),
+            interactive: false,
+            limits: RunLimits {
+                timeout: Duration::from_secs(60),
+                idle_timeout: Duration::from_secs(1),
+            },
+            log_path: scratch.join("sleeper.log"),
+        },
+        &mut Printer,
+    )?;
+    println!("a silent turn: {}", report.outcome.describe());
+    assert!(matches!(report.outcome, RunOutcome::Hung { .. }), "{:?}", report.outcome);
     std::fs::remove_dir_all(&scratch)?;
     println!("done");
     Ok(())

@@ -42,6 +42,12 @@ pub struct BundledFake {
     pub env: fn(script: &Path, dir: &Path) -> Vec<(&'static str, String)>,
     /// Prefixes of the variables the agent and the fake read: the demo drops the user's.
     pub env_prefixes: &'static [&'static str],
+    /// The script (the file `env`'s `script` names) that makes each turn write the file
+    /// `writes` (relative to the directory the agent works in) with `content` by a tool call,
+    /// then answer `says`: what the demo and the driver conformance suite ask of the fake.
+    pub script: fn(writes: &str, content: &str, says: &str) -> String,
+    /// A session id in the agent's format that no session has.
+    pub unknown_session: &'static str,
 }
 
 impl DriverEntry {
@@ -76,6 +82,11 @@ pub const DRIVERS: &[DriverEntry] = &[DriverEntry {
             ]
         },
         env_prefixes: &["OPENCODE_", "FAKE_OPENCODE_"],
+        script: |writes, content, says| {
+            let turn = serde_json::json!({"mode": "tool", "path": writes, "content": content, "text": says});
+            serde_json::json!({ "default": turn }).to_string()
+        },
+        unknown_session: "ses_df5eb4af9ffemK92KrwWdJZMY3",
     }),
 }];
 

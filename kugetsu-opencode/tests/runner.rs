@@ -9,3 +9,7 @@ mod support;
 mod fake_conformance;
 #[cfg(feature = "fake")]
 mod fake_driver;
+#[cfg(feature = "fake")]
+mod fake_forks;
+#[cfg(feature = "fake")]
+mod support_fake;

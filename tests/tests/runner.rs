@@ -1,8 +1,8 @@
 //! The end-to-end suites that need nothing real: the crates composed as an embedding program
-//! would, and the driver conformance suite against every driver's fake. One test binary.
+//! would, the driver conformance suite against every driver's bundled fake, and the whole flow
+//! through the `kugetsu` program with each of those fakes. One test binary.
 
 mod compose;
 mod conformance;
-
-// Every driver's fake: one line each.
-conformance::suite!(opencode_fake, crate::conformance::opencode::fake);
+mod fakes;
+mod flow;

@@ -210,15 +210,11 @@ fn run(ui: &mut Ui, ctx: &Ctx, scratch: &Path) -> Result<(), CliError> {
     let script = scratch.join("fake-agent.json");
     std::fs::write(
         &script,
-        serde_json::json!({
-            "default": {
-                "mode": "tool",
-                "path": "GREETING.md",
-                "content": "Hello from the agent working on local.test/demo/app#1.\n",
-                "text": "I wrote GREETING.md with a greeting."
-            }
-        })
-        .to_string(),
+        (bundled.script)(
+            "GREETING.md",
+            "Hello from the agent working on local.test/demo/app#1.\n",
+            "I wrote GREETING.md with a greeting.",
+        ),
     )?;
     let env = kugetsu_core::env_file::EnvFiles::new(&demo.state);
     let env_err =

@@ -1,14 +1,14 @@
 //! The driver conformance suite: what every `AgentDriver` must do, checked through the trait
 //! alone, against every driver and its fake.
 //!
-//! A subject is a function that makes a fresh, hermetic [`World`] around one driver (or says why
-//! it cannot and returns `None`: the real agent is missing). [`suite!`] turns a subject into one
-//! test per check, so a driver adds itself with one line in `runner.rs` (its fake) and one in
-//! its real-agent target. What is particular to one agent (how its fake is scripted, how the
-//! real one is installed and given a model) stays in that driver's subject file here; the
-//! checks name no agent.
+//! A [`World`] is one driver in a fresh, hermetic world of its own. Against the fakes the
+//! worlds are made from the CLI's driver table (`fakes.rs`, in `runner`): a driver with a
+//! bundled fake is checked with nothing added here. Against a real agent a subject (a function
+//! that makes a world, or says why it cannot and returns `None`: the real agent is missing)
+//! knows how to install that agent and give it a mock model, and [`suite!`] turns it into one
+//! test per check in its own target. The checks name no agent.
 
-// Each test target runs the subjects of its own parts (fakes, or one real agent) only.
+// Each test target uses the parts its own subjects need only.
 #![allow(dead_code)]
 
 pub mod opencode;
@@ -38,6 +38,8 @@ pub trait World {
 
 /// One test per check for the subject `$make` (a `fn() -> Option<impl World>`), in module
 /// `$name`.
+// Used by the real-agent targets only (`runner` finds the fakes through the table).
+#[allow(unused_macros)]
 macro_rules! suite {
     ($name:ident, $make:path) => {
         mod $name {
@@ -59,6 +61,7 @@ macro_rules! suite {
         }
     };
 }
+#[allow(unused_imports)]
 pub(crate) use suite;
 
 /// Limits no check should reach: generous, since the machines running the suite are shared.

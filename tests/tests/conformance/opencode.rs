@@ -1,7 +1,7 @@
-//! The opencode driver's subjects: the driver against the bundled fake (`fake-opencode`,
-//! scripted through `FAKE_OPENCODE_SCRIPT`), and against the real opencode with a mock model on
-//! loopback (installed from npm; `None` when it cannot be had). Their sandbox, the mock model
-//! and the installer are the opencode crate's own test support, shared rather than copied.
+//! The opencode driver's real subject: the driver against the real opencode with a mock model on
+//! loopback (installed from npm; `None` when it cannot be had). Its sandbox, the mock model and
+//! the installer are the opencode crate's own test support, shared rather than copied. (Against
+//! its bundled fake it is checked through the driver table, in `fakes.rs`.)
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use kugetsu_core::agent::{AgentDriver, SessionId};
 use kugetsu_opencode::{OpencodeDriver, OpencodeOptions};
-use serde_json::json;
 
 use super::World;
 
@@ -20,48 +19,6 @@ use support::Sandbox;
 
 /// No opencode session has it (the shape of a real id).
 const UNKNOWN: &str = "ses_df5eb4af9ffemK92KrwWdJZMY3";
-
-/// The driver against the fake binary this package builds (the opencode crate's fake).
-pub fn fake() -> Option<Fake> {
-    let sb = Sandbox::new();
-    let script = sb.path("script.json");
-    std::fs::write(&script, "{}").expect("script");
-    let mut env = sb.base_env();
-    env.push(("FAKE_OPENCODE_SCRIPT".into(), script.clone().into()));
-    let driver = OpencodeDriver::new(
-        OpencodeOptions::new(env!("CARGO_BIN_EXE_opencode-fake"))
-            .base_env(env)
-            .kill_grace(Duration::from_millis(300)),
-    );
-    Some(Fake { sb, script, driver })
-}
-
-/// The opencode driver and the fake it is scripted through.
-pub struct Fake {
-    sb: Sandbox,
-    script: PathBuf,
-    driver: OpencodeDriver,
-}
-
-impl World for Fake {
-    fn driver(&self) -> &dyn AgentDriver {
-        &self.driver
-    }
-    fn dir(&self, name: &str) -> PathBuf {
-        self.sb.path(name)
-    }
-    fn log(&self) -> PathBuf {
-        self.sb.log()
-    }
-    fn next_turn_writes(&self, file: &str) -> String {
-        let turn = json!({"mode": "tool", "path": file, "content": "written\n", "text": "done"});
-        std::fs::write(&self.script, json!({ "turns": [turn] }).to_string()).expect("script");
-        format!("write {file}")
-    }
-    fn unknown_id(&self) -> SessionId {
-        SessionId::new(UNKNOWN).expect("id")
-    }
-}
 
 /// The driver against the real opencode and a mock model; `None` (after saying why) when the
 /// real opencode cannot be installed, unless `KUGETSU_REAL_OPENCODE=1` makes that a failure.
