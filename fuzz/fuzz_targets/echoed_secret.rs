@@ -19,18 +19,6 @@ use kugetsu_opencode::events::EventLog;
 use libfuzzer_sys::fuzz_target;
 use serde_json::json;
 
-fn shown(event: &AgentEvent) -> Vec<String> {
-    match event {
-        AgentEvent::Text { text } | AgentEvent::Reasoning { text } => vec![text.clone()],
-        AgentEvent::ToolUse { tool, title, error, .. } => {
-            [Some(tool.clone()), title.clone(), error.clone()].into_iter().flatten().collect()
-        }
-        AgentEvent::StepFinish { reason, .. } => vec![reason.clone()],
-        AgentEvent::PermissionRejected { permission } => vec![permission.clone()],
-        AgentEvent::Error { name, message } => vec![name.clone(), message.clone()],
-        AgentEvent::StepStart => Vec::new(),
-    }
-}
 
 /// What the parser and these lines show on their own: a tool's name and the defaults of an
 /// event whose fields are missing.
@@ -75,7 +63,7 @@ fuzz_target!(|data: &[u8]| {
         let mut log = EventLog::default();
         let events =
             if stdout { log.stdout_line(&kept) } else { log.stderr_line(&kept).into_iter().collect() };
-        for text in events.iter().flat_map(shown).chain(log.last_stderr_error.clone()) {
+        for text in events.iter().flat_map(AgentEvent::texts).map(str::to_owned).chain(log.last_stderr_error.clone()) {
             assert!(own_words || !text.contains(secret.as_str()), "{secret:?} shown in {text:?}");
         }
     }

@@ -213,6 +213,26 @@ pub enum AgentEvent {
     },
 }
 
+impl AgentEvent {
+    /// Every text the event can show a person (what masking must have cleaned): the words of
+    /// its fields, not its kind.
+    pub fn texts(&self) -> Vec<&str> {
+        match self {
+            AgentEvent::Text { text } | AgentEvent::Reasoning { text } => vec![text],
+            AgentEvent::ToolUse { tool, title, error, .. } => {
+                [Some(tool.as_str()), title.as_deref(), error.as_deref()]
+                    .into_iter()
+                    .flatten()
+                    .collect()
+            }
+            AgentEvent::StepFinish { reason, .. } => vec![reason],
+            AgentEvent::PermissionRejected { permission } => vec![permission],
+            AgentEvent::Error { name, message } => vec![name, message],
+            AgentEvent::StepStart => Vec::new(),
+        }
+    }
+}
+
 /// Receives what a run does while it runs.
 pub trait EventSink {
     /// The agent process started with this pid (its process group id too).

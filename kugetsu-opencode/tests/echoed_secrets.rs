@@ -15,20 +15,6 @@ use serde_json::json;
 /// event whose fields are missing.
 const OWN_WORDS: &[&str] = &["bash", "no message", "UnknownError", "APIError", "unknown"];
 
-/// Every text an event can show.
-fn shown(event: &AgentEvent) -> Vec<String> {
-    match event {
-        AgentEvent::Text { text } | AgentEvent::Reasoning { text } => vec![text.clone()],
-        AgentEvent::ToolUse { tool, title, error, .. } => {
-            [Some(tool.clone()), title.clone(), error.clone()].into_iter().flatten().collect()
-        }
-        AgentEvent::StepFinish { reason, .. } => vec![reason.clone()],
-        AgentEvent::PermissionRejected { permission } => vec![permission.clone()],
-        AgentEvent::Error { name, message } => vec![name.clone(), message.clone()],
-        AgentEvent::StepStart => Vec::new(),
-    }
-}
-
 /// Each kind of line opencode prints, with `said` wherever it shows the agent's words. Built
 /// by a JSON serializer, so quotes, backslashes and tabs arrive escaped, as opencode sends them.
 fn lines(said: &str) -> Vec<(bool, String)> {
@@ -85,7 +71,8 @@ proptest! {
                 // parser's own, not the agent's.
                 let texts = events
                     .iter()
-                    .flat_map(shown)
+                    .flat_map(AgentEvent::texts)
+                    .map(str::to_owned)
                     .chain(log.last_stderr_error.clone())
                     .filter(|t| !OWN_WORDS.contains(&t.as_str()));
                 for text in texts {

@@ -48,8 +48,10 @@ pub fn pm_prompt() -> String {
 pub fn cmd_init(ui: &mut Ui, ctx: &Ctx, args: &InitArgs) -> Result<(), CliError> {
     let interactive = !args.headless;
     if interactive && !ctx.stdin_tty {
-        return Err(CliError::usage("`kugetsu init` opens the agent interactively and needs a terminal")
-            .with_hint("run `kugetsu init --headless` where there is no terminal"));
+        return Err(CliError::usage(
+            "`kugetsu init` opens the agent interactively and needs a terminal",
+        )
+        .with_hint("run `kugetsu init --headless` where there is no terminal"));
     }
     ctx.state.ensure()?;
     let config = ctx.config()?;
