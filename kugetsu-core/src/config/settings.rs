@@ -334,7 +334,7 @@ pub const SETTINGS: &[Setting] = &[
             Ok(())
         },
         display: |c| {
-            c.queue_url.as_deref().map_or_else(|| "(none)".into(), crate::secrets::redact_url)
+            c.queue_url.as_deref().map_or_else(|| "(none)".into(), crate::conninfo::redact)
         },
     },
     Setting {
