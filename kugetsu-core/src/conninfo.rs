@@ -28,7 +28,8 @@ pub fn is_url(text: &str) -> bool {
 /// `conn` as it may be shown: the user-info of a URL (user and password) and the value of
 /// every secret parameter or keyword replaced by [`MASKED`]; the rest as written.
 pub fn redact(conn: &str) -> String {
-    if conn.contains("://") { redact_url(conn) } else { redact_keywords(conn) }
+    // libpq too tells the forms apart by the prefix: a quoted keyword value may hold `://`.
+    if is_url(conn) { redact_url(conn) } else { redact_keywords(conn) }
 }
 
 /// Every spelling of a password `conn` holds, as written and decoded (percent-decoded in a
@@ -36,7 +37,7 @@ pub fn redact(conn: &str) -> String {
 /// appear without its connection string. Without repeats; empty ones left out.
 pub fn passwords(conn: &str) -> Vec<String> {
     let mut out = Vec::new();
-    if conn.contains("://") {
+    if is_url(conn) {
         let rest = &conn[conn.find("://").map_or(0, |i| i + 3)..];
         // Both ends a driver may choose: the first `@` (the Rust driver) and the last (ours).
         for at in [rest.find('@'), rest.rfind('@')].into_iter().flatten() {
@@ -245,6 +246,7 @@ mod tests {
             ("password='unterminated x=y", "password=***"),
             ("PGPASSWORD=p\\ q host=h", "PGPASSWORD=*** host=h"),
             ("sslpassword=k dbname=x", "sslpassword=*** dbname=x"),
+            ("password='a://b@c' host=h", "password=*** host=h"),
         ] {
             assert_eq!(redact(conn), shown, "{conn}");
         }
