@@ -23,7 +23,7 @@ fi
 export RUSTC_BOOTSTRAP=1
 # Builds go under the main workspace's target directory (ignored by git).
 target_dir="${CARGO_TARGET_DIR:-$here/../target}/fuzz"
-targets=(issue_ref config state_json opencode_events env_file redact echoed_secret token_routing fork_rewrite run_outcome)
+targets=(issue_ref config state_json opencode_events env_file redact echoed_secret token_routing fork_rewrite run_outcome conninfo)
 
 cargo fuzz build --target-dir "$target_dir"
 

@@ -5,7 +5,7 @@
 //! Input: the text to redact, then NUL-separated variables, each `KEY=VALUE` (or a bare value,
 //! which becomes `TOKEN_<n>`). What must hold:
 //! - `secret_values` is exactly the sensitive values of at least `MIN_REDACTED_LEN` characters,
-//!   and the lines as long of multi-line ones;
+//!   the lines as long of multi-line ones, and the passwords as long of connection strings;
 //! - none of them appears in the redacted text. Values containing `*` are left out of this check: the mask is made
 //!   of `*`, so such a value can be spelled by the mask and its neighbours without leaking
 //!   anything (`a*` next to a masked word);
@@ -45,14 +45,19 @@ fuzz_target!(|data: &[u8]| {
     let secrets: Vec<&str> = owned.iter().map(String::as_str).collect();
     let long = |v: &str| v.chars().count() >= MIN_REDACTED_LEN;
     let mut expected: Vec<&str> = Vec::new();
+    // A value that is a connection string also gives its password (see `conninfo`).
+    let mut conn_passwords: Vec<Vec<String>> = Vec::new();
     for (_, v) in vars.iter().filter(|(k, _)| is_sensitive(k)) {
         if long(v) {
             expected.push(v);
         }
+        conn_passwords.push(kugetsu_core::conninfo::passwords(v));
         if v.contains('\n') {
             expected.extend(v.lines().map(str::trim).filter(|l| long(l)));
         }
     }
+    let conn_passwords: Vec<String> = conn_passwords.into_iter().flatten().collect();
+    expected.extend(conn_passwords.iter().map(String::as_str).filter(|p| long(p)));
     expected.sort_unstable();
     expected.dedup();
     assert_eq!(secrets, expected, "secret_values is exactly the sensitive values long enough");

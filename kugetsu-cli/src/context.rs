@@ -20,6 +20,40 @@ pub mod vars {
     pub const NO_COLOR: &str = "NO_COLOR";
     /// Tracing filter for `--debug` (default `kugetsu=debug`).
     pub const KUGETSU_LOG: &str = "KUGETSU_LOG";
+    /// A file holding the shared queue's URL, read when `KUGETSU_QUEUE_URL` is not set. kugetsu
+    /// sets it in the PM agent's environment only (pointing at
+    /// [`kugetsu_core::StateDir::queue_url_path`]): the `kugetsu` commands the PM agent runs
+    /// reach the queue, and no agent's environment holds the password.
+    pub const KUGETSU_QUEUE_URL_FILE: &str = "KUGETSU_QUEUE_URL_FILE";
+}
+
+/// Reads the queue's URL from [`vars::KUGETSU_QUEUE_URL_FILE`] into `env`, as if it had been
+/// set there, unless `KUGETSU_QUEUE_URL` is set. A file named but unreadable is an error: going
+/// on without the queue would run the PM agent's commands on another queue than its daemon's.
+fn queue_url_from_file(env: &mut BTreeMap<String, String>) -> Result<(), CliError> {
+    use kugetsu_core::config::KUGETSU_QUEUE_URL;
+    let Some(file) = env.get(vars::KUGETSU_QUEUE_URL_FILE).filter(|f| !f.is_empty()) else {
+        return Ok(());
+    };
+    if env.contains_key(KUGETSU_QUEUE_URL) {
+        return Ok(());
+    }
+    let path = PathBuf::from(file);
+    let url = kugetsu_core::storage::read_bytes(&path)?
+        .and_then(|bytes| String::from_utf8(bytes).ok())
+        .ok_or_else(|| {
+            CliError::new(
+                exit::FAILURE,
+                format!("{}: no queue URL in {}", vars::KUGETSU_QUEUE_URL_FILE, path.display()),
+            )
+        })?;
+    env.insert(KUGETSU_QUEUE_URL.into(), url.trim().to_owned());
+    Ok(())
+}
+
+/// Whether `key` names a setting whose value is secret (by the settings table).
+fn is_secret_setting(key: &str) -> bool {
+    kugetsu_core::config::setting(key).is_some_and(|s| s.secret)
 }
 
 /// The command context.
@@ -57,9 +91,10 @@ impl Ctx {
         state_dir: Option<&Path>,
         overrides: &[String],
     ) -> Result<Self, CliError> {
-        let env: BTreeMap<String, String> = std::env::vars_os()
+        let mut env: BTreeMap<String, String> = std::env::vars_os()
             .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
             .collect();
+        queue_url_from_file(&mut env)?;
         let home = directories::BaseDirs::new()
             .map(|b| b.home_dir().to_path_buf())
             .or_else(|| env.get("HOME").map(PathBuf::from))
@@ -113,15 +148,38 @@ impl Ctx {
         Config::load_all(&self.state, &self.home, &env, &overrides)
     }
 
-    /// Arguments that make a child `kugetsu` use the same state directory and overrides.
+    /// Arguments that make a child `kugetsu` use the same state directory and overrides. The
+    /// override of a secret setting (`KUGETSU_QUEUE_URL`) is not among them: every local user
+    /// can read a process's argv (`ps`, `/proc/<pid>/cmdline`), so the child gets it through
+    /// its environment instead ([`Ctx::child_env`]), which only the user can read.
     pub fn child_args(&self) -> Vec<std::ffi::OsString> {
         let mut argv: Vec<std::ffi::OsString> =
             vec!["--state-dir".into(), self.state.root().into()];
-        for (k, v) in &self.overrides {
+        for (k, v) in self.overrides.iter().filter(|(k, _)| !is_secret_setting(k)) {
             argv.push("--config".into());
             argv.push(format!("{k}={v}").into());
         }
         argv
+    }
+
+    /// The secret overrides [`Ctx::child_args`] leaves out, as environment variables under the
+    /// setting's name. In the child they outrank its config file as they did here (the
+    /// environment outranks the file, and the child has no override of its own for them).
+    pub fn secret_overrides(&self) -> BTreeMap<String, String> {
+        self.overrides
+            .iter()
+            .filter_map(|(k, v)| {
+                let setting = kugetsu_core::config::setting(k)?;
+                setting.secret.then(|| (setting.name.to_string(), v.clone()))
+            })
+            .collect()
+    }
+
+    /// The environment of a child `kugetsu`: this process's, plus [`Ctx::secret_overrides`].
+    pub fn child_env(&self) -> BTreeMap<String, String> {
+        let mut env = self.env.clone();
+        env.extend(self.secret_overrides());
+        env
     }
 
     /// Parses an issue ref, resolving short `#14` against `KUGETSU_DEFAULT_REPO`.
@@ -169,4 +227,59 @@ impl Ctx {
 /// A time as people read it: `2026-11-23 21:13:01 UTC`.
 pub fn human_time(t: time::OffsetDateTime) -> String {
     kugetsu_core::clock::human(t)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ctx(env: &[(&str, &str)], overrides: &[(&str, &str)]) -> Ctx {
+        Ctx {
+            state: StateDir::new("/s"),
+            home: "/h".into(),
+            json: false,
+            debug: false,
+            overrides: overrides.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            stdin_tty: false,
+            stderr_tty: false,
+            color: false,
+            interrupt: kugetsu_core::interrupt::Interrupt::new(),
+        }
+    }
+
+    #[test]
+    fn a_secret_override_reaches_children_through_their_environment_only() {
+        let url = "postgres://k:pa%2Fss@db/q";
+        let ctx =
+            ctx(&[("PATH", "/bin")], &[("KUGETSU_QUEUE_URL", url), ("MAX_CONCURRENT_AGENTS", "2")]);
+        let argv: Vec<String> =
+            ctx.child_args().iter().map(|a| a.to_string_lossy().into_owned()).collect();
+        assert_eq!(argv, ["--state-dir", "/s", "--config", "MAX_CONCURRENT_AGENTS=2"]);
+        let env = ctx.child_env();
+        assert_eq!(env.get("KUGETSU_QUEUE_URL").map(String::as_str), Some(url));
+        assert_eq!(env.get("PATH").map(String::as_str), Some("/bin"));
+    }
+
+    #[test]
+    fn the_queue_url_file_is_read_only_when_the_variable_is_unset() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("queue-url");
+        std::fs::write(&file, "postgres://k:pw@db/q\n").unwrap();
+        let named = file.display().to_string();
+        let mut env = BTreeMap::from([(vars::KUGETSU_QUEUE_URL_FILE.to_string(), named.clone())]);
+        queue_url_from_file(&mut env).unwrap();
+        assert_eq!(env["KUGETSU_QUEUE_URL"], "postgres://k:pw@db/q");
+        let mut set = BTreeMap::from([
+            (vars::KUGETSU_QUEUE_URL_FILE.to_string(), named),
+            ("KUGETSU_QUEUE_URL".to_string(), "postgres://other/q".to_string()),
+        ]);
+        queue_url_from_file(&mut set).unwrap();
+        assert_eq!(set["KUGETSU_QUEUE_URL"], "postgres://other/q");
+        let mut missing = BTreeMap::from([(
+            vars::KUGETSU_QUEUE_URL_FILE.to_string(),
+            dir.path().join("none").display().to_string(),
+        )]);
+        assert!(queue_url_from_file(&mut missing).is_err());
+    }
 }

@@ -5,8 +5,10 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use kugetsu_core::agent::AgentEnv;
 use kugetsu_core::config::Config;
-use kugetsu_core::env_file::EnvFiles;
+use kugetsu_core::env_file::{EnvFileError, EnvFiles, PM_AGENT};
+use kugetsu_core::orchestrator::EnvSource;
 
 use crate::context::Ctx;
 
@@ -22,11 +24,23 @@ pub enum RunPlace {
 }
 
 /// What every agent process starts from: kugetsu's own environment (an agent needs PATH,
-/// HOME and its provider keys), pointed at this state directory and temp dir, plus
-/// `env/default.env`. A driver's helper commands get the same environment as its runs, so a
-/// variable in the env files that moves the agent's store applies to all of them alike.
+/// HOME and its provider keys) without kugetsu's secret settings, pointed at this state
+/// directory and temp dir, plus `env/default.env`. A driver's helper commands get the same
+/// environment as its runs, so a variable in the env files that moves the agent's store
+/// applies to all of them alike.
+///
+/// The queue's URL (`KUGETSU_QUEUE_URL`, with its password) is kugetsu's, not an agent's: an
+/// agent that prints its environment would show it. The PM agent, whose `kugetsu` commands
+/// use the queue, is told where to read it instead ([`AgentEnvs`]).
 pub fn agent_base_env(ctx: &Ctx, config: &Config) -> BTreeMap<String, String> {
     let mut env = ctx.env.clone();
+    for setting in kugetsu_core::config::SETTINGS.iter().filter(|s| s.secret) {
+        env.remove(setting.name);
+        for alias in setting.aliases {
+            env.remove(*alias);
+        }
+    }
+    env.remove(crate::context::vars::KUGETSU_QUEUE_URL_FILE);
     env.insert(crate::context::vars::KUGETSU_HOME.into(), ctx.state.root().display().to_string());
     env.insert("KUGETSU_TEMP_DIR".into(), config.temp_dir.display().to_string());
     if let Ok(defaults) =
@@ -35,6 +49,47 @@ pub fn agent_base_env(ctx: &Ctx, config: &Config) -> BTreeMap<String, String> {
         env.extend(defaults.0);
     }
     env
+}
+
+/// The variables each agent gets on top of [`agent_base_env`]: its env files, and for the PM
+/// agent, when a shared queue is configured, [`crate::context::vars::KUGETSU_QUEUE_URL_FILE`]
+/// naming a private file with the queue's URL, written before each of its turns. The `kugetsu`
+/// commands it runs (`start`, `delegate`) then reach the same queue however the user gave the
+/// URL (environment, config file or `--config`), and its environment holds no password: an
+/// agent that prints it shows a path. The PM agent can read the file, as it can read the env
+/// files: an agent is the user (docs/threat-model.md).
+pub struct AgentEnvs {
+    files: EnvFiles,
+    queue_url: Option<(PathBuf, String)>,
+}
+
+impl AgentEnvs {
+    /// The env files of the state directory, and the configured queue.
+    pub fn new(ctx: &Ctx, config: &Config) -> Self {
+        AgentEnvs {
+            files: EnvFiles::new(&ctx.state),
+            queue_url: config.queue_url.clone().map(|url| (ctx.state.queue_url_path(), url)),
+        }
+    }
+}
+
+impl EnvSource for AgentEnvs {
+    fn agent_env(&self, agent: &str) -> Result<AgentEnv, EnvFileError> {
+        let mut env = self.files.agent_env(agent)?;
+        if agent == PM_AGENT
+            && let Some((path, url)) = &self.queue_url
+        {
+            if let Some(dir) = path.parent() {
+                kugetsu_core::storage::ensure_dir(dir)?;
+            }
+            kugetsu_core::storage::atomic_write(path, url.as_bytes())?;
+            env.0.insert(
+                crate::context::vars::KUGETSU_QUEUE_URL_FILE.into(),
+                path.display().to_string(),
+            );
+        }
+        Ok(env)
+    }
 }
 
 /// Looks a program up like a shell would: a path with a `/` as it is, else each PATH entry.

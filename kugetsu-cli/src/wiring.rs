@@ -45,7 +45,7 @@ impl Backends {
             )),
             agent: crate::agents::driver(ctx, config, place)?,
             slots: crate::queue_backend::slots(ctx, config)?,
-            env: Arc::new(EnvFiles::new(&ctx.state)),
+            env: Arc::new(crate::launch::AgentEnvs::new(ctx, config)),
         })
     }
 }

@@ -221,3 +221,18 @@ fn a_user_manager_that_cannot_be_reached_leaves_no_unit() {
     assert!(out.stderr.contains("Hint: "), "{}", out.stderr);
     assert_eq!(w.home_files(), before, "a failed install left the unit behind");
 }
+
+/// A unit's command line is the service's, which every local user can read: the queue's URL
+/// given with `--config` is refused there, pointing at the config file, and nothing is written
+/// or asked of systemd.
+#[test]
+fn install_refuses_the_queue_url_on_the_command_line() {
+    let world = World::new();
+    let url = "KUGETSU_QUEUE_URL=postgres://k:Pw%2Fplanted9@127.0.0.1:9/q";
+    let out = world.env.run(&["--config", url, "queue-daemon", "install"]);
+    assert_eq!(out.code, 2, "{}{}", out.stdout, out.stderr);
+    assert!(out.stderr.contains("put KUGETSU_QUEUE_URL in the config file"), "{}", out.stderr);
+    assert!(!out.stderr.contains("planted9") && !out.stdout.contains("planted9"));
+    assert!(!world.unit().exists());
+    assert!(world.calls().is_empty(), "{:?}", world.calls());
+}

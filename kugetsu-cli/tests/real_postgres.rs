@@ -13,3 +13,4 @@ mod support;
 
 mod dashboard_shared_queue;
 mod multi_host;
+mod queue_secret;

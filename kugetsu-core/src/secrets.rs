@@ -23,8 +23,19 @@ pub const SENSITIVE_KEYS: &[&str] =
     &["GITEA_TOKEN", "GITHUB_TOKEN", "GITLAB_TOKEN", "API_KEY", "PASSWORD", "TOKEN", "SECRET"];
 
 /// Words that make any key containing them sensitive.
-const SENSITIVE_WORDS: &[&str] =
-    &["TOKEN", "SECRET", "PASSWORD", "API_KEY", "APIKEY", "PASSWD", "CREDENTIAL", "PRIVATE_KEY"];
+/// A database's or a queue's URL is among them: it may hold a password (`KUGETSU_QUEUE_URL`).
+const SENSITIVE_WORDS: &[&str] = &[
+    "TOKEN",
+    "SECRET",
+    "PASSWORD",
+    "API_KEY",
+    "APIKEY",
+    "PASSWD",
+    "CREDENTIAL",
+    "PRIVATE_KEY",
+    "QUEUE_URL",
+    "DATABASE_URL",
+];
 
 /// What a masked value is shown as.
 pub const MASK: &str = "********";
@@ -55,6 +66,8 @@ where
         if long_enough(value) {
             out.push(value.to_owned());
         }
+        // A connection string's password can be echoed on its own, and decoded.
+        out.extend(crate::conninfo::passwords(value).into_iter().filter(|p| long_enough(p)));
         // Output is read and redacted line by line: a multi-line secret (a private key) is cut
         // out line by line too.
         if value.contains('\n') {
@@ -184,8 +197,12 @@ fn redact_value(value: &mut serde_json::Value, forms: &[String]) -> bool {
 }
 
 /// `url` with the user-info of `scheme://user:pass@host` (or of scp-like `user@host:`) replaced
-/// by `***`, for messages.
+/// by `***`, for messages. A PostgreSQL URL is masked by [`crate::conninfo::redact`], which
+/// also covers a password its user did not percent-encode.
 pub fn redact_url(url: &str) -> String {
+    if crate::conninfo::is_url(url) {
+        return crate::conninfo::redact(url);
+    }
     let (prefix, rest) = match url.find("://") {
         Some(i) => url.split_at(i + 3),
         None => ("", url),

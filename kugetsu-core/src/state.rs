@@ -142,6 +142,12 @@ impl StateDir {
     pub fn cache_dir(&self) -> PathBuf {
         self.root.join("cache")
     }
+    /// `cache/queue-url`: the shared queue's URL as the PM agent's `kugetsu` commands read it
+    /// (`0600`, written before each of its turns), so that its environment names a file
+    /// instead of carrying the password.
+    pub fn queue_url_path(&self) -> PathBuf {
+        self.cache_dir().join("queue-url")
+    }
     /// `stops/`: requests to stop a running turn, one file per issue (see
     /// [`crate::control::StopRequests`]).
     pub fn stops_dir(&self) -> PathBuf {

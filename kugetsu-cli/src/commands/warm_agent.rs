@@ -57,7 +57,7 @@ pub fn spawn_after_start(ctx: &Ctx, config: &kugetsu_core::config::Config) {
         cmd.args(ctx.child_args())
             .arg("warm-agent")
             .env_clear()
-            .envs(&ctx.env)
+            .envs(ctx.child_env())
             .current_dir(ctx.state.root())
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())

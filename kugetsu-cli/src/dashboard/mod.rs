@@ -45,7 +45,10 @@ impl App {
     /// string holds them and as HTML text holds them.
     pub fn secrets(&self) -> Vec<String> {
         let mut out = Vec::new();
-        for s in crate::notifications::secrets(&self.ctx.state) {
+        for s in crate::notifications::secrets(
+            &self.ctx.state,
+            crate::notifications::queue_url(&self.ctx).as_deref(),
+        ) {
             let json = serde_json::to_string(&s).unwrap_or_default();
             let json = json.trim_matches('"').to_owned();
             let html = html_escape::encode_text(&s).into_owned();

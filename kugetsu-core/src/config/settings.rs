@@ -319,7 +319,7 @@ pub const SETTINGS: &[Setting] = &[
         summary: "postgres:// URL of a queue shared by several hosts (default: files in the state directory)",
         doc: "a `postgres://` URL: the queue, the agent slots and the daemons' leases live there, \
               shared by several hosts (see [Several hosts](#several-hosts)); shown with its \
-              credentials masked",
+              credentials masked, never given to agents (see [The queue's password](#the-queues-password))",
         example: Some("postgres://kugetsu@db.example/kugetsu"),
         secret: true,
         parse: |c, v| {
@@ -334,7 +334,7 @@ pub const SETTINGS: &[Setting] = &[
             Ok(())
         },
         display: |c| {
-            c.queue_url.as_deref().map_or_else(|| "(none)".into(), crate::secrets::redact_url)
+            c.queue_url.as_deref().map_or_else(|| "(none)".into(), crate::conninfo::redact)
         },
     },
     Setting {

@@ -285,3 +285,17 @@ proptest! {
             c.entries().iter().map(|e| e.value.clone()).collect::<Vec<_>>());
     }
 }
+
+#[test]
+fn a_secret_setting_is_masked_wherever_masking_applies() {
+    // Masking (agent output, env listings, notifications) goes by the key's name: a setting
+    // the table calls secret must be one of those names.
+    for s in super::settings::SETTINGS.iter().filter(|s| s.secret) {
+        assert!(crate::secrets::is_sensitive(s.name), "{}", s.name);
+    }
+    let url = "postgres://k:pa%2Fss%3F%23%40@db/q";
+    let mut config = Config::defaults(home());
+    (super::settings::setting(KUGETSU_QUEUE_URL).unwrap().parse)(&mut config, url).unwrap();
+    let shown = (super::settings::setting(KUGETSU_QUEUE_URL).unwrap().display)(&config);
+    assert_eq!(shown, "postgres://***@db/q");
+}

@@ -168,6 +168,47 @@ impl Pg {
         self.url(&name)
     }
 
+    /// A fresh database owned by a new role `user` that must log in with `password` (SCRAM)
+    /// from loopback, where every other role is trusted; its URL, the password
+    /// percent-encoded as libpq reads it.
+    pub fn database_with_password(&self, user: &str, password: &str) -> String {
+        let n = self.next_db.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let name = format!("t{n}");
+        let mut admin = postgres::Client::connect(&self.url("postgres"), postgres::NoTls).unwrap();
+        let quoted = password.replace('\'', "''");
+        // One statement per call: several in one string run as one transaction, which
+        // `CREATE DATABASE` refuses.
+        for sql in [
+            "SET password_encryption = 'scram-sha-256'".to_owned(),
+            format!("CREATE ROLE {user} LOGIN PASSWORD '{quoted}'"),
+            format!("CREATE DATABASE {name} OWNER {user}"),
+        ] {
+            admin.batch_execute(&sql).unwrap();
+        }
+        // The first matching line wins: this role's goes before the `trust` ones.
+        let hba = self.data().join("pg_hba.conf");
+        let rest = std::fs::read_to_string(&hba).unwrap();
+        std::fs::write(&hba, format!("host all {user} 127.0.0.1/32 scram-sha-256\n{rest}"))
+            .unwrap();
+        let out = self
+            .command("pg_ctl")
+            .args(["-D", self.data().to_str().unwrap(), "reload"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let encoded: String = password
+            .bytes()
+            .map(|b| {
+                if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                    char::from(b).to_string()
+                } else {
+                    format!("%{b:02X}")
+                }
+            })
+            .collect();
+        format!("postgres://{user}:{encoded}@127.0.0.1:{}/{name}", self.port)
+    }
+
     pub fn url(&self, db: &str) -> String {
         format!("postgres://postgres:s3cretpw@127.0.0.1:{}/{db}", self.port)
     }

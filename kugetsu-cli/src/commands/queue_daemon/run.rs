@@ -39,7 +39,7 @@ fn run(ctx: &Ctx) -> Result<(), CliError> {
     // Re-read every round, so an edit of the config file applies without a restart.
     let limit =
         Arc::new(move || limit_ctx.config().map(|c| c.max_concurrent_agents).unwrap_or(fallback));
-    let state = ctx.state.clone();
+    let (state, queue_url) = (ctx.state.clone(), config.queue_url.clone());
     let notifier = move |e: &QueueEvent| {
         let message = if e.detail.is_empty() {
             format!("{} {}", e.kind.as_str(), e.item_id)
@@ -48,6 +48,7 @@ fn run(ctx: &Ctx) -> Result<(), CliError> {
         };
         crate::notifications::record_in(
             &state,
+            queue_url.as_deref(),
             notification_kind(e.kind),
             &message,
             e.issue_ref.as_deref(),

@@ -75,6 +75,14 @@ fn install(ctx: &Ctx, out: &mut dyn Write) -> Result<(), CliError> {
             .with_hint("stop it with `kugetsu queue-daemon stop`, then install again"));
         }
     }
+    // The unit's command line is what the service runs with, and any local user reads a
+    // process's argv: a secret override has no place to go but a file.
+    if let Some(key) = ctx.secret_overrides().into_keys().next() {
+        return Err(CliError::usage(format!(
+            "--config {key}=... cannot be given to the service: it would be in its command line"
+        ))
+        .with_hint(format!("put {key} in the config file of the state directory instead")));
+    }
     let mut args = ctx.child_args();
     args.push("queue-daemon".into());
     args.push("run".into());

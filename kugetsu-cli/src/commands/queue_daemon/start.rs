@@ -37,7 +37,7 @@ pub fn start(ctx: &Ctx, out: &mut dyn Write) -> Result<(), CliError> {
     let mut argv: Vec<OsString> = ctx.child_args();
     argv.push("queue-daemon".into());
     argv.push("run".into());
-    let spawned = daemon::spawn_detached(&exe, &argv, &ctx.env, &ctx.state)?;
+    let spawned = daemon::spawn_detached(&exe, &argv, &ctx.child_env(), &ctx.state)?;
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         let st = daemon::status(&ctx.state)?;
