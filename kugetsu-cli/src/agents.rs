@@ -148,6 +148,7 @@ fn opencode(ctx: &Ctx, config: &Config, place: RunPlace) -> kugetsu_opencode::Op
     kugetsu_opencode::OpencodeDriver::new(
         kugetsu_opencode::OpencodeOptions::new(program)
             .base_env(crate::launch::agent_base_env(ctx, config))
+            .also_mask(crate::launch::withheld_secrets(config.queue_url.as_deref()))
             .helper_dir(ctx.state.root())
             .export_cache(ctx.state.cache_dir())
             .interrupt(ctx.interrupt.clone())

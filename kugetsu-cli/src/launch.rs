@@ -92,6 +92,17 @@ impl EnvSource for AgentEnvs {
     }
 }
 
+/// The secret values an agent can read without being handed them in its environment (the
+/// shared queue's URL with its password, kept in a file for the PM agent): every driver masks
+/// them in what it logs and shows, as it masks its environment's.
+pub fn withheld_secrets(queue_url: Option<&str>) -> Vec<String> {
+    queue_url
+        .map(|url| {
+            kugetsu_core::secrets::secret_values([(kugetsu_core::config::KUGETSU_QUEUE_URL, url)])
+        })
+        .unwrap_or_default()
+}
+
 /// Looks a program up like a shell would: a path with a `/` as it is, else each PATH entry.
 pub fn find_program(program: &Path, env: &BTreeMap<String, String>) -> Option<PathBuf> {
     use std::os::unix::fs::PermissionsExt;

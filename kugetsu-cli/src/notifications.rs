@@ -10,13 +10,7 @@ use kugetsu_core::secrets::redact;
 /// agent can read it where kugetsu keeps it for the PM agent), for redaction.
 pub fn secrets(state: &StateDir, queue_url: Option<&str>) -> Vec<String> {
     let files = EnvFiles::new(state);
-    let mut out = Vec::new();
-    if let Some(url) = queue_url {
-        out.extend(kugetsu_core::secrets::secret_values([(
-            kugetsu_core::config::KUGETSU_QUEUE_URL,
-            url,
-        )]));
-    }
+    let mut out = crate::launch::withheld_secrets(queue_url);
     if let Ok(list) = files.list() {
         for summary in list {
             if let Ok(env) = files.merged(&summary.agent) {

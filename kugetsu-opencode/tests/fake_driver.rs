@@ -485,6 +485,28 @@ fn env_values_never_reach_the_argv() {
     assert!(!read(&f.sb.log()).contains("ghp_supersecretvalue"));
 }
 
+/// A secret the agent can read but was not handed in its environment (the shared queue's
+/// password, kept in a file for the PM agent) is masked like the environment's when the agent
+/// prints it: in the run log and in the events.
+#[test]
+fn values_told_to_be_masked_are_masked_in_the_log_and_the_events() {
+    let f = Fake::new();
+    let d = OpencodeDriver::new(
+        OpencodeOptions::new(FAKE).base_env(f.base_env()).also_mask(["pa/ss?w#rd@1".to_string()]),
+    );
+    let s = f.create_base(&d);
+    f.script(json!([{"mode": "ok", "text": "the URL is postgres://k:pa/ss?w#rd@1@db/q"}]));
+    let mut sink = Sink::default();
+    d.run(&f.sb.run_req(&s, "base", "print it"), &mut sink).expect("run");
+    let log = read(&f.sb.log());
+    assert!(log.contains("the URL is"), "{log}");
+    assert!(!log.contains("pa/ss?w#rd@1"), "{log}");
+    let shown: Vec<String> =
+        sink.events.iter().flat_map(|e| e.texts()).map(str::to_owned).collect();
+    assert!(shown.iter().any(|t| t.contains("the URL is")), "{shown:?}");
+    assert!(shown.iter().all(|t| !t.contains("pa/ss?w#rd@1")), "{shown:?}");
+}
+
 #[test]
 fn log_is_appended_across_runs() {
     let f = Fake::new();

@@ -107,7 +107,7 @@ impl OpencodeDriver {
         let key = export_cache::key(base, &self.opts.program, &self.opts.base_env, env);
         // No secret is kept in kugetsu's files outside the env files: a transcript that shows
         // one (an agent that printed a token) is exported on every fork instead.
-        let secrets = sensitive_values(&self.opts.base_env, env);
+        let secrets = sensitive_values(&self.opts, env);
         if let Some(dir) = cache
             && !refresh
             && let Some(doc) = export_cache::load(dir, &key)

@@ -12,6 +12,7 @@ use kugetsu_core::interrupt::Interrupt;
 pub struct OpencodeOptions {
     pub(crate) program: PathBuf,
     pub(crate) base_env: Vec<(OsString, OsString)>,
+    pub(crate) also_mask: Vec<String>,
     pub(crate) model: Option<String>,
     pub(crate) agent: Option<String>,
     pub(crate) kill_grace: Duration,
@@ -33,6 +34,7 @@ impl OpencodeOptions {
         OpencodeOptions {
             program: program.into(),
             base_env: Vec::new(),
+            also_mask: Vec::new(),
             model: None,
             agent: None,
             kill_grace: Duration::from_secs(5),
@@ -55,6 +57,14 @@ impl OpencodeOptions {
         V: Into<OsString>,
     {
         self.base_env = vars.into_iter().map(|(k, v)| (k.into(), v.into())).collect();
+        self
+    }
+
+    /// Values masked in everything the driver logs, shows or keeps, beyond the sensitive
+    /// values of the environments it hands opencode: secrets an agent can read without having
+    /// them in its environment (the shared queue's password, kept in a file for the PM agent).
+    pub fn also_mask(mut self, values: impl IntoIterator<Item = String>) -> Self {
+        self.also_mask = values.into_iter().collect();
         self
     }
 

@@ -19,6 +19,7 @@ use kugetsu_process::supervise::{self, Limits, Seen, Stream};
 
 use super::OpencodeDriver;
 use super::helper::os;
+use super::options::OpencodeOptions;
 use crate::events::EventLog;
 use crate::outcome::classify;
 
@@ -91,7 +92,7 @@ impl OpencodeDriver {
         );
         let mut log_err = write_log(&mut log_file, header.as_bytes(), None);
         let cmd = self.command(args, Some(dir), Some(env), Io::PipedStdin);
-        let secret_values = sensitive_values(&self.opts.base_env, env);
+        let secret_values = sensitive_values(&self.opts, env);
         let secrets: Vec<&str> = secret_values.iter().map(String::as_str).collect();
         let mut events = EventLog::default();
         let plimits = Limits {
@@ -142,11 +143,13 @@ impl OpencodeDriver {
 }
 
 /// The secret values of the base env and the agent's env, by the one rule of
-/// [`kugetsu_core::secrets::secret_values`].
-pub(super) fn sensitive_values(base: &[(OsString, OsString)], env: &AgentEnv) -> Vec<String> {
-    let from_base = base.iter().filter_map(|(k, v)| Some((k.to_str()?, v.to_str()?)));
+/// [`kugetsu_core::secrets::secret_values`], and the values the driver was told to mask too.
+pub(super) fn sensitive_values(opts: &OpencodeOptions, env: &AgentEnv) -> Vec<String> {
+    let from_base = opts.base_env.iter().filter_map(|(k, v)| Some((k.to_str()?, v.to_str()?)));
     let from_env = env.0.iter().map(|(k, v)| (k.as_str(), v.as_str()));
-    secret_values(from_base.chain(from_env))
+    let mut values = secret_values(from_base.chain(from_env));
+    values.extend(opts.also_mask.iter().filter(|v| !v.is_empty()).cloned());
+    values
 }
 
 fn unix_now() -> u64 {
