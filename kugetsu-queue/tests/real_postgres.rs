@@ -13,3 +13,4 @@ mod pg;
 
 mod postgres;
 mod postgres_daemons;
+mod postgres_tls;

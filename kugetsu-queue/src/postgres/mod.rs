@@ -19,6 +19,8 @@
 //!   it (`kugetsu_issue_hosts`); only that host's daemon claims the issue's later items.
 //! - **Wake-up**: an enqueue sends `NOTIFY` in its own transaction; daemons `LISTEN`
 //!   ([`PgWake`]) and still poll as a fallback.
+//! - **TLS**: `sslmode` and `sslrootcert` in the URL, as libpq reads them ([`tls`]); the
+//!   server's certificate is checked by rustls.
 //! - **Faults**: every operation reconnects when its connection is gone; an unreachable server
 //!   is a [`QueueError::Unavailable`] naming the server with its credentials masked, and the
 //!   transaction that failed changed nothing.
@@ -29,6 +31,7 @@
 mod queue;
 mod schema;
 mod slots;
+mod tls;
 
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -41,6 +44,7 @@ use time::OffsetDateTime;
 pub use queue::PgQueue;
 pub use schema::{SCHEMA_VERSION, SchemaInfo};
 pub use slots::PgSlots;
+pub use tls::TlsError;
 
 use crate::backend::Backend;
 
@@ -133,6 +137,25 @@ impl From<QueueError> for PgFail {
     }
 }
 
+/// Why a connection could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ConnectError {
+    /// The URL's TLS settings cannot be used.
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
+    /// The server refused the connection for a reason of its TLS settings.
+    #[error("{why}")]
+    Refused {
+        /// What it means for the URL's TLS settings.
+        why: String,
+        /// The driver's error.
+        source: postgres::Error,
+    },
+    /// The driver could not connect.
+    #[error(transparent)]
+    Driver(#[from] postgres::Error),
+}
+
 /// How long a connection attempt may take before the server counts as unreachable.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a session may sit idle inside a transaction, and how long a statement waits for
@@ -178,14 +201,23 @@ impl Conn {
         QueueError::Unavailable { target: self.target(), message }
     }
 
-    pub(crate) fn connect(url: &str) -> Result<postgres::Client, postgres::Error> {
+    pub(crate) fn connect(url: &str) -> Result<postgres::Client, ConnectError> {
         Conn::connect_as(url, "kugetsu")
     }
 
     /// Connects under `name` as the application name (unless the URL sets one), so that
     /// `pg_stat_activity` tells kugetsu's connections apart.
-    fn connect_as(url: &str, name: &str) -> Result<postgres::Client, postgres::Error> {
+    fn connect_as(url: &str, name: &str) -> Result<postgres::Client, ConnectError> {
+        let (url, tls) = tls::split(url)?;
         let mut config: postgres::Config = url.parse()?;
+        config.ssl_mode(match tls.mode {
+            tls::SslMode::Disable => postgres::config::SslMode::Disable,
+            tls::SslMode::Prefer => postgres::config::SslMode::Prefer,
+            // The driver only asks for TLS; the connector checks the certificate.
+            tls::SslMode::Require | tls::SslMode::VerifyCa | tls::SslMode::VerifyFull => {
+                postgres::config::SslMode::Require
+            }
+        });
         config.connect_timeout(CONNECT_TIMEOUT);
         // A host paused (SIGSTOP, a frozen VM) inside one of kugetsu's short transactions
         // would hold that transaction's locks, the slot grant's advisory lock among them, for
@@ -199,7 +231,10 @@ impl Conn {
         if config.get_application_name().is_none() {
             config.application_name(name);
         }
-        config.connect(postgres::NoTls)
+        config.connect(tls::connector(&tls)?).map_err(|e| match tls::explain(&e, &tls) {
+            Some(why) => ConnectError::Refused { why, source: e },
+            None => ConnectError::Driver(e),
+        })
     }
 
     /// Runs `f` on the connection, opening it first if needed. A broken connection is

@@ -8,6 +8,14 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+/// The CA files of a server with [`Pg::require_tls`].
+pub struct TlsFiles {
+    /// The CA that signed the server's certificate (PEM).
+    pub ca: PathBuf,
+    /// A CA that did not.
+    pub other_ca: PathBuf,
+}
+
 pub struct Pg {
     dir: tempfile::TempDir,
     bin: PathBuf,
@@ -207,6 +215,69 @@ impl Pg {
             })
             .collect();
         format!("postgres://{user}:{encoded}@127.0.0.1:{}/{name}", self.port)
+    }
+
+    /// Turns TLS on as a managed server has it: a throwaway CA, a certificate for `localhost`
+    /// and 127.0.0.1 signed by it, and every unencrypted TCP connection refused
+    /// (`hostnossl ... reject`). Make the test's databases first: [`Pg::database`] connects
+    /// without TLS.
+    pub fn require_tls(&self) -> TlsFiles {
+        use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+        let ca = |name: &str| {
+            let key = KeyPair::generate().unwrap();
+            let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+            params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+            params.distinguished_name.push(DnType::CommonName, name);
+            let cert = params.self_signed(&key).unwrap();
+            (cert.pem(), Issuer::new(params, key))
+        };
+        let (ca_pem, issuer) = ca("kugetsu test CA");
+        let (other_pem, _) = ca("some other CA");
+        let key = KeyPair::generate().unwrap();
+        let params =
+            CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()]).unwrap();
+        let cert = params.signed_by(&key, &issuer).unwrap();
+
+        let data = self.data();
+        std::fs::write(data.join("server.crt"), cert.pem()).unwrap();
+        std::fs::write(data.join("server.key"), key.serialize_pem()).unwrap();
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let private = std::fs::Permissions::from_mode(0o600);
+            std::fs::set_permissions(data.join("server.key"), private).unwrap();
+        }
+        if self.as_postgres {
+            let st = Command::new("chown")
+                .args(["postgres:"])
+                .arg(data.join("server.crt"))
+                .arg(data.join("server.key"))
+                .status()
+                .unwrap();
+            assert!(st.success());
+        }
+        let conf = data.join("postgresql.conf");
+        let mut text = std::fs::read_to_string(&conf).unwrap();
+        text.push_str("\nssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n");
+        std::fs::write(&conf, text).unwrap();
+        let hba = data.join("pg_hba.conf");
+        let rest = std::fs::read_to_string(&hba).unwrap();
+        std::fs::write(
+            &hba,
+            format!(
+                "hostssl all all 127.0.0.1/32 trust\nhostnossl all all 127.0.0.1/32 reject\n{rest}"
+            ),
+        )
+        .unwrap();
+        // A restart, not a reload: a reload with an unusable certificate would leave the
+        // server running without TLS and the test passing for the wrong reason.
+        self.stop();
+        self.start_server().unwrap();
+
+        let ca = self.dir.path().join("ca.pem");
+        let other_ca = self.dir.path().join("other-ca.pem");
+        std::fs::write(&ca, ca_pem).unwrap();
+        std::fs::write(&other_ca, other_pem).unwrap();
+        TlsFiles { ca, other_ca }
     }
 
     pub fn url(&self, db: &str) -> String {
