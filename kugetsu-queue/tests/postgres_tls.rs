@@ -44,6 +44,13 @@ fn refusal(url: &str) -> String {
 fn tls_only_server() {
     let Some(pg) = pg::Pg::start() else { return };
     let dbs: Vec<String> = (0..4).map(|_| pg.database()).collect();
+    // Before TLS is on: `require` will not fall back to plain, and says so.
+    let line = refusal(&format!("{}?sslmode=require", dbs[3]));
+    assert!(
+        line.contains("the server does not accept TLS, and sslmode=require requires it"),
+        "{line}"
+    );
+
     let tls = pg.require_tls();
     let ca = tls.ca.display().to_string();
     let other_ca = tls.other_ca.display().to_string();
@@ -63,6 +70,10 @@ fn tls_only_server() {
         )),
         "{line}"
     );
+
+    // Without sslrootcert the system's CAs are trusted, and none of them signed this one.
+    let line = refusal(&format!("{}?sslmode=verify-full", dbs[3]));
+    assert!(line.contains("system's trusted"), "{line}");
 
     // A name the certificate does not list: `host` names it, `hostaddr` reaches the server.
     let wrong_name = dbs[3].replace("127.0.0.1", "db.invalid");
