@@ -14,3 +14,4 @@ mod support;
 mod dashboard_shared_queue;
 mod multi_host;
 mod queue_secret;
+mod queue_tls;
