@@ -75,6 +75,12 @@ fn tls_only_server() {
     let line = refusal(&format!("{}?sslmode=verify-full", dbs[3]));
     assert!(line.contains("system's trusted"), "{line}");
 
+    // A root file that is not there is named, and nothing is sent.
+    let missing = tls.ca.with_file_name("missing.pem");
+    let line =
+        refusal(&format!("{}?sslmode=verify-full&sslrootcert={}", dbs[3], missing.display()));
+    assert!(line.contains(&format!("sslrootcert {}: ", missing.display())), "{line}");
+
     // A name the certificate does not list: `host` names it, `hostaddr` reaches the server.
     let wrong_name = dbs[3].replace("127.0.0.1", "db.invalid");
     let line =
