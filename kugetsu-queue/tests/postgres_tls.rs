@@ -71,6 +71,10 @@ fn tls_only_server() {
         "{line}"
     );
 
+    // `require` with a root file checks the chain against it, as libpq does.
+    let line = refusal(&format!("{}?sslmode=require&sslrootcert={other_ca}", dbs[3]));
+    assert!(line.contains("is not signed by the CA in sslrootcert"), "{line}");
+
     // Without sslrootcert the system's CAs are trusted, and none of them signed this one.
     let line = refusal(&format!("{}?sslmode=verify-full", dbs[3]));
     assert!(line.contains("system's trusted"), "{line}");
