@@ -19,7 +19,7 @@
 //! cut the password out of any text that echoes it. On arbitrary text: no panic.
 #![no_main]
 
-use kugetsu_core::conninfo::{MASKED, passwords, redact};
+use kugetsu_core::secrets::conninfo::{MASKED, passwords, redact};
 use kugetsu_core::secrets::{MIN_REDACTED_LEN, is_sensitive, redact as cut, secret_values};
 use libfuzzer_sys::fuzz_target;
 

@@ -51,7 +51,7 @@ fuzz_target!(|data: &[u8]| {
         if long(v) {
             expected.push(v);
         }
-        conn_passwords.push(kugetsu_core::conninfo::passwords(v));
+        conn_passwords.push(kugetsu_core::secrets::conninfo::passwords(v));
         if v.contains('\n') {
             expected.extend(v.lines().map(str::trim).filter(|l| long(l)));
         }

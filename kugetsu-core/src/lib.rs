@@ -6,7 +6,6 @@
 pub mod agent;
 pub mod clock;
 pub mod config;
-pub mod conninfo;
 pub mod control;
 pub mod env_file;
 pub mod interrupt;

@@ -259,7 +259,7 @@ impl Config {
                 key: key.to_string(),
                 // The message must not echo a password.
                 value: if setting.secret {
-                    crate::conninfo::redact(value.trim())
+                    crate::secrets::conninfo::redact(value.trim())
                 } else {
                     value.to_string()
                 },

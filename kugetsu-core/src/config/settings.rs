@@ -334,7 +334,7 @@ pub const SETTINGS: &[Setting] = &[
             Ok(())
         },
         display: |c| {
-            c.queue_url.as_deref().map_or_else(|| "(none)".into(), crate::conninfo::redact)
+            c.queue_url.as_deref().map_or_else(|| "(none)".into(), crate::secrets::conninfo::redact)
         },
     },
     Setting {

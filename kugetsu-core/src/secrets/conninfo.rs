@@ -11,10 +11,10 @@
 //! the Rust driver at the first `@`; neither tells where the user meant it to end. Masking
 //! must not guess in the password's favour, so the user-info is taken to end at the **last**
 //! `@`: a host or path with an `@` in it is masked too, a password never shows. A key is
-//! secret by the one rule of [`crate::secrets::is_sensitive`] (`password`, `sslpassword`,
+//! secret by the one rule of [`super::is_sensitive`] (`password`, `sslpassword`,
 //! `PGPASSWORD`).
 
-use crate::secrets::is_sensitive;
+use super::is_sensitive;
 
 /// What a masked password is shown as in a connection string.
 pub const MASKED: &str = "***";

@@ -16,6 +16,8 @@
 //! before the line is stored or its events are shown. Not covered: base64 and other encodings
 //! a program may apply on its own, and a secret split across two strings or lines.
 
+pub mod conninfo;
+
 use std::fmt;
 
 /// Keys that are always sensitive (the spec's list).
@@ -67,7 +69,9 @@ where
             out.push(value.to_owned());
         }
         // A connection string's password can be echoed on its own, and decoded.
-        out.extend(crate::conninfo::passwords(value).into_iter().filter(|p| long_enough(p)));
+        out.extend(
+            crate::secrets::conninfo::passwords(value).into_iter().filter(|p| long_enough(p)),
+        );
         // Output is read and redacted line by line: a multi-line secret (a private key) is cut
         // out line by line too.
         if value.contains('\n') {
@@ -197,11 +201,11 @@ fn redact_value(value: &mut serde_json::Value, forms: &[String]) -> bool {
 }
 
 /// `url` with the user-info of `scheme://user:pass@host` (or of scp-like `user@host:`) replaced
-/// by `***`, for messages. A PostgreSQL URL is masked by [`crate::conninfo::redact`], which
+/// by `***`, for messages. A PostgreSQL URL is masked by [`crate::secrets::conninfo::redact`], which
 /// also covers a password its user did not percent-encode.
 pub fn redact_url(url: &str) -> String {
-    if crate::conninfo::is_url(url) {
-        return crate::conninfo::redact(url);
+    if crate::secrets::conninfo::is_url(url) {
+        return crate::secrets::conninfo::redact(url);
     }
     let (prefix, rest) = match url.find("://") {
         Some(i) => url.split_at(i + 3),
