@@ -483,6 +483,12 @@ pub fn remove_file(path: &Path) -> Result<bool, StorageError> {
 mod tests {
     use super::*;
 
+    /// A FIFO at `path`: what a hostile neighbour plants to make an open wait forever.
+    fn mkfifo(path: &Path) {
+        let mode = rustix::fs::Mode::from_raw_mode(0o600);
+        rustix::fs::mknodat(rustix::fs::CWD, path, rustix::fs::FileType::Fifo, mode, 0).unwrap();
+    }
+
     /// Only this pid runs.
     #[derive(Debug)]
     struct Only(u32);
@@ -530,14 +536,7 @@ mod tests {
     fn fifos_and_directories_are_refused_without_hanging() {
         let dir = tempfile::tempdir().unwrap();
         let fifo = dir.path().join("index.json");
-        rustix::fs::mknodat(
-            rustix::fs::CWD,
-            &fifo,
-            rustix::fs::FileType::Fifo,
-            rustix::fs::Mode::from_raw_mode(0o600),
-            0,
-        )
-        .unwrap();
+        mkfifo(&fifo);
         let err = read_json::<serde_json::Value>(&fifo).unwrap_err();
         assert!(matches!(&err, StorageError::Io { path, .. } if *path == fifo), "{err}");
         let err = read_bytes(dir.path()).unwrap_err();
@@ -610,14 +609,7 @@ mod tests {
         assert!(!real.join("run.log").exists());
         // A FIFO: refused at once rather than waiting for a reader.
         let fifo = dir.path().join("fifo.log");
-        rustix::fs::mknodat(
-            rustix::fs::CWD,
-            &fifo,
-            rustix::fs::FileType::Fifo,
-            rustix::fs::Mode::from_raw_mode(0o600),
-            0,
-        )
-        .unwrap();
+        mkfifo(&fifo);
         assert!(open_private(&fifo, PrivateOpen::Append).is_err());
     }
 

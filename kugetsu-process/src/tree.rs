@@ -200,6 +200,16 @@ mod tests {
         assert_eq!(u, Usage::default());
     }
 
+    /// Scans until the tree has a live descendant (at most 10 s: the test then says what it
+    /// did not see).
+    fn scan_until_a_descendant(tree: &mut Tree) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while tree.alive() == 0 && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            tree.scan();
+        }
+    }
+
     #[test]
     fn finds_and_kills_a_detached_grandchild() {
         if proc::read_stat(std::process::id()).is_none() {
@@ -212,11 +222,7 @@ mod tests {
             .spawn()
             .expect("sh");
         let mut tree = Tree::new(child.id());
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        while tree.alive() == 0 && std::time::Instant::now() < deadline {
-            std::thread::sleep(std::time::Duration::from_millis(20));
-            tree.scan();
-        }
+        scan_until_a_descendant(&mut tree);
         assert!(tree.alive() >= 1, "the background sleep was seen");
         tree.signal(Signal::KILL);
         let _ = child.kill();
@@ -241,11 +247,7 @@ mod tests {
                 .expect("sh");
             let mut tree = Tree::new(child.id());
             // Until the grandchild is up, then a second of measuring.
-            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-            while tree.alive() == 0 && std::time::Instant::now() < deadline {
-                std::thread::sleep(std::time::Duration::from_millis(20));
-                tree.scan();
-            }
+            scan_until_a_descendant(&mut tree);
             std::thread::sleep(std::time::Duration::from_millis(1000));
             let used = tree.scan();
             tree.signal(Signal::KILL);
