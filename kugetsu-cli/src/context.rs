@@ -51,6 +51,32 @@ fn queue_url_from_file(env: &mut BTreeMap<String, String>) -> Result<(), CliErro
     Ok(())
 }
 
+/// Removes every secret setting (and its aliases) from `env`, and the file naming the queue's
+/// URL, which the caller gives again where it means to.
+pub fn remove_secrets(env: &mut BTreeMap<String, String>) {
+    for setting in kugetsu_core::config::SETTINGS.iter().filter(|s| s.secret) {
+        env.remove(setting.name);
+        for alias in setting.aliases {
+            env.remove(*alias);
+        }
+    }
+    env.remove(vars::KUGETSU_QUEUE_URL_FILE);
+}
+
+/// Writes the queue's URL to [`StateDir::queue_url_path`] (`0600`, replaced whole, never
+/// through a link) and returns that path.
+pub fn write_queue_url(
+    state: &StateDir,
+    url: &str,
+) -> Result<PathBuf, kugetsu_core::storage::StorageError> {
+    let path = state.queue_url_path();
+    if let Some(dir) = path.parent() {
+        kugetsu_core::storage::ensure_dir(dir)?;
+    }
+    kugetsu_core::storage::atomic_write(&path, url.as_bytes())?;
+    Ok(path)
+}
+
 /// Whether `key` names a setting whose value is secret (by the settings table).
 fn is_secret_setting(key: &str) -> bool {
     kugetsu_core::config::setting(key).is_some_and(|s| s.secret)
@@ -162,9 +188,8 @@ impl Ctx {
         argv
     }
 
-    /// The secret overrides [`Ctx::child_args`] leaves out, as environment variables under the
-    /// setting's name. In the child they outrank its config file as they did here (the
-    /// environment outranks the file, and the child has no override of its own for them).
+    /// The overrides of secret settings, which [`Ctx::child_args`] leaves out (a service
+    /// refuses them: its unit's command line is the only place they could go).
     pub fn secret_overrides(&self) -> BTreeMap<String, String> {
         self.overrides
             .iter()
@@ -175,11 +200,20 @@ impl Ctx {
             .collect()
     }
 
-    /// The environment of a child `kugetsu`: this process's, plus [`Ctx::secret_overrides`].
-    pub fn child_env(&self) -> BTreeMap<String, String> {
+    /// The environment of a child `kugetsu` (the daemon, a detached run, the warm agent): this
+    /// process's without any secret setting. Whatever a process's environment holds reaches
+    /// every process it starts, the ones libraries start among them (gix runs
+    /// `git-upload-pack` for a local remote and `ssh` for a remote one), so the child reads the
+    /// queue's URL, as this process resolved it from any layer, from the private file
+    /// [`vars::KUGETSU_QUEUE_URL_FILE`] names, and nothing it starts inherits the password.
+    pub fn child_env(&self, config: &Config) -> Result<BTreeMap<String, String>, CliError> {
         let mut env = self.env.clone();
-        env.extend(self.secret_overrides());
-        env
+        remove_secrets(&mut env);
+        if let Some(url) = &config.queue_url {
+            let path = write_queue_url(&self.state, url)?;
+            env.insert(vars::KUGETSU_QUEUE_URL_FILE.into(), path.display().to_string());
+        }
+        Ok(env)
     }
 
     /// Parses an issue ref, resolving short `#14` against `KUGETSU_DEFAULT_REPO`.
@@ -249,16 +283,35 @@ mod tests {
     }
 
     #[test]
-    fn a_secret_override_reaches_children_through_their_environment_only() {
+    fn a_secret_reaches_children_through_a_private_file_only() {
+        use std::os::unix::fs::PermissionsExt;
         let url = "postgres://k:pa%2Fss@db/q";
-        let ctx =
-            ctx(&[("PATH", "/bin")], &[("KUGETSU_QUEUE_URL", url), ("MAX_CONCURRENT_AGENTS", "2")]);
+        let mut ctx = ctx(
+            &[("PATH", "/bin"), ("KUGETSU_QUEUE_URL", "postgres://k:env@db/q")],
+            &[("KUGETSU_QUEUE_URL", url), ("MAX_CONCURRENT_AGENTS", "2")],
+        );
+        let dir = tempfile::tempdir().unwrap();
+        ctx.state = StateDir::new(dir.path());
         let argv: Vec<String> =
             ctx.child_args().iter().map(|a| a.to_string_lossy().into_owned()).collect();
-        assert_eq!(argv, ["--state-dir", "/s", "--config", "MAX_CONCURRENT_AGENTS=2"]);
-        let env = ctx.child_env();
-        assert_eq!(env.get("KUGETSU_QUEUE_URL").map(String::as_str), Some(url));
+        assert_eq!(argv[2..], ["--config", "MAX_CONCURRENT_AGENTS=2"]);
+        let mut config = Config::defaults(dir.path());
+        config.queue_url = Some(url.into());
+        let env = ctx.child_env(&config).unwrap();
+        assert_eq!(env.get("KUGETSU_QUEUE_URL"), None, "{env:?}");
         assert_eq!(env.get("PATH").map(String::as_str), Some("/bin"));
+        let file = PathBuf::from(&env[vars::KUGETSU_QUEUE_URL_FILE]);
+        assert_eq!(std::fs::read_to_string(&file).unwrap(), url);
+        assert_eq!(file.metadata().unwrap().permissions().mode() & 0o777, 0o600);
+        // What the child then reads.
+        let mut child = env.clone();
+        queue_url_from_file(&mut child).unwrap();
+        assert_eq!(child["KUGETSU_QUEUE_URL"], url);
+        // No queue: no file named.
+        assert_eq!(
+            ctx.child_env(&Config::defaults(dir.path())).unwrap().get(vars::KUGETSU_QUEUE_URL_FILE),
+            None
+        );
     }
 
     #[test]

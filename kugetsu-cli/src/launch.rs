@@ -34,13 +34,7 @@ pub enum RunPlace {
 /// use the queue, is told where to read it instead ([`AgentEnvs`]).
 pub fn agent_base_env(ctx: &Ctx, config: &Config) -> BTreeMap<String, String> {
     let mut env = ctx.env.clone();
-    for setting in kugetsu_core::config::SETTINGS.iter().filter(|s| s.secret) {
-        env.remove(setting.name);
-        for alias in setting.aliases {
-            env.remove(*alias);
-        }
-    }
-    env.remove(crate::context::vars::KUGETSU_QUEUE_URL_FILE);
+    crate::context::remove_secrets(&mut env);
     env.insert(crate::context::vars::KUGETSU_HOME.into(), ctx.state.root().display().to_string());
     env.insert("KUGETSU_TEMP_DIR".into(), config.temp_dir.display().to_string());
     if let Ok(defaults) =
@@ -60,7 +54,7 @@ pub fn agent_base_env(ctx: &Ctx, config: &Config) -> BTreeMap<String, String> {
 /// files: an agent is the user (docs/threat-model.md).
 pub struct AgentEnvs {
     files: EnvFiles,
-    queue_url: Option<(PathBuf, String)>,
+    queue_url: Option<(kugetsu_core::StateDir, String)>,
 }
 
 impl AgentEnvs {
@@ -68,7 +62,7 @@ impl AgentEnvs {
     pub fn new(ctx: &Ctx, config: &Config) -> Self {
         AgentEnvs {
             files: EnvFiles::new(&ctx.state),
-            queue_url: config.queue_url.clone().map(|url| (ctx.state.queue_url_path(), url)),
+            queue_url: config.queue_url.clone().map(|url| (ctx.state.clone(), url)),
         }
     }
 }
@@ -77,12 +71,9 @@ impl EnvSource for AgentEnvs {
     fn agent_env(&self, agent: &str) -> Result<AgentEnv, EnvFileError> {
         let mut env = self.files.agent_env(agent)?;
         if agent == PM_AGENT
-            && let Some((path, url)) = &self.queue_url
+            && let Some((state, url)) = &self.queue_url
         {
-            if let Some(dir) = path.parent() {
-                kugetsu_core::storage::ensure_dir(dir)?;
-            }
-            kugetsu_core::storage::atomic_write(path, url.as_bytes())?;
+            let path = crate::context::write_queue_url(state, url)?;
             env.0.insert(
                 crate::context::vars::KUGETSU_QUEUE_URL_FILE.into(),
                 path.display().to_string(),

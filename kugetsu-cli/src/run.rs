@@ -89,7 +89,7 @@ pub fn detach(
     let exe = std::env::current_exe()?;
     let mut cmd = std::process::Command::new(exe);
     cmd.args(ctx.child_args()).arg(verb).arg(issue.to_string()).arg("-");
-    cmd.args(flags).envs(ctx.secret_overrides());
+    cmd.args(flags).env_clear().envs(ctx.child_env(&ctx.config()?)?);
     cmd.stdin(stdin).stdout(log.try_clone()?).stderr(log);
     kugetsu_process::detach(&mut cmd);
     let child = cmd.spawn()?;

@@ -2,8 +2,8 @@
 //! checks it (SCRAM), a password with `/`, `?`, `#` and `@`, given to every command on its
 //! command line (`--config KUGETSU_QUEUE_URL=...`, the case that used to reach the daemon's
 //! argv). While the daemon runs a PM item and an issue's item, every process's argv and the
-//! environment of every agent process of this state directory (the PM agent, the dev agent,
-//! the warm serve; not kugetsu's own) are searched for it; then everything the commands printed and every file under the
+//! environment of every process of this state directory (the daemon, the PM agent, the dev
+//! agent, the warm serve, what they start) are searched for it; then everything the commands printed and every file under the
 //! scratch directory. The PM agent's environment names the private file its `kugetsu`
 //! commands read the URL from, and a command run with exactly that environment reaches the
 //! queue.
@@ -75,11 +75,8 @@ fn look(state: &Path, seen: &mut Seen) {
         }
         seen.ours += 1;
         let first = argv.split(' ').next().unwrap_or_default();
-        // kugetsu itself (the daemon) is where the URL is meant to be; only the user can read
-        // a process's environment. Every other process here is an agent or one it started.
-        if first.ends_with("/kugetsu") {
-            continue;
-        }
+        // Not even the daemon holds it in its environment: what it starts inherits that
+        // (gix starts `git-upload-pack` for a local remote), so it reads it from a file.
         for (k, v) in &env {
             assert_eq!(leaks(v), None, "pid {pid} ({argv}) has the password in {k}");
         }

@@ -52,12 +52,19 @@ pub fn spawn_after_start(ctx: &Ctx, config: &kugetsu_core::config::Config) {
     if !config.warm_agent || config.warm_agent_idle_minutes == 0 {
         return;
     }
+    let env = match ctx.child_env(config) {
+        Ok(env) => env,
+        Err(e) => {
+            tracing::warn!(error = %e.message, "cannot leave the agent warm");
+            return;
+        }
+    };
     let spawned = std::env::current_exe().and_then(|exe| {
         let mut cmd = std::process::Command::new(exe);
         cmd.args(ctx.child_args())
             .arg("warm-agent")
             .env_clear()
-            .envs(ctx.child_env())
+            .envs(env)
             .current_dir(ctx.state.root())
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())

@@ -32,12 +32,12 @@ pub fn start(ctx: &Ctx, out: &mut dyn Write) -> Result<(), CliError> {
             ),
         ));
     }
-    ctx.config()?; // a bad config is reported here, not in the background log
+    let config = ctx.config()?; // a bad config is reported here, not in the background log
     let exe = std::env::current_exe()?;
     let mut argv: Vec<OsString> = ctx.child_args();
     argv.push("queue-daemon".into());
     argv.push("run".into());
-    let spawned = daemon::spawn_detached(&exe, &argv, &ctx.child_env(), &ctx.state)?;
+    let spawned = daemon::spawn_detached(&exe, &argv, &ctx.child_env(&config)?, &ctx.state)?;
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         let st = daemon::status(&ctx.state)?;
