@@ -5,7 +5,7 @@
 //! finished (opencode does), so an agent running a long silent build prints nothing for as long
 //! as the build runs. A run is hung only when, for the whole idle limit, it printed nothing AND
 //! its process tree (the agent and every descendant, those that left its group included) used
-//! no CPU time or I/O worth counting. The thresholds were measured on opencode 1.18.33, the
+//! no CPU time or I/O worth counting and did not wait for a CPU most of the time. The thresholds were measured on opencode 1.18.33, the
 //! agent whose idle cost is known; an agent whose idle process burns more would need its own.
 
 use std::collections::VecDeque;
@@ -40,7 +40,8 @@ pub fn activity_is_watched() -> bool {
 ///
 /// Quiet is no output and no activity. Activity is judged over a trailing window (a quarter of
 /// the limit, between 1 s and 60 s): at each sample, if what the tree used in the last window
-/// exceeds [`BUSY_CPU_PER_MINUTE`] or [`BUSY_IO_PER_MINUTE`] scaled to the window, the run is
+/// exceeds [`BUSY_CPU_PER_MINUTE`] or [`BUSY_IO_PER_MINUTE`] scaled to the window, or the tree
+/// was runnable at most of the window's samples (see [`Activity::mostly_runnable`]), the run is
 /// busy at that moment. A short window marks the end of work closely (the verdict comes the
 /// limit after the last busy moment, which is at most one window after the work stopped); a
 /// long one smooths opencode's own bursts and the 10 ms granularity of CPU time. A window not
@@ -108,13 +109,24 @@ impl Activity {
             self.in_window = Usage {
                 cpu_ticks: self.in_window.cpu_ticks.saturating_sub(u.cpu_ticks),
                 io_bytes: self.in_window.io_bytes.saturating_sub(u.io_bytes),
+                runnable: false,
             };
         }
         if self.in_window.cpu_ticks > self.cpu_allowance
             || self.in_window.io_bytes > self.io_allowance
+            || self.mostly_runnable()
         {
             self.last_busy = Some(at);
         }
+    }
+
+    /// Whether the tree wanted a CPU at most of the window's samples (at least two): work
+    /// that the machine's load starves. A busy loop on cores shared fifteen ways gets less CPU
+    /// than [`BUSY_CPU_PER_MINUTE`] yet is runnable whenever it is looked at; idle opencode
+    /// is runnable at about one sample in forty (its share of a core), a sleeping tool at none.
+    fn mostly_runnable(&self) -> bool {
+        let runnable = self.samples.iter().filter(|(_, u)| u.runnable).count();
+        self.samples.len() >= 2 && runnable * 2 > self.samples.len()
     }
 
     /// How long nothing was seen: no output, and no busy moment.
@@ -138,7 +150,10 @@ mod tests {
     fn feed(a: &mut Activity, t0: Instant, from: f64, to: f64, ticks: u64, bytes: u64) {
         let mut t = from;
         while t <= to {
-            a.used(t0 + Duration::from_secs_f64(t), Usage { cpu_ticks: ticks, io_bytes: bytes });
+            a.used(
+                t0 + Duration::from_secs_f64(t),
+                Usage { cpu_ticks: ticks, io_bytes: bytes, ..Usage::default() },
+            );
             t += 0.5;
         }
     }
@@ -173,7 +188,7 @@ mod tests {
         // Its own timers, as measured: a tick or two a second and ~50 bytes, and a burst of
         // 0.45 s now and then.
         feed(&mut a, t0, 0.5, 70.0, 1, 50);
-        a.used(at(t0, 20.2), Usage { cpu_ticks: 45, io_bytes: 700 });
+        a.used(at(t0, 20.2), Usage { cpu_ticks: 45, io_bytes: 700, ..Usage::default() });
         assert!(!a.is_hung(at(t0, 59.9)));
         assert!(a.is_hung(at(t0, 60.0)));
         assert_eq!(a.quiet_for(at(t0, 61.0)), Duration::from_secs(61));
@@ -220,7 +235,7 @@ mod tests {
         // A short sharp burst (1 s of a whole core) is not 2.5 s in 15 s.
         let mut a = Activity::with_ticks(Duration::from_secs(60), t0, 100);
         feed(&mut a, t0, 0.5, 120.0, 0, 0);
-        a.used(at(t0, 30.0), Usage { cpu_ticks: 100, io_bytes: 0 });
+        a.used(at(t0, 30.0), Usage { cpu_ticks: 100, io_bytes: 0, ..Usage::default() });
         assert!(a.is_hung(at(t0, 60.0)));
     }
 
@@ -246,9 +261,39 @@ mod tests {
         for half_seconds in 1..=20u32 {
             // Each second a child that ran 0.3 s is reaped.
             let ticks = if half_seconds.is_multiple_of(2) { 30 } else { 0 };
-            a.used(at(t0, f64::from(half_seconds) / 2.0), Usage { cpu_ticks: ticks, io_bytes: 0 });
+            a.used(
+                at(t0, f64::from(half_seconds) / 2.0),
+                Usage { cpu_ticks: ticks, io_bytes: 0, ..Usage::default() },
+            );
         }
         assert!(!a.is_hung(at(t0, 10.0)));
         assert!(a.is_hung(at(t0, 12.0)));
+    }
+
+    #[test]
+    fn a_tree_starved_of_cpu_but_runnable_is_busy() {
+        let t0 = Instant::now();
+        let runnable = |ticks| Usage { cpu_ticks: ticks, io_bytes: 0, runnable: true };
+        // A busy loop on cores shared many ways: 2 ticks a sample (2.4 s a minute, under the
+        // allowance), runnable whenever looked at.
+        let mut a = Activity::with_ticks(Duration::from_secs(60), t0, 100);
+        let mut t = 0.5;
+        while t <= 120.0 {
+            a.used(at(t0, t), runnable(2));
+            t += 0.5;
+        }
+        assert!(!a.is_hung(at(t0, 120.0)));
+        // The same CPU, runnable at one sample in forty (idle opencode's share): idle.
+        let mut a = Activity::with_ticks(Duration::from_secs(60), t0, 100);
+        for i in 1..=240u32 {
+            let u =
+                if i % 40 == 0 { runnable(2) } else { Usage { cpu_ticks: 2, ..Usage::default() } };
+            a.used(at(t0, f64::from(i) / 2.0), u);
+        }
+        assert!(a.is_hung(at(t0, 120.0)));
+        // A single runnable sample is not a majority of one.
+        let mut a = Activity::with_ticks(Duration::from_secs(2), t0, 100);
+        a.used(at(t0, 0.5), runnable(0));
+        assert!(a.is_hung(at(t0, 2.0)));
     }
 }

@@ -23,6 +23,9 @@ pub(crate) struct Usage {
     pub cpu_ticks: u64,
     /// Bytes read and written (`rchar + wchar`).
     pub io_bytes: u64,
+    /// Whether a process of the tree was running or waiting for a CPU (`R`) when it was
+    /// scanned: a process that wants to work, whatever share of the cores it gets.
+    pub runnable: bool,
 }
 
 impl Usage {
@@ -31,6 +34,7 @@ impl Usage {
         Usage {
             cpu_ticks: self.cpu_ticks.saturating_add(other.cpu_ticks),
             io_bytes: self.io_bytes.saturating_add(other.io_bytes),
+            runnable: self.runnable || other.runnable,
         }
     }
 }
@@ -123,15 +127,17 @@ impl Tree {
         }
         // Exited but unreaped members are still measured: their final counts may have grown
         // since the last scan.
+        let in_tree = |s: &&Stat| s.pid == self.root || self.seen.get(&s.pid) == Some(&s.start);
+        let runnable = stats.iter().filter(in_tree).any(|s| s.state == 'R');
         let measured: Vec<(Key, Counters)> = stats
             .iter()
-            .filter(|s| s.pid == self.root || self.seen.get(&s.pid) == Some(&s.start))
+            .filter(in_tree)
             .map(|s| {
                 let io = proc::read_io(s.pid).map(|io| io.chars());
                 ((s.pid, s.start), Counters { cpu: s.cpu_with_reaped_children(), io })
             })
             .collect();
-        usage_since(&mut self.counters, &measured)
+        Usage { runnable, ..usage_since(&mut self.counters, &measured) }
     }
 
     /// Sends `sig` to every seen process that is still the same process, and to the process
@@ -175,7 +181,7 @@ mod tests {
         let mut before = HashMap::new();
         // First scan: everything the processes used so far.
         let u = usage_since(&mut before, &[((10, 1), c(130, Some(4000))), ((11, 5), c(2, None))]);
-        assert_eq!(u, Usage { cpu_ticks: 132, io_bytes: 4000 });
+        assert_eq!(u, Usage { cpu_ticks: 132, io_bytes: 4000, ..Usage::default() });
         // Nothing moved.
         let u = usage_since(&mut before, &[((10, 1), c(130, Some(4000))), ((11, 5), c(2, None))]);
         assert_eq!(u, Usage::default());
@@ -184,17 +190,17 @@ mod tests {
             &mut before,
             &[((10, 1), c(131, Some(4100))), ((11, 5), c(52, Some(10))), ((12, 9), c(3, Some(7)))],
         );
-        assert_eq!(u, Usage { cpu_ticks: 1 + 50 + 3, io_bytes: 100 + 10 + 7 });
+        assert_eq!(u, Usage { cpu_ticks: 1 + 50 + 3, io_bytes: 100 + 10 + 7, ..Usage::default() });
         // 11 exits and 10 reaps it: its 52 ticks move into 10's cutime. 12's I/O turns
         // unreadable: unchanged, not a drop.
         let u = usage_since(&mut before, &[((10, 1), c(183, Some(4100))), ((12, 9), c(3, None))]);
-        assert_eq!(u, Usage { cpu_ticks: 52, io_bytes: 0 });
+        assert_eq!(u, Usage { cpu_ticks: 52, io_bytes: 0, ..Usage::default() });
         let u =
             usage_since(&mut before, &[((10, 1), c(183, Some(4100))), ((12, 9), c(3, Some(9)))]);
-        assert_eq!(u, Usage { cpu_ticks: 0, io_bytes: 2 });
+        assert_eq!(u, Usage { cpu_ticks: 0, io_bytes: 2, ..Usage::default() });
         // A reused pid with another start time is another process.
         let u = usage_since(&mut before, &[((12, 20), c(4, Some(1)))]);
-        assert_eq!(u, Usage { cpu_ticks: 4, io_bytes: 1 });
+        assert_eq!(u, Usage { cpu_ticks: 4, io_bytes: 1, ..Usage::default() });
         // Counters never go back; if one does (not the same process after all), no underflow.
         let u = usage_since(&mut before, &[((12, 20), c(1, Some(0)))]);
         assert_eq!(u, Usage::default());
@@ -259,7 +265,10 @@ mod tests {
         let ticks = proc::clock_ticks_per_second();
         // A whole core for a second; on a loaded machine a good part of it.
         assert!(busy.cpu_ticks >= ticks / 10, "{busy:?}");
+        // Running or waiting for a core, whatever the load.
+        assert!(busy.runnable, "{busy:?}");
         let idle = run("setsid sleep 300 & wait");
         assert!(idle.cpu_ticks <= ticks / 50, "{idle:?}");
+        assert!(!idle.runnable, "{idle:?}");
     }
 }
