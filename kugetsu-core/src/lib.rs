@@ -13,6 +13,7 @@ pub mod issue_ref;
 pub mod logs;
 pub mod notify;
 pub mod orchestrator;
+pub mod outbox;
 pub mod process;
 pub mod queue;
 pub mod repos;

@@ -129,6 +129,16 @@ impl StateDir {
     pub fn notifications_path(&self) -> PathBuf {
         self.root.join("notifications.json")
     }
+    /// `outbox.json`: the notifications waiting to be posted to `KUGETSU_NOTIFY_URL` (see
+    /// [`crate::outbox`]).
+    pub fn outbox_path(&self) -> PathBuf {
+        self.root.join("outbox.json")
+    }
+    /// `cache/notify-url`: `KUGETSU_NOTIFY_URL` as a child `kugetsu` (the daemon, a detached
+    /// run) reads it (`0600`), so that no environment carries the receivers' tokens.
+    pub fn notify_url_path(&self) -> PathBuf {
+        self.cache_dir().join("notify-url")
+    }
     /// `repos.json`: explicit clone URLs.
     pub fn repos_path(&self) -> PathBuf {
         self.root.join("repos.json")

@@ -63,6 +63,11 @@ pub struct Config {
     pub warm_agent: bool,
     /// `KUGETSU_WARM_AGENT_IDLE_MINUTES` (0: off).
     pub warm_agent_idle_minutes: u64,
+    /// `KUGETSU_NOTIFY_URL`, each checked to be http(s): secrets (show them with
+    /// [`crate::secrets::webhook::redact`]).
+    pub notify_urls: Vec<String>,
+    /// `KUGETSU_NOTIFY_COMPLETED`.
+    pub notify_completed: bool,
     /// Where each key's value came from, in [`SETTINGS`] order.
     sources: Vec<(&'static str, Source)>,
     /// Things worth telling the user that are not errors (obsolete keys).
@@ -101,6 +106,8 @@ impl Config {
             queue_lease_seconds: 0,
             warm_agent: false,
             warm_agent_idle_minutes: 0,
+            notify_urls: Vec::new(),
+            notify_completed: false,
             sources: SETTINGS.iter().map(|s| (s.name, Source::Default)).collect(),
             warnings: Vec::new(),
         };
@@ -259,7 +266,7 @@ impl Config {
                 key: key.to_string(),
                 // The message must not echo a password.
                 value: if setting.secret {
-                    crate::secrets::conninfo::redact(value.trim())
+                    crate::secrets::redact_setting(value.trim())
                 } else {
                     value.to_string()
                 },

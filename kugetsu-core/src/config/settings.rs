@@ -51,6 +51,14 @@ pub const KUGETSU_WARM_AGENT: &str = "KUGETSU_WARM_AGENT";
 /// keeps it warm).
 pub const KUGETSU_WARM_AGENT_IDLE_MINUTES: &str = "KUGETSU_WARM_AGENT_IDLE_MINUTES";
 
+/// One or more `http://`/`https://` URLs (separated by commas or whitespace) every notification
+/// worth a person's attention is POSTed to as JSON (default none). A secret: such a URL often
+/// holds its token (in its path, its query or its user-info), so it is shown masked.
+pub const KUGETSU_NOTIFY_URL: &str = "KUGETSU_NOTIFY_URL";
+/// `1`: a completed task is posted to [`KUGETSU_NOTIFY_URL`] too (default `0`: only what needs
+/// a person).
+pub const KUGETSU_NOTIFY_COMPLETED: &str = "KUGETSU_NOTIFY_COMPLETED";
+
 /// The driver `KUGETSU_AGENT` names by default, and the one that made a session file that
 /// names none (the original kugetsu knew only opencode).
 pub const DEFAULT_DRIVER: &str = "opencode";
@@ -409,6 +417,55 @@ pub const SETTINGS: &[Setting] = &[
             Ok(())
         },
         display: |c| c.warm_agent_idle_minutes.to_string(),
+    },
+    Setting {
+        name: KUGETSU_NOTIFY_URL,
+        aliases: &[],
+        default: DefaultValue::Unset("none"),
+        summary: "http(s) URLs (comma- or space-separated) notifications are POSTed to as JSON",
+        doc: "one or more `http://`/`https://` URLs, separated by commas or spaces: every \
+              notification that needs a person (a task failed, blocked or hung; completed with \
+              `KUGETSU_NOTIFY_COMPLETED`) is POSTed there as JSON (see [Being told](#being-told)); \
+              shown masked, never given to agents",
+        example: Some("https://hooks.slack.com/services/T000/B000/XXXX"),
+        secret: true,
+        parse: |c, v| {
+            let mut urls = Vec::new();
+            for (n, url) in crate::secrets::webhook::split(v).enumerate() {
+                crate::secrets::webhook::check(url)
+                    .map_err(|why| format!("has an entry ({}) that {why}", n + 1))?;
+                urls.push(url.to_string());
+            }
+            c.notify_urls = urls;
+            Ok(())
+        },
+        display: |c| {
+            if c.notify_urls.is_empty() {
+                return "(none)".into();
+            }
+            let masked: Vec<String> =
+                c.notify_urls.iter().map(|u| crate::secrets::webhook::redact(u)).collect();
+            masked.join(", ")
+        },
+    },
+    Setting {
+        name: KUGETSU_NOTIFY_COMPLETED,
+        aliases: &[],
+        default: DefaultValue::Is("0"),
+        summary: "1: post completed tasks to KUGETSU_NOTIFY_URL too",
+        doc: "`1`: a completed task is posted to `KUGETSU_NOTIFY_URL` too; `0`: only what needs a \
+              person",
+        example: None,
+        secret: false,
+        parse: |c, v| {
+            c.notify_completed = match v.trim() {
+                "1" => true,
+                "0" | "" => false,
+                _ => return Err("is not 1 or 0".into()),
+            };
+            Ok(())
+        },
+        display: |c| (if c.notify_completed { "1" } else { "0" }).into(),
     },
 ];
 

@@ -298,4 +298,26 @@ fn a_secret_setting_is_masked_wherever_masking_applies() {
     (super::settings::setting(KUGETSU_QUEUE_URL).unwrap().parse)(&mut config, url).unwrap();
     let shown = (super::settings::setting(KUGETSU_QUEUE_URL).unwrap().display)(&config);
     assert_eq!(shown, "postgres://***@db/q");
+    let urls = "https://hooks.example/services/T0/B0/XXXXsecret, http://u:pw99@127.0.0.1:9/h";
+    (super::settings::setting(KUGETSU_NOTIFY_URL).unwrap().parse)(&mut config, urls).unwrap();
+    assert_eq!(config.notify_urls.len(), 2);
+    let shown = (super::settings::setting(KUGETSU_NOTIFY_URL).unwrap().display)(&config);
+    assert_eq!(shown, "https://hooks.example/***, http://***@127.0.0.1:9/***");
+    // A bad value is reported without the token.
+    let err = Config::resolve(
+        home(),
+        None,
+        &|_| None,
+        &[(KUGETSU_NOTIFY_URL, "https://ok.example/tok1, ftp://x/XXXXsecret")],
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("entry (2)") && !err.contains("XXXXsecret") && !err.contains("tok1"),
+        "{err}"
+    );
+    assert!(
+        crate::secrets::secret_values([(KUGETSU_NOTIFY_URL, urls)])
+            .contains(&"XXXXsecret".to_string())
+    );
 }

@@ -17,6 +17,7 @@
 //! a program may apply on its own, and a secret split across two strings or lines.
 
 pub mod conninfo;
+pub mod webhook;
 
 use std::fmt;
 
@@ -25,7 +26,8 @@ pub const SENSITIVE_KEYS: &[&str] =
     &["GITEA_TOKEN", "GITHUB_TOKEN", "GITLAB_TOKEN", "API_KEY", "PASSWORD", "TOKEN", "SECRET"];
 
 /// Words that make any key containing them sensitive.
-/// A database's or a queue's URL is among them: it may hold a password (`KUGETSU_QUEUE_URL`).
+/// A database's or a queue's URL is among them: it may hold a password (`KUGETSU_QUEUE_URL`);
+/// so is a webhook's, which holds its receiver's token (`KUGETSU_NOTIFY_URL`).
 const SENSITIVE_WORDS: &[&str] = &[
     "TOKEN",
     "SECRET",
@@ -37,6 +39,8 @@ const SENSITIVE_WORDS: &[&str] = &[
     "PRIVATE_KEY",
     "QUEUE_URL",
     "DATABASE_URL",
+    "NOTIFY_URL",
+    "WEBHOOK",
 ];
 
 /// What a masked value is shown as.
@@ -72,6 +76,10 @@ where
         out.extend(
             crate::secrets::conninfo::passwords(value).into_iter().filter(|p| long_enough(p)),
         );
+        // A webhook's token is in its path or query, and can be echoed without the rest.
+        for url in webhook::split(value).filter(|u| webhook::check(u).is_ok()) {
+            out.extend(webhook::secret_parts(url));
+        }
         // Output is read and redacted line by line: a multi-line secret (a private key) is cut
         // out line by line too.
         if value.contains('\n') {
@@ -229,6 +237,18 @@ pub fn redact_url(url: &str) -> String {
             format!("{base}?{}", params.join("&"))
         }
         None => masked,
+    }
+}
+
+/// The value of a secret setting as an error message may show it: a list of webhook URLs
+/// masked by [`webhook::redact_list`], a database's connection string by
+/// [`conninfo::redact`].
+pub fn redact_setting(value: &str) -> String {
+    let lower = value.to_ascii_lowercase();
+    if lower.contains("http://") || lower.contains("https://") {
+        webhook::redact_list(value)
+    } else {
+        conninfo::redact(value)
     }
 }
 
