@@ -25,34 +25,57 @@ pub mod vars {
     /// [`kugetsu_core::StateDir::queue_url_path`]): the `kugetsu` commands the PM agent runs
     /// reach the queue, and no agent's environment holds the password.
     pub const KUGETSU_QUEUE_URL_FILE: &str = "KUGETSU_QUEUE_URL_FILE";
+    /// A file holding `KUGETSU_NOTIFY_URL`, read when that is not set: how a child `kugetsu`
+    /// (the daemon, a detached run) gets the webhook URLs without an environment holding them.
+    pub const KUGETSU_NOTIFY_URL_FILE: &str = "KUGETSU_NOTIFY_URL_FILE";
 }
 
-/// Reads the queue's URL from [`vars::KUGETSU_QUEUE_URL_FILE`] into `env`, as if it had been
-/// set there, unless `KUGETSU_QUEUE_URL` is set. A file named but unreadable is an error: going
-/// on without the queue would run the PM agent's commands on another queue than its daemon's.
-fn queue_url_from_file(env: &mut BTreeMap<String, String>) -> Result<(), CliError> {
-    use kugetsu_core::config::KUGETSU_QUEUE_URL;
-    let Some(file) = env.get(vars::KUGETSU_QUEUE_URL_FILE).filter(|f| !f.is_empty()) else {
-        return Ok(());
-    };
-    if env.contains_key(KUGETSU_QUEUE_URL) {
-        return Ok(());
+/// The secret settings a child `kugetsu` reads from a private file instead of its
+/// environment ([`Ctx::child_env`] writes them): the setting and the variable naming the file.
+const SECRET_FILES: &[(&str, &str)] = &[
+    (kugetsu_core::config::KUGETSU_QUEUE_URL, vars::KUGETSU_QUEUE_URL_FILE),
+    (kugetsu_core::config::KUGETSU_NOTIFY_URL, vars::KUGETSU_NOTIFY_URL_FILE),
+];
+
+/// Reads every secret setting of [`SECRET_FILES`] whose file `env` names and that `env` does
+/// not set. A file named but unreadable is an error: going on without the queue would run the
+/// PM agent's commands on another queue than its daemon's.
+fn secrets_from_files(env: &mut BTreeMap<String, String>) -> Result<(), CliError> {
+    for (setting, var) in SECRET_FILES {
+        secret_from_file(env, setting, var)?;
     }
-    let path = PathBuf::from(file);
-    let url = kugetsu_core::storage::read_bytes(&path)?
-        .and_then(|bytes| String::from_utf8(bytes).ok())
-        .ok_or_else(|| {
-            CliError::new(
-                exit::FAILURE,
-                format!("{}: no queue URL in {}", vars::KUGETSU_QUEUE_URL_FILE, path.display()),
-            )
-        })?;
-    env.insert(KUGETSU_QUEUE_URL.into(), url.trim().to_owned());
     Ok(())
 }
 
-/// Removes every secret setting (and its aliases) from `env`, and the file naming the queue's
-/// URL, which the caller gives again where it means to.
+/// Reads `setting` from the file `var` names into `env`, unless `setting` is set.
+fn secret_from_file(
+    env: &mut BTreeMap<String, String>,
+    setting: &str,
+    var: &str,
+) -> Result<(), CliError> {
+    let Some(file) = env.get(var).filter(|f| !f.is_empty()) else {
+        return Ok(());
+    };
+    if env.contains_key(setting) {
+        return Ok(());
+    }
+    let path = PathBuf::from(file);
+    let value = kugetsu_core::storage::read_bytes(&path)?
+        .and_then(|bytes| String::from_utf8(bytes).ok())
+        .ok_or_else(|| {
+            let what = if setting == kugetsu_core::config::KUGETSU_QUEUE_URL {
+                "queue URL".to_string()
+            } else {
+                setting.to_string()
+            };
+            CliError::new(exit::FAILURE, format!("{var}: no {what} in {}", path.display()))
+        })?;
+    env.insert(setting.into(), value.trim().to_owned());
+    Ok(())
+}
+
+/// Removes every secret setting (and its aliases) from `env`, and the variables naming their
+/// files, which the caller gives again where it means to.
 pub fn remove_secrets(env: &mut BTreeMap<String, String>) {
     for setting in kugetsu_core::config::SETTINGS.iter().filter(|s| s.secret) {
         env.remove(setting.name);
@@ -60,7 +83,9 @@ pub fn remove_secrets(env: &mut BTreeMap<String, String>) {
             env.remove(*alias);
         }
     }
-    env.remove(vars::KUGETSU_QUEUE_URL_FILE);
+    for (_, var) in SECRET_FILES {
+        env.remove(*var);
+    }
 }
 
 /// Writes the queue's URL to [`StateDir::queue_url_path`] (`0600`, replaced whole, never
@@ -69,11 +94,17 @@ pub fn write_queue_url(
     state: &StateDir,
     url: &str,
 ) -> Result<PathBuf, kugetsu_core::storage::StorageError> {
-    let path = state.queue_url_path();
+    write_secret_file(state.queue_url_path(), url)
+}
+
+fn write_secret_file(
+    path: PathBuf,
+    value: &str,
+) -> Result<PathBuf, kugetsu_core::storage::StorageError> {
     if let Some(dir) = path.parent() {
         kugetsu_core::storage::ensure_dir(dir)?;
     }
-    kugetsu_core::storage::atomic_write(&path, url.as_bytes())?;
+    kugetsu_core::storage::atomic_write(&path, value.as_bytes())?;
     Ok(path)
 }
 
@@ -120,7 +151,7 @@ impl Ctx {
         let mut env: BTreeMap<String, String> = std::env::vars_os()
             .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
             .collect();
-        queue_url_from_file(&mut env)?;
+        secrets_from_files(&mut env)?;
         let home = directories::BaseDirs::new()
             .map(|b| b.home_dir().to_path_buf())
             .or_else(|| env.get("HOME").map(PathBuf::from))
@@ -212,6 +243,11 @@ impl Ctx {
         if let Some(url) = &config.queue_url {
             let path = write_queue_url(&self.state, url)?;
             env.insert(vars::KUGETSU_QUEUE_URL_FILE.into(), path.display().to_string());
+        }
+        if !config.notify_urls.is_empty() {
+            let path =
+                write_secret_file(self.state.notify_url_path(), &config.notify_urls.join(" "))?;
+            env.insert(vars::KUGETSU_NOTIFY_URL_FILE.into(), path.display().to_string());
         }
         Ok(env)
     }
@@ -305,8 +341,21 @@ mod tests {
         assert_eq!(file.metadata().unwrap().permissions().mode() & 0o777, 0o600);
         // What the child then reads.
         let mut child = env.clone();
-        queue_url_from_file(&mut child).unwrap();
+        secrets_from_files(&mut child).unwrap();
         assert_eq!(child["KUGETSU_QUEUE_URL"], url);
+        // The webhooks' URLs take the same way.
+        let hooks = "https://hooks.example/T0/B0/XXXXsecret";
+        config.notify_urls = vec![hooks.into()];
+        let env = ctx.child_env(&config).unwrap();
+        let file = PathBuf::from(&env[vars::KUGETSU_NOTIFY_URL_FILE]);
+        assert_eq!(file.metadata().unwrap().permissions().mode() & 0o777, 0o600);
+        assert!(!env.values().any(|v| v.contains("XXXXsecret")), "{env:?}");
+        let mut child = env.clone();
+        secrets_from_files(&mut child).unwrap();
+        assert_eq!(child["KUGETSU_NOTIFY_URL"], hooks);
+        let mut grandchild = child.clone();
+        remove_secrets(&mut grandchild);
+        assert!(!grandchild.keys().any(|k| k.starts_with("KUGETSU_NOTIFY")), "{grandchild:?}");
         // No queue: no file named.
         assert_eq!(
             ctx.child_env(&Config::defaults(dir.path())).unwrap().get(vars::KUGETSU_QUEUE_URL_FILE),
@@ -321,18 +370,18 @@ mod tests {
         std::fs::write(&file, "postgres://k:pw@db/q\n").unwrap();
         let named = file.display().to_string();
         let mut env = BTreeMap::from([(vars::KUGETSU_QUEUE_URL_FILE.to_string(), named.clone())]);
-        queue_url_from_file(&mut env).unwrap();
+        secrets_from_files(&mut env).unwrap();
         assert_eq!(env["KUGETSU_QUEUE_URL"], "postgres://k:pw@db/q");
         let mut set = BTreeMap::from([
             (vars::KUGETSU_QUEUE_URL_FILE.to_string(), named),
             ("KUGETSU_QUEUE_URL".to_string(), "postgres://other/q".to_string()),
         ]);
-        queue_url_from_file(&mut set).unwrap();
+        secrets_from_files(&mut set).unwrap();
         assert_eq!(set["KUGETSU_QUEUE_URL"], "postgres://other/q");
         let mut missing = BTreeMap::from([(
             vars::KUGETSU_QUEUE_URL_FILE.to_string(),
             dir.path().join("none").display().to_string(),
         )]);
-        assert!(queue_url_from_file(&mut missing).is_err());
+        assert!(secrets_from_files(&mut missing).is_err());
     }
 }

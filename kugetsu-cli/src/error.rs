@@ -281,6 +281,14 @@ impl From<NotifyError> for CliError {
     }
 }
 
+impl From<kugetsu_core::outbox::OutboxError> for CliError {
+    fn from(e: kugetsu_core::outbox::OutboxError) -> Self {
+        match e {
+            kugetsu_core::outbox::OutboxError::Storage(s) => s.into(),
+        }
+    }
+}
+
 impl From<LogsError> for CliError {
     fn from(e: LogsError) -> Self {
         match e {

@@ -11,6 +11,7 @@ pub mod agents;
 pub mod commands;
 pub mod context;
 pub mod dashboard;
+pub mod delivery;
 pub mod dispatcher;
 pub mod error;
 pub mod launch;
@@ -56,6 +57,7 @@ pub fn main() -> ExitCode {
         commands::run_command(&mut ui, &ctx, &cli.command)
     };
     let _ = stdout.flush();
+    notifications::after_command(&ctx);
     let code = match result {
         Ok(()) => exit::OK,
         Err(mut e) => {

@@ -1,16 +1,28 @@
-//! Recording notifications from the CLI and the daemon, with every secret from the env files
-//! and the shared queue's password redacted first (agent output can echo a token back).
+//! Recording notifications from the CLI and the daemon, with every secret from the env files,
+//! the shared queue's password and the webhooks' tokens redacted first (agent output can echo
+//! a token back); the ones that need a person go to the webhook outbox too.
+
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use kugetsu_core::StateDir;
+use kugetsu_core::config::Config;
 use kugetsu_core::env_file::EnvFiles;
 use kugetsu_core::notify::{NewNotification, NotificationType, Notifications};
-use kugetsu_core::secrets::redact;
+use kugetsu_core::outbox::{self, Outbox};
+use kugetsu_core::secrets::{redact, webhook};
 
-/// Every sensitive value in the env files, and the shared queue's URL with its password (an
-/// agent can read it where kugetsu keeps it for the PM agent), for redaction.
-pub fn secrets(state: &StateDir, queue_url: Option<&str>) -> Vec<String> {
+/// Set once this process has added to the outbox (see [`after_command`]).
+static OUTBOX_ADDED: AtomicBool = AtomicBool::new(false);
+
+/// Every sensitive value in the env files, the shared queue's URL with its password (an agent
+/// can read it where kugetsu keeps it for the PM agent) and the webhooks' URLs with their
+/// tokens, for redaction.
+pub fn secrets(state: &StateDir, config: Option<&Config>) -> Vec<String> {
     let files = EnvFiles::new(state);
-    let mut out = crate::launch::withheld_secrets(queue_url);
+    let mut out = crate::launch::withheld_secrets(config.and_then(|c| c.queue_url.as_deref()));
+    for url in config.map(|c| c.notify_urls.as_slice()).unwrap_or_default() {
+        out.extend(webhook::secret_parts(url));
+    }
     if let Ok(list) = files.list() {
         for summary in list {
             if let Ok(env) = files.merged(&summary.agent) {
@@ -23,16 +35,22 @@ pub fn secrets(state: &StateDir, queue_url: Option<&str>) -> Vec<String> {
     out
 }
 
-/// Adds a notification (redacted). Failures are logged, not raised: a notification must never
-/// make the work it reports on fail.
+/// This machine's name, as a posted notification tells it.
+pub fn machine() -> String {
+    kugetsu_process::host::machine_name().unwrap_or_else(|| "localhost".into())
+}
+
+/// Adds a notification (redacted), and when it needs a person and `KUGETSU_NOTIFY_URL` is set,
+/// its webhook body to the outbox; returns whether it did the latter. Failures are logged, not
+/// raised: a notification must never make the work it reports on fail.
 pub fn record_in(
     state: &StateDir,
-    queue_url: Option<&str>,
+    config: Option<&Config>,
     kind: NotificationType,
     message: &str,
     issue_ref: Option<&str>,
-) {
-    let secrets = secrets(state, queue_url);
+) -> bool {
+    let secrets = secrets(state, config);
     let refs: Vec<&str> = secrets.iter().map(String::as_str).collect();
     let result = Notifications::new(state).add(
         NewNotification {
@@ -42,8 +60,39 @@ pub fn record_in(
         },
         time::OffsetDateTime::now_utc(),
     );
-    if let Err(e) = result {
-        tracing::warn!(error = %e, "cannot record a notification");
+    let note = match result {
+        Ok(note) => note,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot record a notification");
+            return false;
+        }
+    };
+    let Some(config) = config.filter(|c| !c.notify_urls.is_empty()) else { return false };
+    let Some(event) = outbox::webhook_event(&note, config.notify_completed) else { return false };
+    let body = redact_body(outbox::payload(&note, &event, &machine()), &refs);
+    match Outbox::new(state).add(&note.id, body, &config.notify_urls, note.timestamp) {
+        Ok(()) => {
+            OUTBOX_ADDED.store(true, Ordering::Relaxed);
+            true
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot add a notification to the outbox");
+            false
+        }
+    }
+}
+
+/// `body` with every string in it redacted: what is posted leaves the machine.
+pub fn redact_body(body: serde_json::Value, secrets: &[&str]) -> serde_json::Value {
+    match body {
+        serde_json::Value::String(s) => serde_json::Value::String(redact(&s, secrets)),
+        serde_json::Value::Object(map) => {
+            map.into_iter().map(|(k, v)| (k, redact_body(v, secrets))).collect()
+        }
+        serde_json::Value::Array(list) => {
+            list.into_iter().map(|v| redact_body(v, secrets)).collect()
+        }
+        other => other,
     }
 }
 
@@ -54,13 +103,15 @@ pub fn record(
     message: &str,
     issue_ref: Option<&str>,
 ) {
-    record_in(&ctx.state, queue_url(ctx).as_deref(), kind, message, issue_ref);
+    record_in(&ctx.state, ctx.config().ok().as_ref(), kind, message, issue_ref);
 }
 
-/// The configured queue's URL, for [`secrets`]; none when the config cannot be read (the
-/// command reports that itself).
-pub fn queue_url(ctx: &crate::context::Ctx) -> Option<String> {
-    ctx.config().ok().and_then(|c| c.queue_url)
+/// At the end of a command: when it added to the outbox, leaves a sender to post it (the
+/// command never waits for a receiver).
+pub fn after_command(ctx: &crate::context::Ctx) {
+    if OUTBOX_ADDED.swap(false, Ordering::Relaxed) {
+        crate::delivery::flush_in_background(ctx);
+    }
 }
 
 #[cfg(test)]
@@ -68,22 +119,32 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_queue_password_is_masked_like_the_env_files_secrets() {
+    fn the_queue_password_and_webhook_tokens_are_masked_like_the_env_files_secrets() {
         let dir = tempfile::tempdir().unwrap();
         let state = StateDir::new(dir.path().join("state"));
         state.ensure().unwrap();
         let url = "postgres://k:Pw%2Fx%3Fy%23z%40planted9@db/q";
-        let secrets = secrets(&state, Some(url));
+        let mut config = Config::defaults(dir.path());
+        config.queue_url = Some(url.into());
+        config.notify_urls = vec!["https://hooks.example/services/T0/B0/hooktoken7".into()];
+        let secrets = secrets(&state, Some(&config));
         assert!(secrets.iter().any(|s| s == "Pw/x?y#z@planted9"), "{secrets:?}");
-        record_in(
+        assert!(record_in(
             &state,
-            Some(url),
+            Some(&config),
             NotificationType::TaskError,
-            "the agent printed Pw/x?y#z@planted9 and Pw%2Fx%3Fy%23z%40planted9",
+            "the agent printed Pw/x?y#z@planted9 and Pw%2Fx%3Fy%23z%40planted9 and hooktoken7",
             None,
-        );
+        ));
         let text = std::fs::read_to_string(Notifications::new(&state).path()).unwrap();
         assert!(text.contains("the agent printed"), "{text}");
-        assert!(!text.contains("planted9"), "{text}");
+        assert!(!text.contains("planted9") && !text.contains("hooktoken7"), "{text}");
+        let entries = Outbox::new(&state).list().unwrap();
+        let body = entries[0].payload.to_string();
+        assert!(body.contains("the agent printed"), "{body}");
+        assert!(!body.contains("planted9") && !body.contains("hooktoken7"), "{body}");
+        // Started tasks need nobody.
+        assert!(!record_in(&state, Some(&config), NotificationType::TaskStarted, "s", None));
+        assert_eq!(Outbox::new(&state).list().unwrap().len(), 1);
     }
 }

@@ -8,6 +8,7 @@ mod dashboard_support;
 #[allow(dead_code, clippy::unwrap_used)]
 mod git_http;
 mod support;
+mod webhook_receiver;
 
 mod cli_basics;
 mod daemon_service;
@@ -23,3 +24,4 @@ mod shell_world;
 mod signals;
 mod snapshots_flow;
 mod threat_model;
+mod webhooks;

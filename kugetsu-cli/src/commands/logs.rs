@@ -25,8 +25,7 @@ pub fn cmd_logs(ui: &mut Ui, ctx: &Ctx, args: &LogsArgs) -> Result<(), CliError>
     let logs = Logs::new(&ctx.state);
     logs.prune(time::OffsetDateTime::now_utc(), kugetsu_core::logs::LOG_RETENTION)?;
     let entries = logs.last(args.n)?;
-    let secrets =
-        crate::notifications::secrets(&ctx.state, crate::notifications::queue_url(ctx).as_deref());
+    let secrets = crate::notifications::secrets(&ctx.state, ctx.config().ok().as_ref());
     let refs: Vec<&str> = secrets.iter().map(String::as_str).collect();
     if ctx.json {
         let v: Vec<_> = entries

@@ -84,7 +84,7 @@ pub enum Command {
     Status(status::StatusArgs),
     /// Diagnose problems and, with --fix, repair what can be repaired safely.
     Doctor(doctor::DoctorArgs),
-    /// Show or clear notifications.
+    /// Show or clear notifications; test, show or flush their webhook deliveries.
     Notify(notify::NotifyArgs),
     /// Serve a live web page and a JSON API to see and steer the agents (token-protected).
     Dashboard(dashboard::DashboardArgs),

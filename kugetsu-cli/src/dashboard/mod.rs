@@ -45,10 +45,7 @@ impl App {
     /// string holds them and as HTML text holds them.
     pub fn secrets(&self) -> Vec<String> {
         let mut out = Vec::new();
-        for s in crate::notifications::secrets(
-            &self.ctx.state,
-            crate::notifications::queue_url(&self.ctx).as_deref(),
-        ) {
+        for s in crate::notifications::secrets(&self.ctx.state, self.ctx.config().ok().as_ref()) {
             let json = serde_json::to_string(&s).unwrap_or_default();
             let json = json.trim_matches('"').to_owned();
             let html = html_escape::encode_text(&s).into_owned();

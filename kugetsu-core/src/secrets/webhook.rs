@@ -74,8 +74,10 @@ pub fn redact_list(list: &str) -> String {
 }
 
 /// The secret parts of `url` to cut out of text: the URL itself, its user-info (and the
-/// password in it), and its path and query (and each path segment and query value that is long
-/// enough to be a token). Shorter than [`MIN_REDACTED_LEN`] ones are left out.
+/// password in it), its path and query, the path's last segment (where Slack, Mattermost,
+/// Discord and ntfy put the token or topic; the segments before it are words like `services`
+/// that masking would only wreck text with) and each query value. Shorter than
+/// [`MIN_REDACTED_LEN`] ones are left out.
 pub fn secret_parts(url: &str) -> Vec<String> {
     let mut out = vec![url.to_string()];
     if let Some(p) = parts(url) {
@@ -89,7 +91,7 @@ pub fn secret_parts(url: &str) -> Vec<String> {
         let rest = p.rest.trim_start_matches('/');
         out.push(rest.to_string());
         let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
-        out.extend(path.split('/').map(str::to_string));
+        out.extend(path.rsplit('/').next().map(str::to_string));
         for pair in query.split(['&', '#']) {
             let value = pair.split_once('=').map_or(pair, |(_, v)| v);
             out.push(value.to_string());

@@ -17,8 +17,7 @@ pub struct DaemonLogsArgs {
 /// Prints the lines.
 pub fn cmd_daemon_logs(ui: &mut Ui, ctx: &Ctx, args: &DaemonLogsArgs) -> Result<(), CliError> {
     let out = ui.stdout();
-    let secrets =
-        crate::notifications::secrets(&ctx.state, crate::notifications::queue_url(ctx).as_deref());
+    let secrets = crate::notifications::secrets(&ctx.state, ctx.config().ok().as_ref());
     let refs: Vec<&str> = secrets.iter().map(String::as_str).collect();
     let lines = daemon::tail_log(&ctx.state, args.n)?;
     if ctx.json {

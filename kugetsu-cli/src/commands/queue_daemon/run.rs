@@ -6,6 +6,7 @@ use std::sync::Arc;
 use kugetsu_core::interrupt::Interrupt;
 use kugetsu_core::storage::StorageError;
 use kugetsu_queue::daemon;
+use kugetsu_queue::log::{DEFAULT_LOG_MAX_BYTES, DaemonLog};
 use kugetsu_queue::{Daemon, DaemonOptions, QueueEvent, QueueEventKind};
 
 use crate::context::Ctx;
@@ -39,7 +40,7 @@ fn run(ctx: &Ctx) -> Result<(), CliError> {
     // Re-read every round, so an edit of the config file applies without a restart.
     let limit =
         Arc::new(move || limit_ctx.config().map(|c| c.max_concurrent_agents).unwrap_or(fallback));
-    let (state, queue_url) = (ctx.state.clone(), config.queue_url.clone());
+    let (state, notify_config) = (ctx.state.clone(), config.clone());
     let notifier = move |e: &QueueEvent| {
         let message = if e.detail.is_empty() {
             format!("{} {}", e.kind.as_str(), e.item_id)
@@ -48,13 +49,15 @@ fn run(ctx: &Ctx) -> Result<(), CliError> {
         };
         crate::notifications::record_in(
             &state,
-            queue_url.as_deref(),
+            Some(&notify_config),
             notification_kind(e.kind),
             &message,
             e.issue_ref.as_deref(),
         );
     };
+    let log = DaemonLog::open(&ctx.state.daemon_log_path(), DEFAULT_LOG_MAX_BYTES)?;
     let daemon = Daemon::new(ctx.state.clone(), crate::dispatcher::dispatcher(ctx.clone()), limit)
+        .with_log(log.clone())
         .with_backend(crate::queue_backend::backend(ctx, &config)?)
         .with_notifier(Arc::new(notifier))
         .with_options(DaemonOptions {
@@ -62,10 +65,18 @@ fn run(ctx: &Ctx) -> Result<(), CliError> {
             cleanup_age: Some(config.queue_cleanup_age()),
             ..DaemonOptions::default()
         })
-        // Forks through a warm agent while this daemon holds its lock; stopped before it lets go.
+        // Forks through a warm agent, and posts the notification outbox, while this daemon
+        // holds its lock; both stopped before it lets go.
         .with_companion({
             let (ctx, config) = (ctx.clone(), config.clone());
-            Arc::new(move || Box::new(crate::agents::WarmKeeper::start(&ctx, &config)))
+            Arc::new(move || {
+                let log = log.clone();
+                let line = move |text: &str| log.line(time::OffsetDateTime::now_utc(), text);
+                Box::new((
+                    crate::agents::WarmKeeper::start(&ctx, &config),
+                    crate::delivery::SenderThread::start(ctx.state.clone(), Arc::new(line)),
+                ))
+            })
         });
     let stop = Interrupt::new();
     let (state, on_signal) = (ctx.state.clone(), stop.clone());

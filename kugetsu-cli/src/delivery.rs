@@ -1,0 +1,284 @@
+//! Posting notifications to `KUGETSU_NOTIFY_URL`: the sender that empties the outbox
+//! ([`kugetsu_core::outbox`]) and the one POST every path shares (`notify test` too).
+//!
+//! Who sends: the queue daemon, on a thread of its own for as long as it runs
+//! ([`SenderThread`]); `kugetsu notify flush`, which a foreground command that added a
+//! notification leaves running detached ([`flush_in_background`]), so the command itself never
+//! waits for a receiver. Senders take the outbox's sender lock for each pass, so two of them
+//! never post the same delivery. A receiver that does not answer costs a pass at most
+//! [`POST_TIMEOUT`].
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use kugetsu_core::StateDir;
+use kugetsu_core::outbox::{Backoff, Due, Outbox, OutboxError, Recorded};
+use kugetsu_core::secrets::{redact, webhook};
+use kugetsu_core::storage::{self, StorageError};
+use serde_json::Value;
+
+/// The longest one POST may take, connecting included.
+pub const POST_TIMEOUT: Duration = Duration::from_secs(10);
+/// The longest wait for a connection.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How a POST went: the receiver's status, or why there was none (secrets masked).
+pub type Posted = Result<u16, String>;
+
+/// Posts JSON bodies. Cheap to share; loads the system's roots on its first https request.
+#[derive(Clone)]
+pub struct Sender {
+    agent: ureq::Agent,
+}
+
+impl Default for Sender {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Sender {
+    /// A sender with [`POST_TIMEOUT`], no redirects (a receiver that moves is a failure to
+    /// look at, not a place to send the body on to) and the system's TLS roots.
+    pub fn new() -> Self {
+        let roots: Vec<ureq::tls::Certificate<'static>> = rustls_native_certs::load_native_certs()
+            .certs
+            .iter()
+            .map(|der| ureq::tls::Certificate::from_der(der.as_ref()).to_owned())
+            .collect();
+        let tls = ureq::tls::TlsConfig::builder()
+            .provider(ureq::tls::TlsProvider::Rustls)
+            .root_certs(ureq::tls::RootCerts::Specific(Arc::new(roots)))
+            .unversioned_rustls_crypto_provider(Arc::new(
+                rustls::crypto::aws_lc_rs::default_provider(),
+            ))
+            .build();
+        let agent = ureq::Agent::config_builder()
+            .timeout_global(Some(POST_TIMEOUT))
+            .timeout_connect(Some(CONNECT_TIMEOUT))
+            .http_status_as_error(false)
+            .max_redirects(0)
+            .user_agent(concat!("kugetsu/", env!("CARGO_PKG_VERSION")))
+            .tls_config(tls)
+            .build()
+            .into();
+        Sender { agent }
+    }
+
+    /// POSTs `body` as JSON to `url`: `Ok(status)` for a 2xx answer, else why not, with the
+    /// URL's secret parts masked.
+    pub fn post(&self, url: &str, body: &Value) -> Posted {
+        let bytes = serde_json::to_vec(body).unwrap_or_default();
+        let secrets = webhook::secret_parts(url);
+        let refs: Vec<&str> = secrets.iter().map(String::as_str).collect();
+        let result = self.agent.post(url).content_type("application/json").send(&bytes[..]);
+        match result {
+            Ok(response) => {
+                let status = response.status().as_u16();
+                if (200..300).contains(&status) {
+                    Ok(status)
+                } else {
+                    Err(format!("HTTP {status}"))
+                }
+            }
+            Err(e) => Err(redact(&e.to_string(), &refs)),
+        }
+    }
+}
+
+/// What a sender pass did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Pass {
+    /// Delivered.
+    pub delivered: usize,
+    /// Failed, to be tried again.
+    pub retrying: usize,
+    /// Failed for good.
+    pub gave_up: usize,
+    /// Another sender held the lock: nothing done.
+    pub busy: bool,
+}
+
+/// Posts every delivery due now and records how each went. `log` gets a line for a
+/// delivery's first failure and for one given up.
+pub fn pass(
+    state: &StateDir,
+    sender: &Sender,
+    backoff: &Backoff,
+    log: &dyn Fn(&str),
+) -> Result<Pass, OutboxError> {
+    let outbox = Outbox::new(state);
+    let result = storage::try_with_exclusive_lock(outbox.sender_lock_path(), || {
+        let mut pass = Pass::default();
+        let due = outbox.due(time::OffsetDateTime::now_utc())?;
+        for d in due {
+            let posted = sender.post(&d.url, &d.payload);
+            let now = time::OffsetDateTime::now_utc();
+            let recorded = outbox.record(&d, posted.clone().map(|_| ()), now, backoff)?;
+            match (recorded, posted) {
+                (Recorded::Delivered, _) => pass.delivered += 1,
+                (Recorded::Retry(at), Err(why)) => {
+                    pass.retrying += 1;
+                    if d.attempts == 0 {
+                        log(&format!(
+                            "cannot post notification {} to {} ({why}); retrying from {}",
+                            d.id,
+                            webhook::redact(&d.url),
+                            kugetsu_core::clock::human(at)
+                        ));
+                    }
+                }
+                (Recorded::GaveUp, Err(why)) => {
+                    pass.gave_up += 1;
+                    log(&gave_up_line(&d, &why));
+                }
+                _ => {}
+            }
+        }
+        Ok::<_, OutboxError>(pass)
+    });
+    match result {
+        Err(OutboxError::Storage(StorageError::WouldBlock { .. })) => {
+            Ok(Pass { busy: true, ..Pass::default() })
+        }
+        other => other,
+    }
+}
+
+fn gave_up_line(d: &Due, why: &str) -> String {
+    format!(
+        "gave up posting notification {} to {} after {} attempts: {why}",
+        d.id,
+        webhook::redact(&d.url),
+        d.attempts + 1
+    )
+}
+
+/// How long until the next pending delivery is due (zero when one is due now), `None` when
+/// nothing is pending.
+pub fn next_due_in(state: &StateDir) -> Option<Duration> {
+    let next = Outbox::new(state).next_try().ok()??;
+    let wait = next - time::OffsetDateTime::now_utc();
+    Some(wait.try_into().unwrap_or(Duration::ZERO))
+}
+
+/// The queue daemon's sender: a thread that posts what is due until it is dropped. It looks at
+/// the outbox at least every [`SenderThread::POLL`], so what another process adds goes out
+/// soon.
+pub struct SenderThread {
+    stop: Arc<AtomicBool>,
+    done: std::sync::mpsc::Receiver<()>,
+}
+
+impl SenderThread {
+    /// How often an idle sender looks at the outbox.
+    pub const POLL: Duration = Duration::from_millis(500);
+
+    /// Starts the thread; `log` gets its lines (the daemon's log).
+    pub fn start(state: StateDir, log: Arc<dyn Fn(&str) + Send + Sync>) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (tx, done) = std::sync::mpsc::channel();
+        let flag = stop.clone();
+        let spawned = std::thread::Builder::new().name("notify-sender".into()).spawn(move || {
+            let sender = Sender::new();
+            let backoff = Backoff::default();
+            let mut reported = false;
+            while !flag.load(Ordering::Relaxed) {
+                match pass(&state, &sender, &backoff, &*log) {
+                    Ok(_) => reported = false,
+                    Err(e) if !reported => {
+                        reported = true;
+                        log(&format!("cannot read the notification outbox: {e}"));
+                    }
+                    Err(_) => {}
+                }
+                let wait = next_due_in(&state).unwrap_or(Self::POLL).min(Self::POLL);
+                std::thread::sleep(wait.max(Duration::from_millis(50)));
+            }
+            let _ = tx.send(());
+        });
+        if let Err(e) = spawned {
+            tracing::warn!(error = %e, "cannot start the notification sender");
+        }
+        SenderThread { stop, done }
+    }
+}
+
+impl Drop for SenderThread {
+    /// Stops the thread, waiting for a POST under way only briefly: one cut short is posted
+    /// again by the next sender (a receiver may see it twice, never not at all).
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        let _ = self.done.recv_timeout(Duration::from_secs(2));
+    }
+}
+
+/// `notify flush`: passes until nothing is due within `window`, or `budget` has passed.
+/// Returns the totals.
+pub fn flush(
+    state: &StateDir,
+    window: Duration,
+    budget: Duration,
+    log: &dyn Fn(&str),
+) -> Result<Pass, OutboxError> {
+    let sender = Sender::new();
+    let backoff = Backoff::default();
+    let started = Instant::now();
+    let mut total = Pass::default();
+    loop {
+        let p = pass(state, &sender, &backoff, log)?;
+        total.delivered += p.delivered;
+        total.gave_up += p.gave_up;
+        total.busy = p.busy;
+        if p.busy {
+            // Another sender (the daemon) is at it.
+            break;
+        }
+        match next_due_in(state) {
+            Some(wait) if wait <= window && started.elapsed() + wait < budget => {
+                std::thread::sleep(wait.max(Duration::from_millis(50)));
+            }
+            _ => break,
+        }
+    }
+    total.retrying = Outbox::new(state)
+        .list()?
+        .iter()
+        .flat_map(|e| &e.deliveries)
+        .filter(|d| d.state == kugetsu_core::outbox::DeliveryState::Pending)
+        .count();
+    Ok(total)
+}
+
+/// Leaves `kugetsu notify flush` running detached, so that what this command added to the
+/// outbox goes out without this command waiting for a receiver. Nothing when the queue
+/// daemon runs: its sender posts it. A failure leaves the notification for the next sender.
+pub fn flush_in_background(ctx: &crate::context::Ctx) {
+    if kugetsu_queue::daemon::status(&ctx.state).is_ok_and(|s| s.running) {
+        return;
+    }
+    let env = match ctx.config().and_then(|config| ctx.child_env(&config)) {
+        Ok(env) => env,
+        Err(e) => {
+            tracing::warn!(error = %e.message, "cannot post the notifications now");
+            return;
+        }
+    };
+    let spawned = std::env::current_exe().and_then(|exe| {
+        let mut cmd = std::process::Command::new(exe);
+        cmd.args(ctx.child_args())
+            .args(["notify", "flush"])
+            .env_clear()
+            .envs(env)
+            .current_dir(ctx.state.root())
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        kugetsu_process::detach(&mut cmd);
+        cmd.spawn()
+    });
+    if let Err(e) = spawned {
+        tracing::warn!(error = %e, "cannot post the notifications now");
+    }
+}
