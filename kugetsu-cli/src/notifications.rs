@@ -11,7 +11,7 @@ use kugetsu_core::notify::{NewNotification, NotificationType, Notifications};
 use kugetsu_core::outbox::{self, Outbox};
 use kugetsu_core::secrets::{redact, webhook};
 
-/// Set once this process has added to the outbox (see [`after_command`]).
+/// Set once this foreground command has added to the outbox (see [`after_command`]).
 static OUTBOX_ADDED: AtomicBool = AtomicBool::new(false);
 
 /// Every sensitive value in the env files, the shared queue's URL with its password (an agent
@@ -71,10 +71,7 @@ pub fn record_in(
     let Some(event) = outbox::webhook_event(&note, config.notify_completed) else { return false };
     let body = redact_body(outbox::payload(&note, &event, &machine()), &refs);
     match Outbox::new(state).add(&note.id, body, &config.notify_urls, note.timestamp) {
-        Ok(()) => {
-            OUTBOX_ADDED.store(true, Ordering::Relaxed);
-            true
-        }
+        Ok(()) => true,
         Err(e) => {
             tracing::warn!(error = %e, "cannot add a notification to the outbox");
             false
@@ -96,14 +93,17 @@ pub fn redact_body(body: serde_json::Value, secrets: &[&str]) -> serde_json::Val
     }
 }
 
-/// [`record_in`] for a command context.
+/// [`record_in`] for a foreground command, which [`after_command`] then leaves a sender for.
+/// (The daemon calls [`record_in`]: its own thread posts.)
 pub fn record(
     ctx: &crate::context::Ctx,
     kind: NotificationType,
     message: &str,
     issue_ref: Option<&str>,
 ) {
-    record_in(&ctx.state, ctx.config().ok().as_ref(), kind, message, issue_ref);
+    if record_in(&ctx.state, ctx.config().ok().as_ref(), kind, message, issue_ref) {
+        OUTBOX_ADDED.store(true, Ordering::Relaxed);
+    }
 }
 
 /// At the end of a command: when it added to the outbox, leaves a sender to post it (the

@@ -131,24 +131,30 @@ fn a_receiver_that_fails_first_gets_the_notification_on_a_retry() {
     assert!(!log.contains(HOOK_TOKEN), "{log}");
 }
 
-#[test]
-fn a_receiver_down_gets_the_notification_after_a_daemon_restart() {
-    let mut env = ready();
+/// A daemon that posted a completed task to a receiver that is down, stopped: returns the
+/// receiver's port.
+fn leave_a_pending_delivery(env: &mut Env, issue: &str) -> u16 {
     let port = closed_port();
     env.set("KUGETSU_NOTIFY_URL", &format!("http://127.0.0.1:{port}/hooks/{HOOK_TOKEN}"));
     env.set("KUGETSU_NOTIFY_COMPLETED", "1");
-    daemon(&env, "start");
-    enqueue(&env, "#3", "write the migration guide");
+    daemon(env, "start");
+    enqueue(env, issue, "write the migration guide");
     wait_for("a failed delivery in the outbox", || {
-        outbox(&env)[0]["deliveries"][0]["attempts"].as_u64().is_some_and(|n| n >= 1)
+        outbox(env)[0]["deliveries"][0]["attempts"].as_u64().is_some_and(|n| n >= 1)
     });
-    daemon(&env, "stop");
-    let shown = outbox(&env);
+    daemon(env, "stop");
+    let shown = outbox(env);
     let d = &shown[0]["deliveries"][0];
     assert_eq!(d["state"], "pending", "{shown}");
     assert!(d["last_error"].as_str().is_some_and(|e| !e.contains(HOOK_TOKEN)), "{shown}");
     assert!(d["next_try"].is_string(), "{shown}");
+    port
+}
 
+#[test]
+fn a_receiver_down_gets_the_notification_after_a_daemon_restart() {
+    let mut env = ready();
+    let port = leave_a_pending_delivery(&mut env, "#3");
     let rx = Receiver::start_on(port, &[]);
     daemon(&env, "start");
     wait_for("the notification after the restart", || !rx.requests().is_empty());
@@ -157,6 +163,22 @@ fn a_receiver_down_gets_the_notification_after_a_daemon_restart() {
     let d = &outbox(&env)[0]["deliveries"][0];
     assert_eq!(d["state"], "delivered");
     assert!(d["attempts"].as_u64().is_some_and(|n| n >= 2), "{d}");
+}
+
+#[test]
+fn notify_flush_posts_what_the_outbox_holds() {
+    let mut env = ready();
+    let port = leave_a_pending_delivery(&mut env, "#4");
+    let rx = Receiver::start_on(port, &[]);
+    let out = env.run(&["notify", "flush"]);
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    assert_eq!(out.stdout, "delivered 1, gave up 0, pending 0\n");
+    assert_eq!(rx.requests().len(), 1);
+    let out = env.run(&["notify", "outbox"]);
+    assert!(out.stdout.contains("delivered after 2 attempt(s)"), "{}", out.stdout);
+    assert!(!out.stdout.contains(HOOK_TOKEN), "{}", out.stdout);
+    let out = env.run(&["notify", "flush"]);
+    assert_eq!(out.stdout, "delivered 0, gave up 0, pending 0\n");
 }
 
 #[test]
