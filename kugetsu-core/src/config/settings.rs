@@ -310,8 +310,9 @@ pub const SETTINGS: &[Setting] = &[
         default: DefaultValue::Is("15"),
         summary: "Kill an agent run that prints nothing and whose processes use no CPU or I/O for this many minutes",
         doc: "a run is killed as hung when for this long it prints nothing and its processes (the \
-              agent and every command it started) use no CPU or I/O worth counting: a long \
-              silent build is not a hang",
+              agent and every command it started) use no CPU or I/O worth counting and do not \
+              wait for a CPU most of the time: a long silent build is not a hang, on a busy \
+              machine either",
         example: None,
         secret: false,
         parse: |c, v| {
