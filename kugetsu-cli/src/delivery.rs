@@ -172,8 +172,10 @@ pub struct SenderThread {
 }
 
 impl SenderThread {
-    /// How often an idle sender looks at the outbox.
+    /// How often an idle sender looks at the outbox's size and time.
     pub const POLL: Duration = Duration::from_millis(500);
+    /// How often it reads the outbox even when it seems unchanged.
+    pub const REREAD: Duration = Duration::from_secs(60);
 
     /// Starts the thread; `log` gets its lines (the daemon's log).
     pub fn start(state: StateDir, log: Arc<dyn Fn(&str) + Send + Sync>) -> Self {
@@ -183,17 +185,36 @@ impl SenderThread {
         let spawned = std::thread::Builder::new().name("notify-sender".into()).spawn(move || {
             let sender = Sender::new();
             let backoff = Backoff::default();
+            let path = state.outbox_path();
+            let stamp = || std::fs::metadata(&path).ok().map(|m| (m.modified().ok(), m.len()));
             let mut reported = false;
+            // The outbox as last read, and when its next delivery is due: an idle daemon
+            // looks at the file's size and time only, and reads it when it changed (another
+            // process added to it), when a retry is due, or every minute anyway.
+            let (mut seen, mut next, mut last_read) = (None, None, Instant::now());
+            let mut first = true;
             while !flag.load(Ordering::Relaxed) {
-                match pass(&state, &sender, &backoff, &*log) {
-                    Ok(_) => reported = false,
-                    Err(e) if !reported => {
-                        reported = true;
-                        log(&format!("cannot read the notification outbox: {e}"));
+                let now = time::OffsetDateTime::now_utc();
+                let due = next.is_some_and(|t| t <= now);
+                if first || due || stamp() != seen || last_read.elapsed() > Self::REREAD {
+                    first = false;
+                    match pass(&state, &sender, &backoff, &*log) {
+                        Ok(_) => reported = false,
+                        Err(e) if !reported => {
+                            reported = true;
+                            log(&format!("cannot read the notification outbox: {e}"));
+                        }
+                        Err(_) => {}
                     }
-                    Err(_) => {}
+                    // Taken before the read: a change made after it is seen next time.
+                    seen = stamp();
+                    next = Outbox::new(&state).next_try().ok().flatten();
+                    last_read = Instant::now();
                 }
-                let wait = next_due_in(&state).unwrap_or(Self::POLL).min(Self::POLL);
+                let until = |t: time::OffsetDateTime| {
+                    Duration::try_from(t - time::OffsetDateTime::now_utc()).unwrap_or_default()
+                };
+                let wait = next.map_or(Self::POLL, |t| until(t).min(Self::POLL));
                 std::thread::sleep(wait.max(Duration::from_millis(50)));
             }
             let _ = tx.send(());
