@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use kugetsu_core::StateDir;
-use kugetsu_core::outbox::{Backoff, Due, Outbox, OutboxError, Recorded};
+use kugetsu_core::outbox::{Backoff, Due, Failure, Outbox, OutboxError, Recorded};
 use kugetsu_core::secrets::{redact, webhook};
 use kugetsu_core::storage::{self, StorageError};
 use serde_json::Value;
@@ -23,8 +23,9 @@ pub const POST_TIMEOUT: Duration = Duration::from_secs(10);
 /// The longest wait for a connection.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// How a POST went: the receiver's status, or why there was none (secrets masked).
-pub type Posted = Result<u16, String>;
+/// How a POST went: the receiver's 2xx status, or why not (secrets masked) with the
+/// receiver's `Retry-After`.
+pub type Posted = Result<u16, Failure>;
 
 /// Posts JSON bodies. Cheap to share; loads the system's roots on its first https request.
 #[derive(Clone)]
@@ -77,12 +78,18 @@ impl Sender {
             Ok(response) => {
                 let status = response.status().as_u16();
                 if (200..300).contains(&status) {
-                    Ok(status)
-                } else {
-                    Err(format!("HTTP {status}"))
+                    return Ok(status);
                 }
+                // Delta-seconds only: the date form is rare from webhook receivers.
+                let retry_after = response
+                    .headers()
+                    .get("retry-after")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.trim().parse::<u64>().ok())
+                    .map(Duration::from_secs);
+                Err(Failure { why: format!("HTTP {status}"), retry_after })
             }
-            Err(e) => Err(redact(&e.to_string(), &refs)),
+            Err(e) => Err(redact(&e.to_string(), &refs).into()),
         }
     }
 }
@@ -118,7 +125,7 @@ pub fn pass(
             let recorded = outbox.record(&d, posted.clone().map(|_| ()), now, backoff)?;
             match (recorded, posted) {
                 (Recorded::Delivered, _) => pass.delivered += 1,
-                (Recorded::Retry(at), Err(why)) => {
+                (Recorded::Retry(at), Err(Failure { why, .. })) => {
                     pass.retrying += 1;
                     if d.attempts == 0 {
                         log(&format!(
@@ -129,7 +136,7 @@ pub fn pass(
                         ));
                     }
                 }
-                (Recorded::GaveUp, Err(why)) => {
+                (Recorded::GaveUp, Err(Failure { why, .. })) => {
                     pass.gave_up += 1;
                     log(&gave_up_line(&d, &why));
                 }

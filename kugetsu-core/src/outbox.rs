@@ -134,6 +134,28 @@ impl Backoff {
     }
 }
 
+/// A failed try: why (secrets already masked), and how long the receiver asked to be left
+/// alone (an HTTP `Retry-After`), if it did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    /// What the try got: a status or an error.
+    pub why: String,
+    /// The receiver's `Retry-After`.
+    pub retry_after: Option<Duration>,
+}
+
+impl From<String> for Failure {
+    fn from(why: String) -> Self {
+        Failure { why, retry_after: None }
+    }
+}
+
+impl From<&str> for Failure {
+    fn from(why: &str) -> Self {
+        why.to_string().into()
+    }
+}
+
 /// A delivery that is due: what the sender posts, and where.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Due {
@@ -269,12 +291,13 @@ impl Outbox {
             .min())
     }
 
-    /// Records a try of `due` at `now`: `Ok(())` delivered, `Err(why)` failed (`why` already
-    /// masked).
+    /// Records a try of `due` at `now`: `Ok(())` delivered, `Err(failure)` failed. The next
+    /// try waits the backoff, or the receiver's `Retry-After` when that is longer (at most the
+    /// backoff's cap).
     pub fn record(
         &self,
         due: &Due,
-        result: Result<(), String>,
+        result: Result<(), Failure>,
         now: OffsetDateTime,
         backoff: &Backoff,
     ) -> Result<Recorded, OutboxError> {
@@ -298,9 +321,10 @@ impl Outbox {
                     d.finished = Some(now);
                     Recorded::Delivered
                 }
-                Err(why) => {
+                Err(Failure { why, retry_after }) => {
                     d.last_error = Some(why);
-                    let at = now + backoff.delay(d.attempts);
+                    let asked = retry_after.unwrap_or_default().min(backoff.cap);
+                    let at = now + backoff.delay(d.attempts).max(asked);
                     if at > added + backoff.give_up_after {
                         d.state = DeliveryState::Failed;
                         d.finished = Some(now);
@@ -478,6 +502,25 @@ mod tests {
         use std::os::unix::fs::PermissionsExt;
         let mode = std::fs::metadata(again.path()).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
+    }
+
+    #[test]
+    fn a_receivers_retry_after_is_honoured_up_to_the_cap() {
+        let (_d, outbox) = setup();
+        let t0 = datetime!(2026-12-07 03:00 UTC);
+        outbox.add("n_1", json!({}), &["http://busy/h1".to_string()], t0).unwrap();
+        let b = Backoff::default();
+        let busy =
+            |secs| Failure { why: "HTTP 429".into(), retry_after: Some(Duration::from_secs(secs)) };
+        let due = outbox.due(t0).unwrap();
+        let at = outbox.record(&due[0], Err(busy(30)), t0, &b).unwrap();
+        assert_eq!(at, Recorded::Retry(t0 + Duration::from_secs(30)), "longer than the backoff");
+        let due = outbox.due(t0 + Duration::from_secs(30)).unwrap();
+        let at = outbox.record(&due[0], Err(busy(1)), t0, &b).unwrap();
+        assert_eq!(at, Recorded::Retry(t0 + Duration::from_secs(6)), "never shorter than it");
+        let due = outbox.due(t0 + Duration::from_secs(6)).unwrap();
+        let at = outbox.record(&due[0], Err(busy(86_400)), t0, &b).unwrap();
+        assert_eq!(at, Recorded::Retry(t0 + b.cap), "a day is capped");
     }
 
     #[test]

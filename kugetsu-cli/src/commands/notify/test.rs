@@ -62,7 +62,7 @@ pub fn cmd_notify_test(ui: &mut Ui, ctx: &Ctx, _args: &NotifyTestArgs) -> Result
             .zip(&results)
             .map(|(url, r)| match r {
                 Ok(status) => json!({"url": webhook::redact(url), "ok": true, "status": status}),
-                Err(why) => json!({"url": webhook::redact(url), "ok": false, "error": why}),
+                Err(f) => json!({"url": webhook::redact(url), "ok": false, "error": f.why}),
             })
             .collect();
         ctx.print_json(out, &rows)?;
@@ -70,7 +70,7 @@ pub fn cmd_notify_test(ui: &mut Ui, ctx: &Ctx, _args: &NotifyTestArgs) -> Result
         for (url, r) in config.notify_urls.iter().zip(&results) {
             match r {
                 Ok(status) => writeln!(out, "{}: ok (HTTP {status})", webhook::redact(url))?,
-                Err(why) => writeln!(out, "{}: failed: {why}", webhook::redact(url))?,
+                Err(f) => writeln!(out, "{}: failed: {}", webhook::redact(url), f.why)?,
             }
         }
     }
