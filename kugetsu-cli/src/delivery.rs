@@ -107,8 +107,8 @@ pub struct Pass {
     pub busy: bool,
 }
 
-/// Posts every delivery due now and records how each went. `log` gets a line for a
-/// delivery's first failure and for one given up.
+/// Posts every delivery due now and records how each went, under the outbox's sender lock.
+/// `log` gets a line for a delivery's first failure and for one given up.
 pub fn pass(
     state: &StateDir,
     sender: &Sender,
@@ -118,9 +118,19 @@ pub fn pass(
     let outbox = Outbox::new(state);
     let result = storage::try_with_exclusive_lock(outbox.sender_lock_path(), || {
         let mut pass = Pass::default();
+        // A receiver that failed in this pass is not asked again in it: its other deliveries
+        // take the same failure (and back off alike), so one that does not answer costs a
+        // pass one timeout, not one per notification.
+        let mut failed: std::collections::HashMap<String, Failure> = Default::default();
         let due = outbox.due(time::OffsetDateTime::now_utc())?;
         for d in due {
-            let posted = sender.post(&d.url, &d.payload);
+            let posted = match failed.get(&d.url) {
+                Some(f) => Err(f.clone()),
+                None => sender.post(&d.url, &d.payload),
+            };
+            if let Err(f) = &posted {
+                failed.insert(d.url.clone(), f.clone());
+            }
             let now = time::OffsetDateTime::now_utc();
             let recorded = outbox.record(&d, posted.clone().map(|_| ()), now, backoff)?;
             match (recorded, posted) {
@@ -308,5 +318,68 @@ pub fn flush_in_background(ctx: &crate::context::Ctx) {
     });
     if let Err(e) = spawned {
         tracing::warn!(error = %e, "cannot post the notifications now");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+    use std::sync::atomic::AtomicUsize;
+
+    /// A receiver on loopback that answers every request with `status`; counts them.
+    fn receiver(status: u16) -> (String, Arc<AtomicUsize>) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/hooks/tok-unit-1", listener.local_addr().unwrap());
+        let count = Arc::new(AtomicUsize::new(0));
+        let seen = count.clone();
+        std::thread::spawn(move || {
+            for mut stream in listener.incoming().flatten() {
+                seen.fetch_add(1, Ordering::SeqCst);
+                let mut buf = [0u8; 4096];
+                let _ = stream.read(&mut buf);
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 {status} X\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                );
+            }
+        });
+        (url, count)
+    }
+
+    #[test]
+    fn a_failing_receiver_is_asked_once_a_pass_and_each_receiver_backs_off_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = StateDir::new(dir.path().join("k"));
+        state.ensure().unwrap();
+        let ((bad, bad_hits), (good, good_hits)) = (receiver(500), receiver(200));
+        let outbox = Outbox::new(&state);
+        let now = time::OffsetDateTime::now_utc();
+        for id in ["n_1", "n_2", "n_3"] {
+            outbox
+                .add(id, serde_json::json!({"text": id}), &[bad.clone(), good.clone()], now)
+                .unwrap();
+        }
+        let lines = std::sync::Mutex::new(Vec::new());
+        let log = |l: &str| lines.lock().unwrap().push(l.to_string());
+        let p = pass(&state, &Sender::new(), &Backoff::default(), &log).unwrap();
+        assert_eq!((p.delivered, p.retrying, p.gave_up, p.busy), (3, 3, 0, false));
+        assert_eq!(bad_hits.load(Ordering::SeqCst), 1, "one request to the failing receiver");
+        assert_eq!(good_hits.load(Ordering::SeqCst), 3);
+        for e in outbox.list().unwrap() {
+            let bad = e.deliveries.iter().find(|d| d.url == bad).unwrap();
+            assert_eq!(
+                (bad.state, bad.attempts),
+                (kugetsu_core::outbox::DeliveryState::Pending, 1)
+            );
+            assert_eq!(bad.last_error.as_deref(), Some("HTTP 500"));
+        }
+        let lines = lines.into_inner().unwrap();
+        assert_eq!(lines.len(), 3, "{lines:?}");
+        assert!(lines.iter().all(|l| !l.contains("tok-unit-1") && l.contains("/***")), "{lines:?}");
+        // Nothing is due now: the next pass asks nobody.
+        let p = pass(&state, &Sender::new(), &Backoff::default(), &|_| {}).unwrap();
+        assert_eq!((p.delivered, p.retrying), (0, 0));
+        assert_eq!(bad_hits.load(Ordering::SeqCst), 1);
     }
 }
