@@ -84,6 +84,7 @@ mod run;
 mod script;
 mod serve;
 mod store;
+mod v2;
 
 use commands::*;
 use db::*;
@@ -173,6 +174,9 @@ pub fn main(argv: Vec<String>) -> u8 {
     }
     record(&argv, None, None);
     startup_cost();
+    if let Some(version) = v2::version() {
+        return v2::main(&argv, &version);
+    }
     match dispatch(&argv) {
         Ok(code) => code,
         Err(Stop::Code(code)) => code,

@@ -111,6 +111,7 @@ pub(super) fn cmd_run(p: &Parsed) -> Result<u8, Stop> {
                 created: now_ms(),
                 updated: now_ms(),
                 messages: Vec::new(),
+                v2: None,
             };
             store.sessions.push(s.clone());
             s

@@ -1,0 +1,341 @@
+//! A turn, run IN the serve as the real 2.x runs it: the serve resolves the session, plays the
+//! scripted turn in the session's stored directory with the client's environment, streams
+//! the `--format json` events to the client, and records the outcome, cost and tokens on the
+//! session. The client going away (SIGTERM, SIGKILL) does not stop the turn; only
+//! `POST /api/session/ID/interrupt` does.
+//!
+//! The client's request (`POST /fake/run`, the fake's private route):
+//! `{session?, continue, fork, title?, text, directory, auto, env: {NAME: VALUE}}`. The answer
+//! is NDJSON: event lines as `run --format json` prints them, `{"fake": "stderr", "line"}` for
+//! the client's stderr, and last `{"fake": "exit", "code"}`.
+//!
+//! Script modes of the 2.x dialect (`FAKE_OPENCODE_SCRIPT` of the client, else of the serve):
+//! `ok` (`text`), `tool` (`path`, `content`: a `write` call), `shell` (`command`: run by `sh`
+//! in the session's directory with the client's environment), `error` (`message`: a provider
+//! error, exit 1), `permission` (`tool`, `permission`: an ask, auto-rejected unless `--auto`;
+//! a `deny` rule of the session for the tool removes it instead), `hang` (the provider never
+//! answers: nothing is printed until the turn is interrupted). Every turn takes `delay_ms`,
+//! `cost`, and `step_finish` (print the final `step_finish`, which the real one usually
+//! leaves out).
+
+use std::collections::BTreeMap;
+use std::net::TcpStream;
+use std::sync::Mutex;
+
+use super::*;
+
+const REJECTED: &str = "This non-interactive run cannot ask the user for permission, so the \
+                        request was rejected. Continue without this action.";
+
+/// The sessions whose turn is running, with their interrupt flags.
+static ACTIVE: Mutex<BTreeMap<String, Arc<AtomicBool>>> = Mutex::new(BTreeMap::new());
+
+pub(super) fn active() -> Vec<String> {
+    ACTIVE.lock().map(|a| a.keys().cloned().collect()).unwrap_or_default()
+}
+
+/// Interrupts the running turn of `id`; whether there was one.
+pub(super) fn interrupt(id: &str) -> bool {
+    let flag = ACTIVE.lock().ok().and_then(|a| a.get(id).cloned());
+    flag.map(|f| !f.swap(true, Ordering::SeqCst)).unwrap_or(false)
+}
+
+/// Where the events go: the client's connection, until it is gone.
+struct Sink {
+    stream: Option<TcpStream>,
+    session: String,
+    message: String,
+}
+
+impl Sink {
+    fn line(&mut self, v: &Value) {
+        let ok = self.stream.as_mut().is_some_and(|s| writeln!(s, "{v}").is_ok());
+        if !ok {
+            self.stream = None;
+        }
+    }
+    fn event(&mut self, kind: &str, payload: Value) {
+        let mut line = json!({"type": kind, "timestamp": now_ms(), "sessionID": self.session});
+        if let (Value::Object(l), Value::Object(p)) = (&mut line, payload) {
+            l.extend(p);
+        }
+        self.line(&line);
+    }
+    fn part(&self, kind: &str, extra: Value) -> Value {
+        let mut p = json!({"id": fresh_part_id(), "sessionID": self.session,
+                           "messageID": self.message, "type": kind});
+        if let (Value::Object(l), Value::Object(e)) = (&mut p, extra) {
+            l.extend(e);
+        }
+        json!({ "part": p })
+    }
+    fn step_start(&mut self) {
+        let p = self.part("step-start", json!({}));
+        self.event("step_start", p);
+    }
+    fn step_finish(&mut self, reason: &str, cost: f64, input: u64, output: u64) {
+        let p = self.part(
+            "step-finish",
+            json!({"reason": reason, "cost": cost, "tokens": {"input": input, "output": output,
+                   "reasoning": 0, "cache": {"read": 0, "write": 0}}}),
+        );
+        self.event("step_finish", p);
+    }
+    fn text(&mut self, text: &str) {
+        let p =
+            self.part("text", json!({"text": text, "time": {"start": now_ms(), "end": now_ms()}}));
+        self.event("text", p);
+    }
+    fn tool(&mut self, tool: &str, input: Value, result: Result<String, String>) {
+        let mut state = json!({"input": input, "title": tool, "metadata": {},
+                               "time": {"start": now_ms(), "end": now_ms()}});
+        match result {
+            Ok(out) => {
+                state["status"] = json!("completed");
+                state["output"] = json!(out);
+            }
+            Err(e) => {
+                state["status"] = json!("error");
+                state["error"] = json!(e);
+            }
+        }
+        let part = json!({"part": {"partID": fresh_part_id(), "sessionID": self.session,
+                   "messageID": self.message, "type": "tool", "id": "call_1", "tool": tool,
+                   "state": state}});
+        self.event("tool_use", part);
+    }
+}
+
+/// `POST /fake/run`: the turn, streamed on `stream`.
+pub(super) fn serve_run(mut stream: TcpStream, body: &[u8]) {
+    let _ = write!(
+        stream,
+        "HTTP/1.1 200 OK\r\ncontent-type: application/x-ndjson\r\nconnection: close\r\n\r\n"
+    );
+    let req: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+    let mut sink = Sink { stream: Some(stream), session: String::new(), message: String::new() };
+    let code = match run(&req, &mut sink) {
+        Ok(code) => code,
+        Err(Fail(message)) => {
+            sink.event("error", json!({"error": {"type": "unknown", "message": message}}));
+            1
+        }
+    };
+    sink.line(&json!({"fake": "exit", "code": code}));
+}
+
+fn run(req: &Value, sink: &mut Sink) -> Res<u8> {
+    let text = req["text"].as_str().unwrap_or_default().to_owned();
+    let caller_dir = PathBuf::from(req["directory"].as_str().unwrap_or("/"));
+    let client_env: BTreeMap<String, String> =
+        serde_json::from_value(req["env"].clone()).unwrap_or_default();
+    let script =
+        client_env.get("FAKE_OPENCODE_SCRIPT").cloned().or_else(|| env("FAKE_OPENCODE_SCRIPT"));
+    let (session, turn, message) = with_store(|store| {
+        let mut s = match (req["session"].as_str(), req["continue"].as_bool() == Some(true)) {
+            (Some(id), _) => match session::find(store, id) {
+                Ok(s) => s.clone(),
+                // The real quirk: an unknown (well-formed) id makes a session with that id.
+                Err(_) => session::create(store, Some(id), None, &caller_dir, None),
+            },
+            (None, true) => {
+                let dir = path_str(&caller_dir);
+                match session::list(store, Some(&dir)).first().and_then(|s| s["id"].as_str()) {
+                    Some(id) => session::find(store, id)?.clone(),
+                    None => session::create(store, None, None, &caller_dir, None),
+                }
+            }
+            (None, false) => {
+                let title: String = match req["title"].as_str() {
+                    Some(t) => t.to_owned(),
+                    None => text.chars().take(50).collect(),
+                };
+                session::create(store, None, Some(&title), &caller_dir, None)
+            }
+        };
+        if req["fork"].as_bool() == Some(true) {
+            // The real quirk: the fork stays in the base's directory.
+            s = match session::fork(store, &s.id) {
+                Ok(f) => f,
+                Err(_) => return fail(format!("Cannot fork empty session: {}", s.id)),
+            };
+        }
+        let turn = next_turn_at(script.clone())?;
+        let mid = new_id(store, "msg");
+        let s = session::find(store, &s.id)?;
+        session::v2(s).messages.push(json!({"id": mid, "time": {"created": now_ms()},
+                                            "text": text, "files": [], "type": "user"}));
+        s.updated = now_ms();
+        let s = s.clone();
+        Ok((s, turn, new_id(store, "msg")))
+    })?;
+    sink.session = session.id.clone();
+    sink.message = message.clone();
+    let flag = Arc::new(AtomicBool::new(false));
+    if let Ok(mut a) = ACTIVE.lock() {
+        a.insert(session.id.clone(), Arc::clone(&flag));
+    }
+    let played =
+        play(&turn, &session, &client_env, req["auto"].as_bool() == Some(true), &flag, sink);
+    if let Ok(mut a) = ACTIVE.lock() {
+        a.remove(&session.id);
+    }
+    let (outcome, calls, code) = match played {
+        _ if flag.load(Ordering::SeqCst) => ("interrupted", 0, 130),
+        Played::Done(calls) => ("succeeded", calls, 0),
+        Played::Failed => ("failed", 0, 1),
+    };
+    let cost = turn["cost"].as_f64().unwrap_or(0.0);
+    let answer = turn["text"].as_str().unwrap_or("hello").to_owned();
+    with_store(|store| {
+        let idle = new_id(store, "msg");
+        let s = session::find(store, &session.id)?;
+        s.updated = now_ms();
+        let v = session::v2(s);
+        v.outcome = Some(outcome.to_owned());
+        v.cost += cost;
+        v.input += 10 * calls;
+        v.output += 2 * calls;
+        v.idle = Some(now_ms());
+        if calls > 0 {
+            v.messages.push(json!({"id": message, "time": {"created": now_ms()},
+                                   "type": "assistant", "content": [{"type": "text", "text": answer}],
+                                   "finish": "stop", "cost": cost}));
+        }
+        v.messages.push(json!({"id": idle, "time": {"created": now_ms()}, "type": "idle",
+                               "outcome": outcome}));
+        Ok(())
+    })?;
+    Ok(code)
+}
+
+enum Played {
+    /// Ended; how many model calls it made (for the tokens).
+    Done(u64),
+    Failed,
+}
+
+/// Sleeps `ms`, or less if the turn is interrupted.
+fn pause(ms: u64, flag: &AtomicBool) {
+    let until = std::time::Instant::now() + Duration::from_millis(ms);
+    while std::time::Instant::now() < until && !flag.load(Ordering::SeqCst) {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn play(
+    turn: &Value,
+    session: &Session,
+    client_env: &BTreeMap<String, String>,
+    auto: bool,
+    flag: &AtomicBool,
+    sink: &mut Sink,
+) -> Played {
+    let s = |k: &str| turn.get(k).and_then(Value::as_str);
+    let text = s("text").unwrap_or("hello");
+    let cost = turn["cost"].as_f64().unwrap_or(0.0);
+    let last_finish = turn["step_finish"].as_bool() == Some(true);
+    pause(turn["delay_ms"].as_u64().unwrap_or(0), flag);
+    let dir = Path::new(&session.directory);
+    let answer = |sink: &mut Sink, calls: u64| {
+        sink.step_start();
+        sink.text(text);
+        if last_finish {
+            sink.step_finish("stop", cost, 10, 2);
+        }
+        Played::Done(calls)
+    };
+    let tool_step = |sink: &mut Sink, tool: &str, input: Value, result: Result<String, String>| {
+        sink.step_start();
+        sink.tool(tool, input, result);
+        sink.step_finish("tool-calls", 0.0, 0, 0);
+    };
+    match s("mode").unwrap_or("ok") {
+        "ok" => answer(sink, 1),
+        "tool" => {
+            let rel = s("path").unwrap_or("fake-output.txt");
+            let content = s("content").unwrap_or("written by fake-opencode\n");
+            let target = dir.join(rel);
+            if let Some(parent) = target.parent() {
+                let _ = fs::create_dir_all(parent);
+            }
+            let result = fs::write(&target, content)
+                .map(|()| format!("Created file successfully: {rel}"))
+                .map_err(|e| e.to_string());
+            tool_step(sink, "write", json!({"path": rel, "content": content}), result);
+            answer(sink, 2)
+        }
+        "shell" => {
+            let command = s("command").unwrap_or("true");
+            let out = std::process::Command::new("sh")
+                .args(["-c", command])
+                .current_dir(dir)
+                .env_clear()
+                .envs(client_env)
+                .env("PWD", dir)
+                .stdin(std::process::Stdio::null())
+                .output();
+            let result = match out {
+                Ok(o) => Ok(format!(
+                    "{}{}",
+                    String::from_utf8_lossy(&o.stdout),
+                    String::from_utf8_lossy(&o.stderr)
+                )),
+                Err(e) => Err(e.to_string()),
+            };
+            tool_step(sink, "shell", json!({"command": command}), result);
+            answer(sink, 2)
+        }
+        "error" => {
+            let message = s("message").unwrap_or("mock bad request");
+            sink.event(
+                "error",
+                json!({"error": {"type": "provider.invalid-request", "message": message,
+                                 "status": 400}}),
+            );
+            Played::Failed
+        }
+        "permission" => {
+            let tool = s("tool").unwrap_or("shell");
+            let what = s("permission").unwrap_or("shell (echo ran)");
+            let input = json!({"command": "echo ran"});
+            let denied =
+                session.v2.as_ref().and_then(|v| v.permissions.as_ref()).is_some_and(|p| {
+                    p.as_array()
+                        .into_iter()
+                        .flatten()
+                        .any(|r| r["action"] == tool && r["effect"] == "deny")
+                });
+            let result = if denied {
+                Err(format!(
+                    "No tool named \"{tool}\" is currently available. Please use a tool from the \
+                     available tool list."
+                ))
+            } else if auto {
+                Ok("ran\n".to_owned())
+            } else {
+                sink.line(&json!({"fake": "stderr", "line": format!(
+                    "\u{1b}[93m\u{1b}[1m! \u{1b}[0mpermission requested: {what}; auto-rejecting"
+                )}));
+                Err(REJECTED.to_owned())
+            };
+            tool_step(sink, tool, input, result);
+            answer(sink, 2)
+        }
+        "hang" => {
+            // The provider never answers: nothing is printed, nothing ends but an interrupt.
+            while !flag.load(Ordering::SeqCst) {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Played::Failed
+        }
+        other => {
+            sink.event(
+                "error",
+                json!({"error": {"type": "unknown",
+                                 "message": format!("fake-opencode: unknown script mode {other:?}")}}),
+            );
+            Played::Failed
+        }
+    }
+}
