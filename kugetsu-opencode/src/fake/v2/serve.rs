@@ -2,6 +2,7 @@
 //! answers wrapped in `{"data": ...}` (except `/api/info`), errors shaped as the real ones.
 //! SIGTERM ends it at once (the default action: nothing is registered for it).
 
+use std::collections::BTreeMap;
 use std::net::{TcpListener, TcpStream};
 
 use base64::Engine;
@@ -28,6 +29,8 @@ pub(super) fn cmd_serve(p: &Parsed) -> Result<u8, Stop> {
     let password = given.clone().unwrap_or_else(random_password);
     let server = server(&listener, &password)?;
     if p.has("service") {
+        // Its own session, as the real service's.
+        let _ = rustix::process::setsid();
         service::register(&server.url, &password, &server.version)?;
     }
     println!("server listening on {}", server.url);
@@ -162,15 +165,7 @@ fn route(server: &Server, method: &str, path: &str, query: &str, body: &Value) -
         (_, ["session", id, rest @ ..]) => {
             let id = (*id).to_owned();
             let found = with_store(|store| Ok(session::find(store, &id).ok().cloned()))?;
-            let Some(s) = found else {
-                // The real `move` answers its 404 with no body.
-                let empty = rest == ["move"];
-                return Ok(if empty {
-                    Reply(404, String::new(), "")
-                } else {
-                    session_not_found(&id)
-                });
-            };
+            let Some(s) = found else { return Ok(session_not_found(&id)) };
             session_route(method, &s, rest, body)?
         }
         _ => Reply(404, String::new(), ""),
@@ -217,6 +212,12 @@ fn session_route(method: &str, s: &Session, rest: &[&str], body: &Value) -> Res<
                 return Ok(Reply(400, json!({"message": "directory"}).to_string(), ""));
             };
             with_store(|store| session::relocate(store, id, Path::new(dir)))?;
+            Reply(204, String::new(), "")
+        }
+        ("PUT", ["environment"]) => {
+            let vars: BTreeMap<String, String> =
+                serde_json::from_value(body["variables"].clone()).unwrap_or_default();
+            turn::set_environment(id, vars);
             Reply(204, String::new(), "")
         }
         ("POST", ["interrupt"]) => {

@@ -65,9 +65,9 @@ pub(super) fn ensure(_version: &str) -> Res<(String, String)> {
     fail("the service did not start")
 }
 
-/// `__service`: the detaching step between a command and its service.
+/// `__service`: the step between a command and its service, which exits at once so the
+/// service is orphaned (the service then calls `setsid`).
 pub(super) fn detach() -> u8 {
-    let _ = rustix::process::setsid();
     let Ok(me) = std::env::current_exe() else { return 1 };
     let spawned = std::process::Command::new(me)
         .args(["serve", "--service", "--port", "0", "--hostname", "127.0.0.1"])

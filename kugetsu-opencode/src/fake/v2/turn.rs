@@ -1,8 +1,12 @@
 //! A turn, run IN the serve as the real 2.x runs it: the serve resolves the session, plays the
-//! scripted turn in the session's stored directory with the client's environment, streams
+//! scripted turn in the session's stored directory, streams
 //! the `--format json` events to the client, and records the outcome, cost and tokens on the
 //! session. The client going away (SIGTERM, SIGKILL) does not stop the turn; only
 //! `POST /api/session/ID/interrupt` does.
+//!
+//! A session's tools see the serve's environment, or exactly the variables last given by
+//! `PUT /api/session/ID/environment` (kept in memory only, as the real one keeps them); the
+//! client's environment does not reach them (observed on 2.1.2 with `run --server`).
 //!
 //! The client's request (`POST /fake/run`, the fake's private route):
 //! `{session?, continue, fork, title?, text, directory, auto, env: {NAME: VALUE}}`. The answer
@@ -11,7 +15,7 @@
 //!
 //! Script modes of the 2.x dialect (`FAKE_OPENCODE_SCRIPT` of the client, else of the serve):
 //! `ok` (`text`), `tool` (`path`, `content`: a `write` call), `shell` (`command`: run by `sh`
-//! in the session's directory with the client's environment), `error` (`message`: a provider
+//! in the session's directory with the tools' environment), `error` (`message`: a provider
 //! error, exit 1), `permission` (`tool`, `permission`: an ask, auto-rejected unless `--auto`;
 //! a `deny` rule of the session for the tool removes it instead), `hang` (the provider never
 //! answers: nothing is printed until the turn is interrupted). Every turn takes `delay_ms`,
@@ -29,6 +33,21 @@ const REJECTED: &str = "This non-interactive run cannot ask the user for permiss
 
 /// The sessions whose turn is running, with their interrupt flags.
 static ACTIVE: Mutex<BTreeMap<String, Arc<AtomicBool>>> = Mutex::new(BTreeMap::new());
+
+/// The variables given to each session by `PUT /api/session/ID/environment`.
+static ENVIRONMENT: Mutex<BTreeMap<String, BTreeMap<String, String>>> = Mutex::new(BTreeMap::new());
+
+pub(super) fn set_environment(id: &str, vars: BTreeMap<String, String>) {
+    if let Ok(mut e) = ENVIRONMENT.lock() {
+        e.insert(id.to_owned(), vars);
+    }
+}
+
+/// The environment of `id`'s tools: its given variables, else the serve's own.
+fn tool_environment(id: &str) -> BTreeMap<String, String> {
+    let given = ENVIRONMENT.lock().ok().and_then(|e| e.get(id).cloned());
+    given.unwrap_or_else(|| std::env::vars().collect())
+}
 
 pub(super) fn active() -> Vec<String> {
     ACTIVE.lock().map(|a| a.keys().cloned().collect()).unwrap_or_default()
@@ -175,8 +194,8 @@ fn run(req: &Value, sink: &mut Sink) -> Res<u8> {
     if let Ok(mut a) = ACTIVE.lock() {
         a.insert(session.id.clone(), Arc::clone(&flag));
     }
-    let played =
-        play(&turn, &session, &client_env, req["auto"].as_bool() == Some(true), &flag, sink);
+    let tool_env = tool_environment(&session.id);
+    let played = play(&turn, &session, &tool_env, req["auto"].as_bool() == Some(true), &flag, sink);
     if let Ok(mut a) = ACTIVE.lock() {
         a.remove(&session.id);
     }
@@ -226,7 +245,7 @@ fn pause(ms: u64, flag: &AtomicBool) {
 fn play(
     turn: &Value,
     session: &Session,
-    client_env: &BTreeMap<String, String>,
+    tool_env: &BTreeMap<String, String>,
     auto: bool,
     flag: &AtomicBool,
     sink: &mut Sink,
@@ -267,11 +286,11 @@ fn play(
         }
         "shell" => {
             let command = s("command").unwrap_or("true");
-            let out = std::process::Command::new("sh")
+            let out = std::process::Command::new("/bin/sh")
                 .args(["-c", command])
                 .current_dir(dir)
                 .env_clear()
-                .envs(client_env)
+                .envs(tool_env)
                 .env("PWD", dir)
                 .stdin(std::process::Stdio::null())
                 .output();

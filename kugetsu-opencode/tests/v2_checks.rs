@@ -1,0 +1,309 @@
+//! The checks of the opencode 2 contract (see `v2_contract.rs`), each run on both subjects.
+
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use super::{PASSWORD, Subject, Turn, events, http, read_line, spawn_serve, text};
+
+const REJECTED: &str = "This non-interactive run cannot ask the user for permission, so the \
+                        request was rejected. Continue without this action.";
+
+/// `--version` and `-v` print `opencode v2.1.2` on stdout.
+pub fn version_line(s: &Subject) {
+    for flag in ["--version", "-v"] {
+        let out = s.command("base", &[flag]).output().expect("version");
+        assert!(out.status.success(), "{flag}");
+        assert_eq!(text(&out.stdout).trim(), "opencode v2.1.2", "{flag}");
+    }
+}
+
+/// `serve` prints its URL (and a random password when none is given), guards `/api` with
+/// Basic auth for user `opencode`, serves `/api/info` unwrapped, and ends at once on SIGTERM.
+pub fn serve_startup_and_auth(s: &Subject) {
+    assert!(s.url.starts_with("http://127.0.0.1:"), "{}", s.url);
+    let info = s.api("GET", "/api/info", None);
+    assert_eq!(info.status, 200, "{}", info.body);
+    let info = info.json();
+    assert_eq!(info["version"], "2.1.2");
+    assert!(info.get("data").is_none() && info["urls"][0] == s.url.as_str(), "{info}");
+    assert!(info["pid"].is_u64(), "{info}");
+    let unauth = json!({"_tag": "UnauthorizedError", "message": "Authentication required"});
+    let wrong_user = format!(
+        "Basic {}",
+        base64::Engine::encode(
+            &base64::engine::general_purpose::STANDARD,
+            format!("admin:{PASSWORD}")
+        )
+    );
+    for auth in [None, Some(wrong_user.as_str()), Some("Bearer contract-pw")] {
+        let r = http(&s.url, "GET", "/api/info", auth, None);
+        assert_eq!(r.status, 401, "{auth:?}");
+        assert_eq!(r.json(), unauth, "{auth:?}");
+        assert!(r.headers.contains("www-authenticate: basic realm=\"secure area\""), "{auth:?}");
+    }
+    // The web UI is open: what is not under /api answers without auth.
+    assert_eq!(http(&s.url, "GET", "/global/health", None, None).status, 200);
+
+    let (mut serve, first) = spawn_serve(&s.bin, &s.env, &s.sb.path("base"), None);
+    assert!(first.starts_with("server listening on http://127.0.0.1:"), "{first:?}");
+    let second = read_line(&mut serve);
+    let pw = second.strip_prefix("server password ").expect("a password line");
+    assert!(pw.len() >= 8, "{second:?}");
+    rustix::process::kill_process(
+        rustix::process::Pid::from_raw(serve.id() as i32).expect("pid"),
+        rustix::process::Signal::TERM,
+    )
+    .expect("SIGTERM");
+    assert!(ended_within(&mut serve, Duration::from_secs(10)), "SIGTERM ends the serve");
+}
+
+fn ended_within(child: &mut std::process::Child, bound: Duration) -> bool {
+    let deadline = Instant::now() + bound;
+    while Instant::now() < deadline {
+        if child.try_wait().expect("try_wait").is_some() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    false
+}
+
+fn not_found(id: &str) -> Value {
+    json!({"_tag": "SessionNotFoundError", "sessionID": id,
+           "message": format!("Session not found: {id}")})
+}
+
+/// Create, get, list, patch, delete, and the errors of unknown and empty sessions.
+pub fn session_routes(s: &Subject) {
+    let rules = json!([{"action": "question", "resource": "*", "effect": "deny"}]);
+    let created = s.create("base", "base", rules.clone());
+    let id = created["id"].as_str().expect("id").to_owned();
+    assert!(id.starts_with("ses_") && id.len() == 30, "{id}");
+    assert_eq!(created["title"], "base");
+    assert_eq!(created["location"]["directory"], s.sb.path("base").to_str().expect("utf-8"));
+    assert_eq!(created["permissions"], rules);
+    assert!(created.get("outcome").is_none(), "no outcome before a turn: {created}");
+    assert_eq!(created["tokens"]["input"], 0);
+    assert_eq!(created["cost"], 0);
+    assert!(created["time"]["created"].is_u64() && created["projectID"].is_string());
+    assert_eq!(s.get(&id), created);
+
+    let listed =
+        s.api("GET", &format!("/api/session?directory={}", s.sb.path("base").display()), None);
+    let listed = listed.json();
+    assert!(listed["data"].as_array().expect("data").iter().any(|x| x["id"] == id.as_str()));
+    assert!(listed["cursor"]["next"].is_string(), "{listed}");
+    let empty =
+        s.api("GET", &format!("/api/session?directory={}", s.sb.path("tree").display()), None);
+    assert_eq!(empty.json(), json!({"data": [], "cursor": {"previous": null, "next": null}}));
+
+    let fork = s.api("POST", &format!("/api/session/{id}/fork"), Some(json!({})));
+    assert_eq!(fork.status, 400);
+    assert_eq!(
+        fork.json(),
+        json!({"_tag": "InvalidRequestError", "message": format!("Cannot fork empty session: {id}"),
+               "kind": "empty_session"})
+    );
+    let patch = s.api("PATCH", &format!("/api/session/{id}"), Some(json!({"title": "renamed"})));
+    assert_eq!(patch.status, 204);
+    assert_eq!(s.get(&id)["title"], "renamed");
+    assert_eq!(s.active(), json!({}));
+
+    let unknown = "ses_db05ffffeffeKugetsuTest0001";
+    for (method, path) in [
+        ("GET", format!("/api/session/{unknown}")),
+        ("DELETE", format!("/api/session/{unknown}")),
+        ("POST", format!("/api/session/{unknown}/fork")),
+        ("POST", format!("/api/session/{unknown}/interrupt")),
+    ] {
+        let r = s.api(method, &path, Some(json!({})));
+        assert_eq!((r.status, r.json()), (404, not_found(unknown)), "{method} {path}");
+    }
+    let r = s.api("POST", &format!("/api/session/{unknown}/move"), Some(json!({"directory": "/"})));
+    assert_eq!((r.status, r.json()), (404, not_found(unknown)));
+
+    assert_eq!(s.api("DELETE", &format!("/api/session/{id}"), None).status, 204);
+    let gone = s.api("GET", &format!("/api/session/{id}"), None);
+    assert_eq!((gone.status, gone.json()), (404, not_found(&id)));
+}
+
+/// A turn through `run --server`: events of the 2.x shapes, the outcome read from the session;
+/// a fork keeps history and permissions in the base's directory, and after a move its next
+/// turn runs (and writes) in the new directory.
+pub fn turn_fork_move(s: &Subject) {
+    let rules = json!([{"action": "question", "resource": "*", "effect": "deny"}]);
+    let base = s.create("base", "base", rules.clone())["id"].as_str().expect("id").to_owned();
+    let out = s.run("elsewhere", &base, Turn::Plain, &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let evs = events(&out);
+    assert!(evs.iter().any(|e| e["type"] == "text"), "{evs:?}");
+    for e in &evs {
+        assert_eq!(e["sessionID"], base.as_str(), "{e}");
+        assert!(e["timestamp"].is_u64(), "{e}");
+        let kind = e["type"].as_str().expect("type");
+        assert!(["step_start", "text", "tool_use", "step_finish"].contains(&kind), "{e}");
+        if kind == "step_finish" {
+            assert!(e["part"]["tokens"].get("total").is_none(), "no tokens.total: {e}");
+        }
+    }
+    let after = s.get(&base);
+    assert_eq!(after["outcome"], "succeeded", "{after}");
+    assert!(after["tokens"]["input"].as_u64().expect("input") > 0, "{after}");
+
+    let fork = s.api("POST", &format!("/api/session/{base}/fork"), Some(json!({})));
+    assert_eq!(fork.status, 200, "{}", fork.body);
+    let fork = fork.json()["data"].clone();
+    let f = fork["id"].as_str().expect("id").to_owned();
+    assert_eq!(fork["title"], "base (fork #1)");
+    assert_eq!(fork["permissions"], rules);
+    assert_eq!(fork["fork"]["sessionID"], base.as_str());
+    assert_eq!(fork["location"]["directory"], s.sb.path("base").to_str().expect("utf-8"));
+    assert!(fork.get("parentID").is_none(), "a top-level session: {fork}");
+    let history = s.api("GET", &format!("/api/session/{f}/message"), None).json();
+    let prompt = s.prompt(Turn::Plain);
+    assert!(
+        history["data"].as_array().expect("messages").iter().any(|m| m["type"] == "user"
+            && m["text"].as_str().is_some_and(|t| t.contains(&prompt))),
+        "the fork holds the base's history: {history}"
+    );
+
+    let tree = s.sb.path("tree");
+    let moved = s.api("POST", &format!("/api/session/{f}/move"), Some(json!({"directory": tree})));
+    assert_eq!((moved.status, moved.body.as_str()), (204, ""));
+    assert_eq!(s.get(&f)["location"]["directory"], tree.to_str().expect("utf-8"));
+    let out = s.run("elsewhere", &f, Turn::Write("moved.txt"), &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(tree.join("moved.txt").exists(), "written in the moved-to directory");
+    assert!(!s.sb.path("base").join("moved.txt").exists());
+    assert!(!s.sb.path("elsewhere").join("moved.txt").exists());
+    let tool = events(&out).into_iter().find(|e| e["type"] == "tool_use").expect("a tool_use");
+    assert_eq!(tool["part"]["tool"], "write", "{tool}");
+    assert_eq!(tool["part"]["state"]["status"], "completed", "{tool}");
+    assert!(tool["part"]["partID"].is_string() && tool["part"]["id"].is_string(), "{tool}");
+    assert_eq!(s.get(&f)["outcome"], "succeeded");
+}
+
+/// A session's tool sees the serve's environment, not the client's, until
+/// `PUT /api/session/ID/environment` gives it exactly its variables (nothing else).
+pub fn tool_environment(s: &Subject) {
+    let id = s.create("env", "base", json!([]))["id"].as_str().expect("id").to_owned();
+    let var = "KUGETSU_CONTRACT_VALUE";
+    let tool_output = |out: &std::process::Output| {
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+        let tool = events(out).into_iter().find(|e| e["type"] == "tool_use").expect("a tool_use");
+        assert_eq!(tool["part"]["tool"], "shell", "{tool}");
+        tool["part"]["state"]["output"].as_str().expect("output").trim().to_owned()
+    };
+    let serve_state = s.sb.path("state");
+    let out =
+        s.run("elsewhere", &id, Turn::Echo(var), &[(var, "client"), ("XDG_STATE_HOME", "/c")]);
+    assert_eq!(tool_output(&out), format!("{var}= XDG_STATE_HOME={}", serve_state.display()));
+
+    let vars = json!({"variables": {var: "given"}});
+    let put = s.api("PUT", &format!("/api/session/{id}/environment"), Some(vars.clone()));
+    assert_eq!((put.status, put.body.as_str()), (204, ""));
+    let out = s.run("elsewhere", &id, Turn::Echo(var), &[(var, "client")]);
+    assert_eq!(tool_output(&out), format!("{var}=given XDG_STATE_HOME="));
+    let unknown = "ses_db05ffffeffeKugetsuTest0003";
+    let r = s.api("PUT", &format!("/api/session/{unknown}/environment"), Some(vars));
+    assert_eq!((r.status, r.json()), (404, not_found(unknown)));
+}
+
+/// SIGTERM of the client exits 130 and leaves the turn running in the serve until
+/// `POST /interrupt`, which records the session as interrupted.
+pub fn sigterm_leaves_the_turn_until_interrupt(s: &Subject) {
+    let id = s.create("stall", "base", json!([]))["id"].as_str().expect("id").to_owned();
+    let prompt = s.prompt(Turn::Stall);
+    let client = s.spawn_run("elsewhere", &id, &prompt, &[]);
+    s.wait_for("the turn is active", |s| s.active().get(&id).is_some());
+    rustix::process::kill_process(
+        rustix::process::Pid::from_raw(client.id() as i32).expect("pid"),
+        rustix::process::Signal::TERM,
+    )
+    .expect("SIGTERM");
+    let out = client.wait_with_output().expect("wait");
+    assert_eq!(out.status.code(), Some(130));
+    assert!(out.stdout.is_empty(), "a stalled provider prints nothing: {}", text(&out.stdout));
+    assert_eq!(s.active()[&id], json!({"type": "running"}), "still running in the serve");
+    let r = s.api("POST", &format!("/api/session/{id}/interrupt"), Some(json!({})));
+    assert_eq!((r.status, r.json()), (200, json!({"interrupted": true})));
+    s.wait_for("the turn is over", |s| s.active().get(&id).is_none());
+    s.wait_for("the outcome is recorded", |s| s.get(&id)["outcome"] == "interrupted");
+    let again = s.api("POST", &format!("/api/session/{id}/interrupt"), Some(json!({})));
+    assert_eq!(again.json(), json!({"interrupted": false}));
+}
+
+/// An `ask` in `run` is auto-rejected: stderr says so, the tool ends in error, exit 0.
+pub fn permission_ask_is_rejected(s: &Subject) {
+    let ask = json!([{"action": "shell", "resource": "*", "effect": "ask"}]);
+    let id = s.create("ask", "base", ask)["id"].as_str().expect("id").to_owned();
+    let out = s.run("elsewhere", &id, Turn::Ask, &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("permission requested: shell (echo ran); auto-rejecting"),
+        "{}",
+        text(&out.stderr)
+    );
+    let tool = events(&out).into_iter().find(|e| e["type"] == "tool_use").expect("a tool_use");
+    assert_eq!(tool["part"]["state"]["status"], "error", "{tool}");
+    assert_eq!(tool["part"]["state"]["error"], REJECTED, "{tool}");
+    assert_eq!(s.get(&id)["outcome"], "succeeded");
+}
+
+/// What `run --server` refuses, and the id it does not refuse: an unknown well-formed `-s`
+/// makes a session with that id in the caller's directory.
+pub fn client_refusals(s: &Subject) {
+    let out = s
+        .command("elsewhere", &["run", "--server", &s.url, "--format", "json", "hi"])
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    let want = format!("Error: Server at {} requires a password; set OPENCODE_PASSWORD", s.url);
+    assert!(text(&out.stderr).contains(&want), "{}", text(&out.stderr));
+
+    for (args, message) in [
+        (
+            &["-s", "notases", "hi"][..],
+            "Expected a string starting with \"ses\"\n  at [\"sessionID\"]",
+        ),
+        (&["--fork", "hi"][..], "--fork requires --continue or --session"),
+        (&["-s", "ses_db05ffffeffeKugetsuTest0009"][..], "You must provide a message"),
+    ] {
+        let mut c = s.command("elsewhere", &["run", "--server", &s.url, "--format", "json"]);
+        let out = c.args(args).env("OPENCODE_PASSWORD", PASSWORD).output().expect("run");
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        let line: Value = serde_json::from_slice(&out.stdout).expect("one JSON line");
+        assert_eq!(line["type"], "error", "{args:?}");
+        assert_eq!(line["sessionID"], "", "{args:?}");
+        assert_eq!(line["error"], json!({"type": "unknown", "message": message}), "{args:?}");
+    }
+
+    let id = "ses_db05ffffeffeKugetsuTest0002";
+    let out = s.run("elsewhere", id, Turn::Plain, &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let made = s.get(id);
+    assert_eq!(made["location"]["directory"], s.sb.path("elsewhere").to_str().expect("utf-8"));
+}
+
+/// `db`, the top-level `export`/`import`, and `run --dir` are gone in 2.x.
+pub fn gone_commands(s: &Subject) {
+    for (args, reason) in [
+        (&["db", "SELECT 1"][..], "Unexpected positional argument: \"SELECT 1\""),
+        (&["export", "ses_x"][..], "Unexpected positional argument: \"ses_x\""),
+        (&["import", "file.json"][..], "Unexpected positional argument: \"file.json\""),
+        (&["run", "--dir", "/tmp", "hi"][..], "Unrecognized flag: --dir in command opencode run"),
+    ] {
+        let out = s.command("elsewhere", args).stdin(Stdio::null()).output().expect("run");
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        assert!(text(&out.stdout).contains("USAGE"), "{args:?}: the help on stdout");
+        assert!(
+            text(&out.stderr).contains(&format!("ERROR\n  {reason}")),
+            "{args:?}: {}",
+            text(&out.stderr)
+        );
+    }
+}
