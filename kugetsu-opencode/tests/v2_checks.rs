@@ -235,6 +235,22 @@ pub fn sigterm_leaves_the_turn_until_interrupt(s: &Subject) {
     s.wait_for("the outcome is recorded", |s| s.get(&id)["outcome"] == "interrupted");
     let again = s.api("POST", &format!("/api/session/{id}/interrupt"), Some(json!({})));
     assert_eq!(again.json(), json!({"interrupted": false}));
+
+    // SIGINT: exit 130 too. The real one usually interrupts the turn in the serve, not always
+    // (see `v2_contract.rs`); on both, `/interrupt` ends it at the latest.
+    let prompt = s.prompt(Turn::Stall);
+    let client = s.spawn_run("elsewhere", &id, &prompt, &[]);
+    s.wait_for("the turn is active", |s| s.active().get(&id).is_some());
+    rustix::process::kill_process(
+        rustix::process::Pid::from_raw(client.id() as i32).expect("pid"),
+        rustix::process::Signal::INT,
+    )
+    .expect("SIGINT");
+    assert_eq!(client.wait_with_output().expect("wait").status.code(), Some(130));
+    let r = s.api("POST", &format!("/api/session/{id}/interrupt"), Some(json!({})));
+    assert!(r.json()["interrupted"].is_boolean(), "{}", r.body);
+    s.wait_for("the turn is over", |s| s.active().get(&id).is_none());
+    s.wait_for("the outcome is recorded", |s| s.get(&id)["outcome"] == "interrupted");
 }
 
 /// An `ask` in `run` is auto-rejected: stderr says so, the tool ends in error, exit 0.

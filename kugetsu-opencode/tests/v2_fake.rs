@@ -69,3 +69,22 @@ fn run_without_server_leaves_the_service() {
     rustix::process::kill_process(pid, rustix::process::Signal::TERM).expect("SIGTERM");
     std::thread::sleep(Duration::from_millis(10));
 }
+
+/// SIGINT of the client interrupts the turn in the serve (the real one does so usually, not
+/// always: see `v2_contract.rs`).
+#[test]
+fn sigint_interrupts_the_turn_in_the_serve() {
+    let s = Subject::fake(FAKE);
+    let id = s.create("stall", "base", json!([]))["id"].as_str().expect("id").to_owned();
+    let prompt = s.prompt(Turn::Stall);
+    let client = s.spawn_run("elsewhere", &id, &prompt, &[]);
+    s.wait_for("the turn is active", |s| s.active().get(&id).is_some());
+    rustix::process::kill_process(
+        rustix::process::Pid::from_raw(client.id() as i32).expect("pid"),
+        rustix::process::Signal::INT,
+    )
+    .expect("SIGINT");
+    assert_eq!(client.wait_with_output().expect("wait").status.code(), Some(130));
+    s.wait_for("SIGINT ended the turn", |s| s.active().get(&id).is_none());
+    assert_eq!(s.get(&id)["outcome"], "interrupted");
+}

@@ -132,10 +132,8 @@ pub(super) fn cmd_run(p: &Parsed) -> Result<u8, Stop> {
             Ok(v) => match v["fake"].as_str() {
                 Some("exit") => return Ok(v["code"].as_u64().map_or(1, |c| c as u8)),
                 Some("stderr") => eprintln!("{}", v["line"].as_str().unwrap_or_default()),
+                Some("session") => session = v["id"].as_str().unwrap_or_default().to_owned(),
                 _ => {
-                    if let Some(id) = v["sessionID"].as_str() {
-                        session = id.to_owned();
-                    }
                     if json_format {
                         println!("{v}");
                     } else if v["type"] == "text" {

@@ -11,7 +11,8 @@
 //! The client's request (`POST /fake/run`, the fake's private route):
 //! `{session?, continue, fork, title?, text, directory, auto, env: {NAME: VALUE}}`. The answer
 //! is NDJSON: event lines as `run --format json` prints them, `{"fake": "stderr", "line"}` for
-//! the client's stderr, and last `{"fake": "exit", "code"}`.
+//! the client's stderr, `{"fake": "session", "id"}` once the session is known, and last
+//! `{"fake": "exit", "code"}`.
 //!
 //! Script modes of the 2.x dialect (`FAKE_OPENCODE_SCRIPT` of the client, else of the serve):
 //! `ok` (`text`), `tool` (`path`, `content`: a `write` call), `shell` (`command`: run by `sh`
@@ -189,6 +190,8 @@ fn run(req: &Value, sink: &mut Sink) -> Res<u8> {
         Ok((s, turn, new_id(store, "msg")))
     })?;
     sink.session = session.id.clone();
+    // The client must know whom to interrupt on Ctrl-C, even before any event.
+    sink.line(&json!({"fake": "session", "id": session.id}));
     sink.message = message.clone();
     let flag = Arc::new(AtomicBool::new(false));
     if let Ok(mut a) = ACTIVE.lock() {
