@@ -253,7 +253,8 @@ pub fn sigterm_leaves_the_turn_until_interrupt(s: &Subject) {
     s.wait_for("the outcome is recorded", |s| s.get(&id)["outcome"] == "interrupted");
 }
 
-/// An `ask` in `run` is auto-rejected: stderr says so, the tool ends in error, exit 0.
+/// An `ask` in `run` is auto-rejected: stderr says so, the tool ends in error, exit 0; a `deny`
+/// rule removes the tool instead.
 pub fn permission_ask_is_rejected(s: &Subject) {
     let ask = json!([{"action": "shell", "resource": "*", "effect": "ask"}]);
     let id = s.create("ask", "base", ask)["id"].as_str().expect("id").to_owned();
@@ -268,6 +269,53 @@ pub fn permission_ask_is_rejected(s: &Subject) {
     assert_eq!(tool["part"]["state"]["status"], "error", "{tool}");
     assert_eq!(tool["part"]["state"]["error"], REJECTED, "{tool}");
     assert_eq!(s.get(&id)["outcome"], "succeeded");
+
+    // A `deny` removes the tool: no ask, and the call names no such tool.
+    let deny = json!([{"action": "shell", "resource": "*", "effect": "deny"}]);
+    let id = s.create("deny", "base", deny)["id"].as_str().expect("id").to_owned();
+    let out = s.run("elsewhere", &id, Turn::Ask, &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(!text(&out.stderr).contains("permission requested"), "{}", text(&out.stderr));
+    let tool = events(&out).into_iter().find(|e| e["type"] == "tool_use").expect("a tool_use");
+    assert_eq!(tool["part"]["state"]["status"], "error", "{tool}");
+    let no_tool = "No tool named \"shell\" is currently available. Please use a tool from the \
+                   available tool list.";
+    assert_eq!(tool["part"]["state"]["error"], no_tool, "{tool}");
+}
+
+/// A provider error: one `error` line of the 2.x shape, exit 1, the session `failed`.
+pub fn provider_error(s: &Subject) {
+    let id = s.create("fail", "base", json!([]))["id"].as_str().expect("id").to_owned();
+    let out = s.run("elsewhere", &id, Turn::Fail, &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stdout));
+    let error = events(&out).into_iter().find(|e| e["type"] == "error").expect("an error line");
+    assert_eq!(error["sessionID"], id.as_str(), "{error}");
+    assert_eq!(error["error"]["type"], "provider.invalid-request", "{error}");
+    assert_eq!(error["error"]["message"], "mock bad request", "{error}");
+    assert_eq!(error["error"]["status"], 400, "{error}");
+    s.wait_for("the outcome is recorded", |s| s.get(&id)["outcome"] == "failed");
+}
+
+/// `run -s BASE --fork` makes the fork (its id on every event) but leaves it, and its turn,
+/// in the base's directory, whatever directory it is run from.
+pub fn run_fork_stays_in_the_base_directory(s: &Subject) {
+    let base = s.create("base", "base", json!([]))["id"].as_str().expect("id").to_owned();
+    assert_eq!(s.run("base", &base, Turn::Plain, &[]).status.code(), Some(0));
+    let prompt = s.prompt(Turn::Write("forked.txt"));
+    let out = s
+        .spawn_client("tree", &["-s", &base, "--fork"], &prompt, &[])
+        .wait_with_output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let evs = events(&out);
+    let fork = evs[0]["sessionID"].as_str().expect("id").to_owned();
+    assert_ne!(fork, base);
+    assert!(evs.iter().all(|e| e["sessionID"] == fork.as_str()), "{evs:?}");
+    let f = s.get(&fork);
+    assert_eq!(f["title"], "base (fork #1)");
+    assert_eq!(f["location"]["directory"], s.sb.path("base").to_str().expect("utf-8"));
+    assert!(s.sb.path("base").join("forked.txt").exists(), "the turn ran in the base's directory");
+    assert!(!s.sb.path("tree").join("forked.txt").exists());
 }
 
 /// What `run --server` refuses, and the id it does not refuse: an unknown well-formed `-s`

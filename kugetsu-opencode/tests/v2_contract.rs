@@ -48,6 +48,8 @@ pub enum Turn<'a> {
     Ask,
     /// The provider never answers.
     Stall,
+    /// The provider answers 400 `mock bad request`.
+    Fail,
 }
 
 /// One subject: a 2.x opencode (binary and env) with a running `serve`.
@@ -127,6 +129,9 @@ impl Subject {
                 "BASH:echo ran".to_owned(),
             ),
             Turn::Stall => (json!({"mode": "hang"}), "HANG".to_owned()),
+            Turn::Fail => {
+                (json!({"mode": "error", "message": "mock bad request"}), "APIERROR".to_owned())
+            }
         };
         if self.fake {
             let doc = json!({ "turns": [script] }).to_string();
@@ -151,9 +156,22 @@ impl Subject {
 
     /// `run --server URL -s ID --format json` from `dir`, the prompt on stdin, started.
     pub fn spawn_run(&self, dir: &str, session: &str, prompt: &str, env: &[(&str, &str)]) -> Child {
-        let mut c =
-            self.command(dir, &["run", "--server", &self.url, "-s", session, "--format", "json"]);
-        c.env("OPENCODE_PASSWORD", PASSWORD).envs(env.iter().copied()).stdin(Stdio::piped());
+        self.spawn_client(dir, &["-s", session], prompt, env)
+    }
+
+    /// `run --server URL --format json ARGS` from `dir`, the prompt on stdin, started.
+    pub fn spawn_client(
+        &self,
+        dir: &str,
+        args: &[&str],
+        prompt: &str,
+        env: &[(&str, &str)],
+    ) -> Child {
+        let mut c = self.command(dir, &["run", "--server", &self.url, "--format", "json"]);
+        c.args(args)
+            .env("OPENCODE_PASSWORD", PASSWORD)
+            .envs(env.iter().copied())
+            .stdin(Stdio::piped());
         let mut child = c.spawn().expect("spawn run");
         let mut stdin = child.stdin.take().expect("stdin");
         stdin.write_all(prompt.as_bytes()).expect("prompt");
@@ -315,7 +333,8 @@ macro_rules! contract_tests {
         $crate::v2_contract::contract_tests!(@each $subject;
             version_line, serve_startup_and_auth, session_routes, turn_fork_move,
             tool_environment, sigterm_leaves_the_turn_until_interrupt,
-            permission_ask_is_rejected, client_refusals, gone_commands);
+            permission_ask_is_rejected, provider_error, run_fork_stays_in_the_base_directory,
+            client_refusals, gone_commands);
     };
     (@each $subject:expr; $($check:ident),*) => {
         $(

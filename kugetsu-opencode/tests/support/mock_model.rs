@@ -15,7 +15,7 @@
 //! - anything else: a text answer `hello`.
 //!
 //! The tool calls use opencode 2's names (`shell`, `write` with `path`) when the request offers
-//! a `shell` tool.
+//! a tool only opencode 2 has (`shell`, or `subagent` when a rule denies the shell).
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -164,9 +164,9 @@ fn serve(stream: TcpStream, seen: &Mutex<Vec<Value>>) -> std::io::Result<()> {
         .collect();
     // opencode 2 renamed the tools (`shell` for `bash`, `write` takes `path`): answer in the
     // names the request offers.
-    let v2 = body["tools"]
-        .as_array()
-        .is_some_and(|t| t.iter().any(|t| t["function"]["name"] == "shell"));
+    let v2 = body["tools"].as_array().is_some_and(|tools| {
+        tools.iter().any(|t| matches!(t["function"]["name"].as_str(), Some("shell" | "subagent")))
+    });
     let (shell, path_key) = if v2 { ("shell", "path") } else { ("bash", "filePath") };
     let bash_args = |command: &str| match v2 {
         true => json!({"command": command}),
