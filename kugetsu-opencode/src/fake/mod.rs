@@ -1,4 +1,5 @@
 //! The fake opencode (`fake-opencode`): a scripted stand-in for the opencode 1.18.33 CLI, and a conformance kit.
+//! With `FAKE_OPENCODE_VERSION=2.*` it is the opencode 2 CLI instead (the `v2` module).
 //!
 //! It reproduces the parts of the real CLI's contract that kugetsu relies on or must survive,
 //! so kugetsu and its tests can run without a model (see `CONFORMANCE.md` in this package):
