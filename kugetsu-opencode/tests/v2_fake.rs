@@ -88,3 +88,28 @@ fn sigint_interrupts_the_turn_in_the_serve() {
     s.wait_for("SIGINT ended the turn", |s| s.active().get(&id).is_none());
     assert_eq!(s.get(&id)["outcome"], "interrupted");
 }
+
+/// The 1.x fake's test hooks work in 2.x too: the client's `FAKE_OPENCODE_TRACE` traces the
+/// turn run in the serve, and `FAKE_OPENCODE_FAIL` fails a subcommand.
+#[test]
+fn trace_and_injected_failures() {
+    let s = Subject::fake(FAKE);
+    let id = s.create("t", "base", json!([]))["id"].as_str().expect("id").to_owned();
+    let trace = s.sb.path("trace.txt");
+    let trace_str = trace.to_str().expect("utf-8");
+    let out = s.run("base", &id, Turn::Plain, &[("FAKE_OPENCODE_TRACE", trace_str)]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let lines: Vec<String> = std::fs::read_to_string(&trace)
+        .expect("trace")
+        .lines()
+        .map(|l| l.rsplit_once(' ').expect("time").0.to_owned())
+        .collect();
+    assert_eq!(lines, [format!("start {id}"), format!("end {id}")]);
+    let out = s
+        .command("base", &["run", "--server", &s.url, "-s", &id, "hi"])
+        .env("FAKE_OPENCODE_FAIL", "serve,run")
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("injected failure of `run`"));
+}

@@ -131,6 +131,10 @@ pub(super) fn main(argv: &[String], version: &str) -> u8 {
     if cmd == "__service" {
         return service::detach();
     }
+    if env("FAKE_OPENCODE_FAIL").is_some_and(|f| f.split(',').any(|c| c == cmd)) {
+        eprintln!("Error: injected failure of `{cmd}`");
+        return 1;
+    }
     let help = if cmd == "run" { HELP_RUN } else { HELP };
     if rest.iter().any(|a| a == "--version" || a == "-v") {
         println!("opencode v{version}");

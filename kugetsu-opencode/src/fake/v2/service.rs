@@ -41,7 +41,7 @@ pub(super) fn ensure(_version: &str) -> Res<(String, String)> {
     }
     // `__service` detaches (setsid) and starts the serve, then exits: the serve is orphaned,
     // as the real service is.
-    let me = std::env::current_exe().or_else(|e| fail(format!("no executable: {e}")))?;
+    let Some(me) = self_program() else { return fail("cannot find this program") };
     let home = env("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/"));
     let status = std::process::Command::new(me)
         .arg("__service")
@@ -68,7 +68,7 @@ pub(super) fn ensure(_version: &str) -> Res<(String, String)> {
 /// `__service`: the step between a command and its service, which exits at once so the
 /// service is orphaned (the service then calls `setsid`).
 pub(super) fn detach() -> u8 {
-    let Ok(me) = std::env::current_exe() else { return 1 };
+    let Some(me) = self_program() else { return 1 };
     let spawned = std::process::Command::new(me)
         .args(["serve", "--service", "--port", "0", "--hostname", "127.0.0.1"])
         .env("OPENCODE_SERVER_PASSWORD", serve::random_password())

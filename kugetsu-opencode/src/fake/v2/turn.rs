@@ -14,6 +14,8 @@
 //! the client's stderr, `{"fake": "session", "id"}` once the session is known, and last
 //! `{"fake": "exit", "code"}`.
 //!
+//! `FAKE_OPENCODE_TRACE` of the client traces the turn as in 1.x.
+//!
 //! Script modes of the 2.x dialect (`FAKE_OPENCODE_SCRIPT` of the client, else of the serve):
 //! `ok` (`text`), `tool` (`path`, `content`: a `write` call), `shell` (`command`: run by `sh`
 //! in the session's directory with the tools' environment), `error` (`message`: a provider
@@ -193,6 +195,8 @@ fn run(req: &Value, sink: &mut Sink) -> Res<u8> {
     // The client must know whom to interrupt on Ctrl-C, even before any event.
     sink.line(&json!({"fake": "session", "id": session.id}));
     sink.message = message.clone();
+    let trace_to = client_env.get("FAKE_OPENCODE_TRACE").cloned();
+    trace_at(trace_to.clone(), "start", &session.id);
     let flag = Arc::new(AtomicBool::new(false));
     if let Ok(mut a) = ACTIVE.lock() {
         a.insert(session.id.clone(), Arc::clone(&flag));
@@ -202,6 +206,7 @@ fn run(req: &Value, sink: &mut Sink) -> Res<u8> {
     if let Ok(mut a) = ACTIVE.lock() {
         a.remove(&session.id);
     }
+    trace_at(trace_to, "end", &session.id);
     let (outcome, calls, code) = match played {
         _ if flag.load(Ordering::SeqCst) => ("interrupted", 0, 130),
         Played::Done(calls) => ("succeeded", calls, 0),
