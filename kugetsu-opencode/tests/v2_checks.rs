@@ -283,6 +283,97 @@ pub fn permission_ask_is_rejected(s: &Subject) {
     assert_eq!(tool["part"]["state"]["error"], no_tool, "{tool}");
 }
 
+/// A turn driven over HTTP: `prompt` answers at once, `wait` once idle; an ask waits for its
+/// reply (`permission`, `permission/PER/reply`), which the tool call then shows.
+pub fn http_turn_and_permission_reply(s: &Subject) {
+    let ask = json!([{"action": "shell", "resource": "*", "effect": "ask"}]);
+    let id = s.create("http", "base", ask)["id"].as_str().expect("id").to_owned();
+    let prompt = s.prompt(Turn::Plain);
+    let r = s.api("POST", &format!("/api/session/{id}/prompt"), Some(json!({"text": prompt})));
+    assert_eq!(r.status, 200, "{}", r.body);
+    let data = r.json()["data"].clone();
+    assert!(data["id"].as_str().is_some_and(|m| m.starts_with("msg_")), "{data}");
+    assert_eq!(data["sessionID"], id.as_str());
+    assert_eq!(data["type"], "user");
+    assert_eq!(data["payload"], json!({"text": prompt}));
+    assert_eq!(data["delivery"], "steer");
+    let wait = format!("/api/experimental/session/{id}/wait");
+    let w = s.api("POST", &wait, Some(json!({})));
+    assert_eq!((w.status, w.body.as_str()), (204, ""));
+    assert_eq!(s.get(&id)["outcome"], "succeeded");
+
+    let tool_states = |s: &Subject| -> Vec<Value> {
+        let messages = s.api("GET", &format!("/api/session/{id}/message"), None).json();
+        let all = messages["data"].as_array().cloned().unwrap_or_default();
+        all.iter()
+            .filter(|m| m["type"] == "assistant")
+            .flat_map(|m| m["content"].as_array().cloned().unwrap_or_default())
+            .filter(|c| c["type"] == "tool")
+            .map(|c| c["state"].clone())
+            .collect()
+    };
+    for (decision, expect) in [
+        (
+            "reject",
+            json!({"status": "error", "input": {"command": "echo ran"},
+                          "error": {"type": "permission.rejected", "message": "no"}}),
+        ),
+        (
+            "once",
+            json!({"status": "completed", "input": {"command": "echo ran"},
+                        "content": [{"type": "text", "text": "ran\n"}]}),
+        ),
+    ] {
+        let prompt = s.prompt(Turn::Ask);
+        let r = s.api("POST", &format!("/api/session/{id}/prompt"), Some(json!({"text": prompt})));
+        assert_eq!(r.status, 200, "{}", r.body);
+        let list = format!("/api/session/{id}/permission");
+        s.wait_for("the ask", |s| s.api("GET", &list, None).json()["data"][0].is_object());
+        let asked = s.api("GET", &list, None).json()["data"][0].clone();
+        let per = asked["id"].as_str().expect("id").to_owned();
+        assert!(per.starts_with("per_"), "{asked}");
+        assert_eq!(asked["sessionID"], id.as_str());
+        assert_eq!(asked["action"], "shell");
+        assert_eq!(asked["resources"], json!(["echo ran"]));
+        assert_eq!(asked["save"], json!(["echo *"]));
+        assert_eq!(s.active()[&id], json!({"type": "running"}), "the turn waits");
+        let body = json!({"decision": decision, "message": "no"});
+        let body = if decision == "reject" { body } else { json!({"decision": decision}) };
+        let r = s.api("POST", &format!("{list}/{per}/reply"), Some(body));
+        assert_eq!((r.status, r.body.as_str()), (204, ""));
+        assert_eq!(s.api("POST", &wait, Some(json!({}))).status, 204);
+        assert_eq!(s.api("GET", &list, None).json(), json!({"data": []}));
+        let states = tool_states(s);
+        assert!(
+            states.iter().any(|st| st.get("status") == expect.get("status")
+                && st["input"] == expect["input"]
+                && st.get("error") == expect.get("error")
+                && st.get("content") == expect.get("content")),
+            "{decision}: {states:?}"
+        );
+    }
+    let per = "per_nonexistent";
+    let r = s.api(
+        "POST",
+        &format!("/api/session/{id}/permission/{per}/reply"),
+        Some(json!({"decision": "once"})),
+    );
+    assert_eq!(r.status, 404);
+    assert_eq!(
+        r.json(),
+        json!({"_tag": "PermissionNotFoundError", "requestID": per,
+               "message": format!("Permission request not found: {per}")})
+    );
+    let unknown = "ses_db05ffffeffeKugetsuTest0004";
+    for path in [
+        format!("/api/experimental/session/{unknown}/wait"),
+        format!("/api/session/{unknown}/prompt"),
+    ] {
+        let r = s.api("POST", &path, Some(json!({"text": "hi"})));
+        assert_eq!((r.status, r.json()), (404, not_found(unknown)), "{path}");
+    }
+}
+
 /// A provider error: one `error` line of the 2.x shape, exit 1, the session `failed`.
 pub fn provider_error(s: &Subject) {
     let id = s.create("fail", "base", json!([]))["id"].as_str().expect("id").to_owned();

@@ -333,7 +333,7 @@ macro_rules! contract_tests {
         $crate::v2_contract::contract_tests!(@each $subject;
             version_line, serve_startup_and_auth, session_routes, turn_fork_move,
             tool_environment, sigterm_leaves_the_turn_until_interrupt,
-            permission_ask_is_rejected, provider_error, run_fork_stays_in_the_base_directory,
+            permission_ask_is_rejected, http_turn_and_permission_reply, provider_error, run_fork_stays_in_the_base_directory,
             client_refusals, gone_commands);
     };
     (@each $subject:expr; $($check:ident),*) => {

@@ -24,6 +24,7 @@
 use super::*;
 
 mod client;
+mod prompt;
 mod serve;
 mod service;
 mod session;

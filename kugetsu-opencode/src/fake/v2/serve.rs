@@ -162,6 +162,10 @@ fn route(server: &Server, method: &str, path: &str, query: &str, body: &Value) -
                 turn::active().into_iter().map(|id| (id, json!({"type": "running"}))).collect();
             data(Value::Object(running))
         }
+        ("POST", ["experimental", "session", id, "wait"]) => {
+            let found = with_store(|store| Ok(session::find(store, id).is_ok()))?;
+            if found { prompt::wait(id) } else { session_not_found(id) }
+        }
         (_, ["session", id, rest @ ..]) => {
             let id = (*id).to_owned();
             let found = with_store(|store| Ok(session::find(store, &id).ok().cloned()))?;
@@ -214,6 +218,9 @@ fn session_route(method: &str, s: &Session, rest: &[&str], body: &Value) -> Res<
             with_store(|store| session::relocate(store, id, Path::new(dir)))?;
             Reply(204, String::new(), "")
         }
+        ("POST", ["prompt"]) => prompt::prompt(s, body)?,
+        ("GET", ["permission"]) => prompt::list(id),
+        ("POST", ["permission", per, "reply"]) => prompt::reply(id, per, body),
         ("PUT", ["environment"]) => {
             let vars: BTreeMap<String, String> =
                 serde_json::from_value(body["variables"].clone()).unwrap_or_default();

@@ -62,11 +62,30 @@ pub(super) fn interrupt(id: &str) -> bool {
     flag.map(|f| !f.swap(true, Ordering::SeqCst)).unwrap_or(false)
 }
 
-/// Where the events go: the client's connection, until it is gone.
+/// Marks `id` as running a turn (before the turn's thread starts, for `prompt`).
+pub(super) fn mark_active(id: &str) {
+    if let Ok(mut a) = ACTIVE.lock() {
+        a.entry(id.to_owned()).or_insert_with(|| Arc::new(AtomicBool::new(false)));
+    }
+}
+
+/// A turn no client follows (`prompt`): its asks wait for a reply over HTTP.
+pub(super) fn run_detached(req: &Value) {
+    let mut sink = Sink { http: true, ..Sink::default() };
+    let _ = run(req, &mut sink);
+}
+
+/// Where the events go: the client's connection, until it is gone; and the tool calls, for the
+/// session's history.
+#[derive(Default)]
 struct Sink {
     stream: Option<TcpStream>,
     session: String,
     message: String,
+    /// Driven over HTTP (no `run` client): a permission ask waits for a reply.
+    http: bool,
+    /// The tool calls, as the assistant message's content holds them.
+    tools: Vec<Value>,
 }
 
 impl Sink {
@@ -108,19 +127,26 @@ impl Sink {
             self.part("text", json!({"text": text, "time": {"start": now_ms(), "end": now_ms()}}));
         self.event("text", p);
     }
-    fn tool(&mut self, tool: &str, input: Value, result: Result<String, String>) {
+    /// A tool call: its output, or its error as `(type, message)`.
+    fn tool(&mut self, tool: &str, input: Value, result: Result<String, (&str, String)>) {
         let mut state = json!({"input": input, "title": tool, "metadata": {},
                                "time": {"start": now_ms(), "end": now_ms()}});
+        let mut kept = json!({"input": input});
         match result {
             Ok(out) => {
                 state["status"] = json!("completed");
                 state["output"] = json!(out);
+                kept["status"] = json!("completed");
+                kept["content"] = json!([{"type": "text", "text": out}]);
             }
-            Err(e) => {
+            Err((kind, message)) => {
                 state["status"] = json!("error");
-                state["error"] = json!(e);
+                state["error"] = json!(message);
+                kept["status"] = json!("error");
+                kept["error"] = json!({"type": kind, "message": message});
             }
         }
+        self.tools.push(json!({"type": "tool", "id": "call_1", "name": tool, "state": kept}));
         let part = json!({"part": {"partID": fresh_part_id(), "sessionID": self.session,
                    "messageID": self.message, "type": "tool", "id": "call_1", "tool": tool,
                    "state": state}});
@@ -135,7 +161,7 @@ pub(super) fn serve_run(mut stream: TcpStream, body: &[u8]) {
         "HTTP/1.1 200 OK\r\ncontent-type: application/x-ndjson\r\nconnection: close\r\n\r\n"
     );
     let req: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
-    let mut sink = Sink { stream: Some(stream), session: String::new(), message: String::new() };
+    let mut sink = Sink { stream: Some(stream), ..Sink::default() };
     let code = match run(&req, &mut sink) {
         Ok(code) => code,
         Err(Fail(message)) => {
@@ -197,10 +223,8 @@ fn run(req: &Value, sink: &mut Sink) -> Res<u8> {
     sink.message = message.clone();
     let trace_to = client_env.get("FAKE_OPENCODE_TRACE").cloned();
     trace_at(trace_to.clone(), "start", &session.id);
-    let flag = Arc::new(AtomicBool::new(false));
-    if let Ok(mut a) = ACTIVE.lock() {
-        a.insert(session.id.clone(), Arc::clone(&flag));
-    }
+    mark_active(&session.id);
+    let flag = ACTIVE.lock().ok().and_then(|a| a.get(&session.id).cloned()).unwrap_or_default();
     let tool_env = tool_environment(&session.id);
     let played = play(&turn, &session, &tool_env, req["auto"].as_bool() == Some(true), &flag, sink);
     if let Ok(mut a) = ACTIVE.lock() {
@@ -213,7 +237,8 @@ fn run(req: &Value, sink: &mut Sink) -> Res<u8> {
         Played::Failed => ("failed", 0, 1),
     };
     let cost = turn["cost"].as_f64().unwrap_or(0.0);
-    let answer = turn["text"].as_str().unwrap_or("hello").to_owned();
+    let mut content = std::mem::take(&mut sink.tools);
+    content.push(json!({"type": "text", "text": turn["text"].as_str().unwrap_or("hello")}));
     with_store(|store| {
         let idle = new_id(store, "msg");
         let s = session::find(store, &session.id)?;
@@ -226,7 +251,7 @@ fn run(req: &Value, sink: &mut Sink) -> Res<u8> {
         v.idle = Some(now_ms());
         if calls > 0 {
             v.messages.push(json!({"id": message, "time": {"created": now_ms()},
-                                   "type": "assistant", "content": [{"type": "text", "text": answer}],
+                                   "type": "assistant", "content": content,
                                    "finish": "stop", "cost": cost}));
         }
         v.messages.push(json!({"id": idle, "time": {"created": now_ms()}, "type": "idle",
@@ -272,11 +297,12 @@ fn play(
         }
         Played::Done(calls)
     };
-    let tool_step = |sink: &mut Sink, tool: &str, input: Value, result: Result<String, String>| {
-        sink.step_start();
-        sink.tool(tool, input, result);
-        sink.step_finish("tool-calls", 0.0, 0, 0);
-    };
+    let tool_step =
+        |sink: &mut Sink, tool: &str, input: Value, result: Result<String, (&str, String)>| {
+            sink.step_start();
+            sink.tool(tool, input, result);
+            sink.step_finish("tool-calls", 0.0, 0, 0);
+        };
     match s("mode").unwrap_or("ok") {
         "ok" => answer(sink, 1),
         "tool" => {
@@ -288,7 +314,7 @@ fn play(
             }
             let result = fs::write(&target, content)
                 .map(|()| format!("Created file successfully: {rel}"))
-                .map_err(|e| e.to_string());
+                .map_err(|e| ("unknown", e.to_string()));
             tool_step(sink, "write", json!({"path": rel, "content": content}), result);
             answer(sink, 2)
         }
@@ -308,7 +334,7 @@ fn play(
                     String::from_utf8_lossy(&o.stdout),
                     String::from_utf8_lossy(&o.stderr)
                 )),
-                Err(e) => Err(e.to_string()),
+                Err(e) => Err(("unknown", e.to_string())),
             };
             tool_step(sink, "shell", json!({"command": command}), result);
             answer(sink, 2)
@@ -334,17 +360,31 @@ fn play(
                         .any(|r| r["action"] == tool && r["effect"] == "deny")
                 });
             let result = if denied {
-                Err(format!(
-                    "No tool named \"{tool}\" is currently available. Please use a tool from the \
+                Err((
+                    "unknown",
+                    format!(
+                        "No tool named \"{tool}\" is currently available. Please use a tool from the \
                      available tool list."
+                    ),
                 ))
             } else if auto {
                 Ok("ran\n".to_owned())
+            } else if sink.http {
+                // Over HTTP the turn waits for the reply (or an interrupt).
+                let message = sink.message.clone();
+                match prompt::ask(&session.id, &message, tool, "echo ran", flag) {
+                    None => return Played::Failed,
+                    Some((decision, _)) if decision != "reject" => Ok("ran\n".to_owned()),
+                    Some((_, why)) => Err((
+                        "permission.rejected",
+                        why.unwrap_or_else(|| "The user rejected permission.".into()),
+                    )),
+                }
             } else {
                 sink.line(&json!({"fake": "stderr", "line": format!(
                     "\u{1b}[93m\u{1b}[1m! \u{1b}[0mpermission requested: {what}; auto-rejecting"
                 )}));
-                Err(REJECTED.to_owned())
+                Err(("permission.rejected", REJECTED.to_owned()))
             };
             tool_step(sink, tool, input, result);
             answer(sink, 2)
