@@ -253,6 +253,32 @@ pub fn sigterm_leaves_the_turn_until_interrupt(s: &Subject) {
     s.wait_for("the outcome is recorded", |s| s.get(&id)["outcome"] == "interrupted");
 }
 
+/// `/interrupt` of a turn whose client is still attached: the client prints an `aborted`
+/// error and exits 1 (the real one, interrupted right as the turn starts, may instead end
+/// silently with 0: see `v2_contract.rs`).
+pub fn interrupt_ends_an_attached_client(s: &Subject) {
+    let id = s.create("stall", "base", json!([]))["id"].as_str().expect("id").to_owned();
+    let prompt = s.prompt(Turn::Stall);
+    let client = s.spawn_run("elsewhere", &id, &prompt, &[]);
+    s.wait_for("the turn is active", |s| s.active().get(&id).is_some());
+    let r = s.api("POST", &format!("/api/session/{id}/interrupt"), Some(json!({})));
+    assert_eq!(r.json(), json!({"interrupted": true}));
+    let out = client.wait_with_output().expect("wait");
+    let said = format!("stdout {} stderr {}", text(&out.stdout), text(&out.stderr));
+    let evs = events(&out);
+    match out.status.code() {
+        Some(1) => {
+            let last = evs.last().expect("an error line");
+            assert_eq!(last["type"], "error", "{said}");
+            assert_eq!(last["sessionID"], id.as_str());
+            assert_eq!(last["error"], json!({"type": "aborted", "message": "Step interrupted"}));
+        }
+        Some(0) if !s.fake => assert!(evs.iter().all(|e| e["type"] != "text"), "{said}"),
+        other => panic!("exit {other:?}: {said}"),
+    }
+    s.wait_for("the outcome is recorded", |s| s.get(&id)["outcome"] == "interrupted");
+}
+
 /// An `ask` in `run` is auto-rejected: stderr says so, the tool ends in error, exit 0; a `deny`
 /// rule removes the tool instead.
 pub fn permission_ask_is_rejected(s: &Subject) {

@@ -232,7 +232,12 @@ fn run(req: &Value, sink: &mut Sink) -> Res<u8> {
     }
     trace_at(trace_to, "end", &session.id);
     let (outcome, calls, code) = match played {
-        _ if flag.load(Ordering::SeqCst) => ("interrupted", 0, 130),
+        _ if flag.load(Ordering::SeqCst) => {
+            // A client still attached hears of it, and fails.
+            let aborted = json!({"type": "aborted", "message": "Step interrupted"});
+            sink.event("error", json!({ "error": aborted }));
+            ("interrupted", 0, 1)
+        }
         Played::Done(calls) => ("succeeded", calls, 0),
         Played::Failed => ("failed", 0, 1),
     };
