@@ -470,6 +470,30 @@ pub fn client_refusals(s: &Subject) {
     assert_eq!(made["location"]["directory"], s.sb.path("elsewhere").to_str().expect("utf-8"));
 }
 
+/// A session `run` makes lives in the caller's `PWD` when it is set, else in its cwd.
+pub fn new_session_directory_is_pwd(s: &Subject) {
+    for (id, pwd, expect) in [
+        ("ses_db05ffffeffeKugetsuTest0005", Some("tree"), "tree"),
+        ("ses_db05ffffeffeKugetsuTest0006", None, "elsewhere"),
+    ] {
+        let prompt = s.prompt(Turn::Plain);
+        let mut c =
+            s.command("elsewhere", &["run", "--server", &s.url, "-s", id, "--format", "json"]);
+        match pwd {
+            Some(dir) => c.env("PWD", s.sb.path(dir)),
+            None => c.env_remove("PWD"),
+        };
+        let mut child =
+            c.env("OPENCODE_PASSWORD", PASSWORD).stdin(Stdio::piped()).spawn().expect("run");
+        std::io::Write::write_all(&mut child.stdin.take().expect("stdin"), prompt.as_bytes())
+            .expect("prompt");
+        let out = child.wait_with_output().expect("run");
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+        let dir = s.get(id)["location"]["directory"].clone();
+        assert_eq!(dir, s.sb.path(expect).to_str().expect("utf-8"), "PWD {pwd:?}");
+    }
+}
+
 /// `db`, the top-level `export`/`import`, and `run --dir` are gone in 2.x.
 pub fn gone_commands(s: &Subject) {
     for (args, reason) in [

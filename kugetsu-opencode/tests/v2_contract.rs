@@ -339,7 +339,7 @@ macro_rules! contract_tests {
             tool_environment, sigterm_leaves_the_turn_until_interrupt,
             interrupt_ends_an_attached_client,
             permission_ask_is_rejected, http_turn_and_permission_reply, provider_error, run_fork_stays_in_the_base_directory,
-            client_refusals, gone_commands);
+            client_refusals, new_session_directory_is_pwd, gone_commands);
     };
     (@each $subject:expr; $($check:ident),*) => {
         $(

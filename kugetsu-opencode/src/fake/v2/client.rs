@@ -13,6 +13,11 @@ use base64::Engine;
 use super::*;
 
 pub(super) fn cmd_run(p: &Parsed) -> Result<u8, Stop> {
+    // First of all: a signal that comes while the turn is being set up counts too.
+    let int = Arc::new(AtomicBool::new(false));
+    let term = Arc::new(AtomicBool::new(false));
+    let _ = signal_hook::flag::register(signal_hook::consts::SIGINT, Arc::clone(&int));
+    let _ = signal_hook::flag::register(signal_hook::consts::SIGTERM, Arc::clone(&term));
     let stdin = if std::io::stdin().is_terminal() {
         String::new()
     } else {
@@ -98,10 +103,6 @@ pub(super) fn cmd_run(p: &Parsed) -> Result<u8, Stop> {
     if status != 200 {
         return Err(Fail(format!("Server at {url} answered {status}")).into());
     }
-    let int = Arc::new(AtomicBool::new(false));
-    let term = Arc::new(AtomicBool::new(false));
-    let _ = signal_hook::flag::register(signal_hook::consts::SIGINT, Arc::clone(&int));
-    let _ = signal_hook::flag::register(signal_hook::consts::SIGTERM, Arc::clone(&term));
     let (tx, rx) = mpsc::channel::<Value>();
     std::thread::spawn(move || {
         for line in BufReader::new(stream).lines() {
@@ -112,9 +113,21 @@ pub(super) fn cmd_run(p: &Parsed) -> Result<u8, Stop> {
             }
         }
     });
-    let mut session = String::new();
+    // The session it drives: `-s`'s, until the serve names it (a new one, or a fork).
+    let mut session = p.value("session").filter(|_| !p.has("fork")).unwrap_or_default().to_owned();
     loop {
         if int.load(Ordering::SeqCst) {
+            // The serve names the session first thing: wait for that line if it is still due.
+            let deadline = std::time::Instant::now() + Duration::from_secs(5);
+            while session.is_empty() && std::time::Instant::now() < deadline {
+                match rx.recv_timeout(Duration::from_millis(20)) {
+                    Ok(v) if v["fake"] == "session" => {
+                        session = v["id"].as_str().unwrap_or_default().to_owned();
+                    }
+                    Ok(_) | Err(mpsc::RecvTimeoutError::Timeout) => {}
+                    Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                }
+            }
             // Ctrl-C stops the turn on the server too.
             if !session.is_empty() {
                 let path = format!("/api/session/{session}/interrupt");
