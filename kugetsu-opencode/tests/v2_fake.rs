@@ -113,3 +113,28 @@ fn trace_and_injected_failures() {
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out.stderr).contains("injected failure of `run`"));
 }
+
+/// The fake's TUI runs its `--prompt` as a turn of the session (`-s`, or a new one in the
+/// directory it is given) and exits, as if the user quit once it was answered.
+#[test]
+fn tui_runs_its_prompt_and_exits() {
+    let s = Subject::fake(FAKE);
+    let id = s.create("tui", "base", json!([]))["id"].as_str().expect("id").to_owned();
+    let tree = s.sb.path("tree");
+    let mut c = s.command("elsewhere", &["--server", &s.url, "-s", &id, "--prompt", "prime it"]);
+    let out = c.env("OPENCODE_PASSWORD", crate::v2_contract::PASSWORD).output().expect("tui");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(s.get(&id)["outcome"], "succeeded");
+    let history = s.api("GET", &format!("/api/session/{id}/message"), None).json();
+    assert!(history["data"].as_array().expect("messages").iter().any(|m| m["text"] == "prime it"));
+
+    let args = [tree.to_str().expect("utf-8"), "--server", &s.url, "--prompt", "new one"];
+    let out = s
+        .command("elsewhere", &args)
+        .env("OPENCODE_PASSWORD", crate::v2_contract::PASSWORD)
+        .output()
+        .expect("tui");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let listed = s.api("GET", &format!("/api/session?directory={}", tree.display()), None).json();
+    assert_eq!(listed["data"].as_array().map(Vec::len), Some(1), "{listed}");
+}

@@ -12,12 +12,45 @@ use base64::Engine;
 
 use super::*;
 
+/// SIGINT and SIGTERM, as flags.
+struct Signals {
+    int: Arc<AtomicBool>,
+    term: Arc<AtomicBool>,
+}
+
+impl Signals {
+    fn watch() -> Self {
+        let int = Arc::new(AtomicBool::new(false));
+        let term = Arc::new(AtomicBool::new(false));
+        let _ = signal_hook::flag::register(signal_hook::consts::SIGINT, Arc::clone(&int));
+        let _ = signal_hook::flag::register(signal_hook::consts::SIGTERM, Arc::clone(&term));
+        Signals { int, term }
+    }
+}
+
+/// The TUI (`opencode [directory] [--server URL] [-s ID] [--prompt P]`): the fake runs the
+/// prompt as a turn of the session and exits, as if the user quit once it was answered;
+/// without a prompt it only connects (starting the service without `--server`).
+pub(super) fn cmd_tui(p: &Parsed) -> Result<u8, Stop> {
+    let signals = Signals::watch();
+    let dir = match p.positionals.first() {
+        Some(d) => PathBuf::from(d)
+            .canonicalize()
+            .or_else(|e| fail(format!("Failed to change directory to {d}: {e}")))?,
+        None => cwd()?,
+    };
+    match p.value("prompt").filter(|m| !m.is_empty()) {
+        Some(prompt) => drive(p, prompt, &dir, false, &signals),
+        None => {
+            server(p)?;
+            Ok(0)
+        }
+    }
+}
+
 pub(super) fn cmd_run(p: &Parsed) -> Result<u8, Stop> {
     // First of all: a signal that comes while the turn is being set up counts too.
-    let int = Arc::new(AtomicBool::new(false));
-    let term = Arc::new(AtomicBool::new(false));
-    let _ = signal_hook::flag::register(signal_hook::consts::SIGINT, Arc::clone(&int));
-    let _ = signal_hook::flag::register(signal_hook::consts::SIGTERM, Arc::clone(&term));
+    let signals = Signals::watch();
     let stdin = if std::io::stdin().is_terminal() {
         String::new()
     } else {
@@ -64,8 +97,14 @@ pub(super) fn cmd_run(p: &Parsed) -> Result<u8, Stop> {
     if message.is_empty() {
         return refuse("You must provide a message");
     }
+    drive(p, &message, &cwd()?, json_format, &signals)
+}
+
+/// The serve to use: `--server` (with the password of the environment), a private one with
+/// `--standalone`, else the background service.
+fn server(p: &Parsed) -> Result<(String, String), Stop> {
     let version = super::version().unwrap_or_default();
-    let (url, password) = match p.value("server") {
+    Ok(match p.value("server") {
         Some(url) => {
             let Some(pw) = env("OPENCODE_PASSWORD").or_else(|| env("OPENCODE_SERVER_PASSWORD"))
             else {
@@ -78,7 +117,19 @@ pub(super) fn cmd_run(p: &Parsed) -> Result<u8, Stop> {
         }
         None if p.has("standalone") => service::private_serve()?,
         None => service::ensure(&version)?,
-    };
+    })
+}
+
+/// Runs `message` as a turn in the serve and prints its events; the exit code.
+fn drive(
+    p: &Parsed,
+    message: &str,
+    dir: &Path,
+    json_format: bool,
+    signals: &Signals,
+) -> Result<u8, Stop> {
+    let (url, password) = server(p)?;
+    let Signals { int, term } = signals;
     let env_map: BTreeMap<String, String> = std::env::vars().collect();
     let request = json!({
         "session": p.value("session"),
@@ -86,7 +137,7 @@ pub(super) fn cmd_run(p: &Parsed) -> Result<u8, Stop> {
         "fork": p.has("fork"),
         "title": p.value("title"),
         "text": message,
-        "directory": path_str(&cwd()?),
+        "directory": path_str(dir),
         "auto": p.has("auto"),
         "env": env_map,
     });

@@ -18,8 +18,9 @@
 //!   collides with a real one) and exits by itself after `SERVICE_LIFETIME`;
 //! - the final `step_finish` of a turn is left out unless the turn says `"step_finish": true`
 //!   (the real one leaves it out at random, usually);
-//! - the TUI, `api`, `models`, `stats` and `session export|import` are not faked (exit 1 after
-//!   starting the service, as each needs a server).
+//! - the TUI runs its `--prompt` as a turn and exits; `api`, `models`, `stats`, `service`,
+//!   `debug` and `session export|import` are not faked (exit 1 after starting the service, as
+//!   each needs a server).
 
 use super::*;
 
@@ -156,11 +157,10 @@ pub(super) fn main(argv: &[String], version: &str) -> u8 {
             let extra = rest.iter().find(|a| !a.starts_with('-')).unwrap_or(&rest[0]);
             Err(usage(help, &format!("Unexpected positional argument: \"{extra}\"")))
         }
-        _ => parsed(argv, TUI, "opencode", help).and_then(|_| {
-            service::ensure(version)?;
-            Err(Fail("fake-opencode does not fake the 2.x TUI, `api`, `models` or `stats`".into())
-                .into())
-        }),
+        "api" | "models" | "stats" | "service" | "debug" => service::ensure(version)
+            .and_then(|_| fail(format!("fake-opencode does not fake `{cmd}` in 2.x")))
+            .map_err(Stop::from),
+        _ => parsed(argv, TUI, "opencode", help).and_then(|p| client::cmd_tui(&p)),
     };
     match result {
         Ok(code) | Err(Stop::Code(code)) => code,
