@@ -73,10 +73,9 @@ pub(super) fn cmd_run(p: &Parsed) -> Result<u8, Stop> {
         None | Some("default") => false,
         Some("json") => true,
         Some(other) => {
-            return Err(super::usage(
-                "",
-                &format!("Invalid value for --format: {other} (choices: default, json)"),
-            ));
+            return Err(super::usage(&format!(
+                "Invalid value for --format: {other} (choices: default, json)"
+            )));
         }
     };
     // Refusals before any server is reached: one JSON `error` line on stdout, exit 1.
@@ -103,7 +102,6 @@ pub(super) fn cmd_run(p: &Parsed) -> Result<u8, Stop> {
 /// The serve to use: `--server` (with the password of the environment), a private one with
 /// `--standalone`, else the background service.
 fn server(p: &Parsed) -> Result<(String, String), Stop> {
-    let version = super::version().unwrap_or_default();
     Ok(match p.value("server") {
         Some(url) => {
             let Some(pw) = env("OPENCODE_PASSWORD").or_else(|| env("OPENCODE_SERVER_PASSWORD"))
@@ -116,7 +114,7 @@ fn server(p: &Parsed) -> Result<(String, String), Stop> {
             (url.trim_end_matches('/').to_owned(), pw)
         }
         None if p.has("standalone") => service::private_serve()?,
-        None => service::ensure(&version)?,
+        None => service::ensure()?,
     })
 }
 

@@ -149,15 +149,13 @@ pub(super) fn main(argv: &[String], version: &str) -> u8 {
     let result = match cmd {
         "run" => parsed(&rest, RUN, "opencode run", help).and_then(|p| client::cmd_run(&p)),
         "serve" => parsed(&rest, SERVE, "opencode serve", help).and_then(|p| serve::cmd_serve(&p)),
-        "session" => {
-            parsed(&rest, SESSION, "opencode session", help).and_then(|p| cmd_session(&p, version))
-        }
+        "session" => parsed(&rest, SESSION, "opencode session", help).and_then(|p| cmd_session(&p)),
         // Gone in 2.x: read as the TUI's directory, so a second word is one too many.
         "db" | "export" | "import" if !rest.is_empty() => {
             let extra = rest.iter().find(|a| !a.starts_with('-')).unwrap_or(&rest[0]);
-            Err(usage(help, &format!("Unexpected positional argument: \"{extra}\"")))
+            Err(usage(&format!("Unexpected positional argument: \"{extra}\"")))
         }
-        "api" | "models" | "stats" | "service" | "debug" => service::ensure(version)
+        "api" | "models" | "stats" | "service" | "debug" => service::ensure()
             .and_then(|_| fail(format!("fake-opencode does not fake `{cmd}` in 2.x")))
             .map_err(Stop::from),
         _ => parsed(argv, TUI, "opencode", help).and_then(|p| client::cmd_tui(&p)),
@@ -177,7 +175,7 @@ pub(super) fn main(argv: &[String], version: &str) -> u8 {
 }
 
 /// The real parser's complaint: the help on stdout, `ERROR` and the reason on stderr, exit 1.
-fn usage(_help: &str, reason: &str) -> Stop {
+fn usage(reason: &str) -> Stop {
     // `Usage` holds a static text: the reason is leaked once, as the process ends right after.
     Stop::Usage(Usage(Box::leak(format!("\nERROR\n  {reason}\n").into_boxed_str())))
 }
@@ -205,7 +203,7 @@ fn parsed(
         }
         if a.starts_with('-') && a.len() > 1 {
             if !known(a) {
-                return Err(usage(help, &format!("Unrecognized flag: {a} in command {command}")));
+                return Err(usage(&format!("Unrecognized flag: {a} in command {command}")));
             }
             takes_value = !a.contains('=')
                 && specs.iter().chain(GLOBAL).any(|f| {
@@ -218,9 +216,9 @@ fn parsed(
 }
 
 /// `session list|delete`: through the background service unless `--server` names one.
-fn cmd_session(p: &Parsed, version: &str) -> Result<u8, Stop> {
+fn cmd_session(p: &Parsed) -> Result<u8, Stop> {
     if p.value("server").is_none() && !p.has("standalone") {
-        service::ensure(version)?;
+        service::ensure()?;
     }
     match (p.positionals.first().map(String::as_str), p.positionals.get(1)) {
         (Some("list"), None) => {

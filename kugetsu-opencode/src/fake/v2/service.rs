@@ -35,7 +35,7 @@ fn registered() -> Option<(String, String)> {
 }
 
 /// The running service's URL and password, starting it first if there is none.
-pub(super) fn ensure(_version: &str) -> Res<(String, String)> {
+pub(super) fn ensure() -> Res<(String, String)> {
     if let Some(found) = registered() {
         return Ok(found);
     }
