@@ -512,3 +512,83 @@ pub fn gone_commands(s: &Subject) {
         );
     }
 }
+
+/// A data directory a 1.x opencode made: a 2.x serve started on it afterwards shows the 1.x
+/// session, in its directory, with its history but without its permission rules, and
+/// continues it.
+pub fn v1_sessions_continue_under_2x(s: &Subject) {
+    let Some(v1) = s.v1() else { return };
+    let data = s.sb.path("data-v1");
+    std::fs::create_dir_all(&data).expect("data dir");
+    let out = std::process::Command::new(&v1)
+        .args(["run", "--format", "json", "--title", "old", "from 1.x"])
+        .current_dir(s.sb.path("base"))
+        .env_clear()
+        .envs(s.env.iter().map(|(k, v)| (k, v)))
+        .env_remove("FAKE_OPENCODE_VERSION")
+        .env("XDG_DATA_HOME", &data)
+        .env("PWD", s.sb.path("base"))
+        .stdin(Stdio::null())
+        .output()
+        .expect("1.x run");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let first: Value =
+        serde_json::from_slice(out.stdout.split(|b| *b == b'\n').next().expect("line"))
+            .expect("json");
+    let id = first["sessionID"].as_str().expect("id").to_owned();
+
+    let mut env = s.env.clone();
+    env.push(("XDG_DATA_HOME".into(), data.clone().into()));
+    let (mut serve, line) = spawn_serve(&s.bin, &env, &s.sb.path("base"), Some(PASSWORD));
+    let url = line.strip_prefix("server listening on ").expect("url").to_owned();
+    let auth = format!(
+        "Basic {}",
+        base64::Engine::encode(
+            &base64::engine::general_purpose::STANDARD,
+            format!("opencode:{PASSWORD}")
+        )
+    );
+    let api =
+        |method: &str, path: &str, body: Option<Value>| http(&url, method, path, Some(&auth), body);
+    let got = api("GET", &format!("/api/session/{id}"), None);
+    assert_eq!(got.status, 200, "{}", got.body);
+    let session = got.json()["data"].clone();
+    assert_eq!(session["title"], "old", "{session}");
+    assert_eq!(session["location"]["directory"], s.sb.path("base").to_str().expect("utf-8"));
+    // The 1.x rules (deny `question`, `plan_enter`, `plan_exit`) are not migrated.
+    assert!(session.get("permissions").is_none(), "{session}");
+    assert!(session.get("outcome").is_none(), "{session}");
+    let history = api("GET", &format!("/api/session/{id}/message"), None).json();
+    let messages = history["data"].as_array().cloned().unwrap_or_default();
+    assert!(
+        messages
+            .iter()
+            .any(|m| m["type"] == "user"
+                && m["text"].as_str().is_some_and(|t| t.contains("from 1.x"))),
+        "{history}"
+    );
+    assert!(messages.iter().any(|m| m["type"] == "assistant"), "{history}");
+    let fork = api("POST", &format!("/api/session/{id}/fork"), Some(json!({})));
+    assert_eq!(fork.status, 200, "a 1.x history is not empty: {}", fork.body);
+    let prompt = s.prompt(Turn::Plain);
+    let mut client = std::process::Command::new(&s.bin)
+        .args(["run", "--server", &url, "-s", &id, "--format", "json"])
+        .current_dir(s.sb.path("elsewhere"))
+        .env_clear()
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .env("PWD", s.sb.path("elsewhere"))
+        .env("OPENCODE_PASSWORD", PASSWORD)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run");
+    std::io::Write::write_all(&mut client.stdin.take().expect("stdin"), prompt.as_bytes())
+        .expect("prompt");
+    let out = client.wait_with_output().expect("run");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let after = api("GET", &format!("/api/session/{id}"), None).json();
+    assert_eq!(after["data"]["outcome"], "succeeded", "{after}");
+    let _ = serve.kill();
+    let _ = serve.wait();
+}

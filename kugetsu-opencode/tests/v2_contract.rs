@@ -117,6 +117,12 @@ impl Subject {
         Subject { sb, bin, env, fake, url, serve, _model: model }
     }
 
+    /// The 1.x opencode that goes with this subject: the fake in its 1.x dialect, or the real
+    /// 1.18.33 (None, after saying why, when it cannot be had).
+    pub fn v1(&self) -> Option<PathBuf> {
+        if self.fake { Some(self.bin.clone()) } else { crate::support::real::opencode() }
+    }
+
     /// The prompt of `turn`; for the fake, the script of its next turn too.
     pub fn prompt(&self, turn: Turn) -> String {
         let (script, prompt) = match turn {
@@ -339,7 +345,8 @@ macro_rules! contract_tests {
             tool_environment, sigterm_leaves_the_turn_until_interrupt,
             interrupt_ends_an_attached_client,
             permission_ask_is_rejected, http_turn_and_permission_reply, provider_error, run_fork_stays_in_the_base_directory,
-            client_refusals, new_session_directory_is_pwd, gone_commands);
+            client_refusals, new_session_directory_is_pwd, gone_commands,
+            v1_sessions_continue_under_2x);
     };
     (@each $subject:expr; $($check:ident),*) => {
         $(

@@ -231,7 +231,7 @@ fn session_route(method: &str, s: &Session, rest: &[&str], body: &Value) -> Res<
             Reply(200, json!({"interrupted": turn::interrupt(id)}).to_string(), "")
         }
         ("GET", ["message"]) => {
-            let mut messages = s.v2.clone().unwrap_or_default().messages;
+            let mut messages = session::migrated(s).messages;
             messages.reverse();
             Reply(
                 200,

@@ -31,13 +31,53 @@ pub(in crate::fake) struct V2Session {
     pub(super) messages: Vec<Value>,
 }
 
-/// The 2.x fields of `s` (a session made by the 1.x dialect has none yet).
+/// The 2.x fields of `s`; a session made by the 1.x dialect gets them now (see [`migrated`]).
 pub(super) fn v2(s: &mut Session) -> &mut V2Session {
-    s.v2.get_or_insert_with(|| V2Session { titled: true, ..V2Session::default() })
+    let migrated = if s.v2.is_none() { Some(migrated(s)) } else { None };
+    s.v2.get_or_insert_with(|| migrated.unwrap_or_default())
+}
+
+/// The 2.x view of a session, migrating a 1.x one as 2.x migrates the 1.x tables on its first
+/// start: its history (text parts; the fake drops tool parts) and its tokens, but not its
+/// permission rules (2.1.2 leaves them behind).
+pub(super) fn migrated(s: &Session) -> V2Session {
+    if let Some(v) = &s.v2 {
+        return v.clone();
+    }
+    let messages: Vec<Value> = s
+        .messages
+        .iter()
+        .map(|m| {
+            let text: Vec<&str> = m["parts"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|p| p["type"] == "text")
+                .filter_map(|p| p["text"].as_str())
+                .collect();
+            let id = m["info"]["id"].clone();
+            if m["info"]["role"] == "user" {
+                json!({"id": id, "time": {"created": s.created}, "type": "user",
+                       "text": text.join("\n")})
+            } else {
+                json!({"id": id, "time": {"created": s.created}, "type": "assistant",
+                       "content": [{"type": "text", "text": text.join("\n")}]})
+            }
+        })
+        .collect();
+    // The fake's 1.x turns count as one model call each (its `step_finish` says 10 and 2).
+    let calls = messages.iter().filter(|m| m["type"] == "assistant").count() as u64;
+    V2Session {
+        titled: true,
+        input: 10 * calls,
+        output: 2 * calls,
+        messages,
+        ..V2Session::default()
+    }
 }
 
 pub(super) fn to_json(s: &Session) -> Value {
-    let v = s.v2.clone().unwrap_or_default();
+    let v = migrated(s);
     let mut out = json!({
         "id": s.id,
         "projectID": s.project_id,
