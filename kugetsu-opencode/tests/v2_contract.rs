@@ -19,6 +19,10 @@
 //!   and exits 1; the real one, interrupted right as the turn starts, sometimes ends silently
 //!   with 0 instead (1 of 2 tries in the suite, none of 9 by hand a little later). The fake
 //!   always exits 1; the check accepts the silent 0 from the real one only.
+//! - 1.x and 2.x on one data directory: the real 2.x migrates the 1.x sessions once, on its
+//!   first start, and a 1.x session made later is invisible to it (`-s` then makes an empty one);
+//!   the fake's 2.x shows every 1.x session whenever it was made, and its 1.x sees the sessions
+//!   2.x made. Histories diverge in both. Only a migration before the first 2.x start is checked.
 //! - the turn's transport: the real `run --server` uses the serve's `prompt` route and event
 //!   stream, the fake a private route; only what a client sees is checked.
 
