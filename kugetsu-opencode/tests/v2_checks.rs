@@ -48,15 +48,15 @@ pub fn serve_startup_and_auth(s: &Subject) {
 
     let (mut serve, first) = spawn_serve(&s.bin, &s.env, &s.sb.path("base"), None);
     assert!(first.starts_with("server listening on http://127.0.0.1:"), "{first:?}");
-    let second = read_line(&mut serve);
+    let second = read_line(&mut serve.0);
     let pw = second.strip_prefix("server password ").expect("a password line");
     assert!(pw.len() >= 8, "{second:?}");
     rustix::process::kill_process(
-        rustix::process::Pid::from_raw(serve.id() as i32).expect("pid"),
+        rustix::process::Pid::from_raw(serve.0.id() as i32).expect("pid"),
         rustix::process::Signal::TERM,
     )
     .expect("SIGTERM");
-    assert!(ended_within(&mut serve, Duration::from_secs(10)), "SIGTERM ends the serve");
+    assert!(ended_within(&mut serve.0, Duration::from_secs(10)), "SIGTERM ends the serve");
 }
 
 fn ended_within(child: &mut std::process::Child, bound: Duration) -> bool {
@@ -539,7 +539,7 @@ pub fn v1_sessions_continue_under_2x(s: &Subject) {
 
     let mut env = s.env.clone();
     env.push(("XDG_DATA_HOME".into(), data.clone().into()));
-    let (mut serve, line) = spawn_serve(&s.bin, &env, &s.sb.path("base"), Some(PASSWORD));
+    let (serve, line) = spawn_serve(&s.bin, &env, &s.sb.path("base"), Some(PASSWORD));
     let url = line.strip_prefix("server listening on ").expect("url").to_owned();
     let auth = format!(
         "Basic {}",
@@ -589,6 +589,5 @@ pub fn v1_sessions_continue_under_2x(s: &Subject) {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let after = api("GET", &format!("/api/session/{id}"), None).json();
     assert_eq!(after["data"]["outcome"], "succeeded", "{after}");
-    let _ = serve.kill();
-    let _ = serve.wait();
+    drop(serve);
 }

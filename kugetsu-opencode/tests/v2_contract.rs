@@ -67,14 +67,17 @@ pub struct Subject {
     pub env: Vec<(OsString, OsString)>,
     pub fake: bool,
     pub url: String,
-    serve: Child,
+    _serve: Serve,
     _model: Option<MockModel>,
 }
 
-impl Drop for Subject {
+/// A started `serve`, killed when dropped (a failed check included).
+pub struct Serve(pub Child);
+
+impl Drop for Serve {
     fn drop(&mut self) {
-        let _ = self.serve.kill();
-        let _ = self.serve.wait();
+        let _ = self.0.kill();
+        let _ = self.0.wait();
     }
 }
 
@@ -118,7 +121,7 @@ impl Subject {
             panic!("serve's first line: {first:?}");
         });
         let url = url.to_owned();
-        Subject { sb, bin, env, fake, url, serve, _model: model }
+        Subject { sb, bin, env, fake, url, _serve: serve, _model: model }
     }
 
     /// The 1.x opencode that goes with this subject: the fake in its 1.x dialect, or the real
@@ -234,13 +237,13 @@ impl Subject {
     }
 }
 
-/// Starts `serve --port 0 --hostname 127.0.0.1` in `cwd`; the child and its first stdout line.
+/// Starts `serve --port 0 --hostname 127.0.0.1` in `cwd`; it and its first stdout line.
 pub fn spawn_serve(
     bin: &Path,
     env: &[(OsString, OsString)],
     cwd: &Path,
     password: Option<&str>,
-) -> (Child, String) {
+) -> (Serve, String) {
     let mut c = Command::new(bin);
     c.args(["serve", "--port", "0", "--hostname", "127.0.0.1"])
         .current_dir(cwd)
@@ -253,9 +256,9 @@ pub fn spawn_serve(
     if let Some(pw) = password {
         c.env("OPENCODE_SERVER_PASSWORD", pw);
     }
-    let mut child = c.spawn().expect("spawn serve");
-    let line = read_line(&mut child);
-    (child, line)
+    let mut serve = Serve(c.spawn().expect("spawn serve"));
+    let line = read_line(&mut serve.0);
+    (serve, line)
 }
 
 /// The next stdout line of `child` (unbuffered: the rest stays in the pipe).
