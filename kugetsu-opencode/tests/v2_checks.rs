@@ -494,6 +494,28 @@ pub fn new_session_directory_is_pwd(s: &Subject) {
     }
 }
 
+/// `run --standalone` runs the turn with a private server on the same data, and starts no
+/// background service.
+pub fn standalone_run_starts_no_service(s: &Subject) {
+    let prompt = s.prompt(Turn::Write("alone.txt"));
+    let mut child = s
+        .command("tree", &["run", "--standalone", "--format", "json", "--title", "alone"])
+        .stdin(Stdio::piped())
+        .spawn()
+        .expect("run");
+    std::io::Write::write_all(&mut child.stdin.take().expect("stdin"), prompt.as_bytes())
+        .expect("prompt");
+    let out = child.wait_with_output().expect("run");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(s.sb.path("tree").join("alone.txt").exists());
+    let id = events(&out)[0]["sessionID"].as_str().expect("id").to_owned();
+    let made = s.get(&id);
+    assert_eq!(made["title"], "alone");
+    assert_eq!(made["location"]["directory"], s.sb.path("tree").to_str().expect("utf-8"));
+    assert_eq!(made["outcome"], "succeeded");
+    assert!(!s.sb.path("state").join("opencode/service.json").exists(), "no service");
+}
+
 /// `db`, the top-level `export`/`import`, and `run --dir` are gone in 2.x.
 pub fn gone_commands(s: &Subject) {
     for (args, reason) in [
