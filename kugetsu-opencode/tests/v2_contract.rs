@@ -10,7 +10,7 @@
 //! - list cursors: opaque strings (or null when the list is empty) in both, not compared.
 //! - the background service a command without `--server` starts: the real one takes the fixed
 //!   port 49374 of the machine and never exits, so only the fake's is checked (by the runner's
-//!   `v2_fake_only`), which takes a free port and exits after a minute.
+//!   `v2_fake`), which takes a free port and exits after a minute.
 //! - SIGINT of a `run --server` client: the real one usually interrupts the turn in the serve,
 //!   but not always (2 of 8 tries by hand left it running, whatever the delay before the
 //!   signal); the fake always does (checked by `v2_fake`). The contract check ends the turn
@@ -23,8 +23,8 @@
 //!   first start, and a 1.x session made later is invisible to it (`-s` then makes an empty one);
 //!   the fake's 2.x shows every 1.x session whenever it was made, and its 1.x sees the sessions
 //!   2.x made. Histories diverge in both. Only a migration before the first 2.x start is checked.
-//! - the turn's transport: the real `run --server` uses the serve's `prompt` route and event
-//!   stream, the fake a private route; only what a client sees is checked.
+//! - the turn's transport between `run --server` and the serve: the fake's is a private route;
+//!   only what a client and the serve's routes show is checked.
 
 #![allow(dead_code)]
 

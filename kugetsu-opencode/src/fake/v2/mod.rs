@@ -10,17 +10,20 @@
 //! - `run --server URL` is a client of that serve (`client` module); without `--server` or
 //!   `--standalone`, `run` and the other commands that need a server start the background
 //!   service and leave it running (`service` module), as the real one does.
+//! - turns driven over HTTP (`prompt`, `wait`) and their permission asks, which wait for a
+//!   reply (`prompt` module).
 //!
-//! Where the fake differs from the real 2.1.2, in one place:
+//! Where it differs from the real 2.1.2 (the contract suite, `tests/v2_contract.rs`, lists
+//! what it does not check because of that):
 //! - the client gets its events from the serve through a private route (`POST /fake/run`,
-//!   NDJSON), not the real `prompt` route and `/api/event` stream;
+//!   NDJSON), not the real client's transport;
 //! - the background service listens on a port the kernel picks (not 49374, so it never
-//!   collides with a real one) and exits by itself after `SERVICE_LIFETIME`;
+//!   collides with a real one) and exits by itself after a minute (`service::LIFETIME`);
 //! - the final `step_finish` of a turn is left out unless the turn says `"step_finish": true`
 //!   (the real one leaves it out at random, usually);
 //! - the TUI runs its `--prompt` as a turn and exits; `api`, `models`, `stats`, `service`,
 //!   `debug` and `session export|import` are not faked (exit 1 after starting the service, as
-//!   each needs a server).
+//!   each needs a server), nor is the `/api/event` stream.
 
 use super::*;
 
