@@ -111,6 +111,10 @@ pub fn session_routes(s: &Subject) {
     let patch = s.api("PATCH", &format!("/api/session/{id}"), Some(json!({"title": "renamed"})));
     assert_eq!(patch.status, 204);
     assert_eq!(s.get(&id)["title"], "renamed");
+    let rules = json!([{"action": "shell", "resource": "*", "effect": "deny"}]);
+    let patch = s.api("PATCH", &format!("/api/session/{id}"), Some(json!({"permissions": rules})));
+    assert_eq!((patch.status, patch.body.as_str()), (204, ""));
+    assert_eq!(s.get(&id)["permissions"], rules, "replaced, not merged");
     assert_eq!(s.active(), json!({}));
 
     let unknown = "ses_db05ffffeffeKugetsuTest0001";
