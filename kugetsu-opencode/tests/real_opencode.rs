@@ -7,6 +7,15 @@
 
 mod support;
 
+/// The opencode 2 contract (the same checks run on the fake in `runner`).
+#[path = "v2_contract.rs"]
+mod v2_contract;
+mod real_v2 {
+    crate::v2_contract::contract_tests!(
+        crate::support::real2::opencode2().map(crate::v2_contract::Subject::real)
+    );
+}
+
 use std::ffi::OsString;
 use std::io::Write;
 use std::path::PathBuf;

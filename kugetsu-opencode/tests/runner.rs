@@ -13,3 +13,9 @@ mod fake_driver;
 mod fake_forks;
 #[cfg(feature = "fake")]
 mod support_fake;
+// The opencode 2 contract on the fake's 2.x dialect (the same checks run on the real 2.1.2 in
+// `real_opencode`), and what only the fake can show.
+#[cfg(feature = "fake")]
+mod v2_contract;
+#[cfg(feature = "fake")]
+mod v2_fake;

@@ -30,6 +30,7 @@ pub(super) fn cmd_tui(p: &Parsed) -> Result<u8, Stop> {
                 "info": {"id": mid, "sessionID": id, "role": "user"},
                 "parts": [{"id": pid, "messageID": mid, "sessionID": id, "type": "text", "text": prompt}]
             })],
+            v2: None,
         });
         Ok(())
     })?;
@@ -163,6 +164,7 @@ pub(super) fn add_session(info: &Value, messages: Vec<Value>, dir: &Path) -> Res
             created: now_ms(),
             updated: now_ms(),
             messages: messages.clone(),
+            v2: None,
         });
         Ok(())
     })?;

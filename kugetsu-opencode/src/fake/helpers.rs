@@ -58,20 +58,23 @@ pub(super) struct Work {
     pub(super) detach: bool,
 }
 
+/// This program, to re-run it: under the name it was started with, since when it is `kugetsu`
+/// linked as `opencode`, that name is what selects the fake.
+pub(super) fn self_program() -> Option<PathBuf> {
+    let started_as = std::env::args_os().next().map(PathBuf::from);
+    match started_as.filter(|p| p.components().count() > 1) {
+        Some(p) => Some(p),
+        None => std::env::current_exe().ok(),
+    }
+}
+
 /// Starts one helper (see [`helper_sleep`]).
 pub(super) fn spawn_helper(
     ignore_term: bool,
     work: Work,
     tag: &str,
 ) -> Option<std::process::Child> {
-    // Re-run this program under the name it was started with: when it is `kugetsu` linked as
-    // `opencode`, that name is what selects the fake.
-    let started_as = std::env::args_os().next().map(std::path::PathBuf::from);
-    let me = match started_as.filter(|p| p.components().count() > 1) {
-        Some(p) => p,
-        None => std::env::current_exe().ok()?,
-    };
-    let mut c = std::process::Command::new(&me);
+    let mut c = std::process::Command::new(self_program()?);
     c.arg("__sleep");
     if ignore_term {
         c.arg("ignore-term");

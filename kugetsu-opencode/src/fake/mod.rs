@@ -1,4 +1,5 @@
 //! The fake opencode (`fake-opencode`): a scripted stand-in for the opencode 1.18.33 CLI, and a conformance kit.
+//! With `FAKE_OPENCODE_VERSION=2.*` it is the opencode 2 CLI instead (the `v2` module).
 //!
 //! It reproduces the parts of the real CLI's contract that kugetsu relies on or must survive,
 //! so kugetsu and its tests can run without a model (see `CONFORMANCE.md` in this package):
@@ -84,6 +85,7 @@ mod run;
 mod script;
 mod serve;
 mod store;
+mod v2;
 
 use commands::*;
 use db::*;
@@ -173,6 +175,9 @@ pub fn main(argv: Vec<String>) -> u8 {
     }
     record(&argv, None, None);
     startup_cost();
+    if let Some(version) = v2::version() {
+        return v2::main(&argv, &version);
+    }
     match dispatch(&argv) {
         Ok(code) => code,
         Err(Stop::Code(code)) => code,

@@ -111,6 +111,7 @@ pub(super) fn cmd_run(p: &Parsed) -> Result<u8, Stop> {
                 created: now_ms(),
                 updated: now_ms(),
                 messages: Vec::new(),
+                v2: None,
             };
             store.sessions.push(s.clone());
             s
@@ -198,7 +199,12 @@ pub(super) fn cmd_run(p: &Parsed) -> Result<u8, Stop> {
 /// With `FAKE_OPENCODE_TRACE=<file>`, appends `<start|end> <session> <unix nanoseconds>` around
 /// each turn, so tests can measure how many turns ran at once across processes.
 pub(super) fn trace(what: &str, session: &str) {
-    let Some(path) = env("FAKE_OPENCODE_TRACE") else { return };
+    trace_at(env("FAKE_OPENCODE_TRACE"), what, session);
+}
+
+/// [`trace`] to the file `path` (the 2.x serve traces to its client's file).
+pub(super) fn trace_at(path: Option<String>, what: &str, session: &str) {
+    let Some(path) = path else { return };
     let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
     if let Ok(mut f) = OpenOptions::new().create(true).append(true).open(path) {
         // One write per line: appends of a few bytes from many processes do not interleave.

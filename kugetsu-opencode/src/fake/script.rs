@@ -32,7 +32,12 @@ pub(super) struct Script {
 /// The next scripted turn. Turns are consumed: the first one is removed from the script file
 /// (under the store lock, so parallel runs each get their own).
 pub(super) fn next_turn() -> Res<Value> {
-    let Some(path) = env("FAKE_OPENCODE_SCRIPT") else { return Ok(json!({"mode": "ok"})) };
+    next_turn_at(env("FAKE_OPENCODE_SCRIPT"))
+}
+
+/// [`next_turn`] of the script at `path` (the 2.x serve plays its client's script).
+pub(super) fn next_turn_at(path: Option<String>) -> Res<Value> {
+    let Some(path) = path else { return Ok(json!({"mode": "ok"})) };
     let text =
         fs::read_to_string(&path).or_else(|e| fail(format!("cannot read script {path}: {e}")))?;
     let mut script: Script =

@@ -83,9 +83,9 @@ fn handle(mut stream: TcpStream, auth: &Option<String>) {
     );
 }
 
-type Request = (String, String, Vec<(String, String)>, Vec<u8>);
+pub(super) type Request = (String, String, Vec<(String, String)>, Vec<u8>);
 
-fn read_request(stream: &mut TcpStream) -> Option<Request> {
+pub(super) fn read_request(stream: &mut TcpStream) -> Option<Request> {
     let mut buf = Vec::new();
     let mut chunk = [0u8; 8192];
     loop {

@@ -23,6 +23,9 @@ pub(super) struct Session {
     pub(super) created: u64,
     pub(super) updated: u64,
     pub(super) messages: Vec<Value>,
+    /// What only the 2.x dialect keeps (`None` for a session made by the 1.x dialect).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) v2: Option<v2::V2Session>,
 }
 
 /// The root sessions (not forks' children) of `project`, newest first, as opencode lists them.

@@ -13,6 +13,9 @@
 //! - with lines containing `BASH:<command>` (the rest of the line): one `bash` tool call per
 //!   such line, in order, each after the previous one's result, then a text answer `done`;
 //! - anything else: a text answer `hello`.
+//!
+//! The tool calls use opencode 2's names (`shell`, `write` with `path`) when the request offers
+//! a tool only opencode 2 has (`shell`, or `subagent` when a rule denies the shell).
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -159,13 +162,23 @@ fn serve(stream: TcpStream, seen: &Mutex<Vec<Value>>) -> std::io::Result<()> {
         .filter_map(|l| Some(l.split_once("BASH:")?.1.trim()))
         .filter(|c| !c.is_empty())
         .collect();
+    // opencode 2 renamed the tools (`shell` for `bash`, `write` takes `path`): answer in the
+    // names the request offers.
+    let v2 = body["tools"].as_array().is_some_and(|tools| {
+        tools.iter().any(|t| matches!(t["function"]["name"].as_str(), Some("shell" | "subagent")))
+    });
+    let (shell, path_key) = if v2 { ("shell", "path") } else { ("bash", "filePath") };
+    let bash_args = |command: &str| match v2 {
+        true => json!({"command": command}),
+        false => json!({"command": command, "description": "Run it"}),
+    };
     let ran = user.map_or(0, |i| messages[i + 1..].iter().filter(|m| m["role"] == "tool").count());
     let mut chunks = Vec::new();
     if let Some(command) = commands.get(ran) {
         chunks.push(chunk(
             json!({"role": "assistant", "tool_calls": [{"index": 0, "id": format!("call_bash_{ran}"),
-                   "type": "function", "function": {"name": "bash",
-                   "arguments": json!({"command": command, "description": "Run it"}).to_string()}}]}),
+                   "type": "function", "function": {"name": shell,
+                   "arguments": bash_args(command).to_string()}}]}),
             Value::Null,
         ));
         chunks.push(chunk(json!({}), json!("tool_calls")));
@@ -175,10 +188,8 @@ fn serve(stream: TcpStream, seen: &Mutex<Vec<Value>>) -> std::io::Result<()> {
             .nth(1)
             .and_then(|r| r.split_whitespace().next())
             .unwrap_or("out.txt");
-        chunks.push(tool_call(
-            "write",
-            json!({"filePath": name, "content": "written by the mock\n"}),
-        ));
+        chunks
+            .push(tool_call("write", json!({path_key: name, "content": "written by the mock\n"})));
         chunks.push(chunk(json!({}), json!("tool_calls")));
     } else if last["role"] == "user" && text.contains("BASHSLEEP:") {
         let secs = text
@@ -187,7 +198,7 @@ fn serve(stream: TcpStream, seen: &Mutex<Vec<Value>>) -> std::io::Result<()> {
             .and_then(|r| r.split_whitespace().next())
             .unwrap_or("300");
         chunks.push(tool_call(
-            "bash",
+            shell,
             json!({"command": format!("sleep {secs}"), "description": "Wait"}),
         ));
         chunks.push(chunk(json!({}), json!("tool_calls")));
