@@ -29,6 +29,7 @@ impl OpencodeDriver {
                 prompt: &req.prompt,
                 limits: req.limits,
                 log_path: &req.log_path,
+                judge: None,
             },
             sink,
         )?;

@@ -7,12 +7,16 @@
 //!   (a relative path, so it lands in the session's directory) with `written by the mock`;
 //! - containing `APIERROR`: HTTP 400 with an OpenAI-style error body (`mock bad request`);
 //! - containing `READETC`: a `read` of `/etc/hostname` (outside the project: a permission ask);
+//! - containing `READENV`: a `read` of `.env` (opencode 2 asks before reading it);
 //! - containing `HANG`: no answer at all, the connection is held open;
 //! - containing `BASHSLEEP:<secs>`: a `bash` tool call running `sleep <secs>` (opencode starts
 //!   it detached, in its own session);
 //! - with lines containing `BASH:<command>` (the rest of the line): one `bash` tool call per
 //!   such line, in order, each after the previous one's result, then a text answer `done`;
 //! - anything else: a text answer `hello`.
+//!
+//! Tool names and arguments follow the dialect of the tools offered: opencode 2 offers `shell`
+//! (1.x `bash`) and names a file `path` (1.x `filePath`).
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -150,6 +154,11 @@ fn serve(stream: TcpStream, seen: &Mutex<Vec<Value>>) -> std::io::Result<()> {
             Value::Null,
         )
     };
+    // opencode 2 renamed the tools the model sees (`bash` is `shell`, `filePath` is `path`).
+    let v2 = body["tools"]
+        .as_array()
+        .is_some_and(|t| t.iter().any(|t| t["function"]["name"] == "shell"));
+    let (bash, file_path) = if v2 { ("shell", "path") } else { ("bash", "filePath") };
     // `BASH:` lines of the last user message, and how many of them already ran.
     let messages = body["messages"].as_array().map(Vec::as_slice).unwrap_or_default();
     let user = messages.iter().rposition(|m| m["role"] == "user");
@@ -164,7 +173,7 @@ fn serve(stream: TcpStream, seen: &Mutex<Vec<Value>>) -> std::io::Result<()> {
     if let Some(command) = commands.get(ran) {
         chunks.push(chunk(
             json!({"role": "assistant", "tool_calls": [{"index": 0, "id": format!("call_bash_{ran}"),
-                   "type": "function", "function": {"name": "bash",
+                   "type": "function", "function": {"name": bash,
                    "arguments": json!({"command": command, "description": "Run it"}).to_string()}}]}),
             Value::Null,
         ));
@@ -175,10 +184,8 @@ fn serve(stream: TcpStream, seen: &Mutex<Vec<Value>>) -> std::io::Result<()> {
             .nth(1)
             .and_then(|r| r.split_whitespace().next())
             .unwrap_or("out.txt");
-        chunks.push(tool_call(
-            "write",
-            json!({"filePath": name, "content": "written by the mock\n"}),
-        ));
+        chunks
+            .push(tool_call("write", json!({file_path: name, "content": "written by the mock\n"})));
         chunks.push(chunk(json!({}), json!("tool_calls")));
     } else if last["role"] == "user" && text.contains("BASHSLEEP:") {
         let secs = text
@@ -187,12 +194,15 @@ fn serve(stream: TcpStream, seen: &Mutex<Vec<Value>>) -> std::io::Result<()> {
             .and_then(|r| r.split_whitespace().next())
             .unwrap_or("300");
         chunks.push(tool_call(
-            "bash",
+            bash,
             json!({"command": format!("sleep {secs}"), "description": "Wait"}),
         ));
         chunks.push(chunk(json!({}), json!("tool_calls")));
     } else if last["role"] == "user" && text.contains("READETC") {
-        chunks.push(tool_call("read", json!({"filePath": "/etc/hostname"})));
+        chunks.push(tool_call("read", json!({file_path: "/etc/hostname"})));
+        chunks.push(chunk(json!({}), json!("tool_calls")));
+    } else if last["role"] == "user" && text.contains("READENV") {
+        chunks.push(tool_call("read", json!({file_path: ".env"})));
         chunks.push(chunk(json!({}), json!("tool_calls")));
     } else {
         let answer = if last["role"] == "tool" { "done" } else { "hello" };
