@@ -16,6 +16,8 @@ pub struct Picked {
     pub driver_name: &'static str,
     /// The driver.
     pub driver: Arc<dyn AgentDriver>,
+    /// What it cannot do that the other could, in a sentence each.
+    pub limits: &'static [&'static str],
 }
 
 /// The driver for `options`' program, by its version (cached in the options' export cache
@@ -27,12 +29,14 @@ pub fn driver_for(options: OpencodeOptions) -> Result<Picked, VersionError> {
             version,
             driver_name: "opencode 1.x",
             driver: Arc::new(OpencodeDriver::new(options)),
+            limits: &[],
         }
     } else {
         Picked {
             version,
             driver_name: "opencode 2.x",
             driver: Arc::new(OpencodeV2Driver::new(options)),
+            limits: OpencodeV2Driver::LIMITS,
         }
     })
 }

@@ -30,6 +30,13 @@ pub struct OpencodeV2Driver {
 }
 
 impl OpencodeV2Driver {
+    /// What this driver cannot do that the 1.x one can.
+    pub const LIMITS: &'static [&'static str] = &[
+        "a turn's tools run under the serve, out of the run's process tree: a tool call that \
+         prints nothing and outlasts the idle limit is judged hung even while it computes",
+        "a turn's cost and tokens are not reported (opencode 2 keeps only the session's totals)",
+    ];
+
     /// A driver with these options. It needs [`OpencodeOptions::export_cache`]: the serve is
     /// registered there.
     pub fn new(options: OpencodeOptions) -> Self {
@@ -90,6 +97,10 @@ impl OpencodeV2Driver {
 }
 
 impl AgentDriver for OpencodeV2Driver {
+    fn agent_major(&self) -> u32 {
+        2
+    }
+
     fn create_session(
         &self,
         req: &CreateSessionRequest,
