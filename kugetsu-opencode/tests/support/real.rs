@@ -9,7 +9,6 @@ use std::sync::OnceLock;
 /// The opencode version the suite is checked against.
 pub const VERSION: &str = "1.18.33";
 /// The opencode 2 version the 2.x driver is checked against (npm `@opencode/cli`).
-#[allow(dead_code)]
 pub const VERSION2: &str = "2.1.2";
 
 /// The opencode binary, installed once per target dir; None (after saying why) when it
@@ -21,7 +20,6 @@ pub fn opencode() -> Option<PathBuf> {
 
 /// The opencode 2 binary, like [`opencode`]. npm warns that the package's postinstall script
 /// is not allowed to run: the binary works without it.
-#[allow(dead_code)]
 pub fn opencode2() -> Option<PathBuf> {
     static BIN: OnceLock<Result<PathBuf, String>> = OnceLock::new();
     let printed = format!("opencode v{VERSION2}");
