@@ -160,6 +160,10 @@ fn real2_create_fork_run_continue_and_delete_through_a_private_serve() {
     assert_eq!(report.outcome, RunOutcome::Completed, "log:\n{}", read(&r.sb.log()));
     assert_eq!(read(&r.sb.path("tree").join("hello.txt")), "written by the mock\n");
     assert!(!r.sb.path("base").join("hello.txt").exists(), "ran in the worktree");
+    let log = read(&r.sb.log());
+    let usage = log.lines().rfind(|l| l.starts_with("=== turn usage: ")).expect("usage noted");
+    let _ = writeln!(std::io::stderr(), "{usage}");
+    assert!(!usage.contains("tokens input 0,"), "the turn's tokens: {usage}");
     let seen = r.model.requests.lock().expect("requests").clone();
     let last = seen.iter().rev().find(|b| b.to_string().contains("WRITEFILE:hello.txt"));
     assert!(last.expect("the turn's request").to_string().contains("ZEBRA"), "history kept");
@@ -328,4 +332,21 @@ fn real2_continues_a_session_made_by_1x() {
     let seen = model.requests.lock().expect("requests").clone();
     let last = seen.iter().rev().find(|b| b.to_string().contains("WRITEFILE:after.txt"));
     assert!(last.expect("the turn's request").to_string().contains("GIRAFFE"), "history kept");
+}
+
+/// A tool runs under the serve, not under the run: its work (a silent busy loop longer than
+/// the idle limit) must still count as the turn's, or a long build would be judged hung.
+#[test]
+fn real2_silent_busy_tool_outlives_the_idle_limit() {
+    let Some(bin) = opencode2() else { return };
+    let r = Real2::new(bin);
+    let s = r.create("You are the base session.");
+    let command = "timeout 40 sh -c 'while :; do :; done'; echo finished > busy.txt";
+    let mut req = r.sb.run_req(&s, "base", &format!("please\nBASH:{command}\n"));
+    req.limits = limits(300, 20);
+    let started = std::time::Instant::now();
+    let report = r.driver.run(&req, &mut Sink::default()).expect("run");
+    assert_eq!(report.outcome, RunOutcome::Completed, "log:\n{}", read(&r.sb.log()));
+    assert!(started.elapsed() >= Duration::from_secs(40), "the loop ran its 40 s");
+    assert_eq!(read(&r.sb.path("base").join("busy.txt")), "finished\n");
 }

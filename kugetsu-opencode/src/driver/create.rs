@@ -35,6 +35,7 @@ impl OpencodeDriver {
                 limits: req.limits,
                 log_path: &req.log_path,
                 judge: None,
+                tools_under: None,
             },
             sink,
         )?;

@@ -38,6 +38,9 @@ pub(crate) struct Turn<'a> {
     pub(crate) log_path: &'a Path,
     /// How the end is judged; `None` is [`classify`].
     pub(crate) judge: Option<Judge<'a>>,
+    /// A process whose descendants run the turn's tools, when not the run's own (2.x's serve):
+    /// their work counts as the run's in the idle judgement.
+    pub(crate) tools_under: Option<u32>,
 }
 
 /// The stream seen, the outcome, the exit code.
@@ -80,7 +83,7 @@ impl OpencodeDriver {
         t: &Turn<'_>,
         sink: &mut dyn EventSink,
     ) -> Result<TurnResult, AgentError> {
-        let Turn { args, dir, env, prompt, limits, log_path, judge } = *t;
+        let Turn { args, dir, env, prompt, limits, log_path, judge, tools_under } = *t;
         // Checked here: a missing cwd would otherwise look like a missing opencode program.
         if !dir.is_dir() {
             return Err(AgentError::Io {
@@ -107,33 +110,33 @@ impl OpencodeDriver {
             grace: self.opts.kill_grace,
         };
         let stop = &self.opts.interrupt;
-        let ended =
-            supervise::run(cmd, Some(prompt.as_bytes().to_vec()), plimits, stop, &mut |seen| {
-                let (stream, bytes) = match seen {
-                    Seen::Spawned(pid) => return sink.spawned(pid),
-                    Seen::Line(stream, bytes) => (stream, bytes),
-                };
-                // Secrets never reach the log or the caller, even when the agent prints them
-                // (masked on the decoded JSON, so no escape hides one).
-                let line = redact_line(&String::from_utf8_lossy(bytes), &secrets);
-                log_err = write_log(&mut log_file, line.as_bytes(), log_err.take());
-                if !line.ends_with('\n') {
-                    log_err = write_log(&mut log_file, b"\n", log_err.take());
-                }
-                match stream {
-                    Stream::Stdout => {
-                        for ev in events.stdout_line(&line) {
-                            sink.event(&ev);
-                        }
-                    }
-                    Stream::Stderr => {
-                        if let Some(ev) = events.stderr_line(&line) {
-                            sink.event(&ev);
-                        }
+        let prompt = Some(prompt.as_bytes().to_vec());
+        let ended = supervise::run_watching(cmd, prompt, plimits, tools_under, stop, &mut |seen| {
+            let (stream, bytes) = match seen {
+                Seen::Spawned(pid) => return sink.spawned(pid),
+                Seen::Line(stream, bytes) => (stream, bytes),
+            };
+            // Secrets never reach the log or the caller, even when the agent prints them
+            // (masked on the decoded JSON, so no escape hides one).
+            let line = redact_line(&String::from_utf8_lossy(bytes), &secrets);
+            log_err = write_log(&mut log_file, line.as_bytes(), log_err.take());
+            if !line.ends_with('\n') {
+                log_err = write_log(&mut log_file, b"\n", log_err.take());
+            }
+            match stream {
+                Stream::Stdout => {
+                    for ev in events.stdout_line(&line) {
+                        sink.event(&ev);
                     }
                 }
-            })
-            .map_err(|e| self.spawn_error(e.into_io()))?;
+                Stream::Stderr => {
+                    if let Some(ev) = events.stderr_line(&line) {
+                        sink.event(&ev);
+                    }
+                }
+            }
+        })
+        .map_err(|e| self.spawn_error(e.into_io()))?;
         let (outcome, code) = match judge {
             Some(judge) => judge(ended, &events),
             None => classify(ended, &events, stop),

@@ -31,11 +31,10 @@ pub struct OpencodeV2Driver {
 
 impl OpencodeV2Driver {
     /// What this driver cannot do that the 1.x one can.
-    pub const LIMITS: &'static [&'static str] = &[
-        "a turn's tools run under the serve, out of the run's process tree: a tool call that \
-         prints nothing and outlasts the idle limit is judged hung even while it computes",
-        "a turn's cost and tokens are not reported (opencode 2 keeps only the session's totals)",
-    ];
+    pub const LIMITS: &'static [&'static str] =
+        &["a turn's tools run under the serve, which the turns of every session of the state \
+         directory share: while one runs a tool, a stalled turn of another is judged hung only \
+         once that tool pauses (or at the run's timeout)"];
 
     /// A driver with these options. It needs [`OpencodeOptions::export_cache`]: the serve is
     /// registered there.

@@ -41,6 +41,8 @@ struct TurnOf<'a> {
     prompt: &'a str,
     limits: RunLimits,
     log_path: &'a Path,
+    /// The session as stored before the turn (`None`: a new one, with nothing used yet).
+    before: Option<&'a Value>,
 }
 
 impl OpencodeV2Driver {
@@ -58,6 +60,7 @@ impl OpencodeV2Driver {
             prompt: &req.prompt,
             limits: req.limits,
             log_path: &req.log_path,
+            before: None,
         };
         let (outcome, exit_code) = self.turn(&t, sink)?;
         Ok(RunReport { session, outcome, exit_code })
@@ -91,6 +94,7 @@ impl OpencodeV2Driver {
             prompt: &req.prompt,
             limits: req.limits,
             log_path: &req.log_path,
+            before: Some(&stored.raw),
         };
         let (outcome, exit_code) = self.turn(&t, sink)?;
         Ok(RunReport { session: req.session.clone(), outcome, exit_code })
@@ -119,8 +123,10 @@ impl OpencodeV2Driver {
         let env = Self::client_env(&reg, t.env);
         self.set_environment(&client, t, &args)?;
         let stop = &self.options().interrupt;
-        let judge =
-            |ended: Ended, events: &EventLog| judge(&client, t.session, ended, events, stop);
+        let after = std::cell::RefCell::new(None);
+        let judge = |ended: Ended, events: &EventLog| {
+            judge(&client, t.session, ended, events, stop, &mut after.borrow_mut())
+        };
         let (_, outcome, code) = self.v1.turn(
             &Turn {
                 args: &args,
@@ -130,9 +136,13 @@ impl OpencodeV2Driver {
                 limits: t.limits,
                 log_path: t.log_path,
                 judge: Some(&judge),
+                tools_under: Some(reg.pid),
             },
             sink,
         )?;
+        if let Some(after) = after.into_inner() {
+            note_usage(t.log_path, t.before, &after);
+        }
         Ok((outcome, code))
     }
 
@@ -221,6 +231,7 @@ fn judge(
     ended: Ended,
     events: &EventLog,
     stop: &kugetsu_core::interrupt::Interrupt,
+    after: &mut Option<Value>,
 ) -> (RunOutcome, Option<i32>) {
     let Ended::Exited(status) = ended else {
         // The run was killed; its turn goes on in the serve unless interrupted there.
@@ -260,9 +271,7 @@ fn judge(
             message: format!("the session recorded no outcome of the turn ({other:?})"),
         },
     };
-    if let Ok(s) = &stored {
-        tracing::debug!(%session, cost = %s.raw["cost"], tokens = %s.raw["tokens"], "turn ended");
-    }
+    *after = stored.ok().map(|s| s.raw);
     (outcome, code)
 }
 
@@ -277,6 +286,30 @@ fn settle(client: &Client, session: &SessionId) {
             }
             _ => return,
         }
+    }
+}
+
+/// Appends what the turn cost to the run log: the session's totals after it less those before
+/// (opencode 2 keeps totals only, and its stream usually lacks the last `step_finish`).
+fn note_usage(log: &Path, before: Option<&Value>, after: &Value) {
+    let f = |v: Option<&Value>, ptr: &str| v.and_then(|v| v.pointer(ptr)).and_then(Value::as_f64);
+    let used = |ptr: &str| f(Some(after), ptr).unwrap_or(0.0) - f(before, ptr).unwrap_or(0.0);
+    let line = format!(
+        "=== turn usage: cost {:.6}, tokens input {}, output {}, reasoning {}, cache read {}, \
+         cache write {}\n",
+        used("/cost"),
+        used("/tokens/input"),
+        used("/tokens/output"),
+        used("/tokens/reasoning"),
+        used("/tokens/cache/read"),
+        used("/tokens/cache/write"),
+    );
+    let written =
+        kugetsu_core::storage::open_private(log, kugetsu_core::storage::PrivateOpen::Append)
+            .map_err(std::io::Error::other)
+            .and_then(|mut file| std::io::Write::write_all(&mut file, line.as_bytes()));
+    if let Err(e) = written {
+        tracing::warn!(log = %log.display(), error = %e, "cannot note the turn's usage");
     }
 }
 
