@@ -5,7 +5,7 @@
 //! background service was never started. And an issue started under 1.18.33 continues under
 //! 2.1.2 with its history, after which 1.18.33 is refused.
 
-use super::support::{Env, json};
+use super::support::{Env, json, signal, wait_exit, wait_for};
 use super::{mock_model, real, real_env};
 
 /// The live processes started with this sandbox's opencode data directory.
@@ -139,4 +139,74 @@ fn an_issue_started_under_opencode1_continues_under_opencode2() {
         "{}",
         out.stderr
     );
+}
+
+/// Ctrl-C and SIGTERM reach a kugetsu whose opencode 2 turn runs a tool (the tool runs under
+/// kugetsu's serve, not under the `run` client): kugetsu exits 130 / 143, the tool is gone,
+/// the turn is recorded as interrupted, nothing of opencode is left, and the session works
+/// again afterwards.
+#[test]
+fn signals_stop_the_real_opencode2_mid_tool_call() {
+    let Some(bin) = real::opencode2() else { return };
+    let model = mock_model::MockModel::start();
+    let env = real_env(&bin, &model);
+    let out = env.run(&["init", "--headless"]);
+    assert_eq!(out.code, 0, "init: {}{}", out.stdout, out.stderr);
+    for (i, (args, sig, code)) in [
+        (["start", "#1", "BASHSLEEP:611"], "INT", 130),
+        (["continue", "#1", "BASHSLEEP:612"], "TERM", 143),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let secs = 611 + u32::try_from(i).unwrap();
+        let child = env
+            .command(&args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        wait_for("the agent's tool to run", || !super::sleepers(secs).is_empty());
+        signal(child.id(), sig);
+        let (exit, stderr) = wait_exit(child);
+        assert_eq!(exit, Some(code), "{args:?} after SIG{sig}: {stderr}");
+        wait_for("its tool to be gone", || super::sleepers(secs).is_empty());
+        assert_nothing_left(&env, &format!("SIG{sig}"));
+        let session = super::session_file(&env);
+        assert_eq!(session["state"], "interrupted", "{session}");
+        assert_eq!(session["last_run"]["signal"], format!("SIG{sig}"), "{session}");
+    }
+    let out = env.run(&["continue", "#1", "WRITEFILE:after.txt"]);
+    assert_eq!(out.code, 0, "continue after the signals: {}{}", out.stdout, out.stderr);
+    assert!(env.path("worktrees/local.test-demo-app-1/after.txt").is_file());
+}
+
+/// `delegate` through the daemon on opencode 2: the daemon keeps its serve warm, the PM agent
+/// gets the request, and stopping the daemon leaves nothing of opencode behind.
+#[test]
+fn delegate_reaches_the_real_opencode2_pm_agent_through_the_daemon() {
+    let Some(bin) = real::opencode2() else { return };
+    let model = mock_model::MockModel::start();
+    let env = real_env(&bin, &model);
+    assert_eq!(env.run(&["init", "--headless"]).code, 0);
+    let out = env.run(&["queue-daemon", "start"]);
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    let out = env.run(&["delegate", "triage the open bugs please"]);
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    let status = || -> String {
+        let list = json(&env.run(&["queue", "list", "--json"]).stdout);
+        list["items"][0]["status"].as_str().unwrap().to_string()
+    };
+    let mut last = String::new();
+    super::wait_for_long("the PM agent's turn to end", || {
+        last = status();
+        last != "pending" && last != "notified"
+    });
+    let log = env.run(&["queue-daemon", "logs"]).stdout;
+    assert_eq!(last, "completed", "daemon log:\n{log}");
+    let prompts: Vec<String> =
+        model.requests.lock().unwrap().iter().map(|r| r.to_string()).collect();
+    assert!(prompts.iter().any(|p| p.contains("triage the open bugs please")), "the model got it");
+    assert_eq!(env.run(&["queue-daemon", "stop"]).code, 0);
+    assert_nothing_left(&env, "the daemon's stop");
 }
