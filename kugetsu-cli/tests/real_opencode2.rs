@@ -78,6 +78,10 @@ fn the_cli_drives_the_real_opencode2() {
     assert!(wt.join("second.txt").exists());
     assert_eq!(session(&env), first, "continue stays in the same session");
     assert_nothing_left(&env, "continue");
+    let out = env.run(&["doctor", "--fix", "--fix-permissions"]);
+    assert_eq!(out.code, 0, "doctor: {}{}", out.stdout, out.stderr);
+    assert!(out.stdout.contains("no problems found"), "{}", out.stdout);
+    assert_nothing_left(&env, "doctor");
 
     std::fs::write(wt.join(".env"), "A=1\n").unwrap();
     let out = env.run(&["continue", "#1", "READENV"]);
