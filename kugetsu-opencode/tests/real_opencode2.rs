@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use base64::Engine;
-use kugetsu_core::agent::{AgentDriver, AgentError, ForkRequest, RunOutcome, SessionId};
+use kugetsu_core::agent::{AgentDriver, AgentError, ForkRequest, RunOutcome, SessionId, WarmGuard};
 use kugetsu_core::interrupt::Interrupt;
 use kugetsu_opencode::{OpencodeOptions, OpencodeV2Driver, driver_for};
 use serde_json::Value;
@@ -22,6 +22,8 @@ struct Real2 {
     model: MockModel,
     driver: OpencodeV2Driver,
     options: OpencodeOptions,
+    /// The daemon's way: a registered serve every driver of the sandbox uses.
+    warm: Option<WarmGuard>,
 }
 
 impl Real2 {
@@ -29,7 +31,14 @@ impl Real2 {
         let sb = Sandbox::new();
         let model = MockModel::start();
         let options = options(&sb, &model, bin);
-        Real2 { driver: OpencodeV2Driver::new(options.clone()), sb, model, options }
+        Real2 { driver: OpencodeV2Driver::new(options.clone()), sb, model, options, warm: None }
+    }
+
+    /// With a serve kept warm, as the queue daemon keeps one.
+    fn warm(bin: PathBuf) -> Self {
+        let mut r = Real2::new(bin);
+        r.warm = Some(r.driver.keep_warm(&agent_env(&[])).expect("warm").expect("a serve"));
+        r
     }
 
     fn cache(&self) -> PathBuf {
@@ -45,7 +54,7 @@ impl Real2 {
         report.session
     }
 
-    /// The registered serve's URL and password.
+    /// The registered serve's URL, password and pid.
     fn registration(&self) -> (String, String, u32) {
         let reg: Value =
             serde_json::from_str(&read(&self.cache().join("opencode2-serve.json"))).expect("reg");
@@ -129,7 +138,8 @@ fn real2_create_fork_run_continue_and_delete_through_a_private_serve() {
     let r = Real2::new(bin);
     let base = r.create("You are the base session. Remember ZEBRA. WRITEFILE:primed.txt");
     assert_eq!(read(&r.sb.path("base").join("primed.txt")), "written by the mock\n");
-    let (_, _, serve) = r.registration();
+    let (serve, _) = r.driver.own_serve().expect("the driver started a serve");
+    assert!(!r.cache().join("opencode2-serve.json").exists(), "for itself: not registered");
     let environ = std::fs::read(format!("/proc/{serve}/environ")).expect("environ");
     let environ = String::from_utf8_lossy(&environ);
     assert!(!environ.contains("tok-serve-must-not-see"), "the serve got a clean environment");
@@ -187,10 +197,22 @@ fn real2_create_fork_run_continue_and_delete_through_a_private_serve() {
     assert_eq!(report.outcome, RunOutcome::Completed, "log:\n{}", read(&r.sb.log()));
     assert_eq!(read(&r.sb.path("tree").join("env.txt")), "var=from-kugetsu pw=\n");
 
-    // A second driver of the same state dir reuses the serve.
+    // Another command's driver does not use a serve its owner may stop mid-turn...
+    let other = OpencodeV2Driver::new(r.options.clone());
+    assert!(other.session_exists(&fork).expect("exists"));
+    let (other_serve, _) = other.own_serve().expect("a serve of its own");
+    assert_ne!(other_serve, serve);
+    drop(other);
+    assert_group_gone(other_serve);
+    // ...but the daemon's, registered while its guard lives.
+    let warm = r.driver.keep_warm(&agent_env(&[])).expect("warm").expect("a serve");
+    let (_, _, warm_pid) = r.registration();
     let other = OpencodeV2Driver::new(r.options.clone());
     assert!(other.session_exists(&fork).expect("exists"));
     assert_eq!(other.own_serve(), None, "it used the registered serve");
+    drop(warm);
+    assert_group_gone(warm_pid);
+    assert!(!r.cache().join("opencode2-serve.json").exists(), "unregistered");
 
     r.driver.delete_session(&fork).expect("delete");
     assert!(!r.driver.session_exists(&fork).expect("exists"));
@@ -258,7 +280,7 @@ fn real2_rejected_permission_is_blocked_api_error_failed_and_bad_sessions_refuse
 #[test]
 fn real2_hung_and_interrupted_turns_stop_on_the_serve() {
     let Some(bin) = opencode2() else { return };
-    let r = Real2::new(bin);
+    let r = Real2::warm(bin);
     let s = r.create("You are the base session.");
     let mut req = r.sb.run_req(&s, "base", "please HANG");
     req.limits = limits(300, 20);

@@ -61,8 +61,8 @@ impl OpencodeV2Driver {
         })
     }
 
-    /// The serve to talk to: the one this driver started, else a registered one that answers,
-    /// else a new one (held until the driver is dropped).
+    /// The serve to talk to: the one this driver started, else the registered one (the
+    /// daemon's) if it answers, else a new one of its own (held until the driver is dropped).
     fn serve(&self) -> Result<Registration, AgentError> {
         let cache = self.cache()?;
         let opts = self.options();
@@ -76,13 +76,17 @@ impl OpencodeV2Driver {
             serve::touch(cache);
             return Ok(reg);
         }
-        let handle = self.start_serve(opts.die_with_parent)?;
+        let handle = self.start_serve(opts.die_with_parent, false)?;
         let reg = handle.registration().clone();
         *owned = Some(handle);
         Ok(reg)
     }
 
-    fn start_serve(&self, die_with_parent: bool) -> Result<ServeHandle, AgentError> {
+    fn start_serve(
+        &self,
+        die_with_parent: bool,
+        register: bool,
+    ) -> Result<ServeHandle, AgentError> {
         let opts = self.options();
         serve::start(&serve::StartSpec {
             program: &opts.program,
@@ -91,6 +95,7 @@ impl OpencodeV2Driver {
             cache: self.cache()?,
             stop: &opts.interrupt,
             die_with_parent,
+            register,
         })
     }
 }
@@ -138,7 +143,7 @@ impl AgentDriver for OpencodeV2Driver {
         if !self.options().fork_server {
             return Ok(None);
         }
-        Ok(Some(WarmGuard::new(self.start_serve(true)?)))
+        Ok(Some(WarmGuard::new(self.start_serve(true, true)?)))
     }
 
     fn session_info(&self, id: &SessionId) -> Result<Option<AgentSessionInfo>, AgentError> {

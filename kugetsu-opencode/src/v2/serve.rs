@@ -8,12 +8,14 @@
 //!
 //! The serve gets a clean environment (only what opencode needs: [`SERVE_VARS`] and
 //! `OPENCODE_*`) and a fresh random password (HTTP basic auth, user `opencode`; every `/api`
-//! route answers 401 without it), kept only in the registration file (`0600`, in the private
-//! cache directory) with its URL and pid. Later commands of the same state directory reuse a
-//! registered serve while it runs and answers; whoever started one stops it with its process
-//! group (it exits on SIGTERM in milliseconds): the daemon through
-//! [`AgentDriver::keep_warm`](kugetsu_core::agent::AgentDriver::keep_warm)'s guard, a
-//! foreground command when its driver is dropped.
+//! route answers 401 without it). Whoever started one stops it with its process group (it
+//! exits on SIGTERM in milliseconds) when done with it. The queue daemon's serve
+//! ([`AgentDriver::keep_warm`](kugetsu_core::agent::AgentDriver::keep_warm), stopped with its
+//! guard) is registered in the private cache directory with its URL, pid and password
+//! (`0600`), and every command of the same state directory uses it while it runs and answers.
+//! A serve a command had to start for itself is registered nowhere (its password stays in
+//! memory) and stopped when the command's driver is dropped: another command using it would
+//! lose it mid-turn when its owner ends.
 
 use std::ffi::OsString;
 use std::fs::{File, OpenOptions};
@@ -66,7 +68,8 @@ impl Registration {
 #[derive(Debug)]
 pub struct ServeHandle {
     child: Child,
-    cache: PathBuf,
+    /// Where it is registered, if it is.
+    cache: Option<PathBuf>,
     reg: Registration,
 }
 
@@ -93,20 +96,21 @@ impl Warm for ServeHandle {
     /// has exited or another one is registered in its place.
     fn last_used(&self) -> Option<SystemTime> {
         let pid = self.child.id();
-        if !kugetsu_process::procfs::is_running(pid)
-            || load(&self.cache).is_none_or(|r| r.pid != pid)
-        {
+        let cache = self.cache.as_deref()?;
+        if !kugetsu_process::procfs::is_running(pid) || load(cache).is_none_or(|r| r.pid != pid) {
             return None;
         }
-        std::fs::metadata(self.cache.join(FILE_NAME)).and_then(|m| m.modified()).ok()
+        std::fs::metadata(cache.join(FILE_NAME)).and_then(|m| m.modified()).ok()
     }
 }
 
 impl Drop for ServeHandle {
     fn drop(&mut self) {
         let pid = self.child.id();
-        if load(&self.cache).is_some_and(|r| r.pid == pid) {
-            let _ = storage::remove_file(&self.cache.join(FILE_NAME));
+        if let Some(cache) = &self.cache
+            && load(cache).is_some_and(|r| r.pid == pid)
+        {
+            let _ = storage::remove_file(&cache.join(FILE_NAME));
         }
         stop_group(&mut self.child);
         tracing::debug!(pid, "stopped the opencode serve");
@@ -155,10 +159,12 @@ pub(crate) struct StartSpec<'a> {
     pub stop: &'a Interrupt,
     /// Whether the serve dies with the thread that starts it.
     pub die_with_parent: bool,
+    /// Whether other commands may use it (registered in `cache`).
+    pub register: bool,
 }
 
 /// Starts `opencode serve` on a free loopback port with a fresh password and a clean
-/// environment, waits for its URL and registers it in `spec.cache`.
+/// environment, waits for its URL and, if asked, registers it in `spec.cache`.
 pub(crate) fn start(spec: &StartSpec<'_>) -> Result<ServeHandle, AgentError> {
     let fail = |message: String| AgentError::CommandFailed { command: "serve".into(), message };
     storage::ensure_dir(spec.cache).map_err(|e| fail(e.to_string()))?;
@@ -208,7 +214,12 @@ pub(crate) fn start(spec: &StartSpec<'_>) -> Result<ServeHandle, AgentError> {
         }
     };
     let reg = Registration { url, pid: child.id(), password, program: spec.program.to_owned() };
-    let handle = ServeHandle { child, cache: spec.cache.to_owned(), reg: reg.clone() };
+    let cache = spec.register.then(|| spec.cache.to_owned());
+    let handle = ServeHandle { child, cache, reg: reg.clone() };
+    if !spec.register {
+        tracing::debug!(pid = reg.pid, url = %reg.url, "opencode serve started");
+        return Ok(handle);
+    }
     let bytes = serde_json::to_vec(&reg).map_err(|e| fail(e.to_string()))?;
     // On failure the handle is dropped, which stops the serve.
     storage::atomic_write(&spec.cache.join(FILE_NAME), &bytes).map_err(|e| fail(e.to_string()))?;
