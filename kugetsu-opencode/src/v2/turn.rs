@@ -1,6 +1,8 @@
-//! Turns: `opencode run --server URL -s ID --format json`, the prompt on stdin, started with
-//! the agent's environment (a run hands its caller's environment to the session; the serve's
-//! own is never seen by it) and supervised like a 1.x run ([`crate::driver`]'s turn).
+//! Turns: `opencode run --server URL -s ID --format json`, the prompt on stdin, supervised like
+//! a 1.x run ([`crate::driver`]'s turn). The session's tools get the environment a 1.x run
+//! would have: it is set on the session before each turn, since a run through a serve does not
+//! hand its own to a session made over HTTP (its tools saw the serve's: checked on 2.1.2). The
+//! tools run under the serve, whose descendants therefore count in the idle judgement.
 //!
 //! opencode 2's stream is lossy at its end: the last `step_finish` is usually missing, so the
 //! end of a turn is read from the session once the run has exited (`outcome`: `succeeded`,
@@ -121,7 +123,7 @@ impl OpencodeV2Driver {
         args.extend(["--format", "json"].map(OsString::from));
         args.extend(self.model_args());
         let env = Self::client_env(&reg, t.env);
-        self.set_environment(&client, t, &args)?;
+        self.set_environment(&client, t.session, t.dir, t.env)?;
         let stop = &self.options().interrupt;
         let after = std::cell::RefCell::new(None);
         let judge = |ended: Ended, events: &EventLog| {
@@ -153,18 +155,19 @@ impl OpencodeV2Driver {
     fn set_environment(
         &self,
         client: &Client,
-        t: &TurnOf<'_>,
-        args: &[OsString],
+        session: &SessionId,
+        dir: &Path,
+        env: &AgentEnv,
     ) -> Result<(), AgentError> {
-        let cmd = self.v1.command(args, Some(t.dir), Some(t.env), Io::PipedStdin);
+        let cmd = self.v1.command(&[], Some(dir), Some(env), Io::PipedStdin);
         let variables: serde_json::Map<String, Value> = cmd
             .get_envs()
             .filter_map(|(k, v)| Some((k.to_str()?.to_owned(), Value::from(v?.to_str()?))))
             .collect();
         let body = json!({"variables": variables});
         client
-            .put(&format!("{}/environment", session_path(t.session)), &body)
-            .map_err(|e| http_error(e, Some(t.session)))?;
+            .put(&format!("{}/environment", session_path(session)), &body)
+            .map_err(|e| http_error(e, Some(session)))?;
         Ok(())
     }
 
@@ -197,6 +200,8 @@ impl OpencodeV2Driver {
                 .iter()
                 .map(OsString::from)
                 .collect();
+        let client = reg.client(self.options().helper_timeout);
+        self.set_environment(&client, &session, &req.dir, &req.env)?;
         let env = Self::client_env(&reg, &req.env);
         let mut cmd = self.v1.command(&args, Some(&req.dir), Some(&env), Io::Terminal);
         let child = cmd.spawn().map_err(|e| self.v1.spawn_error(e))?;
@@ -204,9 +209,7 @@ impl OpencodeV2Driver {
         let status = supervise::wait_foreground(child, opts.kill_grace, &opts.interrupt)
             .map_err(|e| self.v1.spawn_error(e.into_io()))?;
         if opts.interrupt.is_triggered() {
-            let _ = reg
-                .client(opts.helper_timeout)
-                .post(&format!("{}/interrupt", session_path(&session)), &json!({}));
+            let _ = client.post(&format!("{}/interrupt", session_path(&session)), &json!({}));
             return Err(AgentError::Interrupted { signal: opts.interrupt.describe() });
         }
         // Ctrl-C is how a user leaves the TUI: a quit, not a failed priming.
