@@ -238,6 +238,7 @@ fn list_and_status() {
             issue_ref: Some(issue.to_string()),
             agent_session_id: format!("ses_{:012x}{:0>14}", 0xdf59_f9d3_0000 + i, i).into(),
             agent: None,
+            agent_major: None,
             worktree_path: Some(s.state.join("worktrees").join(issue.file_name())),
             created_at: now,
             state: SessionState::Idle,

@@ -94,6 +94,7 @@ fn scratch() -> Scratch {
             issue_ref: Some(issue.to_string()),
             agent_session_id: format!("ses_{:012x}{:0>14}", 0xdf59_f9d3_0000 + i, i).into(),
             agent: None,
+            agent_major: None,
             worktree_path: Some(s.state.join("worktrees").join(issue.file_name())),
             created_at: now,
             state: if i % 7 == 0 { SessionState::Failed } else { SessionState::Idle },

@@ -30,6 +30,19 @@ pub struct DriverEntry {
     pub log_target: &'static str,
     /// A stand-in for the agent built into kugetsu, if the driver has one.
     pub fake: Option<BundledFake>,
+    /// What `doctor` says of the agent this configuration runs.
+    pub describe: fn(&Ctx, &Config) -> AgentSummary,
+}
+
+/// The agent a configuration runs, as `doctor` shows it.
+pub struct AgentSummary {
+    /// Its version, or why it could not be told.
+    pub version: Result<String, String>,
+    /// The driver in use (a driver may speak several versions of its agent), when the
+    /// version is known.
+    pub driver: String,
+    /// What that driver cannot do, a sentence each.
+    pub limits: Vec<String>,
 }
 
 /// A fake agent built into the `kugetsu` binary: a process started under the driver's program
@@ -69,8 +82,28 @@ const OPENCODE: &str = "opencode";
 pub const DRIVERS: &[DriverEntry] = &[DriverEntry {
     name: OPENCODE,
     program: Some(OPENCODE),
-    install: "install opencode (`npm install -g opencode-ai`)",
-    build: |ctx, config, place| Arc::new(opencode(ctx, config, place)),
+    install: "install opencode (`npm install -g @opencode/cli`, or 1.x: `npm install -g opencode-ai`)",
+    build: |ctx, config, place| match opencode(ctx, config, place) {
+        Ok(picked) => picked.driver,
+        Err(failed) => {
+            let (e, options) = *failed;
+            // Said again by whatever runs it; the 1.x driver words a missing program best.
+            tracing::debug!(error = %e, "cannot tell opencode's version");
+            Arc::new(kugetsu_opencode::OpencodeDriver::new(options))
+        }
+    },
+    describe: |ctx, config| match opencode(ctx, config, RunPlace::Foreground) {
+        Ok(p) => AgentSummary {
+            version: Ok(p.version.text),
+            driver: p.driver_name.into(),
+            limits: p.limits.iter().map(|l| l.to_string()).collect(),
+        },
+        Err(failed) => AgentSummary {
+            version: Err(failed.0.to_string()),
+            driver: String::new(),
+            limits: Vec::new(),
+        },
+    },
     log_events: |line| kugetsu_opencode::events::parse_stdout_line(line).events,
     log_target: "kugetsu_opencode",
     fake: Some(BundledFake {
@@ -138,23 +171,31 @@ pub fn driver(
     Ok((entry(config)?.build)(ctx, config, place))
 }
 
-/// The opencode driver: it obeys the process's stop request, its helper commands run in the
-/// state directory (which outlives any shell directory), and it keeps the base session's
-/// export in `cache/`.
-fn opencode(ctx: &Ctx, config: &Config, place: RunPlace) -> kugetsu_opencode::OpencodeDriver {
+/// The opencode driver for the program's version (1.x or 2.x, told by `--version` once per
+/// binary and kept in `cache/`): it obeys the process's stop request, its helper commands (and
+/// 2.x's serve) run in the state directory (which outlives any shell directory), and it keeps
+/// the base session's export (1.x) or its serve's registration (2.x) in `cache/`. Without a
+/// version, the error and the options.
+fn opencode(
+    ctx: &Ctx,
+    config: &Config,
+    place: RunPlace,
+) -> Result<
+    kugetsu_opencode::Picked,
+    Box<(kugetsu_opencode::version::VersionError, kugetsu_opencode::OpencodeOptions)>,
+> {
     let configured = config.agent_bin.clone().unwrap_or_else(|| PathBuf::from(OPENCODE));
     let program =
         crate::launch::find_program(&configured, &ctx.env).unwrap_or_else(|| configured.clone());
-    kugetsu_opencode::OpencodeDriver::new(
-        kugetsu_opencode::OpencodeOptions::new(program)
-            .base_env(crate::launch::agent_base_env(ctx, config))
-            .also_mask(crate::launch::withheld_secrets(config.queue_url.as_deref()))
-            .helper_dir(ctx.state.root())
-            .export_cache(ctx.state.cache_dir())
-            .interrupt(ctx.interrupt.clone())
-            .die_with_parent(place == RunPlace::Foreground)
-            .fork_server(config.warm_agent),
-    )
+    let options = kugetsu_opencode::OpencodeOptions::new(program)
+        .base_env(crate::launch::agent_base_env(ctx, config))
+        .also_mask(crate::launch::withheld_secrets(config.queue_url.as_deref()))
+        .helper_dir(ctx.state.root())
+        .export_cache(ctx.state.cache_dir())
+        .interrupt(ctx.interrupt.clone())
+        .die_with_parent(place == RunPlace::Foreground)
+        .fork_server(config.warm_agent);
+    kugetsu_opencode::driver_for(options.clone()).map_err(|e| Box::new((e, options)))
 }
 
 /// Keeps the configured agent warm for forks ([`AgentDriver::keep_warm`]) until dropped: the

@@ -355,6 +355,13 @@ impl From<OrchestratorError> for CliError {
                 );
                 CliError::from_error(exit::FAILURE, &e).with_hint(hint)
             }
+            OrchestratorError::NewerAgent { ref agent, ran_with, .. } => {
+                let hint = format!(
+                    "install {agent} {ran_with}.x or newer, or point {} at it",
+                    kugetsu_core::config::KUGETSU_AGENT_BIN
+                );
+                CliError::from_error(exit::FAILURE, &e).with_hint(hint)
+            }
             other => CliError::from_error(exit::FAILURE, &other),
         }
     }

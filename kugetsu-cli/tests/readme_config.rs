@@ -132,8 +132,8 @@ fn the_agent_program_has_a_neutral_name_and_the_old_one_still_works() {
     );
     assert!(
         out.stderr.ends_with(
-            "Hint: install opencode (`npm install -g opencode-ai`) or set KUGETSU_AGENT_BIN; \
-             `kugetsu demo` needs neither\n"
+            "Hint: install opencode (`npm install -g @opencode/cli`, or 1.x: `npm install -g \
+             opencode-ai`) or set KUGETSU_AGENT_BIN; `kugetsu demo` needs neither\n"
         ),
         "{}",
         out.stderr

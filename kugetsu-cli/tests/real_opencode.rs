@@ -17,6 +17,7 @@ mod support;
 mod mock_model;
 #[path = "../../kugetsu-opencode/tests/support/real.rs"]
 mod real;
+mod real_opencode2;
 
 use support::{Env, alive, signal, wait_exit, wait_for};
 

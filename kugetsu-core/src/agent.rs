@@ -464,6 +464,14 @@ impl fmt::Debug for WarmGuard {
 
 /// Drives the coding agent.
 pub trait AgentDriver: Send + Sync {
+    /// The major version of the agent this driver speaks. Recorded in the session files of the
+    /// sessions it runs: an agent's newer major may continue an older one's sessions, and a
+    /// session last run by a newer major is refused (the older agent would not see its newer
+    /// turns). Default: 1.
+    fn agent_major(&self) -> u32 {
+        1
+    }
+
     /// Creates a session (base or PM agent) by running its priming prompt, through the TUI when
     /// `req.interactive`, else headless. Returns the new session's id in the report.
     fn create_session(

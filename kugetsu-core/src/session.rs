@@ -210,6 +210,10 @@ pub struct SessionFile {
     /// of the original kugetsu name none: see [`SessionFile::agent`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agent: Option<String>,
+    /// The major version of the agent that last ran the session, when above 1 (see
+    /// [`SessionFile::agent_major`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_major: Option<u32>,
     /// The worktree, for forked sessions.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub worktree_path: Option<PathBuf>,
@@ -240,6 +244,19 @@ impl SessionFile {
     /// (the original kugetsu's), [`DEFAULT_DRIVER`], the only agent it knew.
     pub fn agent(&self) -> &str {
         self.agent.as_deref().unwrap_or(DEFAULT_DRIVER)
+    }
+
+    /// The major version of the agent that last ran the session: the recorded one, else 1
+    /// (files written before drivers of a second major existed).
+    pub fn agent_major(&self) -> u32 {
+        self.agent_major.unwrap_or(1)
+    }
+
+    /// Notes that an agent of major `major` ran the session (a file keeps its highest).
+    pub fn ran_with_major(&mut self, major: u32) {
+        if major > self.agent_major() {
+            self.agent_major = Some(major);
+        }
     }
 }
 

@@ -165,6 +165,8 @@ pub struct FakeAgent {
     /// The made-up pids of the turns running now.
     live: Arc<Mutex<BTreeSet<u32>>>,
     next_pid: AtomicU32,
+    /// The major version of the agent it plays ([`AgentDriver::agent_major`]; 0 is 1).
+    pub major: AtomicU32,
 }
 
 /// The first pid [`FakeAgent`] reports. Above Linux's `PID_MAX_LIMIT` (2^22), so no real process
@@ -246,6 +248,10 @@ impl FakeAgent {
 }
 
 impl AgentDriver for FakeAgent {
+    fn agent_major(&self) -> u32 {
+        self.major.load(Ordering::SeqCst).max(1)
+    }
+
     fn create_session(
         &self,
         req: &CreateSessionRequest,

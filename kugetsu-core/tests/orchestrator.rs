@@ -566,6 +566,43 @@ fn sessions_of_another_driver_are_refused_not_handed_over() {
     e.orch.destroy_issue(&issue, true).unwrap();
 }
 
+/// A newer major version of the agent continues an older one's sessions and records itself;
+/// going back to the older one is refused before the agent is asked, and `doctor` says why.
+#[test]
+fn sessions_last_run_by_a_newer_agent_major_are_refused_by_an_older_one() {
+    use std::sync::atomic::Ordering;
+    let e = env_with(3);
+    init(&e);
+    let issue = IssueRef::parse("github.com/o/r#5").unwrap();
+    start(&e.orch, "github.com/o/r#5", "x").unwrap();
+    let name = "github.com-o-r-5.json";
+    assert!(session_json(&e, name).get("agent_major").is_none(), "1 is not written");
+
+    e.agent.major.store(2, Ordering::SeqCst);
+    e.orch.continue_issue(&issue, "more", &mut NoEvents).unwrap();
+    assert_eq!(session_json(&e, name)["agent_major"], 2);
+    assert!(session_json(&e, "base.json").get("agent_major").is_none(), "the base did not run");
+
+    e.agent.major.store(1, Ordering::SeqCst);
+    let calls = e.agent.calls.lock().unwrap().len();
+    let err = e.orch.continue_issue(&issue, "back", &mut NoEvents).unwrap_err();
+    assert!(
+        matches!(&err, OrchestratorError::NewerAgent { ran_with: 2, configured: 1, .. }),
+        "{err:?}"
+    );
+    assert_eq!(
+        err.to_string(),
+        "github.com/o/r#5 was last run by opencode 2.x, but the configured opencode program is \
+         1.x, which cannot continue it; use opencode 2.x or newer"
+    );
+    assert_eq!(e.agent.calls.lock().unwrap().len(), calls, "the agent was never asked");
+    let findings = e.orch.doctor(false, false).unwrap();
+    assert!(
+        findings.iter().any(|f| f.subject == issue.to_string() && f.problem.contains("2.x")),
+        "{findings:?}"
+    );
+}
+
 /// A file of the original kugetsu names no driver: it is the default one's, and rewriting it
 /// adds none.
 #[test]

@@ -10,9 +10,11 @@
 use kugetsu_core::agent::{AgentEvent, SessionId, ToolStatus};
 use serde_json::Value;
 
-/// The error text opencode puts on a tool part whose permission ask was rejected
-/// ("The user rejected permission to use this specific tool call.").
-const REJECTED_MARKER: &str = "rejected permission";
+/// The error texts opencode puts on a tool part whose permission ask was rejected: 1.x "The
+/// user rejected permission to use this specific tool call.", 2.x "This non-interactive run
+/// cannot ask the user for permission, so the request was rejected."
+const REJECTED_MARKERS: &[&str] =
+    &["rejected permission", "permission, so the request was rejected"];
 
 /// What one stdout line holds.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -51,7 +53,8 @@ pub fn parse_stdout_line(line: &str) -> ParsedLine {
             let rejected = status == ToolStatus::Error
                 && error
                     .as_deref()
-                    .is_some_and(|e| e.to_ascii_lowercase().contains(REJECTED_MARKER));
+                    .map(str::to_ascii_lowercase)
+                    .is_some_and(|e| REJECTED_MARKERS.iter().any(|m| e.contains(m)));
             events.push(AgentEvent::ToolUse {
                 tool: tool.clone(),
                 status,
@@ -76,7 +79,10 @@ pub fn parse_stdout_line(line: &str) -> ParsedLine {
         }
         Some("error") => {
             let err = obj.get("error").unwrap_or(&Value::Null);
-            let name = str_at(err, &["name"]).unwrap_or_else(|| "UnknownError".to_owned());
+            // 1.x: `{name, data{message}}`; 2.x: `{type, message, status?}`.
+            let name = str_at(err, &["name"])
+                .or_else(|| str_at(err, &["type"]))
+                .unwrap_or_else(|| "UnknownError".to_owned());
             let message = str_at(err, &["data", "message"])
                 .or_else(|| str_at(err, &["message"]))
                 .or_else(|| err.as_str().map(str::to_owned))

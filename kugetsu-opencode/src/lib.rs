@@ -8,6 +8,11 @@ mod export_cache;
 pub mod fake;
 pub mod fork;
 pub mod outcome;
+mod pick;
 pub mod serve;
+pub mod v2;
+pub mod version;
 
 pub use driver::{OpencodeDriver, OpencodeOptions};
+pub use pick::{Picked, driver_for};
+pub use v2::OpencodeV2Driver;

@@ -119,9 +119,23 @@ const SCAN_EVERY: Duration = Duration::from_millis(500);
 /// `stdin` to it and closes it, and reports its pid and every output line to `seen` until it
 /// ends, or until `stop` is triggered.
 pub fn run(
+    cmd: Command,
+    stdin: Option<Vec<u8>>,
+    limits: Limits,
+    stop: &Interrupt,
+    seen: &mut dyn FnMut(Seen<'_>),
+) -> Result<Ended, Error> {
+    run_watching(cmd, stdin, limits, None, stop, seen)
+}
+
+/// [`run`], where the work of the descendants of process `also` (not `also` itself) counts
+/// as the run's activity too: an agent whose tools run under a server of its own, not under
+/// the process started here. They are only watched: nothing of theirs is signalled.
+pub fn run_watching(
     mut cmd: Command,
     stdin: Option<Vec<u8>>,
     limits: Limits,
+    also: Option<u32>,
     stop: &Interrupt,
     seen: &mut dyn FnMut(Seen<'_>),
 ) -> Result<Ended, Error> {
@@ -154,6 +168,7 @@ pub fn run(
     });
 
     let mut tree = Tree::new(child.id());
+    let mut also = also.map(Tree::descendants_of);
     let mut last_scan: Option<Instant> = None;
     let start = Instant::now();
     let mut activity = limits.idle.map(|idle| Activity::new(idle, start));
@@ -165,7 +180,10 @@ pub fn run(
             break None;
         }
         if last_scan.is_none_or(|t| now.duration_since(t) >= SCAN_EVERY) {
-            let used = tree.scan();
+            let mut used = tree.scan();
+            if let Some(t) = also.as_mut() {
+                used = used.add(t.scan());
+            }
             if let Some(a) = activity.as_mut() {
                 a.used(now, used);
             }

@@ -84,6 +84,8 @@ pub(crate) fn usage_since(before: &mut HashMap<Key, Counters>, now: &[(Key, Coun
 #[derive(Debug)]
 pub(crate) struct Tree {
     root: u32,
+    /// Whether the root's own use counts (not for a server whose descendants are watched).
+    count_root: bool,
     /// pid -> start time (the root not included).
     seen: HashMap<u32, u64>,
     /// Every measured process's counters at the last scan (the root included).
@@ -93,7 +95,12 @@ pub(crate) struct Tree {
 impl Tree {
     /// Tracks the processes descending from `root` (which leads their process group).
     pub(crate) fn new(root: u32) -> Self {
-        Tree { root, seen: HashMap::new(), counters: HashMap::new() }
+        Tree { root, count_root: true, seen: HashMap::new(), counters: HashMap::new() }
+    }
+
+    /// Tracks the processes descending from `root` without measuring `root` itself.
+    pub(crate) fn descendants_of(root: u32) -> Self {
+        Tree { count_root: false, ..Tree::new(root) }
     }
 
     /// Records the current descendants of the root (and members of its process group), and
@@ -127,7 +134,9 @@ impl Tree {
         }
         // Exited but unreaped members are still measured: their final counts may have grown
         // since the last scan.
-        let in_tree = |s: &&Stat| s.pid == self.root || self.seen.get(&s.pid) == Some(&s.start);
+        let in_tree = |s: &&Stat| {
+            (s.pid == self.root && self.count_root) || self.seen.get(&s.pid) == Some(&s.start)
+        };
         let runnable = stats.iter().filter(in_tree).any(|s| s.state == 'R');
         let measured: Vec<(Key, Counters)> = stats
             .iter()

@@ -361,7 +361,7 @@ fn run(ui: &mut Ui, ctx: &Ctx, scratch: &Path) -> Result<(), CliError> {
     )?;
     writeln!(
         ui.stdout(),
-        "\nWith opencode installed (npm install -g opencode-ai), the same commands do the real thing:"
+        "\nWith opencode installed (npm install -g @opencode/cli), the same commands do the real thing:"
     )?;
     writeln!(
         ui.stdout(),

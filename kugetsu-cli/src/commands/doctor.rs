@@ -176,6 +176,18 @@ pub fn cmd_doctor(ui: &mut Ui, ctx: &Ctx, args: &DoctorArgs) -> Result<(), CliEr
         return finish(ctx.print_json(out, &findings), &findings);
     }
     print_settings(out, &config, &errors)?;
+    if let Ok(entry) = crate::agents::entry(&config) {
+        let agent = (entry.describe)(ctx, &config);
+        match agent.version {
+            Ok(v) => {
+                writeln!(out, "agent: {} {v}, driven by the {} driver", entry.name, agent.driver)?
+            }
+            Err(e) => writeln!(out, "agent: {}, version unknown ({e})", entry.name)?,
+        }
+        for limit in &agent.limits {
+            writeln!(out, "  cannot: {limit}")?;
+        }
+    }
     for line in crate::queue_backend::shared_summary(ctx, &config) {
         writeln!(out, "{line}")?;
     }

@@ -235,9 +235,23 @@ impl Orchestrator {
         Ok(findings)
     }
 
-    /// A finding when `file`'s session was made by another driver than the one configured.
+    /// A finding when `file`'s session was made by another driver than the one configured, or
+    /// last run by a newer major version of its agent.
     fn other_driver(&self, subject: &str, file: &SessionFile) -> Option<Finding> {
         let made_by = file.agent();
+        let major = self.agent.agent_major();
+        if made_by == self.settings.driver && file.agent_major() > major {
+            return Some(Finding {
+                subject: subject.to_string(),
+                problem: format!(
+                    "last run by {made_by} {}.x, but the configured program is {major}.x: its \
+                     session is left unchecked and `continue` and `destroy` refuse it",
+                    file.agent_major()
+                ),
+                remedy: format!("use {made_by} {}.x or newer", file.agent_major()),
+                fixed: false,
+            });
+        }
         (made_by != self.settings.driver).then(|| Finding {
             subject: subject.to_string(),
             problem: format!(

@@ -99,6 +99,25 @@ pub enum OrchestratorError {
         /// The driver configured now.
         configured: String,
     },
+    /// The session was last run by a newer major version of its agent than the configured
+    /// program (the user went back to an older one): the older agent would not see the newer
+    /// turns, or would make a new empty session under the same id.
+    #[error(
+        "{subject} was last run by {agent} {ran_with}.x, but the configured {agent} program is \
+         {configured}.x, which cannot continue it; use {agent} {ran_with}.x or newer"
+    )]
+    NewerAgent {
+        /// The issue ref, or `the base session` / `the PM agent session`.
+        subject: String,
+        /// Its session file.
+        path: PathBuf,
+        /// The driver.
+        agent: String,
+        /// The major version that last ran it.
+        ran_with: u32,
+        /// The major version of the configured program.
+        configured: u32,
+    },
     /// A stop was asked for an issue whose session runs no turn.
     #[error("{issue} is not running (its session is {state})")]
     NotRunning {
@@ -150,7 +169,8 @@ impl OrchestratorError {
             | OrchestratorError::UnsafePath { .. }
             | OrchestratorError::NotRunning { .. }
             // A session another driver made waits for a change of configuration.
-            | OrchestratorError::OtherDriver { .. } => Retry::Never,
+            | OrchestratorError::OtherDriver { .. }
+            | OrchestratorError::NewerAgent { .. } => Retry::Never,
             OrchestratorError::Interrupted { .. } => Retry::Stopped,
             // Another process's turn ends, a full slot frees, a session destroyed meanwhile is
             // started afresh; storage, agent and env failures, and a session file that is not
@@ -203,6 +223,13 @@ mod tests {
                 path: path(),
                 made_by: "other".into(),
                 configured: "opencode".into(),
+            },
+            OrchestratorError::NewerAgent {
+                subject: "o/r#1".into(),
+                path: path(),
+                agent: "opencode".into(),
+                ran_with: 2,
+                configured: 1,
             },
             OrchestratorError::CaseVariant { issue: "o/R#1".into(), existing: "o/r#1".into() },
             OrchestratorError::Worktree(WorktreeError::WouldLoseWork {

@@ -77,6 +77,7 @@ impl Orchestrator {
             issue_ref: None,
             agent_session_id: id.clone().into(),
             agent: Some(self.settings.driver.clone()),
+            agent_major: (self.agent.agent_major() > 1).then(|| self.agent.agent_major()),
             worktree_path: None,
             created_at: now,
             state: SessionState::Idle,

@@ -292,6 +292,16 @@ impl Orchestrator {
         file: &SessionFile,
     ) -> Result<(), OrchestratorError> {
         if file.agent() == self.settings.driver {
+            let major = self.agent.agent_major();
+            if file.agent_major() > major {
+                return Err(OrchestratorError::NewerAgent {
+                    subject: subject.to_string(),
+                    path: path.to_path_buf(),
+                    agent: file.agent().to_string(),
+                    ran_with: file.agent_major(),
+                    configured: major,
+                });
+            }
             return Ok(());
         }
         Err(OrchestratorError::OtherDriver {

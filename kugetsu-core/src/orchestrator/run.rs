@@ -148,6 +148,7 @@ impl Orchestrator {
                 issue_ref: Some(key.clone()),
                 agent_session_id: session.clone().into(),
                 agent: Some(self.settings.driver.clone()),
+                agent_major: (self.agent.agent_major() > 1).then(|| self.agent.agent_major()),
                 worktree_path: Some(info.path.clone()),
                 created_at: self.clock.now(),
                 state: SessionState::Idle,
@@ -352,6 +353,7 @@ impl Orchestrator {
         self.update_session(session_path, |s| {
             s.state = SessionState::after(&outcome);
             s.agent_pid = None;
+            s.ran_with_major(self.agent.agent_major());
             s.last_run = Some(LastRun {
                 outcome: outcome.clone(),
                 started_at: started,

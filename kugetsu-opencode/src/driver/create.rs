@@ -34,6 +34,8 @@ impl OpencodeDriver {
                 prompt: &req.prompt,
                 limits: req.limits,
                 log_path: &req.log_path,
+                judge: None,
+                tools_under: None,
             },
             sink,
         )?;

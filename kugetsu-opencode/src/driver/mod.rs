@@ -34,7 +34,7 @@ mod list;
 mod options;
 mod permissions;
 mod run;
-mod turn;
+pub(crate) mod turn;
 
 use std::ffi::OsString;
 use std::path::Path;
@@ -67,13 +67,13 @@ impl OpencodeDriver {
         &self.opts
     }
 
-    fn spawn_error(&self, source: std::io::Error) -> AgentError {
+    pub(crate) fn spawn_error(&self, source: std::io::Error) -> AgentError {
         AgentError::Spawn { program: self.opts.program.clone(), source }
     }
 
     /// An opencode command: the program with `args` in `cwd`, with the base env, the agent's
     /// env and the hygiene of [`build_command`] (and opencode's own: [`SHELL_DIR_VARS`]).
-    fn command(
+    pub(crate) fn command(
         &self,
         args: &[OsString],
         cwd: Option<&Path>,

@@ -29,6 +29,8 @@ impl OpencodeDriver {
                 prompt: &req.prompt,
                 limits: req.limits,
                 log_path: &req.log_path,
+                judge: None,
+                tools_under: None,
             },
             sink,
         )?;

@@ -15,7 +15,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use kugetsu_core::agent::{AgentEnv, AgentError, EventSink, RunLimits, RunOutcome, SessionId};
 use kugetsu_core::secrets::{redact_line, secret_values};
 use kugetsu_process::Io;
-use kugetsu_process::supervise::{self, Limits, Seen, Stream};
+use kugetsu_process::supervise::{self, Ended, Limits, Seen, Stream};
 
 use super::OpencodeDriver;
 use super::helper::os;
@@ -23,19 +23,28 @@ use super::options::OpencodeOptions;
 use crate::events::EventLog;
 use crate::outcome::classify;
 
+/// Says how a turn ended from how its process ended and what it printed: [`classify`] for
+/// 1.x; the 2.x driver reads the session afterwards.
+pub(crate) type Judge<'a> = &'a dyn Fn(Ended, &EventLog) -> (RunOutcome, Option<i32>);
+
 /// What one headless turn needs.
 #[derive(Clone, Copy)]
-pub(super) struct Turn<'a> {
-    pub(super) args: &'a [OsString],
-    pub(super) dir: &'a Path,
-    pub(super) env: &'a AgentEnv,
-    pub(super) prompt: &'a str,
-    pub(super) limits: RunLimits,
-    pub(super) log_path: &'a Path,
+pub(crate) struct Turn<'a> {
+    pub(crate) args: &'a [OsString],
+    pub(crate) dir: &'a Path,
+    pub(crate) env: &'a AgentEnv,
+    pub(crate) prompt: &'a str,
+    pub(crate) limits: RunLimits,
+    pub(crate) log_path: &'a Path,
+    /// How the end is judged; `None` is [`classify`].
+    pub(crate) judge: Option<Judge<'a>>,
+    /// A process whose descendants run the turn's tools, when not the run's own (2.x's serve):
+    /// their work counts as the run's in the idle judgement.
+    pub(crate) tools_under: Option<u32>,
 }
 
 /// The stream seen, the outcome, the exit code.
-pub(super) type TurnResult = (EventLog, RunOutcome, Option<i32>);
+pub(crate) type TurnResult = (EventLog, RunOutcome, Option<i32>);
 
 impl OpencodeDriver {
     /// The arguments of `opencode run` for an existing session or a new titled one.
@@ -69,12 +78,12 @@ impl OpencodeDriver {
 
     /// Runs one headless turn: prompt on stdin, events parsed and streamed, output appended to
     /// the log, the end classified.
-    pub(super) fn turn(
+    pub(crate) fn turn(
         &self,
         t: &Turn<'_>,
         sink: &mut dyn EventSink,
     ) -> Result<TurnResult, AgentError> {
-        let Turn { args, dir, env, prompt, limits, log_path } = *t;
+        let Turn { args, dir, env, prompt, limits, log_path, judge, tools_under } = *t;
         // Checked here: a missing cwd would otherwise look like a missing opencode program.
         if !dir.is_dir() {
             return Err(AgentError::Io {
@@ -101,34 +110,37 @@ impl OpencodeDriver {
             grace: self.opts.kill_grace,
         };
         let stop = &self.opts.interrupt;
-        let ended =
-            supervise::run(cmd, Some(prompt.as_bytes().to_vec()), plimits, stop, &mut |seen| {
-                let (stream, bytes) = match seen {
-                    Seen::Spawned(pid) => return sink.spawned(pid),
-                    Seen::Line(stream, bytes) => (stream, bytes),
-                };
-                // Secrets never reach the log or the caller, even when the agent prints them
-                // (masked on the decoded JSON, so no escape hides one).
-                let line = redact_line(&String::from_utf8_lossy(bytes), &secrets);
-                log_err = write_log(&mut log_file, line.as_bytes(), log_err.take());
-                if !line.ends_with('\n') {
-                    log_err = write_log(&mut log_file, b"\n", log_err.take());
-                }
-                match stream {
-                    Stream::Stdout => {
-                        for ev in events.stdout_line(&line) {
-                            sink.event(&ev);
-                        }
-                    }
-                    Stream::Stderr => {
-                        if let Some(ev) = events.stderr_line(&line) {
-                            sink.event(&ev);
-                        }
+        let prompt = Some(prompt.as_bytes().to_vec());
+        let ended = supervise::run_watching(cmd, prompt, plimits, tools_under, stop, &mut |seen| {
+            let (stream, bytes) = match seen {
+                Seen::Spawned(pid) => return sink.spawned(pid),
+                Seen::Line(stream, bytes) => (stream, bytes),
+            };
+            // Secrets never reach the log or the caller, even when the agent prints them
+            // (masked on the decoded JSON, so no escape hides one).
+            let line = redact_line(&String::from_utf8_lossy(bytes), &secrets);
+            log_err = write_log(&mut log_file, line.as_bytes(), log_err.take());
+            if !line.ends_with('\n') {
+                log_err = write_log(&mut log_file, b"\n", log_err.take());
+            }
+            match stream {
+                Stream::Stdout => {
+                    for ev in events.stdout_line(&line) {
+                        sink.event(&ev);
                     }
                 }
-            })
-            .map_err(|e| self.spawn_error(e.into_io()))?;
-        let (outcome, code) = classify(ended, &events, stop);
+                Stream::Stderr => {
+                    if let Some(ev) = events.stderr_line(&line) {
+                        sink.event(&ev);
+                    }
+                }
+            }
+        })
+        .map_err(|e| self.spawn_error(e.into_io()))?;
+        let (outcome, code) = match judge {
+            Some(judge) => judge(ended, &events),
+            None => classify(ended, &events, stop),
+        };
         let footer = format!("=== {} {}\n", unix_now(), outcome.describe());
         log_err = write_log(&mut log_file, footer.as_bytes(), log_err.take());
         if let Some(source) = log_err {

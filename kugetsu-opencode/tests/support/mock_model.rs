@@ -7,6 +7,7 @@
 //!   (a relative path, so it lands in the session's directory) with `written by the mock`;
 //! - containing `APIERROR`: HTTP 400 with an OpenAI-style error body (`mock bad request`);
 //! - containing `READETC`: a `read` of `/etc/hostname` (outside the project: a permission ask);
+//! - containing `READENV`: a `read` of `.env` (opencode 2 asks before reading it);
 //! - containing `HANG`: no answer at all, the connection is held open;
 //! - containing `BASHSLEEP:<secs>`: a `bash` tool call running `sleep <secs>` (opencode starts
 //!   it detached, in its own session);
@@ -203,7 +204,10 @@ fn serve(stream: TcpStream, seen: &Mutex<Vec<Value>>) -> std::io::Result<()> {
         ));
         chunks.push(chunk(json!({}), json!("tool_calls")));
     } else if last["role"] == "user" && text.contains("READETC") {
-        chunks.push(tool_call("read", json!({"filePath": "/etc/hostname"})));
+        chunks.push(tool_call("read", json!({path_key: "/etc/hostname"})));
+        chunks.push(chunk(json!({}), json!("tool_calls")));
+    } else if last["role"] == "user" && text.contains("READENV") {
+        chunks.push(tool_call("read", json!({path_key: ".env"})));
         chunks.push(chunk(json!({}), json!("tool_calls")));
     } else {
         let answer = if last["role"] == "tool" { "done" } else { "hello" };

@@ -8,12 +8,25 @@ use std::sync::OnceLock;
 
 /// The opencode version the suite is checked against.
 pub const VERSION: &str = "1.18.33";
+/// The opencode 2 version the 2.x driver is checked against (npm `@opencode/cli`).
+pub const VERSION2: &str = "2.1.2";
 
 /// The opencode binary, installed once per target dir; None (after saying why) when it
 /// cannot be had.
 pub fn opencode() -> Option<PathBuf> {
     static BIN: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    let found = BIN.get_or_init(install);
+    found(BIN.get_or_init(|| install("opencode-ai", VERSION, VERSION)), VERSION)
+}
+
+/// The opencode 2 binary, like [`opencode`]. npm warns that the package's postinstall script
+/// is not allowed to run: the binary works without it.
+pub fn opencode2() -> Option<PathBuf> {
+    static BIN: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    let printed = format!("opencode v{VERSION2}");
+    found(BIN.get_or_init(|| install("@opencode/cli", VERSION2, &printed)), VERSION2)
+}
+
+fn found(found: &Result<PathBuf, String>, version: &str) -> Option<PathBuf> {
     match found {
         Ok(bin) => Some(bin.clone()),
         Err(why) => {
@@ -23,7 +36,7 @@ pub fn opencode() -> Option<PathBuf> {
             // Straight to the stderr handle: the harness captures eprintln! of passing tests,
             // and a skip must be seen.
             let _ =
-                writeln!(std::io::stderr(), "SKIPPED: real opencode {VERSION} unavailable: {why}");
+                writeln!(std::io::stderr(), "SKIPPED: real opencode {version} unavailable: {why}");
             None
         }
     }
@@ -34,10 +47,11 @@ fn version_of(bin: &Path) -> Option<String> {
     Some(String::from_utf8_lossy(&out.stdout).trim().to_owned())
 }
 
-fn install() -> Result<PathBuf, String> {
-    let prefix = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("opencode-npm-{VERSION}"));
+/// npm `package@version` into the target dir; its `opencode` must print `printed`.
+fn install(package: &str, version: &str, printed: &str) -> Result<PathBuf, String> {
+    let prefix = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("opencode-npm-{version}"));
     let bin = prefix.join("node_modules/.bin/opencode");
-    if version_of(&bin).as_deref() == Some(VERSION) {
+    if version_of(&bin).as_deref() == Some(printed) {
         return Ok(bin);
     }
     std::fs::create_dir_all(&prefix)
@@ -53,14 +67,14 @@ fn install() -> Result<PathBuf, String> {
             "--prefix",
         ])
         .arg(&prefix)
-        .arg(format!("opencode-ai@{VERSION}"))
+        .arg(format!("{package}@{version}"))
         .output()
         .map_err(|e| format!("cannot run npm: {e}"))?;
     if !out.status.success() {
         return Err(format!("npm install failed: {}", String::from_utf8_lossy(&out.stderr).trim()));
     }
     match version_of(&bin) {
-        Some(v) if v == VERSION => Ok(bin),
+        Some(v) if v == printed => Ok(bin),
         other => Err(format!("{} --version said {other:?}", bin.display())),
     }
 }
