@@ -197,7 +197,9 @@ impl Watches {
 /// What one poll of a watched repository did.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct PollReport {
-    /// Skipped: the forge asked us to wait until then.
+    /// No request was made: the forge had asked us to wait until [`PollReport::paused_until`].
+    pub skipped: bool,
+    /// The forge asked us to wait until then.
     pub paused_until: Option<OffsetDateTime>,
     /// The listing had not changed (a 304).
     pub not_modified: bool,
@@ -250,6 +252,7 @@ pub fn poll(
     };
     if let Some(until) = watch.paused_until.filter(|&t| t > now) {
         report.paused_until = Some(until);
+        report.skipped = true;
         return Ok(report);
     }
     let pause_until = |pause: Option<Duration>| pause.map(|d| now + d);
