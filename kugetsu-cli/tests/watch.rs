@@ -8,6 +8,10 @@
 
 use kugetsu_test_support::forge::{Dialect, StandInForge};
 
+use std::io::{Read, Write};
+use std::sync::Arc;
+
+use crate::git_http::{make_certificates, server_config};
 use crate::support::{Env, json, read, ready, wait_for};
 
 const REPO: &str = "127.0.0.1/o/r";
@@ -33,16 +37,55 @@ fn not_modified(forge: &StandInForge) -> usize {
     forge.seen().iter().filter(|s| s.status == 304).count()
 }
 
+/// An https front for `forge` on its own loopback port, with the certificate of the throwaway
+/// CA in `certs` (the git tests' https server's): each connection's request is passed on in
+/// plain http and the answer back. Returns the front's port.
+fn tls_front(forge: &StandInForge, tls: Arc<rustls::ServerConfig>) -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let backend = forge.base_url().trim_start_matches("http://").to_string();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let (tls, backend) = (tls.clone(), backend.clone());
+            std::thread::spawn(move || {
+                let Ok(conn) = rustls::ServerConnection::new(tls) else { return };
+                let mut client = rustls::StreamOwned::new(conn, stream);
+                let mut request = Vec::new();
+                let mut byte = [0u8; 1];
+                while !request.ends_with(b"\r\n\r\n") {
+                    match client.read(&mut byte) {
+                        Ok(1) => request.push(byte[0]),
+                        _ => return,
+                    }
+                }
+                let mut upstream = std::net::TcpStream::connect(&backend).unwrap();
+                upstream.write_all(&request).unwrap();
+                let mut answer = Vec::new();
+                let _ = upstream.read_to_end(&mut answer);
+                let _ = client.write_all(&answer);
+                client.conn.send_close_notify();
+                let _ = client.flush();
+            });
+        }
+    });
+    port
+}
+
 /// A ready home whose repository `127.0.0.1/o/r` is cloned from the sample repository and
 /// tracked by `forge`, polled every second.
 fn watched(forge: &StandInForge) -> Env {
+    watched_at(&forge.base_url(), &forge.api_url())
+}
+
+/// Like [`watched`], with the server's base and API URLs given.
+fn watched_at(base: &str, api: &str) -> Env {
     let mut env = ready();
     let repos = read(&env.path("repos.json"));
     let mut map: serde_json::Map<String, serde_json::Value> = serde_json::from_str(&repos).unwrap();
     let sample = map["local.test/demo/app"].clone();
     map.insert(REPO.into(), sample);
     std::fs::write(env.path("repos.json"), serde_json::to_string(&map).unwrap()).unwrap();
-    ok(&env, &["server", "add", "standin", &forge.base_url(), "--api", &forge.api_url()]);
+    ok(&env, &["server", "add", "standin", base, "--api", api]);
     env.set("KUGETSU_WATCH_INTERVAL_SECONDS", "1");
     env.set("MAX_CONCURRENT_AGENTS", "1");
     let said = ok(&env, &["watch", "add", REPO, "--label", "kugetsu"]);
@@ -120,6 +163,25 @@ fn labelled_issues_are_started_once_across_restarts_and_closed_ones_dropped() {
         assert_eq!(seen.auth.as_deref(), Some("Bearer ghp_plantedSECRET99"));
     }
     assert!(!log.contains("ghp_plantedSECRET99"));
+}
+
+#[test]
+fn a_watch_over_https_trusts_the_systems_roots_and_sends_the_token() {
+    let forge = StandInForge::start(Dialect::Github);
+    forge.add(1, "Over TLS", "", &["kugetsu"], false);
+    let dir = tempfile::tempdir().unwrap();
+    make_certificates(dir.path());
+    let port = tls_front(&forge, server_config(dir.path()));
+    let base = format!("https://127.0.0.1:{port}");
+    let mut env = watched_at(&base, &base);
+    // The system's roots, as rustls-native-certs reads them: here, the throwaway CA alone.
+    env.set("SSL_CERT_FILE", dir.path().join("ca.pem").to_str().unwrap());
+    ok(&env, &["env", "set", "GITHUB_TOKEN", "ghp_overTLS"]);
+    ok(&env, &["queue-daemon", "start"]);
+    wait_for("the start over https", || !of_issue(&env, 1).is_empty());
+    wait_for("an idle poll over https", || not_modified(&forge) >= 1);
+    ok(&env, &["queue-daemon", "stop"]);
+    assert_eq!(forge.seen()[0].auth.as_deref(), Some("Bearer ghp_overTLS"));
 }
 
 #[test]
