@@ -46,7 +46,16 @@ impl Forge for HttpForge {
         let mut issues = Vec::new();
         let mut etag = None;
         let mut pause = None;
-        for page in 0..MAX_PAGES {
+        let bad = |message: String| ForgeError::BadAnswer {
+            api: self.http.api.clone(),
+            what: what.clone(),
+            message,
+        };
+        // A listing read in part would make the issues not read look closed: it is an error.
+        for page in 0..=MAX_PAGES {
+            if page == MAX_PAGES {
+                return Err(bad(format!("more than {MAX_PAGES} pages of labelled open issues")));
+            }
             let first = page == 0;
             let answer = self.http.get(&url, query.etag.as_deref().filter(|_| first))?;
             pause = answer.wait.or(pause);
@@ -56,11 +65,10 @@ impl Forge for HttpForge {
             if !(200..300).contains(&answer.status) {
                 return Err(self.status(&what, answer.status));
             }
-            issues.extend(dialect::parse_issues(self.kind, &answer.body).map_err(|message| {
-                ForgeError::BadAnswer { api: self.http.api.clone(), what: what.clone(), message }
-            })?);
-            match answer.next.filter(|next| self.http.owns(next)) {
-                Some(next) => url = next,
+            issues.extend(dialect::parse_issues(self.kind, &answer.body).map_err(&bad)?);
+            match answer.next {
+                Some(next) if self.http.owns(&next) => url = next,
+                Some(_) => return Err(bad("a next page outside the API".into())),
                 None => {
                     // One ETag vouches for one page: keep it only for a one-page listing.
                     etag = answer.etag.filter(|_| first);

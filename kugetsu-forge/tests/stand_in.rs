@@ -61,6 +61,14 @@ fn pages_are_followed_through_link_and_keep_no_etag() {
     assert_eq!(etag(&listing), None, "one ETag cannot vouch for three pages");
     assert_eq!(stand_in.seen().len(), 3);
     assert!(stand_in.seen().iter().all(|s| s.auth.is_none()));
+    // A listing that cannot be read whole is an error, not a shorter list (whose missing
+    // issues would look closed).
+    for n in 6..=25 {
+        stand_in.add(n, &format!("issue {n}"), "", &["kugetsu"], false);
+    }
+    stand_in.page_size(1);
+    let err = forge.list_issues("o/r", &query(None)).unwrap_err().to_string();
+    assert!(err.contains("more than 20 pages"), "{err}");
 }
 
 #[test]
