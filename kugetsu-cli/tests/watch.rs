@@ -145,8 +145,10 @@ fn labelled_issues_are_started_once_across_restarts_and_closed_ones_dropped() {
         of_issue(&env, 1).into_iter().filter(|i| i["status"] == "error").collect();
     assert_eq!(dropped.len(), 1);
     assert!(dropped[0]["last_error"].as_str().unwrap().contains("closed"), "{:?}", dropped[0]);
+    // The notification follows the drop.
+    wait_for("the drop's notification", || ok(&env, &["notify", "list"]).contains("dropped q_"));
     let notes = ok(&env, &["notify", "list"]);
-    assert!(notes.contains("dropped") && notes.contains("127.0.0.1/o/r#1"), "{notes}");
+    assert!(notes.contains("127.0.0.1/o/r#1 was closed or lost its label"), "{notes}");
 
     // A 403 with Retry-After pauses the repository.
     forge.rate_limit_once(3600);
@@ -155,7 +157,13 @@ fn labelled_issues_are_started_once_across_restarts_and_closed_ones_dropped() {
     wait_for("the pause recorded", || {
         json(&ok(&env, &["--json", "watch", "list"]))[0]["paused_until"].is_string()
     });
+    // The next pass asks nothing.
+    let requests = forge.seen().len();
+    let polled = |env: &Env| json(&ok(env, &["--json", "watch", "list"]))[0]["last_poll"].clone();
+    let paused_at = polled(&env);
+    wait_for("a pass while paused", || polled(&env) != paused_at);
     ok(&env, &["queue-daemon", "stop"]);
+    assert_eq!(forge.seen().len(), requests, "no request while paused");
     assert!(of_issue(&env, 5).is_empty(), "nothing taken while paused");
     let log = ok(&env, &["queue-daemon", "logs"]);
     assert!(log.contains("paused until"), "{log}");

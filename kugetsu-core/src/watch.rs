@@ -104,6 +104,13 @@ pub struct Watch {
         skip_serializing_if = "Option::is_none"
     )]
     pub paused_until: Option<OffsetDateTime>,
+    /// When it was last polled (a poll skipped while paused included).
+    #[serde(
+        default,
+        with = "time::serde::rfc3339::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub last_poll: Option<OffsetDateTime>,
     /// Issue number → the record of its taking.
     #[serde(default)]
     pub taken: BTreeMap<u64, Taken>,
@@ -159,6 +166,7 @@ impl Watches {
                 label: label.to_string(),
                 etag: None,
                 paused_until: None,
+                last_poll: None,
                 taken: BTreeMap::new(),
                 extra: Map::new(),
             });
@@ -253,6 +261,7 @@ pub fn poll(
     if let Some(until) = watch.paused_until.filter(|&t| t > now) {
         report.paused_until = Some(until);
         report.skipped = true;
+        watches.update_watch(repo, |w| w.last_poll = Some(now))?;
         return Ok(report);
     }
     let pause_until = |pause: Option<Duration>| pause.map(|d| now + d);
@@ -261,7 +270,10 @@ pub fn poll(
         Ok(Listing::NotModified { pause }) => {
             report.not_modified = true;
             report.paused_until = pause_until(pause);
-            watches.update_watch(repo, |w| w.paused_until = report.paused_until)?;
+            watches.update_watch(repo, |w| {
+                w.paused_until = report.paused_until;
+                w.last_poll = Some(now);
+            })?;
             return Ok(report);
         }
         Ok(Listing::Issues { issues, etag, pause }) => {
@@ -270,7 +282,10 @@ pub fn poll(
         }
         Err(ForgeError::RateLimited { wait, .. }) => {
             report.paused_until = Some(now + wait);
-            watches.update_watch(repo, |w| w.paused_until = report.paused_until)?;
+            watches.update_watch(repo, |w| {
+                w.paused_until = report.paused_until;
+                w.last_poll = Some(now);
+            })?;
             return Ok(report);
         }
         Err(source) => return Err(WatchError::Forge { repo: repo.to_string(), source }),
@@ -350,6 +365,7 @@ pub fn poll(
     watches.update_watch(repo, |w| {
         w.etag = etag;
         w.paused_until = report.paused_until;
+        w.last_poll = Some(now);
     })?;
     Ok(report)
 }

@@ -28,6 +28,7 @@ pub fn cmd_watch_list(
                     "repo": w.repo,
                     "label": w.label,
                     "taken": w.taken.keys().collect::<Vec<_>>(),
+                    "last_poll": w.last_poll.and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok()),
                     "paused_until": w.paused_until.and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok()),
                 })
             })
@@ -42,7 +43,17 @@ pub fn cmd_watch_list(
             Some(t) => format!(", paused until {}", kugetsu_core::clock::human(t)),
             None => String::new(),
         };
-        writeln!(out, "{}  label {:?}, {} issues taken{paused}", w.repo, w.label, w.taken.len())?;
+        let polled = match w.last_poll {
+            Some(t) => format!(", last polled {}", kugetsu_core::clock::human(t)),
+            None => ", not polled yet".into(),
+        };
+        writeln!(
+            out,
+            "{}  label {:?}, {} issues taken{polled}{paused}",
+            w.repo,
+            w.label,
+            w.taken.len()
+        )?;
     }
     Ok(())
 }
