@@ -10,6 +10,7 @@ use std::time::Duration;
 use kugetsu_core::RepoRef;
 use kugetsu_core::env_file::EnvFiles;
 use kugetsu_core::notify::NotificationType;
+use kugetsu_core::queue::TaskQueue;
 use kugetsu_core::secrets::Secret;
 use kugetsu_core::servers::{Servers, api_for};
 use kugetsu_core::watch::{self, Watches};
@@ -39,9 +40,11 @@ impl WatchThread {
 }
 
 fn run(ctx: &Ctx, log: &LogLine, stopped: &Receiver<()>) {
+    // Built once and kept (a shared queue is a database connection), again after a failure.
+    let mut queue = None;
     loop {
         let interval = ctx.config().map(|c| c.watch_interval()).unwrap_or(Duration::from_secs(60));
-        pass(ctx, log);
+        pass(ctx, log, &mut queue);
         match stopped.recv_timeout(interval) {
             Err(RecvTimeoutError::Timeout) => {}
             _ => return,
@@ -49,8 +52,9 @@ fn run(ctx: &Ctx, log: &LogLine, stopped: &Receiver<()>) {
     }
 }
 
-/// Polls every watched repository once.
-pub fn pass(ctx: &Ctx, log: &LogLine) {
+/// Polls every watched repository once, through `queue` (built when `None`, dropped after a
+/// queue failure).
+pub fn pass(ctx: &Ctx, log: &LogLine, cached: &mut Option<Arc<dyn TaskQueue>>) {
     let watches = Watches::new(&ctx.state);
     let Ok(file) = watches.load() else {
         log("cannot read watches.json; nothing polled");
@@ -63,10 +67,14 @@ pub fn pass(ctx: &Ctx, log: &LogLine) {
         Ok(c) => c,
         Err(e) => return log(&format!("watch: cannot read the config: {}", e.message)),
     };
-    let queue = match crate::queue_backend::queue(ctx, &config) {
-        Ok(q) => q,
-        Err(e) => return log(&format!("watch: cannot open the queue: {}", e.message)),
+    let queue = match cached {
+        Some(q) => q.clone(),
+        None => match crate::queue_backend::queue(ctx, &config) {
+            Ok(q) => cached.insert(q).clone(),
+            Err(e) => return log(&format!("watch: cannot open the queue: {}", e.message)),
+        },
     };
+    let mut queue_failed = false;
     let servers = Servers::new(&ctx.state).load().unwrap_or_default();
     let env = EnvFiles::new(&ctx.state).merged(kugetsu_core::orchestrator::DEFAULT_AGENT).ok();
     let secrets = crate::notifications::secrets(&ctx.state, Some(&config));
@@ -119,7 +127,13 @@ pub fn pass(ctx: &Ctx, log: &LogLine) {
                     ));
                 }
             }
-            Err(e) => log(&format!("{e}")),
+            Err(e) => {
+                queue_failed |= matches!(e, watch::WatchError::Queue { .. });
+                log(&format!("{e}"));
+            }
         }
+    }
+    if queue_failed {
+        *cached = None;
     }
 }
