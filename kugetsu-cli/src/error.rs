@@ -323,6 +323,18 @@ impl From<ServerError> for CliError {
     }
 }
 
+impl From<kugetsu_core::watch::WatchError> for CliError {
+    fn from(e: kugetsu_core::watch::WatchError) -> Self {
+        use kugetsu_core::watch::WatchError as W;
+        match e {
+            W::Storage(s) => s.into(),
+            W::Queue { source, .. } => source.into(),
+            W::NotFound { .. } | W::Forge { .. } => CliError::from_error(exit::FAILURE, &e),
+            other => CliError::from_error(exit::USAGE, &other),
+        }
+    }
+}
+
 impl From<OrchestratorError> for CliError {
     fn from(e: OrchestratorError) -> Self {
         match e {

@@ -22,6 +22,7 @@ pub mod reads;
 pub mod run;
 pub mod signals;
 pub mod ui;
+pub mod watcher;
 pub mod wiring;
 
 use commands::Cli;

@@ -24,4 +24,5 @@ mod shell_world;
 mod signals;
 mod snapshots_flow;
 mod threat_model;
+mod watch;
 mod webhooks;

@@ -8,6 +8,7 @@ pub mod clock;
 pub mod config;
 pub mod control;
 pub mod env_file;
+pub mod forge;
 pub mod interrupt;
 pub mod issue_ref;
 pub mod logs;
@@ -26,6 +27,7 @@ pub mod state;
 pub mod storage;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
+pub mod watch;
 pub mod worktree;
 
 pub use agent::{AgentDriver, AgentError, AgentEvent, RunOutcome, SessionId};

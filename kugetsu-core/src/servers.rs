@@ -8,8 +8,13 @@
 //! how tokens get pasted, is refused, and the refusal itself never repeats the secret. Tokens
 //! belong in env files.
 //!
-//! The file is `{"default": "<name>", "servers": {"<name>": "<url>", ...}}`; other fields are
-//! kept.
+//! A server may also name its issue tracker's API (`--api`: GitHub Enterprise's `/api/v3`, a
+//! self-hosted GitLab's `/api/v4`, Gitea's `/api/v1`, a local stand-in), which watching a
+//! tracker uses; github.com's and gitlab.com's are known without it ([`api_for`]). An API URL
+//! is https, or plain http only on loopback, since the forge's token travels with each request.
+//!
+//! The file is `{"default": "<name>", "servers": {"<name>": "<url>", ...}, "apis": {"<name>":
+//! {"url": "<api url>", "forge": "github|gitlab|gitea"}}}`; other fields are kept.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -17,6 +22,8 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use crate::forge::ForgeKind;
+use crate::issue_ref::RepoRef;
 use crate::secrets::redact_url;
 use crate::state::StateDir;
 use crate::storage::{self, StorageError};
@@ -205,9 +212,82 @@ pub struct ServersFile {
     /// Name → base URL.
     #[serde(default)]
     pub servers: BTreeMap<String, String>,
+    /// Name → its issue tracker's API.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub apis: BTreeMap<String, ServerApi>,
     /// Fields written by other versions, kept as they are.
     #[serde(flatten)]
     pub extra: Map<String, Value>,
+}
+
+/// A server's issue tracker API.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServerApi {
+    /// Its base URL (no trailing `/`).
+    pub url: String,
+    /// Its dialect.
+    pub forge: ForgeKind,
+}
+
+/// Where the API of a repository's tracker is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiTarget {
+    /// The API base URL.
+    pub url: String,
+    /// Its dialect.
+    pub forge: ForgeKind,
+    /// The repository's path on it (`owner/repo`).
+    pub repo: String,
+}
+
+/// Why a repository's tracker API is not known.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "no issue tracker API known for {repo}: add its server with an API URL (kugetsu server add NAME https://{host} --api API_URL)"
+)]
+pub struct NoApi {
+    /// The repository.
+    pub repo: String,
+    /// Its host.
+    pub host: String,
+}
+
+/// The tracker API of `repo`: its server's `--api`, else api.github.com for github.com and
+/// gitlab.com/api/v4 for gitlab.com.
+pub fn api_for(repo: &RepoRef, servers: &ServersFile) -> Result<ApiTarget, NoApi> {
+    let path = repo.path().join("/");
+    if let Some((name, _)) = servers.for_host(repo.instance())
+        && let Some(api) = servers.apis.get(name)
+    {
+        return Ok(ApiTarget { url: api.url.clone(), forge: api.forge, repo: path });
+    }
+    let (url, forge) = match repo.instance() {
+        "github.com" => ("https://api.github.com", ForgeKind::Github),
+        "gitlab.com" => ("https://gitlab.com/api/v4", ForgeKind::Gitlab),
+        host => {
+            return Err(NoApi { repo: repo.to_string(), host: host.to_string() });
+        }
+    };
+    Ok(ApiTarget { url: url.into(), forge, repo: path })
+}
+
+/// Whether `host` (as [`check_url`] gives it) is this machine's loopback.
+pub fn is_loopback_host(host: &str) -> bool {
+    host == "localhost" || host == "[::1]" || host.starts_with("127.")
+}
+
+/// Checks an API base URL: https, or http on loopback only; no credentials.
+pub fn check_api_url(url: &str) -> Result<CheckedUrl, UrlError> {
+    let checked = check_url(url)?;
+    match checked.scheme.as_str() {
+        "https" => Ok(checked),
+        "http" if is_loopback_host(&checked.host) => Ok(checked),
+        "http" => Err(bad(
+            url,
+            "plain http is accepted only on loopback (the forge's token would travel in clear)",
+        )),
+        _ => Err(bad(url, "an API URL must be https://")),
+    }
 }
 
 /// A configured server.
@@ -294,6 +374,33 @@ impl Servers {
         )
     }
 
+    /// Adds or replaces a server with its tracker API (`forge` guessed from the API's path when
+    /// not given). Returns the previous URL.
+    pub fn add_with_api(
+        &self,
+        name: &str,
+        url: &str,
+        api: &str,
+        forge: Option<ForgeKind>,
+    ) -> Result<Option<String>, ServerError> {
+        validate_server_name(name)?;
+        check_url(url).map_err(|source| ServerError::BadUrl { name: name.into(), source })?;
+        check_api_url(api).map_err(|source| ServerError::BadUrl { name: name.into(), source })?;
+        let previous = self.add(name, url)?;
+        let api = api.trim_end_matches('/').to_string();
+        let forge = forge.unwrap_or_else(|| ForgeKind::guess_from_api(&api));
+        storage::update_json(
+            &self.path,
+            &self.lock,
+            ServersFile::default,
+            |file: &mut ServersFile| {
+                file.apis.insert(name.to_string(), ServerApi { url: api, forge });
+                Ok::<_, ServerError>(())
+            },
+        )?;
+        Ok(previous)
+    }
+
     /// Removes a server (and the default, if it was the default).
     pub fn remove(&self, name: &str) -> Result<String, ServerError> {
         validate_server_name(name)?;
@@ -309,6 +416,7 @@ impl Servers {
                 if file.default.as_deref() == Some(name) {
                     file.default = None;
                 }
+                file.apis.remove(name);
                 Ok(url)
             },
         )
@@ -411,6 +519,48 @@ mod tests {
         assert_eq!(s.load().unwrap().default, None);
         assert!(matches!(s.remove("gitea"), Err(ServerError::NotFound { .. })));
         assert!(matches!(s.get("gitea"), Err(ServerError::NotFound { .. })));
+    }
+
+    #[test]
+    fn api_urls_per_server_and_the_known_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = StateDir::new(dir.path().join("k"));
+        state.ensure().unwrap();
+        let s = Servers::new(&state);
+        let repo = |r: &str| RepoRef::parse(r).unwrap();
+        let file = s.load().unwrap();
+        let gh = api_for(&repo("github.com/o/r"), &file).unwrap();
+        assert_eq!(
+            (gh.url.as_str(), gh.forge, gh.repo.as_str()),
+            ("https://api.github.com", ForgeKind::Github, "o/r")
+        );
+        assert_eq!(
+            api_for(&repo("gitlab.com/g/s/p"), &file).unwrap().url,
+            "https://gitlab.com/api/v4"
+        );
+        let err = api_for(&repo("git.example.org/o/r"), &file).unwrap_err().to_string();
+        assert!(err.contains("--api"), "{err}");
+        let err =
+            s.add_with_api("tea", "https://git.example.org", "http://git.example.org/api/v1", None);
+        assert!(err.unwrap_err().to_string().contains("only on loopback"));
+        s.add_with_api("tea", "https://git.example.org", "https://git.example.org/api/v1/", None)
+            .unwrap();
+        s.add_with_api(
+            "local",
+            "http://127.0.0.1:3000",
+            "http://127.0.0.1:3000",
+            Some(ForgeKind::Gitlab),
+        )
+        .unwrap();
+        let file = s.load().unwrap();
+        let tea = api_for(&repo("git.example.org/o/r"), &file).unwrap();
+        assert_eq!(
+            (tea.url.as_str(), tea.forge),
+            ("https://git.example.org/api/v1", ForgeKind::Gitea)
+        );
+        assert_eq!(api_for(&repo("127.0.0.1/o/r"), &file).unwrap().forge, ForgeKind::Gitlab);
+        s.remove("tea").unwrap();
+        assert!(!s.load().unwrap().apis.contains_key("tea"));
     }
 
     #[test]

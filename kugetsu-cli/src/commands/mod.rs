@@ -23,6 +23,7 @@ pub mod server;
 pub mod start;
 pub mod status;
 pub mod warm_agent;
+pub mod watch;
 
 use clap::{CommandFactory, Parser, Subcommand};
 
@@ -92,6 +93,8 @@ pub enum Command {
     Server(server::ServerArgs),
     /// Manage the task queue.
     Queue(queue::QueueArgs),
+    /// Watch issue trackers: the queue daemon starts work on each new open issue with a label.
+    Watch(watch::WatchArgs),
     /// Manage the queue daemon.
     #[command(name = "queue-daemon")]
     QueueDaemon(queue_daemon::QueueDaemonArgs),
@@ -129,6 +132,7 @@ pub fn run_command(ui: &mut Ui, ctx: &Ctx, command: &Command) -> Result<(), CliE
         Command::Dashboard(a) => dashboard::cmd_dashboard(ui, ctx, a),
         Command::Server(a) => server::cmd_server(ui, ctx, a),
         Command::Queue(a) => queue::cmd_queue(ui, ctx, a),
+        Command::Watch(a) => watch::cmd_watch(ui, ctx, a),
         Command::QueueDaemon(a) => queue_daemon::cmd_queue_daemon(ui, ctx, a),
         Command::WarmAgent(a) => warm_agent::cmd_warm_agent(ui, ctx, a),
         Command::Env(a) => env::cmd_env(ui, ctx, a),

@@ -39,6 +39,8 @@ pub struct Config {
     pub verbosity: Verbosity,
     /// `QUEUE_DAEMON_INTERVAL_MINUTES`.
     pub queue_daemon_interval_minutes: u64,
+    /// `KUGETSU_WATCH_INTERVAL_SECONDS`.
+    pub watch_interval_seconds: u64,
     /// `QUEUE_CLEANUP_AGE_DAYS`.
     pub queue_cleanup_age_days: u64,
     /// `KUGETSU_AGENT`: a driver name, checked by whoever builds the driver.
@@ -95,6 +97,7 @@ impl Config {
             temp_dir: PathBuf::new(),
             verbosity: Verbosity::Default,
             queue_daemon_interval_minutes: 0,
+            watch_interval_seconds: 0,
             queue_cleanup_age_days: 0,
             agent: String::new(),
             agent_bin: None,
@@ -306,6 +309,11 @@ impl Config {
     /// How often the queue daemon polls.
     pub fn queue_daemon_interval(&self) -> Duration {
         Duration::from_secs(self.queue_daemon_interval_minutes * 60)
+    }
+
+    /// How often each watched tracker is polled.
+    pub fn watch_interval(&self) -> Duration {
+        Duration::from_secs(self.watch_interval_seconds)
     }
 
     /// How old a finished queue item must be to be cleaned up.

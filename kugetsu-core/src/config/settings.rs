@@ -16,6 +16,8 @@ pub const KUGETSU_TEMP_DIR: &str = "KUGETSU_TEMP_DIR";
 pub const KUGETSU_VERBOSITY: &str = "KUGETSU_VERBOSITY";
 /// How often the queue daemon polls, in minutes (default 5).
 pub const QUEUE_DAEMON_INTERVAL_MINUTES: &str = "QUEUE_DAEMON_INTERVAL_MINUTES";
+/// How often the queue daemon polls each watched tracker, in seconds (default 60).
+pub const KUGETSU_WATCH_INTERVAL_SECONDS: &str = "KUGETSU_WATCH_INTERVAL_SECONDS";
 /// Completed and error queue items older than this many days are cleaned up (default 7).
 pub const QUEUE_CLEANUP_AGE_DAYS: &str = "QUEUE_CLEANUP_AGE_DAYS";
 /// Which agent driver runs the sessions (default [`DEFAULT_DRIVER`]; the caller maps the name to
@@ -215,6 +217,22 @@ pub const SETTINGS: &[Setting] = &[
             Ok(())
         },
         display: |c| c.queue_daemon_interval_minutes.to_string(),
+    },
+    Setting {
+        name: KUGETSU_WATCH_INTERVAL_SECONDS,
+        aliases: &[],
+        default: DefaultValue::Is("60"),
+        summary: "How often the queue daemon polls each watched tracker, in seconds",
+        doc: "how often the daemon asks each watched repository for new labelled issues (see \
+              [Watching a tracker](#watching-a-tracker)); an unchanged listing costs one \
+              conditional request",
+        example: None,
+        secret: false,
+        parse: |c, v| {
+            c.watch_interval_seconds = number(v, 1, 24 * 60 * 60)?;
+            Ok(())
+        },
+        display: |c| c.watch_interval_seconds.to_string(),
     },
     Setting {
         name: QUEUE_CLEANUP_AGE_DAYS,

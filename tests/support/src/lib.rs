@@ -6,6 +6,8 @@
 //! tests in a child process. It depends on nothing but the standard library, so that linking
 //! it costs a test binary nothing.
 
+pub mod forge;
+
 use std::path::Path;
 use std::process::{Command, Stdio};
 

@@ -65,16 +65,18 @@ fn run(ctx: &Ctx) -> Result<(), CliError> {
             cleanup_age: Some(config.queue_cleanup_age()),
             ..DaemonOptions::default()
         })
-        // Forks through a warm agent, and posts the notification outbox, while this daemon
-        // holds its lock; both stopped before it lets go.
+        // Forks through a warm agent, posts the notification outbox and polls the watched
+        // trackers while this daemon holds its lock; all stopped before it lets go.
         .with_companion({
             let (ctx, config) = (ctx.clone(), config.clone());
             Arc::new(move || {
                 let log = log.clone();
                 let line = move |text: &str| log.line(time::OffsetDateTime::now_utc(), text);
+                let line: crate::watcher::LogLine = Arc::new(line);
                 Box::new((
                     crate::agents::WarmKeeper::start(&ctx, &config),
-                    crate::delivery::SenderThread::start(ctx.state.clone(), Arc::new(line)),
+                    crate::delivery::SenderThread::start(ctx.state.clone(), line.clone()),
+                    crate::watcher::WatchThread::start(ctx.clone(), line),
                 ))
             })
         });

@@ -1,0 +1,139 @@
+//! The queue daemon's watcher: a thread that polls each watched repository every
+//! `KUGETSU_WATCH_INTERVAL_SECONDS` through its forge's client (`kugetsu-forge`), with the
+//! token routed by the forge's kind, and lets core decide what each poll does
+//! ([`kugetsu_core::watch::poll`]). This file only wires and reports.
+
+use std::sync::Arc;
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, channel};
+use std::time::Duration;
+
+use kugetsu_core::RepoRef;
+use kugetsu_core::env_file::EnvFiles;
+use kugetsu_core::notify::NotificationType;
+use kugetsu_core::queue::TaskQueue;
+use kugetsu_core::secrets::Secret;
+use kugetsu_core::servers::{Servers, api_for};
+use kugetsu_core::watch::{self, Watches};
+
+use crate::context::Ctx;
+
+/// A line for the daemon's log.
+pub type LogLine = Arc<dyn Fn(&str) + Send + Sync>;
+
+/// The daemon's watcher: polls until dropped.
+pub struct WatchThread {
+    // Dropping it wakes the thread, which then ends.
+    _stop: Sender<()>,
+}
+
+impl WatchThread {
+    /// Starts the thread; the first pass is at once.
+    pub fn start(ctx: Ctx, log: LogLine) -> Self {
+        let (stop, stopped) = channel();
+        std::thread::Builder::new()
+            .name("kugetsu-watch".into())
+            .spawn(move || run(&ctx, &log, &stopped))
+            .map_err(|e| tracing::warn!("cannot start the watcher thread: {e}"))
+            .ok();
+        WatchThread { _stop: stop }
+    }
+}
+
+fn run(ctx: &Ctx, log: &LogLine, stopped: &Receiver<()>) {
+    // Built once and kept (a shared queue is a database connection), again after a failure.
+    let mut queue = None;
+    loop {
+        let interval = ctx.config().map(|c| c.watch_interval()).unwrap_or(Duration::from_secs(60));
+        pass(ctx, log, &mut queue);
+        match stopped.recv_timeout(interval) {
+            Err(RecvTimeoutError::Timeout) => {}
+            _ => return,
+        }
+    }
+}
+
+/// Polls every watched repository once, through `queue` (built when `None`, dropped after a
+/// queue failure).
+pub fn pass(ctx: &Ctx, log: &LogLine, cached: &mut Option<Arc<dyn TaskQueue>>) {
+    let watches = Watches::new(&ctx.state);
+    let Ok(file) = watches.load() else {
+        log("cannot read watches.json; nothing polled");
+        return;
+    };
+    if file.watches.is_empty() {
+        return;
+    }
+    let config = match ctx.config() {
+        Ok(c) => c,
+        Err(e) => return log(&format!("watch: cannot read the config: {}", e.message)),
+    };
+    let queue = match cached {
+        Some(q) => q.clone(),
+        None => match crate::queue_backend::queue(ctx, &config) {
+            Ok(q) => cached.insert(q).clone(),
+            Err(e) => return log(&format!("watch: cannot open the queue: {}", e.message)),
+        },
+    };
+    let mut queue_failed = false;
+    let servers = Servers::new(&ctx.state).load().unwrap_or_default();
+    let env = EnvFiles::new(&ctx.state).merged(kugetsu_core::orchestrator::DEFAULT_AGENT).ok();
+    let secrets = crate::notifications::secrets(&ctx.state, Some(&config));
+    let secret_refs: Vec<&str> = secrets.iter().map(String::as_str).collect();
+    for repo in file.watches.keys() {
+        let target = match RepoRef::parse(repo).map(|r| api_for(&r, &servers)) {
+            Ok(Ok(t)) => t,
+            Ok(Err(e)) => {
+                log(&format!("watch {repo}: {e}"));
+                continue;
+            }
+            Err(e) => {
+                log(&format!("watch {repo}: {e}"));
+                continue;
+            }
+        };
+        let token = env
+            .as_ref()
+            .and_then(|e| e.0.get(target.forge.token_var()))
+            .filter(|t| !t.is_empty())
+            .map(|t| Secret::new(t.clone()));
+        let forge = kugetsu_forge::HttpForge::new(target.forge, &target.url, token);
+        let now = time::OffsetDateTime::now_utc();
+        match watch::poll(&watches, repo, &forge, &target.repo, &*queue, &secret_refs, now) {
+            Ok(report) => {
+                for (issue_ref, item) in &report.enqueued {
+                    log(&format!("watch {repo}: queued {item} to start {issue_ref}"));
+                    crate::notifications::record_in(
+                        &ctx.state,
+                        Some(&config),
+                        NotificationType::TaskQueued,
+                        &format!("queued {item}: start {issue_ref} (labelled on the tracker)"),
+                        Some(issue_ref),
+                    );
+                }
+                for (issue_ref, item) in &report.dropped {
+                    log(&format!("watch {repo}: dropped {item}: {issue_ref} closed or unlabelled"));
+                    crate::notifications::record_in(
+                        &ctx.state,
+                        Some(&config),
+                        NotificationType::Other("task_dropped".into()),
+                        &format!("dropped {item}: {issue_ref} was closed or lost its label"),
+                        Some(issue_ref),
+                    );
+                }
+                if let Some(until) = report.paused_until.filter(|_| !report.skipped) {
+                    log(&format!(
+                        "watch {repo}: the forge asked us to wait; paused until {}",
+                        kugetsu_core::clock::human(until)
+                    ));
+                }
+            }
+            Err(e) => {
+                queue_failed |= matches!(e, watch::WatchError::Queue { .. });
+                log(&format!("{e}"));
+            }
+        }
+    }
+    if queue_failed {
+        *cached = None;
+    }
+}
