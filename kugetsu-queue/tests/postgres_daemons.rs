@@ -25,6 +25,7 @@ fn options(url: &str, host: &str) -> PgOptions {
         url: url.to_string(),
         host: host.to_string(),
         lease_ttl: Duration::from_millis(LEASE_MS),
+        host_lost: Duration::from_secs(300),
         global_limit: std::sync::Arc::new(|| Some(4)),
     }
 }

@@ -43,6 +43,10 @@ pub const KUGETSU_GLOBAL_MAX_AGENTS: &str = "KUGETSU_GLOBAL_MAX_AGENTS";
 /// With a shared queue, how long a daemon's claim on an item (and a slot) lasts without a
 /// heartbeat, in seconds (default 30): how soon a dead host's work runs elsewhere.
 pub const KUGETSU_QUEUE_LEASE_SECONDS: &str = "KUGETSU_QUEUE_LEASE_SECONDS";
+/// With a shared queue, how long a host's daemon may be silent (its leases expired) before the
+/// host counts as lost and the issues waiting for it move to other hosts, in seconds
+/// (default 300).
+pub const KUGETSU_HOST_LOST_SECONDS: &str = "KUGETSU_HOST_LOST_SECONDS";
 /// Whether the agent is kept warm for forks: `daemon` (default: the queue daemon keeps it warm
 /// while it runs, and every `start` forks through it when it is) or `off`.
 pub const KUGETSU_WARM_AGENT: &str = "KUGETSU_WARM_AGENT";
@@ -370,6 +374,22 @@ pub const SETTINGS: &[Setting] = &[
             Ok(())
         },
         display: |c| c.queue_lease_seconds.to_string(),
+    },
+    Setting {
+        name: KUGETSU_HOST_LOST_SECONDS,
+        aliases: &[],
+        default: DefaultValue::Is("300"),
+        summary: "With a shared queue: seconds a host's daemon may be silent before its issues move",
+        doc: "with a shared queue, how long a host's daemon may be silent (its leases expired) \
+              before the host counts as lost: the issues waiting for it then move to the other \
+              hosts by themselves (see [Several hosts](#several-hosts))",
+        example: None,
+        secret: false,
+        parse: |c, v| {
+            c.host_lost_seconds = number(v, 1, 7 * 24 * 3600)?;
+            Ok(())
+        },
+        display: |c| c.host_lost_seconds.to_string(),
     },
     Setting {
         name: KUGETSU_WARM_AGENT,

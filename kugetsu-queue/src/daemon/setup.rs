@@ -10,7 +10,7 @@ use kugetsu_core::queue::{AgentSlots, Liveness, TaskQueue, WakeUp};
 
 use super::dispatch::Dispatcher;
 use super::events::{NoNotifier, Notifier};
-use crate::backend::{Backend, DaemonSeat};
+use crate::backend::{Backend, DaemonSeat, HostWatch};
 use crate::log::{DEFAULT_LOG_MAX_BYTES, DaemonLog};
 use crate::queue::FileQueue;
 
@@ -65,6 +65,7 @@ pub struct Daemon {
     pub(super) wake: Option<Arc<dyn WakeUp>>,
     pub(super) host: Option<String>,
     pub(super) seat: Option<Arc<dyn DaemonSeat>>,
+    pub(super) hosts: Option<Arc<dyn HostWatch>>,
     /// Whether the queue is the state directory's own files (rebuilt with the clock given).
     file_queue: bool,
     pub(super) dispatcher: Arc<dyn Dispatcher>,
@@ -89,6 +90,7 @@ impl Daemon {
             wake: files.wake,
             host: files.host,
             seat: files.seat,
+            hosts: files.hosts,
             file_queue: true,
             state,
             dispatcher,
@@ -140,6 +142,7 @@ impl Daemon {
         self.wake = backend.wake;
         self.host = backend.host;
         self.seat = backend.seat;
+        self.hosts = backend.hosts;
         self.file_queue = false;
         self
     }
