@@ -21,9 +21,16 @@ impl Drop for Daemons<'_> {
     }
 }
 
-/// A host with its config and a traced fake agent whose turns take `delay_ms`.
-fn host(url: &str, delay_ms: u64) -> Env {
-    let (env, _repo) = Env::with_fake_agent();
+/// A host with its config and a traced fake agent whose turns take `delay_ms`, its issues'
+/// repository at `remote` (one remote for every host, as in a team).
+fn host(url: &str, delay_ms: u64, remote: Option<&std::path::Path>) -> (Env, std::path::PathBuf) {
+    let (env, repo) = Env::with_fake_agent();
+    let repo = remote.map_or(repo, std::path::Path::to_path_buf);
+    std::fs::write(
+        env.path("repos.json"),
+        format!("{{\"local.test/demo/app\": \"{}\"}}\n", repo.display()),
+    )
+    .unwrap();
     let out = env.run(&["init", "--headless"]);
     assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
     script(&env, delay_ms);
@@ -39,17 +46,22 @@ fn host(url: &str, delay_ms: u64) -> Env {
         ),
     )
     .unwrap();
-    env
+    (env, repo)
 }
 
-fn script(env: &Env, delay_ms: u64) {
+/// Every turn writes `file` (uncommitted) in the issue's worktree.
+fn script_writing(env: &Env, file: &str, delay_ms: u64) {
     std::fs::write(
         env.tmp.path().join("script.json"),
         format!(
-            r#"{{"default": {{"mode": "tool", "path": "WORK.md", "content": "done\n", "text": "wrote WORK.md", "delay_ms": {delay_ms}}}}}"#
+            r#"{{"default": {{"mode": "tool", "path": "{file}", "content": "written by a turn\n", "text": "wrote {file}", "delay_ms": {delay_ms}}}}}"#
         ),
     )
     .unwrap();
+}
+
+fn script(env: &Env, delay_ms: u64) {
+    script_writing(env, "WORK.md", delay_ms);
 }
 
 fn start_daemon(env: &Env) {
@@ -93,12 +105,14 @@ fn count(trace: &std::path::Path, what: &str) -> usize {
 fn a_lost_hosts_issues_complete_on_the_others_once_each() {
     let Some(pg) = pg::Pg::start() else { return };
     let url = pg.database();
-    let hosts: Vec<Env> = [300, 300, 300].iter().map(|d| host(&url, *d)).collect();
+    let (first, remote) = host(&url, 300, None);
+    let hosts = vec![first, host(&url, 300, Some(&remote)).0, host(&url, 300, Some(&remote)).0];
     let _stop = Daemons(&hosts);
     let (a, b, c) = (&hosts[0], &hosts[1], &hosts[2]);
     let traces: Vec<_> = hosts.iter().map(|h| h.tmp.path().join("trace.log")).collect();
 
-    // Two turns of #1 on A alone.
+    // Two turns of #1 on A alone, each writing A.md (left uncommitted).
+    script_writing(a, "A.md", 300);
     start_daemon(a);
     enqueue(a, "#1", "first turn");
     wait_completed(&[a], 1);
@@ -139,7 +153,7 @@ fn a_lost_hosts_issues_complete_on_the_others_once_each() {
     assert!(notes.contains("is lost (silent for over 3s)"), "{notes}");
     // (Its lease expired first: recovery put the running turn back, saying it was cut short.)
     assert!(notes.contains("died while running it"), "{notes}");
-    assert!(notes.contains("2 finished turn(s)"), "{notes}");
+    assert!(notes.contains("moves with its history"), "{notes}");
     let report = json(&b.run(&["queue", "hosts", "--json"]).stdout);
     let lost = report
         .as_array()
@@ -159,4 +173,29 @@ fn a_lost_hosts_issues_complete_on_the_others_once_each() {
         "{report}"
     );
     assert!(lost["issues"].as_array().unwrap().is_empty(), "{report}");
+    assert!(moved["why"].as_str().unwrap().contains("moves with its history"), "{report}");
+
+    // #1 carried on with its history on the host that took it: its session there holds the
+    // two earlier turns (imported into that host's own session store), and its worktree has
+    // the file A's turns left uncommitted.
+    let took = [b, c]
+        .into_iter()
+        .find(|h| {
+            let mine = json(&h.run(&["queue", "hosts", "--json"]).stdout);
+            mine.as_array().unwrap().iter().any(|x| x["this_host"] == true && x["host"] == to)
+        })
+        .unwrap_or_else(|| panic!("no live host is {to}"));
+    let store = read(&took.tmp.path().join("fake-db.json"));
+    for earlier in ["first turn", "second turn", "third turn"] {
+        assert!(store.contains(earlier), "{earlier} missing from the new host's session");
+    }
+    let session = std::fs::read_dir(took.path("sessions"))
+        .unwrap()
+        .flatten()
+        .find(|e| e.file_name().to_string_lossy().ends_with("-1.json"))
+        .unwrap();
+    let session = json(&read(&session.path()));
+    let worktree = std::path::Path::new(session["worktree_path"].as_str().unwrap());
+    assert_eq!(read(&worktree.join("A.md")), "written by a turn\n");
+    assert_eq!(read(&worktree.join("WORK.md")), "written by a turn\n", "and its own turn ran");
 }

@@ -43,6 +43,13 @@ pub trait HostWatch: Send + Sync {
     fn move_lost(&self) -> Result<Vec<HostMove>, QueueError>;
     /// The moves away from this host it has not been told of yet (each is told once).
     fn moved_away(&self) -> Result<Vec<HostMove>, QueueError>;
+    /// Keeps `doc`, what another host needs to carry `issue` on, in place of what was kept;
+    /// only while this host keeps the issue (a host that lost it writes nothing). Returns
+    /// whether it was kept.
+    fn save_history(&self, issue: &str, doc: &str) -> Result<bool, QueueError>;
+    /// What `issue`'s last host kept for another to carry it on, and that host, when it was
+    /// another host than this one.
+    fn history(&self, issue: &str) -> Result<Option<(String, String)>, QueueError>;
 }
 
 /// An issue moved away from a lost (or released) host.

@@ -52,6 +52,10 @@ fn a_lost_hosts_waiting_issues_move_once_and_it_is_fenced_out() {
     assert_eq!(a.queue.claim_next(&claim_a, now).unwrap().unwrap().id, three.id);
     done(&three.id);
     let again = a.queue.enqueue(conformance::task("one again", Some("o/r#1"))).unwrap();
+    // a keeps #1's history for others; b, which does not keep #1, cannot write it.
+    let doc = r#"{"session": "s", "missing": ["the worktree: too big"]}"#;
+    assert!(a_hosts.save_history("o/r#1", doc).unwrap());
+    assert!(!b_hosts.save_history("o/r#1", "{}").unwrap());
 
     // a is alive: nothing moves, and b may not take a's issues.
     assert!(b_hosts.move_lost().unwrap().is_empty());
@@ -71,8 +75,8 @@ fn a_lost_hosts_waiting_issues_move_once_and_it_is_fenced_out() {
     let issues: Vec<&str> = moves.iter().map(|m| m.issue_ref.as_str()).collect();
     assert_eq!(issues, ["o/r#1", "o/r#2"], "{moves:?}");
     assert!(moves.iter().all(|m| m.from_host == "a"));
-    assert!(moves[0].why.contains("1 finished turn(s)"), "{}", moves[0].why);
-    assert!(moves[0].why.contains("was not saved"), "{}", moves[0].why);
+    assert!(moves[0].why.contains("moves with its history"), "{}", moves[0].why);
+    assert!(moves[0].why.contains("(not saved: the worktree: too big)"), "{}", moves[0].why);
     assert!(moves[1].why.contains("no finished turn"), "{}", moves[1].why);
     // The running item is back to pending, saying its turn was lost; the waiting one says why
     // it starts afresh.
@@ -81,7 +85,7 @@ fn a_lost_hosts_waiting_issues_move_once_and_it_is_fenced_out() {
     assert!(two_now.claim.is_none());
     assert!(two_now.last_error.unwrap().contains("the turn it was running there is lost"));
     let again_now = b.queue.get(&again.id).unwrap();
-    assert!(again_now.last_error.unwrap().contains("starts afresh"));
+    assert!(again_now.last_error.unwrap().contains("moves with its history"));
     // Once: another live host finds nothing left to move.
     c_hosts.beat().unwrap();
     assert!(c_hosts.move_lost().unwrap().is_empty());
@@ -101,6 +105,10 @@ fn a_lost_hosts_waiting_issues_move_once_and_it_is_fenced_out() {
     assert_eq!(told.len(), 2, "{told:?}");
     assert!(told.iter().all(|m| m.to_host.as_deref() == Some("b")), "{told:?}");
     assert!(a_hosts.moved_away().unwrap().is_empty());
+    // The history is b's to use, and no longer a's to write.
+    assert_eq!(b_hosts.history("o/r#1").unwrap(), Some(("a".to_string(), doc.to_string())));
+    assert!(!a_hosts.save_history("o/r#1", "{}").unwrap(), "a lost #1");
+    assert_eq!(a_hosts.history("o/r#3").unwrap(), None);
     let admin = postgres::PgQueue::connect(&options(&url, "admin")).unwrap();
     assert_eq!(admin.moves().unwrap().len(), 2);
 }

@@ -47,6 +47,9 @@ pub const KUGETSU_QUEUE_LEASE_SECONDS: &str = "KUGETSU_QUEUE_LEASE_SECONDS";
 /// host counts as lost and the issues waiting for it move to other hosts, in seconds
 /// (default 300).
 pub const KUGETSU_HOST_LOST_SECONDS: &str = "KUGETSU_HOST_LOST_SECONDS";
+/// With a shared queue, the most megabytes each part of an issue's history (its agent
+/// session's export, its worktree's unsaved work) saved for other hosts may take (default 50).
+pub const KUGETSU_MOVE_MAX_MB: &str = "KUGETSU_MOVE_MAX_MB";
 /// Whether the agent is kept warm for forks: `daemon` (default: the queue daemon keeps it warm
 /// while it runs, and every `start` forks through it when it is) or `off`.
 pub const KUGETSU_WARM_AGENT: &str = "KUGETSU_WARM_AGENT";
@@ -390,6 +393,23 @@ pub const SETTINGS: &[Setting] = &[
             Ok(())
         },
         display: |c| c.host_lost_seconds.to_string(),
+    },
+    Setting {
+        name: KUGETSU_MOVE_MAX_MB,
+        aliases: &[],
+        default: DefaultValue::Is("50"),
+        summary: "With a shared queue: megabytes of an issue's history saved for other hosts",
+        doc: "with a shared queue, the most megabytes each part of an issue's history (its agent \
+              session's export, its worktree's unpushed commits and uncommitted files) saved \
+              after each turn for another host may take; a part over it is not saved, and a \
+              move says so",
+        example: None,
+        secret: false,
+        parse: |c, v| {
+            c.move_max_mb = number(v, 1, 4096)?;
+            Ok(())
+        },
+        display: |c| c.move_max_mb.to_string(),
     },
     Setting {
         name: KUGETSU_WARM_AGENT,

@@ -40,7 +40,9 @@
 //! looks for hosts whose lease has been expired for `KUGETSU_HOST_LOST_SECONDS`: their issues
 //! with work waiting move to the live hosts (see [`HostWatch`](crate::backend::HostWatch)),
 //! each move reported as a `task_queued` notification of the items it moved. A host that comes
-//! back is told which of its issues moved meanwhile (logged) and never claims them again.
+//! back is told which of its issues moved meanwhile (logged) and never claims them again. After
+//! each turn of an issue, [`OrchestratorDispatcher`] saves its history (session export and
+//! worktree's unsaved work) for another host, and starts an issue that moved here from it.
 //!
 //! # Stopping
 //! The daemon runs until the [`Interrupt`](kugetsu_core::interrupt::Interrupt) it was handed

@@ -85,6 +85,7 @@ impl Daemon {
             host: self.host.clone(),
             leases: std::sync::atomic::AtomicU64::new(0),
             liveness: self.liveness.clone(),
+            hosts: self.hosts.clone(),
         });
         self.listen_for_wake_ups(&shared, &tx)?;
         shared.log(&format!(

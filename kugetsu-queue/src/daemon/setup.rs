@@ -33,6 +33,9 @@ pub struct DaemonOptions {
     pub cleanup_age: Option<Duration>,
     /// Size cap of `daemon.log` before rotation.
     pub log_max_bytes: u64,
+    /// On a shared queue, the most bytes each part of an issue's history saved for another
+    /// host may take (`KUGETSU_MOVE_MAX_MB`).
+    pub history_cap: usize,
 }
 
 impl Default for DaemonOptions {
@@ -45,6 +48,7 @@ impl Default for DaemonOptions {
             shutdown_grace: Duration::from_secs(2),
             cleanup_age: Some(Duration::from_secs(7 * 24 * 3600)),
             log_max_bytes: DEFAULT_LOG_MAX_BYTES,
+            history_cap: 50 << 20,
         }
     }
 }

@@ -7,7 +7,8 @@
 //! issue twice).
 //!
 //! Whichever live daemon looks first makes the moves, in one transaction under an advisory
-//! lock, so each issue moves once.
+//! lock, so each issue moves once. What each issue's host saved after its last turn
+//! (`kugetsu_history`, written only while it keeps the issue) goes with it.
 
 use std::time::Duration;
 
@@ -49,11 +50,28 @@ struct Stranded {
     issue: String,
     host: String,
     turns: i32,
+    /// What the host saved after the issue's last turn (see `HostWatch::save_history`).
+    saved: Option<String>,
 }
 
 /// What an issue's move leaves behind, in words.
-fn why(from: &str, lost_after: Duration, turns: i32) -> String {
+fn why(from: &str, lost_after: Duration, turns: i32, saved: Option<&str>) -> String {
     let lost = format!("its host {from} is lost (silent for over {}s)", lost_after.as_secs());
+    if let Some(doc) = saved.filter(|_| turns > 0) {
+        let missing: Vec<String> = serde_json::from_str::<serde_json::Value>(doc)
+            .ok()
+            .and_then(|d| d.get("missing").cloned())
+            .and_then(|m| serde_json::from_value(m).ok())
+            .unwrap_or_default();
+        let mut text = format!(
+            "{lost}; the issue moves with its history as saved after its last finished turn \
+             there"
+        );
+        if !missing.is_empty() {
+            text.push_str(&format!(" (not saved: {})", missing.join("; ")));
+        }
+        return text;
+    }
     if turns > 0 {
         format!(
             "{lost}; its history there ({turns} finished turn(s): the agent session and the \
@@ -139,8 +157,9 @@ impl HostWatch for PgHosts {
             // from when it took the issue: nothing would run the issue's items there.
             let stranded: Vec<Stranded> = tx
                 .query(
-                    "SELECT i.issue_ref, i.host, i.turns FROM kugetsu_issue_hosts i
+                    "SELECT i.issue_ref, i.host, i.turns, s.doc FROM kugetsu_issue_hosts i
                      LEFT JOIN kugetsu_hosts h ON h.host = i.host
+                     LEFT JOIN kugetsu_history s ON s.issue_ref = i.issue_ref AND s.host = i.host
                      WHERE i.host <> $1
                        AND coalesce(h.alive_until_us, i.since_us) + $2 < $3
                        AND EXISTS (SELECT 1 FROM kugetsu_queue q WHERE q.issue_ref = i.issue_ref
@@ -150,11 +169,16 @@ impl HostWatch for PgHosts {
                     &[&self.host, &lost, &now],
                 )?
                 .iter()
-                .map(|r| Stranded { issue: r.get(0), host: r.get(1), turns: r.get(2) })
+                .map(|r| Stranded {
+                    issue: r.get(0),
+                    host: r.get(1),
+                    turns: r.get(2),
+                    saved: r.get(3),
+                })
                 .collect();
             let mut moves = Vec::new();
             for s in stranded {
-                let why = why(&s.host, self.lost_after, s.turns);
+                let why = why(&s.host, self.lost_after, s.turns, s.saved.as_deref());
                 let items = move_issue(&mut tx, &s.issue, &s.host, &why, now)?;
                 moves.push(HostMove {
                     issue_ref: s.issue,
@@ -170,6 +194,30 @@ impl HostWatch for PgHosts {
             }
             tx.commit()?;
             Ok(moves)
+        })
+    }
+
+    fn save_history(&self, issue: &str, doc: &str) -> Result<bool, QueueError> {
+        self.conn.with(|c| {
+            let n = c.execute(
+                "INSERT INTO kugetsu_history (issue_ref, host, saved_us, doc)
+                 SELECT $1, $2, kugetsu_now_us(), $3
+                 WHERE EXISTS (SELECT 1 FROM kugetsu_issue_hosts WHERE issue_ref = $1 AND host = $2)
+                 ON CONFLICT (issue_ref) DO UPDATE
+                 SET host = EXCLUDED.host, saved_us = EXCLUDED.saved_us, doc = EXCLUDED.doc",
+                &[&issue, &self.host, &doc],
+            )?;
+            Ok(n == 1)
+        })
+    }
+
+    fn history(&self, issue: &str) -> Result<Option<(String, String)>, QueueError> {
+        self.conn.with(|c| {
+            Ok(c.query_opt(
+                "SELECT host, doc FROM kugetsu_history WHERE issue_ref = $1 AND host <> $2",
+                &[&issue, &self.host],
+            )?
+            .map(|r| (r.get(0), r.get(1))))
         })
     }
 

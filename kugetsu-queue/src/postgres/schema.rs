@@ -41,8 +41,9 @@ const STEPS: &[&str] = &[
     CREATE FUNCTION kugetsu_now_us() RETURNS bigint LANGUAGE sql VOLATILE AS
         $$ SELECT (extract(epoch FROM clock_timestamp()) * 1000000)::bigint $$;",
     // 2: each daemon's own lease (a host whose lease has been expired for
-    // KUGETSU_HOST_LOST_SECONDS is lost), the turns each issue completed on its host (whether
-    // moving it loses history), and the moves of issues away from lost or released hosts.
+    // KUGETSU_HOST_LOST_SECONDS is lost), the turns each issue completed on its host, the moves
+    // of issues away from lost or released hosts, and what each issue's host saved after its
+    // last turn for another host to carry it on.
     "CREATE TABLE kugetsu_hosts (
         host text PRIMARY KEY,
         alive_until_us bigint NOT NULL
@@ -57,7 +58,13 @@ const STEPS: &[&str] = &[
         why text NOT NULL,
         told boolean NOT NULL DEFAULT false
     );
-    CREATE INDEX kugetsu_moves_by_issue ON kugetsu_moves (issue_ref, from_host);",
+    CREATE INDEX kugetsu_moves_by_issue ON kugetsu_moves (issue_ref, from_host);
+    CREATE TABLE kugetsu_history (
+        issue_ref text PRIMARY KEY,
+        host text NOT NULL,
+        saved_us bigint NOT NULL,
+        doc text NOT NULL
+    );",
 ];
 
 /// The schema as found (after migrating).
