@@ -261,7 +261,7 @@ pub struct MoveReport {
     pub why: String,
 }
 
-/// `queue release-host <host>`: the issues of a host gone for good start afresh elsewhere, and
+/// `queue release-host <host>`: the issues of a host gone for good move elsewhere, and
 /// its claimed items go back to the queue. Returns (issues, items).
 #[cfg(feature = "postgres")]
 pub fn release_host(

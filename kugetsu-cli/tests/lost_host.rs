@@ -26,14 +26,20 @@ impl Drop for Daemons<'_> {
 fn host(url: &str, delay_ms: u64, remote: Option<&std::path::Path>) -> (Env, std::path::PathBuf) {
     let (env, repo) = Env::with_fake_agent();
     let repo = remote.map_or(repo, std::path::Path::to_path_buf);
+    configure(&env, url, &repo, delay_ms);
+    (env, repo)
+}
+
+/// Points `env`'s state directory at the shared queue and at `remote`, and initializes it.
+fn configure(env: &Env, url: &str, remote: &std::path::Path, delay_ms: u64) {
     std::fs::write(
         env.path("repos.json"),
-        format!("{{\"local.test/demo/app\": \"{}\"}}\n", repo.display()),
+        format!("{{\"local.test/demo/app\": \"{}\"}}\n", remote.display()),
     )
     .unwrap();
     let out = env.run(&["init", "--headless"]);
     assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
-    script(&env, delay_ms);
+    script(env, delay_ms);
     let trace = env.tmp.path().join("trace.log");
     assert_eq!(env.run(&["env", "set", "FAKE_OPENCODE_TRACE", trace.to_str().unwrap()]).code, 0);
     let config = read(&env.path("config"));
@@ -46,7 +52,30 @@ fn host(url: &str, delay_ms: u64, remote: Option<&std::path::Path>) -> (Env, std
         ),
     )
     .unwrap();
-    (env, repo)
+}
+
+/// Makes `env`'s deleted state directory again, as a user who reinstalls kugetsu on the same
+/// machine and path would: the same host name, no memory of its issues.
+fn revive(env: &Env, url: &str, remote: &std::path::Path) {
+    std::fs::create_dir_all(&env.state).unwrap();
+    std::fs::set_permissions(&env.state, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+        .unwrap();
+    let bin = env.tmp.path().join("bin/opencode");
+    std::fs::write(
+        env.path("config"),
+        format!(
+            "KUGETSU_OPENCODE_BIN={}\nKUGETSU_DEFAULT_REPO=local.test/demo/app\n",
+            bin.display()
+        ),
+    )
+    .unwrap();
+    // Quick turns again (its init's turns among them).
+    script(env, 300);
+    for (k, file) in [("OPENCODE_DB", "fake-db.json"), ("FAKE_OPENCODE_SCRIPT", "script.json")] {
+        let path = env.tmp.path().join(file);
+        assert_eq!(env.run(&["env", "set", k, path.to_str().unwrap()]).code, 0);
+    }
+    configure(env, url, remote, 300);
 }
 
 /// Every turn writes `file` (uncommitted) in the issue's worktree.
@@ -198,4 +227,20 @@ fn a_lost_hosts_issues_complete_on_the_others_once_each() {
     let worktree = std::path::Path::new(session["worktree_path"].as_str().unwrap());
     assert_eq!(read(&worktree.join("A.md")), "written by a turn\n");
     assert_eq!(read(&worktree.join("WORK.md")), "written by a turn\n", "and its own turn ran");
+
+    // A comes back (same machine and path, state made anew): it learns that #1 moved, and #1's
+    // next turn runs where #1 went, not on A.
+    revive(a, &url, &remote);
+    start_daemon(a);
+    wait_for("A to learn that #1 moved", || {
+        read(&a.path("queue/daemon.log"))
+            .contains(&format!("local.test/demo/app#1 moved to {to} while this host was lost"))
+    });
+    let before = count(&traces[0], "start ");
+    let took_trace = took.tmp.path().join("trace.log");
+    let took_before = count(&took_trace, "start ");
+    enqueue(a, "#1", "fourth turn");
+    wait_completed(&[a, b, c], 9);
+    assert_eq!(count(&traces[0], "start "), before, "A ran nothing of #1");
+    assert_eq!(count(&took_trace, "start "), took_before + 1);
 }

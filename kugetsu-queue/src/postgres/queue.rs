@@ -149,8 +149,9 @@ impl PgQueue {
     }
 
     /// Gives up the issues `host` holds and puts its claimed items back to `pending`, for a
-    /// host that is gone for good: its issues start afresh elsewhere (its unpushed work stays
-    /// on it). Returns the issues released and the items requeued.
+    /// host that is gone for good: its issues move elsewhere, with the history it saved after
+    /// their last turns (what it did since stays on it). Returns the issues released and the
+    /// items requeued.
     pub fn release_host(&self, host: &str) -> Result<(Vec<String>, Vec<String>), QueueError> {
         self.conn.with(|c| {
             let mut tx = c.transaction()?;
@@ -164,8 +165,8 @@ impl PgQueue {
                 .collect();
             let now: i64 = tx.query_one("SELECT kugetsu_now_us()", &[])?.get(0);
             let why = format!(
-                "its host {host} was released by hand: the issue starts afresh on another host \
-                 (its unpushed work stays on {host})"
+                "its host {host} was released by hand: the issue moves to another host, with \
+                 the history {host} saved after its last finished turn if it saved one"
             );
             for issue in &issues {
                 tx.execute(
