@@ -16,7 +16,8 @@
 //!   `MAX_CONCURRENT_AGENTS` or all hosts over `KUGETSU_GLOBAL_MAX_AGENTS`. A killed holder's
 //!   slot is freed when its lease expires (later than with a kernel lock, never sooner).
 //! - **Affinity**: an issue's worktree and session live on the host that first claimed work on
-//!   it (`kugetsu_issue_hosts`); only that host's daemon claims the issue's later items.
+//!   it (`kugetsu_issue_hosts`); only that host's daemon claims the issue's later items, until
+//!   the host is lost and the issue moves.
 //! - **Lost hosts**: each daemon renews a lease of its own; the issues of a host whose lease
 //!   has been expired for `KUGETSU_HOST_LOST_SECONDS` move to the live hosts ([`PgHosts`]).
 //! - **Wake-up**: an enqueue sends `NOTIFY` in its own transaction; daemons `LISTEN`
