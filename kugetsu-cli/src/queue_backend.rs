@@ -32,6 +32,7 @@ fn shared(ctx: &Ctx, config: &Config, url: &str) -> Result<Backend, CliError> {
         url: url.to_string(),
         host: host_name(ctx),
         lease_ttl: std::time::Duration::from_secs(config.queue_lease_seconds),
+        host_lost: std::time::Duration::from_secs(config.host_lost_seconds),
         // Re-read on every grant, like MAX_CONCURRENT_AGENTS.
         global_limit: Arc::new(move || live.config().map_or(started_with, |c| c.global_max_agents)),
     };
@@ -196,8 +197,10 @@ pub fn hosts(ctx: &Ctx, config: &Config) -> Result<Vec<HostReport>, CliError> {
     let found = kugetsu_queue::postgres::inspect(url)?;
     let queue = pg_queue(ctx, config, url)?;
     let issues = queue.issue_hosts()?;
+    let moves = queue.moves()?;
     let mut names: Vec<String> = found.hosts.iter().map(|h| h.host.clone()).collect();
     names.extend(issues.iter().map(|(_, h)| h.clone()));
+    names.extend(moves.iter().map(|m| m.from_host.clone()));
     names.sort();
     names.dedup();
     Ok(names
@@ -208,6 +211,19 @@ pub fn hosts(ctx: &Ctx, config: &Config) -> Result<Vec<HostReport>, CliError> {
                 items: live.map_or(0, |h| h.items),
                 slots: live.map_or(0, |h| h.slots),
                 issues: issues.iter().filter(|(_, h)| *h == name).map(|(i, _)| i.clone()).collect(),
+                moved_away: moves
+                    .iter()
+                    .filter(|m| m.from_host == name)
+                    .map(|m| MoveReport {
+                        issue: m.issue_ref.clone(),
+                        to_host: m.to_host.clone(),
+                        at: m
+                            .at
+                            .format(&time::format_description::well_known::Rfc3339)
+                            .unwrap_or_default(),
+                        why: m.why.clone(),
+                    })
+                    .collect(),
                 this_host: name == host_name(ctx),
                 host: name,
             }
@@ -228,9 +244,24 @@ pub struct HostReport {
     pub issues: Vec<String>,
     /// Whether it is this very host.
     pub this_host: bool,
+    /// Its issues that moved to other hosts (it was lost, or released), newest first.
+    pub moved_away: Vec<MoveReport>,
 }
 
-/// `queue release-host <host>`: the issues of a host gone for good start afresh elsewhere, and
+/// An issue that moved away from a host, as `queue hosts` shows it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct MoveReport {
+    /// The issue.
+    pub issue: String,
+    /// The host that took it since (`None`: none has yet).
+    pub to_host: Option<String>,
+    /// When it moved (RFC 3339).
+    pub at: String,
+    /// Why, and what stayed behind.
+    pub why: String,
+}
+
+/// `queue release-host <host>`: the issues of a host gone for good move elsewhere, and
 /// its claimed items go back to the queue. Returns (issues, items).
 #[cfg(feature = "postgres")]
 pub fn release_host(
@@ -252,6 +283,7 @@ fn pg_queue(
         url: url.to_string(),
         host: host_name(ctx),
         lease_ttl: std::time::Duration::from_secs(config.queue_lease_seconds),
+        host_lost: std::time::Duration::from_secs(config.host_lost_seconds),
         global_limit: Arc::new(|| None),
     })?)
 }

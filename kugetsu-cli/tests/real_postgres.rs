@@ -12,6 +12,7 @@ mod pg;
 mod support;
 
 mod dashboard_shared_queue;
+mod lost_host;
 mod multi_host;
 mod queue_secret;
 mod queue_tls;

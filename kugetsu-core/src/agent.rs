@@ -541,4 +541,28 @@ pub trait AgentDriver: Send + Sync {
             directory: PathBuf::new(),
         }))
     }
+
+    /// Session `id` whole, as a document another host's agent can make a session of again
+    /// ([`AgentDriver::import_session`]): how an issue's history leaves a lost host. The values
+    /// of sensitive keys of `env` (and of the driver's own environment) are masked in it, as in
+    /// everything kugetsu keeps. Default: an agent that cannot.
+    fn export_session(&self, id: &SessionId, env: &AgentEnv) -> Result<String, AgentError> {
+        let _ = (id, env);
+        Err(AgentError::CommandFailed {
+            command: "export".into(),
+            message: "this agent cannot export a session".into(),
+        })
+    }
+
+    /// Makes a new session from `export` (made by [`AgentDriver::export_session`], possibly on
+    /// another host) with its whole history, really running in `req.dir` and titled
+    /// `req.title`; `req.base` is not used. Returns the new session's id. Default: an agent that
+    /// cannot.
+    fn import_session(&self, export: &str, req: &ForkRequest) -> Result<SessionId, AgentError> {
+        let _ = (export, req);
+        Err(AgentError::CommandFailed {
+            command: "import".into(),
+            message: "this agent cannot import a session".into(),
+        })
+    }
 }

@@ -262,6 +262,27 @@ pub trait Worktrees: Send + Sync {
 
     /// Drops registrations of worktrees whose directories are gone; returns their paths.
     fn prune(&self) -> Result<Vec<PathBuf>, WorktreeError>;
+
+    /// The worktree's unsaved work (unpushed commits, uncommitted files) as a document another
+    /// host's backend can rebuild it from ([`Worktrees::restore_unsaved`]), refused when over
+    /// `cap` bytes. Default: a backend that cannot.
+    fn save_unsaved(&self, path: &Path, cap: usize) -> Result<String, WorktreeError> {
+        let _ = cap;
+        Err(WorktreeError::Other {
+            context: format!("cannot carry the work of {} to another host", path.display()),
+            source: "this worktree backend does not support it".into(),
+        })
+    }
+
+    /// Rebuilds in the fresh worktree at `path` (of the same repository) the unsaved work that
+    /// [`Worktrees::save_unsaved`] saved elsewhere. Default: a backend that cannot.
+    fn restore_unsaved(&self, path: &Path, saved: &str) -> Result<(), WorktreeError> {
+        let _ = saved;
+        Err(WorktreeError::Other {
+            context: format!("cannot rebuild carried work in {}", path.display()),
+            source: "this worktree backend does not support it".into(),
+        })
+    }
 }
 
 #[cfg(test)]

@@ -11,7 +11,8 @@ use std::time::Duration;
 use kugetsu_core::agent::{NoEvents, RunOutcome};
 use kugetsu_core::clock::FixedClock;
 use kugetsu_core::orchestrator::{
-    InitOptions, Orchestrator, OrchestratorError, RunSummary, Settings, StartOptions, Status,
+    InitOptions, MovedHistory, Orchestrator, OrchestratorError, RunSummary, Settings, StartOptions,
+    Status,
 };
 use kugetsu_core::testing::{FakeAgent, FakeTurn, FakeWorktrees, MemorySlots, StaticEnv};
 use kugetsu_core::worktree::{NoProgress, RepoSource, UnsavedWork};
@@ -622,4 +623,34 @@ fn a_session_file_naming_no_driver_is_the_default_drivers() {
     let after = session_json(&e, "github.com-o-r-5.json");
     assert!(after.get("agent").is_none(), "{after}");
     assert_eq!(after["opencode_session_id"], file["opencode_session_id"]);
+}
+
+/// What cannot be saved for another host is said, never dropped (these fakes can neither
+/// export a session nor carry a worktree's work); a moved start with nothing carried makes its
+/// session as `start` does, and one with a session export imports it.
+#[test]
+fn a_history_that_cannot_be_saved_says_what_is_missing() {
+    let e = env_with(3);
+    init(&e);
+    start(&e.orch, "github.com/o/r#5", "first").unwrap();
+    let issue = IssueRef::parse("github.com/o/r#5").unwrap();
+    let saved = e.orch.save_history(&issue, 1 << 20).unwrap();
+    assert_eq!((saved.session.as_deref(), saved.worktree.as_deref()), (None, None));
+    assert_eq!(saved.missing.len(), 2, "{:?}", saved.missing);
+    assert!(saved.missing[0].contains("cannot export a session"), "{:?}", saved.missing);
+    assert!(saved.missing[1].starts_with("the worktree's unsaved work"), "{:?}", saved.missing);
+    let moved = |history: &MovedHistory, r: &str| {
+        e.orch.start_moved(
+            &start_opts(r, "go on"),
+            history,
+            &mut NoProgress,
+            &AtomicBool::new(false),
+            &mut NoEvents,
+        )
+    };
+    let nothing = MovedHistory { missing: saved.missing, ..MovedHistory::default() };
+    assert_eq!(moved(&nothing, "github.com/o/r#6").unwrap().outcome, RunOutcome::Completed);
+    let export = MovedHistory { session: Some("{}".into()), ..MovedHistory::default() };
+    let err = moved(&export, "github.com/o/r#7").unwrap_err();
+    assert!(err.to_string().contains("cannot import a session"), "{err}");
 }

@@ -601,6 +601,29 @@ impl Worktrees for GitWorktrees {
         self.unsaved_of(&proxy, path)
     }
 
+    fn save_unsaved(&self, path: &Path, cap: usize) -> Result<String, WorktreeError> {
+        // The cause is the message: a carry error names the worktree and what failed.
+        let fail = |e: &dyn std::fmt::Display| {
+            error::other(e.to_string(), GitError::Invalid("cannot save the unsaved work".into()))
+        };
+        let carry = crate::carry::save(path, cap).map_err(|e| fail(&e))?;
+        serde_json::to_string(&carry).map_err(|e| fail(&e))
+    }
+
+    fn restore_unsaved(&self, path: &Path, saved: &str) -> Result<(), WorktreeError> {
+        let fail = |e: &dyn std::fmt::Display| {
+            error::other(
+                format!("cannot rebuild the carried work in {}: {e}", path.display()),
+                GitError::Invalid("cannot rebuild carried work".into()),
+            )
+        };
+        let carry: crate::carry::WorktreeCarry =
+            serde_json::from_str(saved).map_err(|e| fail(&e))?;
+        // Objects go into the mirror, which other processes may be fetching into.
+        let (key, _) = self.owner_of(path)?;
+        self.locked(&key, || crate::carry::restore(path, &carry).map_err(|e| fail(&e)))
+    }
+
     fn prune(&self) -> Result<Vec<PathBuf>, WorktreeError> {
         let mut pruned = Vec::new();
         for (key, mirror_path) in self.mirrors()? {

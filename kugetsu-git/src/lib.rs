@@ -71,6 +71,7 @@
 //! [`WorktreePhase`]: kugetsu_core::worktree::WorktreePhase
 
 mod backend;
+mod carry;
 mod config;
 mod error;
 mod mirror;
@@ -79,4 +80,8 @@ mod ssh;
 mod unsaved;
 
 pub use backend::{Committer, GitWorktrees};
+pub use carry::{
+    CARRY_FORMAT, CarriedFile, CarriedObject, CarryError, WorktreeCarry, restore as restore_carry,
+    save as save_carry,
+};
 pub use config::GitConfig;

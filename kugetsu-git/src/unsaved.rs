@@ -48,16 +48,9 @@ pub(crate) fn unpushed_commits(
     repo: &gix::Repository,
     tip: ObjectId,
 ) -> Result<Vec<String>, gix::Error> {
-    let mut hidden = Vec::new();
-    let refs = repo.references()?;
-    for reference in refs.remote_branches()? {
-        let mut reference = reference?;
-        if let Ok(id) = reference.peel_to_id() {
-            hidden.push(id.detach());
-        }
-    }
     let mut out = Vec::new();
-    for info in repo.rev_walk([tip]).with_hidden(hidden).all()?.take(MAX_LISTED_COMMITS) {
+    for info in repo.rev_walk([tip]).with_hidden(remote_tips(repo)?).all()?.take(MAX_LISTED_COMMITS)
+    {
         let info = info?;
         let commit = info.object()?;
         let summary = commit.message()?.summary().to_string();
@@ -69,4 +62,29 @@ pub(crate) fn unpushed_commits(
 /// The commit a worktree's `HEAD` points to, if it is born.
 pub(crate) fn head_commit(worktree: &gix::Repository) -> Result<Option<ObjectId>, gix::Error> {
     Ok(worktree.head()?.id().map(|id| id.detach()))
+}
+
+/// The tips of the remote-tracking branches.
+fn remote_tips(repo: &gix::Repository) -> Result<Vec<ObjectId>, gix::Error> {
+    let mut hidden = Vec::new();
+    let refs = repo.references()?;
+    for reference in refs.remote_branches()? {
+        let mut reference = reference?;
+        if let Ok(id) = reference.peel_to_id() {
+            hidden.push(id.detach());
+        }
+    }
+    Ok(hidden)
+}
+
+/// Every commit reachable from `tip` that no remote-tracking branch contains, newest first.
+pub(crate) fn unpushed_ids(
+    repo: &gix::Repository,
+    tip: ObjectId,
+) -> Result<Vec<ObjectId>, gix::Error> {
+    let mut out = Vec::new();
+    for info in repo.rev_walk([tip]).with_hidden(remote_tips(repo)?).all()? {
+        out.push(info?.id);
+    }
+    Ok(out)
 }

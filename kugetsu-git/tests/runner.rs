@@ -4,6 +4,7 @@
 #[allow(clippy::unwrap_used)]
 mod support;
 
+mod carry;
 mod git_env;
 mod http;
 mod https;

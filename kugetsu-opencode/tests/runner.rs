@@ -10,6 +10,8 @@ mod fake_conformance;
 #[cfg(feature = "fake")]
 mod fake_driver;
 #[cfg(feature = "fake")]
+mod fake_export;
+#[cfg(feature = "fake")]
 mod fake_forks;
 #[cfg(feature = "fake")]
 mod support_fake;

@@ -219,6 +219,7 @@ mod shared {
             url: url.to_string(),
             host: host.to_string(),
             lease_ttl: Duration::from_secs(30),
+            host_lost: Duration::from_secs(300),
             global_limit: Arc::new(|| None),
         }
     }

@@ -27,6 +27,46 @@ pub struct Backend {
     pub host: Option<String>,
     /// The one-daemon-per-host rule beyond the state directory's lock, for a shared queue.
     pub seat: Option<Arc<dyn DaemonSeat>>,
+    /// This host's own lease and the moving of lost hosts' issues, for a shared queue.
+    pub hosts: Option<Arc<dyn HostWatch>>,
+}
+
+/// On a shared queue: a daemon keeps its host known to be alive, moves the issues waiting for
+/// hosts that are lost (silent for `KUGETSU_HOST_LOST_SECONDS`), and learns which of its own
+/// issues moved while it was lost.
+pub trait HostWatch: Send + Sync {
+    /// Renews this host's lease.
+    fn beat(&self) -> Result<(), QueueError>;
+    /// Moves the issues of lost hosts that have work waiting: their affinity is released and
+    /// their items run on whichever host claims them first. Of several daemons calling at
+    /// once, one makes each move; it gets the moves back (to report them).
+    fn move_lost(&self) -> Result<Vec<HostMove>, QueueError>;
+    /// The moves away from this host it has not been told of yet (each is told once).
+    fn moved_away(&self) -> Result<Vec<HostMove>, QueueError>;
+    /// Keeps `doc`, what another host needs to carry `issue` on, in place of what was kept;
+    /// only while this host keeps the issue (a host that lost it writes nothing). Returns
+    /// whether it was kept.
+    fn save_history(&self, issue: &str, doc: &str) -> Result<bool, QueueError>;
+    /// What `issue`'s last host kept for another to carry it on, and that host, when it was
+    /// another host than this one.
+    fn history(&self, issue: &str) -> Result<Option<(String, String)>, QueueError>;
+}
+
+/// An issue moved away from a lost (or released) host.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HostMove {
+    /// The issue.
+    pub issue_ref: String,
+    /// The host it left.
+    pub from_host: String,
+    /// The host that took it since, once one has.
+    pub to_host: Option<String>,
+    /// When.
+    pub at: OffsetDateTime,
+    /// Why, and what stayed behind, in words.
+    pub why: String,
+    /// Its waiting items as the move left them (empty when read back later).
+    pub items: Vec<kugetsu_core::queue::QueueItem>,
 }
 
 /// Where a daemon takes its host's seat on a shared queue, held while it runs.
@@ -52,6 +92,7 @@ impl Backend {
             wake: None,
             host: None,
             seat: None,
+            hosts: None,
         }
     }
 }

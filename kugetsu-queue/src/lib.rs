@@ -25,7 +25,7 @@ pub mod service;
 pub mod slots;
 pub mod wake;
 
-pub use backend::{Backend, ProcessLiveness};
+pub use backend::{Backend, HostMove, HostWatch, ProcessLiveness};
 pub use daemon::{
     Daemon, DaemonError, DaemonOptions, DispatchContext, DispatchError, DispatchOutcome,
     DispatchWiring, Dispatcher, Notifier, OrchestratorDispatcher, QueueEvent, QueueEventKind,

@@ -18,6 +18,7 @@ fn options(url: &str, host: &str, global: Option<usize>, ttl: Duration) -> PgOpt
         url: url.to_string(),
         host: host.to_string(),
         lease_ttl: ttl,
+        host_lost: Duration::from_secs(300),
         global_limit: Arc::new(move || global),
     }
 }

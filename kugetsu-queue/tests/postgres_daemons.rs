@@ -25,6 +25,7 @@ fn options(url: &str, host: &str) -> PgOptions {
         url: url.to_string(),
         host: host.to_string(),
         lease_ttl: Duration::from_millis(LEASE_MS),
+        host_lost: Duration::from_secs(300),
         global_limit: std::sync::Arc::new(|| Some(4)),
     }
 }
@@ -107,7 +108,7 @@ fn three_hosts_drain_one_queue_within_both_limits_through_kills_and_restarts() {
     assert_eq!(read_num(&record.join("dev.max")), 4, "the global limit was reached, not just kept");
 
     // Faults: 24 longer items of new issues; SIGKILL one daemon while its agents run, stop
-    // and restart PostgreSQL, then release the dead host (its issues start afresh elsewhere).
+    // and restart PostgreSQL, then release the dead host (its issues move elsewhere).
     for i in 100..124 {
         q.enqueue(task(i, 700)).unwrap();
     }

@@ -17,6 +17,7 @@ fn queue(url: &str) -> Arc<dyn kugetsu_core::queue::TaskQueue> {
         url: url.to_string(),
         host: "h1".to_string(),
         lease_ttl: Duration::from_secs(30),
+        host_lost: Duration::from_secs(300),
         global_limit: Arc::new(|| None),
     };
     postgres::backend(options).unwrap().queue

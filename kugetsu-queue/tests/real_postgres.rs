@@ -13,4 +13,5 @@ mod pg;
 
 mod postgres;
 mod postgres_daemons;
+mod postgres_lost;
 mod postgres_tls;

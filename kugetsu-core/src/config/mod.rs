@@ -61,6 +61,10 @@ pub struct Config {
     pub global_max_agents: Option<usize>,
     /// `KUGETSU_QUEUE_LEASE_SECONDS`.
     pub queue_lease_seconds: u64,
+    /// `KUGETSU_HOST_LOST_SECONDS`.
+    pub host_lost_seconds: u64,
+    /// `KUGETSU_MOVE_MAX_MB`.
+    pub move_max_mb: u64,
     /// `KUGETSU_WARM_AGENT`: `true` for `daemon`, `false` for `off`.
     pub warm_agent: bool,
     /// `KUGETSU_WARM_AGENT_IDLE_MINUTES` (0: off).
@@ -107,6 +111,8 @@ impl Config {
             queue_url: None,
             global_max_agents: None,
             queue_lease_seconds: 0,
+            host_lost_seconds: 0,
+            move_max_mb: 0,
             warm_agent: false,
             warm_agent_idle_minutes: 0,
             notify_urls: Vec::new(),

@@ -45,6 +45,13 @@ pub const KUGETSU_GLOBAL_MAX_AGENTS: &str = "KUGETSU_GLOBAL_MAX_AGENTS";
 /// With a shared queue, how long a daemon's claim on an item (and a slot) lasts without a
 /// heartbeat, in seconds (default 30): how soon a dead host's work runs elsewhere.
 pub const KUGETSU_QUEUE_LEASE_SECONDS: &str = "KUGETSU_QUEUE_LEASE_SECONDS";
+/// With a shared queue, how long a host's daemon may be silent (its leases expired) before the
+/// host counts as lost and the issues waiting for it move to other hosts, in seconds
+/// (default 300).
+pub const KUGETSU_HOST_LOST_SECONDS: &str = "KUGETSU_HOST_LOST_SECONDS";
+/// With a shared queue, the most megabytes each part of an issue's history (its agent
+/// session's export, its worktree's unsaved work) saved for other hosts may take (default 50).
+pub const KUGETSU_MOVE_MAX_MB: &str = "KUGETSU_MOVE_MAX_MB";
 /// Whether the agent is kept warm for forks: `daemon` (default: the queue daemon keeps it warm
 /// while it runs, and every `start` forks through it when it is) or `off`.
 pub const KUGETSU_WARM_AGENT: &str = "KUGETSU_WARM_AGENT";
@@ -397,6 +404,39 @@ pub const SETTINGS: &[Setting] = &[
             Ok(())
         },
         display: |c| c.queue_lease_seconds.to_string(),
+    },
+    Setting {
+        name: KUGETSU_HOST_LOST_SECONDS,
+        aliases: &[],
+        default: DefaultValue::Is("300"),
+        summary: "With a shared queue: seconds a host's daemon may be silent before its issues move",
+        doc: "with a shared queue, how long a host's daemon may be silent (its leases expired) \
+              before the host counts as lost: the issues waiting for it then move to the other \
+              hosts by themselves (see [Several hosts](#several-hosts))",
+        example: None,
+        secret: false,
+        parse: |c, v| {
+            c.host_lost_seconds = number(v, 1, 7 * 24 * 3600)?;
+            Ok(())
+        },
+        display: |c| c.host_lost_seconds.to_string(),
+    },
+    Setting {
+        name: KUGETSU_MOVE_MAX_MB,
+        aliases: &[],
+        default: DefaultValue::Is("50"),
+        summary: "With a shared queue: megabytes of an issue's history saved for other hosts",
+        doc: "with a shared queue, the most megabytes each part of an issue's history (its agent \
+              session's export, its worktree's unpushed commits and uncommitted files) saved \
+              after each turn for another host may take; a part over it is not saved, and a \
+              move says so",
+        example: None,
+        secret: false,
+        parse: |c, v| {
+            c.move_max_mb = number(v, 1, 4096)?;
+            Ok(())
+        },
+        display: |c| c.move_max_mb.to_string(),
     },
     Setting {
         name: KUGETSU_WARM_AGENT,

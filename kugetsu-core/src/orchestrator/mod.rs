@@ -39,6 +39,7 @@ mod doctor;
 mod error;
 mod init;
 mod list;
+mod moved;
 mod prune;
 mod run;
 
@@ -47,6 +48,7 @@ pub use doctor::Finding;
 pub use error::OrchestratorError;
 pub use init::{InitOptions, InitReport};
 pub use list::{ListEntry, SessionView};
+pub use moved::MovedHistory;
 pub use prune::PruneReport;
 pub use run::{RunSummary, StartOptions};
 

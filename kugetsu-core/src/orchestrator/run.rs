@@ -70,6 +70,32 @@ impl Orchestrator {
         interrupt: &AtomicBool,
         sink: &mut dyn EventSink,
     ) -> Result<RunSummary, OrchestratorError> {
+        self.start_from(opts, None, progress, interrupt, sink)
+    }
+
+    /// `start` of an issue that moved here from a lost host with its history: the worktree is
+    /// made, then rebuilt with the carried work, and the session is imported from the carried
+    /// export instead of forked from the base (what was not carried is made as `start` makes
+    /// it); then the turn runs as `continue` would.
+    pub fn start_moved(
+        &self,
+        opts: &StartOptions,
+        moved: &MovedHistory,
+        progress: &mut dyn WorktreeProgress,
+        interrupt: &AtomicBool,
+        sink: &mut dyn EventSink,
+    ) -> Result<RunSummary, OrchestratorError> {
+        self.start_from(opts, Some(moved), progress, interrupt, sink)
+    }
+
+    fn start_from(
+        &self,
+        opts: &StartOptions,
+        moved: Option<&MovedHistory>,
+        progress: &mut dyn WorktreeProgress,
+        interrupt: &AtomicBool,
+        sink: &mut dyn EventSink,
+    ) -> Result<RunSummary, OrchestratorError> {
         let index = self.index_or_err()?;
         let base = self.base_session(&index)?;
         // Every fork is of the base: one another driver made cannot be forked by this one.
@@ -136,12 +162,19 @@ impl Orchestrator {
                 }
                 info
             })?;
-            let session = self.agent.fork_session(&ForkRequest {
+            let request = ForkRequest {
                 base: base.clone(),
                 dir: info.path.clone(),
                 title: key.clone(),
                 env: env.clone(),
-            })?;
+            };
+            if let Some(saved) = moved.and_then(|m| m.worktree.as_deref()) {
+                self.worktrees.restore_unsaved(&info.path, saved)?;
+            }
+            let session = match moved.and_then(|m| m.session.as_deref()) {
+                Some(export) => self.agent.import_session(export, &request)?,
+                None => self.agent.fork_session(&request)?,
+            };
             let session_path = self.state.session_path(&name);
             let file = SessionFile {
                 kind: SessionKind::Forked,

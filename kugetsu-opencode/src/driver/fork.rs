@@ -140,6 +140,44 @@ impl OpencodeDriver {
         Ok((doc, false))
     }
 
+    /// `opencode export ID`, its secrets masked: the session for another host.
+    pub(super) fn export_whole(
+        &self,
+        id: &SessionId,
+        env: &AgentEnv,
+    ) -> Result<String, AgentError> {
+        let export = self.helper("export", &os(&["export", id.as_str()]), None, Some(env))?;
+        if !export.ok() {
+            if export.not_found() {
+                return Err(AgentError::SessionNotFound { id: id.clone() });
+            }
+            return Err(export.failed("export"));
+        }
+        let text = export.stdout.trim();
+        serde_json::from_str::<Value>(text).map_err(|e| AgentError::Protocol {
+            command: "export".into(),
+            detail: format!("not JSON: {e}"),
+        })?;
+        let secrets = sensitive_values(&self.opts, env);
+        let secrets: Vec<&str> = secrets.iter().map(String::as_str).collect();
+        Ok(kugetsu_core::secrets::redact(text, &secrets))
+    }
+
+    /// Makes an export of [`OpencodeDriver::export_whole`] (from any host) a new session of
+    /// `req.dir`, with fresh ids, as a fork is made by import.
+    pub(super) fn import_whole(
+        &self,
+        export: &str,
+        req: &ForkRequest,
+    ) -> Result<SessionId, AgentError> {
+        let doc: Value = serde_json::from_str(export).map_err(|e| AgentError::Protocol {
+            command: "import".into(),
+            detail: format!("the export is not JSON: {e}"),
+        })?;
+        let dir = dir_text(&req.dir)?;
+        self.import_fork(&doc, req, &dir)
+    }
+
     /// Makes `doc` rewritten a new session of `dir` through the registered `opencode serve`;
     /// why not, when it cannot.
     fn replay_fork(&self, doc: &Value, req: &ForkRequest, dir: &str) -> Result<SessionId, String> {

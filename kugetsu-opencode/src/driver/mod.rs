@@ -147,4 +147,12 @@ impl AgentDriver for OpencodeDriver {
     fn session_info(&self, id: &SessionId) -> Result<Option<AgentSessionInfo>, AgentError> {
         self.stored_info(id)
     }
+
+    fn export_session(&self, id: &SessionId, env: &AgentEnv) -> Result<String, AgentError> {
+        self.export_whole(id, env)
+    }
+
+    fn import_session(&self, export: &str, req: &ForkRequest) -> Result<SessionId, AgentError> {
+        self.import_whole(export, req)
+    }
 }

@@ -75,6 +75,7 @@ fn main() -> ExitCode {
                 url: arg(5),
                 host: arg(6),
                 lease_ttl: Duration::from_millis(arg(8).parse().unwrap()),
+                host_lost: Duration::from_secs(300),
                 global_limit: {
                     let g: usize = arg(7).parse().unwrap();
                     Arc::new(move || Some(g))

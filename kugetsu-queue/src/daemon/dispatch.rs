@@ -33,6 +33,8 @@ pub struct DispatchContext<'a> {
     slot: Option<usize>,
     stop: &'a AtomicBool,
     on_agent_started: &'a mut dyn FnMut(u32),
+    hosts: Option<std::sync::Arc<dyn crate::backend::HostWatch>>,
+    history_cap: usize,
 }
 
 impl<'a> DispatchContext<'a> {
@@ -42,7 +44,24 @@ impl<'a> DispatchContext<'a> {
         stop: &'a AtomicBool,
         on_agent_started: &'a mut dyn FnMut(u32),
     ) -> Self {
-        DispatchContext { slot, stop, on_agent_started }
+        DispatchContext { slot, stop, on_agent_started, hosts: None, history_cap: 0 }
+    }
+
+    /// On a shared queue: where an issue's history is kept for another host after each turn
+    /// (at most `cap` bytes of each part), and found when the issue moved here.
+    pub fn with_hosts(
+        mut self,
+        hosts: Option<std::sync::Arc<dyn crate::backend::HostWatch>>,
+        cap: usize,
+    ) -> Self {
+        self.hosts = hosts;
+        self.history_cap = cap;
+        self
+    }
+
+    /// Where issues' histories are kept for other hosts, with the cap of each part.
+    pub fn hosts(&self) -> Option<(&dyn crate::backend::HostWatch, usize)> {
+        self.hosts.as_deref().map(|h| (h, self.history_cap))
     }
 
     /// The dev slot held for this item (`None` for PM agent items, which take none).

@@ -35,6 +35,15 @@
 //! - otherwise the item goes back to `pending` (the attempt stays counted, so an item that
 //!   crashes its daemon cannot loop forever) or to `error` when attempts are used up.
 //!
+//! # Lost hosts
+//! On a shared queue the daemon also renews a lease of its own host with its heartbeat, and
+//! looks for hosts whose lease has been expired for `KUGETSU_HOST_LOST_SECONDS`: their issues
+//! with work waiting move to the live hosts (see [`HostWatch`](crate::backend::HostWatch)),
+//! each move reported as a `task_queued` notification of the items it moved. A host that comes
+//! back is told which of its issues moved meanwhile (logged) and never claims them again. After
+//! each turn of an issue, [`OrchestratorDispatcher`] saves its history (session export and
+//! worktree's unsaved work) for another host, and starts an issue that moved here from it.
+//!
 //! # Stopping
 //! The daemon runs until the [`Interrupt`](kugetsu_core::interrupt::Interrupt) it was handed
 //! is triggered; it installs no signal handler (the CLI triggers it on SIGTERM and SIGINT, and
@@ -108,6 +117,7 @@ mod control;
 mod dispatch;
 mod error;
 mod events;
+mod hosts;
 mod leases;
 mod orchestrated;
 mod recovery;

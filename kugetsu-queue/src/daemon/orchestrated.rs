@@ -14,7 +14,9 @@ use std::sync::Arc;
 use kugetsu_core::IssueRef;
 use kugetsu_core::agent::{AgentEvent, EventSink, RunOutcome};
 use kugetsu_core::interrupt::Interrupt;
-use kugetsu_core::orchestrator::{Orchestrator, OrchestratorError, PM_AGENT, StartOptions};
+use kugetsu_core::orchestrator::{
+    MovedHistory, Orchestrator, OrchestratorError, PM_AGENT, StartOptions,
+};
 use kugetsu_core::queue::{AgentSlots, QueueItem};
 use kugetsu_core::retry::Retry;
 use kugetsu_core::worktree::{NoProgress, RepoSource};
@@ -123,6 +125,45 @@ fn classify(e: OrchestratorError, stop_requested: bool) -> DispatchError {
     }
 }
 
+/// On a shared queue, keeps what another host needs to carry `issue` on after a turn of it
+/// here; a failure to keep it is logged, and a later move then says what it lacks.
+fn save_history(orch: &Orchestrator, issue: &IssueRef, dctx: &DispatchContext<'_>) {
+    let Some((hosts, cap)) = dctx.hosts() else { return };
+    let saved = match orch.save_history(issue, cap) {
+        Ok(saved) => saved,
+        Err(e) => {
+            tracing::warn!(%issue, error = %e, "cannot save the issue's history for other hosts");
+            MovedHistory { missing: vec![e.to_string()], ..MovedHistory::default() }
+        }
+    };
+    let doc = match serde_json::to_string(&saved) {
+        Ok(doc) => doc,
+        Err(e) => return tracing::warn!(%issue, error = %e, "cannot encode the issue's history"),
+    };
+    if let Err(e) = hosts.save_history(&issue.to_string(), &doc) {
+        tracing::warn!(%issue, error = %e, "cannot keep the issue's history for other hosts");
+    }
+}
+
+/// The history another host saved for `issue`, with that host, when the issue moved here.
+fn moved_history(issue: &IssueRef, dctx: &DispatchContext<'_>) -> Option<(String, MovedHistory)> {
+    let (hosts, _) = dctx.hosts()?;
+    let (from, doc) = match hosts.history(&issue.to_string()) {
+        Ok(found) => found?,
+        Err(e) => {
+            tracing::warn!(%issue, error = %e, "cannot read the issue's saved history");
+            return None;
+        }
+    };
+    match serde_json::from_str(&doc) {
+        Ok(history) => Some((from, history)),
+        Err(e) => {
+            tracing::warn!(%issue, error = %e, "the issue's saved history is unreadable");
+            None
+        }
+    }
+}
+
 fn parse_issue(text: &str) -> Result<IssueRef, DispatchError> {
     IssueRef::parse(text).map_err(|e| DispatchError::Fatal(format!("bad issue ref: {e}")))
 }
@@ -155,8 +196,11 @@ impl<W: DispatchWiring> Dispatcher for OrchestratorDispatcher<W> {
             let summary = orch
                 .continue_issue(&issue, &item.message, &mut sink)
                 .map_err(|e| classify(e, sink.ctx.stop_requested()))?;
+            save_history(&orch, &issue, dctx);
             return outcome_result(summary.outcome, &format!("continue {issue}"));
         }
+        // An issue that moved here from a lost host carries on with the history it saved.
+        let moved = if item.options.start { None } else { moved_history(&issue, dctx) };
         let source =
             self.wiring.repo_source(&issue).map_err(|e| DispatchError::Fatal(e.message))?;
         let opts = StartOptions {
@@ -169,10 +213,18 @@ impl<W: DispatchWiring> Dispatcher for OrchestratorDispatcher<W> {
         // The daemon's stop flag interrupts a clone or checkout in progress.
         let interrupt = dctx.stop_flag();
         let mut sink = LeaseSink { ctx: dctx };
-        let summary = orch
-            .start(&opts, &mut NoProgress, interrupt, &mut sink)
-            .map_err(|e| classify(e, sink.ctx.stop_requested()))?;
-        outcome_result(summary.outcome, &format!("start {issue}"))
+        let (summary, what) = match &moved {
+            Some((from, history)) => (
+                orch.start_moved(&opts, history, &mut NoProgress, interrupt, &mut sink),
+                format!("start {issue} with its history from {from}"),
+            ),
+            None => {
+                (orch.start(&opts, &mut NoProgress, interrupt, &mut sink), format!("start {issue}"))
+            }
+        };
+        let summary = summary.map_err(|e| classify(e, sink.ctx.stop_requested()))?;
+        save_history(&orch, &issue, dctx);
+        outcome_result(summary.outcome, &what)
     }
 
     fn adopted_exited(&self, item: &QueueItem, pid: u32) -> Result<DispatchOutcome, DispatchError> {

@@ -85,6 +85,7 @@ impl Daemon {
             host: self.host.clone(),
             leases: std::sync::atomic::AtomicU64::new(0),
             liveness: self.liveness.clone(),
+            hosts: self.hosts.clone(),
         });
         self.listen_for_wake_ups(&shared, &tx)?;
         shared.log(&format!(
@@ -101,13 +102,18 @@ impl Daemon {
         let mut reported: Vec<String> = Vec::new();
         let mut failing = Failing::default();
         let mut last_renew = Instant::now();
+        let mut last_watch: Option<Instant> = None;
         while !stop.is_triggered() {
             reap(&mut workers);
-            if let Some(ttl) = self.queue.lease_ttl()
-                && last_renew.elapsed() >= ttl / 3
-            {
-                last_renew = Instant::now();
-                self.renew_leases(&shared, &workers);
+            if let Some(ttl) = self.queue.lease_ttl() {
+                if last_renew.elapsed() >= ttl / 3 {
+                    last_renew = Instant::now();
+                    self.renew_leases(&shared, &workers);
+                }
+                if last_watch.is_none_or(|t| t.elapsed() >= ttl / 3) {
+                    last_watch = Some(Instant::now());
+                    self.watch_hosts(&shared);
+                }
             }
             // Corrupt item files are skipped (and kept aside by storage); say so once each.
             if let Ok(problems) = self.queue.problems() {

@@ -10,7 +10,7 @@ use kugetsu_core::queue::{AgentSlots, Liveness, TaskQueue, WakeUp};
 
 use super::dispatch::Dispatcher;
 use super::events::{NoNotifier, Notifier};
-use crate::backend::{Backend, DaemonSeat};
+use crate::backend::{Backend, DaemonSeat, HostWatch};
 use crate::log::{DEFAULT_LOG_MAX_BYTES, DaemonLog};
 use crate::queue::FileQueue;
 
@@ -33,6 +33,9 @@ pub struct DaemonOptions {
     pub cleanup_age: Option<Duration>,
     /// Size cap of `daemon.log` before rotation.
     pub log_max_bytes: u64,
+    /// On a shared queue, the most bytes each part of an issue's history saved for another
+    /// host may take (`KUGETSU_MOVE_MAX_MB`).
+    pub history_cap: usize,
 }
 
 impl Default for DaemonOptions {
@@ -45,6 +48,7 @@ impl Default for DaemonOptions {
             shutdown_grace: Duration::from_secs(2),
             cleanup_age: Some(Duration::from_secs(7 * 24 * 3600)),
             log_max_bytes: DEFAULT_LOG_MAX_BYTES,
+            history_cap: 50 << 20,
         }
     }
 }
@@ -65,6 +69,7 @@ pub struct Daemon {
     pub(super) wake: Option<Arc<dyn WakeUp>>,
     pub(super) host: Option<String>,
     pub(super) seat: Option<Arc<dyn DaemonSeat>>,
+    pub(super) hosts: Option<Arc<dyn HostWatch>>,
     /// Whether the queue is the state directory's own files (rebuilt with the clock given).
     file_queue: bool,
     pub(super) dispatcher: Arc<dyn Dispatcher>,
@@ -89,6 +94,7 @@ impl Daemon {
             wake: files.wake,
             host: files.host,
             seat: files.seat,
+            hosts: files.hosts,
             file_queue: true,
             state,
             dispatcher,
@@ -140,6 +146,7 @@ impl Daemon {
         self.wake = backend.wake;
         self.host = backend.host;
         self.seat = backend.seat;
+        self.hosts = backend.hosts;
         self.file_queue = false;
         self
     }

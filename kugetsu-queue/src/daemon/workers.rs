@@ -66,6 +66,8 @@ pub(super) struct Shared {
     /// Claims made so far: makes each claim's lease id unique.
     pub(super) leases: std::sync::atomic::AtomicU64,
     pub(super) liveness: Arc<dyn Liveness>,
+    /// On a shared queue: hosts' leases, moves and issues' saved histories.
+    pub(super) hosts: Option<Arc<dyn crate::backend::HostWatch>>,
 }
 
 impl Shared {
@@ -247,7 +249,8 @@ pub(super) fn spawn_worker(
             );
             let mut on_agent = |pid: u32| shared.record_agent(&item, &state, pid);
             let result = {
-                let mut ctx = DispatchContext::new(index, &shared.stopping, &mut on_agent);
+                let mut ctx = DispatchContext::new(index, &shared.stopping, &mut on_agent)
+                    .with_hosts(shared.hosts.clone(), shared.options.history_cap);
                 let dispatcher = &shared.dispatcher;
                 catch_unwind(AssertUnwindSafe(|| dispatcher.dispatch(&item, &mut ctx)))
                     .unwrap_or_else(|panic| {

@@ -16,7 +16,10 @@
 //!   `MAX_CONCURRENT_AGENTS` or all hosts over `KUGETSU_GLOBAL_MAX_AGENTS`. A killed holder's
 //!   slot is freed when its lease expires (later than with a kernel lock, never sooner).
 //! - **Affinity**: an issue's worktree and session live on the host that first claimed work on
-//!   it (`kugetsu_issue_hosts`); only that host's daemon claims the issue's later items.
+//!   it (`kugetsu_issue_hosts`); only that host's daemon claims the issue's later items, until
+//!   the host is lost and the issue moves.
+//! - **Lost hosts**: each daemon renews a lease of its own; the issues of a host whose lease
+//!   has been expired for `KUGETSU_HOST_LOST_SECONDS` move to the live hosts ([`PgHosts`]).
 //! - **Wake-up**: an enqueue sends `NOTIFY` in its own transaction; daemons `LISTEN`
 //!   ([`PgWake`]) and still poll as a fallback.
 //! - **TLS**: `sslmode` and `sslrootcert` in the URL, as libpq reads them ([`tls`]); the
@@ -28,6 +31,7 @@
 //! Times kept by the database (lease expiries) come from the server's clock, so hosts with
 //! slightly different clocks agree on when a lease ends.
 
+mod hosts;
 mod queue;
 mod schema;
 mod slots;
@@ -41,6 +45,7 @@ use kugetsu_core::secrets::redact_url;
 use postgres::fallible_iterator::FallibleIterator;
 use time::OffsetDateTime;
 
+pub use hosts::PgHosts;
 pub use queue::PgQueue;
 pub use schema::{SCHEMA_VERSION, SchemaInfo};
 pub use slots::PgSlots;
@@ -63,6 +68,9 @@ pub struct PgOptions {
     pub host: String,
     /// How long a lease (of a claimed item or a slot) lasts without renewal.
     pub lease_ttl: Duration,
+    /// How long a host's lease must have been expired before the host counts as lost and its
+    /// waiting issues move (`KUGETSU_HOST_LOST_SECONDS`).
+    pub host_lost: Duration,
     /// `KUGETSU_GLOBAL_MAX_AGENTS`, read afresh on every grant; `None` for no limit across
     /// hosts beyond each host's own.
     pub global_limit: Arc<dyn Fn() -> Option<usize> + Send + Sync>,
@@ -74,6 +82,7 @@ impl std::fmt::Debug for PgOptions {
             .field("url", &redact_url(&self.url))
             .field("host", &self.host)
             .field("lease_ttl", &self.lease_ttl)
+            .field("host_lost", &self.host_lost)
             .finish_non_exhaustive()
     }
 }
@@ -91,6 +100,12 @@ pub fn backend(options: PgOptions) -> Result<Backend, QueueError> {
         liveness: Arc::new(LeaseLiveness { host: options.host.clone() }),
         wake: Some(Arc::new(PgWake { url: options.url.clone() })),
         seat: Some(Arc::new(HostSeat { url: options.url.clone(), host: options.host.clone() })),
+        hosts: Some(Arc::new(PgHosts::new(
+            Conn::new(&options.url),
+            &options.host,
+            options.lease_ttl,
+            options.host_lost,
+        ))),
         host: Some(options.host),
     })
 }

@@ -29,9 +29,9 @@ impl std::fmt::Debug for PgQueue {
     }
 }
 
-const COLUMNS: &str = "id, doc, lease_until_us";
+pub(super) const COLUMNS: &str = "id, doc, lease_until_us";
 
-fn item_of(row: &Row) -> Result<QueueItem, PgFail> {
+pub(super) fn item_of(row: &Row) -> Result<QueueItem, PgFail> {
     let id: String = row.get(0);
     let doc: String = row.get(1);
     let until: Option<i64> = row.get(2);
@@ -59,7 +59,7 @@ fn doc_of(item: &QueueItem) -> Result<String, PgFail> {
 }
 
 /// Writes `item` back to its row, columns and document together.
-fn write(tx: &mut postgres::Transaction<'_>, item: &QueueItem) -> Result<(), PgFail> {
+pub(super) fn write(tx: &mut postgres::Transaction<'_>, item: &QueueItem) -> Result<(), PgFail> {
     let claim = item.claim.as_ref().filter(|_| item.status == QueueStatus::Notified);
     let params: [&(dyn ToSql + Sync); 8] = [
         &item.id,
@@ -122,10 +122,22 @@ impl PgQueue {
             let mut item = item_of(&row)?;
             check(&item)?;
             let was = item.status;
+            let ran_on = item.claim.as_ref().and_then(|c| c.host.clone());
             item.updated_at = Some(self.clock.now());
             f(&mut item);
             item.id = id.to_string();
             write(&mut tx, &item)?;
+            if was == QueueStatus::Notified
+                && item.status == QueueStatus::Completed
+                && let (Some(issue), Some(host)) = (&item.issue_ref, &ran_on)
+            {
+                // The issue has history on its host now: a move would lose it.
+                tx.execute(
+                    "UPDATE kugetsu_issue_hosts SET turns = turns + 1
+                     WHERE issue_ref = $1 AND host = $2",
+                    &[issue, host],
+                )?;
+            }
             if was == QueueStatus::Notified && item.status != QueueStatus::Notified {
                 // A run ended (its slot is free) or an item came back: daemons that found no
                 // room or no work may now find some.
@@ -137,8 +149,9 @@ impl PgQueue {
     }
 
     /// Gives up the issues `host` holds and puts its claimed items back to `pending`, for a
-    /// host that is gone for good: its issues start afresh elsewhere (its unpushed work stays
-    /// on it). Returns the issues released and the items requeued.
+    /// host that is gone for good: its issues move elsewhere, with the history it saved after
+    /// their last turns (what it did since stays on it). Returns the issues released and the
+    /// items requeued.
     pub fn release_host(&self, host: &str) -> Result<(Vec<String>, Vec<String>), QueueError> {
         self.conn.with(|c| {
             let mut tx = c.transaction()?;
@@ -150,6 +163,18 @@ impl PgQueue {
                 .iter()
                 .map(|r| r.get(0))
                 .collect();
+            let now: i64 = tx.query_one("SELECT kugetsu_now_us()", &[])?.get(0);
+            let why = format!(
+                "its host {host} was released by hand: the issue moves to another host, with \
+                 the history {host} saved after its last finished turn if it saved one"
+            );
+            for issue in &issues {
+                tx.execute(
+                    "INSERT INTO kugetsu_moves (at_us, issue_ref, from_host, why)
+                     VALUES ($1, $2, $3, $4)",
+                    &[&now, issue, &host, &why],
+                )?;
+            }
             let rows = tx.query(
                 &format!(
                     "SELECT {COLUMNS} FROM kugetsu_queue WHERE status = 'notified' AND host = $1
@@ -181,8 +206,8 @@ impl PgQueue {
         let now = to_us(self.clock.now());
         self.conn.with(|c| {
             c.execute(
-                "INSERT INTO kugetsu_issue_hosts (issue_ref, host, since_us) VALUES ($1, $2, $3)
-                 ON CONFLICT (issue_ref) DO NOTHING",
+                "INSERT INTO kugetsu_issue_hosts (issue_ref, host, since_us, turns)
+                 VALUES ($1, $2, $3, 1) ON CONFLICT (issue_ref) DO NOTHING",
                 &[&issue, &host, &now],
             )?;
             Ok(c.query_one("SELECT host FROM kugetsu_issue_hosts WHERE issue_ref = $1", &[&issue])?
@@ -198,6 +223,11 @@ impl PgQueue {
                 .map(|r| (r.get(0), r.get(1)))
                 .collect())
         })
+    }
+
+    /// Every move of an issue away from a lost or released host, newest first.
+    pub fn moves(&self) -> Result<Vec<crate::backend::HostMove>, QueueError> {
+        self.conn.with(super::hosts::moves)
     }
 
     /// Stores `item` as it is (id, state, attempts), unless an item with its id is there:
@@ -306,8 +336,10 @@ impl TaskQueue for PgQueue {
                          LEFT JOIN kugetsu_issue_hosts h ON h.issue_ref = q.issue_ref
                          WHERE q.status = 'pending'
                            AND (q.not_before_us IS NULL OR q.not_before_us <= $1)
-                           AND (q.issue_ref IS NULL OR h.host IS NULL OR $2::text IS NULL
-                                OR h.host = $2)
+                           AND (q.issue_ref IS NULL OR $2::text IS NULL OR h.host = $2
+                                OR (h.host IS NULL AND NOT EXISTS (
+                                    SELECT 1 FROM kugetsu_moves m
+                                    WHERE m.issue_ref = q.issue_ref AND m.from_host = $2)))
                            AND ($3 = 'any' OR ($3 = 'issues') = (q.issue_ref IS NOT NULL))
                          ORDER BY q.seq LIMIT 1
                          FOR UPDATE OF q SKIP LOCKED"
@@ -332,6 +364,11 @@ impl TaskQueue for PgQueue {
                         tx.rollback()?;
                         continue;
                     }
+                    tx.execute(
+                        "UPDATE kugetsu_moves SET to_host = $2 WHERE issue_ref = $1
+                         AND to_host IS NULL",
+                        &[issue, host],
+                    )?;
                 }
                 let until: i64 =
                     tx.query_one("SELECT kugetsu_now_us() + $1", &[&self.ttl_us()])?.get(0);

@@ -4,7 +4,7 @@
 //! kugetsu is refused rather than misread.
 
 /// The schema version this kugetsu writes.
-pub const SCHEMA_VERSION: i32 = 1;
+pub const SCHEMA_VERSION: i32 = 2;
 
 /// The advisory lock key under which the schema is migrated ("kugetsu" as digits, roughly).
 const MIGRATE_LOCK: i64 = 0x6b75_6765_7473_7501;
@@ -40,6 +40,31 @@ const STEPS: &[&str] = &[
     );
     CREATE FUNCTION kugetsu_now_us() RETURNS bigint LANGUAGE sql VOLATILE AS
         $$ SELECT (extract(epoch FROM clock_timestamp()) * 1000000)::bigint $$;",
+    // 2: each daemon's own lease (a host whose lease has been expired for
+    // KUGETSU_HOST_LOST_SECONDS is lost), the turns each issue completed on its host, the moves
+    // of issues away from lost or released hosts, and what each issue's host saved after its
+    // last turn for another host to carry it on.
+    "CREATE TABLE kugetsu_hosts (
+        host text PRIMARY KEY,
+        alive_until_us bigint NOT NULL
+    );
+    ALTER TABLE kugetsu_issue_hosts ADD COLUMN turns integer NOT NULL DEFAULT 0;
+    CREATE TABLE kugetsu_moves (
+        seq bigserial PRIMARY KEY,
+        at_us bigint NOT NULL,
+        issue_ref text NOT NULL,
+        from_host text NOT NULL,
+        to_host text,
+        why text NOT NULL,
+        told boolean NOT NULL DEFAULT false
+    );
+    CREATE INDEX kugetsu_moves_by_issue ON kugetsu_moves (issue_ref, from_host);
+    CREATE TABLE kugetsu_history (
+        issue_ref text PRIMARY KEY,
+        host text NOT NULL,
+        saved_us bigint NOT NULL,
+        doc text NOT NULL
+    );",
 ];
 
 /// The schema as found (after migrating).

@@ -1,4 +1,5 @@
-//! `kugetsu queue hosts`: with a shared queue, the hosts holding leases and the issues each keeps.
+//! `kugetsu queue hosts`: with a shared queue, the hosts holding leases, the issues each keeps,
+//! and the issues that moved away from each (it was lost, or released).
 
 use crate::context::Ctx;
 use crate::error::CliError;
@@ -23,6 +24,10 @@ pub fn cmd_queue_hosts(ui: &mut Ui, ctx: &Ctx, _args: &QueueHostsArgs) -> Result
         writeln!(out, "{}{me}: {} item(s) running, {} slot(s)", h.host, h.items, h.slots)?;
         if !h.issues.is_empty() {
             writeln!(out, "  issues: {}", h.issues.join(" "))?;
+        }
+        for m in &h.moved_away {
+            let to = m.to_host.as_deref().unwrap_or("(not taken yet)");
+            writeln!(out, "  moved {} to {to} at {}: {}", m.issue, m.at, m.why)?;
         }
     }
     Ok(())

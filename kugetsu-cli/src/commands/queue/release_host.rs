@@ -1,5 +1,6 @@
 //! `kugetsu queue release-host <host>`: with a shared queue, the issues of a host that is gone
-//! for good given up (they start afresh elsewhere) and the items it held requeued.
+//! for good given up (they move elsewhere, with the history it saved) and the items it held
+//! requeued.
 
 use crate::context::Ctx;
 use crate::error::CliError;
@@ -22,7 +23,7 @@ pub fn cmd_queue_release_host(
     args: &QueueReleaseHostArgs,
 ) -> Result<(), CliError> {
     let host = &args.host;
-    ctx.confirm(ui, args.yes, &format!("release host {host} (its issues start afresh elsewhere)"))?;
+    ctx.confirm(ui, args.yes, &format!("release host {host} (its issues move elsewhere)"))?;
     let (issues, items) = crate::queue_backend::release_host(ctx, &ctx.config()?, host)?;
     if ctx.json {
         return ctx
@@ -30,14 +31,14 @@ pub fn cmd_queue_release_host(
     }
     writeln!(
         ui.stdout(),
-        "released {host}: {} issue(s) will start afresh on another host, {} item(s) requeued",
+        "released {host}: {} issue(s) will move to another host, {} item(s) requeued",
         issues.len(),
         items.len()
     )?;
     if !issues.is_empty() {
         writeln!(
             ui.stderr(),
-            "warning: unpushed work on {host} is not moved: {}",
+            "warning: unpushed work on {host} since the last turn it finished is not moved: {}",
             issues.join(" ")
         )?;
     }

@@ -63,6 +63,7 @@ fn run(ctx: &Ctx) -> Result<(), CliError> {
         .with_options(DaemonOptions {
             interval: config.queue_daemon_interval(),
             cleanup_age: Some(config.queue_cleanup_age()),
+            history_cap: usize::try_from(config.move_max_mb << 20).unwrap_or(usize::MAX),
             ..DaemonOptions::default()
         })
         // Forks through a warm agent, posts the notification outbox and polls the watched
