@@ -61,6 +61,21 @@ pub struct BundledFake {
     pub script: fn(writes: &str, content: &str, says: &str) -> String,
     /// A session id in the agent's format that no session has.
     pub unknown_session: &'static str,
+    /// The versions of the agent the fake can stand in for, each with the variables that make
+    /// it speak that one; the first is what `env` alone gives. The conformance suite checks the
+    /// driver against each.
+    pub dialects: &'static [FakeDialect],
+}
+
+/// One version of an agent its bundled fake can speak.
+pub struct FakeDialect {
+    /// How people name it (`1.x`).
+    pub name: &'static str,
+    /// Its major version: the driver built for it says the same
+    /// ([`AgentDriver::agent_major`]).
+    pub major: u32,
+    /// The variables, on top of [`BundledFake::env`], that switch the fake to it.
+    pub env: &'static [(&'static str, &'static str)],
 }
 
 impl DriverEntry {
@@ -120,6 +135,10 @@ pub const DRIVERS: &[DriverEntry] = &[DriverEntry {
             serde_json::json!({ "default": turn }).to_string()
         },
         unknown_session: "ses_df5eb4af9ffemK92KrwWdJZMY3",
+        dialects: &[
+            FakeDialect { name: "1.x", major: 1, env: &[] },
+            FakeDialect { name: "2.x", major: 2, env: &[("FAKE_OPENCODE_VERSION", "2.1.2")] },
+        ],
     }),
 }];
 

@@ -13,7 +13,7 @@ mod support;
 mod v2_contract;
 mod real_v2 {
     crate::v2_contract::contract_tests!(
-        crate::support::real2::opencode2().map(crate::v2_contract::Subject::real)
+        crate::support::real::opencode2().map(crate::v2_contract::Subject::real)
     );
 }
 

@@ -9,7 +9,7 @@ use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use kugetsu_cli::agents::{BundledFake, DRIVERS, DriverEntry};
+use kugetsu_cli::agents::{BundledFake, DRIVERS, DriverEntry, FakeDialect};
 use kugetsu_cli::context::Ctx;
 use kugetsu_cli::launch::RunPlace;
 use kugetsu_core::agent::{AgentDriver, SessionId};
@@ -19,21 +19,35 @@ use kugetsu_core::state::StateDir;
 
 use crate::conformance::{self as check, World};
 
-/// Runs `check` against every driver with a bundled fake; a failure names the driver.
+/// Runs `check` against every driver with a bundled fake, once per version of the agent the
+/// fake speaks (the driver picks its dialect from the fake as from the real agent); a failure
+/// names the driver and the version.
 fn each_fake(check: fn(&dyn World)) {
     let mut checked = 0;
     for entry in DRIVERS {
         let Some(fake) = &entry.fake else { continue };
-        let world = FakeWorld::new(entry, fake);
-        if let Err(panic) = std::panic::catch_unwind(AssertUnwindSafe(|| check(&world))) {
-            let why = panic
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-                .unwrap_or_default();
-            panic!("the {} driver against its bundled fake: {why}", entry.name);
+        for dialect in fake.dialects {
+            let world = FakeWorld::new(entry, fake, dialect);
+            assert_eq!(
+                world.driver.agent_major(),
+                dialect.major,
+                "the {} driver did not pick the {} dialect of its fake",
+                entry.name,
+                dialect.name
+            );
+            if let Err(panic) = std::panic::catch_unwind(AssertUnwindSafe(|| check(&world))) {
+                let why = panic
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_default();
+                panic!(
+                    "the {} driver against its bundled fake speaking {}: {why}",
+                    entry.name, dialect.name
+                );
+            }
+            checked += 1;
         }
-        checked += 1;
     }
     assert!(checked > 0, "no driver in the table has a bundled fake: the suite checked nothing");
 }
@@ -59,7 +73,7 @@ struct FakeWorld {
 }
 
 impl FakeWorld {
-    fn new(entry: &'static DriverEntry, fake: &'static BundledFake) -> Self {
+    fn new(entry: &'static DriverEntry, fake: &'static BundledFake, dialect: &FakeDialect) -> Self {
         let tmp = tempfile::Builder::new().prefix("kugetsu-conformance-").tempdir().expect("tmp");
         let root = tmp.path().canonicalize().expect("canonical");
         for d in ["home", "base", "tree", "logs", "elsewhere", "bin"] {
@@ -70,7 +84,9 @@ impl FakeWorld {
         let program = root.join("bin").join(name);
         std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_kugetsu-e2e"), &program).expect("link");
         let script = root.join("fake-script.json");
-        let ctx = ctx(&root, &hermetic_env(&root, fake, &script));
+        let mut env = hermetic_env(&root, fake, &script);
+        env.extend(dialect.env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        let ctx = ctx(&root, &env);
         ctx.state.ensure().expect("state dir");
         let mut config = Config::defaults(&ctx.home);
         config.agent = entry.name.to_string();

@@ -227,12 +227,15 @@ pub(crate) fn start(spec: &StartSpec<'_>) -> Result<ServeHandle, AgentError> {
     Ok(handle)
 }
 
-/// Whether the serve keeps variable `key` of the base env.
+/// Whether the serve keeps variable `key` of the base env. `FAKE_OPENCODE_*` is this crate's
+/// fake's script and dialect: its turns run in its serve as the real one's do, so its serve
+/// needs them (the real opencode reads none of them).
 fn serve_keeps(key: &OsString) -> bool {
     let key = key.to_string_lossy();
     SERVE_VARS.contains(&key.as_ref())
         || key.starts_with("XDG_")
         || (key.starts_with("OPENCODE_") && key != "OPENCODE_PASSWORD")
+        || key.starts_with("FAKE_OPENCODE_")
 }
 
 /// The URL from the serve's `server listening on http://…` line.

@@ -14,7 +14,6 @@ use kugetsu_core::agent::{
 
 pub mod mock_model;
 pub mod real;
-pub mod real2;
 
 /// A temp root with its own HOME and XDG dirs, and two project directories.
 pub struct Sandbox {

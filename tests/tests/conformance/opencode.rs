@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use kugetsu_core::agent::{AgentDriver, SessionId};
-use kugetsu_opencode::{OpencodeDriver, OpencodeOptions};
+use kugetsu_opencode::OpencodeOptions;
 
 use super::World;
 
@@ -23,7 +23,16 @@ const UNKNOWN: &str = "ses_df5eb4af9ffemK92KrwWdJZMY3";
 /// The driver against the real opencode and a mock model; `None` (after saying why) when the
 /// real opencode cannot be installed, unless `KUGETSU_REAL_OPENCODE=1` makes that a failure.
 pub fn real() -> Option<Real> {
-    let bin = support::real::opencode()?;
+    real_of(support::real::opencode()?)
+}
+
+/// The same against the real opencode 2 (`@opencode/cli`), its driver picked from the
+/// program's version as the CLI picks it.
+pub fn real2() -> Option<Real> {
+    real_of(support::real::opencode2()?)
+}
+
+fn real_of(bin: PathBuf) -> Option<Real> {
     let sb = Sandbox::new();
     let model = support::mock_model::MockModel::start();
     let mut env: Vec<(OsString, OsString)> = sb.base_env();
@@ -37,9 +46,13 @@ pub fn real() -> Option<Real> {
         env.push((k.into(), v.into()));
     }
     env.push(("OPENCODE_CONFIG_CONTENT".into(), model.opencode_config().into()));
-    let driver = OpencodeDriver::new(
-        OpencodeOptions::new(bin).base_env(env).kill_grace(Duration::from_secs(3)),
-    );
+    let options = OpencodeOptions::new(bin)
+        .base_env(env)
+        .kill_grace(Duration::from_secs(3))
+        .helper_dir(sb.path("home"))
+        .export_cache(sb.path("home").join("kugetsu-cache"));
+    let driver =
+        kugetsu_opencode::driver_for(options).expect("the version of the real opencode").driver;
     Some(Real { sb, _model: model, driver })
 }
 
@@ -47,12 +60,12 @@ pub fn real() -> Option<Real> {
 pub struct Real {
     sb: Sandbox,
     _model: support::mock_model::MockModel,
-    driver: OpencodeDriver,
+    driver: std::sync::Arc<dyn AgentDriver>,
 }
 
 impl World for Real {
     fn driver(&self) -> &dyn AgentDriver {
-        &self.driver
+        &*self.driver
     }
     fn dir(&self, name: &str) -> PathBuf {
         self.sb.path(name)
