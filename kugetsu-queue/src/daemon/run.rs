@@ -68,6 +68,7 @@ impl Daemon {
             started_at: Some(self.clock.now()),
         };
         storage::atomic_write(&self.state.daemon_pid_path(), pid_file.render().as_bytes())?;
+        let served = dir_identity(self.state.root());
 
         let (tx, rx) = mpsc::channel();
         let shared = Arc::new(Shared {
@@ -105,6 +106,15 @@ impl Daemon {
         let mut last_watch: Option<Instant> = None;
         while !stop.is_triggered() {
             reap(&mut workers);
+            if served.is_some() && dir_identity(self.state.root()) != served {
+                // Deleted (or replaced by another directory at its path): nothing this daemon
+                // would write there reaches anyone, and no `stop` can find it any more.
+                shared.log(&format!(
+                    "the state directory {} is gone: stopping",
+                    self.state.root().display()
+                ));
+                break;
+            }
             if let Some(ttl) = self.queue.lease_ttl() {
                 if last_renew.elapsed() >= ttl / 3 {
                     last_renew = Instant::now();
@@ -279,6 +289,13 @@ impl Daemon {
     }
 }
 
+/// The device and inode of `dir`, `None` when it cannot be read: the same path holding another
+/// directory is not the same state directory.
+fn dir_identity(dir: &std::path::Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(dir).ok().map(|m| (m.dev(), m.ino()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -322,5 +339,44 @@ mod tests {
         daemon.run(&stop).expect("run");
         assert_eq!(*seen.lock().unwrap_or_else(|e| e.into_inner()), [true, true]);
         assert!(!control::lock_is_held(&state).expect("lock"), "let go after");
+    }
+
+    /// A daemon whose state directory is deleted under it stops by itself, at its next round:
+    /// nobody could reach it any more (its pid file and FIFO went with the directory).
+    #[test]
+    fn a_daemon_stops_when_its_state_directory_is_deleted() {
+        struct NoDispatch;
+        impl Dispatcher for NoDispatch {
+            fn dispatch(
+                &self,
+                _: &QueueItem,
+                _: &mut DispatchContext<'_>,
+            ) -> Result<DispatchOutcome, DispatchError> {
+                Err(DispatchError::Fatal("not in this test".into()))
+            }
+        }
+        let dir = tempfile::tempdir().expect("tempdir");
+        let state = StateDir::new(dir.path().join("state"));
+        let options = crate::daemon::DaemonOptions {
+            interval: Duration::from_millis(100),
+            ..Default::default()
+        };
+        let daemon =
+            Daemon::new(state.clone(), Arc::new(NoDispatch), Arc::new(|| 1)).with_options(options);
+        let stop = Interrupt::new();
+        let (done_tx, done_rx) = mpsc::channel();
+        let runner_stop = stop.clone();
+        std::thread::spawn(move || {
+            let _ = done_tx.send(daemon.run(&runner_stop).map(|_| ()).map_err(|e| e.to_string()));
+        });
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !state.daemon_pid_path().exists() {
+            assert!(Instant::now() < deadline, "the daemon did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        std::fs::remove_dir_all(state.root()).expect("delete the state directory");
+        let ended = done_rx.recv_timeout(Duration::from_secs(30));
+        stop.trigger(0); // whatever happened, let the thread go
+        assert!(ended.is_ok(), "the daemon still runs without its state directory");
     }
 }
