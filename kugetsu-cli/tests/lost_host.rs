@@ -3,6 +3,7 @@
 //! ran two turns of issue #1 and is running its third when its daemon is SIGKILLed and its
 //! state directory deleted. With `KUGETSU_HOST_LOST_SECONDS` small, every item completes on
 //! the two others, each exactly once, and the move is reported (notification, `queue hosts`).
+//! Once with the fake's opencode 1.x dialect and once with its 2.x one.
 #![cfg(feature = "postgres")]
 #![allow(clippy::unwrap_used)]
 
@@ -21,22 +22,37 @@ impl Drop for Daemons<'_> {
     }
 }
 
+/// The fake agent's dialect: its default (1.x), or the 2.x one of `FAKE_OPENCODE_VERSION`.
+#[derive(Clone, Copy)]
+enum Agent {
+    V1,
+    V2,
+}
+
 /// A host with its config and a traced fake agent whose turns take `delay_ms`, its issues'
 /// repository at `remote` (one remote for every host, as in a team).
-fn host(url: &str, delay_ms: u64, remote: Option<&std::path::Path>) -> (Env, std::path::PathBuf) {
+fn host(
+    url: &str,
+    delay_ms: u64,
+    remote: Option<&std::path::Path>,
+    agent: Agent,
+) -> (Env, std::path::PathBuf) {
     let (env, repo) = Env::with_fake_agent();
     let repo = remote.map_or(repo, std::path::Path::to_path_buf);
-    configure(&env, url, &repo, delay_ms);
+    configure(&env, url, &repo, delay_ms, agent);
     (env, repo)
 }
 
 /// Points `env`'s state directory at the shared queue and at `remote`, and initializes it.
-fn configure(env: &Env, url: &str, remote: &std::path::Path, delay_ms: u64) {
+fn configure(env: &Env, url: &str, remote: &std::path::Path, delay_ms: u64, agent: Agent) {
     std::fs::write(
         env.path("repos.json"),
         format!("{{\"local.test/demo/app\": \"{}\"}}\n", remote.display()),
     )
     .unwrap();
+    if let Agent::V2 = agent {
+        assert_eq!(env.run(&["env", "set", "FAKE_OPENCODE_VERSION", "2.1.2"]).code, 0);
+    }
     let out = env.run(&["init", "--headless"]);
     assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
     script(env, delay_ms);
@@ -56,7 +72,7 @@ fn configure(env: &Env, url: &str, remote: &std::path::Path, delay_ms: u64) {
 
 /// Makes `env`'s deleted state directory again, as a user who reinstalls kugetsu on the same
 /// machine and path would: the same host name, no memory of its issues.
-fn revive(env: &Env, url: &str, remote: &std::path::Path) {
+fn revive(env: &Env, url: &str, remote: &std::path::Path, agent: Agent) {
     std::fs::create_dir_all(&env.state).unwrap();
     std::fs::set_permissions(&env.state, std::os::unix::fs::PermissionsExt::from_mode(0o700))
         .unwrap();
@@ -75,7 +91,7 @@ fn revive(env: &Env, url: &str, remote: &std::path::Path) {
         let path = env.tmp.path().join(file);
         assert_eq!(env.run(&["env", "set", k, path.to_str().unwrap()]).code, 0);
     }
-    configure(env, url, remote, 300);
+    configure(env, url, remote, 300, agent);
 }
 
 /// Every turn writes `file` (uncommitted) in the issue's worktree.
@@ -132,10 +148,24 @@ fn count(trace: &std::path::Path, what: &str) -> usize {
 
 #[test]
 fn a_lost_hosts_issues_complete_on_the_others_once_each() {
+    lost_host(Agent::V1);
+}
+
+/// The same with opencode 2's dialect: its sessions move through its serve's export and import.
+#[test]
+fn a_lost_hosts_opencode_2_issue_moves_with_its_history() {
+    lost_host(Agent::V2);
+}
+
+fn lost_host(agent: Agent) {
     let Some(pg) = pg::Pg::start() else { return };
     let url = pg.database();
-    let (first, remote) = host(&url, 300, None);
-    let hosts = vec![first, host(&url, 300, Some(&remote)).0, host(&url, 300, Some(&remote)).0];
+    let (first, remote) = host(&url, 300, None, agent);
+    let hosts = vec![
+        first,
+        host(&url, 300, Some(&remote), agent).0,
+        host(&url, 300, Some(&remote), agent).0,
+    ];
     let _stop = Daemons(&hosts);
     let (a, b, c) = (&hosts[0], &hosts[1], &hosts[2]);
     let traces: Vec<_> = hosts.iter().map(|h| h.tmp.path().join("trace.log")).collect();
@@ -230,7 +260,7 @@ fn a_lost_hosts_issues_complete_on_the_others_once_each() {
 
     // A comes back (same machine and path, state made anew): it learns that #1 moved, and #1's
     // next turn runs where #1 went, not on A.
-    revive(a, &url, &remote);
+    revive(a, &url, &remote, agent);
     start_daemon(a);
     wait_for("A to learn that #1 moved", || {
         read(&a.path("queue/daemon.log"))

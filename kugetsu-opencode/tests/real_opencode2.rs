@@ -372,3 +372,38 @@ fn real2_silent_busy_tool_outlives_the_idle_limit() {
     assert!(started.elapsed() >= Duration::from_secs(40), "the loop ran its 40 s");
     assert_eq!(read(&r.sb.path("base").join("busy.txt")), "finished\n");
 }
+
+#[test]
+fn real2_a_session_moves_to_another_data_dir_and_continues() {
+    let Some(bin) = opencode2() else { return };
+    let here = Real2::new(bin.clone());
+    let base = here.create("You are the base session. Remember ZEBRA. token s3cr3t-t0ken-value");
+    let env = agent_env(&[("MY_API_KEY", "s3cr3t-t0ken-value")]);
+    let export = here.driver.export_session(&base, &env).expect("export");
+    assert!(export.contains("ZEBRA"), "{export}");
+    assert!(!export.contains("s3cr3t-t0ken-value"), "the secret travels masked");
+
+    let there = Real2::new(bin);
+    std::fs::create_dir_all(there.sb.path("moved")).expect("dir");
+    let req = ForkRequest {
+        base: base.clone(),
+        dir: there.sb.path("moved"),
+        title: "moved".into(),
+        env: agent_env(&[]),
+    };
+    let moved = there.driver.import_session(&export, &req).expect("import");
+    assert_ne!(moved, base, "a fresh id");
+    let info = there.driver.session_info(&moved).expect("info").expect("imported");
+    assert_eq!((info.directory, info.title.as_str()), (there.sb.path("moved"), "moved"));
+    assert!(there.driver.repair_session(&moved).expect("repair").is_none(), "rules came along");
+    let twice = there.driver.import_session(&export, &req).expect("import again");
+    assert_ne!(twice, moved, "a second import is a second session");
+
+    let req = there.sb.run_req(&moved, "moved", "please WRITEFILE:after.txt now");
+    let report = there.driver.run(&req, &mut Sink::default()).expect("run");
+    assert_eq!(report.outcome, RunOutcome::Completed, "log:\n{}", read(&there.sb.log()));
+    assert_eq!(read(&there.sb.path("moved").join("after.txt")), "written by the mock\n");
+    let seen = there.model.requests.lock().expect("requests").clone();
+    let last = seen.iter().rev().find(|b| b.to_string().contains("WRITEFILE:after.txt"));
+    assert!(last.expect("the turn's request").to_string().contains("ZEBRA"), "history kept");
+}

@@ -21,3 +21,5 @@ mod support_fake;
 mod v2_contract;
 #[cfg(feature = "fake")]
 mod v2_fake;
+#[cfg(feature = "fake")]
+mod v2_transfer;

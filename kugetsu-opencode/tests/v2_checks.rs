@@ -617,3 +617,93 @@ pub fn v1_sessions_continue_under_2x(s: &Subject) {
     assert_eq!(after["data"]["outcome"], "succeeded", "{after}");
     drop(serve);
 }
+
+/// A session exported from one data directory and imported into another (a second serve, as on
+/// another host) keeps its history and permission rules, lands in the requested directory and
+/// continues there. An id the target has already is refused (409), as is a message id it has
+/// already (a server error), and an export without `info.location` (what 1.x exports).
+pub fn export_import_on_another_data_dir(s: &Subject) {
+    let rules = json!([{"action": "question", "resource": "*", "effect": "deny"}]);
+    let base = s.create("moving", "base", rules.clone())["id"].as_str().expect("id").to_owned();
+    let out = s.run("elsewhere", &base, Turn::Plain, &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let first_prompt = s.prompt(Turn::Plain);
+    let exported = s.api("GET", &format!("/api/experimental/session/{base}/export"), None);
+    assert_eq!(exported.status, 200, "{}", exported.body);
+    let doc = exported.json()["data"].clone();
+    assert_eq!(doc["info"]["id"], base.as_str(), "{doc}");
+    assert_eq!(doc["info"]["permissions"], rules, "{doc}");
+    let has_prompt = |messages: &Value| {
+        messages.as_array().expect("messages").iter().any(|m| {
+            m["type"] == "user" && m["text"].as_str().is_some_and(|t| t.contains(&first_prompt))
+        })
+    };
+    assert!(has_prompt(&doc["messages"]), "{doc}");
+    let missing = "ses_0000000000000000000000000a";
+    let none = s.api("GET", &format!("/api/experimental/session/{missing}/export"), None);
+    assert_eq!((none.status, none.json()), (404, not_found(missing)));
+
+    let mut env = s.env.clone();
+    env.push(("XDG_DATA_HOME".into(), s.sb.path("data-b").into()));
+    std::fs::create_dir_all(s.sb.path("data-b")).expect("data dir");
+    let (serve, line) = spawn_serve(&s.bin, &env, &s.sb.path("base"), Some(PASSWORD));
+    let url = line.strip_prefix("server listening on ").expect("url").to_owned();
+    let auth = format!(
+        "Basic {}",
+        base64::Engine::encode(
+            &base64::engine::general_purpose::STANDARD,
+            format!("opencode:{PASSWORD}")
+        )
+    );
+    let api =
+        |method: &str, path: &str, body: Option<Value>| http(&url, method, path, Some(&auth), body);
+    let tree = s.sb.path("tree");
+    let body = json!({"info": doc["info"], "messages": doc["messages"],
+                      "location": {"directory": tree}});
+    let made = api("POST", "/api/experimental/session/import", Some(body.clone()));
+    assert_eq!(made.status, 200, "{}", made.body);
+    let made = made.json()["data"].clone();
+    assert_eq!(made["id"], base.as_str(), "{made}");
+    assert_eq!(made["title"], "moving", "{made}");
+    assert_eq!(made["permissions"], rules, "{made}");
+    assert_eq!(made["location"]["directory"], tree.to_str().expect("utf-8"), "{made}");
+    let history = api("GET", &format!("/api/session/{base}/message"), None).json();
+    assert!(has_prompt(&history["data"]), "{history}");
+
+    let again = api("POST", "/api/experimental/session/import", Some(body.clone()));
+    assert_eq!(again.status, 409, "{}", again.body);
+    assert_eq!(again.json()["message"], format!("Session already exists: {base}"));
+    let mut same_messages = body.clone();
+    same_messages["info"]["id"] = json!("ses_0000000000001111111111111a");
+    let clash = api("POST", "/api/experimental/session/import", Some(same_messages));
+    assert_eq!(clash.status, 500, "{}", clash.body);
+    let mut v1 = body.clone();
+    v1["info"]["id"] = json!("ses_0000000000002222222222222a");
+    v1["info"].as_object_mut().expect("info").remove("location");
+    let refused = api("POST", "/api/experimental/session/import", Some(v1));
+    assert_eq!(refused.status, 400, "{}", refused.body);
+
+    let prompt = s.prompt(Turn::Write("imported.txt"));
+    let mut client = std::process::Command::new(&s.bin)
+        .args(["run", "--server", &url, "-s", &base, "--format", "json"])
+        .current_dir(s.sb.path("elsewhere"))
+        .env_clear()
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .env("PWD", s.sb.path("elsewhere"))
+        .env("OPENCODE_PASSWORD", PASSWORD)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run");
+    std::io::Write::write_all(&mut client.stdin.take().expect("stdin"), prompt.as_bytes())
+        .expect("prompt");
+    let out = client.wait_with_output().expect("run");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(tree.join("imported.txt").exists(), "the turn ran in the import's directory");
+    let after = api("GET", &format!("/api/session/{base}"), None).json();
+    assert_eq!(after["data"]["outcome"], "succeeded", "{after}");
+    let history = api("GET", &format!("/api/session/{base}/message"), None).json();
+    assert!(has_prompt(&history["data"]), "the old turn is still there: {history}");
+    drop(serve);
+}

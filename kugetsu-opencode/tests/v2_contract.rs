@@ -353,7 +353,8 @@ macro_rules! contract_tests {
             interrupt_ends_an_attached_client,
             permission_ask_is_rejected, http_turn_and_permission_reply, provider_error, run_fork_stays_in_the_base_directory,
             client_refusals, new_session_directory_is_pwd, gone_commands,
-            v1_sessions_continue_under_2x, standalone_run_starts_no_service);
+            v1_sessions_continue_under_2x, standalone_run_starts_no_service,
+            export_import_on_another_data_dir);
     };
     (@each $subject:expr; $($check:ident),*) => {
         $(

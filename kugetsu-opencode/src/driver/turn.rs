@@ -156,7 +156,7 @@ impl OpencodeDriver {
 
 /// The secret values of the base env and the agent's env, by the one rule of
 /// [`kugetsu_core::secrets::secret_values`], and the values the driver was told to mask too.
-pub(super) fn sensitive_values(opts: &OpencodeOptions, env: &AgentEnv) -> Vec<String> {
+pub(crate) fn sensitive_values(opts: &OpencodeOptions, env: &AgentEnv) -> Vec<String> {
     let from_base = opts.base_env.iter().filter_map(|(k, v)| Some((k.to_str()?, v.to_str()?)));
     let from_env = env.0.iter().map(|(k, v)| (k.as_str(), v.as_str()));
     let mut values = secret_values(from_base.chain(from_env));

@@ -1,13 +1,14 @@
 //! [`OpencodeV2Driver`]: the [`AgentDriver`] of opencode 2 (`@opencode/cli`, checked against
 //! 2.1.2), beside the 1.x one (whose `export`, `import`, `db` and `/sync/replay` are gone in
 //! 2.x). Every operation talks to the state directory's private serve ([`serve`]): sessions
-//! are made, forked, moved, listed, read and deleted over its HTTP API ([`sessions`]), and a
-//! turn is `opencode run --server URL -s ID` whose end is read from the session afterwards
+//! are made, forked, moved, listed, read and deleted over its HTTP API ([`sessions`]), exported
+//! and imported whole for another host ([`transfer`]), and a turn is `opencode run --server URL -s ID` whose end is read from the session afterwards
 //! ([`turn`]). The 1.x driver lends its run supervision and log ([`crate::driver`]).
 
 mod http;
 pub mod serve;
 mod sessions;
+mod transfer;
 mod turn;
 
 use std::path::Path;
@@ -148,5 +149,13 @@ impl AgentDriver for OpencodeV2Driver {
 
     fn session_info(&self, id: &SessionId) -> Result<Option<AgentSessionInfo>, AgentError> {
         Ok(self.stored(id)?.map(|s| s.info()))
+    }
+
+    fn export_session(&self, id: &SessionId, env: &AgentEnv) -> Result<String, AgentError> {
+        self.export_whole(id, env)
+    }
+
+    fn import_session(&self, export: &str, req: &ForkRequest) -> Result<SessionId, AgentError> {
+        self.import_whole(export, req)
     }
 }

@@ -162,6 +162,35 @@ fn route(server: &Server, method: &str, path: &str, query: &str, body: &Value) -
                 turn::active().into_iter().map(|id| (id, json!({"type": "running"}))).collect();
             data(Value::Object(running))
         }
+        ("POST", ["experimental", "session", "import"]) => {
+            match with_store(|store| Ok(session::import(store, body)))? {
+                Ok(s) => data(session::to_json(&s)),
+                Err(session::ImportError::Exists(id)) => Reply(
+                    409,
+                    json!({"_tag": "ConflictError",
+                           "message": format!("Session already exists: {id}"), "resource": id})
+                    .to_string(),
+                    "",
+                ),
+                Err(session::ImportError::Invalid(message)) => Reply(
+                    400,
+                    json!({"_tag": "InvalidRequestError", "message": message}).to_string(),
+                    "",
+                ),
+                // The real one's unique constraint on message ids, seen only in its log.
+                Err(session::ImportError::Duplicate) => Reply(
+                    500,
+                    json!({"_tag": "UnknownError", "message": "Internal Server Error"}).to_string(),
+                    "",
+                ),
+            }
+        }
+        ("GET", ["experimental", "session", id, "export"]) => {
+            match with_store(|store| Ok(session::find(store, id).ok().cloned()))? {
+                Some(s) => data(session::export(&s)),
+                None => session_not_found(id),
+            }
+        }
         ("POST", ["experimental", "session", id, "wait"]) => {
             let found = with_store(|store| Ok(session::find(store, id).is_ok()))?;
             if found { prompt::wait(id) } else { session_not_found(id) }

@@ -1,5 +1,6 @@
 //! The 2.x session as the serve shows it (`{"data": {...}}` of `GET /api/session/ID`), and the
-//! store operations behind the session routes: create, list, fork, move, delete.
+//! store operations behind the session routes: create, list, fork, move, delete, export,
+//! import.
 
 use super::*;
 
@@ -216,4 +217,62 @@ pub(super) fn relocate(store: &mut Store, id: &str, dir: &Path) -> Res<()> {
     v2(s).messages.push(json!({"id": mid, "time": {"created": now_ms()},
                                "type": "location-switched", "directory": path_str(dir)}));
     Ok(())
+}
+
+/// `{info, messages}` of `GET /api/experimental/session/ID/export`, messages oldest first.
+pub(super) fn export(s: &Session) -> Value {
+    json!({"info": to_json(s), "messages": migrated(s).messages})
+}
+
+/// Why an import was refused.
+pub(super) enum ImportError {
+    /// 409: a session with this id exists.
+    Exists(String),
+    /// 400: not a 2.x transcript (a 1.x export lacks `info.location`).
+    Invalid(String),
+    /// 500: a message id exists.
+    Duplicate,
+}
+
+/// `POST /api/experimental/session/import {info, messages, location?}`: the session as
+/// exported (id, title, permissions, outcome, usage, history) in `location` (else the one of
+/// `info`), ids kept.
+pub(super) fn import(store: &mut Store, body: &Value) -> Result<Session, ImportError> {
+    let info = &body["info"];
+    let invalid = |what: &str| ImportError::Invalid(format!("Missing key at {what}"));
+    let id = info["id"].as_str().ok_or_else(|| invalid("[\"info\"][\"id\"]"))?;
+    let Some(from) = info["location"]["directory"].as_str() else {
+        return Err(invalid("[\"info\"][\"location\"]"));
+    };
+    let Some(messages) = body["messages"].as_array() else {
+        return Err(invalid("[\"messages\"]"));
+    };
+    if store.sessions.iter().any(|s| s.id == id) {
+        return Err(ImportError::Exists(id.to_owned()));
+    }
+    let taken: std::collections::BTreeSet<String> = store
+        .sessions
+        .iter()
+        .flat_map(|s| migrated(s).messages)
+        .filter_map(|m| m["id"].as_str().map(str::to_owned))
+        .collect();
+    if messages.iter().any(|m| m["id"].as_str().is_some_and(|mid| taken.contains(mid))) {
+        return Err(ImportError::Duplicate);
+    }
+    let dir = PathBuf::from(body["location"]["directory"].as_str().unwrap_or(from));
+    let title = info["title"].as_str();
+    let perms = info.get("permissions").filter(|p| p.is_array()).cloned();
+    let mut s = create(store, Some(id), title, &dir, perms);
+    store.sessions.retain(|other| other.id != id);
+    let v = v2(&mut s);
+    v.messages = messages.clone();
+    v.outcome = info["outcome"].as_str().map(str::to_owned);
+    v.cost = info["cost"].as_f64().unwrap_or(0.0);
+    v.input = info["tokens"]["input"].as_u64().unwrap_or(0);
+    v.output = info["tokens"]["output"].as_u64().unwrap_or(0);
+    if let Some(created) = info["time"]["created"].as_u64() {
+        s.created = created;
+    }
+    store.sessions.push(s.clone());
+    Ok(s)
 }

@@ -1,0 +1,71 @@
+//! A session of the 2.x driver carried to another host on the fake's 2.x dialect:
+//! `export_session` on one data directory, `import_session` into another, and a turn there
+//! (the same on the real 2.1.2 is in `real_opencode`).
+
+use kugetsu_core::agent::{AgentDriver, AgentError, ForkRequest, RunOutcome, SessionId};
+use kugetsu_opencode::OpencodeV2Driver;
+use serde_json::json;
+
+use crate::support::{Sink, agent_env};
+use crate::support_fake::Fake;
+
+fn driver(f: &Fake) -> OpencodeV2Driver {
+    let mut env = f.base_env();
+    env.push(("FAKE_OPENCODE_VERSION".into(), "2.1.2".into()));
+    OpencodeV2Driver::new(f.options().base_env(env).export_cache(f.sb.path("cache")))
+}
+
+#[test]
+fn a_2x_session_moves_to_another_data_dir_with_its_history_and_no_secret() {
+    let here = Fake::new();
+    let d = driver(&here);
+    here.script(json!([{"mode": "ok", "text": "primed"}]));
+    let report = d
+        .create_session(&here.sb.create_req("base", "kugetsu base", "prime"), &mut Vec::new())
+        .expect("create");
+    assert_eq!(report.outcome, RunOutcome::Completed);
+    let session = report.session;
+    here.script(json!([{"mode": "ok", "text": "first answer"}]));
+    let mut run = here.sb.run_req(&session, "base", "turn one, token s3cr3t-t0ken-value");
+    run.env = agent_env(&[("MY_API_KEY", "s3cr3t-t0ken-value")]);
+    assert_eq!(d.run(&run, &mut Sink::default()).expect("run").outcome, RunOutcome::Completed);
+
+    let env = agent_env(&[("MY_API_KEY", "s3cr3t-t0ken-value")]);
+    let export = d.export_session(&session, &env).expect("export");
+    assert!(export.contains("first answer") && export.contains("prime"), "{export}");
+    assert!(!export.contains("s3cr3t-t0ken-value"), "the secret travels masked");
+
+    let there = Fake::new();
+    let d2 = driver(&there);
+    std::fs::create_dir_all(there.sb.path("moved")).expect("dir");
+    let req = ForkRequest {
+        base: session.clone(),
+        dir: there.sb.path("moved"),
+        title: "moved".into(),
+        env: agent_env(&[]),
+    };
+    let moved = d2.import_session(&export, &req).expect("import");
+    assert_ne!(moved, session, "a fresh id");
+    let info = d2.session_info(&moved).expect("info").expect("imported");
+    assert_eq!((info.directory, info.title.as_str()), (there.sb.path("moved"), "moved"));
+    assert!(d2.repair_session(&moved).expect("repair").is_none(), "the deny rules came along");
+    // Twice: another session, not a silent no-op (2.x refuses an id it has).
+    let twice = d2.import_session(&export, &req).expect("import again");
+    assert_ne!(twice, moved);
+
+    there.script(json!([{"mode": "tool", "path": "after.txt"}]));
+    let run = there.sb.run_req(&moved, "moved", "WRITEFILE:after.txt");
+    let report = d2.run(&run, &mut Sink::default()).expect("run");
+    assert_eq!(report.outcome, RunOutcome::Completed);
+    assert!(there.sb.path("moved").join("after.txt").exists(), "ran in the import's directory");
+    let after = d2.export_session(&moved, &agent_env(&[])).expect("export");
+    assert!(after.contains("first answer") && after.contains("WRITEFILE:after.txt"), "{after}");
+
+    // A session the store does not know, and exports that are not one (1.x's has no location).
+    let gone = SessionId::new("ses_ffffffffffffAAAAAAAAAAAAAA").expect("id");
+    assert!(matches!(d.export_session(&gone, &env), Err(AgentError::SessionNotFound { .. })));
+    assert!(matches!(d2.import_session("not json", &req), Err(AgentError::Protocol { .. })));
+    let v1 = json!({"info": {"id": "ses_ffffffffffffAAAAAAAAAAAAAA", "directory": "/x"},
+                    "messages": []});
+    assert!(d2.import_session(&v1.to_string(), &req).is_err());
+}
