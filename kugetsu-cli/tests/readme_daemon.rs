@@ -250,6 +250,11 @@ fn the_queue_daemon_commands() {
     );
     assert!(!alive(pid), "the old daemon is gone");
 
+    // The new daemon says it started just after it can be found: wait for the line.
+    let started = format!("daemon started: pid {new}");
+    support::wait_for("the new daemon's start in its log", || {
+        env.run(&["queue-daemon", "logs"]).stdout.contains(&started)
+    });
     let out = env.run(&["queue-daemon", "logs"]);
     assert_eq!(out.code, 0, "{}", out.stderr);
     for needle in [
@@ -259,9 +264,18 @@ fn the_queue_daemon_commands() {
     ] {
         assert!(out.stdout.contains(&needle), "{needle:?} in:\n{}", out.stdout);
     }
+    // `logs 1` is the newest line: the start, or a line its companions (the warm agent, the
+    // webhook sender, the watcher) logged since.
     let out = env.run(&["queue-daemon", "logs", "1"]);
     assert_eq!(out.stdout.lines().count(), 1, "{}", out.stdout);
-    assert!(out.stdout.contains(&format!("daemon started: pid {new}")), "{}", out.stdout);
+    let all = env.run(&["queue-daemon", "logs"]).stdout;
+    let lines: Vec<&str> = all.lines().collect();
+    let start_at = lines.iter().rposition(|l| l.contains(&started)).expect("the start line");
+    assert!(
+        lines[start_at..].contains(&out.stdout.trim_end()),
+        "{:?} is not at or after the new daemon's start in:\n{all}",
+        out.stdout
+    );
 
     let out = env.run(&["queue-daemon", "stop"]);
     assert_eq!(out.code, 0, "{}", out.stderr);
