@@ -20,7 +20,8 @@
 //! spawns `opencode run` (the fork included), which the run's variance does not blur; kugetsu's own peak memory (VmHWM of the `kugetsu` process, sampled while it runs) is
 //! printed too. Every round is printed, then medians and the median of the per-round ratios.
 //! Printed, never asserted. Run: `cargo bench -p kugetsu-cli --bench real_agent`
-//! (`KUGETSU_BENCH_ROUNDS`, default 5; about a minute a round). `KUGETSU_BENCH_BASELINE=<path
+//! (`KUGETSU_BENCH_ROUNDS`, default 5; about a minute a round; `-- v1` or `-- v2`: only that
+//! opencode's part, [`v2`] being the same measure against opencode 2). `KUGETSU_BENCH_BASELINE=<path
 //! to another kugetsu binary>` (an older commit's build) times its `continue` and `start` in the
 //! same rounds, so a change is compared under the same load. Without npm or the registry it
 //! prints why and exits.
@@ -38,6 +39,8 @@ mod mock_model;
 #[path = "../../kugetsu-opencode/tests/support/real.rs"]
 #[allow(dead_code, missing_docs)]
 mod real;
+#[path = "real_agent/v2.rs"]
+mod v2;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -316,12 +319,25 @@ fn main() {
         println!("real_agent bench: run with `cargo bench -p kugetsu-cli --bench real_agent`");
         return;
     }
+    let rounds: usize =
+        std::env::var("KUGETSU_BENCH_ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(5);
+    // `-- v1` or `-- v2`: only that opencode's part.
+    let only = |v: &str| std::env::args().skip(1).any(|a| a == v);
+    let (v1, v2) = (only("v1"), only("v2"));
+    if v1 || !v2 {
+        v1_rounds(rounds);
+    }
+    if v2 || !v1 {
+        v2::run(rounds);
+    }
+}
+
+/// The 1.x part.
+fn v1_rounds(rounds: usize) {
     let Some(bin) = real::opencode() else {
         println!("real opencode unavailable: nothing measured");
         return;
     };
-    let rounds: usize =
-        std::env::var("KUGETSU_BENCH_ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(5);
     // Another build of kugetsu (an older commit's) to time in the same rounds.
     let baseline = std::env::var_os("KUGETSU_BENCH_BASELINE").map(PathBuf::from);
     let kinds = if baseline.is_some() { KINDS.len() } else { 6 };

@@ -210,6 +210,13 @@ fn real2_create_fork_run_continue_and_delete_through_a_private_serve() {
     let other = OpencodeV2Driver::new(r.options.clone());
     assert!(other.session_exists(&fork).expect("exists"));
     assert_eq!(other.own_serve(), None, "it used the registered serve");
+    // Found once per driver: a later operation does not look for the registration again.
+    let file = r.cache().join("opencode2-serve.json");
+    let aside = r.cache().join("registration-aside.json");
+    std::fs::rename(&file, &aside).expect("rename");
+    assert!(other.session_exists(&fork).expect("exists"));
+    assert_eq!(other.own_serve(), None, "it kept the serve it found");
+    std::fs::rename(&aside, &file).expect("rename back");
     drop(warm);
     assert_group_gone(warm_pid);
     assert!(!r.cache().join("opencode2-serve.json").exists(), "unregistered");

@@ -74,6 +74,7 @@ impl Client {
         let transport =
             |message: String| HttpError::Transport { method, path: path.to_owned(), message };
         let uri = format!("{}{path}", self.url);
+        let t0 = std::time::Instant::now();
         let sent = match (method, body) {
             ("POST", Some(b)) => self
                 .agent
@@ -102,6 +103,7 @@ impl Client {
             .body_mut()
             .read_to_string()
             .map_err(|e| transport(format!("reading the answer: {e}")))?;
+        tracing::debug!(method, path, status, ms = t0.elapsed().as_millis(), "opencode serve call");
         let value: Value = if text.trim().is_empty() {
             Value::Null
         } else {

@@ -28,6 +28,9 @@ use serve::{Registration, ServeHandle};
 pub struct OpencodeV2Driver {
     v1: OpencodeDriver,
     owned: Arc<Mutex<Option<ServeHandle>>>,
+    /// The registered serve once found answering: asked again only if its process ends, so a
+    /// command's operations do not each re-read the registration and call `/api/info`.
+    found: Arc<Mutex<Option<Registration>>>,
 }
 
 impl OpencodeV2Driver {
@@ -40,7 +43,11 @@ impl OpencodeV2Driver {
     /// A driver with these options. It needs [`OpencodeOptions::export_cache`]: the serve is
     /// registered there.
     pub fn new(options: OpencodeOptions) -> Self {
-        OpencodeV2Driver { v1: OpencodeDriver::new(options), owned: Arc::default() }
+        OpencodeV2Driver {
+            v1: OpencodeDriver::new(options),
+            owned: Arc::default(),
+            found: Arc::default(),
+        }
     }
 
     /// Its options.
@@ -73,10 +80,19 @@ impl OpencodeV2Driver {
         {
             return Ok(handle.registration().clone());
         }
-        if let Some(reg) = serve::registered(cache, &opts.program, opts.helper_timeout) {
+        let mut found = self.found.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(reg) = found.as_ref()
+            && kugetsu_process::procfs::is_running(reg.pid)
+        {
             serve::touch(cache);
-            return Ok(reg);
+            return Ok(reg.clone());
         }
+        *found = serve::registered(cache, &opts.program, opts.helper_timeout);
+        if let Some(reg) = found.as_ref() {
+            serve::touch(cache);
+            return Ok(reg.clone());
+        }
+        drop(found);
         let handle = self.start_serve(opts.die_with_parent, false)?;
         let reg = handle.registration().clone();
         *owned = Some(handle);
