@@ -214,6 +214,7 @@ pub(crate) fn start(spec: &StartSpec<'_>) -> Result<ServeHandle, AgentError> {
         }
     };
     let reg = Registration { url, pid: child.id(), password, program: spec.program.to_owned() };
+    wait_for_migration(&reg, spec.stop);
     let cache = spec.register.then(|| spec.cache.to_owned());
     let handle = ServeHandle { child, cache, reg: reg.clone() };
     if !spec.register {
@@ -236,6 +237,44 @@ fn serve_keeps(key: &OsString) -> bool {
         || key.starts_with("XDG_")
         || (key.starts_with("OPENCODE_") && key != "OPENCODE_PASSWORD")
         || key.starts_with("FAKE_OPENCODE_")
+}
+
+/// How long a serve may take to bring a 1.x data directory over before kugetsu uses it anyway.
+const MIGRATION_WAIT: Duration = Duration::from_secs(120);
+
+/// Waits until the serve has brought the 1.x sessions of its data directory over
+/// (`GET /api/experimental/migration/v1` says `completed`). opencode 2 does that once, on its
+/// first start on a 1.x store, and answers requests meanwhile: a 1.x session asked for too early
+/// is "not found" (seen 1 time in 4 under load, 50 ms after the serve listened). A serve without
+/// that route, or one that cannot say, is used at once; one still busy after
+/// [`MIGRATION_WAIT`] is used anyway, with a warning.
+fn wait_for_migration(reg: &Registration, stop: &Interrupt) {
+    let client = reg.client(Duration::from_secs(10));
+    let deadline = Instant::now() + MIGRATION_WAIT;
+    loop {
+        match client.get("/api/experimental/migration/v1") {
+            Ok(v) if v["status"] == "completed" => return,
+            Ok(v) if v["status"] == "running" || v["status"] == "required" => {
+                tracing::debug!(status = %v["status"], "opencode brings its 1.x sessions over");
+            }
+            Ok(v) => {
+                tracing::debug!(answer = %v, "opencode's migration status is not one kugetsu knows");
+                return;
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "opencode does not say how its migration goes");
+                return;
+            }
+        }
+        if stop.is_triggered() {
+            return;
+        }
+        if Instant::now() >= deadline {
+            tracing::warn!("opencode is still bringing its 1.x sessions over; going on");
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 /// The URL from the serve's `server listening on http://…` line.
