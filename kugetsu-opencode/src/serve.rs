@@ -203,8 +203,9 @@ pub(crate) fn start(spec: &StartSpec<'_>) -> Result<ServeHandle, AgentError> {
     Ok(handle)
 }
 
-/// The URL from the serve's `opencode server listening on http://…` line.
-fn wait_for_url(
+/// The URL from the serve's `listening on http://…` line (1.x says `opencode server
+/// listening on`, 2.x `server listening on`), read from its log while it starts.
+pub(crate) fn wait_for_url(
     child: &mut Child,
     log: &Path,
     stop: &kugetsu_core::interrupt::Interrupt,
@@ -230,7 +231,7 @@ fn wait_for_url(
     }
 }
 
-fn parse_url(text: &str) -> Option<String> {
+pub(crate) fn parse_url(text: &str) -> Option<String> {
     text.lines().find_map(|l| {
         let at = l.find("listening on http://")? + "listening on ".len();
         let url = l[at..].split_whitespace().next()?.trim_end_matches('/');

@@ -203,7 +203,7 @@ pub(crate) fn start(spec: &StartSpec<'_>) -> Result<ServeHandle, AgentError> {
     let mut child = cmd
         .spawn()
         .map_err(|source| AgentError::Spawn { program: spec.program.to_owned(), source })?;
-    let url = match wait_for_url(&mut child, &log_path, spec.stop) {
+    let url = match crate::serve::wait_for_url(&mut child, &log_path, spec.stop, READY_TIMEOUT) {
         Ok(url) => url,
         Err(message) => {
             stop_group(&mut child);
@@ -277,37 +277,6 @@ fn wait_for_migration(reg: &Registration, stop: &Interrupt) {
     }
 }
 
-/// The URL from the serve's `server listening on http://…` line.
-fn wait_for_url(child: &mut Child, log: &Path, stop: &Interrupt) -> Result<String, String> {
-    let deadline = Instant::now() + READY_TIMEOUT;
-    loop {
-        if stop.is_triggered() {
-            return Err("stopped while starting".into());
-        }
-        let text = std::fs::read_to_string(log).unwrap_or_default();
-        if let Some(url) = parse_url(&text) {
-            return Ok(url);
-        }
-        if let Ok(Some(status)) = child.try_wait() {
-            let last = text.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("");
-            return Err(format!("exited with {status} before listening: {last}"));
-        }
-        if Instant::now() > deadline {
-            return Err(format!("printed no URL in {}s", READY_TIMEOUT.as_secs()));
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-fn parse_url(text: &str) -> Option<String> {
-    text.lines().find_map(|l| {
-        let at = l.find("listening on http://")? + "listening on ".len();
-        let url = l[at..].split_whitespace().next()?.trim_end_matches('/');
-        // Only a loopback serve is ever used.
-        url.starts_with("http://127.0.0.1:").then(|| url.to_owned())
-    })
-}
-
 /// SIGTERM to the group, then SIGKILL after a grace; reaped.
 fn stop_group(child: &mut Child) {
     let Some(group) = i32::try_from(child.id()).ok().and_then(Pid::from_raw) else { return };
@@ -336,10 +305,10 @@ mod tests {
     #[test]
     fn urls_are_read_from_the_listening_line() {
         assert_eq!(
-            parse_url("server listening on http://127.0.0.1:40347\n").as_deref(),
+            crate::serve::parse_url("server listening on http://127.0.0.1:40347\n").as_deref(),
             Some("http://127.0.0.1:40347")
         );
-        assert_eq!(parse_url("server listening on http://0.0.0.0:4096\n"), None);
+        assert_eq!(crate::serve::parse_url("server listening on http://0.0.0.0:4096\n"), None);
     }
 
     #[test]
