@@ -5,7 +5,8 @@
 //! Input: the text to redact, then NUL-separated variables, each `KEY=VALUE` (or a bare value,
 //! which becomes `TOKEN_<n>`). What must hold:
 //! - `secret_values` is exactly the sensitive values of at least `MIN_REDACTED_LEN` characters,
-//!   the lines as long of multi-line ones, and the passwords as long of connection strings;
+//!   the lines as long of multi-line ones, the passwords as long of connection strings, and the
+//!   secret parts of a webhook key's URLs;
 //! - none of them appears in the redacted text. Values containing `*` are left out of this check: the mask is made
 //!   of `*`, so such a value can be spelled by the mask and its neighbours without leaking
 //!   anything (`a*` next to a masked word);
@@ -20,6 +21,7 @@ use std::collections::BTreeMap;
 use kugetsu_core::agent::AgentEnv;
 use kugetsu_core::secrets::{
     MASK, MIN_REDACTED_LEN, SENSITIVE_KEYS, encoded_forms, is_sensitive, mask_value, redact,
+    webhook,
 };
 use libfuzzer_sys::fuzz_target;
 
@@ -47,11 +49,17 @@ fuzz_target!(|data: &[u8]| {
     let mut expected: Vec<&str> = Vec::new();
     // A value that is a connection string also gives its password (see `conninfo`).
     let mut conn_passwords: Vec<Vec<String>> = Vec::new();
-    for (_, v) in vars.iter().filter(|(k, _)| is_sensitive(k)) {
+    for (k, v) in vars.iter().filter(|(k, _)| is_sensitive(k)) {
         if long(v) {
             expected.push(v);
         }
         conn_passwords.push(kugetsu_core::secrets::conninfo::passwords(v));
+        // A webhook's URLs also give their secret parts (see `webhook::secret_parts`).
+        if kugetsu_core::secrets::names_a_webhook(k) {
+            for url in webhook::split(v).filter(|u| webhook::check(u).is_ok()) {
+                conn_passwords.push(webhook::secret_parts(url));
+            }
+        }
         if v.contains('\n') {
             expected.extend(v.lines().map(str::trim).filter(|l| long(l)));
         }

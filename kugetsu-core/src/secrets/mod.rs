@@ -43,6 +43,18 @@ const SENSITIVE_WORDS: &[&str] = &[
     "WEBHOOK",
 ];
 
+/// Words that make a sensitive key name a webhook, whose URL's last path segment and query
+/// values are secrets of their own ([`webhook::secret_parts`]). Only these: the path of any
+/// other URL-valued secret (a token key holding a clone URL) is a repository's name, which
+/// masking would cut out of every line that mentions it.
+const WEBHOOK_WORDS: &[&str] = &["NOTIFY_URL", "WEBHOOK"];
+
+/// Whether `key` names a webhook's URL (see [`WEBHOOK_WORDS`]).
+pub fn names_a_webhook(key: &str) -> bool {
+    let upper = key.to_ascii_uppercase();
+    WEBHOOK_WORDS.iter().any(|w| upper.contains(w))
+}
+
 /// What a masked value is shown as.
 pub const MASK: &str = "********";
 
@@ -68,7 +80,7 @@ where
 {
     let long_enough = |v: &str| v.chars().count() >= MIN_REDACTED_LEN;
     let mut out: Vec<String> = Vec::new();
-    for (_, value) in vars.into_iter().filter(|(k, _)| is_sensitive(k)) {
+    for (key, value) in vars.into_iter().filter(|(k, _)| is_sensitive(k)) {
         if long_enough(value) {
             out.push(value.to_owned());
         }
@@ -77,8 +89,10 @@ where
             crate::secrets::conninfo::passwords(value).into_iter().filter(|p| long_enough(p)),
         );
         // A webhook's token is in its path or query, and can be echoed without the rest.
-        for url in webhook::split(value).filter(|u| webhook::check(u).is_ok()) {
-            out.extend(webhook::secret_parts(url));
+        if names_a_webhook(key) {
+            for url in webhook::split(value).filter(|u| webhook::check(u).is_ok()) {
+                out.extend(webhook::secret_parts(url));
+            }
         }
         // Output is read and redacted line by line: a multi-line secret (a private key) is cut
         // out line by line too.
@@ -368,5 +382,15 @@ mod tests {
         // multiply the mask (8^copies stars).
         assert_eq!(redact("a*", &["*", "b", "*", "c", "*"]), format!("a{MASK}"));
         assert_eq!(redact("x ab y", &["ab", "cd", "ab"]), format!("x {MASK} y"));
+    }
+
+    #[test]
+    fn only_a_webhook_key_makes_its_urls_path_a_secret() {
+        let clone = "https://github.com/shoko/kugetsu.git";
+        let got = secret_values([("API_TOKEN", clone)]);
+        assert_eq!(got, [clone], "a token key's URL is a secret whole, its repository is not");
+        let hook = "https://hooks.example.com/services/T0001/B0002/abcdefghijkl";
+        let got = secret_values([("KUGETSU_NOTIFY_URL", hook)]);
+        assert!(got.iter().any(|s| s == "abcdefghijkl"), "{got:?}");
     }
 }
