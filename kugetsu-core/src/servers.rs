@@ -150,8 +150,10 @@ pub fn check_url(url: &str) -> Result<CheckedUrl, UrlError> {
     }
     let (host, port) = match hostport.rsplit_once(':') {
         Some((h, p)) if !h.ends_with(':') && (h.starts_with('[') == h.ends_with(']')) => {
+            // Digits only: `u16`'s parser also takes a sign (`+443`), which git refuses.
+            let digits = !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit());
             let port: u16 =
-                p.parse().ok().filter(|&n| n > 0).ok_or_else(|| {
+                p.parse().ok().filter(|&n| digits && n > 0).ok_or_else(|| {
                     bad(url, format!("port {p:?} is not a number from 1 to 65535"))
                 })?;
             (h, Some(port))
@@ -479,6 +481,7 @@ mod tests {
             ("https://ho_st", "not a host name"),
             ("https://host:0", "port"),
             ("https://host:99999", "port"),
+            ("https://host:+443", "port"),
             ("https://host/../x", "'..'"),
             ("https://host/\"x", "path contains"),
             ("file://remote/x", "file:///"),
