@@ -120,7 +120,7 @@ impl Drop for ServeHandle {
         if load(&self.cache).is_some_and(|r| r.pid == pid) {
             let _ = storage::remove_file(&self.cache.join(FILE_NAME));
         }
-        stop_group(&mut self.child, STOP_GRACE);
+        stop_group(&mut self.child, Signal::INT, STOP_GRACE);
         tracing::debug!(pid, "stopped the opencode serve");
     }
 }
@@ -187,7 +187,7 @@ pub(crate) fn start(spec: &StartSpec<'_>) -> Result<ServeHandle, AgentError> {
     let url = match wait_for_url(&mut child, &log_path, spec.stop, spec.ready_timeout) {
         Ok(url) => url,
         Err(message) => {
-            stop_group(&mut child, STOP_GRACE);
+            stop_group(&mut child, Signal::INT, STOP_GRACE);
             if spec.stop.is_triggered() {
                 return Err(AgentError::Interrupted { signal: spec.stop.describe() });
             }
@@ -240,10 +240,11 @@ pub(crate) fn parse_url(text: &str) -> Option<String> {
     })
 }
 
-/// SIGINT to the group (the serve ignores SIGTERM), then SIGKILL after `grace`; reaped.
-fn stop_group(child: &mut Child, grace: Duration) {
+/// `first` to the group, then SIGKILL after `grace`; reaped. The 1.x serve ignores SIGTERM
+/// (it gets SIGINT); the 2.x one ends on SIGTERM.
+pub(crate) fn stop_group(child: &mut Child, first: Signal, grace: Duration) {
     let Some(group) = i32::try_from(child.id()).ok().and_then(Pid::from_raw) else { return };
-    let _ = kill_process_group(group, Signal::INT);
+    let _ = kill_process_group(group, first);
     let deadline = Instant::now() + grace;
     while Instant::now() < deadline {
         if let Ok(Some(_)) = child.try_wait() {
@@ -255,7 +256,7 @@ fn stop_group(child: &mut Child, grace: Duration) {
     let _ = child.wait();
 }
 
-fn random_password() -> std::io::Result<String> {
+pub(crate) fn random_password() -> std::io::Result<String> {
     let mut bytes = [0u8; 24];
     File::open("/dev/urandom")?.read_exact(&mut bytes)?;
     Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())

@@ -18,8 +18,7 @@
 //! lose it mid-turn when its owner ends.
 
 use std::ffi::OsString;
-use std::fs::{File, OpenOptions};
-use std::io::Read;
+use std::fs::OpenOptions;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::time::{Duration, Instant, SystemTime};
@@ -28,7 +27,7 @@ use kugetsu_core::agent::{AgentEnv, AgentError, Warm};
 use kugetsu_core::interrupt::Interrupt;
 use kugetsu_core::storage;
 use kugetsu_process::{CommandSpec, Io, build_command};
-use rustix::process::{Pid, Signal, kill_process_group};
+use rustix::process::Signal;
 use serde::{Deserialize, Serialize};
 
 use super::http::Client;
@@ -112,7 +111,7 @@ impl Drop for ServeHandle {
         {
             let _ = storage::remove_file(&cache.join(FILE_NAME));
         }
-        stop_group(&mut self.child);
+        crate::serve::stop_group(&mut self.child, Signal::TERM, STOP_GRACE);
         tracing::debug!(pid, "stopped the opencode serve");
     }
 }
@@ -168,7 +167,7 @@ pub(crate) struct StartSpec<'a> {
 pub(crate) fn start(spec: &StartSpec<'_>) -> Result<ServeHandle, AgentError> {
     let fail = |message: String| AgentError::CommandFailed { command: "serve".into(), message };
     storage::ensure_dir(spec.cache).map_err(|e| fail(e.to_string()))?;
-    let password = random_password().map_err(|source| AgentError::Io {
+    let password = crate::serve::random_password().map_err(|source| AgentError::Io {
         action: "read random bytes for the serve's password from",
         path: "/dev/urandom".into(),
         source,
@@ -206,7 +205,7 @@ pub(crate) fn start(spec: &StartSpec<'_>) -> Result<ServeHandle, AgentError> {
     let url = match crate::serve::wait_for_url(&mut child, &log_path, spec.stop, READY_TIMEOUT) {
         Ok(url) => url,
         Err(message) => {
-            stop_group(&mut child);
+            crate::serve::stop_group(&mut child, Signal::TERM, STOP_GRACE);
             if spec.stop.is_triggered() {
                 return Err(AgentError::Interrupted { signal: spec.stop.describe() });
             }
@@ -275,27 +274,6 @@ fn wait_for_migration(reg: &Registration, stop: &Interrupt) {
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-}
-
-/// SIGTERM to the group, then SIGKILL after a grace; reaped.
-fn stop_group(child: &mut Child) {
-    let Some(group) = i32::try_from(child.id()).ok().and_then(Pid::from_raw) else { return };
-    let _ = kill_process_group(group, Signal::TERM);
-    let deadline = Instant::now() + STOP_GRACE;
-    while Instant::now() < deadline {
-        if let Ok(Some(_)) = child.try_wait() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    let _ = kill_process_group(group, Signal::KILL);
-    let _ = child.wait();
-}
-
-fn random_password() -> std::io::Result<String> {
-    let mut bytes = [0u8; 24];
-    File::open("/dev/urandom")?.read_exact(&mut bytes)?;
-    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
 #[cfg(test)]
