@@ -1,0 +1,225 @@
+//! One headless turn, the heart of `create_session` and `run`: `claude -p` with the prompt on
+//! stdin, its events parsed and streamed, its output appended to the run log with secrets
+//! masked, its end classified ([`crate::outcome`]).
+//!
+//! Each Bash tool command runs in a session of its own (`setsid`), so neither a signal to
+//! Claude Code's process group nor a SIGKILL of `claude` reaches it; the supervision of
+//! [`kugetsu_process::supervise`] follows every descendant through `/proc` and signals their
+//! own process groups along with Claude Code's, at a limit, a stop request and after the run.
+
+use std::ffi::OsString;
+use std::fs::File;
+use std::io::Write;
+use std::path::Path;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use kugetsu_core::agent::{
+    AgentEnv, AgentError, CreateSessionRequest, EventSink, RunLimits, RunOutcome, RunReport,
+    RunRequest, SessionId,
+};
+use kugetsu_core::secrets::{redact_line, secret_values};
+use kugetsu_process::Io;
+use kugetsu_process::supervise::{self, Limits, Seen, Stream};
+
+use super::ClaudeDriver;
+use crate::args::{Start, new_session_id, turn_args};
+use crate::events::EventLog;
+use crate::outcome::classify;
+use crate::store::Record;
+
+/// What one headless turn needs.
+struct Turn<'a> {
+    start: Start<'a>,
+    dir: &'a Path,
+    env: &'a AgentEnv,
+    prompt: &'a str,
+    limits: RunLimits,
+    log_path: &'a Path,
+}
+
+impl ClaudeDriver {
+    /// A new session, made by its first (priming) turn.
+    pub(super) fn create_headless(
+        &self,
+        req: &CreateSessionRequest,
+        sink: &mut dyn EventSink,
+    ) -> Result<RunReport, AgentError> {
+        let id = self.new_id()?;
+        let record = Record { title: req.title.clone(), dir: req.dir.clone(), fork_of: None };
+        self.records().put(&id, &record)?;
+        let turn = Turn {
+            start: Start::New(&id),
+            dir: &req.dir,
+            env: &req.env,
+            prompt: &req.prompt,
+            limits: req.limits,
+            log_path: &req.log_path,
+        };
+        let (events, outcome, exit_code) = self.turn(&turn, sink)?;
+        if events.session.as_ref() != Some(&id) {
+            // Claude Code refused the run before it began: there is no session.
+            self.records().remove(&id)?;
+            return Err(AgentError::NoSession { outcome });
+        }
+        Ok(RunReport { session: id, outcome, exit_code })
+    }
+
+    /// One turn of a session: its fork's first turn if the driver recorded a fork not yet
+    /// made, else a resume.
+    pub(super) fn run_session(
+        &self,
+        req: &RunRequest,
+        sink: &mut dyn EventSink,
+    ) -> Result<RunReport, AgentError> {
+        let id = &req.session;
+        let record = self.records().get(id)?;
+        let made = crate::store::transcript(&self.config_dir()?, id).is_some();
+        let start = match record.as_ref().and_then(|r| r.fork_of.as_ref()) {
+            Some(base) if !made => Start::Fork { base, new: id },
+            _ if made => Start::Resume(id),
+            _ => return Err(AgentError::SessionNotFound { id: id.clone() }),
+        };
+        let turn = Turn {
+            start,
+            dir: &req.dir,
+            env: &req.env,
+            prompt: &req.prompt,
+            limits: req.limits,
+            log_path: &req.log_path,
+        };
+        let (events, outcome, exit_code) = self.turn(&turn, sink)?;
+        if let (Start::Fork { .. }, Some(record)) = (start, &record)
+            && events.session.as_ref() == Some(id)
+        {
+            // The fork exists now: later turns resume it.
+            self.records().put(id, &Record { fork_of: None, ..record.clone() })?;
+        }
+        Ok(RunReport { session: id.clone(), outcome, exit_code })
+    }
+
+    pub(super) fn new_id(&self) -> Result<SessionId, AgentError> {
+        new_session_id().map_err(|e| AgentError::CommandFailed {
+            command: "make a session id".into(),
+            message: e.to_string(),
+        })
+    }
+
+    /// Runs one headless turn: prompt on stdin, events parsed and streamed, output appended to
+    /// the log, the end classified.
+    fn turn(
+        &self,
+        t: &Turn<'_>,
+        sink: &mut dyn EventSink,
+    ) -> Result<(EventLog, RunOutcome, Option<i32>), AgentError> {
+        // Checked here: a missing cwd would otherwise look like a missing program.
+        if !t.dir.is_dir() {
+            return Err(AgentError::Io {
+                action: "run claude in",
+                path: t.dir.to_owned(),
+                source: std::io::Error::new(std::io::ErrorKind::NotFound, "not a directory"),
+            });
+        }
+        let tmp = self.opts.state_dir.join("tmp");
+        kugetsu_core::storage::ensure_dir(&tmp).map_err(|e| AgentError::Io {
+            action: "create",
+            path: tmp.clone(),
+            source: std::io::Error::other(e),
+        })?;
+        let args = turn_args(t.start, self.opts.model.as_deref());
+        let mut log_file = open_log(t.log_path)?;
+        let header =
+            format!("=== {} claude {} (in {})\n", unix_now(), shown(&args), t.dir.display());
+        let mut log_err = write_log(&mut log_file, header.as_bytes(), None);
+        let cmd = self.command(&args, t.dir, t.env, Io::PipedStdin);
+        let secret_values = self.sensitive_values(t.env);
+        let secrets: Vec<&str> = secret_values.iter().map(String::as_str).collect();
+        let mut events = EventLog::default();
+        let limits = Limits {
+            timeout: t.limits.timeout,
+            idle: Some(t.limits.idle_timeout.max(self.opts.min_idle)),
+            grace: self.opts.kill_grace,
+        };
+        let stop = &self.opts.interrupt;
+        let prompt = Some(t.prompt.as_bytes().to_vec());
+        let ended = supervise::run(cmd, prompt, limits, stop, &mut |seen| {
+            let (stream, bytes) = match seen {
+                Seen::Spawned(pid) => return sink.spawned(pid),
+                Seen::Line(stream, bytes) => (stream, bytes),
+            };
+            // Secrets never reach the log or the caller, even when the agent prints them.
+            let line = redact_line(&String::from_utf8_lossy(bytes), &secrets);
+            log_err = write_log(&mut log_file, line.as_bytes(), log_err.take());
+            if !line.ends_with('\n') {
+                log_err = write_log(&mut log_file, b"\n", log_err.take());
+            }
+            match stream {
+                Stream::Stdout => {
+                    for ev in events.stdout_line(&line) {
+                        sink.event(&ev);
+                    }
+                }
+                Stream::Stderr => events.stderr_line(&line),
+            }
+        })
+        .map_err(|e| self.spawn_error(e.into_io()))?;
+        let (outcome, code) = classify(ended, &events, stop);
+        let footer = format!("=== {} {}\n", unix_now(), outcome.describe());
+        log_err = write_log(&mut log_file, footer.as_bytes(), log_err.take());
+        if let Some(source) = log_err {
+            return Err(AgentError::Io {
+                action: "append to the run log",
+                path: t.log_path.to_owned(),
+                source,
+            });
+        }
+        Ok((events, outcome, code))
+    }
+
+    /// The secret values of the driver's env and the agent's env, and the values it was told
+    /// to mask too.
+    fn sensitive_values(&self, env: &AgentEnv) -> Vec<String> {
+        let from_base = self.env.iter().filter_map(|(k, v)| Some((k.to_str()?, v.to_str()?)));
+        let from_env = env.0.iter().map(|(k, v)| (k.as_str(), v.as_str()));
+        let mut values = secret_values(from_base.chain(from_env));
+        values.extend(self.opts.also_mask.iter().filter(|v| !v.is_empty()).cloned());
+        values
+    }
+}
+
+fn shown(args: &[OsString]) -> String {
+    args.iter().map(|a| a.to_string_lossy()).collect::<Vec<_>>().join(" ")
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+fn open_log(path: &Path) -> Result<File, AgentError> {
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(|source| AgentError::Io {
+            action: "create the directory of the run log",
+            path: parent.to_owned(),
+            source,
+        })?;
+    }
+    kugetsu_core::storage::open_private(path, kugetsu_core::storage::PrivateOpen::Append).map_err(
+        |e| AgentError::Io {
+            action: "open the run log",
+            path: path.to_owned(),
+            source: std::io::Error::other(e),
+        },
+    )
+}
+
+/// Appends to the log, keeping the first error (the run goes on; the error is reported at the
+/// end).
+fn write_log(
+    file: &mut File,
+    bytes: &[u8],
+    prev: Option<std::io::Error>,
+) -> Option<std::io::Error> {
+    if prev.is_some() {
+        return prev;
+    }
+    file.write_all(bytes).err()
+}

@@ -1,0 +1,275 @@
+//! Claude Code's `--output-format stream-json --verbose` output, one JSON object a line, read
+//! into kugetsu's [`AgentEvent`]s and into what the outcome is judged from ([`EventLog`]).
+//!
+//! What the driver relies on (measured with 2.1.328):
+//! - the first line is `system/init`, carrying the session id (a fork's new one);
+//! - `assistant` lines hold the model's `text`, `thinking` and `tool_use` blocks; a tool's end
+//!   is a `user` line with its `tool_result` (`is_error` when it failed or was refused);
+//! - a refused tool call is a `system/permission_denied` line and an entry in the final
+//!   `result`'s `permission_denials`, and the run still ends `subtype: "success"`;
+//! - `system/api_retry` lines are the only sign of a rate limit or an overloaded API before
+//!   the final result (Claude Code retries by itself for minutes);
+//! - `result` ends a turn; `is_error` (not `subtype`) says whether it failed. A process may
+//!   print more than one (a background tool re-invokes the model): the last one counts.
+//!
+//! Unknown types and subtypes are ignored: newer versions add them.
+
+use std::collections::HashMap;
+
+use kugetsu_core::agent::{AgentEvent, SessionId, ToolStatus};
+use serde_json::Value;
+
+/// The final `result` of a turn.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TurnResult {
+    /// Whether the turn failed (an API error after retries, an unknown session, a limit).
+    pub is_error: bool,
+    /// `success`, `error_during_execution`, `error_max_turns`, ...
+    pub subtype: String,
+    /// `completed`, `api_error`, `aborted_tools`, `budget_exhausted`, ...
+    pub terminal_reason: Option<String>,
+    /// The final text (for an error, the error's words).
+    pub text: String,
+    /// What the turn cost, computed by Claude Code from its price table.
+    pub cost_usd: Option<f64>,
+    /// Tokens of the whole turn.
+    pub usage: Usage,
+    /// The refused tool calls, as `tool` or ``tool `command` ``.
+    pub denials: Vec<String>,
+}
+
+/// Tokens, as the `result`'s `usage` counts them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Usage {
+    /// Input tokens not read from or written to the cache.
+    pub input: u64,
+    /// Output tokens.
+    pub output: u64,
+    /// Input tokens read from the cache.
+    pub cache_read: u64,
+    /// Input tokens written to the cache.
+    pub cache_write: u64,
+}
+
+impl Usage {
+    fn from_json(v: &Value) -> Usage {
+        let n = |k: &str| v.get(k).and_then(Value::as_u64).unwrap_or(0);
+        Usage {
+            input: n("input_tokens"),
+            output: n("output_tokens"),
+            cache_read: n("cache_read_input_tokens"),
+            cache_write: n("cache_creation_input_tokens"),
+        }
+    }
+
+    /// Every token counted.
+    pub fn total(&self) -> u64 {
+        self.input + self.output + self.cache_read + self.cache_write
+    }
+}
+
+/// One `system/api_retry` line: Claude Code waits and sends the request again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Retry {
+    /// Which attempt this is.
+    pub attempt: u64,
+    /// The HTTP status, when there was one (429, 529, ...).
+    pub status: Option<u64>,
+    /// `rate_limit`, `overloaded`, `authentication_failed`, `unknown`.
+    pub error: String,
+    /// How long it waits before the retry.
+    pub delay_ms: u64,
+}
+
+/// Everything a run printed that the outcome depends on.
+#[derive(Debug, Default)]
+pub struct EventLog {
+    /// The session id of `system/init`.
+    pub session: Option<SessionId>,
+    /// Every event, in order.
+    pub events: Vec<AgentEvent>,
+    /// The last `result`, if any.
+    pub result: Option<TurnResult>,
+    /// Every refused call seen (`system/permission_denied`, and the results' denials).
+    pub denials: Vec<String>,
+    /// The retries seen.
+    pub retries: Vec<Retry>,
+    /// The last non-empty line of stderr (usage errors land there).
+    pub last_stderr: Option<String>,
+    /// Pending tool calls by id: (tool name, one-line title).
+    calls: HashMap<String, (String, Option<String>)>,
+    /// The last tool call that finished, as `tool` or ``tool `title` ``.
+    last_tool: Option<String>,
+}
+
+impl EventLog {
+    /// Reads one stdout line; returns the events it holds.
+    pub fn stdout_line(&mut self, line: &str) -> Vec<AgentEvent> {
+        let Ok(v) = serde_json::from_str::<Value>(line.trim()) else { return Vec::new() };
+        let events = self.read(&v);
+        self.events.extend(events.iter().cloned());
+        events
+    }
+
+    /// Reads one stderr line (kept only as the words of a failure).
+    pub fn stderr_line(&mut self, line: &str) {
+        let line = line.trim();
+        if !line.is_empty() {
+            self.last_stderr = Some(line.to_owned());
+        }
+    }
+
+    /// The last tool call that finished, for a hung run's report.
+    pub fn last_tool(&self) -> Option<String> {
+        self.last_tool.clone()
+    }
+
+    fn read(&mut self, v: &Value) -> Vec<AgentEvent> {
+        let str_of = |k: &str| v.get(k).and_then(Value::as_str).unwrap_or_default();
+        match (str_of("type"), str_of("subtype")) {
+            ("system", "init") => {
+                self.session = SessionId::new(str_of("session_id")).ok();
+                vec![AgentEvent::StepStart]
+            }
+            ("system", "permission_denied") => {
+                let what = denial(str_of("tool_name"), v.get("tool_input"));
+                if !self.denials.contains(&what) {
+                    self.denials.push(what.clone());
+                }
+                vec![AgentEvent::PermissionRejected { permission: what }]
+            }
+            ("system", "api_retry") => {
+                self.retries.push(Retry {
+                    attempt: v.get("attempt").and_then(Value::as_u64).unwrap_or(0),
+                    status: v.get("error_status").and_then(Value::as_u64),
+                    error: str_of("error").to_owned(),
+                    delay_ms: v.get("retry_delay_ms").and_then(Value::as_u64).unwrap_or(0),
+                });
+                Vec::new()
+            }
+            ("assistant", _) => self.assistant(v),
+            ("user", _) => self.tool_results(v),
+            ("result", _) => self.result(v),
+            _ => Vec::new(),
+        }
+    }
+
+    fn assistant(&mut self, v: &Value) -> Vec<AgentEvent> {
+        // An API failure is a synthetic assistant message; the final result says it again,
+        // and only that one is reported.
+        if v.get("is_api_error_message").and_then(Value::as_bool) == Some(true) {
+            return Vec::new();
+        }
+        let mut out = Vec::new();
+        for block in blocks(v) {
+            let s = |k: &str| block.get(k).and_then(Value::as_str).unwrap_or_default().to_owned();
+            match s("type").as_str() {
+                "text" if !s("text").is_empty() => out.push(AgentEvent::Text { text: s("text") }),
+                "thinking" if !s("thinking").is_empty() => {
+                    out.push(AgentEvent::Reasoning { text: s("thinking") })
+                }
+                "tool_use" => {
+                    let title = block.get("input").and_then(title_of);
+                    self.calls.insert(s("id"), (s("name"), title));
+                }
+                _ => {}
+            }
+        }
+        out
+    }
+
+    fn tool_results(&mut self, v: &Value) -> Vec<AgentEvent> {
+        let mut out = Vec::new();
+        for block in blocks(v) {
+            if block.get("type").and_then(Value::as_str) != Some("tool_result") {
+                continue;
+            }
+            let id = block.get("tool_use_id").and_then(Value::as_str).unwrap_or_default();
+            let (tool, title) = self.calls.remove(id).unwrap_or_else(|| ("tool".into(), None));
+            let failed = block.get("is_error").and_then(Value::as_bool) == Some(true);
+            self.last_tool = Some(match &title {
+                Some(t) => format!("{tool} `{t}`"),
+                None => tool.clone(),
+            });
+            out.push(AgentEvent::ToolUse {
+                tool,
+                status: if failed { ToolStatus::Error } else { ToolStatus::Completed },
+                title,
+                error: failed.then(|| content_text(block.get("content"))),
+            });
+        }
+        out
+    }
+
+    fn result(&mut self, v: &Value) -> Vec<AgentEvent> {
+        let s = |k: &str| v.get(k).and_then(Value::as_str).map(str::to_owned);
+        let mut denials = Vec::new();
+        for d in v.get("permission_denials").and_then(Value::as_array).into_iter().flatten() {
+            let tool = d.get("tool_name").and_then(Value::as_str).unwrap_or("tool");
+            denials.push(denial(tool, d.get("tool_input")));
+        }
+        for d in &denials {
+            if !self.denials.contains(d) {
+                self.denials.push(d.clone());
+            }
+        }
+        let result = TurnResult {
+            is_error: v.get("is_error").and_then(Value::as_bool) == Some(true),
+            subtype: s("subtype").unwrap_or_default(),
+            terminal_reason: s("terminal_reason"),
+            text: s("result")
+                .or_else(|| {
+                    let errors = v.get("errors")?.as_array()?;
+                    Some(errors.iter().filter_map(Value::as_str).collect::<Vec<_>>().join("; "))
+                })
+                .unwrap_or_default(),
+            cost_usd: v.get("total_cost_usd").and_then(Value::as_f64),
+            usage: v.get("usage").map(Usage::from_json).unwrap_or_default(),
+            denials,
+        };
+        let mut out = Vec::new();
+        if result.is_error {
+            let name = s("api_error_type").unwrap_or_else(|| result.subtype.clone());
+            out.push(AgentEvent::Error { name, message: result.text.clone() });
+        }
+        out.push(AgentEvent::StepFinish {
+            reason: s("stop_reason").or_else(|| result.terminal_reason.clone()).unwrap_or_default(),
+            tokens: Some(result.usage.total()),
+        });
+        self.result = Some(result);
+        out
+    }
+}
+
+/// The content blocks of an `assistant` or `user` line.
+fn blocks(v: &Value) -> impl Iterator<Item = &Value> {
+    v.pointer("/message/content").and_then(Value::as_array).into_iter().flatten()
+}
+
+/// A one-line title for a tool call: the Bash command, else the file it touches.
+fn title_of(input: &Value) -> Option<String> {
+    ["command", "file_path", "path", "pattern", "url"]
+        .iter()
+        .find_map(|k| input.get(k).and_then(Value::as_str))
+        .map(|t| t.lines().next().unwrap_or_default().to_owned())
+}
+
+fn denial(tool: &str, input: Option<&Value>) -> String {
+    match input.and_then(title_of) {
+        Some(t) => format!("{tool} `{t}`"),
+        None => tool.to_owned(),
+    }
+}
+
+/// A tool result's content as text (a string, or text blocks).
+fn content_text(content: Option<&Value>) -> String {
+    match content {
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Array(items)) => items
+            .iter()
+            .filter_map(|i| i.get("text").and_then(Value::as_str))
+            .collect::<Vec<_>>()
+            .join("\n"),
+        _ => String::new(),
+    }
+}

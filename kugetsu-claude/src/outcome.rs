@@ -1,0 +1,67 @@
+//! How a run ended, in kugetsu's words: the one place that reads Claude Code's exit and events
+//! and says `completed`, `failed`, `blocked`, `timed_out`, `hung` or `interrupted`.
+//!
+//! The exit code alone says little (measured with 2.1.328): a refused tool call exits 0 with a
+//! `success` result, an API error after all retries exits 1 with a result whose `subtype` is
+//! still `success` (only `is_error` tells), and a SIGINT exits 0 with no result at all. So the
+//! events decide, and the signal the driver sent (a stop request, a limit) comes first.
+
+use kugetsu_core::agent::RunOutcome;
+use kugetsu_core::interrupt::Interrupt;
+use kugetsu_process::Ended;
+
+use crate::events::EventLog;
+
+/// Turns how a run ended and what it printed into an outcome (and the exit code, if it exited).
+pub fn classify(ended: Ended, events: &EventLog, stop: &Interrupt) -> (RunOutcome, Option<i32>) {
+    match ended {
+        Ended::Interrupted => (RunOutcome::Interrupted { signal: stop.describe() }, None),
+        Ended::TimedOut(d) => (RunOutcome::TimedOut { after_secs: d.as_secs() }, None),
+        Ended::Hung(d) => (
+            RunOutcome::Hung {
+                silent_secs: d.as_secs(),
+                processes_idle: kugetsu_process::activity_is_watched(),
+                last_tool: events.last_tool(),
+            },
+            None,
+        ),
+        Ended::Exited(status) => (classify_exit(status.code(), events), status.code()),
+    }
+}
+
+/// The outcome of a run that exited by itself with `code` (`None`: killed by a signal nobody
+/// here sent) after printing `events`.
+pub fn classify_exit(code: Option<i32>, events: &EventLog) -> RunOutcome {
+    if let Some(result) = &events.result
+        && result.is_error
+    {
+        let mut message =
+            if result.text.is_empty() { result.subtype.clone() } else { result.text.clone() };
+        if let Some(last) = events.retries.last() {
+            message.push_str(&format!(
+                " (after {} retries; last: {}{})",
+                events.retries.len(),
+                last.error,
+                last.status.map(|s| format!(" {s}")).unwrap_or_default()
+            ));
+        }
+        return RunOutcome::Failed { message };
+    }
+    // A refused call does not fail the turn in Claude Code's eyes; the work is not done.
+    if !events.denials.is_empty() {
+        return RunOutcome::Blocked { permission: events.denials.join(", ") };
+    }
+    match (code, &events.result) {
+        (Some(0), Some(_)) => RunOutcome::Completed,
+        (Some(0), None) => RunOutcome::Failed {
+            message: "claude exited without a result (interrupted from outside?)".into(),
+        },
+        (Some(c), _) => RunOutcome::Failed {
+            message: match &events.last_stderr {
+                Some(line) => line.clone(),
+                None => format!("claude exited with code {c}"),
+            },
+        },
+        (None, _) => RunOutcome::Failed { message: "claude was killed by a signal".into() },
+    }
+}

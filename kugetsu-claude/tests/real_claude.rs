@@ -1,0 +1,1 @@
+//! The driver against the real Claude Code (to come).
