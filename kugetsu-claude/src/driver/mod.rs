@@ -89,6 +89,11 @@ impl ClaudeDriver {
 }
 
 impl AgentDriver for ClaudeDriver {
+    /// Claude Code 2.x.
+    fn agent_major(&self) -> u32 {
+        2
+    }
+
     fn create_session(
         &self,
         req: &CreateSessionRequest,
@@ -119,5 +124,33 @@ impl AgentDriver for ClaudeDriver {
 
     fn session_info(&self, id: &SessionId) -> Result<Option<AgentSessionInfo>, AgentError> {
         self.info(id)
+    }
+}
+
+impl ClaudeDriver {
+    /// What `claude --version` prints (`2.1.328 (Claude Code)`), or why it could not be told.
+    pub fn version(&self) -> Result<String, String> {
+        let args = [OsString::from("--version")];
+        let cwd = std::env::temp_dir();
+        let cmd = self.command(&args, &cwd, &AgentEnv::default(), Io::NullStdin);
+        let limits = kugetsu_process::Limits {
+            timeout: std::time::Duration::from_secs(30),
+            idle: None,
+            grace: self.opts.kill_grace,
+        };
+        let (ended, out, err) =
+            kugetsu_process::supervise::run_captured(cmd, None, limits, &self.opts.interrupt)
+                .map_err(|e| {
+                    format!("cannot run {}: {}", self.opts.program.display(), e.into_io())
+                })?;
+        let out = String::from_utf8_lossy(&out).trim().to_owned();
+        match ended {
+            kugetsu_process::Ended::Exited(s) if s.success() && !out.is_empty() => Ok(out),
+            _ => Err(format!(
+                "{} --version failed: {}",
+                self.opts.program.display(),
+                String::from_utf8_lossy(&err).lines().next().unwrap_or("no output")
+            )),
+        }
     }
 }
