@@ -94,7 +94,10 @@ impl DriverEntry {
 const OPENCODE: &str = "opencode";
 
 /// Every driver, the default first.
-pub const DRIVERS: &[DriverEntry] = &[DriverEntry {
+pub const DRIVERS: &[DriverEntry] = &[OPENCODE_DRIVER, CLAUDE_DRIVER];
+
+/// The opencode driver (1.x and 2.x).
+const OPENCODE_DRIVER: DriverEntry = DriverEntry {
     name: OPENCODE,
     program: Some(OPENCODE),
     install: "install opencode (`npm install -g @opencode/cli`, or 1.x: `npm install -g opencode-ai`)",
@@ -140,7 +143,56 @@ pub const DRIVERS: &[DriverEntry] = &[DriverEntry {
             FakeDialect { name: "2.x", major: 2, env: &[("FAKE_OPENCODE_VERSION", "2.1.2")] },
         ],
     }),
-}];
+};
+
+/// The Claude Code driver's name and program.
+const CLAUDE: &str = "claude";
+
+/// The Claude Code driver (2.x).
+const CLAUDE_DRIVER: DriverEntry = DriverEntry {
+    name: CLAUDE,
+    program: Some(CLAUDE),
+    install: "install Claude Code (`npm install -g @anthropic-ai/claude-code`)",
+    build: |ctx, config, place| Arc::new(claude(ctx, config, place)),
+    describe: |ctx, config| AgentSummary {
+        version: claude(ctx, config, RunPlace::Foreground).version(),
+        driver: "claude 2.x".into(),
+        limits: Vec::new(),
+    },
+    log_events: |line| kugetsu_claude::events::EventLog::default().stdout_line(line),
+    log_target: "kugetsu_claude",
+    fake: Some(BundledFake {
+        main: kugetsu_claude::fake::main,
+        env: |script, dir| {
+            vec![
+                ("FAKE_CLAUDE_SCRIPT", script.display().to_string()),
+                ("CLAUDE_CONFIG_DIR", dir.join("claude-fake").display().to_string()),
+            ]
+        },
+        env_prefixes: &["CLAUDE_", "FAKE_CLAUDE_"],
+        script: |writes, content, says| {
+            let turn = serde_json::json!({"mode": "tool", "path": writes, "content": content, "text": says});
+            serde_json::json!({ "default": turn }).to_string()
+        },
+        unknown_session: "5b1f0e36-9a4c-4d2e-8f10-6c2b7e0d9a11",
+        dialects: &[FakeDialect { name: "2.1.x", major: 2, env: &[] }],
+    }),
+};
+
+/// The Claude Code driver: it obeys the process's stop request and keeps its records of
+/// sessions (titles, forks not yet run) and Claude Code's temporary files in `claude/` of the
+/// state directory.
+fn claude(ctx: &Ctx, config: &Config, place: RunPlace) -> kugetsu_claude::ClaudeDriver {
+    let configured = config.agent_bin.clone().unwrap_or_else(|| PathBuf::from(CLAUDE));
+    let program =
+        crate::launch::find_program(&configured, &ctx.env).unwrap_or_else(|| configured.clone());
+    let options = kugetsu_claude::ClaudeOptions::new(program, ctx.state.root().join(CLAUDE))
+        .base_env(crate::launch::agent_base_env(ctx, config))
+        .also_mask(crate::launch::withheld_secrets(config.queue_url.as_deref()))
+        .interrupt(ctx.interrupt.clone())
+        .die_with_parent(place == RunPlace::Foreground);
+    kugetsu_claude::ClaudeDriver::new(options)
+}
 
 /// The driver used where none is configured (a broken config, the demo).
 pub fn default_entry() -> &'static DriverEntry {
