@@ -100,6 +100,8 @@ pub struct EventLog {
     calls: HashMap<String, (String, Option<String>)>,
     /// The last tool call that finished, as `tool` or ``tool `title` ``.
     last_tool: Option<String>,
+    /// The ids of the refused calls.
+    denied_ids: Vec<String>,
 }
 
 impl EventLog {
@@ -132,10 +134,13 @@ impl EventLog {
                 vec![AgentEvent::StepStart]
             }
             ("system", "permission_denied") => {
-                let what = denial(str_of("tool_name"), v.get("tool_input"));
-                if !self.denials.contains(&what) {
-                    self.denials.push(what.clone());
-                }
+                // The line names the tool only: the call it refused says what it was.
+                let id = str_of("tool_use_id");
+                let what = match self.calls.get(id) {
+                    Some((tool, Some(title))) => format!("{tool} `{title}`"),
+                    _ => denial(str_of("tool_name"), v.get("tool_input")),
+                };
+                self.deny(id, &what);
                 vec![AgentEvent::PermissionRejected { permission: what }]
             }
             ("system", "api_retry") => {
@@ -151,6 +156,17 @@ impl EventLog {
             ("user", _) => self.tool_results(v),
             ("result", _) => self.result(v),
             _ => Vec::new(),
+        }
+    }
+
+    /// Notes a refused call once, however many lines report it.
+    fn deny(&mut self, tool_use_id: &str, what: &str) {
+        let seen = !tool_use_id.is_empty() && self.denied_ids.iter().any(|i| i == tool_use_id);
+        if !seen && !self.denials.iter().any(|d| d == what) {
+            self.denials.push(what.to_owned());
+        }
+        if !tool_use_id.is_empty() {
+            self.denied_ids.push(tool_use_id.to_owned());
         }
     }
 
@@ -185,7 +201,8 @@ impl EventLog {
                 continue;
             }
             let id = block.get("tool_use_id").and_then(Value::as_str).unwrap_or_default();
-            let (tool, title) = self.calls.remove(id).unwrap_or_else(|| ("tool".into(), None));
+            let (tool, title) =
+                self.calls.get(id).cloned().unwrap_or_else(|| ("tool".into(), None));
             let failed = block.get("is_error").and_then(Value::as_bool) == Some(true);
             self.last_tool = Some(match &title {
                 Some(t) => format!("{tool} `{t}`"),
@@ -206,12 +223,9 @@ impl EventLog {
         let mut denials = Vec::new();
         for d in v.get("permission_denials").and_then(Value::as_array).into_iter().flatten() {
             let tool = d.get("tool_name").and_then(Value::as_str).unwrap_or("tool");
-            denials.push(denial(tool, d.get("tool_input")));
-        }
-        for d in &denials {
-            if !self.denials.contains(d) {
-                self.denials.push(d.clone());
-            }
+            let what = denial(tool, d.get("tool_input"));
+            self.deny(d.get("tool_use_id").and_then(Value::as_str).unwrap_or_default(), &what);
+            denials.push(what);
         }
         let result = TurnResult {
             is_error: v.get("is_error").and_then(Value::as_bool) == Some(true),

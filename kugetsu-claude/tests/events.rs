@@ -56,7 +56,7 @@ fn a_tool_turn_reads_as_start_tool_text_and_finish() {
 
 #[test]
 fn a_refused_call_is_blocked_though_the_run_succeeded() {
-    let denied = r#"{"type":"system","subtype":"permission_denied","tool_name":"Bash","tool_use_id":"toolu_1","tool_input":{"command":"curl x"},"message":"needs approval","decision_reason_type":"user-rejected"}"#;
+    let denied = r#"{"type":"system","subtype":"permission_denied","tool_name":"Bash","tool_use_id":"toolu_1","message":"needs approval","decision_reason_type":"user-rejected"}"#;
     let refused = r#"{"type":"user","message":{"content":[{"type":"tool_result","tool_use_id":"toolu_1","content":"needs approval","is_error":true}]}}"#;
     let result = r#"{"type":"result","subtype":"success","is_error":false,"result":"could not","permission_denials":[{"tool_name":"Bash","tool_use_id":"toolu_1","tool_input":{"command":"curl x"}},{"tool_name":"Write","tool_use_id":"toolu_2","tool_input":{"file_path":"/etc/x"}}]}"#;
     let l = log(&[

@@ -237,7 +237,7 @@ impl Out {
     /// A tool call the permissions refuse: reported three ways, as the real CLI does.
     fn deny(&self, tool: &str, tool_id: &str, input: &Value, why: &str, denials: &mut Vec<Value>) {
         self.line(json!({"type": "system", "subtype": "permission_denied", "tool_name": tool,
-            "tool_use_id": tool_id, "tool_input": input, "message": why,
+            "tool_use_id": tool_id, "message": why,
             "decision_reason_type": "user-rejected"}));
         self.tool_result(tool_id, why, true);
         denials.push(json!({"tool_name": tool, "tool_use_id": tool_id, "tool_input": input}));
