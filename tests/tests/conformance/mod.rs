@@ -11,6 +11,7 @@
 // Each test target uses the parts its own subjects need only.
 #![allow(dead_code)]
 
+pub mod claude;
 pub mod opencode;
 
 use std::path::{Path, PathBuf};
