@@ -9,6 +9,7 @@
 //! - containing `WRITEFILE:<name>`: a `Bash` call `printf 'written by the mock\n' > <name>`
 //!   (relative: it lands in the session's directory);
 //! - `WRITEETC`: a `Write` of `/etc/kugetsu-mock` (outside the directory: refused);
+//! - `ECHOENV:<name>`: a `Bash` call `printenv <name>` (what a tool may print of its environment);
 //! - `PIDSLEEP:<file>`: a `Bash` call that writes its shell's pid to `<file>` and sleeps;
 //! - `RATELIMIT`: HTTP 429 `rate_limit_error` with `retry-after: 1`;
 //! - `OVERLOADED`: HTTP 529 `overloaded_error`;
@@ -130,6 +131,9 @@ fn answer(out: &mut TcpStream, body: &Value) -> std::io::Result<()> {
     } else if text.contains("WRITEETC") {
         vec![json!({"type": "tool_use", "id": id, "name": "Write",
             "input": {"file_path": "/etc/kugetsu-mock", "content": "x\n"}})]
+    } else if let Some(name) = arg("ECHOENV:") {
+        vec![json!({"type": "tool_use", "id": id, "name": "Bash",
+            "input": {"command": format!("printenv {name}"), "description": "Show it"}})]
     } else if let Some(file) = arg("PIDSLEEP:") {
         let command = format!("echo $$ > {file}; while :; do read -t 1 x < /dev/zero; done");
         vec![json!({"type": "tool_use", "id": id, "name": "Bash",
