@@ -132,3 +132,37 @@ fn sigint_interrupts_a_start_whose_tool_runs() {
     let file = std::fs::read_to_string(env.path("sessions/local.test-demo-app-1.json")).unwrap();
     assert!(file.contains("interrupted"), "{file}");
 }
+
+/// `delegate` through the daemon: the daemon runs the PM agent on the real Claude Code, whose
+/// Bash tool runs `kugetsu start`, which forks the base into the new issue's worktree.
+#[test]
+fn delegate_reaches_the_pm_agent_whose_bash_starts_an_issue() {
+    let Some(bin) = real::claude() else { return };
+    let api = mock_api::MockApi::start();
+    let env = real_env(&bin, &api);
+    assert_eq!(env.run(&["init", "--headless"]).code, 0);
+    let out = env.run(&["queue-daemon", "start"]);
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    let kugetsu = env!("CARGO_BIN_EXE_kugetsu");
+    let out = env.run(&["delegate", &format!("BASH:{kugetsu} start '#2' WRITEFILE:pm.txt")]);
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    let status = || -> String {
+        let list: serde_json::Value =
+            serde_json::from_str(&env.run(&["queue", "list", "--json"]).stdout).unwrap();
+        list["items"][0]["status"].as_str().unwrap_or_default().to_string()
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(240);
+    let last = loop {
+        let now = status();
+        if !matches!(now.as_str(), "pending" | "notified") {
+            break now;
+        }
+        assert!(std::time::Instant::now() < deadline, "the PM agent's turn never ended");
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    };
+    let log = env.run(&["queue-daemon", "logs"]).stdout;
+    assert_eq!(last, "completed", "daemon log:\n{log}");
+    let wt = env.path("worktrees/local.test-demo-app-2");
+    assert!(wt.join("pm.txt").is_file(), "the PM agent's start worked in #2's worktree\n{log}");
+    assert_eq!(env.run(&["queue-daemon", "stop"]).code, 0);
+}

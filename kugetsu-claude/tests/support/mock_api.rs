@@ -6,6 +6,7 @@
 //! What it answers depends on the last `role: "user"` message (Claude Code may put
 //! `role: "system"` environment updates after it):
 //! - holding a `tool_result`: a text answer `done`;
+//! - containing `BASH:<command>`: a `Bash` call running the rest of that line;
 //! - containing `WRITEFILE:<name>`: a `Bash` call `printf 'written by the mock\n' > <name>`
 //!   (relative: it lands in the session's directory);
 //! - `WRITEETC`: a `Write` of `/etc/kugetsu-mock` (outside the directory: refused);
@@ -122,8 +123,12 @@ fn answer(out: &mut TcpStream, body: &Value) -> std::io::Result<()> {
     static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
     let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let id = format!("toolu_mock_{n}");
+    let bash = text.lines().find_map(|l| Some(l.split_once("BASH:")?.1.trim().to_owned()));
     let content: Vec<Value> = if tool_result {
         vec![json!({"type": "text", "text": "done"})]
+    } else if let Some(command) = bash.filter(|c| !c.is_empty()) {
+        vec![json!({"type": "tool_use", "id": id, "name": "Bash",
+            "input": {"command": command, "description": "Run it"}})]
     } else if let Some(name) = arg("WRITEFILE:") {
         let command = format!("printf 'written by the mock\\n' > {name}");
         vec![json!({"type": "tool_use", "id": id, "name": "Bash",
