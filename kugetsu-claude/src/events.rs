@@ -30,9 +30,11 @@ pub struct TurnResult {
     pub terminal_reason: Option<String>,
     /// The final text (for an error, the error's words).
     pub text: String,
-    /// What the turn cost, computed by Claude Code from its price table.
+    /// `total_cost_usd`: what the whole session has cost so far, priced by Claude Code from its
+    /// own table. Not the turn's: Claude Code restores a session's spend when it resumes it,
+    /// and a fork starts from its base's (see [`EventLog::turn_spend`]).
     pub cost_usd: Option<f64>,
-    /// Tokens of the whole turn.
+    /// Tokens of the whole turn (every request of it; this one is the turn's own).
     pub usage: Usage,
     /// The refused tool calls, as `tool` or ``tool `command` ``.
     pub denials: Vec<String>,
@@ -66,6 +68,15 @@ impl Usage {
     pub fn total(&self) -> u64 {
         self.input + self.output + self.cache_read + self.cache_write
     }
+}
+
+/// What one turn used.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Spend {
+    /// Dollars, when the session's total before the turn is known (or the session is new).
+    pub cost_usd: Option<f64>,
+    /// The turn's tokens.
+    pub usage: Usage,
 }
 
 /// One `system/api_retry` line: Claude Code waits and sends the request again.
@@ -119,6 +130,14 @@ impl EventLog {
         if !line.is_empty() {
             self.last_stderr = Some(line.to_owned());
         }
+    }
+
+    /// What the turn used, given what the session had cost before it (`None` for a new
+    /// session): the cost is the growth of the session's total. `None` without a result.
+    pub fn turn_spend(&self, before: Option<f64>) -> Option<Spend> {
+        let result = self.result.as_ref()?;
+        let cost_usd = result.cost_usd.map(|total| (total - before.unwrap_or(0.0)).max(0.0));
+        Some(Spend { cost_usd, usage: result.usage })
     }
 
     /// The last tool call that finished, for a hung run's report.

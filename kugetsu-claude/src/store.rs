@@ -18,7 +18,7 @@ use kugetsu_core::agent::{AgentError, SessionId};
 use serde::{Deserialize, Serialize};
 
 /// What the driver records of a session it made.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Record {
     /// Its title.
     pub title: String,
@@ -27,6 +27,10 @@ pub struct Record {
     /// The session it is a fork of, until its first turn has made it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fork_of: Option<SessionId>,
+    /// What the session had cost after its last turn, as Claude Code totals it (the next turn's
+    /// cost is the growth of that total).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub total_cost_usd: Option<f64>,
 }
 
 /// Claude Code's configuration directory for this environment.

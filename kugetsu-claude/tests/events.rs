@@ -120,3 +120,13 @@ fn no_result_is_a_failure_with_the_stderr_words() {
         RunOutcome::Failed { message: "No conversation found with session ID: x".into() }
     );
 }
+
+#[test]
+fn a_turn_costs_the_growth_of_the_sessions_total() {
+    let l = log(&[INIT, SUCCESS]);
+    let spend = l.turn_spend(Some(0.0100)).expect("a result");
+    assert!((spend.cost_usd.expect("cost") - 0.0024).abs() < 1e-9, "{spend:?}");
+    assert_eq!(spend.usage.total(), 12052);
+    assert_eq!(l.turn_spend(None).and_then(|s| s.cost_usd), Some(0.0124));
+    assert!(log(&[INIT]).turn_spend(None).is_none());
+}

@@ -253,3 +253,37 @@ fn alive(pid: u32) -> bool {
         .and_then(|s| s.rsplit_once(')').map(|(_, r)| r.trim_start().starts_with(['Z', 'X'])))
         .is_some_and(|dead| !dead)
 }
+
+/// Claude Code's `total_cost_usd` is the session's running total (restored on resume, and a
+/// fork's starts from its base's); `usage` is the turn's own. The driver says what each turn
+/// cost: the total's growth (at the default model's prices, one stand-in request is $0.0124).
+#[test]
+fn each_turn_is_charged_its_own_cost_not_the_sessions_total() {
+    let Some(w) = world() else { return };
+    // Two requests (the tool call and the answer to its result).
+    let base = w.create("WRITEFILE:primed.txt").session;
+    assert!(last_footer(&w).ends_with("completed (tokens 24104, $0.0248)"), "{}", w.log());
+    w.run(&base, "base", "hello");
+    assert!(last_footer(&w).ends_with("completed (tokens 12052, $0.0124)"), "{}", w.log());
+    let fork = w
+        .driver
+        .fork_session(&ForkRequest {
+            base,
+            dir: w.dir("tree"),
+            title: "t".into(),
+            env: AgentEnv::default(),
+        })
+        .unwrap();
+    w.run(&fork, "tree", "hello");
+    assert!(last_footer(&w).ends_with("completed (tokens 12052, $0.0124)"), "{}", w.log());
+    w.run(&fork, "tree", "hello");
+    assert!(last_footer(&w).ends_with("completed (tokens 12052, $0.0124)"), "{}", w.log());
+}
+
+fn last_footer(w: &World) -> String {
+    w.log()
+        .lines()
+        .rfind(|l| l.starts_with("=== ") && !l.contains(" claude -p "))
+        .unwrap()
+        .to_owned()
+}

@@ -45,7 +45,12 @@ impl ClaudeDriver {
         if crate::store::transcript(&self.config_dir()?, &id).is_none() {
             return Err(AgentError::NoSession { outcome });
         }
-        let record = Record { title: req.title.clone(), dir: req.dir.clone(), fork_of: None };
+        let record = Record {
+            title: req.title.clone(),
+            dir: req.dir.clone(),
+            fork_of: None,
+            total_cost_usd: None,
+        };
         self.records().put(&id, &record)?;
         Ok(RunReport { session: id, outcome, exit_code: status.code() })
     }

@@ -22,10 +22,13 @@ impl ClaudeDriver {
             });
         }
         let id = self.new_id()?;
+        // A fork starts from its base's spend (Claude Code copies it with the history).
+        let base_total = self.records().get(&req.base)?.and_then(|r| r.total_cost_usd);
         let record = Record {
             title: req.title.clone(),
             dir: req.dir.clone(),
             fork_of: Some(req.base.clone()),
+            total_cost_usd: base_total,
         };
         self.records().put(&id, &record)?;
         Ok(id)

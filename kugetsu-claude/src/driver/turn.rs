@@ -23,7 +23,7 @@ use kugetsu_process::supervise::{self, Limits, Seen, Stream};
 
 use super::ClaudeDriver;
 use crate::args::{Start, new_session_id, turn_args};
-use crate::events::EventLog;
+use crate::events::{EventLog, Spend};
 use crate::outcome::classify;
 use crate::store::Record;
 
@@ -35,6 +35,8 @@ struct Turn<'a> {
     prompt: &'a str,
     limits: RunLimits,
     log_path: &'a Path,
+    /// What the session had cost before this turn, if known.
+    spent_before: Option<f64>,
 }
 
 impl ClaudeDriver {
@@ -45,7 +47,12 @@ impl ClaudeDriver {
         sink: &mut dyn EventSink,
     ) -> Result<RunReport, AgentError> {
         let id = self.new_id()?;
-        let record = Record { title: req.title.clone(), dir: req.dir.clone(), fork_of: None };
+        let mut record = Record {
+            title: req.title.clone(),
+            dir: req.dir.clone(),
+            fork_of: None,
+            total_cost_usd: None,
+        };
         self.records().put(&id, &record)?;
         let turn = Turn {
             start: Start::New(&id),
@@ -54,12 +61,17 @@ impl ClaudeDriver {
             prompt: &req.prompt,
             limits: req.limits,
             log_path: &req.log_path,
+            spent_before: None,
         };
         let (events, outcome, exit_code) = self.turn(&turn, sink)?;
         if events.session.as_ref() != Some(&id) {
             // Claude Code refused the run before it began: there is no session.
             self.records().remove(&id)?;
             return Err(AgentError::NoSession { outcome });
+        }
+        if let Some(total) = events.result.as_ref().and_then(|r| r.cost_usd) {
+            record.total_cost_usd = Some(total);
+            self.records().put(&id, &record)?;
         }
         Ok(RunReport { session: id, outcome, exit_code })
     }
@@ -86,13 +98,21 @@ impl ClaudeDriver {
             prompt: &req.prompt,
             limits: req.limits,
             log_path: &req.log_path,
+            spent_before: record.as_ref().and_then(|r| r.total_cost_usd),
         };
         let (events, outcome, exit_code) = self.turn(&turn, sink)?;
-        if let (Start::Fork { .. }, Some(record)) = (start, &record)
+        let total = events.result.as_ref().and_then(|r| r.cost_usd);
+        if let Some(record) = &record
             && events.session.as_ref() == Some(id)
+            && (matches!(start, Start::Fork { .. }) || total.is_some())
         {
-            // The fork exists now: later turns resume it.
-            self.records().put(id, &Record { fork_of: None, ..record.clone() })?;
+            // A made fork is resumed from now on; the session's total is the next turn's base.
+            let record = Record {
+                fork_of: None,
+                total_cost_usd: total.or(record.total_cost_usd),
+                ..record.clone()
+            };
+            self.records().put(id, &record)?;
         }
         Ok(RunReport { session: id.clone(), outcome, exit_code })
     }
@@ -163,7 +183,15 @@ impl ClaudeDriver {
         })
         .map_err(|e| self.spawn_error(e.into_io()))?;
         let (outcome, code) = classify(ended, &events, stop);
-        let footer = format!("=== {} {}\n", unix_now(), outcome.describe());
+        let spent = match events.turn_spend(t.spent_before) {
+            Some(Spend { cost_usd, usage }) => format!(
+                " (tokens {}{})",
+                usage.total(),
+                cost_usd.map(|c| format!(", ${c:.4}")).unwrap_or_default()
+            ),
+            None => String::new(),
+        };
+        let footer = format!("=== {} {}{spent}\n", unix_now(), outcome.describe());
         log_err = write_log(&mut log_file, footer.as_bytes(), log_err.take());
         if let Some(source) = log_err {
             return Err(AgentError::Io {
