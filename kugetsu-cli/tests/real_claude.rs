@@ -3,7 +3,8 @@
 //! shell starts it (from another repository, `PWD` set there, the environment inherited; see
 //! `support`): init --headless, start whose tool call writes inside the worktree,
 //! continue in the same session, a refused write reported as blocked, an API error after
-//! Claude Code's own retries as failed, SIGINT to a start whose tool runs, destroy. The API
+//! Claude Code's own retries as failed, doctor (--fix), SIGINT to a start whose tool runs,
+//! destroy, prune; delegate through the daemon to a PM agent whose Bash runs start. The API
 //! key is given as a user gives it, in the env file, and must show nowhere kugetsu writes.
 //! Without npm or the registry it prints why and passes as skipped (`KUGETSU_REAL_CLAUDE=1`
 //! makes that a failure).
@@ -68,6 +69,10 @@ fn the_cli_drives_the_real_claude_code() {
     };
     let first = session(&env);
 
+    let out = env.run(&["doctor"]);
+    assert_eq!(out.code, 0, "doctor: {}{}", out.stdout, out.stderr);
+    assert!(out.stdout.contains("2.1.328 (Claude Code)"), "{}", out.stdout);
+
     let out = env.run(&["continue", "#1", "WRITEFILE:second.txt"]);
     assert_eq!(out.code, 0, "continue: {}{}", out.stdout, out.stderr);
     assert!(wt.join("second.txt").exists());
@@ -100,9 +105,14 @@ fn the_cli_drives_the_real_claude_code() {
         }
     }
 
+    let out = env.run(&["doctor", "--fix", "--fix-permissions"]);
+    assert_eq!(out.code, 0, "doctor --fix: {}{}", out.stdout, out.stderr);
     let out = env.run(&["destroy", "#1", "-y", "--force"]);
     assert_eq!(out.code, 0, "destroy: {}{}", out.stdout, out.stderr);
     assert!(!wt.exists());
+    let out = env.run(&["prune", "--force"]);
+    assert_eq!(out.code, 0, "prune: {}{}", out.stdout, out.stderr);
+    assert_eq!(env.run(&["status"]).stdout, "ok\n", "the base and PM sessions survive");
 }
 
 /// SIGINT to a `start` whose agent runs a tool command: the run ends as interrupted, and the
