@@ -1,7 +1,8 @@
 //! Priming a session in Claude Code's TUI on the user's terminal: `claude --session-id NEW
 //! PROMPT` with the permission flags of headless runs (so what the user allows there is what
 //! later headless turns get). The TUI's prompt is an argument: it is the priming prompt, which
-//! kugetsu writes, not a message of the user's.
+//! kugetsu writes, not a message of the user's. On a first run the TUI asks the user to accept the
+//! API key of the environment and to trust the directory: the user answers, as with any TUI.
 
 use std::ffi::OsString;
 use std::io::IsTerminal;
@@ -37,7 +38,12 @@ impl ClaudeDriver {
         if stop.is_triggered() {
             return Err(AgentError::Interrupted { signal: stop.describe() });
         }
-        let outcome = if status.success() {
+        // Ctrl-C (twice) is how a user leaves the TUI: a quit, not a failed priming.
+        let quit_by_user = {
+            use std::os::unix::process::ExitStatusExt;
+            status.signal() == Some(2) || status.code() == Some(130)
+        };
+        let outcome = if status.success() || quit_by_user {
             RunOutcome::Completed
         } else {
             RunOutcome::Failed { message: format!("the claude TUI exited with {status}") }
