@@ -7,6 +7,20 @@
 
 use crate::support::{Env, json, read, ready, wait_for};
 
+/// An initialized scratch home like [`ready`], with the fake agent speaking opencode 2.
+fn ready_v2() -> Env {
+    let (env, _repo) = Env::with_fake_agent();
+    let trace = env.tmp.path().join("trace.log");
+    for (key, value) in
+        [("FAKE_OPENCODE_VERSION", "2.1.2"), ("FAKE_OPENCODE_TRACE", trace.to_str().unwrap())]
+    {
+        assert_eq!(env.run(&["env", "set", key, value]).code, 0);
+    }
+    let out = env.run(&["init", "--headless"]);
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    env
+}
+
 /// The fake agent's turns: `turns` first, then the default (a `write`, then an answer).
 fn script(env: &Env, turns: &str) {
     std::fs::write(
@@ -36,9 +50,20 @@ const SPENDER: &str = r#"{"mode": "spend", "cost": 0.02, "steps": 1000, "text": 
 
 #[test]
 fn a_turn_reaching_its_issue_budget_is_stopped_and_the_next_is_refused() {
-    let env = ready();
-    configure(&env, "KUGETSU_ISSUE_BUDGET_USD=0.05");
-    script(&env, SPENDER);
+    stopped_at_the_issue_budget(&ready());
+}
+
+#[test]
+fn an_opencode2_turn_reaching_its_issue_budget_is_stopped_and_the_next_is_refused() {
+    let env = ready_v2();
+    stopped_at_the_issue_budget(&env);
+    let session = json(&read(&env.path("sessions/local.test-demo-app-1.json")));
+    assert_eq!(session["agent_major"], 2, "the 2.x dialect ran it: {session}");
+}
+
+fn stopped_at_the_issue_budget(env: &Env) {
+    configure(env, "KUGETSU_ISSUE_BUDGET_USD=0.05");
+    script(env, SPENDER);
     let out = env.run(&["start", "#1", "spend away"]);
     assert_eq!(out.code, 5, "{}{}", out.stdout, out.stderr);
     assert!(
@@ -84,7 +109,7 @@ fn a_turn_reaching_its_issue_budget_is_stopped_and_the_next_is_refused() {
     );
 
     // The issue's budget is spent: `continue` says so in one line, and starts no agent.
-    let before = runs(&env);
+    let before = runs(env);
     let out = env.run(&["continue", "#1", "more"]);
     assert_eq!(out.code, 5, "{}{}", out.stdout, out.stderr);
     assert_eq!(
@@ -99,9 +124,9 @@ fn a_turn_reaching_its_issue_budget_is_stopped_and_the_next_is_refused() {
         "{}",
         out.stderr
     );
-    assert_eq!(runs(&env), before, "no agent started");
+    assert_eq!(runs(env), before, "no agent started");
     // Raised, it goes on.
-    configure(&env, "KUGETSU_ISSUE_BUDGET_USD=5");
+    configure(env, "KUGETSU_ISSUE_BUDGET_USD=5");
     let out = env.run(&["continue", "#1", "more"]);
     assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
 }
