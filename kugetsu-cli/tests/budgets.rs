@@ -6,6 +6,7 @@
 #![allow(clippy::unwrap_used)]
 
 use crate::support::{Env, json, read, ready, wait_for};
+use crate::webhook_receiver::Receiver;
 
 /// An initialized scratch home like [`ready`], with the fake agent speaking opencode 2.
 fn ready_v2() -> Env {
@@ -133,7 +134,9 @@ fn stopped_at_the_issue_budget(env: &Env) {
 
 #[test]
 fn queued_items_wait_while_the_daily_budget_is_spent() {
-    let env = ready();
+    let mut env = ready();
+    let rx = Receiver::start(&[]);
+    env.set("KUGETSU_NOTIFY_URL", &rx.url("/hook"));
     script(&env, r#"{"mode": "ok", "cost": 0.04, "text": "done"}"#);
     let out = env.run(&["start", "#1", "first"]);
     assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
@@ -155,6 +158,13 @@ fn queued_items_wait_while_the_daily_budget_is_spent() {
             .iter()
             .all(|i| i["held"].is_string() && i["status"] == "pending")
     });
+    // Posted as `over_budget`; no turn ran, so its cost is null.
+    let posted =
+        || rx.requests().into_iter().map(|r| r.json()).find(|b| b["event"] == "over_budget");
+    wait_for("the over_budget post", || posted().is_some());
+    let body = posted().unwrap();
+    assert!(body["text"].as_str().unwrap().contains("held: daily budget $0.04 spent"), "{body}");
+    assert_eq!(body["cost_usd"], serde_json::Value::Null);
     assert_eq!(env.run(&["queue-daemon", "stop"]).code, 0);
     for item in items().as_array().unwrap() {
         assert_eq!(item["attempts"], 0, "a held item is not an attempt: {item}");
