@@ -205,3 +205,19 @@ fn old_session_files_without_usage_still_load() {
     assert_eq!(file.usage, None);
     assert_eq!(file.last_run.unwrap().usage, None);
 }
+
+#[test]
+fn starting_an_issue_again_keeps_what_it_spent() {
+    let w = World::new();
+    init(&w);
+    let (orch, stop) = w.orch(Budgets::default());
+    w.agent.script([
+        FakeTurn::Steps(vec![step(0.5)], stop.clone()),
+        FakeTurn::Steps(vec![step(0.25)], stop),
+    ]);
+    assert_eq!(start(&orch, "github.com/o/r#1").unwrap(), RunOutcome::Completed);
+    let (orch, _) = w.orch(Budgets::default());
+    assert_eq!(start(&orch, "github.com/o/r#1").unwrap(), RunOutcome::Completed);
+    let totals = session(&w, "github.com/o/r#1").usage.unwrap();
+    assert_eq!((totals.turns, totals.cost_usd), (2, usd(0.75)));
+}

@@ -185,6 +185,12 @@ impl Orchestrator {
                 None => self.agent.fork_session(&request)?,
             };
             let session_path = self.state.session_path(&name);
+            // Starting an issue again keeps what its earlier turns spent: its budget is the
+            // issue's, not the session's.
+            let spent = storage::read_json::<SessionFile>(&session_path)
+                .ok()
+                .flatten()
+                .and_then(|f| f.usage);
             let file = SessionFile {
                 kind: SessionKind::Forked,
                 issue_ref: Some(key.clone()),
@@ -198,7 +204,7 @@ impl Orchestrator {
                 branch: Some(issue.branch()),
                 agent_pid: None,
                 last_run: None,
-                usage: None,
+                usage: spent,
                 extra: Default::default(),
             };
             self.write_session(&session_path, &file)?;
