@@ -49,7 +49,8 @@ impl AgentDriver for NotesAgent {
         _sink: &mut dyn EventSink,
     ) -> Result<RunReport, AgentError> {
         let session = self.new_session(&req.dir);
-        Ok(RunReport { session, outcome: RunOutcome::Completed, exit_code: Some(0) })
+        // No model, no cost to report: unknown.
+        Ok(RunReport { session, outcome: RunOutcome::Completed, exit_code: Some(0), usage: None })
     }
 
     fn fork_session(&self, req: &ForkRequest) -> Result<SessionId, AgentError> {
@@ -73,6 +74,7 @@ impl AgentDriver for NotesAgent {
             session: req.session.clone(),
             outcome: RunOutcome::Completed,
             exit_code: Some(0),
+            usage: None,
         })
     }
 

@@ -142,7 +142,8 @@ impl AgentDriver for ShellAgent {
         }
         let session = self.new_session(&req.title, &req.dir);
         let (outcome, exit_code) = self.turn(&req.dir, &req.prompt, &req.env, &req.limits, sink)?;
-        Ok(RunReport { session, outcome, exit_code })
+        // This agent reports no cost or tokens: unknown.
+        Ok(RunReport { session, outcome, exit_code, usage: None })
     }
 
     fn fork_session(&self, req: &ForkRequest) -> Result<SessionId, AgentError> {
@@ -157,7 +158,7 @@ impl AgentDriver for ShellAgent {
             return Err(AgentError::SessionNotFound { id: req.session.clone() });
         }
         let (outcome, exit_code) = self.turn(&req.dir, &req.prompt, &req.env, &req.limits, sink)?;
-        Ok(RunReport { session: req.session.clone(), outcome, exit_code })
+        Ok(RunReport { session: req.session.clone(), outcome, exit_code, usage: None })
     }
 
     fn delete_session(&self, id: &SessionId) -> Result<(), AgentError> {

@@ -250,7 +250,9 @@ fn list_and_status() {
                 started_at: now,
                 finished_at: now,
                 exit_code: Some(0),
+                usage: None,
             }),
+            usage: None,
             extra: Default::default(),
         };
         let path = sessions.join(&name);

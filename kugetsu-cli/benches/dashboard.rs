@@ -106,7 +106,9 @@ fn scratch() -> Scratch {
                 started_at: now,
                 finished_at: now,
                 exit_code: Some(0),
+                usage: None,
             }),
+            usage: None,
             extra: Default::default(),
         };
         write_private(&sessions.join(&name), &serde_json::to_vec_pretty(&file).unwrap());

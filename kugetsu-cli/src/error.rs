@@ -29,7 +29,8 @@ pub mod exit {
     pub const STATE: u8 = 3;
     /// Busy: the issue is already running, no agent slot, a daemon already running.
     pub const BUSY: u8 = 4;
-    /// The agent ran but did not complete (failed, blocked, timed out, hung).
+    /// The agent ran but did not complete (failed, blocked, timed out, hung, over budget), or
+    /// did not start because its budget is spent.
     pub const AGENT: u8 = 5;
     /// Interrupted by Ctrl-C (SIGINT). SIGTERM and SIGHUP end a command with 143 and 129:
     /// 128 + the signal's number, as a shell reports a process the signal ended.
@@ -359,6 +360,9 @@ impl From<OrchestratorError> for CliError {
                     "wait for it to finish, or queue the message with `kugetsu queue enqueue`",
                 ),
             OrchestratorError::Interrupted { .. } => CliError::from_error(exit::INTERRUPTED, &e),
+            // The agent's turn ends as it would have at the budget: exit 5, its hint already
+            // in the one line.
+            OrchestratorError::OverBudget { .. } => CliError::from_error(exit::AGENT, &e),
             // Not bad input (the same command works with the other setting): a failure.
             OrchestratorError::OtherDriver { ref made_by, .. } => {
                 let hint = format!(

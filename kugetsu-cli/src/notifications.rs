@@ -10,6 +10,7 @@ use kugetsu_core::env_file::EnvFiles;
 use kugetsu_core::notify::{NewNotification, NotificationType, Notifications};
 use kugetsu_core::outbox::{self, Outbox};
 use kugetsu_core::secrets::{redact, webhook};
+use kugetsu_core::usage::Usd;
 
 /// Set once this foreground command has added to the outbox (see [`after_command`]).
 static OUTBOX_ADDED: AtomicBool = AtomicBool::new(false);
@@ -50,14 +51,32 @@ pub fn record_in(
     message: &str,
     issue_ref: Option<&str>,
 ) -> bool {
+    record_costed_in(state, config, kind, message, issue_ref, None)
+}
+
+/// [`record_in`] of the end of a turn that cost `cost` (kept with the notification and posted
+/// as its `cost_usd`; `None`: unknown).
+pub fn record_costed_in(
+    state: &StateDir,
+    config: Option<&Config>,
+    kind: NotificationType,
+    message: &str,
+    issue_ref: Option<&str>,
+    cost: Option<Usd>,
+) -> bool {
     let secrets = secrets(state, config);
     let refs: Vec<&str> = secrets.iter().map(String::as_str).collect();
-    let result = Notifications::new(state).add(
+    let mut extra = serde_json::Map::new();
+    if let Some(cost) = cost {
+        extra.insert("cost_usd".into(), serde_json::json!(cost.get()));
+    }
+    let result = Notifications::new(state).add_with(
         NewNotification {
             kind,
             message: redact(message, &refs),
             issue_ref: issue_ref.map(str::to_string),
         },
+        extra,
         time::OffsetDateTime::now_utc(),
     );
     let note = match result {
@@ -101,7 +120,19 @@ pub fn record(
     message: &str,
     issue_ref: Option<&str>,
 ) {
-    if record_in(&ctx.state, ctx.config().ok().as_ref(), kind, message, issue_ref) {
+    record_costed(ctx, kind, message, issue_ref, None);
+}
+
+/// [`record`] with what the turn it tells of cost.
+pub fn record_costed(
+    ctx: &crate::context::Ctx,
+    kind: NotificationType,
+    message: &str,
+    issue_ref: Option<&str>,
+    cost: Option<Usd>,
+) {
+    let config = ctx.config().ok();
+    if record_costed_in(&ctx.state, config.as_ref(), kind, message, issue_ref, cost) {
         OUTBOX_ADDED.store(true, Ordering::Relaxed);
     }
 }

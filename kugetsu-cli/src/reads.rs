@@ -7,6 +7,8 @@ use serde::{Serialize, Serializer};
 use kugetsu_core::notify::{Notification, Notifications};
 use kugetsu_core::orchestrator::{ListEntry, Status};
 use kugetsu_core::queue::{QueueItem, TaskQueue};
+use kugetsu_core::usage::UsageTotals;
+use kugetsu_core::usage::ledger::{Ledger, utc_day};
 
 use crate::context::Ctx;
 use crate::error::CliError;
@@ -26,6 +28,16 @@ pub struct StatusView {
     /// This host's name in a shared queue.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub host: Option<String>,
+    /// What this host's turns cost today (UTC), from the spending ledger; absent while no turn
+    /// ran this month.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub today: Option<UsageTotals>,
+    /// What they cost this month (UTC).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub this_month: Option<UsageTotals>,
+    /// `KUGETSU_DAILY_BUDGET_USD`, when set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub daily_budget_usd: Option<kugetsu_core::usage::Usd>,
 }
 
 fn status_word<S: Serializer>(status: &Status, s: S) -> Result<S::Ok, S::Error> {
@@ -35,7 +47,17 @@ fn status_word<S: Serializer>(status: &Status, s: S) -> Result<S::Ok, S::Error> 
 /// Reads [`StatusView`] from the state files (and the config, for the host).
 pub fn status(ctx: &Ctx) -> Result<StatusView, CliError> {
     let status = ctx.orchestrator()?.status()?;
-    Ok(StatusView { status, host: crate::queue_backend::shared_host(ctx)? })
+    let day = utc_day(time::OffsetDateTime::now_utc());
+    let ledger = Ledger::new(&ctx.state);
+    let this_month = Some(ledger.month(day)?).filter(|m| m.turns > 0);
+    let today = this_month.map(|_| ledger.day(day)).transpose()?;
+    Ok(StatusView {
+        status,
+        host: crate::queue_backend::shared_host(ctx)?,
+        today,
+        this_month,
+        daily_budget_usd: ctx.config()?.daily_budget_usd,
+    })
 }
 
 /// `queue list`: the items, and the files that could not be read.

@@ -104,6 +104,9 @@ pub fn detach(
     Ok(())
 }
 
+/// The notification type of a turn stopped at its budget (posted to the webhooks too).
+pub const OVER_BUDGET: &str = "over_budget";
+
 /// Prints a run's summary, queues the message (with `queued`, the command's own options) when
 /// all slots were busy and `--no-wait` was given, and maps the outcome to the exit code.
 pub fn finish(
@@ -143,6 +146,17 @@ pub fn finish(
         writeln!(out, "session  {}", summary.session_id)?;
         writeln!(out, "worktree {}", summary.worktree_path.display())?;
         writeln!(out, "log      {}", summary.log_path.display())?;
+        let usage = summary.usage.unwrap_or_default();
+        writeln!(out, "usage    {}", usage.describe())?;
+    }
+    if let RunOutcome::OverBudget { .. } = &summary.outcome {
+        crate::notifications::record_costed(
+            ctx,
+            kugetsu_core::notify::NotificationType::Other(OVER_BUDGET.into()),
+            &format!("{}: {}", summary.issue_ref, summary.outcome.describe()),
+            Some(&summary.issue_ref),
+            summary.usage.and_then(|u| u.cost_usd),
+        );
     }
     match summary.outcome {
         RunOutcome::Completed => Ok(()),

@@ -95,6 +95,7 @@ pub fn build_orchestrator(
             interrupt: ctx.interrupt.clone(),
             liveness: Arc::new(kugetsu_process::SystemLiveness),
             driver: config.agent.clone(),
+            budgets: config.budgets(),
         },
     ))
 }

@@ -158,6 +158,12 @@ fn only_its_own_host_names_reach_it_and_changes_come_from_its_own_origin() {
 #[test]
 fn reads_are_the_commands_json_and_the_page_shows_the_state() {
     let env = ready();
+    // Each of the turn's two model calls costs $0.125.
+    std::fs::write(
+        env.tmp.path().join("script.json"),
+        r#"{"default": {"mode": "tool", "path": "WORK.md", "cost": 0.125, "text": "wrote WORK.md"}}"#,
+    )
+    .unwrap();
     assert_eq!(env.run(&["start", "#1", "first"]).code, 0);
     assert_eq!(env.run(&["delegate", "plan the release"]).code, 0);
     let d = Dashboard::start(&env);
@@ -181,6 +187,9 @@ fn reads_are_the_commands_json_and_the_page_shows_the_state() {
         "PM agent",
         "plan the release",
         "/assets/app.js",
+        r#"<td class="cost">$0.25</td>"#,
+        r#"<td class="cost" id="cost-total">$0.25</td>"#,
+        r#"spent today (UTC) <b id="spent-today">$0.25</b>"#,
     ] {
         assert!(page.contains(shown), "the page shows {shown}");
     }

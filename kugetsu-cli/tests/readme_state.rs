@@ -84,7 +84,7 @@ fn init_force_makes_new_base_and_pm_sessions() {
         )
     );
     assert!(stored(&env, &new_base).is_some() && stored(&env, &new_pm).is_some());
-    assert_eq!(env.run(&["status"]).stdout, "ok\n");
+    assert_eq!(env.run(&["status"]).stdout.lines().next(), Some("ok"));
 
     let out = env.run(&["start", "#2", "after"]);
     assert_eq!(out.code, 0, "{}", out.stderr);
@@ -118,7 +118,7 @@ fn destroy_base_and_pm_agent() {
     assert_eq!(out.stdout, format!("deleted session {pm}\ndestroyed pm-agent\n"));
     assert!(stored(&env, &pm).is_none(), "the agent's session is gone");
     assert!(stored(&env, &base).is_some());
-    assert_eq!(env.run(&["status"]).stdout, "pm_agent_missing\n");
+    assert_eq!(env.run(&["status"]).stdout.lines().next(), Some("pm_agent_missing"));
     assert_eq!(session_id(&env, "(pm-agent)"), None);
     let out = env.run(&["continue", "#1", "issue sessions go on"]);
     assert_eq!(out.code, 0, "{}", out.stderr);
@@ -136,7 +136,7 @@ fn destroy_base_and_pm_agent() {
     assert_eq!(report["destroyed"], "base and pm-agent");
     assert!(stored(&env, &base).is_none() && stored(&env, &pm).is_none());
     assert!(stored(&env, &issue).is_some(), "the issue's session is kept");
-    assert_eq!(env.run(&["status"]).stdout, "base_session_missing\n");
+    assert_eq!(env.run(&["status"]).stdout.lines().next(), Some("base_session_missing"));
     assert_eq!(session_id(&env, "local.test/demo/app#1").as_deref(), Some(issue.as_str()));
     let out = env.run(&["start", "#2", "needs a base"]);
     assert_eq!(out.code, 3, "{}", out.stderr);
@@ -144,7 +144,7 @@ fn destroy_base_and_pm_agent() {
 
     let out = env.run(&["init", "--headless"]);
     assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
-    assert_eq!(env.run(&["status"]).stdout, "ok\n");
+    assert_eq!(env.run(&["status"]).stdout.lines().next(), Some("ok"));
     assert_eq!(env.run(&["start", "#2", "now it can"]).code, 0);
 }
 
@@ -276,7 +276,7 @@ fn prune_force_removes_orphans_and_keeps_unsaved_work() {
     assert_eq!(read(&wt(1).join("WORK.md")), "done\n", "unsaved work is kept");
     assert!(sf(3).exists() && wt(3).exists(), "a tracked issue is not an orphan");
     assert!(env.path("sessions/base.json").exists() && env.path("sessions/pm-agent.json").exists());
-    assert_eq!(env.run(&["status"]).stdout, "ok\n");
+    assert_eq!(env.run(&["status"]).stdout.lines().next(), Some("ok"));
     assert_eq!(env.run(&["continue", "#3", "still tracked"]).code, 0);
 }
 

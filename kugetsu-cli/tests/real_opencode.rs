@@ -59,6 +59,7 @@ fn the_cli_drives_the_real_opencode() {
         "the agent's tool call wrote inside the issue's worktree"
     );
     assert!(!env.path("workspace/proof.txt").exists(), "and not in the base session's directory");
+    assert_usage_recorded(&env);
     let session = |env: &Env| -> String {
         let list: serde_json::Value =
             serde_json::from_str(&env.run(&["list", "--json"]).stdout).unwrap();
@@ -335,4 +336,21 @@ fn wait_for_long(what: &str, mut done: impl FnMut() -> bool) {
         assert!(std::time::Instant::now() < deadline, "gave up waiting for {what}");
         std::thread::sleep(std::time::Duration::from_millis(250));
     }
+}
+
+/// What the turn cost and used, priced by opencode from the mock model's `cost`, is recorded in
+/// the session file (the turn and the total) and shown by `list`.
+fn assert_usage_recorded(env: &Env) {
+    let file: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(env.path("sessions/local.test-demo-app-1.json")).unwrap(),
+    )
+    .unwrap();
+    let turn = &file["last_run"]["usage"];
+    assert!(turn["cost_usd"].as_f64().is_some_and(|c| c > 0.0), "the turn's cost: {file}");
+    assert!(turn["tokens"]["input"].as_u64().is_some_and(|n| n > 0), "its tokens: {file}");
+    assert!(turn["tokens"]["output"].as_u64().is_some_and(|n| n > 0), "its tokens: {file}");
+    assert_eq!(file["usage"]["cost_usd"], turn["cost_usd"], "the issue's total: {file}");
+    let list: serde_json::Value =
+        serde_json::from_str(&env.run(&["list", "--json"]).stdout).unwrap();
+    assert_eq!(list[2]["cost_usd"], turn["cost_usd"], "{list}");
 }

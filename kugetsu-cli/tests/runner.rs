@@ -10,6 +10,7 @@ mod git_http;
 mod support;
 mod webhook_receiver;
 
+mod budgets;
 mod cli_basics;
 mod daemon_service;
 mod dashboard;

@@ -51,7 +51,7 @@ fn a_blocked_task_is_posted_and_no_secret_leaves_the_machine() {
     script(
         &env,
         &format!(
-            r#"{{"mode": "permission", "permission": "external_directory ({ENV_SECRET} {url})"}}"#
+            r#"{{"mode": "permission", "permission": "external_directory ({ENV_SECRET} {url})", "cost": 0.125}}"#
         ),
     );
     daemon(&env, "start");
@@ -72,7 +72,8 @@ fn a_blocked_task_is_posted_and_no_secret_leaves_the_machine() {
     assert_eq!(body["event"], "task_error");
     assert_eq!(body["outcome"], "blocked");
     assert_eq!(body["issue_ref"], "local.test/demo/app#1");
-    assert_eq!(body["cost_usd"], serde_json::Value::Null);
+    // What the turn cost, as the agent reported it.
+    assert_eq!(body["cost_usd"], 0.125);
     assert!(body["host"].as_str().is_some_and(|h| !h.is_empty()), "{body}");
     assert!(body["time"].as_str().is_some_and(|t| t.contains('T')), "{body}");
     let text = body["text"].as_str().unwrap();

@@ -13,6 +13,10 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::usage::TurnUsage;
+use crate::usage::Usd;
+use crate::usage::budget::{BudgetKind, Exhausted};
+
 /// An agent session id (such as `ses_...`). Validated so it is safe in an argv, a
 /// file and SQL.
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -211,6 +215,12 @@ pub enum AgentEvent {
         /// Its message.
         message: String,
     },
+    /// What a step just used, as the agent reported it (one event per step, not a running
+    /// total): how a running turn's spend is known, and a budget enforced at the next step.
+    Usage {
+        /// The step's usage.
+        usage: TurnUsage,
+    },
 }
 
 impl AgentEvent {
@@ -228,7 +238,7 @@ impl AgentEvent {
             AgentEvent::StepFinish { reason, .. } => vec![reason],
             AgentEvent::PermissionRejected { permission } => vec![permission],
             AgentEvent::Error { name, message } => vec![name, message],
-            AgentEvent::StepStart => Vec::new(),
+            AgentEvent::StepStart | AgentEvent::Usage { .. } => Vec::new(),
         }
     }
 }
@@ -296,6 +306,17 @@ pub enum RunOutcome {
         /// The signal, as people read it (`SIGINT`, `SIGTERM`, `SIGHUP`).
         signal: String,
     },
+    /// Stopped at a step because a budget was reached (see [`crate::usage::budget`]); the
+    /// agent's processes were killed as on Ctrl-C. `continue` resumes the session once the
+    /// budget allows.
+    OverBudget {
+        /// Which budget.
+        budget: BudgetKind,
+        /// Its limit.
+        limit_usd: Usd,
+        /// What had been spent against it.
+        spent_usd: Usd,
+    },
 }
 
 impl RunOutcome {
@@ -334,6 +355,11 @@ impl RunOutcome {
                 line
             }
             RunOutcome::Interrupted { signal } => format!("interrupted by {signal}"),
+            RunOutcome::OverBudget { budget, limit_usd, spent_usd } => {
+                let spent =
+                    Exhausted { budget: *budget, limit_usd: *limit_usd, spent_usd: *spent_usd };
+                format!("over budget: {spent}")
+            }
         }
     }
 }
@@ -347,6 +373,9 @@ pub struct RunReport {
     pub outcome: RunOutcome,
     /// The process's exit code, if it exited by itself.
     pub exit_code: Option<i32>,
+    /// What the turn used, as the agent reported it; `None` when it reported nothing (unknown,
+    /// which is not 0).
+    pub usage: Option<TurnUsage>,
 }
 
 /// A session as the agent lists it.

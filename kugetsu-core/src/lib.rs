@@ -27,6 +27,7 @@ pub mod state;
 pub mod storage;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
+pub mod usage;
 pub mod watch;
 pub mod worktree;
 

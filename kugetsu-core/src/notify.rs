@@ -240,6 +240,17 @@ impl Notifications {
         new: NewNotification,
         now: OffsetDateTime,
     ) -> Result<Notification, NotifyError> {
+        self.add_with(new, Map::new(), now)
+    }
+
+    /// [`Notifications::add`] with fields beyond the original's (`cost_usd`: what the turn it
+    /// tells of cost), kept in [`Notification::extra`].
+    pub fn add_with(
+        &self,
+        new: NewNotification,
+        extra: Map<String, Value>,
+        now: OffsetDateTime,
+    ) -> Result<Notification, NotifyError> {
         self.update(|list| {
             let mut nanos = now.unix_timestamp_nanos();
             let taken =
@@ -256,7 +267,7 @@ impl Notifications {
                 message: truncate(&new.message, MAX_MESSAGE_LEN),
                 issue_ref: new.issue_ref,
                 read: false,
-                extra: Map::new(),
+                extra,
             };
             let value = serde_json::to_value(&notification)
                 .map_err(|source| StorageError::Serialize { path: self.path.clone(), source })?;

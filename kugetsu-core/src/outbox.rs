@@ -401,6 +401,7 @@ fn outcome_of(message: &str) -> &'static str {
         (": hung: ", "hung"),
         (": timed out after ", "timed_out"),
         (": stopped by ", "interrupted"),
+        (": over budget: ", "over_budget"),
         (": interrupted by ", "interrupted"),
         (": failed: ", "failed"),
     ];
@@ -413,7 +414,8 @@ fn outcome_of(message: &str) -> &'static str {
 
 /// The JSON posted for `n`: `text` (one line for people, which Slack, Mattermost and ntfy-style
 /// receivers show) and the fields a program reads: `event`, `outcome`, `issue_ref`, `message`,
-/// `cost_usd` (null while unknown), `host`, `time`, `id`. `n`'s message is already redacted;
+/// `cost_usd` (what the turn it tells of cost, from the notification's `cost_usd`; null when
+/// unknown or about no turn), `host`, `time`, `id`. `n`'s message is already redacted;
 /// the caller redacts the whole again with its secrets.
 pub fn payload(n: &Notification, event: &WebhookEvent, host: &str) -> Value {
     let what = event.outcome.unwrap_or(event.event.as_str());
@@ -429,7 +431,7 @@ pub fn payload(n: &Notification, event: &WebhookEvent, host: &str) -> Value {
         "outcome": event.outcome,
         "issue_ref": n.issue_ref,
         "message": n.message,
-        "cost_usd": Value::Null,
+        "cost_usd": n.extra.get("cost_usd").filter(|c| c.is_number()).cloned().unwrap_or(Value::Null),
         "host": host,
         "time": n.timestamp.format(&Rfc3339).unwrap_or_default(),
         "id": n.id,
@@ -613,6 +615,16 @@ mod tests {
         let paused =
             webhook_event(&note(NotificationType::Other("paused".into()), "m"), false).unwrap();
         assert_eq!((paused.event.as_str(), paused.outcome), ("paused", None));
+        let mut over = note(
+            NotificationType::Other("over_budget".into()),
+            "q_2: start x: over budget: daily budget $5.00 spent ($5.10)",
+        );
+        over.extra.insert("cost_usd".into(), serde_json::json!(0.25));
+        let event = webhook_event(&over, false).unwrap();
+        assert_eq!((event.event.as_str(), event.outcome), ("over_budget", None));
+        assert_eq!(payload(&over, &event, "h")["cost_usd"], 0.25);
+        let stopped = note(NotificationType::TaskError, "q_2: start x: over budget: issue budget");
+        assert_eq!(webhook_event(&stopped, false).unwrap().outcome, Some("over_budget"));
         let multi = note(NotificationType::TaskError, "line one\nline two");
         let body = payload(&multi, &webhook_event(&multi, false).unwrap(), "h");
         assert!(!body["text"].as_str().unwrap().contains('\n'), "{body}");

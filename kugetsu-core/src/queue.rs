@@ -173,6 +173,14 @@ pub struct QueueItem {
     /// Set when a daemon adopted the agent of a dead one (`pid <daemon>`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub adopted_by: Option<String>,
+    /// What the turn that ran it used, as the agent reported it (the result of a dispatched
+    /// item; absent while none ran, or when the agent reported nothing).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage: Option<crate::usage::TurnUsage>,
+    /// Why it waits though due, while a budget it would spend from is spent
+    /// (`held: daily budget $5.00 spent ($5.02)`); cleared when it runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub held: Option<String>,
     /// Fields written by other versions, kept as they are.
     #[serde(flatten)]
     pub extra: Map<String, Value>,
@@ -196,6 +204,8 @@ impl QueueItem {
             options: task.options.clone(),
             agent_token: None,
             adopted_by: None,
+            usage: None,
+            held: None,
             extra: Map::new(),
         }
     }

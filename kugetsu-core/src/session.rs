@@ -13,6 +13,7 @@ use time::OffsetDateTime;
 
 use crate::agent::{InvalidSessionId, RunOutcome, SessionId};
 use crate::config::DEFAULT_DRIVER;
+use crate::usage::{TurnUsage, UsageTotals};
 
 /// An agent session id as a state file records it. A valid id reads as a [`SessionId`];
 /// anything else is kept exactly as written, so a hand-edited or foreign file still loads,
@@ -170,7 +171,10 @@ impl SessionState {
         match outcome {
             RunOutcome::Completed => SessionState::Idle,
             RunOutcome::Blocked { .. } => SessionState::Blocked,
-            RunOutcome::Interrupted { .. } => SessionState::Interrupted,
+            // Stopped as on Ctrl-C, at a budget: nothing failed, `continue` goes on.
+            RunOutcome::Interrupted { .. } | RunOutcome::OverBudget { .. } => {
+                SessionState::Interrupted
+            }
             _ => SessionState::Failed,
         }
     }
@@ -191,6 +195,10 @@ pub struct LastRun {
     /// The agent's exit code, if it exited by itself.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exit_code: Option<i32>,
+    /// What the turn used, as the agent reported it; absent when it reported nothing (and
+    /// from records written before kugetsu kept it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage: Option<TurnUsage>,
 }
 
 /// A session file. Unknown fields are kept.
@@ -234,6 +242,10 @@ pub struct SessionFile {
     /// The last run's outcome.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_run: Option<LastRun>,
+    /// What every turn of the session used so far (absent before its first turn, and from
+    /// files written before kugetsu kept it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage: Option<UsageTotals>,
     /// Fields written by other versions, kept as they are.
     #[serde(flatten)]
     pub extra: Map<String, Value>,

@@ -131,6 +131,9 @@ pub enum FakeTurn {
     Outcome(RunOutcome),
     /// Sleep, then finish (to observe concurrency).
     Sleep(Duration),
+    /// Steps that report these usages (an [`AgentEvent::Usage`] each), the turn's total in
+    /// its report; stopped as a real agent is when `stop` is triggered after a step.
+    Steps(Vec<crate::usage::TurnUsage>, crate::interrupt::Interrupt),
 }
 
 /// A recorded call to the fake agent.
@@ -219,13 +222,14 @@ impl FakeAgent {
             env_keys: env.0.keys().cloned().collect(),
         });
     }
-    fn turn(&self, sink: &mut dyn EventSink) -> RunOutcome {
+    fn turn(&self, sink: &mut dyn EventSink) -> (RunOutcome, Option<crate::usage::TurnUsage>) {
         let now = self.running.fetch_add(1, Ordering::SeqCst) + 1;
         self.max_running.fetch_max(now, Ordering::SeqCst);
         let pid = FAKE_PID_BASE + self.next_pid.fetch_add(1, Ordering::SeqCst);
         lock(&self.live).insert(pid);
         sink.spawned(pid);
         let turn = lock(&self.script).pop_front();
+        let mut usage: Option<crate::usage::TurnUsage> = None;
         let outcome = match turn {
             None => {
                 sink.event(&AgentEvent::Text { text: "ok".into() });
@@ -240,10 +244,22 @@ impl FakeAgent {
                 std::thread::sleep(d);
                 RunOutcome::Completed
             }
+            Some(FakeTurn::Steps(steps, stop)) => {
+                let mut outcome = RunOutcome::Completed;
+                for step in steps {
+                    sink.event(&AgentEvent::Usage { usage: step });
+                    usage = Some(usage.unwrap_or_default().plus(step));
+                    if stop.is_triggered() {
+                        outcome = RunOutcome::Interrupted { signal: stop.describe() };
+                        break;
+                    }
+                }
+                outcome
+            }
         };
         lock(&self.live).remove(&pid);
         self.running.fetch_sub(1, Ordering::SeqCst);
-        outcome
+        (outcome, usage)
     }
 }
 
@@ -267,8 +283,8 @@ impl AgentDriver for FakeAgent {
                 directory: req.dir.clone(),
             },
         );
-        let outcome = self.turn(sink);
-        Ok(RunReport { session: id, outcome, exit_code: Some(0) })
+        let (outcome, usage) = self.turn(sink);
+        Ok(RunReport { session: id, outcome, exit_code: Some(0), usage })
     }
 
     fn fork_session(&self, req: &ForkRequest) -> Result<SessionId, AgentError> {
@@ -300,8 +316,8 @@ impl AgentDriver for FakeAgent {
             });
         }
         self.record("run", req.session.as_str(), &req.dir, &req.prompt, &req.env);
-        let outcome = self.turn(sink);
-        Ok(RunReport { session: req.session.clone(), outcome, exit_code: Some(0) })
+        let (outcome, usage) = self.turn(sink);
+        Ok(RunReport { session: req.session.clone(), outcome, exit_code: Some(0), usage })
     }
 
     fn delete_session(&self, id: &SessionId) -> Result<(), AgentError> {

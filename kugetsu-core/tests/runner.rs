@@ -2,6 +2,7 @@
 
 mod common;
 
+mod budgets;
 mod corrupt_state;
 mod crash;
 mod crash_all_kinds;

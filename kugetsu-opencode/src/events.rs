@@ -8,6 +8,7 @@
 //! [`AgentEvent::PermissionRejected`].
 
 use kugetsu_core::agent::{AgentEvent, SessionId, ToolStatus};
+use kugetsu_core::usage::{Tokens, TurnUsage, Usd};
 use serde_json::Value;
 
 /// The error texts opencode puts on a tool part whose permission ask was rejected: 1.x "The
@@ -76,6 +77,9 @@ pub fn parse_stdout_line(line: &str) -> ParsedLine {
                 reason: str_at(part, &["reason"]).unwrap_or_default(),
                 tokens: total,
             });
+            if let Some(usage) = step_usage(part) {
+                events.push(AgentEvent::Usage { usage });
+            }
         }
         Some("error") => {
             let err = obj.get("error").unwrap_or(&Value::Null);
@@ -92,6 +96,25 @@ pub fn parse_stdout_line(line: &str) -> ParsedLine {
         _ => {}
     }
     ParsedLine { session, events }
+}
+
+/// What a `step_finish` part says the step used: `cost` (dollars) and `tokens{input, output,
+/// reasoning, cache{read, write}}`, reasoning counted as output; `None` when it says neither.
+/// opencode prices a step from its model's `cost` in the config, and says 0 for a model it
+/// has no price of: a 0 is what opencode reported, kept as it is.
+pub fn step_usage(part: &Value) -> Option<TurnUsage> {
+    let cost_usd = part.get("cost").and_then(Value::as_f64).and_then(Usd::new);
+    let tokens = part.get("tokens").filter(|t| t.is_object()).map(|t| {
+        let n = |ptr: &str| t.pointer(ptr).and_then(Value::as_u64).unwrap_or(0);
+        Tokens {
+            input: n("/input"),
+            output: n("/output").saturating_add(n("/reasoning")),
+            cache_read: n("/cache/read"),
+            cache_write: n("/cache/write"),
+        }
+    });
+    let usage = TurnUsage { cost_usd, tokens };
+    (!usage.is_unknown()).then_some(usage)
 }
 
 /// What one stderr line means to the driver.
@@ -250,6 +273,17 @@ impl EventLog {
         }
     }
 
+    /// The sum of the steps' usage, `None` when no step reported any.
+    pub fn usage(&self) -> Option<TurnUsage> {
+        self.events
+            .iter()
+            .filter_map(|ev| match ev {
+                AgentEvent::Usage { usage } => Some(*usage),
+                _ => None,
+            })
+            .reduce(TurnUsage::plus)
+    }
+
     /// The first error event, as `Name: message`.
     pub fn first_error(&self) -> Option<String> {
         self.events.iter().find_map(|ev| match ev {
@@ -306,12 +340,19 @@ mod tests {
         assert_eq!(log.session, Some(sid("ses_df618a3e3ffeqRYEBPX0sKpw5X")));
         let text = AgentEvent::Text { text: "hello".into() };
         let stop = AgentEvent::StepFinish { reason: "stop".into(), tokens: Some(12) };
+        let used = |output| AgentEvent::Usage {
+            usage: TurnUsage {
+                cost_usd: Some(Usd::ZERO),
+                tokens: Some(Tokens { input: 10, output, cache_read: 0, cache_write: 0 }),
+            },
+        };
         assert_eq!(
             log.events,
             vec![
                 AgentEvent::StepStart,
                 text.clone(),
                 stop.clone(),
+                used(2),
                 AgentEvent::StepStart,
                 AgentEvent::ToolUse {
                     tool: "bash".into(),
@@ -320,12 +361,17 @@ mod tests {
                     error: None,
                 },
                 AgentEvent::StepFinish { reason: "tool-calls".into(), tokens: Some(15) },
+                used(5),
                 AgentEvent::StepStart,
                 text,
                 stop,
+                used(2),
                 AgentEvent::Error { name: "APIError".into(), message: "mock bad request".into() },
             ]
         );
+        let turn = log.usage().unwrap();
+        assert_eq!(turn.tokens.map(|t| (t.input, t.output)), Some((30, 9)));
+        assert_eq!(turn.cost_usd, Some(Usd::ZERO), "a reported 0 is kept: it is not unknown");
         assert_eq!(log.first_error().as_deref(), Some("APIError: mock bad request"));
         assert!(log.rejected_permissions().is_empty());
     }
@@ -437,6 +483,22 @@ mod tests {
         let long = tool(&"x".repeat(500));
         assert_eq!(long.chars().count(), "bash ``".len() + TOOL_TEXT_MAX + 1);
         assert!(long.ends_with("x…`"), "{long}");
+    }
+
+    #[test]
+    fn step_usage_reads_cost_tokens_and_cache_and_nothing_is_unknown() {
+        let part = serde_json::json!({"reason": "stop", "cost": 0.0042,
+            "tokens": {"input": 7, "output": 3, "reasoning": 4, "cache": {"read": 100, "write": 9}}});
+        let usage = step_usage(&part).unwrap();
+        assert_eq!(usage.cost_usd, Usd::new(0.0042));
+        assert_eq!(
+            usage.tokens,
+            Some(Tokens { input: 7, output: 7, cache_read: 100, cache_write: 9 })
+        );
+        assert_eq!(step_usage(&serde_json::json!({"reason": "stop"})), None);
+        let mut log = EventLog::default();
+        log.stdout_line(r#"{"type":"step_finish","part":{"reason":"stop"}}"#);
+        assert_eq!(log.usage(), None);
     }
 
     #[test]

@@ -558,3 +558,30 @@ fn missing_directory_is_named() {
         "{err}"
     );
 }
+
+/// What a turn cost, from each `step_finish`: every step's usage as an event while the turn
+/// runs, their sum in the report.
+#[test]
+fn a_turns_cost_and_tokens_are_reported_step_by_step_and_summed() {
+    let f = Fake::new();
+    let d = f.driver();
+    let base = f.create_base(&d);
+    let fork = f.fork(&d, &base, "tree");
+    f.script(json!([{"mode": "tool", "path": "out.txt", "cost": 0.125}]));
+    let mut sink = Sink::default();
+    let report = d.run(&f.sb.run_req(&fork, "tree", "write it"), &mut sink).expect("run");
+    assert_eq!(report.outcome, RunOutcome::Completed);
+    let steps: Vec<_> = sink
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            AgentEvent::Usage { usage } => Some(*usage),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(steps.len(), 2, "{:?}", sink.events);
+    let usage = report.usage.expect("usage");
+    assert_eq!(usage.cost_usd.map(|c| c.get()), Some(0.25));
+    let tokens = usage.tokens.expect("tokens");
+    assert_eq!((tokens.input, tokens.output), (20, 4));
+}

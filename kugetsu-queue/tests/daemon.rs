@@ -292,3 +292,42 @@ fn spawn_detached_starts_a_daemon_that_status_and_stop_can_find() {
     );
     assert!(!daemon::status(&env.state).unwrap().running);
 }
+
+/// Items that would spend from a spent budget wait: pending, no attempt counted, why shown,
+/// one notification for the budget however many items it holds; released once the budget
+/// allows (here, the limit raised), they run.
+#[test]
+fn items_held_for_a_spent_budget_wait_without_an_attempt_and_run_once_it_is_raised() {
+    let env = common::env();
+    std::fs::create_dir_all(&env.record).unwrap();
+    std::fs::write(env.record.join("budget-spent"), "").unwrap();
+    let a = enqueue(&env, "spend", Some("o/r#1"));
+    let b = enqueue(&env, "spend", Some("o/r#2"));
+    let mut d = spawn_daemon(&env, 2, 60_000);
+    // (An item being looked at again is claimed for that moment: the others are as they rest.)
+    let resting = |env: &Env| -> Vec<QueueItem> {
+        items(env).into_iter().filter(|i| i.status != QueueStatus::Notified).collect()
+    };
+    let held = |env: &Env| items(env).iter().all(|i| i.held.is_some());
+    assert!(wait_until(LONG, || held(&env)), "{:#?}", items(&env));
+    for item in resting(&env) {
+        assert_eq!((item.status, item.attempts), (QueueStatus::Pending, 0), "{item:?}");
+        assert_eq!(item.held.as_deref(), Some("held: daily budget $5.00 spent ($5.02)"));
+    }
+    // Looked at again and again while held, and still no attempt is counted.
+    let events = || lines(&env.record.join("events.log"));
+    let dequeued = || events().iter().filter(|e| e.starts_with("task_dequeued")).count();
+    assert!(wait_until(LONG, || dequeued() > 4));
+    assert!(resting(&env).iter().all(|i| i.attempts == 0), "{:#?}", items(&env));
+    let told = events().iter().filter(|e| e.starts_with("over_budget")).count();
+    assert_eq!(told, 1, "one notification for the spent budget: {:#?}", events());
+
+    std::fs::remove_file(env.record.join("budget-spent")).unwrap();
+    assert!(wait_until(LONG, || all_final(&env, 2)), "{:#?}", items(&env));
+    let q = FileQueue::new(&env.state);
+    for id in [&a.id, &b.id] {
+        let item = q.get(id).unwrap();
+        assert_eq!((item.status, item.attempts, item.held), (QueueStatus::Completed, 1, None));
+    }
+    stop(&env, &mut d);
+}

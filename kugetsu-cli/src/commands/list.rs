@@ -1,4 +1,5 @@
-//! `kugetsu list`: every tracked session, as the spec's table or as JSON.
+//! `kugetsu list`: every tracked session, as the spec's table (with what each cost, as the
+//! agent reported it) or as JSON.
 
 use crate::context::Ctx;
 use crate::error::CliError;
@@ -24,7 +25,7 @@ pub fn cmd_list(ui: &mut Ui, ctx: &Ctx, _args: &ListArgs) -> Result<(), CliError
             _ => state,
         }
     };
-    let rows: Vec<[String; 5]> = entries
+    let rows: Vec<[String; 6]> = entries
         .iter()
         .map(|e| {
             [
@@ -32,6 +33,7 @@ pub fn cmd_list(ui: &mut Ui, ctx: &Ctx, _args: &ListArgs) -> Result<(), CliError
                 e.kind.as_str().to_string(),
                 if e.session_id.is_empty() { "-".into() } else { e.session_id.clone() },
                 state(e),
+                e.cost_text(),
                 match (&e.worktree, &e.problem) {
                     (_, Some(p)) => format!("({p})"),
                     (Some(w), None) => w.display().to_string(),
@@ -40,14 +42,14 @@ pub fn cmd_list(ui: &mut Ui, ctx: &Ctx, _args: &ListArgs) -> Result<(), CliError
             ]
         })
         .collect();
-    let header = ["ISSUE_REF", "TYPE", "SESSION_ID", "STATE", "WORKTREE"];
+    let header = ["ISSUE_REF", "TYPE", "SESSION_ID", "STATE", "COST", "WORKTREE"];
     let mut widths = header.map(str::len);
     for r in &rows {
         for (w, c) in widths.iter_mut().zip(r) {
             *w = (*w).max(c.chars().count());
         }
     }
-    let line = |cells: [&str; 5]| {
+    let line = |cells: [&str; 6]| {
         let mut s = String::new();
         for (i, c) in cells.iter().enumerate() {
             if i + 1 == cells.len() {
@@ -62,7 +64,7 @@ pub fn cmd_list(ui: &mut Ui, ctx: &Ctx, _args: &ListArgs) -> Result<(), CliError
     let total: usize = widths.iter().sum::<usize>() + 2 * (widths.len() - 1);
     writeln!(out, "{}", "─".repeat(total.min(120)))?;
     for r in &rows {
-        writeln!(out, "{}", line([&r[0], &r[1], &r[2], &r[3], &r[4]]))?;
+        writeln!(out, "{}", line([&r[0], &r[1], &r[2], &r[3], &r[4], &r[5]]))?;
     }
     if let Some(host) = crate::queue_backend::shared_host(ctx)? {
         writeln!(

@@ -70,7 +70,7 @@ pub enum Command {
     Start(start::StartArgs),
     /// Send another message to an issue's session.
     Continue(continue_::ContinueArgs),
-    /// List all tracked sessions.
+    /// List all tracked sessions, with what each one's turns cost.
     List(list::ListArgs),
     /// Find (and with --force remove) orphaned session files and worktrees.
     Prune(prune::PruneArgs),
@@ -81,7 +81,7 @@ pub enum Command {
     /// Show recent run and delegation logs.
     Logs(logs::LogsArgs),
     /// Say whether kugetsu is initialized: ok, kugetsu_not_initialized, base_session_missing,
-    /// pm_agent_missing.
+    /// pm_agent_missing (the first line); then what today's and this month's turns cost.
     Status(status::StatusArgs),
     /// Diagnose problems and, with --fix, repair what can be repaired safely.
     Doctor(doctor::DoctorArgs),

@@ -137,9 +137,20 @@ fn live(ctx: &Ctx) -> Result<String, CliError> {
     let orch = ctx.orchestrator()?;
     let status = orch.status()?;
     let daemon = kugetsu_queue::daemon::status(&ctx.state).map(|d| d.running).unwrap_or(false);
+    let spent = crate::reads::status(ctx)
+        .ok()
+        .and_then(|v| Some((v.today?, v.this_month?)))
+        .map(|(today, month)| {
+            format!(
+                r#" · spent today (UTC) <b id="spent-today">{}</b>, this month <b id="spent-month">{}</b>"#,
+                text(&today.cost_text()),
+                text(&month.cost_text())
+            )
+        })
+        .unwrap_or_default();
     let _ = write!(
         s,
-        r#"<section id="summary"><p>status <b class="st-{0}">{0}</b> · queue daemon <b>{1}</b></p></section>"#,
+        r#"<section id="summary"><p>status <b class="st-{0}">{0}</b> · queue daemon <b>{1}</b>{spent}</p></section>"#,
         text(status.as_str()),
         if daemon { "running" } else { "not running" },
     );
@@ -172,9 +183,13 @@ fn live(ctx: &Ctx) -> Result<String, CliError> {
 fn sessions_table(s: &mut String, sessions: &[SessionView], logs: &[kugetsu_core::logs::LogEntry]) {
     let _ = write!(
         s,
-        r#"<section id="sessions"><h2>Agents</h2><table><thead><tr><th>Issue</th><th>State</th><th>Branch · worktree</th><th>Agent pid</th><th>Last turn</th><th></th></tr></thead><tbody>"#
+        r#"<section id="sessions"><h2>Agents</h2><table><thead><tr><th>Issue</th><th>State</th><th>Branch · worktree</th><th>Agent pid</th><th>Last turn</th><th>Cost</th><th></th></tr></thead><tbody>"#
     );
+    let mut total = kugetsu_core::usage::UsageTotals::default();
     for v in sessions {
+        if let Some(u) = v.file.as_ref().and_then(|f| f.usage.as_ref()) {
+            total.merge(u);
+        }
         let e = &v.entry;
         let state = e.state.as_ref().map_or_else(|| "?".to_owned(), ToString::to_string);
         let file = v.file.as_ref();
@@ -233,14 +248,19 @@ fn sessions_table(s: &mut String, sessions: &[SessionView], logs: &[kugetsu_core
         }
         let _ = write!(
             s,
-            r#"<tr data-ref="{ref_attr}" data-state="{state_attr}"><td>{label}</td><td><span class="badge st-{state_attr}">{state}</span></td><td>{place}</td><td>{pid}</td><td>{last}</td><td class="actions">{actions}</td></tr>"#,
+            r#"<tr data-ref="{ref_attr}" data-state="{state_attr}"><td>{label}</td><td><span class="badge st-{state_attr}">{state}</span></td><td>{place}</td><td>{pid}</td><td>{last}</td><td class="cost">{cost}</td><td class="actions">{actions}</td></tr>"#,
             ref_attr = attr(&e.issue_ref),
             state_attr = attr(&state),
             label = text(&label),
             state = text(&state),
+            cost = text(&e.cost_text()),
         );
     }
-    let _ = write!(s, "</tbody></table></section>");
+    let _ = write!(
+        s,
+        r#"</tbody><tfoot><tr><td colspan="5">total</td><td class="cost" id="cost-total">{}</td><td></td></tr></tfoot></table></section>"#,
+        text(&total.cost_text())
+    );
 }
 
 fn queue_table(s: &mut String, items: &[QueueItem], problems: &[String]) {
@@ -275,8 +295,14 @@ fn queue_table(s: &mut String, items: &[QueueItem], problems: &[String]) {
             if let Some(at) = item.not_before.filter(|_| item.status == QueueStatus::Pending) {
                 let _ = write!(detail, " · retry at {}", text(&human_time(at)));
             }
-            if let Some(err) = &item.last_error {
+            if let Some(why) = item.held.as_ref().filter(|_| item.status == QueueStatus::Pending) {
+                let _ = write!(detail, r#" <span class="held">{}</span>"#, text(why));
+            } else if let Some(err) = &item.last_error {
                 let _ = write!(detail, r#" <span class="problem">{}</span>"#, text(err));
+            }
+            if let Some(u) = item.usage.filter(|_| item.status.is_final()) {
+                let _ =
+                    write!(detail, " · cost {}", text(&kugetsu_core::usage::cost_text(u.cost_usd)));
             }
             let action = if item.status == QueueStatus::Error {
                 format!(
@@ -287,6 +313,7 @@ fn queue_table(s: &mut String, items: &[QueueItem], problems: &[String]) {
                 String::new()
             };
             let label = match (item.status, item.not_before) {
+                (QueueStatus::Pending, _) if item.held.is_some() => "held",
                 (QueueStatus::Pending, Some(_)) if item.attempts > 0 => "retrying",
                 (QueueStatus::Notified, _) => "running",
                 (st, _) => st.as_str(),

@@ -69,6 +69,10 @@ pub struct Config {
     pub warm_agent: bool,
     /// `KUGETSU_WARM_AGENT_IDLE_MINUTES` (0: off).
     pub warm_agent_idle_minutes: u64,
+    /// `KUGETSU_ISSUE_BUDGET_USD`.
+    pub issue_budget_usd: Option<crate::usage::Usd>,
+    /// `KUGETSU_DAILY_BUDGET_USD`.
+    pub daily_budget_usd: Option<crate::usage::Usd>,
     /// `KUGETSU_NOTIFY_URL`, each checked to be http(s): secrets (show them with
     /// [`crate::secrets::webhook::redact`]).
     pub notify_urls: Vec<String>,
@@ -92,6 +96,11 @@ pub struct ConfigEntry {
 }
 
 impl Config {
+    /// `KUGETSU_ISSUE_BUDGET_USD` and `KUGETSU_DAILY_BUDGET_USD`.
+    pub fn budgets(&self) -> crate::usage::budget::Budgets {
+        crate::usage::budget::Budgets { issue: self.issue_budget_usd, daily: self.daily_budget_usd }
+    }
+
     /// The built-in defaults for a user whose home directory is `home`: each row of
     /// [`SETTINGS`] parses its own default.
     pub fn defaults(home: &Path) -> Self {
@@ -115,6 +124,8 @@ impl Config {
             move_max_mb: 0,
             warm_agent: false,
             warm_agent_idle_minutes: 0,
+            issue_budget_usd: None,
+            daily_budget_usd: None,
             notify_urls: Vec::new(),
             notify_completed: false,
             sources: SETTINGS.iter().map(|s| (s.name, Source::Default)).collect(),

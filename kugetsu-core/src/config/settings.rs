@@ -59,6 +59,11 @@ pub const KUGETSU_WARM_AGENT: &str = "KUGETSU_WARM_AGENT";
 /// the next `start`, until this many minutes pass without a fork (default 0: only the daemon
 /// keeps it warm).
 pub const KUGETSU_WARM_AGENT_IDLE_MINUTES: &str = "KUGETSU_WARM_AGENT_IDLE_MINUTES";
+/// What one issue's turns may cost in all, in US dollars (default none): a turn reaching it is
+/// stopped at its next step, and no further turn of the issue starts.
+pub const KUGETSU_ISSUE_BUDGET_USD: &str = "KUGETSU_ISSUE_BUDGET_USD";
+/// What this host's turns may cost in one UTC day, in US dollars (default none).
+pub const KUGETSU_DAILY_BUDGET_USD: &str = "KUGETSU_DAILY_BUDGET_USD";
 
 /// One or more `http://`/`https://` URLs (separated by commas or whitespace) every notification
 /// worth a person's attention is POSTed to as JSON (default none). A secret: such a URL often
@@ -478,6 +483,40 @@ pub const SETTINGS: &[Setting] = &[
         display: |c| c.warm_agent_idle_minutes.to_string(),
     },
     Setting {
+        name: KUGETSU_ISSUE_BUDGET_USD,
+        aliases: &[],
+        default: DefaultValue::Unset("none"),
+        summary: "US dollars one issue's turns may cost in all (a turn reaching it is stopped)",
+        doc: "US dollars one issue's turns may cost in all, as the agent reports the cost: a \
+              turn that reaches it is stopped at its next step (`over_budget`, exit 5), no \
+              further turn of the issue starts, and its queued items wait until the limit is \
+              raised (see [Cost and budgets](#cost-and-budgets))",
+        example: Some("2.50"),
+        secret: false,
+        parse: |c, v| {
+            c.issue_budget_usd = dollars(v)?;
+            Ok(())
+        },
+        display: |c| c.issue_budget_usd.map_or_else(|| "(none)".into(), |d| d.to_string()),
+    },
+    Setting {
+        name: KUGETSU_DAILY_BUDGET_USD,
+        aliases: &[],
+        default: DefaultValue::Unset("none"),
+        summary: "US dollars this host's turns may cost in one UTC day",
+        doc: "US dollars this host's turns (every issue's and the PM agent's) may cost in one UTC \
+              day: a turn that reaches it is stopped at its next step, and queued items wait \
+              until the limit is raised or the next day begins at 00:00 UTC. On a shared queue \
+              it is per host: each host counts its own turns against its own limit",
+        example: Some("20"),
+        secret: false,
+        parse: |c, v| {
+            c.daily_budget_usd = dollars(v)?;
+            Ok(())
+        },
+        display: |c| c.daily_budget_usd.map_or_else(|| "(none)".into(), |d| d.to_string()),
+    },
+    Setting {
         name: KUGETSU_NOTIFY_URL,
         aliases: &[],
         default: DefaultValue::Unset("none"),
@@ -527,6 +566,20 @@ pub const SETTINGS: &[Setting] = &[
         display: |c| (if c.notify_completed { "1" } else { "0" }).into(),
     },
 ];
+
+/// An amount of dollars more than 0 (`5`, `2.50`), or nothing for an empty value.
+fn dollars(value: &str) -> Result<Option<crate::usage::Usd>, String> {
+    let value = value.trim().trim_start_matches('$');
+    if value.is_empty() {
+        return Ok(None);
+    }
+    let n: f64 =
+        value.parse().map_err(|_| "is not an amount of dollars (like 2.50)".to_string())?;
+    match crate::usage::Usd::new(n) {
+        Some(d) if n > 0.0 && n <= 1e9 => Ok(Some(d)),
+        _ => Err("is out of range (more than 0, at most 1000000000)".into()),
+    }
+}
 
 /// A whole number from `min` to `max`.
 fn number(value: &str, min: u64, max: u64) -> Result<u64, String> {

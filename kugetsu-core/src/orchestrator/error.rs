@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::retry::Retry;
+use crate::usage::budget::{BudgetKind, Exhausted};
 
 /// Why an orchestration step failed.
 #[derive(Debug, thiserror::Error)]
@@ -133,6 +134,14 @@ pub enum OrchestratorError {
         /// The signal, as people read it.
         signal: String,
     },
+    /// A budget is spent, so the turn was not started (see [`crate::usage::budget`]).
+    #[error("{issue}: {spent}; no turn started{}", hint_for(.spent))]
+    OverBudget {
+        /// The issue ref (`pm-agent` for the PM agent).
+        issue: String,
+        /// Which budget, and what it allowed and got.
+        spent: Exhausted,
+    },
     /// A state file problem.
     #[error(transparent)]
     Storage(#[from] StorageError),
@@ -148,6 +157,15 @@ pub enum OrchestratorError {
     /// An env file problem.
     #[error(transparent)]
     Env(#[from] EnvFileError),
+}
+
+fn hint_for(spent: &Exhausted) -> &'static str {
+    match spent.budget {
+        BudgetKind::Issue => " (raise KUGETSU_ISSUE_BUDGET_USD to go on)",
+        BudgetKind::Daily => {
+            " (raise KUGETSU_DAILY_BUDGET_USD, or wait for the next day, which begins at 00:00 UTC)"
+        }
+    }
 }
 
 impl OrchestratorError {
@@ -183,6 +201,8 @@ impl OrchestratorError {
             | OrchestratorError::Agent(_)
             | OrchestratorError::Queue(_)
             | OrchestratorError::Env(_) => Retry::Later,
+            // A raised limit or the next UTC day frees it; the queue holds the item meanwhile.
+            OrchestratorError::OverBudget { .. } => Retry::Later,
         }
     }
 }

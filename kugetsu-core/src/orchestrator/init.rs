@@ -85,6 +85,7 @@ impl Orchestrator {
             branch: None,
             agent_pid: None,
             last_run: None,
+            usage: None,
             extra: Default::default(),
         };
         self.write_session(&self.state.base_session_path(), &file(SessionKind::Base, &base))?;

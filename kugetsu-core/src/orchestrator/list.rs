@@ -22,6 +22,42 @@ pub struct ListEntry {
     /// A problem with this entry (missing or corrupt session file).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub problem: Option<String>,
+    /// What the session's turns cost in all, as the agent reported it (`null`: unknown; turns
+    /// of unknown cost add nothing).
+    pub cost_usd: Option<crate::usage::Usd>,
+    /// The tokens of its turns (`null` before its first turn).
+    pub tokens: Option<crate::usage::Tokens>,
+    /// Its turns whose agent reported no cost (shown, so a sum with unknown parts is not read
+    /// as whole).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub unknown_cost_turns: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+/// The usage columns of a row, from its session file.
+fn usage_of(
+    file: Option<&SessionFile>,
+) -> (Option<crate::usage::Usd>, Option<crate::usage::Tokens>, u32) {
+    match file.and_then(|f| f.usage) {
+        Some(u) => (u.cost_usd, Some(u.tokens), u.unknown_turns),
+        None => (None, None, 0),
+    }
+}
+
+impl ListEntry {
+    /// The cost as `list` shows it: `$1.23`, `$1.23+?` (some turns unknown), `unknown`, or `-`
+    /// before the first turn.
+    pub fn cost_text(&self) -> String {
+        match (self.cost_usd, self.unknown_cost_turns, self.tokens.is_some()) {
+            (_, _, false) => "-".into(),
+            (None, _, true) => "unknown".into(),
+            (Some(c), 0, true) => c.to_string(),
+            (Some(c), _, true) => format!("{c}+?"),
+        }
+    }
 }
 
 /// A row of `list` with the session file it was read from (when it could be), for views that
@@ -55,6 +91,7 @@ impl Orchestrator {
         ] {
             if let Some(id) = id {
                 let (file, problem) = state_of(&path);
+                let (cost_usd, tokens, unknown_cost_turns) = usage_of(file.as_ref());
                 let entry = ListEntry {
                     issue_ref: label.into(),
                     kind,
@@ -63,6 +100,9 @@ impl Orchestrator {
                     worktree: None,
                     state: file.as_ref().map(|f| f.state.clone()),
                     problem,
+                    cost_usd,
+                    tokens,
+                    unknown_cost_turns,
                 };
                 out.push(SessionView { entry, file });
             }
@@ -86,6 +126,7 @@ impl Orchestrator {
                 },
                 Err(e) => (None, Some(e.to_string())),
             };
+            let (cost_usd, tokens, unknown_cost_turns) = usage_of(file.as_ref());
             let entry = ListEntry {
                 issue_ref: issue.clone(),
                 kind: file.as_ref().map_or(SessionKind::Forked, |f| f.kind.clone()),
@@ -97,6 +138,9 @@ impl Orchestrator {
                 worktree: file.as_ref().and_then(|f| f.worktree_path.clone()),
                 state: file.as_ref().map(|f| f.state.clone()),
                 problem,
+                cost_usd,
+                tokens,
+                unknown_cost_turns,
             };
             out.push(SessionView { entry, file });
         }

@@ -34,6 +34,7 @@ use crate::worktree::{
     RemoveOptions, RepoSource, WorktreeError, WorktreeProgress, WorktreeRequest, Worktrees,
 };
 
+mod budget;
 mod destroy;
 mod doctor;
 mod error;
@@ -74,6 +75,8 @@ pub struct Settings {
     /// The `KUGETSU_AGENT` name of the driver handed in: recorded in every session file made,
     /// and a session another driver made is refused ([`OrchestratorError::OtherDriver`]).
     pub driver: String,
+    /// `KUGETSU_ISSUE_BUDGET_USD` and `KUGETSU_DAILY_BUDGET_USD` (default: none).
+    pub budgets: crate::usage::budget::Budgets,
 }
 
 impl Settings {
@@ -88,6 +91,7 @@ impl Settings {
             interrupt: Interrupt::new(),
             liveness,
             driver: crate::config::DEFAULT_DRIVER.into(),
+            budgets: Default::default(),
         }
     }
 }

@@ -31,6 +31,8 @@ pub struct RunSummary {
     pub outcome: RunOutcome,
     /// The run's log file.
     pub log_path: PathBuf,
+    /// What the turn used, as the agent reported it (`null`: unknown).
+    pub usage: Option<crate::usage::TurnUsage>,
 }
 
 /// One turn of an issue's session, for [`Orchestrator::run_turn`].
@@ -43,11 +45,13 @@ struct Turn<'a> {
     env: AgentEnv,
 }
 
-/// Forwards events to the caller's sink and records the agent pid in the session file.
+/// Forwards events to the caller's sink, records the agent pid in the session file and
+/// watches each step's usage against the budgets.
 struct RecordingSink<'a> {
     inner: &'a mut dyn EventSink,
     orch: &'a Orchestrator,
     session_path: PathBuf,
+    budget: super::budget::BudgetWatch<'a>,
 }
 
 impl EventSink for RecordingSink<'_> {
@@ -56,6 +60,9 @@ impl EventSink for RecordingSink<'_> {
         self.inner.spawned(pid);
     }
     fn event(&mut self, event: &crate::agent::AgentEvent) {
+        if let crate::agent::AgentEvent::Usage { usage } = event {
+            self.budget.step(usage);
+        }
         self.inner.event(event);
     }
 }
@@ -133,6 +140,8 @@ impl Orchestrator {
                     existing: other.clone(),
                 });
             }
+            // A spent budget refuses before anything is made.
+            self.check_budget(Some(issue))?;
             // The slot first: with every slot busy and no wait allowed, nothing is changed (the
             // caller may queue the whole `start` for the daemon instead).
             let _slot = self.acquire_slot()?;
@@ -176,6 +185,12 @@ impl Orchestrator {
                 None => self.agent.fork_session(&request)?,
             };
             let session_path = self.state.session_path(&name);
+            // Starting an issue again keeps what its earlier turns spent: its budget is the
+            // issue's, not the session's.
+            let spent = storage::read_json::<SessionFile>(&session_path)
+                .ok()
+                .flatten()
+                .and_then(|f| f.usage);
             let file = SessionFile {
                 kind: SessionKind::Forked,
                 issue_ref: Some(key.clone()),
@@ -189,6 +204,7 @@ impl Orchestrator {
                 branch: Some(issue.branch()),
                 agent_pid: None,
                 last_run: None,
+                usage: spent,
                 extra: Default::default(),
             };
             self.write_session(&session_path, &file)?;
@@ -223,6 +239,7 @@ impl Orchestrator {
             let session = agent_session_id(&file.agent_session_id, &session_path)?;
             let dir = self.checked_worktree(issue, &file)?;
             let env = self.env.agent_env(DEFAULT_AGENT)?;
+            self.check_budget(Some(issue))?;
             let _slot = self.acquire_slot()?;
             self.run_turn(
                 &Turn {
@@ -313,7 +330,11 @@ impl Orchestrator {
             .clone()
             .or_else(|| file.worktree_path.clone())
             .ok_or_else(|| OrchestratorError::NoDirectory { path: path.clone() })?;
+        // Only the daily budget limits the PM agent, checked before its turn (its turns are
+        // short; an issue's turn is watched step by step).
+        self.check_budget(None)?;
         storage::with_exclusive_lock(&lock, || {
+            let log_path = self.run_log_path(PM_AGENT);
             let report = self.agent.run(
                 &RunRequest {
                     session,
@@ -321,10 +342,14 @@ impl Orchestrator {
                     prompt: message.into(),
                     env: self.env.agent_env(PM_AGENT)?,
                     limits: self.settings.limits,
-                    log_path: self.run_log_path(PM_AGENT),
+                    log_path: log_path.clone(),
                 },
                 sink,
             )?;
+            self.record_spending(&log_path, &report.outcome, report.usage.as_ref());
+            self.update_session(&path, |s| {
+                s.usage.get_or_insert_default().add_turn(report.usage.as_ref());
+            })?;
             Ok(report.outcome)
         })
     }
@@ -348,8 +373,15 @@ impl Orchestrator {
             s.agent_pid = None;
         })?;
         let log_path = self.run_log_path(&issue.file_name());
-        let mut recording =
-            RecordingSink { inner: sink, orch: self, session_path: session_path.to_path_buf() };
+        let spent_before = storage::read_json::<SessionFile>(session_path)?
+            .and_then(|f| f.usage)
+            .unwrap_or_default();
+        let mut recording = RecordingSink {
+            inner: sink,
+            orch: self,
+            session_path: session_path.to_path_buf(),
+            budget: super::budget::BudgetWatch::new(self, spent_before),
+        };
         let done = AtomicBool::new(false);
         let result = std::thread::scope(|scope| {
             let watcher = scope.spawn(|| {
@@ -379,10 +411,12 @@ impl Orchestrator {
         });
         let _ = stops.clear(issue);
         let finished = self.clock.now();
-        let (outcome, exit_code) = match &result {
-            Ok(report) => (report.outcome.clone(), report.exit_code),
-            Err(e) => (RunOutcome::Failed { message: e.to_string() }, None),
+        let (outcome, exit_code, reported) = match &result {
+            Ok(report) => (report.outcome.clone(), report.exit_code, report.usage),
+            Err(e) => (RunOutcome::Failed { message: e.to_string() }, None, None),
         };
+        let outcome = recording.budget.outcome(outcome);
+        let usage = recording.budget.total(reported);
         self.update_session(session_path, |s| {
             s.state = SessionState::after(&outcome);
             s.agent_pid = None;
@@ -392,8 +426,11 @@ impl Orchestrator {
                 started_at: started,
                 finished_at: finished,
                 exit_code,
+                usage,
             });
+            s.usage.get_or_insert_default().add_turn(usage.as_ref());
         })?;
+        self.record_spending(&log_path, &outcome, usage.as_ref());
         result?;
         Ok(RunSummary {
             issue_ref: issue.to_string(),
@@ -401,6 +438,7 @@ impl Orchestrator {
             worktree_path: dir.to_path_buf(),
             outcome,
             log_path,
+            usage,
         })
     }
 

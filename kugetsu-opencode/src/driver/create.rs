@@ -39,8 +39,9 @@ impl OpencodeDriver {
             },
             sink,
         )?;
+        let usage = events.usage();
         match events.session {
-            Some(session) => Ok(RunReport { session, outcome, exit_code }),
+            Some(session) => Ok(RunReport { session, outcome, exit_code, usage }),
             None => Err(AgentError::NoSession { outcome }),
         }
     }
@@ -83,6 +84,7 @@ impl OpencodeDriver {
         };
         self.fix_permissions(&new.id)?;
         self.set_title(&new.id, &req.title)?;
-        Ok(RunReport { session: new.id, outcome, exit_code: status.code() })
+        // What a TUI turn cost is not printed anywhere kugetsu reads: unknown.
+        Ok(RunReport { session: new.id, outcome, exit_code: status.code(), usage: None })
     }
 }

@@ -42,7 +42,7 @@ impl OpencodeDriver {
         {
             self.explain_silent_run(req)?;
         }
-        Ok(RunReport { session: req.session.clone(), outcome, exit_code })
+        Ok(RunReport { session: req.session.clone(), outcome, exit_code, usage: events.usage() })
     }
 
     /// Explains a run that printed no event at all. Anything but an unknown session or one of

@@ -47,10 +47,13 @@
 //!     processes, reaped by the fake); `detached` starts them in their own session, as the
 //!     real bash tool does; `first` is the command of a quick bash call that finishes before;
 //!   - `slow` (`interval_ms`): keeps printing text events forever;
+//!   - `spend` (`steps`, `interval_ms`): `steps` model calls (1000 by default), each a `bash`
+//!     step, `interval_ms` (20) apart, then a text answer: a long turn that spends;
 //!   - `exit` (`code`, `stderr`): prints `stderr` and exits with `code`.
 //!
-//!   Every TURN also takes `delay_ms` (sleep before answering) and `leave_running` (that many
-//!   detached helper processes left running when the turn ends).
+//!   Every TURN also takes `delay_ms` (sleep before answering), `leave_running` (that many
+//!   detached helper processes left running when the turn ends) and `cost` (the dollars each
+//!   `step_finish` reports, 0 by default, as the real one for a model without a price).
 //! - `FAKE_OPENCODE_FAIL=<cmd>[,<cmd>...]`: those subcommands (`db`, `import`, ...) fail with
 //!   `Error: injected failure`, exit 1.
 //! - `FAKE_OPENCODE_TRACE=<file>`: appends `start|end <session> <unix ns>` around each turn.

@@ -221,14 +221,16 @@ pub(super) fn fresh_part_id() -> String {
     new_id(&mut tmp, "prt")
 }
 
-pub(super) fn step_finish(out: &Out, reason: &str) {
+/// A `step_finish` of one model call (10 tokens in, 2 out) that cost `cost` dollars, as the real
+/// one prices it from its model's `cost` in the config (0 for a model without one).
+pub(super) fn step_finish_costing(out: &Out, reason: &str, cost: f64) {
     out.event(
         "step_finish",
         out.part(
             &fresh_part_id(),
             json!({"type": "step-finish", "reason": reason,
                    "tokens": {"total": 12, "input": 10, "output": 2, "reasoning": 0, "cache": {"write": 0, "read": 0}},
-                   "cost": 0}),
+                   "cost": if cost == 0.0 { json!(0) } else { json!(cost) }}),
         ),
     );
 }
@@ -263,6 +265,8 @@ pub(super) fn tool_titled(
 pub(super) fn play(turn: &Value, out: &Out, session: &Session, auto: bool) -> Result<u8, Stop> {
     let s = |k: &str| turn.get(k).and_then(Value::as_str);
     let text = s("text").unwrap_or("hello");
+    let cost = turn.get("cost").and_then(Value::as_f64).unwrap_or(0.0);
+    let step_finish = |out: &Out, reason: &str| step_finish_costing(out, reason, cost);
     match s("mode").unwrap_or("ok") {
         "ok" => {
             step_start(out);
@@ -379,6 +383,23 @@ pub(super) fn play(turn: &Value, out: &Out, session: &Session, auto: bool) -> Re
             let input = json!({"command": command, "description": "Run"});
             tool_titled(out, "bash", command, input, "completed", "");
             step_finish(out, "tool-calls");
+            step_start(out);
+            out.text(&fresh_part_id(), text);
+            step_finish(out, "stop");
+            Ok(0)
+        }
+        "spend" => {
+            // Model calls one after the other, each costing `cost`, until `steps` are done:
+            // what a budget stops.
+            let every = Duration::from_millis(
+                turn.get("interval_ms").and_then(Value::as_u64).unwrap_or(20),
+            );
+            for _ in 0..turn.get("steps").and_then(Value::as_u64).unwrap_or(1000) {
+                step_start(out);
+                tool(out, "bash", json!({"command": "true"}), "completed", "");
+                step_finish(out, "tool-calls");
+                std::thread::sleep(every);
+            }
             step_start(out);
             out.text(&fresh_part_id(), text);
             step_finish(out, "stop");

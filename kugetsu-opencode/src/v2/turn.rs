@@ -20,6 +20,7 @@ use kugetsu_core::agent::{
     AgentEnv, AgentError, CreateSessionRequest, EventSink, RunLimits, RunOutcome, RunReport,
     RunRequest, SessionId,
 };
+use kugetsu_core::usage::{Tokens, TurnUsage, Usd};
 use kugetsu_process::Io;
 use kugetsu_process::supervise::{self, Ended};
 use serde_json::{Value, json};
@@ -64,8 +65,8 @@ impl OpencodeV2Driver {
             log_path: &req.log_path,
             before: None,
         };
-        let (outcome, exit_code) = self.turn(&t, sink)?;
-        Ok(RunReport { session, outcome, exit_code })
+        let (outcome, exit_code, usage) = self.turn(&t, sink)?;
+        Ok(RunReport { session, outcome, exit_code, usage })
     }
 
     /// One more turn of a session kugetsu recorded in `req.dir`.
@@ -98,8 +99,8 @@ impl OpencodeV2Driver {
             log_path: &req.log_path,
             before: Some(&stored.raw),
         };
-        let (outcome, exit_code) = self.turn(&t, sink)?;
-        Ok(RunReport { session: req.session.clone(), outcome, exit_code })
+        let (outcome, exit_code, usage) = self.turn(&t, sink)?;
+        Ok(RunReport { session: req.session.clone(), outcome, exit_code, usage })
     }
 
     /// The environment of an opencode client of `reg`: the agent's, and the serve's password.
@@ -113,7 +114,7 @@ impl OpencodeV2Driver {
         &self,
         t: &TurnOf<'_>,
         sink: &mut dyn EventSink,
-    ) -> Result<(RunOutcome, Option<i32>), AgentError> {
+    ) -> Result<(RunOutcome, Option<i32>, Option<TurnUsage>), AgentError> {
         let reg = self.serve()?;
         let client = reg.client(self.options().helper_timeout);
         let mut args: Vec<OsString> = ["run", "--server", &reg.url, "-s", t.session.as_str()]
@@ -129,7 +130,7 @@ impl OpencodeV2Driver {
         let judge = |ended: Ended, events: &EventLog| {
             judge(&client, t.session, ended, events, stop, &mut after.borrow_mut())
         };
-        let (_, outcome, code) = self.v1.turn(
+        let (events, outcome, code) = self.v1.turn(
             &Turn {
                 args: &args,
                 dir: t.dir,
@@ -142,10 +143,17 @@ impl OpencodeV2Driver {
             },
             sink,
         )?;
-        if let Some(after) = after.into_inner() {
-            note_usage(t.log_path, t.before, &after);
-        }
-        Ok((outcome, code))
+        // The session's totals say what the whole turn used; a turn killed before they were
+        // read has only its stream's steps.
+        let usage = match after.into_inner() {
+            Some(after) => {
+                let usage = usage_between(t.before, &after);
+                note_usage(t.log_path, &usage);
+                Some(usage)
+            }
+            None => events.usage(),
+        };
+        Ok((outcome, code, usage))
     }
 
     /// Gives the session exactly the environment a 1.x run of it would have (the base env and
@@ -223,7 +231,8 @@ impl OpencodeV2Driver {
         } else {
             RunOutcome::Failed { message: format!("the opencode TUI exited with {status}") }
         };
-        Ok(RunReport { session, outcome, exit_code: status.code() })
+        // What a TUI turn cost is not read: unknown.
+        Ok(RunReport { session, outcome, exit_code: status.code(), usage: None })
     }
 }
 
@@ -292,21 +301,28 @@ fn settle(client: &Client, session: &SessionId) {
     }
 }
 
-/// Appends what the turn cost to the run log: the session's totals after it less those before
-/// (opencode 2 keeps totals only, and its stream usually lacks the last `step_finish`).
-fn note_usage(log: &Path, before: Option<&Value>, after: &Value) {
+/// What the turn used: the session's totals after it less those before (opencode 2 keeps
+/// totals only, and its stream usually lacks the last `step_finish`). A session without a
+/// `cost` says nothing of it: unknown.
+fn usage_between(before: Option<&Value>, after: &Value) -> TurnUsage {
     let f = |v: Option<&Value>, ptr: &str| v.and_then(|v| v.pointer(ptr)).and_then(Value::as_f64);
-    let used = |ptr: &str| f(Some(after), ptr).unwrap_or(0.0) - f(before, ptr).unwrap_or(0.0);
-    let line = format!(
-        "=== turn usage: cost {:.6}, tokens input {}, output {}, reasoning {}, cache read {}, \
-         cache write {}\n",
-        used("/cost"),
-        used("/tokens/input"),
-        used("/tokens/output"),
-        used("/tokens/reasoning"),
-        used("/tokens/cache/read"),
-        used("/tokens/cache/write"),
-    );
+    let used =
+        |ptr: &str| (f(Some(after), ptr).unwrap_or(0.0) - f(before, ptr).unwrap_or(0.0)).max(0.0);
+    // Token counts are whole numbers: the difference of two is one too.
+    let n = |ptr: &str| used(ptr) as u64;
+    let cost_usd = f(Some(after), "/cost").and_then(|_| Usd::new(used("/cost")));
+    let tokens = after.get("tokens").filter(|t| t.is_object()).map(|_| Tokens {
+        input: n("/tokens/input"),
+        output: n("/tokens/output").saturating_add(n("/tokens/reasoning")),
+        cache_read: n("/tokens/cache/read"),
+        cache_write: n("/tokens/cache/write"),
+    });
+    TurnUsage { cost_usd, tokens }
+}
+
+/// Appends what the turn cost to the run log.
+fn note_usage(log: &Path, usage: &TurnUsage) {
+    let line = format!("=== turn usage: {}\n", usage.describe());
     let written =
         kugetsu_core::storage::open_private(log, kugetsu_core::storage::PrivateOpen::Append)
             .map_err(std::io::Error::other)

@@ -86,7 +86,9 @@ impl MockModel {
                 "npm": "@ai-sdk/openai-compatible",
                 "name": "Mock",
                 "options": {"baseURL": self.base_url, "apiKey": "sk-mock"},
-                "models": {"mock-model": {"name": "Mock", "limit": {"context": 100000, "output": 4096}}}
+                "models": {"mock-model": {"name": "Mock", "limit": {"context": 100000, "output": 4096},
+                    // Dollars per million tokens: opencode prices each step from them.
+                    "cost": {"input": 3, "output": 15, "cache_read": 0.3, "cache_write": 3.75}}}
             }}
         })
         .to_string()

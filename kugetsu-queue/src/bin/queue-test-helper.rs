@@ -165,7 +165,8 @@ fn count(record: &Path, lane: &str, delta: i64) {
 }
 
 /// Starts a fake agent per item in its own process group, like the real driver does.
-/// Messages: `sleep:<ms>` (default 300), `fail` (retryable, no agent), `fatal`.
+/// Messages: `sleep:<ms>` (default 300), `fail` (retryable, no agent), `fatal`, `spend` (held
+/// while `budget-spent` exists in the record directory, then as `sleep`).
 struct FakeDispatcher {
     record: PathBuf,
     host: Option<String>,
@@ -182,6 +183,14 @@ impl Dispatcher for FakeDispatcher {
         }
         if item.message == "fatal" {
             return Err(DispatchError::Fatal("fake fatal failure".into()));
+        }
+        // Held while the file `budget-spent` of the record directory exists (a spent budget);
+        // removing it is raising the limit.
+        if item.message == "spend" && self.record.join("budget-spent").exists() {
+            return Err(DispatchError::Held {
+                reason: "held: daily budget $5.00 spent ($5.02)".into(),
+                frees_at: None,
+            });
         }
         let ms = item.message.strip_prefix("sleep:").and_then(|m| m.parse().ok()).unwrap_or(300u64);
         let lane = if item.issue_ref.is_some() { "dev" } else { "pm" };
@@ -234,6 +243,7 @@ fn daemon(
     let daemon = daemon.with_notifier(Arc::new(notifier)).with_options(DaemonOptions {
         interval,
         retry_backoff: Duration::from_millis(50),
+        hold_recheck: Duration::from_millis(100),
         shutdown_grace: Duration::from_secs(1),
         cleanup_age: None,
         ..DaemonOptions::default()

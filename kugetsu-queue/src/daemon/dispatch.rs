@@ -26,6 +26,20 @@ pub enum DispatchError {
     /// The dispatch stopped because the daemon is stopping: back to `pending`, attempt refunded.
     #[error("interrupted: {0}")]
     Interrupted(String),
+    /// A budget the item would spend from is spent, so it did not run: back to `pending`,
+    /// attempt refunded, `reason` shown as why it waits, looked at again soon (a raised limit
+    /// frees it) and at `frees_at` at the latest (the next UTC day, for the daily budget).
+    #[error("{reason}")]
+    Held {
+        /// `held: daily budget $5.00 spent ($5.02)`.
+        reason: String,
+        /// When the budget frees by itself, if it does.
+        frees_at: Option<time::OffsetDateTime>,
+    },
+    /// The item's turn was stopped at its budget: it ends in `error` (it did not finish), and
+    /// the `over_budget` notification tells of it.
+    #[error("{0}")]
+    OverBudget(String),
 }
 
 /// What a dispatch gets besides the item.
@@ -35,6 +49,7 @@ pub struct DispatchContext<'a> {
     on_agent_started: &'a mut dyn FnMut(u32),
     hosts: Option<std::sync::Arc<dyn crate::backend::HostWatch>>,
     history_cap: usize,
+    usage: Option<kugetsu_core::usage::TurnUsage>,
 }
 
 impl<'a> DispatchContext<'a> {
@@ -44,7 +59,7 @@ impl<'a> DispatchContext<'a> {
         stop: &'a AtomicBool,
         on_agent_started: &'a mut dyn FnMut(u32),
     ) -> Self {
-        DispatchContext { slot, stop, on_agent_started, hosts: None, history_cap: 0 }
+        DispatchContext { slot, stop, on_agent_started, hosts: None, history_cap: 0, usage: None }
     }
 
     /// On a shared queue: where an issue's history is kept for another host after each turn
@@ -83,6 +98,16 @@ impl<'a> DispatchContext<'a> {
     /// Whether the daemon is stopping.
     pub fn stop_requested(&self) -> bool {
         self.stop.load(Ordering::Relaxed)
+    }
+
+    /// Reports what the item's turn used (the agent's report), kept on the item as its result.
+    pub fn record_usage(&mut self, usage: Option<kugetsu_core::usage::TurnUsage>) {
+        self.usage = usage;
+    }
+
+    /// What [`DispatchContext::record_usage`] was told.
+    pub fn usage(&self) -> Option<kugetsu_core::usage::TurnUsage> {
+        self.usage
     }
 
     /// Reports the agent's pid (and process group) as soon as it is spawned, so that the lease

@@ -17,6 +17,8 @@ pub enum QueueEventKind {
     TaskCompleted,
     /// Failed for good.
     TaskError,
+    /// A budget is spent: an item's turn was stopped at it, or an item waits for it.
+    OverBudget,
 }
 
 impl QueueEventKind {
@@ -28,6 +30,7 @@ impl QueueEventKind {
             QueueEventKind::TaskStarted => "task_started",
             QueueEventKind::TaskCompleted => "task_completed",
             QueueEventKind::TaskError => "task_error",
+            QueueEventKind::OverBudget => "over_budget",
         }
     }
 }
@@ -47,6 +50,9 @@ pub struct QueueEvent {
     pub detail: String,
     /// When.
     pub at: OffsetDateTime,
+    /// What the item's turn cost, for the end of one (as the agent reported it; `None`:
+    /// unknown, or no turn).
+    pub cost_usd: Option<kugetsu_core::usage::Usd>,
 }
 
 /// Receives queue transitions (the CLI appends them to `notifications.json`). Must not block

@@ -7,7 +7,9 @@
 //! start`/`continue` itself. Whether a failure is worth a retry is the error's to say
 //! ([`OrchestratorError::retry`]); a run's outcome maps as follows: a failed, timed-out or hung
 //! run is retried with backoff; a run blocked on a permission, or stopped by the user, is an
-//! error at once (retrying cannot help, or was not wanted).
+//! error at once (retrying cannot help, or was not wanted); a run stopped at its budget is an
+//! error too, and an item whose budget is already spent is held: it waits, without counting
+//! as an attempt, until the limit is raised or (the daily budget) the next UTC day.
 
 use std::sync::Arc;
 
@@ -19,6 +21,7 @@ use kugetsu_core::orchestrator::{
 };
 use kugetsu_core::queue::{AgentSlots, QueueItem};
 use kugetsu_core::retry::Retry;
+use kugetsu_core::usage::budget::Exhausted;
 use kugetsu_core::worktree::{NoProgress, RepoSource};
 
 use super::dispatch::{DispatchContext, DispatchError, DispatchOutcome, Dispatcher};
@@ -107,7 +110,29 @@ fn outcome_result(outcome: RunOutcome, what: &str) -> Result<DispatchOutcome, Di
         RunOutcome::Interrupted { signal } => {
             Err(DispatchError::Fatal(format!("{what}: stopped by {signal}")))
         }
+        // Stopped at its budget: not retried (it would spend again), and the items behind it
+        // that would spend from the same budget wait.
+        over @ RunOutcome::OverBudget { .. } => {
+            Err(DispatchError::OverBudget(format!("{what}: {}", over.describe())))
+        }
         other => Err(DispatchError::Retry(format!("{what}: {}", other.describe()))),
+    }
+}
+
+/// An item that would spend from `spent`: it waits.
+fn held(spent: Exhausted) -> DispatchError {
+    DispatchError::Held {
+        reason: format!("held: {spent}"),
+        frees_at: spent.frees_at(time::OffsetDateTime::now_utc()),
+    }
+}
+
+/// Holds the item when a budget it would spend from (`issue`'s; the daily one) is spent.
+fn check_budget(orch: &Orchestrator, issue: Option<&IssueRef>) -> Result<(), DispatchError> {
+    match orch.budget_spent(issue) {
+        Ok(Some(spent)) => Err(held(spent)),
+        Ok(None) => Ok(()),
+        Err(e) => Err(classify(e, false)),
     }
 }
 
@@ -117,6 +142,9 @@ fn classify(e: OrchestratorError, stop_requested: bool) -> DispatchError {
     // Whatever broke while the daemon was stopping, it broke because of the stop.
     if stop_requested {
         return DispatchError::Interrupted(text);
+    }
+    if let OrchestratorError::OverBudget { spent, .. } = e {
+        return held(spent);
     }
     match e.retry() {
         Retry::Later => DispatchError::Retry(text),
@@ -181,6 +209,7 @@ impl<W: DispatchWiring> Dispatcher for OrchestratorDispatcher<W> {
         };
         let orch = self.orchestrator(slots)?;
         let Some(issue_text) = &item.issue_ref else {
+            check_budget(&orch, None)?;
             let mut sink = LeaseSink { ctx: dctx };
             let outcome = orch
                 .message_pm(&item.message, &mut sink)
@@ -188,6 +217,7 @@ impl<W: DispatchWiring> Dispatcher for OrchestratorDispatcher<W> {
             return outcome_result(outcome, PM_AGENT);
         };
         let issue = parse_issue(issue_text)?;
+        check_budget(&orch, Some(&issue))?;
         // A queued `start` starts afresh; anything else continues the issue's session if it has
         // one.
         let has_session = orch.has_session(&issue).map_err(|e| classify(e, false))?;
@@ -196,6 +226,7 @@ impl<W: DispatchWiring> Dispatcher for OrchestratorDispatcher<W> {
             let summary = orch
                 .continue_issue(&issue, &item.message, &mut sink)
                 .map_err(|e| classify(e, sink.ctx.stop_requested()))?;
+            sink.ctx.record_usage(summary.usage);
             save_history(&orch, &issue, dctx);
             return outcome_result(summary.outcome, &format!("continue {issue}"));
         }
@@ -223,6 +254,7 @@ impl<W: DispatchWiring> Dispatcher for OrchestratorDispatcher<W> {
             }
         };
         let summary = summary.map_err(|e| classify(e, sink.ctx.stop_requested()))?;
+        sink.ctx.record_usage(summary.usage);
         save_history(&orch, &issue, dctx);
         outcome_result(summary.outcome, &what)
     }

@@ -87,6 +87,7 @@ impl Daemon {
             leases: std::sync::atomic::AtomicU64::new(0),
             liveness: self.liveness.clone(),
             hosts: self.hosts.clone(),
+            last_hold: std::sync::Mutex::new(None),
         });
         self.listen_for_wake_ups(&shared, &tx)?;
         shared.log(&format!(

@@ -36,6 +36,9 @@ pub struct DaemonOptions {
     /// On a shared queue, the most bytes each part of an issue's history saved for another
     /// host may take (`KUGETSU_MOVE_MAX_MB`).
     pub history_cap: usize,
+    /// How soon an item held for a spent budget is looked at again (a raised limit frees it
+    /// then).
+    pub hold_recheck: Duration,
 }
 
 impl Default for DaemonOptions {
@@ -49,6 +52,7 @@ impl Default for DaemonOptions {
             cleanup_age: Some(Duration::from_secs(7 * 24 * 3600)),
             log_max_bytes: DEFAULT_LOG_MAX_BYTES,
             history_cap: 50 << 20,
+            hold_recheck: Duration::from_secs(60),
         }
     }
 }

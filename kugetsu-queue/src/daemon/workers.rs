@@ -68,6 +68,8 @@ pub(super) struct Shared {
     pub(super) liveness: Arc<dyn Liveness>,
     /// On a shared queue: hosts' leases, moves and issues' saved histories.
     pub(super) hosts: Option<Arc<dyn crate::backend::HostWatch>>,
+    /// Why the last held item waits: a spent budget is notified once, not per item.
+    pub(super) last_hold: Mutex<Option<String>>,
 }
 
 impl Shared {
@@ -91,6 +93,10 @@ impl Shared {
 
     pub(super) fn event(&self, kind: QueueEventKind, item: &QueueItem, detail: &str) {
         self.log(&format!("{} {} {}", kind.as_str(), item.id, detail));
+        let ends_a_turn = matches!(
+            kind,
+            QueueEventKind::TaskCompleted | QueueEventKind::TaskError | QueueEventKind::OverBudget
+        );
         let event = QueueEvent {
             kind,
             item_id: item.id.clone(),
@@ -98,6 +104,7 @@ impl Shared {
             message: item.message.clone(),
             detail: detail.to_string(),
             at: self.now(),
+            cost_usd: item.usage.and_then(|u| u.cost_usd).filter(|_| ends_a_turn),
         };
         // A notifier bug must not take the daemon (or a worker's bookkeeping) down.
         let notifier = &self.notifier;
@@ -117,7 +124,18 @@ impl Shared {
         item: &QueueItem,
         result: Result<DispatchOutcome, DispatchError>,
     ) -> bool {
+        self.finish_with(item, result, None)
+    }
+
+    /// [`Shared::finish`], with what the item's turn used (its result, kept on the item).
+    pub(super) fn finish_with(
+        &self,
+        item: &QueueItem,
+        result: Result<DispatchOutcome, DispatchError>,
+        usage: Option<kugetsu_core::usage::TurnUsage>,
+    ) -> bool {
         let now = self.now();
+        let mut newly_held = None;
         let stopping = self.stopping.load(Ordering::Relaxed);
         let max = self.options.max_attempts;
         let mut event = (QueueEventKind::TaskCompleted, String::new());
@@ -131,6 +149,10 @@ impl Shared {
         let mut write = |it: &mut QueueItem| {
             it.claim = None;
             it.agent_token = None;
+            it.held = None;
+            if usage.is_some() {
+                it.usage = usage;
+            }
             match &result {
                 Ok(outcome) => {
                     it.status = QueueStatus::Completed;
@@ -146,10 +168,27 @@ impl Shared {
                     requeued = true;
                     event = (QueueEventKind::TaskQueued, "requeued: the daemon stopped".into());
                 }
+                Err(DispatchError::Held { reason, frees_at }) => {
+                    // Not an attempt: it did not run. Looked at again soon, so a raised limit
+                    // frees it without a restart.
+                    let soon = now + self.options.hold_recheck;
+                    it.status = QueueStatus::Pending;
+                    it.attempts = it.attempts.saturating_sub(1);
+                    it.held = Some(reason.clone());
+                    it.not_before = Some(frees_at.map_or(soon, |at| at.min(soon)));
+                    requeued = true;
+                    newly_held = Some(reason.clone());
+                    event = (QueueEventKind::TaskQueued, reason.clone());
+                }
                 Err(DispatchError::Fatal(reason)) => {
                     it.status = QueueStatus::Error;
                     it.last_error = Some(reason.clone());
                     event = (QueueEventKind::TaskError, reason.clone());
+                }
+                Err(DispatchError::OverBudget(reason)) => {
+                    it.status = QueueStatus::Error;
+                    it.last_error = Some(reason.clone());
+                    event = (QueueEventKind::OverBudget, reason.clone());
                 }
                 Err(e) if it.attempts >= max => {
                     it.status = QueueStatus::Error;
@@ -190,7 +229,17 @@ impl Shared {
             }
         };
         match update {
-            Ok(updated) => self.event(event.0, &updated, &event.1),
+            Ok(updated) => {
+                self.event(event.0, &updated, &event.1);
+                // One notification per spent budget, not one per item it holds.
+                if let Some(reason) = newly_held {
+                    let mut last = self.last_hold.lock().unwrap_or_else(|e| e.into_inner());
+                    if last.as_deref() != Some(reason.as_str()) {
+                        self.event(QueueEventKind::OverBudget, &updated, &reason);
+                        *last = Some(reason);
+                    }
+                }
+            }
             Err(e @ QueueError::LeaseLost { .. }) => {
                 self.log(&format!("outcome of {} not recorded: {e}", item.id));
                 return false;
@@ -248,19 +297,21 @@ pub(super) fn spawn_worker(
                 if pm { "PM agent" } else { "dev agent" },
             );
             let mut on_agent = |pid: u32| shared.record_agent(&item, &state, pid);
-            let result = {
+            let (result, usage) = {
                 let mut ctx = DispatchContext::new(index, &shared.stopping, &mut on_agent)
                     .with_hosts(shared.hosts.clone(), shared.options.history_cap);
                 let dispatcher = &shared.dispatcher;
-                catch_unwind(AssertUnwindSafe(|| dispatcher.dispatch(&item, &mut ctx)))
-                    .unwrap_or_else(|panic| {
-                        let what = panic
-                            .downcast_ref::<&str>()
-                            .map(|s| s.to_string())
-                            .or_else(|| panic.downcast_ref::<String>().cloned())
-                            .unwrap_or_default();
-                        Err(DispatchError::Retry(format!("the dispatcher panicked: {what}")))
-                    })
+                let result =
+                    catch_unwind(AssertUnwindSafe(|| dispatcher.dispatch(&item, &mut ctx)))
+                        .unwrap_or_else(|panic| {
+                            let what = panic
+                                .downcast_ref::<&str>()
+                                .map(|s| s.to_string())
+                                .or_else(|| panic.downcast_ref::<String>().cloned())
+                                .unwrap_or_default();
+                            Err(DispatchError::Retry(format!("the dispatcher panicked: {what}")))
+                        });
+                (result, ctx.usage())
             };
             // The run is over: free the slot before writing the outcome, so that a daemon the
             // write wakes (another host's, on a shared queue) finds the slot free.
@@ -269,7 +320,7 @@ pub(super) fn spawn_worker(
                 let mut st = lock_state(&state);
                 if !st.finalized {
                     st.finalized = true;
-                    shared.finish(&item, result);
+                    shared.finish_with(&item, result, usage);
                 }
             }
             let _ = shared.wake.send(());

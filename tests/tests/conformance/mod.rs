@@ -103,6 +103,11 @@ fn run(w: &dyn World, session: &SessionId, dir: &str, file: &str) -> Events {
     let report = w.driver().run(&req, &mut events).expect("run");
     assert_eq!(report.outcome, RunOutcome::Completed, "log:\n{}", read(&w.log()));
     assert_eq!(&report.session, session, "a run goes on in the session it was given");
+    // What the turn used, from the agent's own reports: the model's tokens, and a cost (what
+    // the agent priced them at; 0 for a model it has no price of).
+    let usage = report.usage.expect("the turn's usage is reported");
+    assert!(usage.tokens.is_some_and(|t| t.input > 0 && t.output > 0), "{usage:?}");
+    assert!(usage.cost_usd.is_some(), "{usage:?}");
     events
 }
 

@@ -1,6 +1,7 @@
-//! `kugetsu queue list`: every queued task with its state, one line each.
+//! `kugetsu queue list`: every queued task with its state, one line each: why a held one waits,
+//! what a finished one's turn cost.
 
-use kugetsu_core::queue::TaskQueue;
+use kugetsu_core::queue::{QueueStatus, TaskQueue};
 
 use crate::context::Ctx;
 use crate::error::CliError;
@@ -40,8 +41,14 @@ pub fn cmd_queue_list(
         if item.attempts > 0 {
             line.push_str(&format!("  [attempt {}]", item.attempts));
         }
-        if let Some(e) = &item.last_error {
+        // Why a due item waits says more than an old error: it is what frees it.
+        if let Some(why) = item.held.as_ref().filter(|_| item.status == QueueStatus::Pending) {
+            line.push_str(&format!("  ({why})"));
+        } else if let Some(e) = &item.last_error {
             line.push_str(&format!("  last error: {}", one_line(e)));
+        }
+        if let Some(usage) = item.usage.filter(|_| item.status.is_final()) {
+            line.push_str(&format!("  [cost {}]", kugetsu_core::usage::cost_text(usage.cost_usd)));
         }
         writeln!(out, "{line}")?;
     }

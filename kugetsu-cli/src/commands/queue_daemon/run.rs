@@ -30,6 +30,7 @@ fn notification_kind(kind: QueueEventKind) -> kugetsu_core::notify::Notification
         QueueEventKind::TaskStarted => N::TaskStarted,
         QueueEventKind::TaskCompleted => N::TaskCompleted,
         QueueEventKind::TaskError => N::TaskError,
+        QueueEventKind::OverBudget => N::Other(crate::run::OVER_BUDGET.into()),
     }
 }
 
@@ -47,12 +48,13 @@ fn run(ctx: &Ctx) -> Result<(), CliError> {
         } else {
             format!("{}: {}", e.item_id, e.detail)
         };
-        crate::notifications::record_in(
+        crate::notifications::record_costed_in(
             &state,
             Some(&notify_config),
             notification_kind(e.kind),
             &message,
             e.issue_ref.as_deref(),
+            e.cost_usd,
         );
     };
     let log = DaemonLog::open(&ctx.state.daemon_log_path(), DEFAULT_LOG_MAX_BYTES)?;

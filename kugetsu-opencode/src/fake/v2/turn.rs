@@ -21,9 +21,10 @@
 //! in the session's directory with the tools' environment), `error` (`message`: a provider
 //! error, exit 1), `permission` (`tool`, `permission`: an ask, auto-rejected unless `--auto`;
 //! a `deny` rule of the session for the tool removes it instead), `hang` (the provider never
-//! answers: nothing is printed until the turn is interrupted). Every turn takes `delay_ms`,
-//! `cost`, and `step_finish` (print the final `step_finish`, which the real one usually
-//! leaves out).
+//! answers: nothing is printed until the turn is interrupted), `spend` (`steps`, `interval_ms`:
+//! that many model calls, each a `shell` step costing `cost`, then an answer). Every turn takes
+//! `delay_ms`, `cost` (for the turn; for `spend`, for each step), and `step_finish` (print the
+//! final `step_finish`, which the real one usually leaves out).
 
 use std::collections::BTreeMap;
 use std::net::TcpStream;
@@ -86,6 +87,9 @@ struct Sink {
     http: bool,
     /// The tool calls, as the assistant message's content holds them.
     tools: Vec<Value>,
+    /// What the steps of a `spend` turn cost and how many there were, kept on the session
+    /// however the turn ends (as the real one keeps what was used before an interrupt).
+    spent: (f64, u64),
 }
 
 impl Sink {
@@ -241,7 +245,9 @@ fn run(req: &Value, sink: &mut Sink) -> Res<u8> {
         Played::Done(calls) => ("succeeded", calls, 0),
         Played::Failed => ("failed", 0, 1),
     };
-    let cost = turn["cost"].as_f64().unwrap_or(0.0);
+    let cost = if turn["mode"] == "spend" { 0.0 } else { turn["cost"].as_f64().unwrap_or(0.0) };
+    let (spent, spent_calls) = sink.spent;
+    let (cost, calls) = (cost + spent, calls + spent_calls);
     let mut content = std::mem::take(&mut sink.tools);
     content.push(json!({"type": "text", "text": turn["text"].as_str().unwrap_or("hello")}));
     with_store(|store| {
@@ -393,6 +399,21 @@ fn play(
             };
             tool_step(sink, tool, input, result);
             answer(sink, 2)
+        }
+        "spend" => {
+            // Model calls one after the other, each costing `cost`: what a budget stops.
+            let every = turn["interval_ms"].as_u64().unwrap_or(20);
+            for _ in 0..turn["steps"].as_u64().unwrap_or(1000) {
+                if flag.load(Ordering::SeqCst) {
+                    return Played::Failed;
+                }
+                sink.step_start();
+                sink.tool("shell", json!({"command": "true"}), Ok(String::new()));
+                sink.step_finish("tool-calls", cost, 10, 2);
+                sink.spent = (sink.spent.0 + cost, sink.spent.1 + 1);
+                pause(every, flag);
+            }
+            answer(sink, 1)
         }
         "hang" => {
             // The provider never answers: nothing is printed, nothing ends but an interrupt.

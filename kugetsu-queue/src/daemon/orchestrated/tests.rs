@@ -27,6 +27,8 @@ struct Fakes {
     unknown_repos: AtomicBool,
     /// The interrupts handed to `orchestrator`, to see each dispatch gets its own.
     interrupts: Mutex<Vec<Interrupt>>,
+    /// The budgets of the configuration.
+    budgets: Mutex<kugetsu_core::usage::budget::Budgets>,
 }
 
 impl Fakes {
@@ -42,6 +44,7 @@ impl Fakes {
             broken: AtomicBool::new(false),
             unknown_repos: AtomicBool::new(false),
             interrupts: Mutex::default(),
+            budgets: Mutex::default(),
         })
     }
 
@@ -53,7 +56,11 @@ impl Fakes {
             slots,
             self.env.clone(),
             Arc::new(FixedClock(time::macros::datetime!(2026-11-23 12:00 UTC))),
-            Settings { interrupt, ..Settings::new(self.agent.liveness()) },
+            Settings {
+                interrupt,
+                budgets: *self.budgets.lock().unwrap_or_else(|e| e.into_inner()),
+                ..Settings::new(self.agent.liveness())
+            },
         )
     }
 
@@ -198,6 +205,45 @@ fn run_outcomes_decide_between_retry_and_error() {
     assert!(matches!(blocked, Err(DispatchError::Fatal(_))), "{blocked:?}");
     let stopped = run(RunOutcome::Interrupted { signal: "SIGTERM".into() });
     assert!(matches!(stopped, Err(DispatchError::Fatal(_))), "the user stopped it: {stopped:?}");
+}
+
+#[test]
+fn a_spent_budget_holds_the_item_and_a_turn_stopped_at_it_is_an_error() {
+    use kugetsu_core::usage::budget::{BudgetKind, Budgets};
+    use kugetsu_core::usage::{TurnUsage, Usd};
+    let f = Fakes::new();
+    f.init();
+    let d = OrchestratorDispatcher::new(f.clone());
+    let go = AtomicBool::new(false);
+    let plain = item(Some(ISSUE), "go", RunOptions::default());
+    let spent = RunOutcome::OverBudget {
+        budget: BudgetKind::Issue,
+        limit_usd: Usd::new(1.0).expect("usd"),
+        spent_usd: Usd::new(1.5).expect("usd"),
+    };
+    f.agent.script([FakeTurn::Outcome(spent)]);
+    let (stopped, _) = dispatch(&d, &plain, &go);
+    let Err(DispatchError::OverBudget(why)) = stopped else { panic!("{stopped:?}") };
+    assert!(why.ends_with("over budget: issue budget $1.00 spent ($1.50)"), "{why}");
+
+    // Today's turns spent the daily budget: every item waits, the PM agent's too, and no
+    // agent runs.
+    let ledger = kugetsu_core::usage::ledger::Ledger::new(&f.state);
+    let today = time::macros::datetime!(2026-11-23 09:00 UTC);
+    let usage = TurnUsage { cost_usd: Usd::new(2.0), tokens: None };
+    ledger.record(today, Some(&usage)).expect("ledger");
+    *f.budgets.lock().expect("budgets") = Budgets { issue: None, daily: Usd::new(2.0) };
+    let ops = f.ops().len();
+    for issue in [Some(ISSUE), None] {
+        let (held, _) = dispatch(&d, &item(issue, "go", RunOptions::default()), &go);
+        let Err(DispatchError::Held { reason, frees_at }) = held else { panic!("{held:?}") };
+        assert_eq!(reason, "held: daily budget $2.00 spent ($2.00)");
+        assert!(frees_at.is_some(), "the next UTC day frees it");
+    }
+    assert_eq!(f.ops().len(), ops, "no agent ran");
+    // A raised limit lets it run.
+    *f.budgets.lock().expect("budgets") = Budgets { issue: None, daily: Usd::new(3.0) };
+    assert!(dispatch(&d, &plain, &go).0.is_ok());
 }
 
 #[test]
