@@ -17,6 +17,7 @@
 use std::collections::HashMap;
 
 use kugetsu_core::agent::{AgentEvent, SessionId, ToolStatus};
+use kugetsu_core::usage::{Tokens, TurnUsage, Usd};
 use serde_json::Value;
 
 /// The final `result` of a turn.
@@ -77,6 +78,22 @@ pub struct Spend {
     pub cost_usd: Option<f64>,
     /// The turn's tokens.
     pub usage: Usage,
+}
+
+impl Spend {
+    /// The same, as the agent seam reports a turn's usage.
+    pub fn turn_usage(&self) -> TurnUsage {
+        let u = self.usage;
+        TurnUsage {
+            cost_usd: self.cost_usd.and_then(Usd::new),
+            tokens: Some(Tokens {
+                input: u.input,
+                output: u.output,
+                cache_read: u.cache_read,
+                cache_write: u.cache_write,
+            }),
+        }
+    }
 }
 
 /// One `system/api_retry` line: Claude Code waits and sends the request again.

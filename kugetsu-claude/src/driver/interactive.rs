@@ -58,6 +58,6 @@ impl ClaudeDriver {
             total_cost_usd: None,
         };
         self.records().put(&id, &record)?;
-        Ok(RunReport { session: id, outcome, exit_code: status.code() })
+        Ok(RunReport { session: id, outcome, exit_code: status.code(), usage: None })
     }
 }

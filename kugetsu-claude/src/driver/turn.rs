@@ -14,10 +14,11 @@ use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use kugetsu_core::agent::{
-    AgentEnv, AgentError, CreateSessionRequest, EventSink, RunLimits, RunOutcome, RunReport,
-    RunRequest, SessionId,
+    AgentEnv, AgentError, AgentEvent, CreateSessionRequest, EventSink, RunLimits, RunOutcome,
+    RunReport, RunRequest, SessionId,
 };
 use kugetsu_core::secrets::{redact_line, secret_values};
+use kugetsu_core::usage::TurnUsage;
 use kugetsu_process::Io;
 use kugetsu_process::supervise::{self, Limits, Seen, Stream};
 
@@ -63,7 +64,7 @@ impl ClaudeDriver {
             log_path: &req.log_path,
             spent_before: None,
         };
-        let (events, outcome, exit_code) = self.turn(&turn, sink)?;
+        let (events, outcome, exit_code, usage) = self.turn(&turn, sink)?;
         if events.session.as_ref() != Some(&id) {
             // Claude Code refused the run before it began: there is no session.
             self.records().remove(&id)?;
@@ -73,7 +74,7 @@ impl ClaudeDriver {
             record.total_cost_usd = Some(total);
             self.records().put(&id, &record)?;
         }
-        Ok(RunReport { session: id, outcome, exit_code })
+        Ok(RunReport { session: id, outcome, exit_code, usage })
     }
 
     /// One turn of a session: its fork's first turn if the driver recorded a fork not yet
@@ -100,7 +101,7 @@ impl ClaudeDriver {
             log_path: &req.log_path,
             spent_before: record.as_ref().and_then(|r| r.total_cost_usd),
         };
-        let (events, outcome, exit_code) = self.turn(&turn, sink)?;
+        let (events, outcome, exit_code, usage) = self.turn(&turn, sink)?;
         let total = events.result.as_ref().and_then(|r| r.cost_usd);
         if let Some(record) = &record
             && events.session.as_ref() == Some(id)
@@ -114,7 +115,7 @@ impl ClaudeDriver {
             };
             self.records().put(id, &record)?;
         }
-        Ok(RunReport { session: id.clone(), outcome, exit_code })
+        Ok(RunReport { session: id.clone(), outcome, exit_code, usage })
     }
 
     pub(super) fn new_id(&self) -> Result<SessionId, AgentError> {
@@ -125,12 +126,16 @@ impl ClaudeDriver {
     }
 
     /// Runs one headless turn: prompt on stdin, events parsed and streamed, output appended to
-    /// the log, the end classified.
+    /// the log, the end classified, what it used reported.
+    ///
+    /// Claude Code prices a turn only in its final `result`, so the turn's usage reaches the
+    /// sink once, at the end: a budget is checked against a Claude Code turn when it ends, not
+    /// at each of its steps.
     fn turn(
         &self,
         t: &Turn<'_>,
         sink: &mut dyn EventSink,
-    ) -> Result<(EventLog, RunOutcome, Option<i32>), AgentError> {
+    ) -> Result<(EventLog, RunOutcome, Option<i32>, Option<TurnUsage>), AgentError> {
         // Checked here: a missing cwd would otherwise look like a missing program.
         if !t.dir.is_dir() {
             return Err(AgentError::Io {
@@ -183,7 +188,12 @@ impl ClaudeDriver {
         })
         .map_err(|e| self.spawn_error(e.into_io()))?;
         let (outcome, code) = classify(ended, &events, stop);
-        let spent = match events.turn_spend(t.spent_before) {
+        let spend = events.turn_spend(t.spent_before);
+        let usage = spend.map(|s| s.turn_usage());
+        if let Some(usage) = usage {
+            sink.event(&AgentEvent::Usage { usage });
+        }
+        let spent = match spend {
             Some(Spend { cost_usd, usage }) => format!(
                 " (tokens {}{})",
                 usage.total(),
@@ -200,7 +210,7 @@ impl ClaudeDriver {
                 source,
             });
         }
-        Ok((events, outcome, code))
+        Ok((events, outcome, code, usage))
     }
 
     /// The secret values of the driver's env and the agent's env, and the values it was told
