@@ -6,12 +6,11 @@
 //! an unchanged listing is [`Listing::NotModified`] (one cheap request; on GitHub a 304 does not
 //! count against the rate limit).
 //!
-//! Writes (a comment kept up to date, labels, a pull request) are declared so that reporting
-//! back can be added behind the same trait; no implementation makes them yet, and each returns
-//! [`ForgeError::Unsupported`]. They are designed to be idempotent across a daemon restart: each
-//! names its target by a `marker` that the forge's copy carries (a hidden line in a comment, the
-//! branch of a pull request), so a write that happened but was not recorded is found, not
-//! repeated.
+//! Writes (a comment kept up to date, labels, a pull request) are what reporting back
+//! ([`crate::report`]) needs; a client that does not make one returns
+//! [`ForgeError::Unsupported`]. They are idempotent across a daemon restart: each names its
+//! target by a `marker` that the forge's copy carries (a hidden line in a comment, the branch
+//! of a pull request), so a write that happened but was not recorded is found, not repeated.
 
 use std::time::Duration;
 
@@ -172,6 +171,8 @@ pub struct CommentRef {
 pub struct PullRef {
     /// Its number (GitLab's `iid`).
     pub number: u64,
+    /// Its page for people (empty when the forge gave none).
+    pub url: String,
 }
 
 /// How the checks of a commit went (check runs, commit statuses, pipelines).
@@ -219,8 +220,8 @@ pub trait Forge: Send + Sync {
         Err(ForgeError::Unsupported("labelling an issue"))
     }
 
-    /// The open pull request from `branch`, opened as a draft if there is none. Idempotent:
-    /// the branch names it.
+    /// The open pull request from `branch`, opened as a draft if there is none, with `body`
+    /// (an open one gets `body` again). Idempotent: the branch names it.
     fn ensure_draft_pull(
         &self,
         repo: &str,
