@@ -126,6 +126,10 @@ pub fn pass(
         for d in due {
             let posted = match failed.get(&d.url) {
                 Some(f) => Err(f.clone()),
+                // A report on a watched issue, made on its forge.
+                None if d.url.starts_with(kugetsu_core::report::TARGET_PREFIX) => {
+                    crate::reporting::deliver(state, &d.payload).map(|()| 200)
+                }
                 None => sender.post(&d.url, &d.payload),
             };
             if let Err(f) = &posted {

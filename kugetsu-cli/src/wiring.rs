@@ -81,7 +81,7 @@ pub fn build_orchestrator(
     let max_agents = kugetsu_core::orchestrator::AgentLimit::Live(Arc::new(move || {
         live.config().map_or(started_with, |c| c.max_concurrent_agents)
     }));
-    Ok(Orchestrator::new(
+    let orchestrator = Orchestrator::new(
         ctx.state.clone(),
         backends.worktrees,
         backends.agent,
@@ -96,7 +96,10 @@ pub fn build_orchestrator(
             liveness: Arc::new(kugetsu_process::SystemLiveness),
             driver: config.agent.clone(),
         },
-    ))
+    );
+    // Watched issues are reported on, whoever runs their turns.
+    let reporter = crate::reporting::Reporter::new(ctx.state.clone(), config.clone());
+    Ok(orchestrator.with_observer(reporter))
 }
 
 /// Creates the state directory, the default config and the env files (for `init`).

@@ -17,6 +17,7 @@ pub mod orchestrator;
 pub mod outbox;
 pub mod process;
 pub mod queue;
+pub mod report;
 pub mod repos;
 pub mod retry;
 pub mod secrets;

@@ -42,7 +42,7 @@ fn one_comment_is_kept_up_to_date_even_when_a_posts_answer_is_lost() {
         // Posted, but the answer never came: the retry finds it by its marker.
         let other = "<!-- kugetsu:report o/r#2 -->";
         stand_in.add(2, "two", "", &[], false);
-        stand_in.lose_answer_of_next("POST");
+        stand_in.lose_answer_of_next("POST", "");
         let err = forge.upsert_comment("o/r", 2, other, "first").unwrap_err();
         assert!(matches!(err, ForgeError::Transport { .. }), "{err:?}");
         forge.upsert_comment("o/r", 2, other, "again").unwrap();

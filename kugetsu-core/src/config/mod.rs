@@ -74,6 +74,10 @@ pub struct Config {
     pub notify_urls: Vec<String>,
     /// `KUGETSU_NOTIFY_COMPLETED`.
     pub notify_completed: bool,
+    /// `KUGETSU_REPORT_LABELS` (`None`: `off`).
+    pub report_labels: Option<crate::report::StatusLabels>,
+    /// `KUGETSU_PULL_REQUESTS`: `draft` is true.
+    pub pull_requests: bool,
     /// Where each key's value came from, in [`SETTINGS`] order.
     sources: Vec<(&'static str, Source)>,
     /// Things worth telling the user that are not errors (obsolete keys).
@@ -117,6 +121,8 @@ impl Config {
             warm_agent_idle_minutes: 0,
             notify_urls: Vec::new(),
             notify_completed: false,
+            report_labels: None,
+            pull_requests: false,
             sources: SETTINGS.iter().map(|s| (s.name, Source::Default)).collect(),
             warnings: Vec::new(),
         };

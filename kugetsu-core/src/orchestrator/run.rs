@@ -43,11 +43,13 @@ struct Turn<'a> {
     env: AgentEnv,
 }
 
-/// Forwards events to the caller's sink and records the agent pid in the session file.
+/// Forwards events to the caller's sink, records the agent pid in the session file and keeps
+/// the last text the agent said.
 struct RecordingSink<'a> {
     inner: &'a mut dyn EventSink,
     orch: &'a Orchestrator,
     session_path: PathBuf,
+    said: Option<String>,
 }
 
 impl EventSink for RecordingSink<'_> {
@@ -56,6 +58,11 @@ impl EventSink for RecordingSink<'_> {
         self.inner.spawned(pid);
     }
     fn event(&mut self, event: &crate::agent::AgentEvent) {
+        if let crate::agent::AgentEvent::Text { text } = event
+            && !text.trim().is_empty()
+        {
+            self.said = Some(text.clone());
+        }
         self.inner.event(event);
     }
 }
@@ -348,8 +355,15 @@ impl Orchestrator {
             s.agent_pid = None;
         })?;
         let log_path = self.run_log_path(&issue.file_name());
-        let mut recording =
-            RecordingSink { inner: sink, orch: self, session_path: session_path.to_path_buf() };
+        if let Some(observer) = &self.observer {
+            observer.turn_started(issue, dir);
+        }
+        let mut recording = RecordingSink {
+            inner: sink,
+            orch: self,
+            session_path: session_path.to_path_buf(),
+            said: None,
+        };
         let done = AtomicBool::new(false);
         let result = std::thread::scope(|scope| {
             let watcher = scope.spawn(|| {
@@ -394,6 +408,10 @@ impl Orchestrator {
                 exit_code,
             });
         })?;
+        if let Some(observer) = &self.observer {
+            let said = recording.said.as_deref();
+            observer.turn_ended(&TurnEnd { issue, worktree: dir, outcome: &outcome, said });
+        }
         result?;
         Ok(RunSummary {
             issue_ref: issue.to_string(),

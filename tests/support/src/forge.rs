@@ -187,10 +187,11 @@ impl StandInForge {
         self.state.lock().expect("stand-in state").page_size = Some(n);
     }
 
-    /// Does the next `method` request (`POST`, ...) but sends no answer, as a crash between
-    /// the write and its record would leave it.
-    pub fn lose_answer_of_next(&self, method: &str) {
-        self.state.lock().expect("stand-in state").lose_answer_of = Some(method.to_string());
+    /// Does the next `method` request (`POST`, ...) whose path ends with `suffix` but sends
+    /// no answer, as a crash between the write and its record would leave it.
+    pub fn lose_answer_of_next(&self, method: &str, suffix: &str) {
+        self.state.lock().expect("stand-in state").lose_answer_of =
+            Some(format!("{method} {suffix}"));
     }
 
     /// The repository's path prefix in this dialect.
@@ -253,8 +254,17 @@ impl StandInForge {
         };
         let lose = {
             let mut s = self.state.lock().expect("stand-in state");
-            s.seen.push(Seen { method: method.clone(), target, if_none_match, auth, status });
-            let lose = s.lose_answer_of.as_deref() == Some(method.as_str());
+            s.seen.push(Seen {
+                method: method.clone(),
+                target: target.clone(),
+                if_none_match,
+                auth,
+                status,
+            });
+            let lose = s.lose_answer_of.as_ref().is_some_and(|l| {
+                let (m, suffix) = l.split_once(' ').unwrap_or((l, ""));
+                m == method && target.split('?').next().is_some_and(|p| p.ends_with(suffix))
+            });
             if lose {
                 s.lose_answer_of = None;
             }
