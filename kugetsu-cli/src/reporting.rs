@@ -122,6 +122,13 @@ fn push(
     plan: &PullPlan,
     branch: &str,
 ) -> Result<Pushed, String> {
-    let _ = (state, issue, plan, branch);
-    Ok(Pushed::Refused("pushing is not supported yet".into()))
+    let source = crate::wiring::repo_source_in(state, issue).map_err(|e| e.message)?;
+    let config = kugetsu_git::GitConfig::default();
+    let pushed = kugetsu_git::push_branch(&plan.worktree, branch, &source, config)
+        .map_err(|e| e.to_string())?;
+    Ok(match pushed {
+        kugetsu_git::PushOutcome::Pushed { .. } => Pushed::Branch,
+        kugetsu_git::PushOutcome::NothingToPush => Pushed::NothingToPush,
+        kugetsu_git::PushOutcome::Refused(why) => Pushed::Refused(why),
+    })
 }

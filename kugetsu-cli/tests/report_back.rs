@@ -1,14 +1,16 @@
 //! Reporting back on watched issues through the binary, against the stand-in GitHub: each turn
 //! the daemon runs labels the issue and keeps one comment on it up to date, a lost answer to
 //! the comment's POST and a daemon restart post nothing twice, and a foreground turn on an
-//! issue of a watched repository reports too.
+//! issue of a watched repository reports too. A completed turn with commits pushes the branch
+//! to the real `git http-backend` and opens one draft pull request, which later turns keep.
 
 // Setup helpers unwrap too: a failed setup should fail the test loudly.
 #![allow(clippy::unwrap_used)]
 
 use kugetsu_test_support::forge::{Dialect, StandInForge};
 
-use crate::support::{Env, json, ready, wait_for};
+use crate::git_http::GitHttpServer;
+use crate::support::{Env, git, json, ready, wait_for};
 
 const REPO: &str = "127.0.0.1/o/r";
 
@@ -134,4 +136,93 @@ fn a_foreground_turn_on_a_watched_repositorys_issue_reports_too_and_others_do_no
     ok(&env, &["start", "local.test/demo/app#3", "go"]);
     ok(&env, &["notify", "flush"]);
     assert_eq!(forge.seen().len(), before);
+}
+
+/// The worktree of `REPO#n`.
+fn worktree_of(env: &Env, n: u64) -> std::path::PathBuf {
+    std::fs::read_dir(env.path("worktrees"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| {
+            let name = p.file_name().unwrap().to_string_lossy().to_string();
+            name.contains("o-r") && name.ends_with(&format!("-{n}"))
+        })
+        .expect("the issue's worktree")
+}
+
+#[test]
+fn commits_are_pushed_and_one_draft_pull_request_opened_and_kept_across_turns_and_restarts() {
+    let forge = StandInForge::start(Dialect::Github);
+    forge.add(1, "Fix the parser", "please", &["kugetsu"], false);
+    let mut env = watched(&forge);
+    env.set("KUGETSU_PULL_REQUESTS", "draft");
+    // The repository is served by the real `git http-backend`; pushes go there.
+    let git_home = env.tmp.path().join("git-home");
+    std::fs::create_dir_all(&git_home).unwrap();
+    let server = GitHttpServer::start(env.tmp.path(), &git_home, None);
+    let sample = env.tmp.path().join("repo");
+    let repos = std::fs::read_to_string(env.path("repos.json")).unwrap();
+    let mut map: serde_json::Map<String, serde_json::Value> = serde_json::from_str(&repos).unwrap();
+    map.insert(REPO.into(), server.url("repo").into());
+    std::fs::write(env.path("repos.json"), serde_json::to_string(&map).unwrap()).unwrap();
+    let remote_branch = || {
+        let out = kugetsu_test_support::git_command(&sample, &git_home)
+            .args(["rev-parse", "--verify", "-q", "refs/heads/fix/issue-1"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+
+    // A first turn without commits: reported, nothing pushed, no pull request.
+    ok(&env, &["queue-daemon", "start"]);
+    wait_for("the first turn", || completed(&env, 1) == 1);
+    wait_for("its report", || forge.comments(1).iter().any(|c| c.contains("**completed**")));
+    wait_for("nothing left to report", || pending_reports(&env) == 0);
+    assert!(forge.pulls().is_empty() && remote_branch().is_empty());
+    assert!(!forge.comments(1)[0].contains("Pull request"), "{:?}", forge.comments(1));
+
+    // The agent commits (as it would, with git in its worktree); the next turn pushes.
+    let wt = worktree_of(&env, 1);
+    git(&wt, &["add", "-A"]);
+    git(&wt, &["commit", "-q", "-m", "Fix the parser"]);
+    let first = git(&wt, &["rev-parse", "HEAD"]).trim().to_string();
+    ok(&env, &["queue", "enqueue", &format!("{REPO}#1"), "push it"]);
+    wait_for("the pull request", || !forge.pulls().is_empty());
+    wait_for("its link in the comment", || {
+        forge.comments(1).iter().any(|c| c.contains("Pull request:"))
+    });
+    assert_eq!(remote_branch(), first);
+    let pull = forge.pulls()[0].clone();
+    assert_eq!((pull.head.as_str(), pull.base.as_str(), pull.draft), ("fix/issue-1", "main", true));
+    assert!(pull.body.contains("Closes #1."), "{pull:?}");
+    let comment = forge.comments(1)[0].clone();
+    assert!(comment.contains(&format!("/o/r/pull/{} (draft)", pull.number)), "{comment}");
+
+    // A restart makes nothing again.
+    wait_for("nothing left to report", || pending_reports(&env) == 0);
+    ok(&env, &["queue-daemon", "stop"]);
+    let writes = |f: &StandInForge| f.seen().iter().filter(|s| s.method != "GET").count();
+    let before = writes(&forge);
+    ok(&env, &["queue-daemon", "start"]);
+    let idle = forge.seen().iter().filter(|s| s.status == 304).count();
+    wait_for("an idle poll after the restart", || {
+        forge.seen().iter().filter(|s| s.status == 304).count() > idle
+    });
+    assert_eq!(writes(&forge), before, "a restart writes nothing");
+
+    // Another commit and turn: the same branch moves on, the same pull request and comment.
+    std::fs::write(wt.join("MORE.md"), "more\n").unwrap();
+    git(&wt, &["add", "-A"]);
+    git(&wt, &["commit", "-q", "-m", "And the tests"]);
+    let second = git(&wt, &["rev-parse", "HEAD"]).trim().to_string();
+    ok(&env, &["queue", "enqueue", &format!("{REPO}#1"), "more"]);
+    wait_for("the second push", || remote_branch() == second);
+    wait_for("nothing left to report", || pending_reports(&env) == 0);
+    ok(&env, &["queue-daemon", "stop"]);
+    assert_eq!(forge.pulls().len(), 1, "{:?}", forge.pulls());
+    assert_eq!(forge.comments(1).len(), 1);
+    let seen = forge.seen();
+    let opened = seen.iter().filter(|s| s.method == "POST" && s.target.ends_with("/pulls"));
+    assert_eq!(opened.count(), 1);
 }
