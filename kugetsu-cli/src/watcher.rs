@@ -1,7 +1,8 @@
 //! The queue daemon's watcher: a thread that polls each watched repository every
 //! `KUGETSU_WATCH_INTERVAL_SECONDS` through its forge's client (`kugetsu-forge`), with the
 //! token routed by the forge's kind, and lets core decide what each poll does
-//! ([`kugetsu_core::watch::poll`]). This file only wires and reports.
+//! ([`kugetsu_core::watch::poll`]), then what each pull request says back
+//! ([`kugetsu_core::feedback::poll`], the loop). This file only wires and reports.
 
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, channel};
@@ -9,6 +10,7 @@ use std::time::Duration;
 
 use kugetsu_core::RepoRef;
 use kugetsu_core::env_file::EnvFiles;
+use kugetsu_core::feedback;
 use kugetsu_core::notify::NotificationType;
 use kugetsu_core::queue::TaskQueue;
 use kugetsu_core::secrets::Secret;
@@ -125,6 +127,51 @@ pub fn pass(ctx: &Ctx, log: &LogLine, cached: &mut Option<Arc<dyn TaskQueue>>) {
                         "watch {repo}: the forge asked us to wait; paused until {}",
                         kugetsu_core::clock::human(until)
                     ));
+                }
+            }
+            Err(e) => {
+                queue_failed |= matches!(e, watch::WatchError::Queue { .. });
+                log(&format!("{e}"));
+            }
+        }
+        if !config.pull_requests {
+            continue;
+        }
+        let now = time::OffsetDateTime::now_utc();
+        let rounds = config.loop_rounds;
+        match feedback::poll(
+            &watches,
+            repo,
+            &forge,
+            &target.repo,
+            &*queue,
+            &secret_refs,
+            now,
+            rounds,
+        ) {
+            Ok(report) => {
+                for (issue_ref, item, why) in &report.enqueued {
+                    log(&format!("watch {repo}: queued {item} to continue {issue_ref}: {why}"));
+                    crate::notifications::record_in(
+                        &ctx.state,
+                        Some(&config),
+                        NotificationType::TaskQueued,
+                        &format!("queued {item}: continue {issue_ref} ({why})"),
+                        Some(issue_ref),
+                    );
+                }
+                for issue_ref in &report.limited {
+                    log(&format!("watch {repo}: {issue_ref} reached {rounds} rounds of the loop"));
+                    crate::notifications::record_in(
+                        &ctx.state,
+                        Some(&config),
+                        NotificationType::Other("loop_limit".into()),
+                        &format!(
+                            "{issue_ref}: its pull request still fails or wants changes after \
+                             {rounds} rounds; not continued again (KUGETSU_LOOP_ROUNDS)"
+                        ),
+                        Some(issue_ref),
+                    );
                 }
             }
             Err(e) => {

@@ -151,13 +151,9 @@ fn worktree_of(env: &Env, n: u64) -> std::path::PathBuf {
         .expect("the issue's worktree")
 }
 
-#[test]
-fn commits_are_pushed_and_one_draft_pull_request_opened_and_kept_across_turns_and_restarts() {
-    let forge = StandInForge::start(Dialect::Github);
-    forge.add(1, "Fix the parser", "please", &["kugetsu"], false);
-    let mut env = watched(&forge);
-    env.set("KUGETSU_PULL_REQUESTS", "draft");
-    // The repository is served by the real `git http-backend`; pushes go there.
+/// Serves the sample repository with the real `git http-backend` as `REPO`'s clone URL (pushes
+/// go there); returns the server and a reader of its `fix/issue-1`.
+fn serve_repo(env: &Env) -> (GitHttpServer, impl Fn() -> String + use<>) {
     let git_home = env.tmp.path().join("git-home");
     std::fs::create_dir_all(&git_home).unwrap();
     let server = GitHttpServer::start(env.tmp.path(), &git_home, None);
@@ -166,13 +162,23 @@ fn commits_are_pushed_and_one_draft_pull_request_opened_and_kept_across_turns_an
     let mut map: serde_json::Map<String, serde_json::Value> = serde_json::from_str(&repos).unwrap();
     map.insert(REPO.into(), server.url("repo").into());
     std::fs::write(env.path("repos.json"), serde_json::to_string(&map).unwrap()).unwrap();
-    let remote_branch = || {
+    let remote_branch = move || {
         let out = kugetsu_test_support::git_command(&sample, &git_home)
             .args(["rev-parse", "--verify", "-q", "refs/heads/fix/issue-1"])
             .output()
             .unwrap();
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     };
+    (server, remote_branch)
+}
+
+#[test]
+fn commits_are_pushed_and_one_draft_pull_request_opened_and_kept_across_turns_and_restarts() {
+    let forge = StandInForge::start(Dialect::Github);
+    forge.add(1, "Fix the parser", "please", &["kugetsu"], false);
+    let mut env = watched(&forge);
+    env.set("KUGETSU_PULL_REQUESTS", "draft");
+    let (_server, remote_branch) = serve_repo(&env);
 
     // A first turn without commits: reported, nothing pushed, no pull request.
     ok(&env, &["queue-daemon", "start"]);
@@ -225,4 +231,62 @@ fn commits_are_pushed_and_one_draft_pull_request_opened_and_kept_across_turns_an
     let seen = forge.seen();
     let opened = seen.iter().filter(|s| s.method == "POST" && s.target.ends_with("/pulls"));
     assert_eq!(opened.count(), 1);
+}
+
+#[test]
+fn failed_checks_and_reviews_requesting_changes_continue_the_issue_up_to_the_round_limit() {
+    let forge = StandInForge::start(Dialect::Github);
+    forge.add(1, "Fix the parser", "please", &["kugetsu"], false);
+    let mut env = watched(&forge);
+    env.set("KUGETSU_PULL_REQUESTS", "draft");
+    env.set("KUGETSU_LOOP_ROUNDS", "2");
+    let (_server, remote_branch) = serve_repo(&env);
+    let messages = |env: &Env| -> Vec<String> {
+        let v = json(&ok(env, &["--json", "queue", "list"]));
+        let list = v.get("items").cloned().unwrap_or(v);
+        list.as_array()
+            .cloned()
+            .unwrap_or_default()
+            .iter()
+            .map(|i| i["message"].as_str().unwrap_or_default().to_string())
+            .collect()
+    };
+    // A first turn; the agent commits; a second turn pushes and opens the pull request.
+    ok(&env, &["queue-daemon", "start"]);
+    wait_for("the first turn", || completed(&env, 1) == 1);
+    let wt = worktree_of(&env, 1);
+    git(&wt, &["add", "-A"]);
+    git(&wt, &["commit", "-q", "-m", "Fix the parser"]);
+    ok(&env, &["queue", "enqueue", &format!("{REPO}#1"), "push it"]);
+    wait_for("the pull request", || !forge.pulls().is_empty());
+    wait_for("the push", || !remote_branch().is_empty());
+    let pull = forge.pulls()[0].number;
+    let head = remote_branch();
+    forge.set_head(pull, &head);
+
+    // Its check fails: a continue with what the check said, once for that commit.
+    forge.add_check(&head, "unit", false, "thread 'parse' panicked: ghp_reportTOKEN77 left: 1");
+    wait_for("the continue for the failed check", || completed(&env, 1) == 3);
+    let asked = messages(&env).into_iter().find(|m| m.contains("checks of the pull request"));
+    let asked = asked.expect("a continue about the checks");
+    assert!(
+        asked.contains("<untrusted-ci>") && asked.contains("thread 'parse' panicked"),
+        "{asked}"
+    );
+    assert!(!asked.contains("ghp_reportTOKEN77"), "masked: {asked}");
+
+    // A review requests changes: one more round.
+    forge.request_changes(pull, "alice", "Please rename parse to read.");
+    wait_for("the continue for the review", || completed(&env, 1) == 4);
+    assert!(messages(&env).iter().any(|m| m.contains("Please rename parse to read.")));
+
+    // The next failure is past the limit (2): told once, not continued.
+    forge.set_head(pull, "0123456789abcdef0123456789abcdef01234567");
+    forge.add_check("0123456789abcdef0123456789abcdef01234567", "unit", false, "again");
+    wait_for("the loop's limit told", || ok(&env, &["notify", "list"]).contains("after 2 rounds"));
+    ok(&env, &["queue-daemon", "stop"]);
+    assert_eq!(completed(&env, 1), 4, "no fifth turn");
+    let taken = &json(&std::fs::read_to_string(env.path("watches.json")).unwrap())["watches"][REPO]
+        ["taken"]["1"];
+    assert_eq!(taken["rounds"], 2, "{taken}");
 }

@@ -8,6 +8,7 @@ pub mod clock;
 pub mod config;
 pub mod control;
 pub mod env_file;
+pub mod feedback;
 pub mod forge;
 pub mod interrupt;
 pub mod issue_ref;

@@ -12,12 +12,14 @@
 //! `X-RateLimit-Remaining: 0` until `X-RateLimit-Reset` on GitHub and Gitea, `RateLimit-*` on
 //! GitLab) is [`ForgeError::RateLimited`]; a success that spends the quota says to pause.
 
+mod checks;
 mod dialect;
 mod http;
 mod writes;
 
 use kugetsu_core::forge::{
-    CommentRef, Forge, ForgeError, ForgeKind, Issue, ListQuery, Listing, PullRef,
+    Checks, CommentRef, Forge, ForgeError, ForgeKind, Issue, ListQuery, Listing, PullRef,
+    PullState, Review,
 };
 use kugetsu_core::secrets::Secret;
 
@@ -132,5 +134,17 @@ impl Forge for HttpForge {
         body: &str,
     ) -> Result<PullRef, ForgeError> {
         self.writer().ensure_draft_pull(repo, branch, title, body)
+    }
+
+    fn find_pull(&self, repo: &str, branch: &str) -> Result<Option<PullState>, ForgeError> {
+        self.writer().find_pull(repo, branch)
+    }
+
+    fn checks(&self, repo: &str, sha: &str) -> Result<Checks, ForgeError> {
+        self.writer().checks(repo, sha)
+    }
+
+    fn changes_requested(&self, repo: &str, number: u64) -> Result<Vec<Review>, ForgeError> {
+        self.writer().changes_requested(repo, number)
     }
 }

@@ -33,7 +33,7 @@ impl Writer<'_> {
     }
 
     /// The repository's base URL: `/repos/o/r`, or GitLab's `/projects/<url-encoded path>`.
-    fn base(&self, repo: &str) -> String {
+    pub(crate) fn base(&self, repo: &str) -> String {
         match self.kind {
             ForgeKind::Gitlab => format!("{}/projects/{}", self.http.api, encode(repo)),
             _ => {
@@ -52,7 +52,7 @@ impl Writer<'_> {
         ForgeError::Status { api: self.api(), what: self.what(method, url), status }
     }
 
-    fn bad(&self, method: &str, url: &str, message: impl Into<String>) -> ForgeError {
+    pub(crate) fn bad(&self, method: &str, url: &str, message: impl Into<String>) -> ForgeError {
         ForgeError::BadAnswer {
             api: self.api(),
             what: self.what(method, url),
@@ -65,7 +65,7 @@ impl Writer<'_> {
     }
 
     /// Every element of a paginated listing.
-    fn get_all(&self, first: &str) -> Result<Vec<Value>, ForgeError> {
+    pub(crate) fn get_all(&self, first: &str) -> Result<Vec<Value>, ForgeError> {
         let mut url = first.to_string();
         let mut out = Vec::new();
         for _ in 0..MAX_PAGES {
@@ -86,7 +86,7 @@ impl Writer<'_> {
         Err(self.bad("GET", first, format!("more than {MAX_PAGES} pages")))
     }
 
-    fn get_one(&self, url: &str) -> Result<Value, ForgeError> {
+    pub(crate) fn get_one(&self, url: &str) -> Result<Value, ForgeError> {
         let answer = self.http.get(url, None)?;
         if !ok(answer.status) {
             return Err(self.status("GET", url, answer.status));

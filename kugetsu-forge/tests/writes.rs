@@ -2,7 +2,7 @@
 //! up to date (found again by its marker, also after a write whose answer was lost), labels
 //! added and removed by name, one draft pull request per branch, updated in place.
 
-use kugetsu_core::forge::{Forge, ForgeError, ForgeKind};
+use kugetsu_core::forge::{ChecksState, Forge, ForgeError, ForgeKind};
 use kugetsu_core::secrets::Secret;
 use kugetsu_forge::HttpForge;
 use kugetsu_test_support::forge::{Dialect, StandInForge};
@@ -95,5 +95,39 @@ fn one_draft_pull_request_per_branch_is_opened_then_updated() {
         assert_eq!(again, first);
         let pulls = stand_in.pulls();
         assert_eq!((pulls.len(), pulls[0].body.as_str()), (1, "Closes #1. v2"));
+    }
+}
+
+#[test]
+fn the_loop_reads_a_pulls_head_its_checks_and_reviews_requesting_changes() {
+    for (stand_in, forge) in each_dialect() {
+        let kind = format!("{:?}", stand_in.api_url());
+        assert_eq!(forge.find_pull("o/r", "fix/issue-1").unwrap(), None, "{kind}");
+        let pull = forge.ensure_draft_pull("o/r", "fix/issue-1", "one", "b").unwrap();
+        stand_in.set_head(pull.number, "abc123");
+        let found = forge.find_pull("o/r", "fix/issue-1").unwrap().unwrap();
+        assert_eq!((found.number, found.head_sha.as_str()), (pull.number, "abc123"));
+        assert!(found.open && !found.merged, "{kind}");
+        let none = forge.checks("o/r", "abc123").unwrap();
+        assert_eq!(none.state, ChecksState::Pending, "no checks yet: {kind}");
+        stand_in.add_check("abc123", "lint", true, "");
+        assert_eq!(forge.checks("o/r", "abc123").unwrap().state, ChecksState::Success, "{kind}");
+        stand_in.add_check("abc123", "unit", false, "line 1\nassertion failed: parse(\"x\")");
+        let checks = forge.checks("o/r", "abc123").unwrap();
+        assert_eq!(checks.state, ChecksState::Failure, "{kind}");
+        assert!(checks.failures[0].contains("assertion failed"), "{kind}: {checks:?}");
+        stand_in.request_changes(pull.number, "alice", "Rename it.");
+        let reviews = forge.changes_requested("o/r", pull.number).unwrap();
+        if kind.contains("/api/v4") {
+            assert!(reviews.is_empty(), "GitLab has no reviews requesting changes");
+        } else {
+            assert_eq!(
+                (reviews[0].author.as_str(), reviews[0].body.as_str()),
+                ("alice", "Rename it.")
+            );
+        }
+        stand_in.merge(pull.number);
+        let merged = forge.find_pull("o/r", "fix/issue-1").unwrap().unwrap();
+        assert!(merged.merged && !merged.open, "{kind}");
     }
 }

@@ -74,6 +74,9 @@ pub const KUGETSU_REPORT_LABELS: &str = "KUGETSU_REPORT_LABELS";
 /// After a completed turn of a watched issue with commits: `draft` (default) pushes its branch
 /// and opens (then updates) a draft pull request; `off` does neither.
 pub const KUGETSU_PULL_REQUESTS: &str = "KUGETSU_PULL_REQUESTS";
+/// The most `continue`s the loop queues per watched issue for failed checks and reviews
+/// requesting changes (default 3; 0: no loop).
+pub const KUGETSU_LOOP_ROUNDS: &str = "KUGETSU_LOOP_ROUNDS";
 
 /// The driver `KUGETSU_AGENT` names by default, and the one that made a session file that
 /// names none (the original kugetsu knew only opencode).
@@ -570,6 +573,23 @@ pub const SETTINGS: &[Setting] = &[
             Ok(())
         },
         display: |c| (if c.pull_requests { "draft" } else { "off" }).into(),
+    },
+    Setting {
+        name: KUGETSU_LOOP_ROUNDS,
+        aliases: &[],
+        default: DefaultValue::Is("3"),
+        summary: "Most continues per watched issue for failed checks and change requests (0: off)",
+        doc: "while the daemon watches a repository, a failed check of an issue's open pull \
+              request, or a review requesting changes, queues a `continue` of the issue with \
+              what the check or review said (see [The loop](#the-loop)); at most this many per \
+              issue, then a `loop_limit` notification. 0: no loop",
+        example: None,
+        secret: false,
+        parse: |c, v| {
+            c.loop_rounds = u32::try_from(number(v, 0, 100)?).unwrap_or(3);
+            Ok(())
+        },
+        display: |c| c.loop_rounds.to_string(),
     },
 ];
 

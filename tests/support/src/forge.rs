@@ -71,6 +71,8 @@ struct State {
     comments: Vec<writes::Comment>,
     pulls: Vec<StandInPull>,
     repo_labels: Vec<(u64, String)>,
+    checks: Vec<writes::Check>,
+    reviews: Vec<writes::Rev>,
     lose_answer_of: Option<String>,
     next_id: u64,
 }

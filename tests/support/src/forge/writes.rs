@@ -2,8 +2,10 @@
 //! the repository (`default_branch`), an issue's comments (GitLab: notes) listed, posted and
 //! edited, its labels added and removed (GitHub by name, GitLab through `add_labels` and
 //! `remove_labels` on the issue, Gitea by the ids of the repository's labels), and pull
-//! requests (GitLab: merge requests) listed by head branch, opened and edited. Listings send an
-//! `ETag`; every answer carries the rate-limit headers.
+//! requests (GitLab: merge requests) listed by head branch, opened and edited; for the loop, a
+//! commit's checks (GitHub check runs and combined status, Gitea combined status, GitLab
+//! pipelines with their failed jobs and traces) and reviews requesting changes, as the test
+//! sets them. Listings send an `ETag`; every answer carries the rate-limit headers.
 
 use serde_json::{Value, json};
 
@@ -34,6 +36,29 @@ pub struct StandInPull {
     pub body: String,
     /// Opened as a draft (GitHub's `draft`; GitLab's `Draft:` and Gitea's `WIP:` titles).
     pub draft: bool,
+    /// The commit its head is at (set by the test: the stand-in knows no git).
+    pub sha: String,
+    /// Merged (then not open).
+    pub merged: bool,
+}
+
+/// A check of a commit: a check run on GitHub, a commit status on Gitea, a pipeline with one
+/// job on GitLab.
+#[derive(Debug, Clone)]
+pub(super) struct Check {
+    sha: String,
+    name: String,
+    passed: bool,
+    text: String,
+}
+
+/// A review requesting changes.
+#[derive(Debug, Clone)]
+pub(super) struct Rev {
+    pull: u64,
+    id: u64,
+    author: String,
+    body: String,
 }
 
 fn not_found() -> Answer {
@@ -62,6 +87,66 @@ impl StandInForge {
         self.state.lock().expect("stand-in state").pulls.clone()
     }
 
+    /// Puts the head of pull request `number` at commit `sha`.
+    pub fn set_head(&self, number: u64, sha: &str) {
+        let mut s = self.state.lock().expect("stand-in state");
+        s.pulls.iter_mut().filter(|p| p.number == number).for_each(|p| p.sha = sha.to_string());
+    }
+
+    /// Merges pull request `number`.
+    pub fn merge(&self, number: u64) {
+        let mut s = self.state.lock().expect("stand-in state");
+        s.pulls.iter_mut().filter(|p| p.number == number).for_each(|p| p.merged = true);
+    }
+
+    /// Adds a finished check of commit `sha` that `passed` or failed saying `text`.
+    pub fn add_check(&self, sha: &str, name: &str, passed: bool, text: &str) {
+        let mut s = self.state.lock().expect("stand-in state");
+        s.checks.push(Check { sha: sha.into(), name: name.into(), passed, text: text.into() });
+    }
+
+    /// Adds a review of pull request `pull` by `author` that requests changes.
+    pub fn request_changes(&self, pull: u64, author: &str, body: &str) {
+        let mut s = self.state.lock().expect("stand-in state");
+        s.next_id += 1;
+        let id = 7000 + s.next_id;
+        s.reviews.push(Rev { pull, id, author: author.into(), body: body.into() });
+    }
+
+    fn checks_answer(&self, s: &State, what: &str, sha: &str) -> Answer {
+        let checks: Vec<&Check> = s.checks.iter().filter(|c| c.sha == sha).collect();
+        let word = |c: &Check| if c.passed { "success" } else { "failure" };
+        let body = match (self.dialect, what) {
+            (Dialect::Github, "check-runs") => {
+                let runs: Vec<Value> = checks
+                    .iter()
+                    .enumerate()
+                    .map(|(i, c)| {
+                        json!({"id": i + 1, "name": c.name, "status": "completed",
+                               "conclusion": word(c),
+                               "output": {"title": format!("{} {}", c.name, word(c)),
+                                          "summary": "", "text": c.text}})
+                    })
+                    .collect();
+                json!({"total_count": runs.len(), "check_runs": runs})
+            }
+            (Dialect::Github, "status") => json!({"state": "pending", "statuses": []}),
+            (Dialect::Gitea, "status") => {
+                let statuses: Vec<Value> = checks
+                    .iter()
+                    .map(|c| {
+                        json!({"context": c.name, "status": word(c), "description": c.text,
+                                    "target_url": ""})
+                    })
+                    .collect();
+                let all = if checks.iter().all(|c| c.passed) { "success" } else { "failure" };
+                json!({"state": all, "statuses": statuses})
+            }
+            _ => return not_found(),
+        };
+        (200, self.quota(s), body.to_string())
+    }
+
     fn comment_json(&self, c: &Comment) -> Value {
         json!({ "id": c.id, "body": c.body, "user": { "login": "kugetsu" } })
     }
@@ -72,12 +157,15 @@ impl StandInForge {
             Dialect::Gitlab => json!({
                 "id": 9000 + p.number, "iid": p.number, "source_branch": p.head,
                 "target_branch": p.base, "title": p.title, "description": p.body,
-                "draft": p.draft, "state": "opened", "web_url": web,
+                "draft": p.draft, "state": if p.merged { "merged" } else { "opened" },
+                "web_url": web, "sha": p.sha,
             }),
             _ => json!({
-                "id": 9000 + p.number, "number": p.number, "head": { "ref": p.head },
-                "base": { "ref": p.base }, "title": p.title, "body": p.body, "draft": p.draft,
-                "state": "open", "html_url": web,
+                "id": 9000 + p.number, "number": p.number,
+                "head": { "ref": p.head, "sha": p.sha }, "base": { "ref": p.base },
+                "title": p.title, "body": p.body, "draft": p.draft,
+                "state": if p.merged { "closed" } else { "open" }, "merged": p.merged,
+                "html_url": web,
             }),
         }
     }
@@ -205,10 +293,12 @@ impl StandInForge {
                     Dialect::Gitlab => query_param(query, "source_branch").map(super::decode),
                     Dialect::Gitea => None,
                 };
+                let open_only = matches!(query_param(query, "state"), Some("open" | "opened"));
                 let items = s
                     .pulls
                     .iter()
                     .filter(|p| head.as_ref().is_none_or(|h| &p.head == h))
+                    .filter(|p| !(open_only && p.merged))
                     .map(|p| self.pull_json(p))
                     .collect();
                 self.listing(&s, items)
@@ -229,8 +319,9 @@ impl StandInForge {
                     return (422, self.quota(&s), "{\"message\":\"Validation Failed\"}".into());
                 }
                 let number = 100 + s.pulls.len() as u64 + 1;
-                let pull =
-                    StandInPull { number, head, base, title, body: text(&sent, body), draft };
+                let body = text(&sent, body);
+                let (sha, merged) = (String::new(), false);
+                let pull = StandInPull { number, head, base, title, body, draft, sha, merged };
                 s.pulls.push(pull.clone());
                 (201, self.quota(&s), self.pull_json(&pull).to_string())
             }
@@ -246,6 +337,58 @@ impl StandInForge {
                         let p = p.clone();
                         (200, self.quota(&s), self.pull_json(&p).to_string())
                     }
+                    None => not_found(),
+                }
+            }
+            ("GET", ["commits", sha, what]) if !gitlab => self.checks_answer(&s, what, sha),
+            ("GET", ["pulls", _, "reviews"]) if !gitlab => {
+                let n = number(1).unwrap_or(0);
+                let state = if self.dialect == Dialect::Github {
+                    "CHANGES_REQUESTED"
+                } else {
+                    "REQUEST_CHANGES"
+                };
+                let items = s
+                    .reviews
+                    .iter()
+                    .filter(|r| r.pull == n)
+                    .map(|r| {
+                        json!({"id": r.id, "state": state, "body": r.body,
+                                    "user": {"login": r.author}})
+                    })
+                    .collect();
+                self.listing(&s, items)
+            }
+            ("GET", ["pipelines"]) if gitlab => {
+                let sha = query_param(query, "sha").unwrap_or_default();
+                let checks: Vec<&Check> = s.checks.iter().filter(|c| c.sha == sha).collect();
+                let items = if checks.is_empty() {
+                    vec![]
+                } else {
+                    let failed = checks.iter().any(|c| !c.passed);
+                    let id = s.checks.iter().position(|c| c.sha == sha).unwrap_or(0) + 1;
+                    vec![
+                        json!({"id": id, "sha": sha, "status": if failed { "failed" } else { "success" }}),
+                    ]
+                };
+                self.listing(&s, items)
+            }
+            ("GET", ["pipelines", id, "jobs"]) if gitlab => {
+                let first = id.parse::<usize>().unwrap_or(0).saturating_sub(1);
+                let sha = s.checks.get(first).map(|c| c.sha.clone()).unwrap_or_default();
+                let items = s
+                    .checks
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, c)| c.sha == sha && !c.passed)
+                    .map(|(i, c)| json!({"id": i + 1, "name": c.name, "status": "failed"}))
+                    .collect();
+                self.listing(&s, items)
+            }
+            ("GET", ["jobs", id, "trace"]) if gitlab => {
+                let i = id.parse::<usize>().unwrap_or(0).saturating_sub(1);
+                match s.checks.get(i) {
+                    Some(c) => (200, self.quota(&s), c.text.clone()),
                     None => not_found(),
                 }
             }
