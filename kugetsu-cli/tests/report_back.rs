@@ -231,6 +231,16 @@ fn commits_are_pushed_and_one_draft_pull_request_opened_and_kept_across_turns_an
     let seen = forge.seen();
     let opened = seen.iter().filter(|s| s.method == "POST" && s.target.ends_with("/pulls"));
     assert_eq!(opened.count(), 1);
+
+    // Merged: the worktree and session go (everything in them was pushed).
+    forge.merge(pull.number);
+    ok(&env, &["queue-daemon", "start"]);
+    wait_for("the cleanup", || ok(&env, &["notify", "list"]).contains("pull request was merged"));
+    ok(&env, &["queue-daemon", "stop"]);
+    let notes = ok(&env, &["notify", "list"]);
+    assert!(notes.contains("removed its worktree and agent session"), "{notes}");
+    assert!(!wt.exists(), "{}", wt.display());
+    assert!(!ok(&env, &["list"]).contains(&format!("{REPO}#1")));
 }
 
 #[test]
@@ -289,4 +299,14 @@ fn failed_checks_and_reviews_requesting_changes_continue_the_issue_up_to_the_rou
     let taken = &json(&std::fs::read_to_string(env.path("watches.json")).unwrap())["watches"][REPO]
         ["taken"]["1"];
     assert_eq!(taken["rounds"], 2, "{taken}");
+
+    // Closed while its worktree holds uncommitted work: kept, and said so.
+    std::fs::write(wt.join("NOTES.md"), "unsaved\n").unwrap();
+    forge.close(1);
+    ok(&env, &["queue-daemon", "start"]);
+    wait_for("the cleanup's answer", || ok(&env, &["notify", "list"]).contains("it was closed"));
+    ok(&env, &["queue-daemon", "stop"]);
+    let notes = ok(&env, &["notify", "list"]);
+    assert!(notes.contains("1 changed files"), "{notes}");
+    assert!(wt.join("NOTES.md").exists());
 }

@@ -414,7 +414,8 @@ pub struct WebhookEvent {
 
 /// Types posted besides `task_error` (and `task_completed` when asked): the ones that need a
 /// person, as later versions add them.
-const NEEDS_A_PERSON: &[&str] = &["over_budget", "paused", "resumed", "test"];
+const NEEDS_A_PERSON: &[&str] =
+    &["over_budget", "paused", "resumed", "test", "loop_limit", "cleanup_kept"];
 
 /// Whether `n` is posted (`completed`: `KUGETSU_NOTIFY_COMPLETED`), and as what. Queued,
 /// dequeued and started tasks are not: they need nobody.

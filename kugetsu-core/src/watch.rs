@@ -97,6 +97,10 @@ pub struct Taken {
     /// The round limit was reached and said so.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub limit_told: bool,
+    /// Its pull request was merged or the issue closed, and its cleanup is done: what became
+    /// of the worktree and session (removed, or kept for the work in it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cleaned: Option<String>,
 }
 
 fn is_zero(n: &u32) -> bool {
@@ -372,6 +376,7 @@ pub fn poll(
             checked_sha: None,
             review_seen: None,
             limit_told: false,
+            cleaned: None,
         };
         watches.update_watch(repo, |w| {
             w.taken.insert(issue.number, taken);

@@ -135,7 +135,16 @@ pub fn push_branch(
             .collect::<Vec<_>>()
     };
     let theirs = remote_refs.iter().find(|(name, _)| *name == full).map(|(_, id)| *id);
+    // What the remote has, as git records it after a push: the branch's tracking ref, so the
+    // pushed commits no longer count as work a removal would lose.
+    let track = |repo: &gix::Repository| {
+        let name = format!("refs/remotes/origin/{branch}");
+        repo.reference(name.as_str(), ours, gix::refs::transaction::PreviousValue::Any, "push")
+            .map(|_| ())
+            .map_err(|e| local_err(e.to_string()))
+    };
     if theirs == Some(ours) {
+        track(&repo)?;
         return Ok(PushOutcome::Pushed { commit: ours, already: true });
     }
     let is_ancestor = |old: ObjectId| -> bool {
@@ -182,6 +191,7 @@ pub fn push_branch(
     let unpacked = report.iter().any(|l| l == "unpack ok");
     match report.iter().find(|l| l.starts_with("ok ") || l.starts_with("ng ")) {
         Some(line) if unpacked && line == &format!("ok {full}") => {
+            track(&repo)?;
             Ok(PushOutcome::Pushed { commit: ours, already: false })
         }
         Some(line) if line.starts_with("ng ") => {

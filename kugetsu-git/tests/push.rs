@@ -9,7 +9,7 @@ use crate::support;
 
 use std::path::{Path, PathBuf};
 
-use kugetsu_core::worktree::Secret;
+use kugetsu_core::worktree::{Secret, Worktrees as _};
 use kugetsu_git::{GitConfig, PushError, PushOutcome, push_branch};
 use support::Fixture;
 use support::http::{GitHttpServer, make_certificates, server_config};
@@ -46,6 +46,9 @@ fn pushes_fast_forwards_only(fx: &Fixture, up: &Path, url: &str, token: Option<&
     }
     assert_eq!(fx.rev(up, "fix/issue-1"), first);
     fx.fsck(up);
+    // As after `git push`: the tracking ref follows, so the commits count as pushed.
+    assert_eq!(fx.rev(&wt, "refs/remotes/origin/fix/issue-1"), first);
+    assert!(fx.backend().unsaved_work(&wt).unwrap().unpushed_commits.is_empty());
     match push(fx, &wt, url, token).unwrap() {
         PushOutcome::Pushed { already: true, .. } => {}
         other => panic!("expected nothing new to send, got {other:?}"),
