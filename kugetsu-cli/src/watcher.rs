@@ -200,7 +200,8 @@ fn tidy(
     forge_repo: &str,
     queue: &dyn TaskQueue,
 ) {
-    let due = match cleanup::due(watches, repo, forge, forge_repo, queue) {
+    let now = time::OffsetDateTime::now_utc();
+    let due = match cleanup::due(watches, repo, forge, forge_repo, queue, now) {
         Ok(due) => due,
         Err(e) => return log(&format!("{e}")),
     };

@@ -6,6 +6,8 @@
 //! a worktree with uncommitted files or commits no remote branch has is kept, and the caller
 //! reports it. Either way the issue is [`record`]ed as cleaned up, and not looked at again.
 
+use time::OffsetDateTime;
+
 use crate::forge::{Forge, ForgeError};
 use crate::queue::{QueueStatus, TaskQueue};
 use crate::watch::{WatchError, Watches};
@@ -30,17 +32,22 @@ impl Over {
 }
 
 /// The taken issues of the watch of `repo` that are over and not cleaned up yet, with no turn
-/// pending or running: `(number, issue ref, why)`.
+/// pending or running: `(number, issue ref, why)`. Nothing is asked while the forge has asked
+/// us to wait; a forge that asks now pauses the repository.
 pub fn due(
     watches: &Watches,
     repo: &str,
     forge: &dyn Forge,
     forge_repo: &str,
     queue: &dyn TaskQueue,
+    now: OffsetDateTime,
 ) -> Result<Vec<(u64, String, Over)>, WatchError> {
     let Some(watch) = watches.load()?.watches.remove(repo) else {
         return Err(WatchError::NotFound { repo: repo.to_string() });
     };
+    if watch.paused_until.is_some_and(|t| t > now) {
+        return Ok(Vec::new());
+    }
     let forge_err = |source| WatchError::Forge { repo: repo.to_string(), source };
     let mut out = Vec::new();
     for (number, taken) in watch.taken.iter().filter(|(_, t)| t.cleaned.is_none()) {
@@ -54,8 +61,14 @@ pub fn due(
                 return Ok(Some(Over::Closed));
             }
             Ok::<_, ForgeError>(None)
-        })()
-        .map_err(forge_err)?;
+        })();
+        let over = match over {
+            Err(ForgeError::RateLimited { wait, .. }) => {
+                watches.update_watch(repo, |w| w.paused_until = Some(now + wait))?;
+                return Ok(Vec::new());
+            }
+            other => other.map_err(forge_err)?,
+        };
         if let Some(over) = over {
             out.push((*number, format!("{repo}#{number}"), over));
         }
