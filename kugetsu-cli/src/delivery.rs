@@ -145,7 +145,7 @@ pub fn pass(
                         log(&format!(
                             "cannot post notification {} to {} ({why}); retrying from {}",
                             d.id,
-                            webhook::redact(&d.url),
+                            shown(&d.url),
                             kugetsu_core::clock::human(at)
                         ));
                     }
@@ -171,9 +171,19 @@ fn gave_up_line(d: &Due, why: &str) -> String {
     format!(
         "gave up posting notification {} to {} after {} attempts: {why}",
         d.id,
-        webhook::redact(&d.url),
+        shown(&d.url),
         d.attempts + 1
     )
+}
+
+/// A delivery's target as logs and listings show it: a webhook's URL masked (it holds a
+/// token), a watched issue's report target (`forge:<issue ref>`, no secret) as it is.
+pub fn shown(target: &str) -> String {
+    if target.starts_with(kugetsu_core::report::TARGET_PREFIX) {
+        target.to_string()
+    } else {
+        webhook::redact(target)
+    }
 }
 
 /// How long until the next pending delivery is due (zero when one is due now), `None` when

@@ -85,6 +85,8 @@ fn each_turn_labels_the_issue_and_keeps_one_comment_across_a_lost_answer_and_res
         f.seen().iter().filter(|s| s.method == "POST" && s.target.ends_with("/comments")).count()
     };
     assert_eq!(posts(&forge), 1, "one POST of the comment, its retry found it");
+    let outbox = ok(&env, &["notify", "outbox"]);
+    assert!(outbox.contains(&format!("forge:{REPO}#1")), "a report's target is shown: {outbox}");
 
     // A restart resumes nothing that was made, and posts nothing.
     ok(&env, &["queue-daemon", "stop"]);
