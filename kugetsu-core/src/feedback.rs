@@ -75,7 +75,9 @@ pub fn poll(
     let forge_err = |source| WatchError::Forge { repo: repo.to_string(), source };
     let queue_err = |source| WatchError::Queue { repo: repo.to_string(), source };
     let mut items = None;
-    for (number, taken) in watch.taken.iter().filter(|(_, t)| !t.stopped) {
+    // Done with: stopped, cleaned up, or out of rounds (said once; nothing more to ask).
+    let live = |t: &&crate::watch::Taken| !t.stopped && t.cleaned.is_none() && !t.limit_told;
+    for (number, taken) in watch.taken.iter().filter(|(_, t)| live(t)) {
         let issue_ref = format!("{repo}#{number}");
         let branch = format!("fix/issue-{number}");
         let asked = (|| {

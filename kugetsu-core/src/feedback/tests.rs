@@ -26,6 +26,7 @@ impl Forge for PullForge {
     fn find_pull(&self, _: &str, branch: &str) -> Result<Option<PullState>, ForgeError> {
         assert_eq!(branch, "fix/issue-1");
         let head_sha = self.head.lock().unwrap().clone();
+        assert_ne!(head_sha, "not asked", "asked about an issue the loop is done with");
         Ok(Some(PullState { number: 101, head_sha, open: true, merged: false }))
     }
     fn checks(&self, _: &str, sha: &str) -> Result<Checks, ForgeError> {
@@ -119,6 +120,9 @@ fn a_failed_check_and_a_review_each_queue_one_continue_until_the_round_limit() {
     assert!(third.enqueued.is_empty());
     assert_eq!(third.limited, ["github.com/o/r#1"]);
     assert!(round().limited.is_empty());
+    // Out of rounds: the forge is not asked about it any more.
+    *forge.head.lock().unwrap() = "not asked".into();
+    assert_eq!(round(), FeedbackReport::default());
     let taken = &watches.load().unwrap().watches[REPO].taken[&1];
     assert_eq!((taken.rounds, taken.review_seen, taken.limit_told), (2, Some(7), true));
 }
