@@ -126,6 +126,10 @@ pub fn pass(
         for d in due {
             let posted = match failed.get(&d.url) {
                 Some(f) => Err(f.clone()),
+                // A report on a watched issue, made on its forge.
+                None if d.url.starts_with(kugetsu_core::report::TARGET_PREFIX) => {
+                    crate::reporting::deliver(state, &d.payload).map(|()| 200)
+                }
                 None => sender.post(&d.url, &d.payload),
             };
             if let Err(f) = &posted {
@@ -141,7 +145,7 @@ pub fn pass(
                         log(&format!(
                             "cannot post notification {} to {} ({why}); retrying from {}",
                             d.id,
-                            webhook::redact(&d.url),
+                            shown(&d.url),
                             kugetsu_core::clock::human(at)
                         ));
                     }
@@ -167,9 +171,19 @@ fn gave_up_line(d: &Due, why: &str) -> String {
     format!(
         "gave up posting notification {} to {} after {} attempts: {why}",
         d.id,
-        webhook::redact(&d.url),
+        shown(&d.url),
         d.attempts + 1
     )
+}
+
+/// A delivery's target as logs and listings show it: a webhook's URL masked (it holds a
+/// token), a watched issue's report target (`forge:<issue ref>`, no secret) as it is.
+pub fn shown(target: &str) -> String {
+    if target.starts_with(kugetsu_core::report::TARGET_PREFIX) {
+        target.to_string()
+    } else {
+        webhook::redact(target)
+    }
 }
 
 /// How long until the next pending delivery is due (zero when one is due now), `None` when

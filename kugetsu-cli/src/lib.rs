@@ -19,6 +19,7 @@ pub mod notifications;
 pub mod progress;
 pub mod queue_backend;
 pub mod reads;
+pub mod reporting;
 pub mod run;
 pub mod signals;
 pub mod ui;

@@ -137,6 +137,12 @@ pub fn record_costed(
     }
 }
 
+/// Says that this command added to the outbox by other means (a report on a watched issue),
+/// so that [`after_command`] leaves a sender for it too.
+pub fn outbox_added() {
+    OUTBOX_ADDED.store(true, Ordering::Relaxed);
+}
+
 /// At the end of a command: when it added to the outbox, leaves a sender to post it (the
 /// command never waits for a receiver).
 pub fn after_command(ctx: &crate::context::Ctx) {

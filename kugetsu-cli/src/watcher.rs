@@ -1,7 +1,9 @@
 //! The queue daemon's watcher: a thread that polls each watched repository every
 //! `KUGETSU_WATCH_INTERVAL_SECONDS` through its forge's client (`kugetsu-forge`), with the
 //! token routed by the forge's kind, and lets core decide what each poll does
-//! ([`kugetsu_core::watch::poll`]). This file only wires and reports.
+//! ([`kugetsu_core::watch::poll`]), which issues are over ([`kugetsu_core::cleanup`], their
+//! worktrees removed unless they hold work), then what each pull request says back
+//! ([`kugetsu_core::feedback::poll`], the loop). This file only wires and reports.
 
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, channel};
@@ -14,6 +16,7 @@ use kugetsu_core::queue::TaskQueue;
 use kugetsu_core::secrets::Secret;
 use kugetsu_core::servers::{Servers, api_for};
 use kugetsu_core::watch::{self, Watches};
+use kugetsu_core::{cleanup, feedback};
 
 use crate::context::Ctx;
 
@@ -132,8 +135,126 @@ pub fn pass(ctx: &Ctx, log: &LogLine, cached: &mut Option<Arc<dyn TaskQueue>>) {
                 log(&format!("{e}"));
             }
         }
+        tidy(ctx, &config, log, &watches, repo, &forge, &target.repo, &*queue);
+        if !config.pull_requests {
+            continue;
+        }
+        let now = time::OffsetDateTime::now_utc();
+        let rounds = config.loop_rounds;
+        match feedback::poll(
+            &watches,
+            repo,
+            &forge,
+            &target.repo,
+            &*queue,
+            &secret_refs,
+            now,
+            rounds,
+        ) {
+            Ok(report) => {
+                for (issue_ref, item, why) in &report.enqueued {
+                    log(&format!("watch {repo}: queued {item} to continue {issue_ref}: {why}"));
+                    crate::notifications::record_in(
+                        &ctx.state,
+                        Some(&config),
+                        NotificationType::TaskQueued,
+                        &format!("queued {item}: continue {issue_ref} ({why})"),
+                        Some(issue_ref),
+                    );
+                }
+                for issue_ref in &report.limited {
+                    log(&format!("watch {repo}: {issue_ref} reached {rounds} rounds of the loop"));
+                    crate::notifications::record_in(
+                        &ctx.state,
+                        Some(&config),
+                        NotificationType::Other("loop_limit".into()),
+                        &format!(
+                            "{issue_ref}: its pull request still fails or wants changes after \
+                             {rounds} rounds; not continued again (KUGETSU_LOOP_ROUNDS)"
+                        ),
+                        Some(issue_ref),
+                    );
+                }
+            }
+            Err(e) => {
+                queue_failed |= matches!(e, watch::WatchError::Queue { .. });
+                log(&format!("{e}"));
+            }
+        }
     }
     if queue_failed {
         *cached = None;
+    }
+}
+
+/// Removes the worktree and session of each taken issue of `repo` that is over (merged or
+/// closed), keeping one that holds unsaved work; says what became of each.
+#[allow(clippy::too_many_arguments)]
+fn tidy(
+    ctx: &Ctx,
+    config: &kugetsu_core::config::Config,
+    log: &LogLine,
+    watches: &Watches,
+    repo: &str,
+    forge: &dyn kugetsu_core::forge::Forge,
+    forge_repo: &str,
+    queue: &dyn TaskQueue,
+) {
+    let now = time::OffsetDateTime::now_utc();
+    let due = match cleanup::due(watches, repo, forge, forge_repo, queue, now) {
+        Ok(due) => due,
+        Err(e) => return log(&format!("{e}")),
+    };
+    for (number, issue_ref, over) in due {
+        let how = match remove(ctx, config, &issue_ref) {
+            Ok(how) => how,
+            Err(e) => {
+                log(&format!("watch {repo}: cannot clean up {issue_ref}: {e}"));
+                continue;
+            }
+        };
+        let kept = how.starts_with("kept");
+        let kind = if kept { "cleanup_kept" } else { "cleaned_up" };
+        let text = format!("{issue_ref}: {}; {how}", over.as_str());
+        log(&format!("watch {repo}: {text}"));
+        crate::notifications::record_in(
+            &ctx.state,
+            Some(config),
+            NotificationType::Other(kind.into()),
+            &text,
+            Some(&issue_ref),
+        );
+        if let Err(e) = cleanup::record(watches, repo, number, &how) {
+            log(&format!("{e}"));
+        }
+    }
+}
+
+/// Destroys the issue's worktree and session without force: `kept: …` when it holds work.
+fn remove(
+    ctx: &Ctx,
+    config: &kugetsu_core::config::Config,
+    issue_ref: &str,
+) -> Result<String, String> {
+    use kugetsu_core::orchestrator::OrchestratorError;
+    use kugetsu_core::worktree::WorktreeError;
+    let issue = kugetsu_core::IssueRef::parse(issue_ref).map_err(|e| e.to_string())?;
+    let orchestrator = ctx.orchestrator_with(config).map_err(|e| e.message)?;
+    if !orchestrator.has_session(&issue).map_err(|e| e.to_string())? {
+        return Ok("nothing to remove".into());
+    }
+    match orchestrator.destroy_issue(&issue, false) {
+        Ok(_) => Ok("removed its worktree and agent session".into()),
+        Err(OrchestratorError::Worktree(WorktreeError::WouldLoseWork { path, unsaved })) => {
+            let mut what = Vec::new();
+            if !unsaved.changed_files.is_empty() {
+                what.push(format!("{} changed files", unsaved.changed_files.len()));
+            }
+            if !unsaved.unpushed_commits.is_empty() {
+                what.push(format!("{} unpushed commits", unsaved.unpushed_commits.len()));
+            }
+            Ok(format!("kept {} ({})", path.display(), what.join(", ")))
+        }
+        Err(e) => Err(e.to_string()),
     }
 }

@@ -81,7 +81,7 @@ pub fn build_orchestrator(
     let max_agents = kugetsu_core::orchestrator::AgentLimit::Live(Arc::new(move || {
         live.config().map_or(started_with, |c| c.max_concurrent_agents)
     }));
-    Ok(Orchestrator::new(
+    let orchestrator = Orchestrator::new(
         ctx.state.clone(),
         backends.worktrees,
         backends.agent,
@@ -97,7 +97,10 @@ pub fn build_orchestrator(
             driver: config.agent.clone(),
             budgets: config.budgets(),
         },
-    ))
+    );
+    // Watched issues are reported on, whoever runs their turns.
+    let reporter = crate::reporting::Reporter::new(ctx.state.clone(), config.clone());
+    Ok(orchestrator.with_observer(reporter))
 }
 
 /// Creates the state directory, the default config and the env files (for `init`).
@@ -111,14 +114,21 @@ pub fn prepare_state(ctx: &Ctx) -> Result<(), CliError> {
 /// The repository an issue's worktree comes from: its clone URL (from `repos.json`, the server
 /// table, or `https://<instance>/<path>.git`) and a token from the env files, never in the URL.
 pub fn repo_source(ctx: &Ctx, issue: &IssueRef) -> Result<RepoSource, CliError> {
-    let servers = kugetsu_core::servers::Servers::new(&ctx.state).load()?;
-    let repos = kugetsu_core::repos::Repos::new(&ctx.state).load()?;
+    repo_source_in(&ctx.state, issue)
+}
+
+/// [`repo_source`] for the state directory `state`.
+pub fn repo_source_in(
+    state: &kugetsu_core::StateDir,
+    issue: &IssueRef,
+) -> Result<RepoSource, CliError> {
+    let servers = kugetsu_core::servers::Servers::new(state).load()?;
+    let repos = kugetsu_core::repos::Repos::new(state).load()?;
     let url = kugetsu_core::repos::clone_url_for(issue, &servers, &repos)?;
     // Only the token meant for this URL's server, and only if one is set.
     let token = match kugetsu_core::repos::token_var_for(&url, &servers) {
         Some(var) => {
-            let env =
-                EnvFiles::new(&ctx.state).merged(kugetsu_core::orchestrator::DEFAULT_AGENT)?;
+            let env = EnvFiles::new(state).merged(kugetsu_core::orchestrator::DEFAULT_AGENT)?;
             env.0.get(var).filter(|v| !v.is_empty()).map(|t| Secret::new(t.clone()))
         }
         None => None,

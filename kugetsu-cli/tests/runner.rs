@@ -20,6 +20,7 @@ mod readme_config;
 mod readme_daemon;
 mod readme_promises;
 mod readme_state;
+mod report_back;
 mod rerun_flags;
 mod shell_world;
 mod signals;

@@ -114,10 +114,13 @@ fn labelled_issues_are_started_once_across_restarts_and_closed_ones_dropped() {
     let message = of_issue(&env, 1)[0]["message"].as_str().unwrap().to_string();
     assert!(message.contains("<untrusted-issue>\nFix the parser"), "{message}");
     assert!(!message.contains("ghp_plantedSECRET99"), "masked: {message}");
-    // One listing, then only 304s: each idle poll is one conditional request.
-    let seen = forge.seen();
+    // Each poll after the first is one conditional request, answered 304 once the listing
+    // stops changing (reporting back on the issues relabels them meanwhile).
+    let seen: Vec<_> =
+        forge.seen().into_iter().filter(|s| s.target.contains("/issues?labels=")).collect();
     assert_eq!(seen[0].status, 200, "{seen:?}");
-    assert!(seen[1..].iter().all(|s| s.status == 304 && s.if_none_match.is_some()), "{seen:?}");
+    assert!(seen[1..].iter().all(|s| s.if_none_match.is_some()), "{seen:?}");
+    assert_eq!(seen.last().unwrap().status, 304, "{seen:?}");
 
     // A restarted daemon asks with the ETag it kept, and takes nothing again.
     ok(&env, &["queue-daemon", "stop"]);
@@ -158,6 +161,9 @@ fn labelled_issues_are_started_once_across_restarts_and_closed_ones_dropped() {
         json(&ok(&env, &["--json", "watch", "list"]))[0]["paused_until"].is_string()
     });
     // The next pass asks nothing.
+    wait_for("the reports made", || {
+        ok(&env, &["notify", "outbox"]).lines().all(|l| !l.contains("pending"))
+    });
     let requests = forge.seen().len();
     let polled = |env: &Env| json(&ok(env, &["--json", "watch", "list"]))[0]["last_poll"].clone();
     let paused_at = polled(&env);

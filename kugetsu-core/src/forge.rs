@@ -6,12 +6,11 @@
 //! an unchanged listing is [`Listing::NotModified`] (one cheap request; on GitHub a 304 does not
 //! count against the rate limit).
 //!
-//! Writes (a comment kept up to date, labels, a pull request) are declared so that reporting
-//! back can be added behind the same trait; no implementation makes them yet, and each returns
-//! [`ForgeError::Unsupported`]. They are designed to be idempotent across a daemon restart: each
-//! names its target by a `marker` that the forge's copy carries (a hidden line in a comment, the
-//! branch of a pull request), so a write that happened but was not recorded is found, not
-//! repeated.
+//! Writes (a comment kept up to date, labels, a pull request) are what reporting back
+//! ([`crate::report`]) needs; a client that does not make one returns
+//! [`ForgeError::Unsupported`]. They are idempotent across a daemon restart: each names its
+//! target by a `marker` that the forge's copy carries (a hidden line in a comment, the branch
+//! of a pull request), so a write that happened but was not recorded is found, not repeated.
 
 use std::time::Duration;
 
@@ -172,17 +171,53 @@ pub struct CommentRef {
 pub struct PullRef {
     /// Its number (GitLab's `iid`).
     pub number: u64,
+    /// Its page for people (empty when the forge gave none).
+    pub url: String,
 }
 
 /// How the checks of a commit went (check runs, commit statuses, pipelines).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ChecksState {
-    /// Still running.
+    /// Still running, or none reported.
     Pending,
     /// All passed.
     Success,
     /// At least one failed.
     Failure,
+}
+
+/// The checks of a commit: how they went and, for the failed ones, what they said (a name, a
+/// summary, the tail of a log when the forge gives one).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Checks {
+    /// Overall.
+    pub state: ChecksState,
+    /// One text per failed check.
+    pub failures: Vec<String>,
+}
+
+/// The pull (merge) request of a branch, as it stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PullState {
+    /// Its number (GitLab's `iid`).
+    pub number: u64,
+    /// The commit its head is at.
+    pub head_sha: String,
+    /// Still open.
+    pub open: bool,
+    /// Merged.
+    pub merged: bool,
+}
+
+/// A review that requests changes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Review {
+    /// The forge's id of the review (grows with time).
+    pub id: u64,
+    /// Who wrote it.
+    pub author: String,
+    /// What it says.
+    pub body: String,
 }
 
 /// An issue tracker's API, for one server. `repo` is the repository's path on it
@@ -219,8 +254,8 @@ pub trait Forge: Send + Sync {
         Err(ForgeError::Unsupported("labelling an issue"))
     }
 
-    /// The open pull request from `branch`, opened as a draft if there is none. Idempotent:
-    /// the branch names it.
+    /// The open pull request from `branch`, opened as a draft if there is none, with `body`
+    /// (an open one gets `body` again). Idempotent: the branch names it.
     fn ensure_draft_pull(
         &self,
         repo: &str,
@@ -232,10 +267,22 @@ pub trait Forge: Send + Sync {
         Err(ForgeError::Unsupported("opening a pull request"))
     }
 
-    /// How the checks of commit `sha` went.
-    fn checks(&self, repo: &str, sha: &str) -> Result<ChecksState, ForgeError> {
+    /// The most recent pull request from `branch`, open or not, if there is one.
+    fn find_pull(&self, repo: &str, branch: &str) -> Result<Option<PullState>, ForgeError> {
+        let _ = (repo, branch);
+        Err(ForgeError::Unsupported("reading pull requests"))
+    }
+
+    /// How the checks of commit `sha` went (check runs and commit statuses, or pipelines).
+    fn checks(&self, repo: &str, sha: &str) -> Result<Checks, ForgeError> {
         let _ = (repo, sha);
         Err(ForgeError::Unsupported("reading checks"))
+    }
+
+    /// The reviews of pull request `number` that request changes, oldest first.
+    fn changes_requested(&self, repo: &str, number: u64) -> Result<Vec<Review>, ForgeError> {
+        let _ = (repo, number);
+        Err(ForgeError::Unsupported("reading reviews"))
     }
 }
 

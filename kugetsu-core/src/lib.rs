@@ -4,10 +4,12 @@
 //! wire real or fake backends in.
 
 pub mod agent;
+pub mod cleanup;
 pub mod clock;
 pub mod config;
 pub mod control;
 pub mod env_file;
+pub mod feedback;
 pub mod forge;
 pub mod interrupt;
 pub mod issue_ref;
@@ -17,6 +19,7 @@ pub mod orchestrator;
 pub mod outbox;
 pub mod process;
 pub mod queue;
+pub mod report;
 pub mod repos;
 pub mod retry;
 pub mod secrets;

@@ -10,6 +10,10 @@
 //! marked failed. The receivers' URLs are secrets: they are kept here (the file is `0600`, as
 //! every state file) so that a notification added by one process is delivered by another to
 //! the receivers configured when it happened, and never shown unmasked.
+//!
+//! The same outbox carries the reports on watched issues ([`crate::report`]): their target is
+//! `forge:<issue ref>` instead of a URL, and a newer report replaces one still pending
+//! ([`Outbox::replace`]).
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -260,6 +264,39 @@ impl Outbox {
         })
     }
 
+    /// Adds `payload` for the one target `url`, due at once, in place of every delivery to
+    /// `url` still pending: for a target that wants the latest state, not each step (a
+    /// watched issue's report, [`crate::report`]).
+    pub fn replace(
+        &self,
+        id: &str,
+        payload: Value,
+        url: &str,
+        now: OffsetDateTime,
+    ) -> Result<(), OutboxError> {
+        self.update(|file| {
+            for e in &mut file.entries {
+                e.deliveries.retain(|d| !(d.url == url && d.state == DeliveryState::Pending));
+            }
+            file.entries.retain(|e| !e.deliveries.is_empty());
+            let delivery = Delivery {
+                url: url.to_string(),
+                state: DeliveryState::Pending,
+                attempts: 0,
+                next_try: now,
+                last_error: None,
+                finished: None,
+            };
+            file.entries.push(OutboxEntry {
+                id: id.to_string(),
+                added: now,
+                payload,
+                deliveries: vec![delivery],
+            });
+            trim(&mut file.entries);
+        })
+    }
+
     /// The pending deliveries due at `now`, oldest entry first.
     pub fn due(&self, now: OffsetDateTime) -> Result<Vec<Due>, OutboxError> {
         let file = self.read()?;
@@ -377,7 +414,8 @@ pub struct WebhookEvent {
 
 /// Types posted besides `task_error` (and `task_completed` when asked): the ones that need a
 /// person, as later versions add them.
-const NEEDS_A_PERSON: &[&str] = &["over_budget", "paused", "resumed", "test"];
+const NEEDS_A_PERSON: &[&str] =
+    &["over_budget", "paused", "resumed", "test", "loop_limit", "cleanup_kept"];
 
 /// Whether `n` is posted (`completed`: `KUGETSU_NOTIFY_COMPLETED`), and as what. Queued,
 /// dequeued and started tasks are not: they need nobody.
@@ -628,5 +666,24 @@ mod tests {
         let multi = note(NotificationType::TaskError, "line one\nline two");
         let body = payload(&multi, &webhook_event(&multi, false).unwrap(), "h");
         assert!(!body["text"].as_str().unwrap().contains('\n'), "{body}");
+    }
+
+    #[test]
+    fn a_report_replaces_the_pending_one_of_its_target_only() {
+        let (_d, outbox) = setup();
+        let now = datetime!(2026-01-01 00:00 UTC);
+        let hook = "https://hooks.example/x".to_string();
+        outbox.add("n_1", json!({"n": 1}), std::slice::from_ref(&hook), now).unwrap();
+        outbox.replace("r_1", json!({"r": 1}), "forge:h/o/r#1", now).unwrap();
+        outbox.replace("r_2", json!({"r": 2}), "forge:h/o/r#2", now).unwrap();
+        let due = outbox.due(now).unwrap();
+        let r1 = due.iter().find(|d| d.id == "r_1").unwrap().clone();
+        outbox.record(&r1, Ok(()), now, &Backoff::default()).unwrap();
+        outbox.replace("r_3", json!({"r": 3}), "forge:h/o/r#2", now).unwrap();
+        outbox.replace("r_4", json!({"r": 4}), "forge:h/o/r#1", now).unwrap();
+        let ids: Vec<String> = outbox.due(now).unwrap().into_iter().map(|d| d.id).collect();
+        assert_eq!(ids, ["n_1", "r_3", "r_4"]);
+        // A delivered report stays on the record.
+        assert!(outbox.list().unwrap().iter().any(|e| e.id == "r_1"));
     }
 }

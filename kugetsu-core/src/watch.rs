@@ -85,6 +85,26 @@ pub struct Taken {
     /// It left the listing (closed or unlabelled): no more work for it.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub stopped: bool,
+    /// The `continue`s the loop queued for it (failed checks, reviews requesting changes).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub rounds: u32,
+    /// The head commit of its pull request whose failed checks were last acted on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checked_sha: Option<String>,
+    /// The newest review requesting changes acted on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub review_seen: Option<u64>,
+    /// The round limit was reached and said so.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub limit_told: bool,
+    /// Its pull request was merged or the issue closed, and its cleanup is done: what became
+    /// of the worktree and session (removed, or kept for the work in it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cleaned: Option<String>,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// One watched repository.
@@ -192,7 +212,11 @@ impl Watches {
     }
 
     /// Changes the watch of `repo` if it is still watched.
-    fn update_watch(&self, repo: &str, f: impl FnOnce(&mut Watch)) -> Result<(), WatchError> {
+    pub(crate) fn update_watch(
+        &self,
+        repo: &str,
+        f: impl FnOnce(&mut Watch),
+    ) -> Result<(), WatchError> {
         self.update(|file| {
             if let Some(watch) = file.watches.get_mut(repo) {
                 f(watch);
@@ -216,6 +240,22 @@ pub struct PollReport {
     /// `(issue ref, queue item)` of each pending item dropped because its issue was closed or
     /// lost the label.
     pub dropped: Vec<(String, String)>,
+}
+
+/// `text` with `secrets` masked and cut to [`MAX_ISSUE_TEXT`], for a block of untrusted input
+/// named `tag` (a closing tag inside cannot end it).
+pub(crate) fn untrusted_text(text: &str, tag: &str, secrets: &[&str]) -> String {
+    let mut text = text.to_string();
+    if text.len() > MAX_ISSUE_TEXT {
+        let mut cut = MAX_ISSUE_TEXT;
+        while !text.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        text.truncate(cut);
+        text.push_str("\n[… cut]");
+    }
+    let close = format!("</{tag}>");
+    redact(&text, secrets).replace(&close, &format!("</{tag} >"))
 }
 
 /// The message a watched issue's `start` carries: its title and body, with `secrets` masked,
@@ -328,7 +368,16 @@ pub fn poll(
                 item.id
             }
         };
-        let taken = Taken { item, at: now, stopped: false };
+        let taken = Taken {
+            item,
+            at: now,
+            stopped: false,
+            rounds: 0,
+            checked_sha: None,
+            review_seen: None,
+            limit_told: false,
+            cleaned: None,
+        };
         watches.update_watch(repo, |w| {
             w.taken.insert(issue.number, taken);
         })?;

@@ -1,5 +1,6 @@
-//! One GET to a forge's API: the agent (system roots, timeouts, no redirects), the token in a
-//! header, and what the answer's headers say about the rate limit and the next page.
+//! One request to a forge's API: the agent (system roots, timeouts, no redirects), the token in
+//! a header, a JSON body for a write, and what the answer's headers say about the rate limit
+//! and the next page.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -129,7 +130,27 @@ impl Http {
     /// GETs `url`, conditional on `etag`. A 403 or 429 that asks us to wait is
     /// [`ForgeError::RateLimited`]; other statuses are returned for the caller to judge.
     pub fn get(&self, url: &str, etag: Option<&str>) -> Result<Answer, ForgeError> {
-        let mut req = self.agent.get(url);
+        self.send("GET", url, etag, None)
+    }
+
+    /// Sends `method` to `url` with `body` as JSON (a write), judged as [`Http::get`] is.
+    pub fn write(
+        &self,
+        method: &str,
+        url: &str,
+        body: Option<&serde_json::Value>,
+    ) -> Result<Answer, ForgeError> {
+        self.send(method, url, None, body)
+    }
+
+    fn send(
+        &self,
+        method: &str,
+        url: &str,
+        etag: Option<&str>,
+        body: Option<&serde_json::Value>,
+    ) -> Result<Answer, ForgeError> {
+        let mut req = ureq::http::Request::builder().method(method).uri(url);
         req = match self.kind {
             ForgeKind::Github => req
                 .header("Accept", "application/vnd.github+json")
@@ -150,13 +171,23 @@ impl Http {
         if let Some(etag) = etag {
             req = req.header("If-None-Match", etag);
         }
-        let mut r = req.call().map_err(|e| {
+        let transport = |message: String| {
             let secret = self.token.as_ref().map(|t| t.expose().to_string()).unwrap_or_default();
             ForgeError::Transport {
                 api: self.api.clone(),
-                message: kugetsu_core::secrets::redact(&e.to_string(), &[secret.as_str()]),
+                message: kugetsu_core::secrets::redact(&message, &[secret.as_str()]),
             }
-        })?;
+        };
+        let sent = match body {
+            // A GET carries no body, not even an empty one.
+            None => req.body(()).map(|r| self.agent.run(r)),
+            Some(body) => req
+                .header("Content-Type", "application/json")
+                .body(serde_json::to_vec(body).unwrap_or_default())
+                .map(|r| self.agent.run(r)),
+        };
+        let mut r =
+            sent.map_err(|e| transport(e.to_string()))?.map_err(|e| transport(e.to_string()))?;
         let status = r.status().as_u16();
         let wait = wait_of(&r);
         if matches!(status, 403 | 429) && wait.is_some() || status == 429 {

@@ -3,8 +3,8 @@
 //!
 //! A crate of its own because it is network code for three forges: core has no network, and
 //! the CLI wires but holds no policy. It reads what watching a tracker needs (a conditional,
-//! paginated listing of labelled open issues; one issue); the writes of the trait are not made
-//! yet.
+//! paginated listing of labelled open issues; one issue) and writes what reporting back needs
+//! (one comment kept up to date, labels, a draft pull request), each idempotent.
 //!
 //! Every request carries the forge's token in a header (never in a URL, so never in an error
 //! or a log), follows no redirect, and follows a `Link: rel="next"` only under the same API
@@ -12,10 +12,15 @@
 //! `X-RateLimit-Remaining: 0` until `X-RateLimit-Reset` on GitHub and Gitea, `RateLimit-*` on
 //! GitLab) is [`ForgeError::RateLimited`]; a success that spends the quota says to pause.
 
+mod checks;
 mod dialect;
 mod http;
+mod writes;
 
-use kugetsu_core::forge::{Forge, ForgeError, ForgeKind, Issue, ListQuery, Listing};
+use kugetsu_core::forge::{
+    Checks, CommentRef, Forge, ForgeError, ForgeKind, Issue, ListQuery, Listing, PullRef,
+    PullState, Review,
+};
 use kugetsu_core::secrets::Secret;
 
 pub use http::{MAX_WAIT, REQUEST_TIMEOUT};
@@ -33,6 +38,10 @@ impl HttpForge {
     /// A client of `kind`'s API at `api`, sending `token` (if any) with each request.
     pub fn new(kind: ForgeKind, api: &str, token: Option<Secret>) -> Self {
         HttpForge { http: http::Http::new(kind, api, token), kind }
+    }
+
+    fn writer(&self) -> writes::Writer<'_> {
+        writes::Writer { http: &self.http, kind: self.kind }
     }
 
     fn status(&self, what: &str, status: u16) -> ForgeError {
@@ -94,5 +103,48 @@ impl Forge for HttpForge {
         dialect::parse_issue(self.kind, &value)
             .map_err(|message| ForgeError::BadAnswer { api: self.http.api.clone(), what, message })?
             .ok_or_else(|| self.status("a pull request, not an issue", 404))
+    }
+
+    fn upsert_comment(
+        &self,
+        repo: &str,
+        number: u64,
+        marker: &str,
+        body: &str,
+    ) -> Result<CommentRef, ForgeError> {
+        self.writer().upsert_comment(repo, number, marker, body)
+    }
+
+    fn set_labels(
+        &self,
+        repo: &str,
+        number: u64,
+        add: &[String],
+        remove: &[String],
+    ) -> Result<(), ForgeError> {
+        let current = self.get_issue(repo, number)?.labels;
+        self.writer().set_labels(repo, number, &current, add, remove)
+    }
+
+    fn ensure_draft_pull(
+        &self,
+        repo: &str,
+        branch: &str,
+        title: &str,
+        body: &str,
+    ) -> Result<PullRef, ForgeError> {
+        self.writer().ensure_draft_pull(repo, branch, title, body)
+    }
+
+    fn find_pull(&self, repo: &str, branch: &str) -> Result<Option<PullState>, ForgeError> {
+        self.writer().find_pull(repo, branch)
+    }
+
+    fn checks(&self, repo: &str, sha: &str) -> Result<Checks, ForgeError> {
+        self.writer().checks(repo, sha)
+    }
+
+    fn changes_requested(&self, repo: &str, number: u64) -> Result<Vec<Review>, ForgeError> {
+        self.writer().changes_requested(repo, number)
     }
 }

@@ -147,34 +147,7 @@ fn unpushed_objects(
     tip: ObjectId,
 ) -> Result<Vec<CarriedObject>, gix::Error> {
     let ids = unsaved::unpushed_ids(repo, tip)?;
-    if ids.is_empty() {
-        return Ok(Vec::new());
-    }
-    // What the remote has: the trees of the unpushed commits' parents that are not unpushed.
-    let unpushed: HashSet<ObjectId> = ids.iter().copied().collect();
-    let mut known = HashSet::new();
-    for id in &ids {
-        for parent in repo.find_commit(*id)?.parent_ids() {
-            if !unpushed.contains(&parent.detach()) {
-                let tree = repo.find_commit(parent)?.tree_id()?.detach();
-                tree_objects(repo, tree, &mut known)?;
-            }
-        }
-    }
-    let mut wanted: Vec<ObjectId> = Vec::new();
-    let mut mine = HashSet::new();
-    // Oldest first, so a reader can write them in order.
-    for id in ids.iter().rev() {
-        let tree = repo.find_commit(*id)?.tree_id()?.detach();
-        let mut all = HashSet::new();
-        tree_objects(repo, tree, &mut all)?;
-        let mut fresh: Vec<ObjectId> =
-            all.into_iter().filter(|o| !known.contains(o) && mine.insert(*o)).collect();
-        fresh.sort();
-        wanted.extend(fresh);
-        wanted.push(*id);
-    }
-    wanted
+    missing_objects(repo, &ids)?
         .into_iter()
         .map(|id| {
             let object = repo.find_object(id)?;
@@ -185,6 +158,43 @@ fn unpushed_objects(
             })
         })
         .collect()
+}
+
+/// The objects of the commits `ids` (newest first) that a repository holding their other
+/// parents lacks: each commit with the trees and blobs its tree has beyond those of the
+/// parents outside `ids`. Oldest first, so a reader can write them in order. Also what a push
+/// sends.
+pub(crate) fn missing_objects(
+    repo: &gix::Repository,
+    ids: &[ObjectId],
+) -> Result<Vec<ObjectId>, gix::Error> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    // What the other side has: the trees of the commits' parents that are not among them.
+    let unpushed: HashSet<ObjectId> = ids.iter().copied().collect();
+    let mut known = HashSet::new();
+    for id in ids {
+        for parent in repo.find_commit(*id)?.parent_ids() {
+            if !unpushed.contains(&parent.detach()) {
+                let tree = repo.find_commit(parent)?.tree_id()?.detach();
+                tree_objects(repo, tree, &mut known)?;
+            }
+        }
+    }
+    let mut wanted: Vec<ObjectId> = Vec::new();
+    let mut mine = HashSet::new();
+    for id in ids.iter().rev() {
+        let tree = repo.find_commit(*id)?.tree_id()?.detach();
+        let mut all = HashSet::new();
+        tree_objects(repo, tree, &mut all)?;
+        let mut fresh: Vec<ObjectId> =
+            all.into_iter().filter(|o| !known.contains(o) && mine.insert(*o)).collect();
+        fresh.sort();
+        wanted.extend(fresh);
+        wanted.push(*id);
+    }
+    Ok(wanted)
 }
 
 fn carried_file(worktree: &Path, rel: &str) -> Result<CarriedFile, CarryError> {

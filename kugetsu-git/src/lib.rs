@@ -76,6 +76,7 @@ mod config;
 mod error;
 mod mirror;
 mod progress;
+mod push;
 mod ssh;
 mod unsaved;
 
@@ -85,3 +86,4 @@ pub use carry::{
     save as save_carry,
 };
 pub use config::GitConfig;
+pub use push::{PushError, PushOutcome, push_branch};

@@ -82,8 +82,17 @@ pub(crate) fn unpushed_ids(
     repo: &gix::Repository,
     tip: ObjectId,
 ) -> Result<Vec<ObjectId>, gix::Error> {
+    ids_hiding(repo, tip, remote_tips(repo)?)
+}
+
+/// Every commit reachable from `tip` and from none of `hidden`, newest first.
+pub(crate) fn ids_hiding(
+    repo: &gix::Repository,
+    tip: ObjectId,
+    hidden: Vec<ObjectId>,
+) -> Result<Vec<ObjectId>, gix::Error> {
     let mut out = Vec::new();
-    for info in repo.rev_walk([tip]).with_hidden(remote_tips(repo)?).all()? {
+    for info in repo.rev_walk([tip]).with_hidden(hidden).all()? {
         out.push(info?.id);
     }
     Ok(out)

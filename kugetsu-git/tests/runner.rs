@@ -8,5 +8,6 @@ mod carry;
 mod git_env;
 mod http;
 mod https;
+mod push;
 mod ssh;
 mod worktrees;

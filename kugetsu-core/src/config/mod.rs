@@ -78,6 +78,12 @@ pub struct Config {
     pub notify_urls: Vec<String>,
     /// `KUGETSU_NOTIFY_COMPLETED`.
     pub notify_completed: bool,
+    /// `KUGETSU_REPORT_LABELS` (`None`: `off`).
+    pub report_labels: Option<crate::report::StatusLabels>,
+    /// `KUGETSU_PULL_REQUESTS`: `draft` is true.
+    pub pull_requests: bool,
+    /// `KUGETSU_LOOP_ROUNDS` (0: off).
+    pub loop_rounds: u32,
     /// Where each key's value came from, in [`SETTINGS`] order.
     sources: Vec<(&'static str, Source)>,
     /// Things worth telling the user that are not errors (obsolete keys).
@@ -128,6 +134,9 @@ impl Config {
             daily_budget_usd: None,
             notify_urls: Vec::new(),
             notify_completed: false,
+            report_labels: None,
+            pull_requests: false,
+            loop_rounds: 0,
             sources: SETTINGS.iter().map(|s| (s.name, Source::Default)).collect(),
             warnings: Vec::new(),
         };

@@ -72,6 +72,16 @@ pub const KUGETSU_NOTIFY_URL: &str = "KUGETSU_NOTIFY_URL";
 /// `1`: a completed task is posted to [`KUGETSU_NOTIFY_URL`] too (default `0`: only what needs
 /// a person).
 pub const KUGETSU_NOTIFY_COMPLETED: &str = "KUGETSU_NOTIFY_COMPLETED";
+/// The labels a watched issue gets while a turn runs, when it ended needing a person, and when
+/// it completed: three names separated by commas (default
+/// `kugetsu:running,kugetsu:blocked,kugetsu:done`), or `off`.
+pub const KUGETSU_REPORT_LABELS: &str = "KUGETSU_REPORT_LABELS";
+/// After a completed turn of a watched issue with commits: `draft` (default) pushes its branch
+/// and opens (then updates) a draft pull request; `off` does neither.
+pub const KUGETSU_PULL_REQUESTS: &str = "KUGETSU_PULL_REQUESTS";
+/// The most `continue`s the loop queues per watched issue for failed checks and reviews
+/// requesting changes (default 3; 0: no loop).
+pub const KUGETSU_LOOP_ROUNDS: &str = "KUGETSU_LOOP_ROUNDS";
 
 /// The driver `KUGETSU_AGENT` names by default, and the one that made a session file that
 /// names none (the original kugetsu knew only opencode).
@@ -564,6 +574,61 @@ pub const SETTINGS: &[Setting] = &[
             Ok(())
         },
         display: |c| (if c.notify_completed { "1" } else { "0" }).into(),
+    },
+    Setting {
+        name: KUGETSU_REPORT_LABELS,
+        aliases: &[],
+        default: DefaultValue::Is("kugetsu:running,kugetsu:blocked,kugetsu:done"),
+        summary: "Labels of a watched issue: running, blocked, done (or off)",
+        doc: "three label names, separated by commas, that a watched issue carries while a turn \
+              runs, when a turn ended needing a person (blocked, failed, hung, timed out), and \
+              when one completed; each replaces the other two (see \
+              [Reporting back](#reporting-back)). `off`: labels are left alone",
+        example: None,
+        secret: false,
+        parse: |c, v| {
+            c.report_labels = crate::report::StatusLabels::parse(v)?;
+            Ok(())
+        },
+        display: |c| c.report_labels.as_ref().map_or("off".into(), |l| l.to_string()),
+    },
+    Setting {
+        name: KUGETSU_PULL_REQUESTS,
+        aliases: &[],
+        default: DefaultValue::Is("draft"),
+        summary: "After a completed turn with commits: push and open a draft pull request (draft) or not (off)",
+        doc: "`draft`: after a completed turn of a watched issue whose branch has commits, the \
+              branch `fix/issue-N` is pushed (never over commits kugetsu did not make) and a \
+              draft pull request (GitLab: merge request) that links the issue is opened, then \
+              updated by later turns. `off`: nothing is pushed",
+        example: None,
+        secret: false,
+        parse: |c, v| {
+            c.pull_requests = match v.trim() {
+                "draft" => true,
+                "off" => false,
+                _ => return Err("is not `draft` or `off`".into()),
+            };
+            Ok(())
+        },
+        display: |c| (if c.pull_requests { "draft" } else { "off" }).into(),
+    },
+    Setting {
+        name: KUGETSU_LOOP_ROUNDS,
+        aliases: &[],
+        default: DefaultValue::Is("3"),
+        summary: "Most continues per watched issue for failed checks and change requests (0: off)",
+        doc: "while the daemon watches a repository, a failed check of an issue's open pull \
+              request, or a review requesting changes, queues a `continue` of the issue with \
+              what the check or review said (see [The loop](#the-loop)); at most this many per \
+              issue, then a `loop_limit` notification. 0: no loop",
+        example: None,
+        secret: false,
+        parse: |c, v| {
+            c.loop_rounds = u32::try_from(number(v, 0, 100)?).unwrap_or(3);
+            Ok(())
+        },
+        display: |c| c.loop_rounds.to_string(),
     },
 ];
 

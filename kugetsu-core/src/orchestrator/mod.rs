@@ -41,6 +41,7 @@ mod error;
 mod init;
 mod list;
 mod moved;
+mod observer;
 mod prune;
 mod run;
 
@@ -50,6 +51,7 @@ pub use error::OrchestratorError;
 pub use init::{InitOptions, InitReport};
 pub use list::{ListEntry, SessionView};
 pub use moved::MovedHistory;
+pub use observer::{TurnEnd, TurnObserver};
 pub use prune::PruneReport;
 pub use run::{RunSummary, StartOptions};
 
@@ -154,6 +156,7 @@ pub struct Orchestrator {
     env: Arc<dyn EnvSource>,
     clock: Arc<dyn Clock>,
     settings: Settings,
+    observer: Option<Arc<dyn TurnObserver>>,
 }
 
 /// `status` words, as the spec defines them.
@@ -193,7 +196,13 @@ impl Orchestrator {
         clock: Arc<dyn Clock>,
         settings: Settings,
     ) -> Self {
-        Orchestrator { state, worktrees, agent, slots, env, clock, settings }
+        Orchestrator { state, worktrees, agent, slots, env, clock, settings, observer: None }
+    }
+
+    /// Tells `observer` of every turn's start and end.
+    pub fn with_observer(mut self, observer: Arc<dyn TurnObserver>) -> Self {
+        self.observer = Some(observer);
+        self
     }
 
     /// The state directory.

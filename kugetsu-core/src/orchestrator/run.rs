@@ -45,13 +45,14 @@ struct Turn<'a> {
     env: AgentEnv,
 }
 
-/// Forwards events to the caller's sink, records the agent pid in the session file and
-/// watches each step's usage against the budgets.
+/// Forwards events to the caller's sink, records the agent pid in the session file, watches
+/// each step's usage against the budgets and keeps the last text the agent said.
 struct RecordingSink<'a> {
     inner: &'a mut dyn EventSink,
     orch: &'a Orchestrator,
     session_path: PathBuf,
     budget: super::budget::BudgetWatch<'a>,
+    said: Option<String>,
 }
 
 impl EventSink for RecordingSink<'_> {
@@ -62,6 +63,11 @@ impl EventSink for RecordingSink<'_> {
     fn event(&mut self, event: &crate::agent::AgentEvent) {
         if let crate::agent::AgentEvent::Usage { usage } = event {
             self.budget.step(usage);
+        }
+        if let crate::agent::AgentEvent::Text { text } = event
+            && !text.trim().is_empty()
+        {
+            self.said = Some(text.clone());
         }
         self.inner.event(event);
     }
@@ -376,11 +382,15 @@ impl Orchestrator {
         let spent_before = storage::read_json::<SessionFile>(session_path)?
             .and_then(|f| f.usage)
             .unwrap_or_default();
+        if let Some(observer) = &self.observer {
+            observer.turn_started(issue, dir);
+        }
         let mut recording = RecordingSink {
             inner: sink,
             orch: self,
             session_path: session_path.to_path_buf(),
             budget: super::budget::BudgetWatch::new(self, spent_before),
+            said: None,
         };
         let done = AtomicBool::new(false);
         let result = std::thread::scope(|scope| {
@@ -431,6 +441,11 @@ impl Orchestrator {
             s.usage.get_or_insert_default().add_turn(usage.as_ref());
         })?;
         self.record_spending(&log_path, &outcome, usage.as_ref());
+        if let Some(observer) = &self.observer {
+            let said = recording.said.as_deref();
+            let usage = usage.as_ref();
+            observer.turn_ended(&TurnEnd { issue, worktree: dir, outcome: &outcome, said, usage });
+        }
         result?;
         Ok(RunSummary {
             issue_ref: issue.to_string(),

@@ -1,6 +1,6 @@
 //! A small smart-HTTP git server on 127.0.0.1: `git http-backend` behind a CGI shim, with an
 //! optional HTTP Basic password (the token) that every request must carry, and https through a
-//! throwaway CA.
+//! throwaway CA. It takes pushes as well as fetches.
 //!
 //! Also used by the CLI's tests, which include this file by path.
 
@@ -195,6 +195,10 @@ fn serve(
         .env("GIT_CONFIG_NOSYSTEM", "1")
         .env("GIT_PROJECT_ROOT", &config.root)
         .env("GIT_HTTP_EXPORT_ALL", "1")
+        // Pushes too (http-backend refuses them to an unauthenticated user by default).
+        .env("GIT_CONFIG_COUNT", "1")
+        .env("GIT_CONFIG_KEY_0", "http.receivepack")
+        .env("GIT_CONFIG_VALUE_0", "true")
         .env("REQUEST_METHOD", &method)
         .env("PATH_INFO", path)
         .env("QUERY_STRING", query)

@@ -4,6 +4,14 @@
 //! through `Link`, answers `If-None-Match` with a 304 (which spends no quota) and sends
 //! `X-RateLimit-*`; GitLab's sends `RateLimit-*`; Gitea's pages through `Link` too. A test can
 //! make the next answer a 403 with `Retry-After`.
+//!
+//! For reporting back it also keeps comments (GitLab: notes), labels and pull (merge) requests
+//! and serves their documented endpoints ([`writes`]); a test can make the forge do a write but
+//! lose its answer, as a crash or a cut connection would.
+
+mod writes;
+
+pub use writes::StandInPull;
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
@@ -40,6 +48,8 @@ pub struct StandInIssue {
 /// A request the stand-in answered.
 #[derive(Debug, Clone)]
 pub struct Seen {
+    /// `GET`, `POST`, ...
+    pub method: String,
     /// Path and query.
     pub target: String,
     /// `If-None-Match`, if sent.
@@ -58,6 +68,13 @@ struct State {
     remaining: u64,
     retry_after_once: Option<u64>,
     page_size: Option<usize>,
+    comments: Vec<writes::Comment>,
+    pulls: Vec<StandInPull>,
+    repo_labels: Vec<(u64, String)>,
+    checks: Vec<writes::Check>,
+    reviews: Vec<writes::Rev>,
+    lose_answer_of: Option<String>,
+    next_id: u64,
 }
 
 /// The running stand-in; it serves until the test process ends.
@@ -172,6 +189,30 @@ impl StandInForge {
         self.state.lock().expect("stand-in state").page_size = Some(n);
     }
 
+    /// Does the next `method` request (`POST`, ...) whose path ends with `suffix` but sends
+    /// no answer, as a crash between the write and its record would leave it.
+    pub fn lose_answer_of_next(&self, method: &str, suffix: &str) {
+        self.state.lock().expect("stand-in state").lose_answer_of =
+            Some(format!("{method} {suffix}"));
+    }
+
+    /// The repository's path prefix in this dialect.
+    fn prefix(&self) -> &'static str {
+        match self.dialect {
+            Dialect::Github => "/repos/o/r",
+            Dialect::Gitlab => "/api/v4/projects/o%2Fr",
+            Dialect::Gitea => "/api/v1/repos/o/r",
+        }
+    }
+
+    /// Whether `target` is the issue listing or one issue.
+    fn is_issue_route(&self, target: &str) -> bool {
+        let path = target.split('?').next().unwrap_or(target);
+        path.strip_prefix(self.prefix())
+            .and_then(|r| r.strip_prefix("/issues"))
+            .is_some_and(|rest| rest.is_empty() || rest[1..].chars().all(|c| c.is_ascii_digit()))
+    }
+
     /// Every request answered so far.
     pub fn seen(&self) -> Vec<Seen> {
         self.state.lock().expect("stand-in state").seen.clone()
@@ -186,8 +227,9 @@ impl StandInForge {
         if reader.read_line(&mut line).is_err() {
             return;
         }
+        let method = line.split_whitespace().next().unwrap_or("GET").to_string();
         let target = line.split_whitespace().nth(1).unwrap_or("/").to_string();
-        let (mut if_none_match, mut auth) = (None, None);
+        let (mut if_none_match, mut auth, mut length) = (None, None, 0usize);
         loop {
             let mut h = String::new();
             if reader.read_line(&mut h).unwrap_or(0) == 0 || h.trim().is_empty() {
@@ -198,17 +240,42 @@ impl StandInForge {
                 match k.trim().to_ascii_lowercase().as_str() {
                     "if-none-match" => if_none_match = Some(v),
                     "authorization" | "private-token" => auth = Some(v),
+                    "content-length" => length = v.parse().unwrap_or(0),
                     _ => {}
                 }
             }
         }
-        let (status, headers, body) = self.answer(&target, if_none_match.as_deref());
-        self.state.lock().expect("stand-in state").seen.push(Seen {
-            target,
-            if_none_match,
-            auth,
-            status,
-        });
+        let mut body = vec![0u8; length.min(1 << 20)];
+        if std::io::Read::read_exact(&mut reader, &mut body).is_err() {
+            return;
+        }
+        let (status, headers, body) = if method == "GET" && self.is_issue_route(&target) {
+            self.answer(&target, if_none_match.as_deref())
+        } else {
+            self.answer_more(&method, &target, &body)
+        };
+        let lose = {
+            let mut s = self.state.lock().expect("stand-in state");
+            s.seen.push(Seen {
+                method: method.clone(),
+                target: target.clone(),
+                if_none_match,
+                auth,
+                status,
+            });
+            let lose = s.lose_answer_of.as_ref().is_some_and(|l| {
+                let (m, suffix) = l.split_once(' ').unwrap_or((l, ""));
+                m == method && target.split('?').next().is_some_and(|p| p.ends_with(suffix))
+            });
+            if lose {
+                s.lose_answer_of = None;
+            }
+            lose
+        };
+        if lose {
+            // Done, but the client never hears of it.
+            return;
+        }
         let mut out = stream;
         let mut text = format!(
             "HTTP/1.1 {status} X\r\nConnection: close\r\nContent-Length: {}\r\n",
@@ -252,16 +319,33 @@ impl StandInForge {
         }
     }
 
+    /// The rate-limit headers of an answer.
+    fn quota(&self, s: &State) -> Vec<(String, String)> {
+        let reset = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() + 3600)
+            .unwrap_or(0);
+        match self.dialect {
+            Dialect::Gitlab => vec![
+                ("RateLimit-Limit".into(), "2000".into()),
+                ("RateLimit-Remaining".into(), s.remaining.to_string()),
+                ("RateLimit-Reset".into(), reset.to_string()),
+            ],
+            _ => vec![
+                ("X-RateLimit-Limit".into(), "5000".into()),
+                ("X-RateLimit-Remaining".into(), s.remaining.to_string()),
+                ("X-RateLimit-Reset".into(), reset.to_string()),
+            ],
+        }
+    }
+
     fn answer(
         &self,
         target: &str,
         if_none_match: Option<&str>,
     ) -> (u16, Vec<(String, String)>, String) {
         let mut s = self.state.lock().expect("stand-in state");
-        let reset = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs() + 3600)
-            .unwrap_or(0);
+        let quota = |s: &State| self.quota(s);
         if let Some(after) = s.retry_after_once.take() {
             return (
                 403,
@@ -277,20 +361,6 @@ impl StandInForge {
         };
         let Some(rest) = path.strip_prefix(prefix) else {
             return (404, vec![], "{\"message\":\"Not Found\"}".into());
-        };
-        let quota = |s: &State| -> Vec<(String, String)> {
-            match self.dialect {
-                Dialect::Gitlab => vec![
-                    ("RateLimit-Limit".into(), "2000".into()),
-                    ("RateLimit-Remaining".into(), s.remaining.to_string()),
-                    ("RateLimit-Reset".into(), reset.to_string()),
-                ],
-                _ => vec![
-                    ("X-RateLimit-Limit".into(), "5000".into()),
-                    ("X-RateLimit-Remaining".into(), s.remaining.to_string()),
-                    ("X-RateLimit-Reset".into(), reset.to_string()),
-                ],
-            }
         };
         if let Some(number) = rest.strip_prefix('/') {
             let found = s.issues.iter().find(|i| i.number.to_string() == number).cloned();

@@ -3,8 +3,8 @@
 //! One place for what more than one crate's tests need and no crate's code does: the real
 //! `git` program run hermetically (a fixture maker and an oracle, never what kugetsu itself
 //! uses), and the name the test harness gives a test, for tests that re-run one of their own
-//! tests in a child process. It depends on nothing but the standard library, so that linking
-//! it costs a test binary nothing.
+//! tests in a child process. It depends on nothing but the standard library and serde_json,
+//! so that linking it costs a test binary next to nothing.
 
 pub mod forge;
 

@@ -1,7 +1,6 @@
-//! `kugetsu notify outbox`: the webhook deliveries, newest last, their URLs masked.
+//! `kugetsu notify outbox`: the deliveries (webhooks and issue reports), newest last, masked.
 
 use kugetsu_core::outbox::{DeliveryState, Outbox};
-use kugetsu_core::secrets::webhook;
 use serde_json::json;
 
 use crate::context::{Ctx, human_time};
@@ -26,7 +25,7 @@ pub fn cmd_notify_outbox(ui: &mut Ui, ctx: &Ctx, _args: &NotifyOutboxArgs) -> Re
                     .iter()
                     .map(|d| {
                         json!({
-                            "url": webhook::redact(&d.url),
+                            "url": crate::delivery::shown(&d.url),
                             "state": d.state.as_str(),
                             "attempts": d.attempts,
                             "next_try": (d.state == DeliveryState::Pending).then(|| d.next_try.format(&time::format_description::well_known::Rfc3339).unwrap_or_default()),
@@ -71,7 +70,7 @@ pub fn cmd_notify_outbox(ui: &mut Ui, ctx: &Ctx, _args: &NotifyOutboxArgs) -> Re
                 "{}  {}  {what:<10} {}  {state}{error}",
                 human_time(e.added),
                 e.id,
-                webhook::redact(&d.url)
+                crate::delivery::shown(&d.url)
             )?;
         }
     }
