@@ -13,6 +13,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::pause::ProviderLimit;
+
 /// An agent session id (such as `ses_...`). Validated so it is safe in an argv, a
 /// file and SQL.
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -211,6 +213,9 @@ pub enum AgentEvent {
         /// Its message.
         message: String,
     },
+    /// The model's provider refused for a rate limit or a quota (see [`crate::pause`]); the
+    /// driver then stops the turn, which ends [`RunOutcome::RateLimited`].
+    ProviderLimited(ProviderLimit),
 }
 
 impl AgentEvent {
@@ -229,6 +234,7 @@ impl AgentEvent {
             AgentEvent::PermissionRejected { permission } => vec![permission],
             AgentEvent::Error { name, message } => vec![name, message],
             AgentEvent::StepStart => Vec::new(),
+            AgentEvent::ProviderLimited(limit) => vec![&limit.provider, &limit.message],
         }
     }
 }
@@ -296,6 +302,10 @@ pub enum RunOutcome {
         /// The signal, as people read it (`SIGINT`, `SIGTERM`, `SIGHUP`).
         signal: String,
     },
+    /// Stopped because the model's provider refused for a limit (see [`crate::pause`]): not
+    /// done, and not failed either. `continue` and the queue run it again once the provider's
+    /// pause ends; the queue does not count the attempt.
+    RateLimited(ProviderLimit),
 }
 
 impl RunOutcome {
@@ -334,6 +344,7 @@ impl RunOutcome {
                 line
             }
             RunOutcome::Interrupted { signal } => format!("interrupted by {signal}"),
+            RunOutcome::RateLimited(limit) => limit.describe(),
         }
     }
 }
@@ -564,5 +575,12 @@ pub trait AgentDriver: Send + Sync {
             command: "import".into(),
             message: "this agent cannot import a session".into(),
         })
+    }
+    /// The model's provider that turns will use, in the words the driver reports a refusal
+    /// with ([`AgentEvent::ProviderLimited`]), when it is known before a turn (a model set in
+    /// the configuration). A turn whose provider is not known waits on every provider pause
+    /// (see [`crate::pause`]). Default: not known.
+    fn provider(&self) -> Option<String> {
+        None
     }
 }

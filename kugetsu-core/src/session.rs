@@ -130,6 +130,9 @@ pub enum SessionState {
     Interrupted,
     /// Anything else, kept verbatim.
     Other(String),
+    /// The last turn was stopped because the model's provider refused for a limit: not
+    /// failed; it runs again once the provider's pause ends.
+    Paused,
 }
 
 impl From<String> for SessionState {
@@ -140,6 +143,7 @@ impl From<String> for SessionState {
             "failed" => SessionState::Failed,
             "blocked" => SessionState::Blocked,
             "interrupted" => SessionState::Interrupted,
+            "paused" => SessionState::Paused,
             _ => SessionState::Other(s),
         }
     }
@@ -159,6 +163,7 @@ impl fmt::Display for SessionState {
             SessionState::Failed => "failed",
             SessionState::Blocked => "blocked",
             SessionState::Interrupted => "interrupted",
+            SessionState::Paused => "paused",
             SessionState::Other(s) => s,
         })
     }
@@ -171,6 +176,7 @@ impl SessionState {
             RunOutcome::Completed => SessionState::Idle,
             RunOutcome::Blocked { .. } => SessionState::Blocked,
             RunOutcome::Interrupted { .. } => SessionState::Interrupted,
+            RunOutcome::RateLimited(_) => SessionState::Paused,
             _ => SessionState::Failed,
         }
     }

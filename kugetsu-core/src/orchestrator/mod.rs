@@ -40,6 +40,7 @@ mod error;
 mod init;
 mod list;
 mod moved;
+mod paused;
 mod prune;
 mod run;
 
@@ -150,6 +151,7 @@ pub struct Orchestrator {
     env: Arc<dyn EnvSource>,
     clock: Arc<dyn Clock>,
     settings: Settings,
+    pauses: Arc<dyn crate::pause::Pauses>,
 }
 
 /// `status` words, as the spec defines them.
@@ -189,7 +191,20 @@ impl Orchestrator {
         clock: Arc<dyn Clock>,
         settings: Settings,
     ) -> Self {
-        Orchestrator { state, worktrees, agent, slots, env, clock, settings }
+        let pauses = Arc::new(crate::pause::FilePauses::new(&state));
+        Orchestrator { state, worktrees, agent, slots, env, clock, settings, pauses }
+    }
+
+    /// Keeps provider pauses in `pauses` instead of the state directory's `pause.json` (a
+    /// shared queue's server, or a wrapper that tells someone).
+    pub fn with_pauses(mut self, pauses: Arc<dyn crate::pause::Pauses>) -> Self {
+        self.pauses = pauses;
+        self
+    }
+
+    /// Where provider pauses are kept.
+    pub fn pauses(&self) -> &dyn crate::pause::Pauses {
+        self.pauses.as_ref()
     }
 
     /// The state directory.

@@ -135,6 +135,7 @@ impl Orchestrator {
             }
             // The slot first: with every slot busy and no wait allowed, nothing is changed (the
             // caller may queue the whole `start` for the daemon instead).
+            self.wait_for_provider()?;
             let _slot = self.acquire_slot()?;
             let wt_path = self.state.worktree_path(issue);
             let env = self.env.agent_env(DEFAULT_AGENT)?;
@@ -223,6 +224,7 @@ impl Orchestrator {
             let session = agent_session_id(&file.agent_session_id, &session_path)?;
             let dir = self.checked_worktree(issue, &file)?;
             let env = self.env.agent_env(DEFAULT_AGENT)?;
+            self.wait_for_provider()?;
             let _slot = self.acquire_slot()?;
             self.run_turn(
                 &Turn {
@@ -306,6 +308,7 @@ impl Orchestrator {
         let path = self.state.pm_session_path();
         let session = agent_session_id(id, &self.state.index_path())?;
         let lock = self.state.lock_path(PM_AGENT);
+        self.wait_for_provider()?;
         let file: SessionFile = storage::read_json(&path)?.ok_or(OrchestratorError::PmMissing)?;
         self.check_driver("the PM agent session", &path, &file)?;
         let dir = file
@@ -325,6 +328,9 @@ impl Orchestrator {
                 },
                 sink,
             )?;
+            if let RunOutcome::RateLimited(limit) = &report.outcome {
+                self.pause_provider(limit);
+            }
             Ok(report.outcome)
         })
     }
@@ -383,6 +389,9 @@ impl Orchestrator {
             Ok(report) => (report.outcome.clone(), report.exit_code),
             Err(e) => (RunOutcome::Failed { message: e.to_string() }, None),
         };
+        if let RunOutcome::RateLimited(limit) = &outcome {
+            self.pause_provider(limit);
+        }
         self.update_session(session_path, |s| {
             s.state = SessionState::after(&outcome);
             s.agent_pid = None;

@@ -47,6 +47,13 @@
 //!     processes, reaped by the fake); `detached` starts them in their own session, as the
 //!     real bash tool does; `first` is the command of a quick bash call that finishes before;
 //!   - `slow` (`interval_ms`): keeps printing text events forever;
+//!   - `limited` (`provider`, `message`, `retry_ms`): the provider refuses (a 429 or a used-up
+//!     quota, told by `message`): as 1.18.33 does, nothing on stdout, and with `--print-logs`
+//!     one `stream error` line on stderr per attempt, every `retry_ms` (30 s), forever. The
+//!     real one waits the provider's `Retry-After` between attempts (and backs off on a quota
+//!     error); the fake's pace is fixed;
+//!   - `install`: prints nothing and writes 2.5 MB a second in its own process, forever: the
+//!     plugin install opencode does in a fresh HOME while its provider never answers;
 //!   - `exit` (`code`, `stderr`): prints `stderr` and exits with `code`.
 //!
 //!   Every TURN also takes `delay_ms` (sleep before answering) and `leave_running` (that many
