@@ -359,6 +359,10 @@ impl From<OrchestratorError> for CliError {
                     "wait for it to finish, or queue the message with `kugetsu queue enqueue`",
                 ),
             OrchestratorError::Interrupted { .. } => CliError::from_error(exit::INTERRUPTED, &e),
+            OrchestratorError::ProviderPaused { .. } => CliError::from_error(exit::BUSY, &e)
+                .with_hint(
+                    "`--wait` waits for the pause to end, `--no-wait` queues the work for the daemon; `kugetsu queue resume` ends a pause now",
+                ),
             // Not bad input (the same command works with the other setting): a failure.
             OrchestratorError::OtherDriver { ref made_by, .. } => {
                 let hint = format!(

@@ -26,6 +26,9 @@ pub struct StatusView {
     /// This host's name in a shared queue.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub host: Option<String>,
+    /// The provider pauses in force (`paused until 14:05 UTC (mock: rate limit)`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub paused: Vec<String>,
 }
 
 fn status_word<S: Serializer>(status: &Status, s: S) -> Result<S::Ok, S::Error> {
@@ -35,7 +38,12 @@ fn status_word<S: Serializer>(status: &Status, s: S) -> Result<S::Ok, S::Error> 
 /// Reads [`StatusView`] from the state files (and the config, for the host).
 pub fn status(ctx: &Ctx) -> Result<StatusView, CliError> {
     let status = ctx.orchestrator()?.status()?;
-    Ok(StatusView { status, host: crate::queue_backend::shared_host(ctx)? })
+    Ok(StatusView { status, host: crate::queue_backend::shared_host(ctx)?, paused: paused(ctx) })
+}
+
+/// The provider pauses in force, one line each (see [`crate::pauses`]).
+pub fn paused(ctx: &Ctx) -> Vec<String> {
+    crate::pauses::lines(&kugetsu_core::pause::FilePauses::new(&ctx.state))
 }
 
 /// `queue list`: the items, and the files that could not be read.
@@ -45,12 +53,15 @@ pub struct QueueView {
     pub items: Vec<QueueItem>,
     /// What was wrong with each unreadable item file.
     pub problems: Vec<String>,
+    /// The provider pauses that hold dispatch back.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub paused: Vec<String>,
 }
 
 /// Reads [`QueueView`].
-pub fn queue(queue: &dyn TaskQueue) -> Result<QueueView, CliError> {
+pub fn queue(ctx: &Ctx, queue: &dyn TaskQueue) -> Result<QueueView, CliError> {
     let listing = queue.list()?;
-    Ok(QueueView { items: listing.items, problems: listing.problems })
+    Ok(QueueView { items: listing.items, problems: listing.problems, paused: paused(ctx) })
 }
 
 /// `notify list`: the notifications asked for, and how many entries could not be read.

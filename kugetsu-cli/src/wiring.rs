@@ -96,7 +96,8 @@ pub fn build_orchestrator(
             liveness: Arc::new(kugetsu_process::SystemLiveness),
             driver: config.agent.clone(),
         },
-    ))
+    )
+    .with_pauses(crate::pauses::pauses(ctx, config)))
 }
 
 /// Creates the state directory, the default config and the env files (for `init`).

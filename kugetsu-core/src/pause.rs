@@ -162,8 +162,18 @@ pub fn holding<'a>(
         .max_by_key(|p| p.limit.until.map_or((1, OffsetDateTime::UNIX_EPOCH), |t| (0, t)))
 }
 
+/// How long a rate limit whose reset time the provider did not tell pauses its provider
+/// (opencode 1.x never shows the `Retry-After`): a quota error without one waits for a person
+/// instead.
+pub const RATE_LIMIT_PAUSE: time::Duration = time::Duration::minutes(5);
+
 /// Applies a refusal to a list of pauses (both backends' rule); returns whether it is new.
 pub fn apply(list: &mut Vec<Pause>, limit: &ProviderLimit, now: OffsetDateTime) -> bool {
+    let mut limit = limit.clone();
+    if limit.kind == LimitKind::RateLimit && limit.until.is_none() {
+        limit.until = Some(now + RATE_LIMIT_PAUSE);
+    }
+    let limit = &limit;
     match list.iter_mut().find(|p| p.limit.provider == limit.provider) {
         Some(p) if !p.is_over(now) => {
             // A quota error (no end) outlasts any reset time; otherwise the later end wins.
@@ -281,11 +291,15 @@ mod tests {
         pauses.pause(&limit("mock", LimitKind::Quota, None), t0).unwrap();
         let far = datetime!(2030-01-01 0:00 UTC);
         assert!(pauses.resume(None, far, true).unwrap().is_empty());
+        assert_eq!(pauses.list().unwrap()[0].limit.until, None);
         let list = pauses.list().unwrap();
         assert_eq!(list[0].describe(), "paused until `kugetsu queue resume` (mock: quota)");
         assert!(holding(&list, Some("mock"), far).is_some());
         assert_eq!(pauses.resume(Some("other"), far, false).unwrap().len(), 0);
         assert_eq!(pauses.resume(Some("mock"), far, false).unwrap().len(), 1);
         assert!(pauses.list().unwrap().is_empty());
+        // A rate limit without a reset time pauses for a while, not for ever.
+        pauses.pause(&limit("mock", LimitKind::RateLimit, None), t0).unwrap();
+        assert_eq!(pauses.list().unwrap()[0].limit.until, Some(t0 + RATE_LIMIT_PAUSE));
     }
 }

@@ -20,6 +20,11 @@ use kugetsu_core::pause::{LimitKind, ProviderLimit};
 use serde_json::Value;
 use time::{Duration, OffsetDateTime};
 
+/// The provider of a `provider/model` model name.
+pub fn provider_of(model: Option<&str>) -> Option<String> {
+    Some(model?.split_once('/')?.0.to_owned()).filter(|p| !p.is_empty())
+}
+
 /// The provider and message of a 1.x `stream error` log line.
 pub fn parse_stream_error(line: &str) -> Option<(String, String)> {
     if !line.contains("level=ERROR") || !line.contains("message=\"stream error\"") {

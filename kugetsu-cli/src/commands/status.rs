@@ -17,6 +17,9 @@ pub fn cmd_status(ui: &mut Ui, ctx: &Ctx, _args: &StatusArgs) -> Result<(), CliE
         ctx.print_json(out, &view)?;
     } else {
         writeln!(out, "{}", view.status.as_str())?;
+        for line in &view.paused {
+            writeln!(out, "{line}")?;
+        }
     }
     if view.status == kugetsu_core::orchestrator::Status::Ok {
         Ok(())

@@ -26,6 +26,10 @@ pub enum DispatchError {
     /// The dispatch stopped because the daemon is stopping: back to `pending`, attempt refunded.
     #[error("interrupted: {0}")]
     Interrupted(String),
+    /// The model's provider refused for a limit (or is paused): back to `pending`, attempt
+    /// refunded; the daemon's gate holds it until the provider's pause ends.
+    #[error("paused: {0}")]
+    Paused(String),
 }
 
 /// What a dispatch gets besides the item.

@@ -107,6 +107,10 @@ fn outcome_result(outcome: RunOutcome, what: &str) -> Result<DispatchOutcome, Di
         RunOutcome::Interrupted { signal } => {
             Err(DispatchError::Fatal(format!("{what}: stopped by {signal}")))
         }
+        // Not done and not failed: the provider's pause holds the item until it ends.
+        RunOutcome::RateLimited(limit) => {
+            Err(DispatchError::Paused(format!("{what}: {}", limit.describe())))
+        }
         other => Err(DispatchError::Retry(format!("{what}: {}", other.describe()))),
     }
 }
@@ -117,6 +121,9 @@ fn classify(e: OrchestratorError, stop_requested: bool) -> DispatchError {
     // Whatever broke while the daemon was stopping, it broke because of the stop.
     if stop_requested {
         return DispatchError::Interrupted(text);
+    }
+    if let OrchestratorError::ProviderPaused { pause } = &e {
+        return DispatchError::Paused(pause.describe());
     }
     match e.retry() {
         Retry::Later => DispatchError::Retry(text),

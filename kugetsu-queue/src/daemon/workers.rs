@@ -146,6 +146,15 @@ impl Shared {
                     requeued = true;
                     event = (QueueEventKind::TaskQueued, "requeued: the daemon stopped".into());
                 }
+                Err(DispatchError::Paused(reason)) => {
+                    it.status = QueueStatus::Pending;
+                    it.attempts = it.attempts.saturating_sub(1);
+                    it.last_error = Some(format!("paused: {reason}"));
+                    it.not_before = None;
+                    requeued = true;
+                    event =
+                        (QueueEventKind::TaskQueued, format!("requeued, not counted: {reason}"));
+                }
                 Err(DispatchError::Fatal(reason)) => {
                     it.status = QueueStatus::Error;
                     it.last_error = Some(reason.clone());
