@@ -14,13 +14,18 @@ use time::OffsetDateTime;
 
 use crate::context::Ctx;
 
-/// The pauses of `ctx`'s state directory, telling the notifications.
+/// Where the pauses are kept: the shared queue's server when there is one (every host must
+/// see them), else the state directory.
+pub fn store(ctx: &Ctx, config: &Config) -> Arc<dyn Pauses> {
+    match crate::queue_backend::backend(ctx, config) {
+        Ok(kugetsu_queue::Backend { pauses: Some(shared), .. }) => shared,
+        _ => Arc::new(FilePauses::new(&ctx.state)),
+    }
+}
+
+/// The pauses of [`store`], telling the notifications.
 pub fn pauses(ctx: &Ctx, config: &Config) -> Arc<dyn Pauses> {
-    Arc::new(Told {
-        inner: Arc::new(FilePauses::new(&ctx.state)),
-        state: ctx.state.clone(),
-        config: config.clone(),
-    })
+    Arc::new(Told { inner: store(ctx, config), state: ctx.state.clone(), config: config.clone() })
 }
 
 /// Pauses that record a notification for each provider paused or resumed.

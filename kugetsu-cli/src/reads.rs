@@ -43,7 +43,8 @@ pub fn status(ctx: &Ctx) -> Result<StatusView, CliError> {
 
 /// The provider pauses in force, one line each (see [`crate::pauses`]).
 pub fn paused(ctx: &Ctx) -> Vec<String> {
-    crate::pauses::lines(&kugetsu_core::pause::FilePauses::new(&ctx.state))
+    let Ok(config) = ctx.config() else { return Vec::new() };
+    crate::pauses::lines(crate::pauses::store(ctx, &config).as_ref())
 }
 
 /// `queue list`: the items, and the files that could not be read.

@@ -189,6 +189,14 @@ impl Tree {
                 }
             };
             let io = proc::read_io(s.pid).map(|io| io.chars());
+            if s.pid == self.root {
+                // What the agent reaped is its children's work (tools, mostly): on that side,
+                // so a tool's short-lived processes never pass for housekeeping.
+                own.0.push((key, Counters { cpu: s.utime + s.stime, io }));
+                own.1 |= s.state == 'R';
+                work.0.push((key, Counters { cpu: s.cutime + s.cstime, io: None }));
+                continue;
+            }
             let side = if is_own { &mut own } else { &mut work };
             side.0.push((key, Counters { cpu: s.cpu_with_reaped_children(), io }));
             side.1 |= s.state == 'R';

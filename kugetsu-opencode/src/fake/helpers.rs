@@ -74,8 +74,10 @@ pub(super) fn spawn_helper(
     work: Work,
     tag: &str,
 ) -> Option<std::process::Child> {
-    let mut c = std::process::Command::new(self_program()?);
-    c.arg("__sleep");
+    // Through a shell, as opencode's bash tool runs a command: a tool's process is never the
+    // agent's own program started by the agent itself (kugetsu-process's `tree::Scan`).
+    let mut c = std::process::Command::new("sh");
+    c.args(["-c", "\"$0\" \"$@\"; exit $?"]).arg(self_program()?).arg("__sleep");
     if ignore_term {
         c.arg("ignore-term");
     }
