@@ -37,7 +37,8 @@ struct Told {
 
 impl Told {
     fn tell(&self, kind: &str, message: &str) {
-        crate::notifications::record_in(
+        // A foreground command posts it when it ends; the daemon's sender thread does there.
+        crate::notifications::record_in_command(
             &self.state,
             Some(&self.config),
             NotificationType::Other(kind.into()),
