@@ -50,7 +50,7 @@ fn real_a_stalled_provider_in_a_fresh_home_is_hung_despite_the_install() {
     let mut req = r.sb.run_req(&s, "base", "HANG");
     // The sandbox's base env keeps npm offline; this turn installs, as a user's first does.
     req.env.0.insert("npm_config_offline".into(), "false".into());
-    req.limits = limits(12, 4);
+    req.limits = limits(13, 8);
     let mut sink = Sink::default();
     let report = r.driver.run(&req, &mut sink).expect("run");
     let installed = dir_size(&plugins) + dir_size(&npm_cache);
