@@ -45,7 +45,7 @@ pub(crate) struct Turn<'a> {
     /// A process whose descendants run the turn's tools, when not the run's own (2.x's serve):
     /// their work counts as the run's in the idle judgement.
     pub(crate) tools_under: Option<u32>,
-    /// Asked every couple of seconds while the turn runs (from another thread) whether the
+    /// Asked every few seconds while the turn runs (from another thread) whether the
     /// provider refuses it (2.x reads its session); a refusal cuts the run.
     pub(crate) watch: Option<Watch<'a>>,
 }
@@ -53,8 +53,9 @@ pub(crate) struct Turn<'a> {
 /// See [`Turn::watch`].
 pub(crate) type Watch<'a> = &'a (dyn Fn() -> Option<ProviderLimit> + Sync);
 
-/// How often [`Turn::watch`] is asked.
-const WATCH_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
+/// How often [`Turn::watch`] is asked: soon enough that a refused turn holds its slot a few
+/// seconds only, rarely enough that reading a long session's messages costs nothing to speak of.
+const WATCH_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// The stream seen, the outcome, the exit code.
 pub(crate) type TurnResult = (EventLog, RunOutcome, Option<i32>);
@@ -130,7 +131,7 @@ impl OpencodeDriver {
         let watched: std::sync::Mutex<Option<ProviderLimit>> = std::sync::Mutex::new(None);
         let done = std::sync::atomic::AtomicBool::new(false);
         let ended = std::thread::scope(|scope| {
-            if let Some(watch) = watch {
+            let watcher = watch.map(|watch| {
                 scope.spawn(|| {
                     while !done.load(std::sync::atomic::Ordering::SeqCst) {
                         if let Some(limit) = watch() {
@@ -140,8 +141,8 @@ impl OpencodeDriver {
                         }
                         std::thread::park_timeout(WATCH_EVERY);
                     }
-                });
-            }
+                })
+            });
             let ended = self.supervised(cmd, prompt, plimits, tools_under, &cut, &mut |seen| {
                 let (stream, bytes) = match seen {
                     Seen::Spawned(pid) => return sink.spawned(pid),
@@ -171,6 +172,10 @@ impl OpencodeDriver {
                 }
             });
             done.store(true, std::sync::atomic::Ordering::SeqCst);
+            // The turn is over: the watcher must not hold it up for its next look.
+            if let Some(w) = &watcher {
+                w.thread().unpark();
+            }
             ended
         })
         .map_err(|e| self.spawn_error(e.into_io()))?;
