@@ -127,6 +127,8 @@ impl ShellAgent {
                 (RunOutcome::Hung { silent_secs, processes_idle, last_tool: None }, None)
             }
             Ended::Interrupted => (RunOutcome::Interrupted { signal: self.stop.describe() }, None),
+            // Only a run given a cut of its own (`supervise::run_cut`) ends so.
+            Ended::Cut => (RunOutcome::Failed { message: "cut short".into() }, None),
         })
     }
 }

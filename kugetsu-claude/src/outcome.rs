@@ -15,6 +15,8 @@ use crate::events::EventLog;
 /// Turns how a run ended and what it printed into an outcome (and the exit code, if it exited).
 pub fn classify(ended: Ended, events: &EventLog, stop: &Interrupt) -> (RunOutcome, Option<i32>) {
     match ended {
+        // Nothing here cuts a Claude Code run short yet.
+        Ended::Cut => (RunOutcome::Failed { message: "the run was cut short".into() }, None),
         Ended::Interrupted => (RunOutcome::Interrupted { signal: stop.describe() }, None),
         Ended::TimedOut(d) => (RunOutcome::TimedOut { after_secs: d.as_secs() }, None),
         Ended::Hung(d) => (

@@ -363,6 +363,10 @@ impl From<OrchestratorError> for CliError {
             // The agent's turn ends as it would have at the budget: exit 5, its hint already
             // in the one line.
             OrchestratorError::OverBudget { .. } => CliError::from_error(exit::AGENT, &e),
+            OrchestratorError::ProviderPaused { .. } => CliError::from_error(exit::BUSY, &e)
+                .with_hint(
+                    "`--wait` waits for the pause to end, `--no-wait` queues the work for the daemon; `kugetsu queue resume` ends a pause now",
+                ),
             // Not bad input (the same command works with the other setting): a failure.
             OrchestratorError::OtherDriver { ref made_by, .. } => {
                 let hint = format!(

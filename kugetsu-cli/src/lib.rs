@@ -16,6 +16,7 @@ pub mod dispatcher;
 pub mod error;
 pub mod launch;
 pub mod notifications;
+pub mod pauses;
 pub mod progress;
 pub mod queue_backend;
 pub mod reads;

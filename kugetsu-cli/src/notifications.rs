@@ -143,6 +143,20 @@ pub fn outbox_added() {
     OUTBOX_ADDED.store(true, Ordering::Relaxed);
 }
 
+/// [`record_in`], and when this is a foreground command, a sender left for it at its end (as
+/// [`record`] does); for callers that hold the state directory, not the context.
+pub fn record_in_command(
+    state: &StateDir,
+    config: Option<&Config>,
+    kind: NotificationType,
+    message: &str,
+    issue_ref: Option<&str>,
+) {
+    if record_in(state, config, kind, message, issue_ref) {
+        OUTBOX_ADDED.store(true, Ordering::Relaxed);
+    }
+}
+
 /// At the end of a command: when it added to the outbox, leaves a sender to post it (the
 /// command never waits for a receiver).
 pub fn after_command(ctx: &crate::context::Ctx) {

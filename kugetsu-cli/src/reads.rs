@@ -38,6 +38,9 @@ pub struct StatusView {
     /// `KUGETSU_DAILY_BUDGET_USD`, when set.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub daily_budget_usd: Option<kugetsu_core::usage::Usd>,
+    /// The provider pauses in force (`paused until 14:05 UTC (mock: rate limit)`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub paused: Vec<String>,
 }
 
 fn status_word<S: Serializer>(status: &Status, s: S) -> Result<S::Ok, S::Error> {
@@ -57,7 +60,14 @@ pub fn status(ctx: &Ctx) -> Result<StatusView, CliError> {
         today,
         this_month,
         daily_budget_usd: ctx.config()?.daily_budget_usd,
+        paused: paused(ctx),
     })
+}
+
+/// The provider pauses in force, one line each (see [`crate::pauses`]).
+pub fn paused(ctx: &Ctx) -> Vec<String> {
+    let Ok(config) = ctx.config() else { return Vec::new() };
+    crate::pauses::lines(crate::pauses::store(ctx, &config).as_ref())
 }
 
 /// `queue list`: the items, and the files that could not be read.
@@ -67,12 +77,15 @@ pub struct QueueView {
     pub items: Vec<QueueItem>,
     /// What was wrong with each unreadable item file.
     pub problems: Vec<String>,
+    /// The provider pauses that hold dispatch back.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub paused: Vec<String>,
 }
 
 /// Reads [`QueueView`].
-pub fn queue(queue: &dyn TaskQueue) -> Result<QueueView, CliError> {
+pub fn queue(ctx: &Ctx, queue: &dyn TaskQueue) -> Result<QueueView, CliError> {
     let listing = queue.list()?;
-    Ok(QueueView { items: listing.items, problems: listing.problems })
+    Ok(QueueView { items: listing.items, problems: listing.problems, paused: paused(ctx) })
 }
 
 /// `notify list`: the notifications asked for, and how many entries could not be read.

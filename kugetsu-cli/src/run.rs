@@ -137,6 +137,24 @@ pub fn finish(
             )?;
             return Ok(());
         }
+        Err(kugetsu_core::orchestrator::OrchestratorError::ProviderPaused { pause })
+            if flags.no_wait =>
+        {
+            let item = crate::wiring::enqueue(ctx, message, Some(issue.to_string()), queued)?;
+            if ctx.json {
+                return ctx.print_json(
+                    out,
+                    &serde_json::json!({ "queued": item.id, "issue_ref": issue }),
+                );
+            }
+            writeln!(
+                out,
+                "the agent's provider is {}; queued as {} for the daemon",
+                pause.describe(),
+                item.id
+            )?;
+            return Ok(());
+        }
         Err(e) => return Err(e.into()),
     };
     if ctx.json {
@@ -162,6 +180,8 @@ pub fn finish(
         RunOutcome::Completed => Ok(()),
         // `main` turns this into 128 + the signal that stopped the run.
         RunOutcome::Interrupted { .. } => Err(CliError::silent(exit::INTERRUPTED)),
+        // Not failed: the provider refused; the turn runs again once its pause ends.
+        RunOutcome::RateLimited(_) => Err(CliError::silent(exit::BUSY)),
         _ => Err(CliError::silent(exit::AGENT)),
     }
 }

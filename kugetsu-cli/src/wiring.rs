@@ -97,7 +97,8 @@ pub fn build_orchestrator(
             driver: config.agent.clone(),
             budgets: config.budgets(),
         },
-    );
+    )
+    .with_pauses(crate::pauses::pauses(ctx, config));
     // Watched issues are reported on, whoever runs their turns.
     let reporter = crate::reporting::Reporter::new(ctx.state.clone(), config.clone());
     Ok(orchestrator.with_observer(reporter))

@@ -262,7 +262,7 @@ fn three_hosts_one_queue_limits_from_the_agents_traces_and_affinity() {
 
     // `doctor` names the schema and the hosts with live leases (this one runs a turn: #99's).
     let doctor = hosts[other].run(&["doctor"]);
-    assert!(doctor.stdout.contains("(schema version 2), this host "), "{}", doctor.stdout);
+    assert!(doctor.stdout.contains("(schema version 3), this host "), "{}", doctor.stdout);
 
     // `list` and `status` say which host they speak for.
     let list = hosts[other].run(&["list"]);

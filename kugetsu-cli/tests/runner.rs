@@ -16,6 +16,7 @@ mod daemon_service;
 mod dashboard;
 mod e2e;
 mod https_token;
+mod rate_limits;
 mod readme_config;
 mod readme_daemon;
 mod readme_promises;

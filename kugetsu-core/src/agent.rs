@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use crate::usage::TurnUsage;
 use crate::usage::Usd;
 use crate::usage::budget::{BudgetKind, Exhausted};
+use crate::pause::ProviderLimit;
 
 /// An agent session id (such as `ses_...`). Validated so it is safe in an argv, a
 /// file and SQL.
@@ -221,6 +222,9 @@ pub enum AgentEvent {
         /// The step's usage.
         usage: TurnUsage,
     },
+    /// The model's provider refused for a rate limit or a quota (see [`crate::pause`]); the
+    /// driver then stops the turn, which ends [`RunOutcome::RateLimited`].
+    ProviderLimited(ProviderLimit),
 }
 
 impl AgentEvent {
@@ -239,6 +243,7 @@ impl AgentEvent {
             AgentEvent::PermissionRejected { permission } => vec![permission],
             AgentEvent::Error { name, message } => vec![name, message],
             AgentEvent::StepStart | AgentEvent::Usage { .. } => Vec::new(),
+            AgentEvent::ProviderLimited(limit) => vec![&limit.provider, &limit.message],
         }
     }
 }
@@ -317,6 +322,10 @@ pub enum RunOutcome {
         /// What had been spent against it.
         spent_usd: Usd,
     },
+    /// Stopped because the model's provider refused for a limit (see [`crate::pause`]): not
+    /// done, and not failed either. `continue` and the queue run it again once the provider's
+    /// pause ends; the queue does not count the attempt.
+    RateLimited(ProviderLimit),
 }
 
 impl RunOutcome {
@@ -360,6 +369,7 @@ impl RunOutcome {
                     Exhausted { budget: *budget, limit_usd: *limit_usd, spent_usd: *spent_usd };
                 format!("over budget: {spent}")
             }
+            RunOutcome::RateLimited(limit) => limit.describe(),
         }
     }
 }
@@ -593,5 +603,12 @@ pub trait AgentDriver: Send + Sync {
             command: "import".into(),
             message: "this agent cannot import a session".into(),
         })
+    }
+    /// The model's provider that turns will use, in the words the driver reports a refusal
+    /// with ([`AgentEvent::ProviderLimited`]), when it is known before a turn (a model set in
+    /// the configuration). A turn whose provider is not known waits on every provider pause
+    /// (see [`crate::pause`]). Default: not known.
+    fn provider(&self) -> Option<String> {
+        None
     }
 }

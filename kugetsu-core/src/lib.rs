@@ -17,6 +17,7 @@ pub mod logs;
 pub mod notify;
 pub mod orchestrator;
 pub mod outbox;
+pub mod pause;
 pub mod process;
 pub mod queue;
 pub mod report;

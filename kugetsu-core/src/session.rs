@@ -131,6 +131,9 @@ pub enum SessionState {
     Interrupted,
     /// Anything else, kept verbatim.
     Other(String),
+    /// The last turn was stopped because the model's provider refused for a limit: not
+    /// failed; it runs again once the provider's pause ends.
+    Paused,
 }
 
 impl From<String> for SessionState {
@@ -141,6 +144,7 @@ impl From<String> for SessionState {
             "failed" => SessionState::Failed,
             "blocked" => SessionState::Blocked,
             "interrupted" => SessionState::Interrupted,
+            "paused" => SessionState::Paused,
             _ => SessionState::Other(s),
         }
     }
@@ -160,6 +164,7 @@ impl fmt::Display for SessionState {
             SessionState::Failed => "failed",
             SessionState::Blocked => "blocked",
             SessionState::Interrupted => "interrupted",
+            SessionState::Paused => "paused",
             SessionState::Other(s) => s,
         })
     }
@@ -175,6 +180,7 @@ impl SessionState {
             RunOutcome::Interrupted { .. } | RunOutcome::OverBudget { .. } => {
                 SessionState::Interrupted
             }
+            RunOutcome::RateLimited(_) => SessionState::Paused,
             _ => SessionState::Failed,
         }
     }

@@ -33,6 +33,10 @@ fn env_with(max_agents: usize) -> Env {
 /// An environment whose orchestration asks the kernel whether recorded pids run (`system`),
 /// or the fake agent (which makes its pids up).
 fn env_checking_pids(max_agents: usize, system: bool) -> Env {
+    env_full(max_agents, system, Duration::from_secs(30))
+}
+
+fn env_full(max_agents: usize, system: bool, slot_wait: Duration) -> Env {
     let tmp = tempfile::tempdir().unwrap();
     let state = StateDir::new(tmp.path().join("state"));
     let wt = Arc::new(FakeWorktrees::default());
@@ -51,7 +55,7 @@ fn env_checking_pids(max_agents: usize, system: bool) -> Env {
         Arc::new(FixedClock(time::macros::datetime!(2026-11-23 12:00 UTC))),
         Settings {
             max_agents: max_agents.into(),
-            slot_wait: Duration::from_secs(30),
+            slot_wait,
             ..Settings::new(if system {
                 Arc::new(kugetsu_process::SystemLiveness)
             } else {
@@ -162,6 +166,41 @@ fn start_requires_init_and_continue_requires_a_session() {
     let r =
         e.orch.continue_issue(&IssueRef::parse("github.com/o/r#1").unwrap(), "more", &mut NoEvents);
     assert!(matches!(r, Err(OrchestratorError::UnknownIssue { .. })), "{r:?}");
+}
+
+/// A turn the provider refused is recorded `rate_limited` (the session `paused`), pauses the
+/// provider, and the next turn waits for the pause as for a slot (here: not at all).
+#[test]
+fn a_refused_turn_pauses_its_provider_and_holds_the_next_turn() {
+    use kugetsu_core::pause::{LimitKind, ProviderLimit};
+    let e = env_full(3, false, Duration::ZERO);
+    init(&e);
+    let until = time::macros::datetime!(2026-11-23 12:05 UTC);
+    let limit = ProviderLimit {
+        provider: "mock".into(),
+        kind: LimitKind::RateLimit,
+        until: Some(until),
+        message: "slow down".into(),
+    };
+    e.agent.script([FakeTurn::Outcome(RunOutcome::RateLimited(limit.clone()))]);
+    let s = start(&e.orch, "github.com/o/r#2", "x").unwrap();
+    assert_eq!(s.outcome, RunOutcome::RateLimited(limit));
+    let file =
+        std::fs::read_to_string(e.state.sessions_dir().join("github.com-o-r-2.json")).unwrap();
+    assert!(file.contains("\"state\": \"paused\""), "{file}");
+    assert!(file.contains("\"outcome\": \"rate_limited\""), "{file}");
+    let err = start(&e.orch, "github.com/o/r#3", "y").unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "the agent's provider is paused until 12:05 UTC (mock: rate limit)",
+        "{err:?}"
+    );
+    let now = time::macros::datetime!(2026-11-23 12:00 UTC);
+    assert_eq!(e.orch.pauses().resume(None, now, false).unwrap().len(), 1);
+    e.agent.script([FakeTurn::Reply("done".into())]);
+    let issue = IssueRef::parse("github.com/o/r#2").unwrap();
+    let s = e.orch.continue_issue(&issue, "go on", &mut NoEvents).unwrap();
+    assert_eq!(s.outcome, RunOutcome::Completed);
 }
 
 #[test]

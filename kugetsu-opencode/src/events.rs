@@ -126,6 +126,14 @@ pub enum StderrLine {
     Error(String),
     /// Anything else (logs, help text).
     Other,
+    /// A `--print-logs` `stream error` line: the provider and its message (see
+    /// [`crate::limits`]).
+    StreamError {
+        /// The provider's id.
+        provider: String,
+        /// What it said.
+        message: String,
+    },
 }
 
 /// Classifies one stderr line (ANSI colours are ignored).
@@ -145,6 +153,9 @@ pub fn parse_stderr_line(line: &str) -> StderrLine {
     }
     if let Some(msg) = plain.strip_prefix("Error:") {
         return StderrLine::Error(msg.trim().to_owned());
+    }
+    if let Some((provider, message)) = crate::limits::parse_stream_error(plain) {
+        return StderrLine::StreamError { provider, message };
     }
     StderrLine::Other
 }
@@ -227,6 +238,9 @@ pub struct EventLog {
     pub last_stderr_error: Option<String>,
     rejected_by_stderr: Vec<String>,
     rejected_tools: Vec<String>,
+    /// The provider's refusal for a limit, once seen (the driver then cuts the run).
+    pub provider_limit: Option<kugetsu_core::pause::ProviderLimit>,
+    stream_errors: u32,
 }
 
 impl EventLog {
@@ -258,8 +272,25 @@ impl EventLog {
                 self.last_stderr_error = Some(msg);
                 None
             }
+            StderrLine::StreamError { provider, message } => {
+                self.stream_errors += 1;
+                let now = time::OffsetDateTime::now_utc();
+                let limit =
+                    crate::limits::from_stream_error(provider, message, self.stream_errors, now)?;
+                Some(self.limited(limit))
+            }
             StderrLine::Other => None,
         }
+    }
+
+    /// Records the provider's refusal (the first one seen) and returns its event.
+    pub fn limited(&mut self, limit: kugetsu_core::pause::ProviderLimit) -> AgentEvent {
+        let ev = AgentEvent::ProviderLimited(limit.clone());
+        if self.provider_limit.is_none() {
+            self.provider_limit = Some(limit);
+            self.events.push(ev.clone());
+        }
+        ev
     }
 
     /// Which permissions were rejected, most specific first: the stderr descriptions

@@ -7,6 +7,7 @@ mod export_cache;
 #[cfg(feature = "fake")]
 pub mod fake;
 pub mod fork;
+pub mod limits;
 pub mod outcome;
 mod pick;
 pub mod serve;

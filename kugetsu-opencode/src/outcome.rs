@@ -15,7 +15,14 @@ pub(crate) fn classify(
     events: &EventLog,
     stop: &Interrupt,
 ) -> (RunOutcome, Option<i32>) {
+    if let Some(limit) = &events.provider_limit {
+        // Cut for it, or refused on the way out: not failed, not hung.
+        if !matches!(ended, Ended::Interrupted) {
+            return (RunOutcome::RateLimited(limit.clone()), None);
+        }
+    }
     match ended {
+        Ended::Cut => (RunOutcome::Failed { message: "the run was cut short".into() }, None),
         Ended::Interrupted => (RunOutcome::Interrupted { signal: stop.describe() }, None),
         Ended::TimedOut(d) => (RunOutcome::TimedOut { after_secs: d.as_secs() }, None),
         Ended::Hung(d) => (

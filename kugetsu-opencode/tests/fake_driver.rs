@@ -38,7 +38,10 @@ fn create_headless_session() {
     assert_eq!(rec["message"], "you are the base");
     let argv: Vec<&str> =
         rec["argv"].as_array().expect("argv").iter().filter_map(Value::as_str).collect();
-    assert_eq!(argv, ["run", "--format", "json", "--title=kugetsu base"]);
+    assert_eq!(
+        argv,
+        ["run", "--format", "json", "--print-logs", "--log-level", "ERROR", "--title=kugetsu base"]
+    );
     assert_eq!(rec["cwd"], f.sb.path("base").to_string_lossy().as_ref());
     // A new headless session has the deny rules already.
     assert!(!d.fix_permissions(&report.session).expect("fix"));

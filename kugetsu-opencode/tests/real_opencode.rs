@@ -5,6 +5,7 @@
 //! Without npm or the registry these tests print why and pass as skipped; with
 //! `KUGETSU_REAL_OPENCODE=1` that is a failure instead.
 
+mod real_limits;
 mod real_opencode2;
 mod support;
 

@@ -414,3 +414,30 @@ fn real2_a_session_moves_to_another_data_dir_and_continues() {
     let last = seen.iter().rev().find(|b| b.to_string().contains("WRITEFILE:after.txt"));
     assert!(last.expect("the turn's request").to_string().contains("ZEBRA"), "history kept");
 }
+
+/// opencode 2 retries a 429 (the client prints a `step_start` per attempt, nothing else) and
+/// shows the retry on the session's message; a used-up quota fails the turn at once with
+/// `provider.quota`. Both end as rate limited, by the provider the session names.
+#[test]
+fn real2_refusals_for_a_limit_end_the_turn_as_rate_limited() {
+    let Some(bin) = opencode2() else { return };
+    let r = Real2::new(bin);
+    let s = r.create("You are the base session.");
+    for (prompt, kind) in [
+        ("please RATELIMIT", kugetsu_core::pause::LimitKind::RateLimit),
+        ("QUOTA now", kugetsu_core::pause::LimitKind::Quota),
+    ] {
+        let mut req = r.sb.run_req(&s, "base", prompt);
+        // Only the refusal can end the turn before these.
+        req.limits = limits(900, 600);
+        let mut sink = Sink::default();
+        let report = r.driver.run(&req, &mut sink).expect("run");
+        let RunOutcome::RateLimited(limit) = &report.outcome else {
+            panic!("{prompt}: {:?}; log:\n{}", report.outcome, read(&r.sb.log()))
+        };
+        assert_eq!((limit.provider.as_str(), limit.kind), ("mock", kind), "{limit:?}");
+        // The retry says when: 30 s after the refusal (`Retry-After`).
+        assert_eq!(limit.until.is_some(), kind == kugetsu_core::pause::LimitKind::RateLimit);
+        assert_group_gone(sink.pid.expect("pid"));
+    }
+}

@@ -14,6 +14,8 @@ mod fake_export;
 #[cfg(feature = "fake")]
 mod fake_forks;
 #[cfg(feature = "fake")]
+mod fake_limits;
+#[cfg(feature = "fake")]
 mod support_fake;
 // The opencode 2 contract on the fake's 2.x dialect (the same checks run on the real 2.1.2 in
 // `real_opencode`), and what only the fake can show.

@@ -41,11 +41,19 @@ pub fn activity_is_watched() -> bool {
 /// Quiet is no output and no activity. Activity is judged over a trailing window (a quarter of
 /// the limit, between 1 s and 60 s): at each sample, if what the tree used in the last window
 /// exceeds [`BUSY_CPU_PER_MINUTE`] or [`BUSY_IO_PER_MINUTE`] scaled to the window, or the tree
-/// was runnable at most of the window's samples (see [`Activity::mostly_runnable`]), the run is
+/// was runnable at most of the window's samples (see [`Window::mostly_runnable`]), the run is
 /// busy at that moment. A short window marks the end of work closely (the verdict comes the
 /// limit after the last busy moment, which is at most one window after the work stopped); a
 /// long one smooths opencode's own bursts and the 10 ms granularity of CPU time. A window not
 /// yet full (the first seconds of a run) is held to the whole window's allowance.
+///
+/// The agent's tools and what they start are judged so. The agent's own housekeeping (the
+/// agent process itself and its own helpers: see [`crate::tree::Scan`]) is judged by the same
+/// thresholds in a window of its own, but it can postpone the verdict by one window at most:
+/// opencode installing its plugin packages (~90 MB of I/O in a fresh HOME) or snapshotting a
+/// large worktree while its provider never answers is not work that gets anywhere. The cost: a
+/// model streaming one answer for longer than the limit and a window with nothing printed
+/// (opencode 1.x prints a text only once it is whole) is judged hung.
 #[derive(Debug)]
 pub(crate) struct Activity {
     /// The idle limit.
@@ -54,13 +62,53 @@ pub(crate) struct Activity {
     /// Allowances per window: CPU in clock ticks, I/O in bytes.
     cpu_allowance: u64,
     io_allowance: u64,
-    /// Samples in the trailing window, oldest first, and their sum.
-    samples: VecDeque<(Instant, Usage)>,
-    in_window: Usage,
+    /// The tools' samples and the agent's own.
+    work: Window,
+    own: Window,
     /// The last line of output, or the run's start.
     last_output: Instant,
-    /// The last sample at which the window was busy.
+    /// The last sample at which the tools' window was busy.
     last_busy: Option<Instant>,
+    /// The last sample at which the agent's own window was busy.
+    last_own_busy: Option<Instant>,
+}
+
+/// The samples of one trailing window, oldest first, and their sum.
+#[derive(Debug, Default)]
+struct Window {
+    samples: VecDeque<(Instant, Usage)>,
+    sum: Usage,
+}
+
+impl Window {
+    /// Adds the sample at `at`, drops those older than `span`, and says whether the window is
+    /// busy by `cpu` ticks, `io` bytes or the runnable majority.
+    fn push(&mut self, at: Instant, used: Usage, span: Duration, cpu: u64, io: u64) -> bool {
+        self.samples.push_back((at, used));
+        self.sum = self.sum.add(used);
+        while let Some(&(t, u)) = self.samples.front() {
+            if at.duration_since(t) < span {
+                break;
+            }
+            self.samples.pop_front();
+            self.sum = Usage {
+                cpu_ticks: self.sum.cpu_ticks.saturating_sub(u.cpu_ticks),
+                io_bytes: self.sum.io_bytes.saturating_sub(u.io_bytes),
+                runnable: false,
+            };
+        }
+        self.sum.cpu_ticks > cpu || self.sum.io_bytes > io || self.mostly_runnable()
+    }
+
+    /// Whether the processes wanted a CPU at most of the window's samples (at least two):
+    /// work that the machine's load starves. A busy loop on cores shared fifteen ways gets
+    /// less CPU than [`BUSY_CPU_PER_MINUTE`] yet is runnable whenever it is looked at; idle
+    /// opencode is runnable at about one sample in forty (its share of a core), a sleeping tool
+    /// at none.
+    fn mostly_runnable(&self) -> bool {
+        let runnable = self.samples.iter().filter(|(_, u)| u.runnable).count();
+        self.samples.len() >= 2 && runnable * 2 > self.samples.len()
+    }
 }
 
 impl Activity {
@@ -80,10 +128,11 @@ impl Activity {
                 BUSY_CPU_PER_MINUTE.as_millis() * u128::from(ticks_per_second) / 1000,
             ),
             io_allowance: per_minute(u128::from(BUSY_IO_PER_MINUTE)),
-            samples: VecDeque::new(),
-            in_window: Usage::default(),
+            work: Window::default(),
+            own: Window::default(),
             last_output: start,
             last_busy: None,
+            last_own_busy: None,
         }
     }
 
@@ -97,41 +146,26 @@ impl Activity {
         self.last_output = self.last_output.max(at);
     }
 
-    /// What the process tree used between the previous sample and `at`.
-    pub(crate) fn used(&mut self, at: Instant, used: Usage) {
-        self.samples.push_back((at, used));
-        self.in_window = self.in_window.add(used);
-        while let Some(&(t, u)) = self.samples.front() {
-            if at.duration_since(t) < self.window {
-                break;
-            }
-            self.samples.pop_front();
-            self.in_window = Usage {
-                cpu_ticks: self.in_window.cpu_ticks.saturating_sub(u.cpu_ticks),
-                io_bytes: self.in_window.io_bytes.saturating_sub(u.io_bytes),
-                runnable: false,
-            };
-        }
-        if self.in_window.cpu_ticks > self.cpu_allowance
-            || self.in_window.io_bytes > self.io_allowance
-            || self.mostly_runnable()
-        {
+    /// What the agent's tools (`work`) and the agent itself (`own`, see
+    /// [`crate::tree::Scan`]) used between the previous sample and `at`.
+    pub(crate) fn used(&mut self, at: Instant, work: Usage, own: Usage) {
+        let (span, cpu, io) = (self.window, self.cpu_allowance, self.io_allowance);
+        if self.work.push(at, work, span, cpu, io) {
             self.last_busy = Some(at);
         }
-    }
-
-    /// Whether the tree wanted a CPU at most of the window's samples (at least two): work
-    /// that the machine's load starves. A busy loop on cores shared fifteen ways gets less CPU
-    /// than [`BUSY_CPU_PER_MINUTE`] yet is runnable whenever it is looked at; idle opencode
-    /// is runnable at about one sample in forty (its share of a core), a sleeping tool at none.
-    fn mostly_runnable(&self) -> bool {
-        let runnable = self.samples.iter().filter(|(_, u)| u.runnable).count();
-        self.samples.len() >= 2 && runnable * 2 > self.samples.len()
+        if self.own.push(at, own, span, cpu, io) {
+            self.last_own_busy = Some(at);
+        }
     }
 
     /// How long nothing was seen: no output, and no busy moment.
     pub(crate) fn quiet_for(&self, now: Instant) -> Duration {
         let since = self.last_busy.map_or(self.last_output, |b| b.max(self.last_output));
+        // The agent's own work moves the start of the quiet by one window at most.
+        let since = match self.last_own_busy {
+            Some(own) if own > since => own.min(since + self.window),
+            _ => since,
+        };
         now.saturating_duration_since(since)
     }
 
@@ -145,12 +179,19 @@ impl Activity {
 mod tests {
     use super::*;
 
+    impl Activity {
+        /// A sample of the tools' use alone.
+        fn work(&mut self, at: Instant, used: Usage) {
+            self.used(at, used, Usage::default());
+        }
+    }
+
     /// Feeds `activity` one sample every half second from `from` to `to` (seconds after
     /// `t0`), each using `ticks` of CPU and `bytes` of I/O.
     fn feed(a: &mut Activity, t0: Instant, from: f64, to: f64, ticks: u64, bytes: u64) {
         let mut t = from;
         while t <= to {
-            a.used(
+            a.work(
                 t0 + Duration::from_secs_f64(t),
                 Usage { cpu_ticks: ticks, io_bytes: bytes, ..Usage::default() },
             );
@@ -188,7 +229,7 @@ mod tests {
         // Its own timers, as measured: a tick or two a second and ~50 bytes, and a burst of
         // 0.45 s now and then.
         feed(&mut a, t0, 0.5, 70.0, 1, 50);
-        a.used(at(t0, 20.2), Usage { cpu_ticks: 45, io_bytes: 700, ..Usage::default() });
+        a.work(at(t0, 20.2), Usage { cpu_ticks: 45, io_bytes: 700, ..Usage::default() });
         assert!(!a.is_hung(at(t0, 59.9)));
         assert!(a.is_hung(at(t0, 60.0)));
         assert_eq!(a.quiet_for(at(t0, 61.0)), Duration::from_secs(61));
@@ -235,7 +276,7 @@ mod tests {
         // A short sharp burst (1 s of a whole core) is not 2.5 s in 15 s.
         let mut a = Activity::with_ticks(Duration::from_secs(60), t0, 100);
         feed(&mut a, t0, 0.5, 120.0, 0, 0);
-        a.used(at(t0, 30.0), Usage { cpu_ticks: 100, io_bytes: 0, ..Usage::default() });
+        a.work(at(t0, 30.0), Usage { cpu_ticks: 100, io_bytes: 0, ..Usage::default() });
         assert!(a.is_hung(at(t0, 60.0)));
     }
 
@@ -261,7 +302,7 @@ mod tests {
         for half_seconds in 1..=20u32 {
             // Each second a child that ran 0.3 s is reaped.
             let ticks = if half_seconds.is_multiple_of(2) { 30 } else { 0 };
-            a.used(
+            a.work(
                 at(t0, f64::from(half_seconds) / 2.0),
                 Usage { cpu_ticks: ticks, io_bytes: 0, ..Usage::default() },
             );
@@ -279,7 +320,7 @@ mod tests {
         let mut a = Activity::with_ticks(Duration::from_secs(60), t0, 100);
         let mut t = 0.5;
         while t <= 120.0 {
-            a.used(at(t0, t), runnable(2));
+            a.work(at(t0, t), runnable(2));
             t += 0.5;
         }
         assert!(!a.is_hung(at(t0, 120.0)));
@@ -288,12 +329,47 @@ mod tests {
         for i in 1..=240u32 {
             let u =
                 if i % 40 == 0 { runnable(2) } else { Usage { cpu_ticks: 2, ..Usage::default() } };
-            a.used(at(t0, f64::from(i) / 2.0), u);
+            a.work(at(t0, f64::from(i) / 2.0), u);
         }
         assert!(a.is_hung(at(t0, 120.0)));
         // A single runnable sample is not a majority of one.
         let mut a = Activity::with_ticks(Duration::from_secs(2), t0, 100);
-        a.used(at(t0, 0.5), runnable(0));
+        a.work(at(t0, 0.5), runnable(0));
         assert!(a.is_hung(at(t0, 2.0)));
+    }
+
+    #[test]
+    fn the_agents_own_work_postpones_the_verdict_by_one_window_at_most() {
+        let t0 = Instant::now();
+        let io = |bytes| Usage { io_bytes: bytes, ..Usage::default() };
+        // A 60 s limit (15 s windows). The agent itself installs its plugins (1 MB every half
+        // second, far over the allowance) for the whole run while its tools do nothing.
+        let mut a = Activity::with_ticks(Duration::from_secs(60), t0, 100);
+        let mut t = 0.5;
+        while t <= 120.0 {
+            a.used(at(t0, t), Usage::default(), io(1 << 20));
+            t += 0.5;
+        }
+        assert!(!a.is_hung(at(t0, 74.0)));
+        assert!(a.is_hung(at(t0, 75.0)), "the limit and one window, not the whole install");
+        // The same use by a tool keeps the run alive.
+        let mut a = Activity::with_ticks(Duration::from_secs(60), t0, 100);
+        feed(&mut a, t0, 0.5, 120.0, 0, 1 << 20);
+        assert!(!a.is_hung(at(t0, 120.0)));
+        // The agent's own work after output counts from the output, a window at most.
+        let mut a = Activity::with_ticks(Duration::from_secs(60), t0, 100);
+        a.output(at(t0, 30.0));
+        let mut t = 0.5;
+        while t <= 200.0 {
+            a.used(at(t0, t), Usage::default(), io(1 << 20));
+            t += 0.5;
+        }
+        assert!(!a.is_hung(at(t0, 104.0)));
+        assert!(a.is_hung(at(t0, 105.0)));
+        // A short burst of its own (a snapshot) moves the verdict by that much only.
+        let mut a = Activity::with_ticks(Duration::from_secs(60), t0, 100);
+        a.used(at(t0, 5.0), Usage::default(), io(1 << 20));
+        assert!(!a.is_hung(at(t0, 64.0)));
+        assert!(a.is_hung(at(t0, 65.0)));
     }
 }

@@ -119,6 +119,17 @@ pub fn parse_stat(text: &str) -> Option<Stat> {
     })
 }
 
+/// The program `pid` runs (`/proc/<pid>/exe`), `None` when it cannot be read.
+pub fn exe(pid: u32) -> Option<std::path::PathBuf> {
+    std::fs::read_link(format!("/proc/{pid}/exe")).ok()
+}
+
+/// The command name of `pid` (`/proc/<pid>/comm`, at most 15 bytes), `None` when it cannot be
+/// read.
+pub fn comm(pid: u32) -> Option<String> {
+    Some(std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?.trim_end().to_owned())
+}
+
 /// The `/proc/<pid>/io` of `pid`, or `None` when it cannot be read (no such process, no
 /// procfs, a kernel without I/O accounting, or a process of another user).
 pub fn read_io(pid: u32) -> Option<Io> {

@@ -81,6 +81,9 @@ pub enum Ended {
     Hung(Duration),
     /// Killed because a stop was asked for.
     Interrupted,
+    /// Killed because its watcher cut it short ([`run_cut`]: what it printed said it cannot
+    /// get anywhere, such as a provider refusing it).
+    Cut,
 }
 
 /// Limits of one process.
@@ -132,11 +135,26 @@ pub fn run(
 /// as the run's activity too: an agent whose tools run under a server of its own, not under
 /// the process started here. They are only watched: nothing of theirs is signalled.
 pub fn run_watching(
+    cmd: Command,
+    stdin: Option<Vec<u8>>,
+    limits: Limits,
+    also: Option<u32>,
+    stop: &Interrupt,
+    seen: &mut dyn FnMut(Seen<'_>),
+) -> Result<Ended, Error> {
+    run_cut(cmd, stdin, limits, also, stop, &Interrupt::new(), seen)
+}
+
+/// [`run_watching`], ended as [`Ended::Cut`] (the same way as a stop) once `cut` is triggered:
+/// by `seen` on a line that says the run cannot get anywhere, or by another thread watching
+/// the run from elsewhere. Unlike `stop`, `cut` is the run's own.
+pub fn run_cut(
     mut cmd: Command,
     stdin: Option<Vec<u8>>,
     limits: Limits,
     also: Option<u32>,
     stop: &Interrupt,
+    cut: &Interrupt,
     seen: &mut dyn FnMut(Seen<'_>),
 ) -> Result<Ended, Error> {
     if stop.is_triggered() {
@@ -185,13 +203,17 @@ pub fn run_watching(
                 used = used.add(t.scan());
             }
             if let Some(a) = activity.as_mut() {
-                a.used(now, used);
+                a.used(now, used.work, used.own);
             }
             last_scan = Some(now);
         }
         if stop.is_triggered() {
             terminate(&child, &mut tree, limits.grace, stop);
             break Some(Ended::Interrupted);
+        }
+        if cut.is_triggered() {
+            terminate(&child, &mut tree, limits.grace, stop);
+            break Some(Ended::Cut);
         }
         if now.duration_since(start) >= limits.timeout {
             terminate(&child, &mut tree, limits.grace, stop);
@@ -440,5 +462,23 @@ mod tests {
             })
             .expect("sh");
         assert!(matches!(ended, Ended::Interrupted), "{ended:?}");
+    }
+
+    #[test]
+    fn a_line_that_cuts_the_run_ends_it_as_cut() {
+        let cut = Interrupt::new();
+        let trigger = cut.clone();
+        let cmd = sh("echo refused; sleep 30", Io::NullStdin);
+        let stop = Interrupt::new();
+        let ended = run_cut(cmd, None, limits(20_000, None), None, &stop, &cut, &mut |s| {
+            if let Seen::Line(_, line) = s
+                && line.starts_with(b"refused")
+            {
+                trigger.trigger(0);
+            }
+        })
+        .expect("sh");
+        assert!(matches!(ended, Ended::Cut), "{ended:?}");
+        assert!(!stop.is_triggered(), "the cut is the run's own");
     }
 }

@@ -39,6 +39,31 @@ impl Usage {
     }
 }
 
+/// What a scan saw used, split by whose work it was: the agent's tools and what they started
+/// (`work`), and the agent's own housekeeping (`own`): the agent process itself (its model
+/// calls, timers, the plugin packages opencode installs in-process, ~90 MB in a fresh HOME)
+/// and the helpers it starts directly for itself: another copy of its own program, and `git`
+/// (opencode snapshots the worktree with it at every step). A tool's process is started through
+/// a shell or a tool binary (`rg`), so it never looks like either.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Scan {
+    pub work: Usage,
+    pub own: Usage,
+}
+
+impl Scan {
+    /// Both together.
+    #[cfg(test)]
+    pub(crate) fn total(self) -> Usage {
+        self.work.add(self.own)
+    }
+
+    /// Both scans together.
+    pub(crate) fn add(self, other: Scan) -> Scan {
+        Scan { work: self.work.add(other.work), own: self.own.add(other.own) }
+    }
+}
+
 /// A process identity that survives pid reuse: pid and start time.
 type Key = (u32, u64);
 
@@ -88,14 +113,28 @@ pub(crate) struct Tree {
     count_root: bool,
     /// pid -> start time (the root not included).
     seen: HashMap<u32, u64>,
-    /// Every measured process's counters at the last scan (the root included).
+    /// Every measured process's counters at the last scan (the root included), the agent's
+    /// tools' and its own (see [`Scan`]).
     counters: HashMap<Key, Counters>,
+    own_counters: HashMap<Key, Counters>,
+    /// Which processes are the agent's own, decided once per process.
+    own: HashMap<Key, bool>,
+    /// The root's program.
+    root_exe: Option<std::path::PathBuf>,
 }
 
 impl Tree {
     /// Tracks the processes descending from `root` (which leads their process group).
     pub(crate) fn new(root: u32) -> Self {
-        Tree { root, count_root: true, seen: HashMap::new(), counters: HashMap::new() }
+        Tree {
+            root,
+            count_root: true,
+            seen: HashMap::new(),
+            counters: HashMap::new(),
+            own_counters: HashMap::new(),
+            own: HashMap::new(),
+            root_exe: proc::exe(root),
+        }
     }
 
     /// Tracks the processes descending from `root` without measuring `root` itself.
@@ -106,7 +145,7 @@ impl Tree {
     /// Records the current descendants of the root (and members of its process group), and
     /// returns what the root and every process seen in its tree used since the previous scan
     /// (for the first scan: since they started).
-    pub(crate) fn scan(&mut self) -> Usage {
+    pub(crate) fn scan(&mut self) -> Scan {
         let stats = proc::all_stats();
         let mut children: HashMap<u32, Vec<&Stat>> = HashMap::new();
         for s in &stats {
@@ -137,16 +176,47 @@ impl Tree {
         let in_tree = |s: &&Stat| {
             (s.pid == self.root && self.count_root) || self.seen.get(&s.pid) == Some(&s.start)
         };
-        let runnable = stats.iter().filter(in_tree).any(|s| s.state == 'R');
-        let measured: Vec<(Key, Counters)> = stats
-            .iter()
-            .filter(in_tree)
-            .map(|s| {
-                let io = proc::read_io(s.pid).map(|io| io.chars());
-                ((s.pid, s.start), Counters { cpu: s.cpu_with_reaped_children(), io })
-            })
-            .collect();
-        Usage { runnable, ..usage_since(&mut self.counters, &measured) }
+        let mut work = (Vec::new(), false);
+        let mut own = (Vec::new(), false);
+        for s in stats.iter().filter(in_tree) {
+            let key = (s.pid, s.start);
+            let is_own = match self.own.get(&key) {
+                Some(&o) => o,
+                None => {
+                    let o = self.is_own(s);
+                    self.own.insert(key, o);
+                    o
+                }
+            };
+            let io = proc::read_io(s.pid).map(|io| io.chars());
+            if s.pid == self.root {
+                // What the agent reaped is its children's work (tools, mostly): on that side,
+                // so a tool's short-lived processes never pass for housekeeping.
+                own.0.push((key, Counters { cpu: s.utime + s.stime, io }));
+                own.1 |= s.state == 'R';
+                work.0.push((key, Counters { cpu: s.cutime + s.cstime, io: None }));
+                continue;
+            }
+            let side = if is_own { &mut own } else { &mut work };
+            side.0.push((key, Counters { cpu: s.cpu_with_reaped_children(), io }));
+            side.1 |= s.state == 'R';
+        }
+        self.own.retain(|k, _| self.seen.get(&k.0) == Some(&k.1) || k.0 == self.root);
+        Scan {
+            work: Usage { runnable: work.1, ..usage_since(&mut self.counters, &work.0) },
+            own: Usage { runnable: own.1, ..usage_since(&mut self.own_counters, &own.0) },
+        }
+    }
+
+    /// Whether `s` is the agent's own housekeeping (see [`Scan`]): the root, or a child of the
+    /// root that runs the root's program or `git`.
+    fn is_own(&self, s: &Stat) -> bool {
+        if s.pid == self.root {
+            return true;
+        }
+        s.ppid == self.root
+            && (proc::comm(s.pid).is_some_and(|c| c == "git")
+                || self.root_exe.is_some() && proc::exe(s.pid) == self.root_exe)
     }
 
     /// Sends `sig` to every seen process that is still the same process, and to the process
@@ -264,7 +334,7 @@ mod tests {
             // Until the grandchild is up, then a second of measuring.
             scan_until_a_descendant(&mut tree);
             std::thread::sleep(std::time::Duration::from_millis(1000));
-            let used = tree.scan();
+            let used = tree.scan().total();
             tree.signal(Signal::KILL);
             let _ = child.kill();
             let _ = child.wait();
@@ -279,5 +349,34 @@ mod tests {
         let idle = run("setsid sleep 300 & wait");
         assert!(idle.cpu_ticks <= ticks / 50, "{idle:?}");
         assert!(!idle.runnable, "{idle:?}");
+    }
+
+    #[test]
+    fn the_agents_own_helpers_are_told_from_its_tools() {
+        if proc::read_stat(std::process::id()).is_none() {
+            return; // No /proc here.
+        }
+        let run = |script: &str| -> Scan {
+            let mut child = std::process::Command::new("sh")
+                .args(["-c", script])
+                .stdin(std::process::Stdio::null())
+                .spawn()
+                .expect("sh");
+            let mut tree = Tree::new(child.id());
+            scan_until_a_descendant(&mut tree);
+            std::thread::sleep(std::time::Duration::from_millis(1000));
+            let used = tree.scan();
+            tree.signal(Signal::KILL);
+            let _ = child.kill();
+            let _ = child.wait();
+            used
+        };
+        let ticks = proc::clock_ticks_per_second();
+        // A child running the agent's own program (here `sh`, as opencode runs itself): its own.
+        let own = run("sh -c 'while :; do :; done' & wait");
+        assert!(own.own.cpu_ticks >= ticks / 10 && own.work.cpu_ticks <= ticks / 50, "{own:?}");
+        // Another program started by it: a tool's work.
+        let work = run("dd if=/dev/zero of=/dev/null bs=64k & wait");
+        assert!(work.work.io_bytes > 1 << 20 && work.own.io_bytes < 1 << 20, "{work:?}");
     }
 }

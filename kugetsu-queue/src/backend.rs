@@ -29,6 +29,9 @@ pub struct Backend {
     pub seat: Option<Arc<dyn DaemonSeat>>,
     /// This host's own lease and the moving of lost hosts' issues, for a shared queue.
     pub hosts: Option<Arc<dyn HostWatch>>,
+    /// Where provider pauses are kept when not in the state directory (a shared queue's
+    /// server: every host must see them).
+    pub pauses: Option<Arc<dyn kugetsu_core::pause::Pauses>>,
 }
 
 /// On a shared queue: a daemon keeps its host known to be alive, moves the issues waiting for
@@ -93,6 +96,7 @@ impl Backend {
             host: None,
             seat: None,
             hosts: None,
+            pauses: None,
         }
     }
 }

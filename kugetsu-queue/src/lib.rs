@@ -28,8 +28,8 @@ pub mod wake;
 pub use backend::{Backend, HostMove, HostWatch, ProcessLiveness};
 pub use daemon::{
     Daemon, DaemonError, DaemonOptions, DispatchContext, DispatchError, DispatchOutcome,
-    DispatchWiring, Dispatcher, Notifier, OrchestratorDispatcher, QueueEvent, QueueEventKind,
-    WiringError,
+    DispatchWiring, Dispatcher, GateFn, Held, Notifier, OrchestratorDispatcher, QueueEvent,
+    QueueEventKind, WiringError,
 };
 pub use queue::FileQueue;
 pub use slots::{FileSlotGuard, FileSlots, LentSlot, NoSlots};

@@ -14,4 +14,5 @@ mod pg;
 mod postgres;
 mod postgres_daemons;
 mod postgres_lost;
+mod postgres_pauses;
 mod postgres_tls;

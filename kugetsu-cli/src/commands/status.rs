@@ -34,6 +34,9 @@ pub fn cmd_status(ui: &mut Ui, ctx: &Ctx, _args: &StatusArgs) -> Result<(), CliE
             writeln!(out, "spent today (UTC): {}{budget} in {}", today.cost_text(), turns(today))?;
             writeln!(out, "spent this month:  {} in {}", month.cost_text(), turns(month))?;
         }
+        for line in &view.paused {
+            writeln!(out, "{line}")?;
+        }
     }
     if view.status == kugetsu_core::orchestrator::Status::Ok {
         Ok(())

@@ -162,7 +162,10 @@ fn live(ctx: &Ctx) -> Result<String, CliError> {
     let logs = Logs::new(&ctx.state).list().unwrap_or_default();
     sessions_table(&mut s, &sessions, &logs);
     let queue = crate::queue_backend::queue(ctx, &ctx.config()?)?;
-    let listing = crate::reads::queue(queue.as_ref())?;
+    let listing = crate::reads::queue(ctx, queue.as_ref())?;
+    for line in &listing.paused {
+        let _ = write!(s, r#"<p class="paused">dispatch {}</p>"#, text(line));
+    }
     queue_table(&mut s, &listing.items, &listing.problems);
     let notes = crate::reads::notifications(&Notifications::new(&ctx.state), false)?;
     let _ = write!(s, r#"<section id="notifications"><h2>Notifications</h2><ul>"#);

@@ -109,7 +109,7 @@ async fn sessions(State(app): State<App>) -> Response {
 
 /// `kugetsu queue list --json`.
 async fn queue(State(app): State<App>) -> Response {
-    run(app, |ctx| crate::reads::queue(task_queue(ctx)?.as_ref())).await
+    run(app, |ctx| crate::reads::queue(ctx, task_queue(ctx)?.as_ref())).await
 }
 
 /// `kugetsu notify list --json`.

@@ -157,6 +157,13 @@ pub enum OrchestratorError {
     /// An env file problem.
     #[error(transparent)]
     Env(#[from] EnvFileError),
+    /// The model's provider is paused (it refused for a limit) and the wait for its end ran
+    /// out, as a full slot's does.
+    #[error("the agent's provider is {}", .pause.describe())]
+    ProviderPaused {
+        /// The pause that holds the turn back.
+        pause: Box<crate::pause::Pause>,
+    },
 }
 
 fn hint_for(spent: &Exhausted) -> &'static str {
@@ -200,7 +207,9 @@ impl OrchestratorError {
             | OrchestratorError::Storage(_)
             | OrchestratorError::Agent(_)
             | OrchestratorError::Queue(_)
-            | OrchestratorError::Env(_) => Retry::Later,
+            | OrchestratorError::Env(_)
+            // The queue daemon does not count it (it claims nothing while a pause holds).
+            | OrchestratorError::ProviderPaused { .. } => Retry::Later,
             // A raised limit or the next UTC day frees it; the queue holds the item meanwhile.
             OrchestratorError::OverBudget { .. } => Retry::Later,
         }

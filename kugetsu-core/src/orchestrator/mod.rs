@@ -42,6 +42,7 @@ mod init;
 mod list;
 mod moved;
 mod observer;
+mod paused;
 mod prune;
 mod run;
 
@@ -157,6 +158,7 @@ pub struct Orchestrator {
     clock: Arc<dyn Clock>,
     settings: Settings,
     observer: Option<Arc<dyn TurnObserver>>,
+    pauses: Arc<dyn crate::pause::Pauses>,
 }
 
 /// `status` words, as the spec defines them.
@@ -196,13 +198,26 @@ impl Orchestrator {
         clock: Arc<dyn Clock>,
         settings: Settings,
     ) -> Self {
-        Orchestrator { state, worktrees, agent, slots, env, clock, settings, observer: None }
+        let pauses = Arc::new(crate::pause::FilePauses::new(&state));
+        Orchestrator { state, worktrees, agent, slots, env, clock, settings, observer: None, pauses }
     }
 
     /// Tells `observer` of every turn's start and end.
     pub fn with_observer(mut self, observer: Arc<dyn TurnObserver>) -> Self {
         self.observer = Some(observer);
         self
+    }
+
+    /// Keeps provider pauses in `pauses` instead of the state directory's `pause.json` (a
+    /// shared queue's server, or a wrapper that tells someone).
+    pub fn with_pauses(mut self, pauses: Arc<dyn crate::pause::Pauses>) -> Self {
+        self.pauses = pauses;
+        self
+    }
+
+    /// Where provider pauses are kept.
+    pub fn pauses(&self) -> &dyn crate::pause::Pauses {
+        self.pauses.as_ref()
     }
 
     /// The state directory.

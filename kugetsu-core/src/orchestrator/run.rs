@@ -150,6 +150,7 @@ impl Orchestrator {
             self.check_budget(Some(issue))?;
             // The slot first: with every slot busy and no wait allowed, nothing is changed (the
             // caller may queue the whole `start` for the daemon instead).
+            self.wait_for_provider()?;
             let _slot = self.acquire_slot()?;
             let wt_path = self.state.worktree_path(issue);
             let env = self.env.agent_env(DEFAULT_AGENT)?;
@@ -246,6 +247,7 @@ impl Orchestrator {
             let dir = self.checked_worktree(issue, &file)?;
             let env = self.env.agent_env(DEFAULT_AGENT)?;
             self.check_budget(Some(issue))?;
+            self.wait_for_provider()?;
             let _slot = self.acquire_slot()?;
             self.run_turn(
                 &Turn {
@@ -329,6 +331,7 @@ impl Orchestrator {
         let path = self.state.pm_session_path();
         let session = agent_session_id(id, &self.state.index_path())?;
         let lock = self.state.lock_path(PM_AGENT);
+        self.wait_for_provider()?;
         let file: SessionFile = storage::read_json(&path)?.ok_or(OrchestratorError::PmMissing)?;
         self.check_driver("the PM agent session", &path, &file)?;
         let dir = file
@@ -356,6 +359,9 @@ impl Orchestrator {
             self.update_session(&path, |s| {
                 s.usage.get_or_insert_default().add_turn(report.usage.as_ref());
             })?;
+            if let RunOutcome::RateLimited(limit) = &report.outcome {
+                self.pause_provider(limit);
+            }
             Ok(report.outcome)
         })
     }
@@ -427,6 +433,9 @@ impl Orchestrator {
         };
         let outcome = recording.budget.outcome(outcome);
         let usage = recording.budget.total(reported);
+        if let RunOutcome::RateLimited(limit) = &outcome {
+            self.pause_provider(limit);
+        }
         self.update_session(session_path, |s| {
             s.state = SessionState::after(&outcome);
             s.agent_pid = None;

@@ -36,6 +36,7 @@ impl OpencodeDriver {
                 log_path: &req.log_path,
                 judge: None,
                 tools_under: None,
+                watch: None,
             },
             sink,
         )?;

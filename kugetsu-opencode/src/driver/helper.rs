@@ -71,6 +71,12 @@ impl OpencodeDriver {
             Ended::Interrupted => {
                 return Err(AgentError::Interrupted { signal: opts.interrupt.describe() });
             }
+            Ended::Cut => {
+                return Err(AgentError::CommandFailed {
+                    command: what.to_owned(),
+                    message: "cut short".into(),
+                });
+            }
             Ended::TimedOut(d) | Ended::Hung(d) => {
                 return Err(AgentError::CommandFailed {
                     command: what.to_owned(),

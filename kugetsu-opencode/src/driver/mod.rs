@@ -94,6 +94,12 @@ impl OpencodeDriver {
 }
 
 impl AgentDriver for OpencodeDriver {
+    /// The provider of `--model provider/model`: the `providerID` opencode names with a
+    /// refusal.
+    fn provider(&self) -> Option<String> {
+        crate::limits::provider_of(self.opts.model.as_deref())
+    }
+
     fn create_session(
         &self,
         req: &CreateSessionRequest,

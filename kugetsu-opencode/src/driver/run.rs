@@ -31,6 +31,7 @@ impl OpencodeDriver {
                 log_path: &req.log_path,
                 judge: None,
                 tools_under: None,
+                watch: None,
             },
             sink,
         )?;

@@ -12,7 +12,11 @@ use std::io::Write;
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use kugetsu_core::agent::{AgentEnv, AgentError, EventSink, RunLimits, RunOutcome, SessionId};
+use kugetsu_core::agent::{
+    AgentEnv, AgentError, AgentEvent, EventSink, RunLimits, RunOutcome, SessionId,
+};
+use kugetsu_core::interrupt::Interrupt;
+use kugetsu_core::pause::ProviderLimit;
 use kugetsu_core::secrets::{redact_line, secret_values};
 use kugetsu_process::Io;
 use kugetsu_process::supervise::{self, Ended, Limits, Seen, Stream};
@@ -41,7 +45,17 @@ pub(crate) struct Turn<'a> {
     /// A process whose descendants run the turn's tools, when not the run's own (2.x's serve):
     /// their work counts as the run's in the idle judgement.
     pub(crate) tools_under: Option<u32>,
+    /// Asked every few seconds while the turn runs (from another thread) whether the
+    /// provider refuses it (2.x reads its session); a refusal cuts the run.
+    pub(crate) watch: Option<Watch<'a>>,
 }
+
+/// See [`Turn::watch`].
+pub(crate) type Watch<'a> = &'a (dyn Fn() -> Option<ProviderLimit> + Sync);
+
+/// How often [`Turn::watch`] is asked: soon enough that a refused turn holds its slot a few
+/// seconds only, rarely enough that reading a long session's messages costs nothing to speak of.
+const WATCH_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// The stream seen, the outcome, the exit code.
 pub(crate) type TurnResult = (EventLog, RunOutcome, Option<i32>);
@@ -53,7 +67,8 @@ impl OpencodeDriver {
         session: Option<&SessionId>,
         title: Option<&str>,
     ) -> Vec<OsString> {
-        let mut args = os(&["run", "--format", "json"]);
+        // The logs show a provider's refusals, which stdout does not (see `crate::limits`).
+        let mut args = os(&["run", "--format", "json", "--print-logs", "--log-level", "ERROR"]);
         if let Some(id) = session {
             args.push(format!("--session={id}").into());
         }
@@ -83,7 +98,7 @@ impl OpencodeDriver {
         t: &Turn<'_>,
         sink: &mut dyn EventSink,
     ) -> Result<TurnResult, AgentError> {
-        let Turn { args, dir, env, prompt, limits, log_path, judge, tools_under } = *t;
+        let Turn { args, dir, env, prompt, limits, log_path, judge, tools_under, watch } = *t;
         // Checked here: a missing cwd would otherwise look like a missing opencode program.
         if !dir.is_dir() {
             return Err(AgentError::Io {
@@ -111,32 +126,63 @@ impl OpencodeDriver {
         };
         let stop = &self.opts.interrupt;
         let prompt = Some(prompt.as_bytes().to_vec());
-        let ended = supervise::run_watching(cmd, prompt, plimits, tools_under, stop, &mut |seen| {
-            let (stream, bytes) = match seen {
-                Seen::Spawned(pid) => return sink.spawned(pid),
-                Seen::Line(stream, bytes) => (stream, bytes),
-            };
-            // Secrets never reach the log or the caller, even when the agent prints them
-            // (masked on the decoded JSON, so no escape hides one).
-            let line = redact_line(&String::from_utf8_lossy(bytes), &secrets);
-            log_err = write_log(&mut log_file, line.as_bytes(), log_err.take());
-            if !line.ends_with('\n') {
-                log_err = write_log(&mut log_file, b"\n", log_err.take());
-            }
-            match stream {
-                Stream::Stdout => {
-                    for ev in events.stdout_line(&line) {
-                        sink.event(&ev);
+        // Cut by a refusal seen in the output, or by the watcher.
+        let cut = Interrupt::new();
+        let watched: std::sync::Mutex<Option<ProviderLimit>> = std::sync::Mutex::new(None);
+        let done = std::sync::atomic::AtomicBool::new(false);
+        let ended = std::thread::scope(|scope| {
+            let watcher = watch.map(|watch| {
+                scope.spawn(|| {
+                    while !done.load(std::sync::atomic::Ordering::SeqCst) {
+                        if let Some(limit) = watch() {
+                            *watched.lock().unwrap_or_else(|e| e.into_inner()) = Some(limit);
+                            cut.trigger(0);
+                            return;
+                        }
+                        std::thread::park_timeout(WATCH_EVERY);
+                    }
+                })
+            });
+            let ended = self.supervised(cmd, prompt, plimits, tools_under, &cut, &mut |seen| {
+                let (stream, bytes) = match seen {
+                    Seen::Spawned(pid) => return sink.spawned(pid),
+                    Seen::Line(stream, bytes) => (stream, bytes),
+                };
+                // Secrets never reach the log or the caller, even when the agent prints them
+                // (masked on the decoded JSON, so no escape hides one).
+                let line = redact_line(&String::from_utf8_lossy(bytes), &secrets);
+                log_err = write_log(&mut log_file, line.as_bytes(), log_err.take());
+                if !line.ends_with('\n') {
+                    log_err = write_log(&mut log_file, b"\n", log_err.take());
+                }
+                match stream {
+                    Stream::Stdout => {
+                        for ev in events.stdout_line(&line) {
+                            sink.event(&ev);
+                        }
+                    }
+                    Stream::Stderr => {
+                        if let Some(ev) = events.stderr_line(&line) {
+                            sink.event(&ev);
+                            if matches!(ev, AgentEvent::ProviderLimited(_)) {
+                                cut.trigger(0);
+                            }
+                        }
                     }
                 }
-                Stream::Stderr => {
-                    if let Some(ev) = events.stderr_line(&line) {
-                        sink.event(&ev);
-                    }
-                }
+            });
+            done.store(true, std::sync::atomic::Ordering::SeqCst);
+            // The turn is over: the watcher must not hold it up for its next look.
+            if let Some(w) = &watcher {
+                w.thread().unpark();
             }
+            ended
         })
         .map_err(|e| self.spawn_error(e.into_io()))?;
+        if let Some(limit) = watched.into_inner().unwrap_or_else(|e| e.into_inner()) {
+            let ev = events.limited(limit);
+            sink.event(&ev);
+        }
         let (outcome, code) = match judge {
             Some(judge) => judge(ended, &events),
             None => classify(ended, &events, stop),
@@ -151,6 +197,21 @@ impl OpencodeDriver {
             });
         }
         Ok((events, outcome, code))
+    }
+}
+
+impl OpencodeDriver {
+    /// [`supervise::run_cut`] with the driver's stop request.
+    fn supervised(
+        &self,
+        cmd: std::process::Command,
+        stdin: Option<Vec<u8>>,
+        limits: Limits,
+        tools_under: Option<u32>,
+        cut: &Interrupt,
+        seen: &mut dyn FnMut(Seen<'_>),
+    ) -> Result<supervise::Ended, supervise::Error> {
+        supervise::run_cut(cmd, stdin, limits, tools_under, &self.opts.interrupt, cut, seen)
     }
 }
 

@@ -74,21 +74,29 @@ pub(super) fn spawn_helper(
     work: Work,
     tag: &str,
 ) -> Option<std::process::Child> {
-    let mut c = std::process::Command::new(self_program()?);
-    c.arg("__sleep");
+    let mut argv = vec![self_program()?.to_string_lossy().into_owned(), "__sleep".to_owned()];
     if ignore_term {
-        c.arg("ignore-term");
+        argv.push("ignore-term".into());
     }
     if work.detach {
-        c.arg("detach");
+        argv.push("detach".into());
     }
     if work.busy {
-        c.arg("busy");
+        argv.push("busy".into());
     }
     if let Some(ms) = work.ms {
-        c.arg(format!("ms={ms}"));
+        argv.push(format!("ms={ms}"));
     }
-    c.arg(tag);
+    argv.push(tag.to_owned());
+    // Through a shell, as opencode's bash tool runs a command: a tool's process is never the
+    // agent's own program started by the agent itself (kugetsu-process's `tree::Scan`). The
+    // command reaches the shell in its environment, so only the helper's command line names
+    // the helper (tests find helpers by it).
+    let quoted: Vec<String> =
+        argv.iter().map(|a| format!("'{}'", a.replace('\'', "'\\''"))).collect();
+    let mut c = std::process::Command::new("sh");
+    c.args(["-c", "eval \"$FAKE_OPENCODE_TOOL\"; exit $?"])
+        .env("FAKE_OPENCODE_TOOL", quoted.join(" "));
     c.stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())

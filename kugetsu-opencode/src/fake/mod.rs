@@ -49,6 +49,13 @@
 //!   - `slow` (`interval_ms`): keeps printing text events forever;
 //!   - `spend` (`steps`, `interval_ms`): `steps` model calls (1000 by default), each a `bash`
 //!     step, `interval_ms` (20) apart, then a text answer: a long turn that spends;
+//!   - `limited` (`provider`, `message`, `retry_ms`): the provider refuses (a 429 or a used-up
+//!     quota, told by `message`): as 1.18.33 does, nothing on stdout, and with `--print-logs`
+//!     one `stream error` line on stderr per attempt, every `retry_ms` (30 s), forever. The
+//!     real one waits the provider's `Retry-After` between attempts (and backs off on a quota
+//!     error); the fake's pace is fixed;
+//!   - `install`: prints nothing and writes 2.5 MB a second in its own process, forever: the
+//!     plugin install opencode does in a fresh HOME while its provider never answers;
 //!   - `exit` (`code`, `stderr`): prints `stderr` and exits with `code`.
 //!
 //!   Every TURN also takes `delay_ms` (sleep before answering), `leave_running` (that many

@@ -415,6 +415,37 @@ pub(super) fn play(turn: &Value, out: &Out, session: &Session, auto: bool) -> Re
                 std::thread::sleep(every);
             }
         }
+        "limited" => {
+            // As 1.18.33 against a provider answering 429: nothing on stdout, a `stream error`
+            // log line per attempt (only with `--print-logs`), retried forever.
+            let message = s("message").unwrap_or("Rate limit reached for requests");
+            let every = Duration::from_millis(
+                turn.get("retry_ms").and_then(Value::as_u64).unwrap_or(30_000),
+            );
+            let logs = std::env::args().any(|a| a == "--print-logs");
+            loop {
+                if logs {
+                    eprintln!(
+                        "timestamp={} level=ERROR run=fake message=\"stream error\" providerID={} modelID=fake-model session.id={} small=false agent=build mode=primary error.error=\"AI_APICallError: {}\"",
+                        now_ms(),
+                        s("provider").unwrap_or("mock"),
+                        session.id,
+                        message.replace('"', "\\\"")
+                    );
+                }
+                std::thread::sleep(every);
+            }
+        }
+        "install" => {
+            // Like opencode installing its plugin packages in-process in a fresh HOME while its
+            // provider never answers: its own I/O, forever, and nothing printed.
+            let path = Path::new(&session.directory).join(".fake-install");
+            let chunk = vec![0u8; 256 * 1024];
+            loop {
+                let _ = fs::write(&path, &chunk);
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
         "exit" => {
             if let Some(e) = s("stderr") {
                 eprintln!("{e}");

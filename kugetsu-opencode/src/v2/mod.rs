@@ -118,6 +118,12 @@ impl OpencodeV2Driver {
 }
 
 impl AgentDriver for OpencodeV2Driver {
+    /// The provider of `--model provider/model`: the `providerID` opencode names with a
+    /// refusal.
+    fn provider(&self) -> Option<String> {
+        crate::limits::provider_of(self.options().model.as_deref())
+    }
+
     fn agent_major(&self) -> u32 {
         2
     }

@@ -17,10 +17,11 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use kugetsu_core::agent::{
-    AgentEnv, AgentError, CreateSessionRequest, EventSink, RunLimits, RunOutcome, RunReport,
-    RunRequest, SessionId,
+    AgentEnv, AgentError, AgentEvent, CreateSessionRequest, EventSink, RunLimits, RunOutcome,
+    RunReport, RunRequest, SessionId,
 };
 use kugetsu_core::usage::{Tokens, TurnUsage, Usd};
+use kugetsu_core::pause::ProviderLimit;
 use kugetsu_process::Io;
 use kugetsu_process::supervise::{self, Ended};
 use serde_json::{Value, json};
@@ -127,9 +128,14 @@ impl OpencodeV2Driver {
         self.set_environment(&client, t.session, t.dir, t.env)?;
         let stop = &self.options().interrupt;
         let after = std::cell::RefCell::new(None);
+        let since_ms =
+            i64::try_from(time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000)
+                .unwrap_or(0);
         let judge = |ended: Ended, events: &EventLog| {
-            judge(&client, t.session, ended, events, stop, &mut after.borrow_mut())
+            judge(&client, t.session, ended, events, stop, &mut after.borrow_mut(), since_ms)
         };
+        let watch_client = reg.client(self.options().helper_timeout);
+        let watch = || refusal(&watch_client, t.session, since_ms);
         let (events, outcome, code) = self.v1.turn(
             &Turn {
                 args: &args,
@@ -140,6 +146,7 @@ impl OpencodeV2Driver {
                 log_path: t.log_path,
                 judge: Some(&judge),
                 tools_under: Some(reg.pid),
+                watch: Some(&watch),
             },
             sink,
         )?;
@@ -236,6 +243,13 @@ impl OpencodeV2Driver {
     }
 }
 
+/// The provider's refusal of the turn that began at `since_ms`, as the session's newest
+/// messages show it (see [`crate::limits`]); `None` also when they cannot be read.
+fn refusal(client: &Client, session: &SessionId, since_ms: i64) -> Option<ProviderLimit> {
+    let messages = client.get(&format!("{}/message", session_path(session))).ok()?;
+    crate::limits::from_v2_messages(&messages, since_ms)
+}
+
 /// The outcome of a turn from how its run ended and the session afterwards.
 fn judge(
     client: &Client,
@@ -244,6 +258,7 @@ fn judge(
     events: &EventLog,
     stop: &kugetsu_core::interrupt::Interrupt,
     after: &mut Option<Value>,
+    since_ms: i64,
 ) -> (RunOutcome, Option<i32>) {
     let Ended::Exited(status) = ended else {
         // The run was killed; its turn goes on in the serve unless interrupted there.
@@ -258,6 +273,14 @@ fn judge(
         return (RunOutcome::Blocked { permission: rejected.join(", ") }, code);
     }
     if !status.success() {
+        // A quota error fails the turn at once (2.x does not retry it): the session says
+        // which provider.
+        let refused = events.events.iter().any(
+            |e| matches!(e, AgentEvent::Error { name, .. } if crate::limits::is_v2_limit_type(name)),
+        );
+        if let Some(limit) = refused.then(|| refusal(client, session, since_ms)).flatten() {
+            return (RunOutcome::RateLimited(limit), code);
+        }
         return (crate::outcome::classify_exit(status, events), code);
     }
     settle(client, session);

@@ -9,6 +9,8 @@
 //! - containing `READETC`: a `read` of `/etc/hostname` (outside the project: a permission ask);
 //! - containing `READENV`: a `read` of `.env` (opencode 2 asks before reading it);
 //! - containing `HANG`: no answer at all, the connection is held open;
+//! - containing `RATELIMIT`: HTTP 429 with `Retry-After: 30` and OpenAI's rate-limit body;
+//! - containing `QUOTA`: HTTP 429 with OpenAI's `insufficient_quota` body (no `Retry-After`);
 //! - containing `BASHSLEEP:<secs>`: a `bash` tool call running `sleep <secs>` (opencode starts
 //!   it detached, in its own session);
 //! - with lines containing `BASH:<command>` (the rest of the line): one `bash` tool call per
@@ -130,6 +132,25 @@ fn serve(stream: TcpStream, seen: &Mutex<Vec<Value>>) -> std::io::Result<()> {
         // Never answer: opencode waits silently, as it does on a stuck provider.
         thread::sleep(Duration::from_secs(3600));
         return Ok(());
+    }
+    if last["role"] == "user" && (text.contains("RATELIMIT") || text.contains("QUOTA")) {
+        let (message, kind, retry) = if text.contains("QUOTA") {
+            (
+                "You exceeded your current quota, please check your plan and billing details.",
+                "insufficient_quota",
+                "",
+            )
+        } else {
+            ("Rate limit reached for requests", "rate_limit_exceeded", "retry-after: 30\r\n")
+        };
+        let body = json!({"error": {"message": message, "type": kind, "code": kind}}).to_string();
+        let head = format!(
+            "HTTP/1.1 429 Too Many Requests\r\ncontent-type: application/json\r\n{retry}content-length: {}\r\nconnection: close\r\n\r\n",
+            body.len()
+        );
+        out.write_all(head.as_bytes())?;
+        out.write_all(body.as_bytes())?;
+        return out.flush();
     }
     if last["role"] == "user" && text.contains("APIERROR") {
         let body = json!({"error": {"message": "mock bad request", "type": "invalid_request_error", "code": "bad"}})

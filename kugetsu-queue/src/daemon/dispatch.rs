@@ -40,6 +40,10 @@ pub enum DispatchError {
     /// the `over_budget` notification tells of it.
     #[error("{0}")]
     OverBudget(String),
+    /// The model's provider refused for a limit (or is paused): back to `pending`, attempt
+    /// refunded; the daemon's gate holds it until the provider's pause ends.
+    #[error("paused: {0}")]
+    Paused(String),
 }
 
 /// What a dispatch gets besides the item.

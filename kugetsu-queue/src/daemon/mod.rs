@@ -133,4 +133,4 @@ pub use error::DaemonError;
 pub use events::{NoNotifier, Notifier, QueueEvent, QueueEventKind};
 pub use orchestrated::{DispatchWiring, OrchestratorDispatcher, WiringError};
 pub use run::{DaemonExit, request_stop};
-pub use setup::{Companion, Daemon, DaemonOptions, LimitFn};
+pub use setup::{Companion, Daemon, DaemonOptions, GateFn, Held, LimitFn};

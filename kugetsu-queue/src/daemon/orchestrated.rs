@@ -115,6 +115,10 @@ fn outcome_result(outcome: RunOutcome, what: &str) -> Result<DispatchOutcome, Di
         over @ RunOutcome::OverBudget { .. } => {
             Err(DispatchError::OverBudget(format!("{what}: {}", over.describe())))
         }
+        // Not done and not failed: the provider's pause holds the item until it ends.
+        RunOutcome::RateLimited(limit) => {
+            Err(DispatchError::Paused(format!("{what}: {}", limit.describe())))
+        }
         other => Err(DispatchError::Retry(format!("{what}: {}", other.describe()))),
     }
 }
@@ -145,6 +149,9 @@ fn classify(e: OrchestratorError, stop_requested: bool) -> DispatchError {
     }
     if let OrchestratorError::OverBudget { spent, .. } = e {
         return held(spent);
+    }
+    if let OrchestratorError::ProviderPaused { pause } = &e {
+        return DispatchError::Paused(pause.describe());
     }
     match e.retry() {
         Retry::Later => DispatchError::Retry(text),

@@ -23,6 +23,9 @@ impl Daemon {
     ) -> Result<usize, QueueError> {
         let mut started = 0;
         while !stop.is_triggered() {
+            if self.held_back(shared) {
+                break;
+            }
             let limit = (self.limit)();
             let slot = shared.slots.try_acquire(limit)?;
             let pm_busy = workers.values().any(|w| w.pm && !w.handle.is_finished());
@@ -67,6 +70,26 @@ impl Daemon {
             }
         }
         Ok(started)
+    }
+}
+
+impl Daemon {
+    /// Whether the gate holds dispatch back now; says so in the log when that changes.
+    fn held_back(&self, shared: &Shared) -> bool {
+        let now = self.gate.as_ref().and_then(|gate| gate());
+        let mut held = self.held.lock().unwrap_or_else(|e| e.into_inner());
+        let before = held.as_ref().map(|h| h.reason.clone());
+        match (&before, &now) {
+            (None, Some(h)) => shared.log(&format!("dispatch held: {}", h.reason)),
+            (Some(_), None) => shared.log("dispatch resumed"),
+            (Some(b), Some(h)) if *b != h.reason => {
+                shared.log(&format!("dispatch held: {}", h.reason));
+            }
+            _ => {}
+        }
+        let is_held = now.is_some();
+        *held = now;
+        is_held
     }
 }
 

@@ -266,6 +266,12 @@ impl Daemon {
         if let Some(retry) = retry {
             timeout = timeout.min(retry);
         }
+        let held_until =
+            self.held.lock().unwrap_or_else(|e| e.into_inner()).as_ref().and_then(|h| h.until);
+        if let Some(at) = held_until {
+            let until = (at - now).try_into().unwrap_or(Duration::ZERO);
+            timeout = timeout.min(until + Duration::from_millis(5));
+        }
         if let Ok(Some(at)) = self.queue.next_retry_at(now) {
             let until = (at - now).try_into().unwrap_or(Duration::ZERO);
             timeout = timeout.min(until + Duration::from_millis(5));

@@ -60,6 +60,19 @@ impl Default for DaemonOptions {
 /// `MAX_CONCURRENT_AGENTS`, read afresh every round.
 pub type LimitFn = Arc<dyn Fn() -> usize + Send + Sync>;
 
+/// Asked before every claim: why nothing may be dispatched now (a provider's pause, see
+/// [`kugetsu_core::pause`]) and until when, or `None` to go on.
+pub type GateFn = Arc<dyn Fn() -> Option<Held> + Send + Sync>;
+
+/// What holds dispatch back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Held {
+    /// As people read it (`paused until 14:05 UTC (mock: rate limit)`).
+    pub reason: String,
+    /// When to look again (`None`: at the next poll or wake-up).
+    pub until: Option<time::OffsetDateTime>,
+}
+
 /// Starts something that lives exactly as long as the daemon holds its lock (see
 /// [`Daemon::with_companion`]); dropping what it returns stops it.
 pub type Companion = Arc<dyn Fn() -> Box<dyn std::any::Any + Send> + Send + Sync>;
@@ -83,6 +96,9 @@ pub struct Daemon {
     pub(super) options: DaemonOptions,
     pub(super) log: Option<DaemonLog>,
     pub(super) companion: Option<Companion>,
+    pub(super) gate: Option<GateFn>,
+    /// What the gate said last (logged when it changes), and when to look again.
+    pub(super) held: std::sync::Mutex<Option<Held>>,
 }
 
 impl Daemon {
@@ -108,6 +124,8 @@ impl Daemon {
             options: DaemonOptions::default(),
             log: None,
             companion: None,
+            gate: None,
+            held: std::sync::Mutex::new(None),
         }
     }
 
@@ -117,6 +135,12 @@ impl Daemon {
     /// dispatching waits for it.
     pub fn with_companion(mut self, start: Companion) -> Self {
         self.companion = Some(start);
+        self
+    }
+
+    /// Asks `gate` before every claim (see [`GateFn`]).
+    pub fn with_gate(mut self, gate: GateFn) -> Self {
+        self.gate = Some(gate);
         self
     }
 

@@ -180,6 +180,15 @@ impl Shared {
                     newly_held = Some(reason.clone());
                     event = (QueueEventKind::TaskQueued, reason.clone());
                 }
+                Err(DispatchError::Paused(reason)) => {
+                    it.status = QueueStatus::Pending;
+                    it.attempts = it.attempts.saturating_sub(1);
+                    it.last_error = Some(format!("paused: {reason}"));
+                    it.not_before = None;
+                    requeued = true;
+                    event =
+                        (QueueEventKind::TaskQueued, format!("requeued, not counted: {reason}"));
+                }
                 Err(DispatchError::Fatal(reason)) => {
                     it.status = QueueStatus::Error;
                     it.last_error = Some(reason.clone());

@@ -32,6 +32,7 @@
 //! slightly different clocks agree on when a lease ends.
 
 mod hosts;
+mod pauses;
 mod queue;
 mod schema;
 mod slots;
@@ -106,6 +107,7 @@ pub fn backend(options: PgOptions) -> Result<Backend, QueueError> {
             options.lease_ttl,
             options.host_lost,
         ))),
+        pauses: Some(Arc::new(pauses::PgPauses::new(Conn::new(&options.url)))),
         host: Some(options.host),
     })
 }

@@ -4,7 +4,7 @@
 //! kugetsu is refused rather than misread.
 
 /// The schema version this kugetsu writes.
-pub const SCHEMA_VERSION: i32 = 2;
+pub const SCHEMA_VERSION: i32 = 3;
 
 /// The advisory lock key under which the schema is migrated ("kugetsu" as digits, roughly).
 const MIGRATE_LOCK: i64 = 0x6b75_6765_7473_7501;
@@ -63,6 +63,12 @@ const STEPS: &[&str] = &[
         issue_ref text PRIMARY KEY,
         host text NOT NULL,
         saved_us bigint NOT NULL,
+        doc text NOT NULL
+    );",
+    // 3: the providers paused because they refused for a rate limit or a quota (one row
+    // each, the pause as JSON), which every host's daemon obeys.
+    "CREATE TABLE kugetsu_pauses (
+        provider text PRIMARY KEY,
         doc text NOT NULL
     );",
 ];

@@ -18,11 +18,14 @@ pub fn cmd_queue_list(
     queue: &dyn TaskQueue,
     _args: &QueueListArgs,
 ) -> Result<(), CliError> {
-    let listing = crate::reads::queue(queue)?;
+    let listing = crate::reads::queue(ctx, queue)?;
     if ctx.json {
         return ctx.print_json(ui.stdout(), &listing);
     }
     let out = ui.stdout();
+    for line in &listing.paused {
+        writeln!(out, "dispatch {line}")?;
+    }
     if listing.items.is_empty() {
         writeln!(out, "the queue is empty")?;
     }

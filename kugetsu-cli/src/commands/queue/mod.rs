@@ -1,4 +1,4 @@
-//! `kugetsu queue list|stats|clear|retry|migrate|hosts|release-host|enqueue`: the durable task
+//! `kugetsu queue list|stats|clear|retry|migrate|hosts|release-host|enqueue|resume`: the durable task
 //! queue, one file per subcommand. Every subcommand works on the queue `queue_backend` builds
 //! for this state directory (its files, or the shared PostgreSQL queue).
 
@@ -8,6 +8,7 @@ pub mod hosts;
 pub mod list;
 pub mod migrate;
 pub mod release_host;
+pub mod resume;
 pub mod retry;
 pub mod stats;
 
@@ -44,6 +45,8 @@ pub enum QueueAction {
     ReleaseHost(release_host::QueueReleaseHostArgs),
     /// Queue work on an issue for the daemon (start, or continue if it has a session).
     Enqueue(enqueue::QueueEnqueueArgs),
+    /// End provider pauses now (a quota error pauses until this), and wake the daemon.
+    Resume(resume::QueueResumeArgs),
 }
 
 /// Runs a `queue` subcommand.
@@ -60,5 +63,6 @@ pub fn cmd_queue(ui: &mut Ui, ctx: &Ctx, args: &QueueArgs) -> Result<(), CliErro
         QueueAction::Hosts(a) => hosts::cmd_queue_hosts(ui, ctx, a),
         QueueAction::ReleaseHost(a) => release_host::cmd_queue_release_host(ui, ctx, a),
         QueueAction::Enqueue(a) => enqueue::cmd_queue_enqueue(ui, ctx, a),
+        QueueAction::Resume(a) => resume::cmd_queue_resume(ui, ctx, a),
     }
 }

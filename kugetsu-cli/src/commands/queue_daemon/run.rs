@@ -62,6 +62,12 @@ fn run(ctx: &Ctx) -> Result<(), CliError> {
         .with_log(log.clone())
         .with_backend(crate::queue_backend::backend(ctx, &config)?)
         .with_notifier(Arc::new(notifier))
+        .with_gate(crate::pauses::gate(
+            crate::pauses::pauses(ctx, &config),
+            crate::agents::driver(ctx, &config, crate::wiring::RunPlace::Daemon)
+                .ok()
+                .and_then(|d| d.provider()),
+        ))
         .with_options(DaemonOptions {
             interval: config.queue_daemon_interval(),
             cleanup_age: Some(config.queue_cleanup_age()),

@@ -22,9 +22,12 @@
 //! error, exit 1), `permission` (`tool`, `permission`: an ask, auto-rejected unless `--auto`;
 //! a `deny` rule of the session for the tool removes it instead), `hang` (the provider never
 //! answers: nothing is printed until the turn is interrupted), `spend` (`steps`, `interval_ms`:
-//! that many model calls, each a `shell` step costing `cost`, then an answer). Every turn takes
-//! `delay_ms`, `cost` (for the turn; for `spend`, for each step), and `step_finish` (print the
-//! final `step_finish`, which the real one usually leaves out).
+//! that many model calls, each a `shell` step costing `cost`, then an answer), `limited`
+//! (`provider`, `message`, `retry_ms`: a 429 retried with a `step_start` per attempt and the
+//! retry on the session, or, when `message` speaks of a quota, a turn failed at once with
+//! `provider.quota`). Every turn takes `delay_ms`, `cost` (for the turn; for `spend`, for each
+//! step), and `step_finish` (print the final `step_finish`, which the real one usually leaves
+//! out).
 
 use std::collections::BTreeMap;
 use std::net::TcpStream;
@@ -414,6 +417,43 @@ fn play(
                 pause(every, flag);
             }
             answer(sink, 1)
+        }
+        "limited" => {
+            // As 2.1.2 against a provider that refuses: a 429 is retried, a `step_start` per
+            // attempt, the retry shown on the turn's assistant message; a used-up quota fails
+            // the turn at once (`provider.quota`).
+            let message = s("message").unwrap_or("Rate limit reached for requests");
+            let quota = message.to_ascii_lowercase().contains("quota");
+            let kind = if quota { "provider.quota" } else { "provider.rate-limit" };
+            let every = turn["retry_ms"].as_u64().unwrap_or(30_000);
+            let error = json!({"type": kind, "message": message, "status": 429});
+            let provider = s("provider").unwrap_or("mock");
+            let shown = |extra: Value| {
+                with_store(|store| {
+                    let id = new_id(store, "msg");
+                    let v = session::v2(session::find(store, &session.id)?);
+                    let mut m = json!({"id": id, "time": {"created": now_ms()}, "type": "assistant",
+                                       "model": {"id": "fake-model", "providerID": provider},
+                                       "content": []});
+                    if let (Some(m), Some(extra)) = (m.as_object_mut(), extra.as_object()) {
+                        m.extend(extra.clone());
+                    }
+                    v.messages.push(m);
+                    Ok(())
+                })
+            };
+            if quota {
+                let _ = shown(json!({"finish": "error", "error": error}));
+                sink.event("error", json!({ "error": error }));
+                return Played::Failed;
+            }
+            let retry = json!({"retry": {"attempt": 1, "at": now_ms() + every, "error": error}});
+            let _ = shown(retry);
+            while !flag.load(Ordering::SeqCst) {
+                sink.step_start();
+                pause(every, flag);
+            }
+            Played::Failed
         }
         "hang" => {
             // The provider never answers: nothing is printed, nothing ends but an interrupt.
