@@ -15,6 +15,7 @@ pub mod delivery;
 pub mod dispatcher;
 pub mod error;
 pub mod launch;
+pub mod leftovers;
 pub mod notifications;
 pub mod pauses;
 pub mod progress;

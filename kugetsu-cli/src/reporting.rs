@@ -59,6 +59,7 @@ impl Reporter {
             summary: String::new(),
             labels: self.config.report_labels.clone(),
             pull: None,
+            not_committed: Vec::new(),
         }
     }
 }
@@ -79,6 +80,11 @@ impl TurnObserver for Reporter {
         report.summary = report::summary_of(&redact(end.said.unwrap_or_default(), &refs));
         report.cost_usd = end.usage.and_then(|u| u.cost_usd).map(|c| c.get());
         if *end.outcome == RunOutcome::Completed && self.config.pull_requests {
+            if self.config.commit_leftovers {
+                let said = end.said.unwrap_or_default();
+                report.not_committed =
+                    crate::leftovers::commit(&self.state, end.issue, end.worktree, said, &secrets);
+            }
             report.pull = Some(PullPlan {
                 worktree: end.worktree.to_path_buf(),
                 title: format!("Issue #{number}"),

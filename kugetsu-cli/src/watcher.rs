@@ -123,12 +123,6 @@ pub fn pass(ctx: &Ctx, log: &LogLine, cached: &mut Option<Arc<dyn TaskQueue>>) {
                         Some(issue_ref),
                     );
                 }
-                if let Some(until) = report.paused_until.filter(|_| !report.skipped) {
-                    log(&format!(
-                        "watch {repo}: the forge asked us to wait; paused until {}",
-                        kugetsu_core::clock::human(until)
-                    ));
-                }
             }
             Err(e) => {
                 queue_failed |= matches!(e, watch::WatchError::Queue { .. });
@@ -136,7 +130,9 @@ pub fn pass(ctx: &Ctx, log: &LogLine, cached: &mut Option<Arc<dyn TaskQueue>>) {
             }
         }
         tidy(ctx, &config, log, &watches, repo, &forge, &target.repo, &*queue);
+        let paused_before = file.watches.get(repo).and_then(|w| w.paused_until);
         if !config.pull_requests {
+            tell_pause(&watches, repo, paused_before, log);
             continue;
         }
         let now = time::OffsetDateTime::now_utc();
@@ -181,9 +177,22 @@ pub fn pass(ctx: &Ctx, log: &LogLine, cached: &mut Option<Arc<dyn TaskQueue>>) {
                 log(&format!("{e}"));
             }
         }
+        tell_pause(&watches, repo, paused_before, log);
     }
     if queue_failed {
         *cached = None;
+    }
+}
+
+/// Logs a pause the forge asked for during this pass, whichever request met it (the poll, the
+/// cleanup's or the loop's).
+fn tell_pause(watches: &Watches, repo: &str, before: Option<time::OffsetDateTime>, log: &LogLine) {
+    let now = watches.load().ok().and_then(|f| f.watches.get(repo).and_then(|w| w.paused_until));
+    if let Some(until) = now.filter(|t| Some(*t) != before) {
+        log(&format!(
+            "watch {repo}: the forge asked us to wait; paused until {}",
+            kugetsu_core::clock::human(until)
+        ));
     }
 }
 

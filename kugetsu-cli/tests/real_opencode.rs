@@ -17,7 +17,12 @@ mod support;
 mod mock_model;
 #[path = "../../kugetsu-opencode/tests/support/real.rs"]
 mod real;
+mod real_loop;
 mod real_opencode2;
+// The smart-HTTP git server of kugetsu-git's tests: the loop's pushes go there.
+#[path = "../../kugetsu-git/tests/support/http.rs"]
+#[allow(dead_code, clippy::unwrap_used)]
+mod git_http;
 
 use support::{Env, alive, signal, wait_exit, wait_for};
 

@@ -2,7 +2,8 @@
 //! the daemon runs labels the issue and keeps one comment on it up to date, a lost answer to
 //! the comment's POST and a daemon restart post nothing twice, and a foreground turn on an
 //! issue of a watched repository reports too. A completed turn with commits pushes the branch
-//! to the real `git http-backend` and opens one draft pull request, which later turns keep.
+//! to the real `git http-backend` and opens one draft pull request, which later turns keep;
+//! what a turn left uncommitted is committed first, except files holding a secret.
 
 // Setup helpers unwrap too: a failed setup should fail the test loudly.
 #![allow(clippy::unwrap_used)]
@@ -186,6 +187,8 @@ fn commits_are_pushed_and_one_draft_pull_request_opened_and_kept_across_turns_an
     forge.add(1, "Fix the parser", "please", &["kugetsu"], false);
     let mut env = watched(&forge);
     env.set("KUGETSU_PULL_REQUESTS", "draft");
+    // The agent's own commits only: what it leaves uncommitted stays so.
+    env.set("KUGETSU_COMMIT_LEFTOVERS", "0");
     let (_server, remote_branch) = serve_repo(&env);
 
     // A first turn without commits: reported, nothing pushed, no pull request.
@@ -258,6 +261,7 @@ fn failed_checks_and_reviews_requesting_changes_continue_the_issue_up_to_the_rou
     let mut env = watched(&forge);
     env.set("KUGETSU_PULL_REQUESTS", "draft");
     env.set("KUGETSU_LOOP_ROUNDS", "2");
+    env.set("KUGETSU_COMMIT_LEFTOVERS", "0");
     let (_server, remote_branch) = serve_repo(&env);
     let messages = |env: &Env| -> Vec<String> {
         let v = json(&ok(env, &["--json", "queue", "list"]));
@@ -317,4 +321,62 @@ fn failed_checks_and_reviews_requesting_changes_continue_the_issue_up_to_the_rou
     let notes = ok(&env, &["notify", "list"]);
     assert!(notes.contains("1 changed files"), "{notes}");
     assert!(wt.join("NOTES.md").exists());
+}
+
+#[test]
+fn work_left_uncommitted_is_committed_pushed_and_opens_the_pull_request() {
+    let forge = StandInForge::start(Dialect::Github);
+    forge.add(1, "Fix the parser", "please", &["kugetsu"], false);
+    let mut env = watched(&forge);
+    env.set("KUGETSU_PULL_REQUESTS", "draft");
+    let (_server, remote_branch) = serve_repo(&env);
+    // The first turn writes WORK.md, every later one a file holding the forge's token.
+    std::fs::write(
+        env.tmp.path().join("script.json"),
+        r#"{"turns": [{"mode": "tool", "path": "WORK.md", "content": "done\n", "text": "wrote WORK.md\nand more"}],
+            "default": {"mode": "tool", "path": "leak.txt", "content": "key ghp_reportTOKEN77\n", "text": "wrote leak.txt"}}"#,
+    )
+    .unwrap();
+
+    // No commit by anyone but kugetsu: the turn's file is committed, pushed, the PR opened.
+    ok(&env, &["queue-daemon", "start"]);
+    wait_for("the pull request", || !forge.pulls().is_empty());
+    wait_for("the push", || !remote_branch().is_empty());
+    wait_for("nothing left to report", || pending_reports(&env) == 0);
+    let wt = worktree_of(&env, 1);
+    let head = git(&wt, &["rev-parse", "HEAD"]).trim().to_string();
+    assert_eq!(remote_branch(), head);
+    let sample = env.tmp.path().join("repo");
+    let at_remote = |what: &str| {
+        let git_home = env.tmp.path().join("git-home");
+        let out = kugetsu_test_support::git_command(&sample, &git_home)
+            .args(["show", &format!("fix/issue-1{what}")])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    assert_eq!(at_remote(":WORK.md"), "done\n");
+    assert_eq!(
+        git(&wt, &["log", "-1", "--format=%an|%B"]).trim_end(),
+        format!("kugetsu|kugetsu: {REPO}#1 turn 1\n\nwrote WORK.md")
+    );
+    assert_eq!(git(&wt, &["status", "--porcelain"]), "");
+    let pull = forge.pulls()[0].clone();
+    assert_eq!((pull.head.as_str(), pull.draft), ("fix/issue-1", true));
+    let comment = forge.comments(1)[0].clone();
+    assert!(comment.contains("Pull request:") && !comment.contains("Not committed"), "{comment}");
+
+    // A turn whose file holds a secret: left out, said so, nothing new pushed.
+    ok(&env, &["queue", "enqueue", &format!("{REPO}#1"), "again"]);
+    wait_for("the second turn", || completed(&env, 1) == 2);
+    wait_for("the comment about the file", || {
+        forge.comments(1).iter().any(|c| c.contains("Not committed: leak.txt: holds a secret"))
+    });
+    wait_for("nothing left to report", || pending_reports(&env) == 0);
+    ok(&env, &["queue-daemon", "stop"]);
+    assert_eq!(git(&wt, &["rev-parse", "HEAD"]).trim(), head);
+    assert_eq!(remote_branch(), head);
+    assert_eq!(git(&wt, &["status", "--porcelain"]), "?? leak.txt\n");
+    assert!(!at_remote("").contains("leak.txt"));
+    assert_eq!(forge.pulls().len(), 1);
 }

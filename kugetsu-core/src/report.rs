@@ -120,6 +120,10 @@ pub struct Report {
     pub labels: Option<StatusLabels>,
     /// Push and open a draft pull request (a completed turn, pull requests on).
     pub pull: Option<PullPlan>,
+    /// What kugetsu left uncommitted in the worktree and why (`notes.txt: holds a secret`),
+    /// or why it could not commit at all; masked.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub not_committed: Vec<String>,
 }
 
 /// What a push did.
@@ -196,6 +200,11 @@ pub fn comment_body(report: &Report, pull: Option<&PullRef>, note: Option<&str>)
     }
     if let Some(note) = note {
         out.push_str(&format!("- Not pushed: {note}\n"));
+    }
+    if !report.not_committed.is_empty() {
+        let list: Vec<String> =
+            report.not_committed.iter().map(|n| summary_of(&n.replace('`', "'"))).collect();
+        out.push_str(&format!("- Not committed: {}\n", list.join("; ")));
     }
     if report.phase != Phase::Running {
         let cost = report.cost_usd.map_or("unknown".to_string(), |c| format!("${c:.2}"));

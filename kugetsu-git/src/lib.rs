@@ -72,6 +72,7 @@
 
 mod backend;
 mod carry;
+mod commit;
 mod config;
 mod error;
 mod mirror;
@@ -84,6 +85,9 @@ pub use backend::{Committer, GitWorktrees};
 pub use carry::{
     CARRY_FORMAT, CarriedFile, CarriedObject, CarryError, WorktreeCarry, restore as restore_carry,
     save as save_carry,
+};
+pub use commit::{
+    CommitError, CommitPolicy, Committed, DEFAULT_MAX_FILE_BYTES, Skipped, commit_changes,
 };
 pub use config::GitConfig;
 pub use push::{PushError, PushOutcome, push_branch};

@@ -5,6 +5,7 @@
 mod support;
 
 mod carry;
+mod commit;
 mod git_env;
 mod http;
 mod https;

@@ -82,6 +82,8 @@ pub struct Config {
     pub report_labels: Option<crate::report::StatusLabels>,
     /// `KUGETSU_PULL_REQUESTS`: `draft` is true.
     pub pull_requests: bool,
+    /// `KUGETSU_COMMIT_LEFTOVERS`: `1` is true.
+    pub commit_leftovers: bool,
     /// `KUGETSU_LOOP_ROUNDS` (0: off).
     pub loop_rounds: u32,
     /// Where each key's value came from, in [`SETTINGS`] order.
@@ -136,6 +138,7 @@ impl Config {
             notify_completed: false,
             report_labels: None,
             pull_requests: false,
+            commit_leftovers: false,
             loop_rounds: 0,
             sources: SETTINGS.iter().map(|s| (s.name, Source::Default)).collect(),
             warnings: Vec::new(),

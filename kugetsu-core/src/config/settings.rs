@@ -79,6 +79,9 @@ pub const KUGETSU_REPORT_LABELS: &str = "KUGETSU_REPORT_LABELS";
 /// After a completed turn of a watched issue with commits: `draft` (default) pushes its branch
 /// and opens (then updates) a draft pull request; `off` does neither.
 pub const KUGETSU_PULL_REQUESTS: &str = "KUGETSU_PULL_REQUESTS";
+/// While pull requests are on: `1` (default) commits what a completed turn left uncommitted in
+/// the worktree before the push; `0` pushes only the agent's own commits.
+pub const KUGETSU_COMMIT_LEFTOVERS: &str = "KUGETSU_COMMIT_LEFTOVERS";
 /// The most `continue`s the loop queues per watched issue for failed checks and reviews
 /// requesting changes (default 3; 0: no loop).
 pub const KUGETSU_LOOP_ROUNDS: &str = "KUGETSU_LOOP_ROUNDS";
@@ -612,6 +615,28 @@ pub const SETTINGS: &[Setting] = &[
             Ok(())
         },
         display: |c| (if c.pull_requests { "draft" } else { "off" }).into(),
+    },
+    Setting {
+        name: KUGETSU_COMMIT_LEFTOVERS,
+        aliases: &[],
+        default: DefaultValue::Is("1"),
+        summary: "1: commit what a completed turn left uncommitted before the push (with pull requests on)",
+        doc: "`1`: while `KUGETSU_PULL_REQUESTS` is on, what a completed turn of a watched issue \
+              left uncommitted in its worktree (changed, new and deleted files, not ignored \
+              ones) is committed on the issue branch before the push; files over 10 MB, env \
+              files (`.env`, `.env.*`) and files holding a value of the env files are left out \
+              and named in the comment. `0`: only the agent's own commits are pushed",
+        example: None,
+        secret: false,
+        parse: |c, v| {
+            c.commit_leftovers = match v.trim() {
+                "1" => true,
+                "0" => false,
+                _ => return Err("is not 1 or 0".into()),
+            };
+            Ok(())
+        },
+        display: |c| (if c.commit_leftovers { "1" } else { "0" }).into(),
     },
     Setting {
         name: KUGETSU_LOOP_ROUNDS,

@@ -67,6 +67,7 @@ fn report(phase: Phase, pull: bool) -> Report {
         summary: summary_of("Fixed it. <!-- kugetsu:report github.com/o/r#8 --> thanks @alice"),
         labels: StatusLabels::parse("kugetsu:running,kugetsu:blocked,kugetsu:done").unwrap(),
         pull: pull.then(|| PullPlan { worktree: "/w".into(), title: "Seven".into() }),
+        not_committed: Vec::new(),
     }
 }
 
@@ -135,4 +136,25 @@ fn a_running_turn_says_so_without_cost_or_summary() {
     assert!(body.starts_with("**kugetsu**: a turn is running"), "{body}");
     assert!(!body.contains("Cost") && !body.contains("said"), "{body}");
     assert!(forge.writes.lock().unwrap()[0].contains(r#"+["kugetsu:running"]"#));
+}
+
+#[test]
+fn files_left_uncommitted_are_named_in_the_comment() {
+    let forge = Recorder::default();
+    let push = |_: &PullPlan, _: &str| Ok(Pushed::Branch);
+    let mut r = report(Phase::Done, true);
+    r.not_committed = vec![".env: an env file".into(), "big`bin: larger than 10 MB @bob".into()];
+    apply(&r, &forge, "o/r", &push).unwrap();
+    let body = forge.comment.lock().unwrap().clone().unwrap();
+    assert!(
+        body.contains("- Not committed: .env: an env file; big'bin: larger than 10 MB"),
+        "{body}"
+    );
+    assert!(!body.contains("@bob"), "{body}");
+    // An older queued report (without the field) still reads.
+    let mut json = serde_json::to_value(report(Phase::Done, true)).unwrap();
+    assert!(json.get("not_committed").is_none());
+    json.as_object_mut().unwrap().remove("not_committed");
+    let back: Report = serde_json::from_value(json).unwrap();
+    assert!(back.not_committed.is_empty());
 }
