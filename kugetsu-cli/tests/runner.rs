@@ -16,6 +16,7 @@ mod daemon_service;
 mod dashboard;
 mod e2e;
 mod https_token;
+mod night;
 mod rate_limits;
 mod readme_config;
 mod readme_daemon;

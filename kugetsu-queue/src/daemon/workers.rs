@@ -240,13 +240,18 @@ impl Shared {
         match update {
             Ok(updated) => {
                 self.event(event.0, &updated, &event.1);
-                // One notification per spent budget, not one per item it holds.
+                // One notification per spent budget, not one per item it holds nor one per
+                // amount spent past it (`held: daily budget $5.00 spent ($5.02)`); told again
+                // once an item has run since (a raised limit, the next day).
+                let mut last = self.last_hold.lock().unwrap_or_else(|e| e.into_inner());
                 if let Some(reason) = newly_held {
-                    let mut last = self.last_hold.lock().unwrap_or_else(|e| e.into_inner());
-                    if last.as_deref() != Some(reason.as_str()) {
+                    let budget = reason.rsplit_once(" (").map_or(reason.as_str(), |(b, _)| b);
+                    if last.as_deref() != Some(budget) {
                         self.event(QueueEventKind::OverBudget, &updated, &reason);
-                        *last = Some(reason);
+                        *last = Some(budget.to_owned());
                     }
+                } else if result.is_ok() {
+                    *last = None;
                 }
             }
             Err(e @ QueueError::LeaseLost { .. }) => {
