@@ -94,6 +94,8 @@ fn twenty_items_a_rate_limit_and_a_daily_budget_spent_halfway() {
         .unwrap_or_else(|| panic!("{status}"));
     // Two turns at once may each take a step past the budget before they are stopped.
     assert!((0.50..=0.65).contains(&spent), "{status}");
+    // The refused turns ran nothing: they are not turns of unknown cost.
+    assert!(!status.contains("unknown"), "{status}");
     assert!(status.contains(" of a daily budget of $0.52 in "), "{status}");
     assert!(!status.contains("paused"), "the rate limit has passed: {status}");
     // `queue list`: each waiting item says why.

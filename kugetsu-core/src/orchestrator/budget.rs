@@ -121,7 +121,9 @@ impl Orchestrator {
         usage: Option<&TurnUsage>,
     ) {
         let now = self.clock.now();
-        if let Err(e) = Ledger::new(&self.state).record(now, usage) {
+        if counts(outcome, usage)
+            && let Err(e) = Ledger::new(&self.state).record(now, usage)
+        {
             tracing::warn!(error = %e, "cannot count the turn in the spending ledger");
         }
         let spent = usage.copied().unwrap_or_default().describe();
@@ -133,4 +135,10 @@ impl Orchestrator {
             tracing::warn!(log = %log_path.display(), error = %e, "cannot write the run log's summary");
         }
     }
+}
+
+/// Whether a turn counts in what was spent: all do but one its provider refused without the
+/// agent reporting anything used (it did not run, and would read as a turn of unknown cost).
+pub(super) fn counts(outcome: &RunOutcome, usage: Option<&TurnUsage>) -> bool {
+    usage.is_some() || !matches!(outcome, RunOutcome::RateLimited(_))
 }

@@ -356,9 +356,11 @@ impl Orchestrator {
                 sink,
             )?;
             self.record_spending(&log_path, &report.outcome, report.usage.as_ref());
-            self.update_session(&path, |s| {
-                s.usage.get_or_insert_default().add_turn(report.usage.as_ref());
-            })?;
+            if super::budget::counts(&report.outcome, report.usage.as_ref()) {
+                self.update_session(&path, |s| {
+                    s.usage.get_or_insert_default().add_turn(report.usage.as_ref());
+                })?;
+            }
             if let RunOutcome::RateLimited(limit) = &report.outcome {
                 self.pause_provider(limit);
             }
@@ -447,7 +449,9 @@ impl Orchestrator {
                 exit_code,
                 usage,
             });
-            s.usage.get_or_insert_default().add_turn(usage.as_ref());
+            if super::budget::counts(&outcome, usage.as_ref()) {
+                s.usage.get_or_insert_default().add_turn(usage.as_ref());
+            }
         })?;
         self.record_spending(&log_path, &outcome, usage.as_ref());
         if let Some(observer) = &self.observer {
