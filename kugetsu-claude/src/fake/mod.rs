@@ -21,8 +21,14 @@
 //! - `ok` (`text`): a text answer;
 //! - `tool` (`path`, `content`, `text`): a `Write` of `path` (relative to the cwd), then text;
 //! - `bash` (`command`, `text`): a `Bash` call running `sh -c command` in the cwd;
-//! - `api_error` (`status`, `message`, `retries`): `retries` `system/api_retry` lines, then an
-//!   `is_error` result (`terminal_reason: "api_error"`), exit 1;
+//! - `api_error` (`status`, `message`, `retries`, `delay_ms`, `error`): `retries`
+//!   `system/api_retry` lines (`error` from the status: 429 `rate_limit`, 529 `overloaded`),
+//!   each followed by a wait of `delay_ms` (default 10) as the real one waits out
+//!   `retry-after`, then the synthetic `assistant` line (`is_api_error_message`, `error`) and
+//!   an `is_error` result (`terminal_reason: "api_error"`), exit 1. With `error:
+//!   "billing_error"` (a used-up credit balance; `message` is the text) nothing is retried.
+//!   Unlike the real one, the delay has no jitter and the retries are not capped at 10 nor by
+//!   `CLAUDE_CODE_MAX_RETRIES`, and a 400 is not silently re-sent;
 //! - `hang` (`detached`): a `Bash` call that never ends; with `detached`, its command runs in
 //!   a process group of its own (as the real Bash tool's `setsid`) and prints its pid first;
 //!   the fake then ignores SIGTERM, as the real one takes a while to stop during a tool.
@@ -298,13 +304,32 @@ fn play(out: &Out, f: &Flags, turn: &Value) -> Result<u8, String> {
         "api_error" => {
             let retries = turn.get("retries").and_then(Value::as_u64).unwrap_or(0);
             let status = turn.get("status").and_then(Value::as_u64).unwrap_or(529);
-            let kind = if status == 429 { "rate_limit" } else { "overloaded" };
+            let delay = turn.get("delay_ms").and_then(Value::as_u64).unwrap_or(10);
+            let kind = match (s("error").as_str(), status) {
+                ("", 429) => "rate_limit".to_owned(),
+                ("", 529) => "overloaded".to_owned(),
+                ("", 401) => "authentication_failed".to_owned(),
+                ("", _) => "unknown".to_owned(),
+                (error, _) => error.to_owned(),
+            };
+            // A used-up credit balance is not retried.
+            let retries = if kind == "billing_error" { 0 } else { retries };
             for attempt in 1..=retries {
                 out.line(json!({"type": "system", "subtype": "api_retry", "attempt": attempt,
-                    "max_retries": 10, "retry_delay_ms": 10, "error_status": status, "error": kind}));
+                    "max_retries": 10, "retry_delay_ms": delay, "error_status": status,
+                    "error": kind}));
+                // Claude Code waits out `retry-after` before the next attempt.
+                std::thread::sleep(std::time::Duration::from_millis(delay));
             }
-            let message = format!("API Error: {status} {}", s("message"));
-            out.assistant(json!([{"type": "text", "text": message}]));
+            let message = match kind.as_str() {
+                "billing_error" => s("message"),
+                "rate_limit" => format!("API Error: Request rejected (429) · {}", s("message")),
+                _ => format!("API Error: {status} {}", s("message")),
+            };
+            out.line(json!({"type": "assistant", "session_id": out.id, "error": kind,
+                "api_error_status": status, "is_api_error_message": true,
+                "message": {"role": "assistant", "model": "<synthetic>",
+                    "content": [{"type": "text", "text": message}]}}));
             out.result(&message, &[], true, "api_error");
             return Ok(1);
         }
