@@ -13,10 +13,10 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::pause::ProviderLimit;
 use crate::usage::TurnUsage;
 use crate::usage::Usd;
 use crate::usage::budget::{BudgetKind, Exhausted};
-use crate::pause::ProviderLimit;
 
 /// An agent session id (such as `ses_...`). Validated so it is safe in an argv, a
 /// file and SQL.

@@ -199,7 +199,17 @@ impl Orchestrator {
         settings: Settings,
     ) -> Self {
         let pauses = Arc::new(crate::pause::FilePauses::new(&state));
-        Orchestrator { state, worktrees, agent, slots, env, clock, settings, observer: None, pauses }
+        Orchestrator {
+            state,
+            worktrees,
+            agent,
+            slots,
+            env,
+            clock,
+            settings,
+            observer: None,
+            pauses,
+        }
     }
 
     /// Tells `observer` of every turn's start and end.

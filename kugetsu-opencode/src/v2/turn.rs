@@ -20,8 +20,8 @@ use kugetsu_core::agent::{
     AgentEnv, AgentError, AgentEvent, CreateSessionRequest, EventSink, RunLimits, RunOutcome,
     RunReport, RunRequest, SessionId,
 };
-use kugetsu_core::usage::{Tokens, TurnUsage, Usd};
 use kugetsu_core::pause::ProviderLimit;
+use kugetsu_core::usage::{Tokens, TurnUsage, Usd};
 use kugetsu_process::Io;
 use kugetsu_process::supervise::{self, Ended};
 use serde_json::{Value, json};
