@@ -8,7 +8,13 @@
 //! - a refused tool call is a `system/permission_denied` line and an entry in the final
 //!   `result`'s `permission_denials`, and the run still ends `subtype: "success"`;
 //! - `system/api_retry` lines are the only sign of a rate limit or an overloaded API before
-//!   the final result (Claude Code retries by itself for minutes);
+//!   the final result (Claude Code retries by itself for minutes): one with `error:
+//!   "rate_limit"` (HTTP 429) is the provider refusing, its `retry_delay_ms` the wait Claude
+//!   Code took from `retry-after` (plus jitter);
+//! - an API failure is also an `assistant` line with `is_api_error_message`, whose `error`
+//!   says Claude Code's own reading of it: `billing_error` for a used-up credit balance
+//!   (HTTP 400 `Your credit balance is too low...`, or 402 `billing_error`; never retried),
+//!   `rate_limit` for a 429 it gave up retrying;
 //! - `result` ends a turn; `is_error` (not `subtype`) says whether it failed. A process may
 //!   print more than one (a background tool re-invokes the model): the last one counts.
 //!
@@ -17,6 +23,7 @@
 use std::collections::HashMap;
 
 use kugetsu_core::agent::{AgentEvent, SessionId, ToolStatus};
+use kugetsu_core::pause::{LimitKind, ProviderLimit};
 use kugetsu_core::usage::{Tokens, TurnUsage, Usd};
 use serde_json::Value;
 
@@ -112,6 +119,10 @@ pub struct Retry {
 /// Everything a run printed that the outcome depends on.
 #[derive(Debug, Default)]
 pub struct EventLog {
+    /// The provider a refusal is reported for ([`crate::PROVIDER`] when empty).
+    pub provider: String,
+    /// The provider's refusal for a limit, the first one seen.
+    pub provider_limit: Option<ProviderLimit>,
     /// The session id of `system/init`.
     pub session: Option<SessionId>,
     /// Every event, in order.
@@ -133,6 +144,11 @@ pub struct EventLog {
 }
 
 impl EventLog {
+    /// An empty log whose refusals are reported for `provider`.
+    pub fn for_provider(provider: impl Into<String>) -> Self {
+        EventLog { provider: provider.into(), ..EventLog::default() }
+    }
+
     /// Reads one stdout line; returns the events it holds.
     pub fn stdout_line(&mut self, line: &str) -> Vec<AgentEvent> {
         let Ok(v) = serde_json::from_str::<Value>(line.trim()) else { return Vec::new() };
@@ -180,13 +196,27 @@ impl EventLog {
                 vec![AgentEvent::PermissionRejected { permission: what }]
             }
             ("system", "api_retry") => {
-                self.retries.push(Retry {
+                let retry = Retry {
                     attempt: v.get("attempt").and_then(Value::as_u64).unwrap_or(0),
                     status: v.get("error_status").and_then(Value::as_u64),
                     error: str_of("error").to_owned(),
                     delay_ms: v.get("retry_delay_ms").and_then(Value::as_u64).unwrap_or(0),
-                });
-                Vec::new()
+                };
+                self.retries.push(retry.clone());
+                if retry.error != "rate_limit" && retry.status != Some(429) {
+                    // 529 overloaded, 401, a timeout: Claude Code's retries may well get
+                    // through, and the API is not refusing this account.
+                    return Vec::new();
+                }
+                let until = time::OffsetDateTime::now_utc()
+                    + time::Duration::milliseconds(retry.delay_ms.min(i64::MAX as u64) as i64);
+                let message = format!(
+                    "HTTP {} {}, Claude Code would retry in {} s",
+                    retry.status.unwrap_or(429),
+                    retry.error,
+                    retry.delay_ms.div_ceil(1000)
+                );
+                self.limited(LimitKind::RateLimit, Some(until), message)
             }
             ("assistant", _) => self.assistant(v),
             ("user", _) => self.tool_results(v),
@@ -206,11 +236,41 @@ impl EventLog {
         }
     }
 
+    /// Records the provider's refusal (the first one seen) and returns its event.
+    fn limited(
+        &mut self,
+        kind: LimitKind,
+        until: Option<time::OffsetDateTime>,
+        message: String,
+    ) -> Vec<AgentEvent> {
+        if self.provider_limit.is_some() {
+            return Vec::new();
+        }
+        let provider = if self.provider.is_empty() {
+            crate::PROVIDER.to_owned()
+        } else {
+            self.provider.clone()
+        };
+        let limit = ProviderLimit { provider, kind, until, message };
+        self.provider_limit = Some(limit.clone());
+        vec![AgentEvent::ProviderLimited(limit)]
+    }
+
     fn assistant(&mut self, v: &Value) -> Vec<AgentEvent> {
         // An API failure is a synthetic assistant message; the final result says it again,
-        // and only that one is reported.
+        // and only that one is reported, unless it is a refusal for a limit.
         if v.get("is_api_error_message").and_then(Value::as_bool) == Some(true) {
-            return Vec::new();
+            let words = blocks(v)
+                .filter_map(|b| b.get("text").and_then(Value::as_str))
+                .collect::<Vec<_>>()
+                .join(" ");
+            return match v.get("error").and_then(Value::as_str) {
+                // No reset time: a person has to buy credit.
+                Some("billing_error") => self.limited(LimitKind::Quota, None, words),
+                // Claude Code gave up retrying (or was told not to retry): no reset known.
+                Some("rate_limit") => self.limited(LimitKind::RateLimit, None, words),
+                _ => Vec::new(),
+            };
         }
         let mut out = Vec::new();
         for block in blocks(v) {

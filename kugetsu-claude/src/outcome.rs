@@ -5,6 +5,10 @@
 //! `success` result, an API error after all retries exits 1 with a result whose `subtype` is
 //! still `success` (only `is_error` tells), and a SIGINT exits 0 with no result at all. So the
 //! events decide, and the signal the driver sent (a stop request, a limit) comes first.
+//!
+//! A provider's refusal for a limit (see [`crate::events`]) is neither failed nor hung: the
+//! driver cuts the run at once, and it ends `rate_limited` however it then ends, unless a stop
+//! request ended it first.
 
 use kugetsu_core::agent::RunOutcome;
 use kugetsu_core::interrupt::Interrupt;
@@ -14,8 +18,13 @@ use crate::events::EventLog;
 
 /// Turns how a run ended and what it printed into an outcome (and the exit code, if it exited).
 pub fn classify(ended: Ended, events: &EventLog, stop: &Interrupt) -> (RunOutcome, Option<i32>) {
+    if let Some(limit) = &events.provider_limit
+        && !matches!(ended, Ended::Interrupted)
+    {
+        return (RunOutcome::RateLimited(limit.clone()), None);
+    }
     match ended {
-        // Nothing here cuts a Claude Code run short yet.
+        // Only a refusal cuts a run short, and that is handled above.
         Ended::Cut => (RunOutcome::Failed { message: "the run was cut short".into() }, None),
         Ended::Interrupted => (RunOutcome::Interrupted { signal: stop.describe() }, None),
         Ended::TimedOut(d) => (RunOutcome::TimedOut { after_secs: d.as_secs() }, None),

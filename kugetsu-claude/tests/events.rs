@@ -130,3 +130,31 @@ fn a_turn_costs_the_growth_of_the_sessions_total() {
     assert_eq!(l.turn_spend(None).and_then(|s| s.cost_usd), Some(0.0124));
     assert!(log(&[INIT]).turn_spend(None).is_none());
 }
+
+/// Lines as 2.1.328 printed them against a stand-in answering 429 (`retry-after: 1`) and a
+/// used-up credit balance (400 `Your credit balance is too low...`).
+#[test]
+fn a_429_retry_and_a_billing_error_are_refusals_for_a_limit() {
+    use kugetsu_core::pause::LimitKind;
+    let retry = r#"{"type":"system","subtype":"api_retry","attempt":1,"max_retries":1,"retry_delay_ms":1023,"error_status":429,"error":"rate_limit","session_id":"b2b15114-64c8-48c3-9b96-7dbea2fee3d0"}"#;
+    let before = time::OffsetDateTime::now_utc();
+    let mut l = EventLog::for_provider("anthropic");
+    let events = l.stdout_line(retry);
+    let [AgentEvent::ProviderLimited(limit)] = events.as_slice() else { panic!("{events:?}") };
+    assert_eq!((limit.provider.as_str(), limit.kind), ("anthropic", LimitKind::RateLimit));
+    assert!(limit.until.is_some_and(|t| t >= before + time::Duration::milliseconds(1023)));
+    // Told once, however many retries follow.
+    assert!(l.stdout_line(retry).is_empty());
+
+    let overloaded = r#"{"type":"system","subtype":"api_retry","attempt":1,"retry_delay_ms":600,"error_status":529,"error":"overloaded"}"#;
+    assert!(log(&[overloaded]).provider_limit.is_none());
+
+    let billing = r#"{"type":"assistant","message":{"model":"<synthetic>","role":"assistant","content":[{"type":"text","text":"Credit balance is too low"}]},"error":"billing_error","api_error_status":400,"is_api_error_message":true}"#;
+    let l = log(&[billing]);
+    let limit = l.provider_limit.expect("a refusal");
+    assert_eq!((limit.kind, limit.until), (LimitKind::Quota, None));
+    assert_eq!(
+        (limit.provider.as_str(), limit.message.as_str()),
+        ("anthropic", "Credit balance is too low")
+    );
+}

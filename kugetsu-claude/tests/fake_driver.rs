@@ -6,10 +6,11 @@ use std::time::Duration;
 
 use kugetsu_claude::{ClaudeDriver, ClaudeOptions};
 use kugetsu_core::agent::{
-    AgentDriver, AgentEnv, AgentError, CreateSessionRequest, ForkRequest, RunLimits, RunOutcome,
-    RunReport, RunRequest, SessionId,
+    AgentDriver, AgentEnv, AgentError, AgentEvent, CreateSessionRequest, ForkRequest, RunLimits,
+    RunOutcome, RunReport, RunRequest, SessionId,
 };
 use kugetsu_core::interrupt::Interrupt;
+use kugetsu_core::pause::LimitKind;
 use serde_json::{Value, json};
 
 struct World {
@@ -208,13 +209,79 @@ fn a_write_outside_the_directory_is_blocked_and_an_api_error_fails() {
     }
     assert_eq!(report.exit_code, Some(0));
 
-    w.script(json!([{"mode": "api_error", "status": 429, "message": "slow down", "retries": 3}]));
+    // Overloaded is not a refusal of the account: Claude Code's own retries, then failed.
+    w.script(json!([{"mode": "api_error", "status": 529, "message": "slow down", "retries": 3}]));
     match w.run(&base, "base", "x").expect("run").outcome {
         RunOutcome::Failed { message } => {
-            assert!(message.contains("429 slow down"), "{message}");
+            assert!(message.contains("529 slow down"), "{message}");
             assert!(message.contains("after 3 retries"), "{message}");
         }
         other => panic!("{other:?}"),
+    }
+}
+
+/// A 429 is the provider refusing: the driver reports it with the reset time Claude Code's
+/// retry line tells (its `retry-after`), cuts the run at once instead of letting Claude Code
+/// retry for minutes, and the turn ends `rate_limited`, not failed.
+#[test]
+fn a_rate_limit_cuts_the_run_at_its_first_retry_with_the_reset_time() {
+    let w = World::new();
+    let base = w.create("base").session;
+    assert_eq!(w.driver.provider().as_deref(), Some("anthropic"));
+    // Three retries 5 s apart: uncut, all three would reach the log.
+    w.script(json!([{"mode": "api_error", "status": 429, "message": "slow down",
+        "retries": 3, "delay_ms": 5_000}]));
+    let before = time::OffsetDateTime::now_utc();
+    let mut events = Vec::new();
+    let report = w
+        .driver
+        .run(
+            &RunRequest {
+                session: base.clone(),
+                dir: w.dir("base"),
+                prompt: "x".into(),
+                env: AgentEnv::default(),
+                limits: limits(),
+                log_path: w.dir("run.log"),
+            },
+            &mut events,
+        )
+        .expect("run");
+    let after = time::OffsetDateTime::now_utc();
+    let RunOutcome::RateLimited(limit) = &report.outcome else {
+        panic!("{:?}\n{}", report.outcome, log(&w))
+    };
+    assert_eq!((limit.provider.as_str(), limit.kind), ("anthropic", LimitKind::RateLimit));
+    let until = limit.until.expect("a reset time");
+    assert!(
+        until >= before + time::Duration::seconds(5) && until <= after + time::Duration::seconds(5),
+        "{until} not 5 s after the retry line"
+    );
+    assert_eq!(log(&w).matches("\"api_retry\"").count(), 1, "not cut at once:\n{}", log(&w));
+    assert!(limit.message.contains("429"), "{}", limit.message);
+    assert_eq!(report.exit_code, None);
+    let told: Vec<_> =
+        events.iter().filter(|e| matches!(e, AgentEvent::ProviderLimited(_))).collect();
+    assert_eq!(told.len(), 1, "{events:?}");
+    assert!(log(&w).contains("rate limited by anthropic until"), "{}", log(&w));
+}
+
+/// A used-up credit balance (Claude Code's `billing_error`, not retried) pauses the provider
+/// until a person acts: a quota refusal without a reset time.
+#[test]
+fn a_used_up_credit_balance_is_a_quota_refusal_without_a_reset_time() {
+    let w = World::new();
+    let base = w.create("base").session;
+    let words = "Your credit balance is too low to access the Anthropic API.";
+    w.script(json!([{"mode": "api_error", "status": 400, "error": "billing_error",
+        "message": words}]));
+    let report = w.run(&base, "base", "x").expect("run");
+    match &report.outcome {
+        RunOutcome::RateLimited(limit) => {
+            assert_eq!(limit.kind, LimitKind::Quota);
+            assert_eq!((limit.until, limit.message.as_str()), (None, words));
+        }
+        other => panic!("{other:?}\n{}", log(&w)),
     }
 }
 

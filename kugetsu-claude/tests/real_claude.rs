@@ -19,6 +19,7 @@ use kugetsu_core::agent::{
     RunOutcome, RunReport, RunRequest, SessionId,
 };
 use kugetsu_core::interrupt::Interrupt;
+use kugetsu_core::pause::LimitKind;
 
 /// A key-shaped value: it must never reach a log.
 const KEY: &str = "sk-ant-api03-mockmockmockmockmock";
@@ -175,27 +176,47 @@ fn a_refused_write_is_blocked_with_what_was_refused() {
     assert!(!std::path::Path::new("/etc/kugetsu-mock").exists());
 }
 
-/// A 429 (with `retry-after`) and a 529 are retried by Claude Code itself (`system/api_retry`
-/// lines), then the run fails with the API's words and the retries counted. The retries are
-/// capped through the agent's environment, as a user's env file would.
+/// A 429 (with `retry-after: 1`) is the provider refusing: the driver cuts the run at Claude
+/// Code's first retry line and ends it `rate_limited` until the reset that line tells. A
+/// used-up credit balance is a quota refusal without a reset time. A 529 is retried by Claude
+/// Code itself (capped here through the agent's environment, as a user's env file would), then
+/// the run fails with the API's words and the retries counted.
 #[test]
-fn rate_limits_and_overload_fail_after_claude_codes_own_retries() {
+fn a_rate_limit_and_a_used_up_credit_pause_and_overload_fails_after_retries() {
     let Some(w) = world() else { return };
     let base = w.create("hello").session;
-    for (prompt, words) in [("RATELIMIT", "mock rate limit"), ("OVERLOADED", "mock overloaded")] {
-        let env = [("CLAUDE_CODE_MAX_RETRIES", "1")];
-        let mut events = Vec::new();
-        let report = w.run_with(&base, "base", prompt, &env, limits(), &mut events).unwrap();
-        match &report.outcome {
-            RunOutcome::Failed { message } => {
-                assert!(message.contains(words), "{message}");
-                assert!(message.contains("after 1 retries"), "{message}");
-            }
-            other => panic!("{prompt}: {other:?}\n{}", w.log()),
+    let before = time::OffsetDateTime::now_utc();
+    let mut events = Vec::new();
+    let report = w.run_with(&base, "base", "RATELIMIT", &[], limits(), &mut events).unwrap();
+    let RunOutcome::RateLimited(limit) = &report.outcome else {
+        panic!("{:?}\n{}", report.outcome, w.log())
+    };
+    assert_eq!((limit.provider.as_str(), limit.kind), ("anthropic", LimitKind::RateLimit));
+    assert!(limit.until.is_some_and(|t| t >= before + time::Duration::seconds(1)), "{limit:?}");
+    assert!(events.iter().any(|e| matches!(e, AgentEvent::ProviderLimited(_))), "{events:?}");
+    assert_eq!(w.log().matches("\"api_retry\"").count(), 1, "not cut at once:\n{}", w.log());
+
+    let report = w.run_with(&base, "base", "QUOTA", &[], limits(), &mut Vec::new()).unwrap();
+    match &report.outcome {
+        RunOutcome::RateLimited(limit) => {
+            assert_eq!((limit.kind, limit.until), (LimitKind::Quota, None), "{}", w.log());
+            assert_eq!(limit.provider, "anthropic");
         }
-        assert_eq!(report.exit_code, Some(1));
-        assert!(events.iter().any(|e| matches!(e, AgentEvent::Error { .. })), "{events:?}");
+        other => panic!("{other:?}\n{}", w.log()),
     }
+
+    let env = [("CLAUDE_CODE_MAX_RETRIES", "1")];
+    let mut events = Vec::new();
+    let report = w.run_with(&base, "base", "OVERLOADED", &env, limits(), &mut events).unwrap();
+    match &report.outcome {
+        RunOutcome::Failed { message } => {
+            assert!(message.contains("mock overloaded"), "{message}");
+            assert!(message.contains("after 1 retries"), "{message}");
+        }
+        other => panic!("{other:?}\n{}", w.log()),
+    }
+    assert_eq!(report.exit_code, Some(1));
+    assert!(events.iter().any(|e| matches!(e, AgentEvent::Error { .. })), "{events:?}");
 }
 
 /// A stream that stops after `message_start`: Claude Code would wait 300 s before retrying;

@@ -59,6 +59,9 @@ pub struct BundledFake {
     /// `writes` (relative to the directory the agent works in) with `content` by a tool call,
     /// then answer `says`: what the demo and the driver conformance suite ask of the fake.
     pub script: fn(writes: &str, content: &str, says: &str) -> String,
+    /// The script whose turns the provider refuses, as the agent shows it: for a rate limit,
+    /// or with `quota` for a used-up quota (what the conformance suite's limit check asks).
+    pub refused: fn(quota: bool) -> String,
     /// A session id in the agent's format that no session has.
     pub unknown_session: &'static str,
     /// The versions of the agent the fake can stand in for, each with the variables that make
@@ -137,6 +140,15 @@ const OPENCODE_DRIVER: DriverEntry = DriverEntry {
             let turn = serde_json::json!({"mode": "tool", "path": writes, "content": content, "text": says});
             serde_json::json!({ "default": turn }).to_string()
         },
+        refused: |quota| {
+            let message = if quota {
+                "You exceeded your current quota, please check your plan and billing details."
+            } else {
+                "Rate limit reached for requests"
+            };
+            let turn = serde_json::json!({"mode": "limited", "provider": "mock", "message": message, "retry_ms": 100});
+            serde_json::json!({ "default": turn }).to_string()
+        },
         unknown_session: "ses_df5eb4af9ffemK92KrwWdJZMY3",
         dialects: &[
             FakeDialect { name: "1.x", major: 1, env: &[] },
@@ -172,6 +184,16 @@ const CLAUDE_DRIVER: DriverEntry = DriverEntry {
         env_prefixes: &["CLAUDE_", "FAKE_CLAUDE_"],
         script: |writes, content, says| {
             let turn = serde_json::json!({"mode": "tool", "path": writes, "content": content, "text": says});
+            serde_json::json!({ "default": turn }).to_string()
+        },
+        refused: |quota| {
+            let turn = if quota {
+                serde_json::json!({"mode": "api_error", "status": 400, "error": "billing_error",
+                    "message": "Your credit balance is too low to access the Anthropic API."})
+            } else {
+                serde_json::json!({"mode": "api_error", "status": 429, "message": "slow down",
+                    "retries": 10, "delay_ms": 30_000})
+            };
             serde_json::json!({ "default": turn }).to_string()
         },
         unknown_session: "5b1f0e36-9a4c-4d2e-8f10-6c2b7e0d9a11",

@@ -2,8 +2,8 @@
 //! (from the npm registry) and a stand-in of the Messages API on 127.0.0.1, started as a user's
 //! shell starts it (from another repository, `PWD` set there, the environment inherited; see
 //! `support`): init --headless, start whose tool call writes inside the worktree,
-//! continue in the same session, a refused write reported as blocked, an API error after
-//! Claude Code's own retries as failed, doctor (--fix), SIGINT to a start whose tool runs,
+//! continue in the same session, a refused write reported as blocked, a 429 and a used-up
+//! credit balance pausing the provider (not failing), doctor (--fix), SIGINT to a start whose tool runs,
 //! destroy, prune; delegate through the daemon to a PM agent whose Bash runs start. The API
 //! key is given as a user gives it, in the env file, and must show nowhere kugetsu writes.
 //! Without npm or the registry it prints why and passes as skipped (`KUGETSU_REAL_CLAUDE=1`
@@ -83,10 +83,19 @@ fn the_cli_drives_the_real_claude_code() {
     assert!(out.stdout.contains("blocked"), "{}", out.stdout);
     assert!(out.stdout.contains("/etc/kugetsu-mock"), "what was refused is said: {}", out.stdout);
 
-    env.run(&["env", "set", "CLAUDE_CODE_MAX_RETRIES", "1"]);
+    // A 429 (`retry-after: 1`) pauses the provider for the second the retry line tells, not
+    // six minutes of Claude Code's retries; the next turn waits it out. A used-up credit
+    // balance pauses it until a person resumes it.
     let out = env.run(&["continue", "#1", "RATELIMIT"]);
-    assert_eq!(out.code, 5, "{}{}", out.stdout, out.stderr);
-    assert!(out.stdout.contains("mock rate limit"), "{}", out.stdout);
+    assert_eq!(out.code, 4, "rate limited, not failed: {}{}", out.stdout, out.stderr);
+    assert!(out.stdout.contains("rate limited by anthropic until"), "{}", out.stdout);
+    let out = env.run(&["continue", "#1", "QUOTA"]);
+    assert_eq!(out.code, 4, "{}{}", out.stdout, out.stderr);
+    assert!(out.stdout.contains("quota used up by anthropic"), "{}", out.stdout);
+    let said = "paused until `kugetsu queue resume` (anthropic: quota)";
+    assert!(env.run(&["status"]).stdout.contains(said));
+    let out = env.run(&["queue", "resume"]);
+    assert_eq!((out.code, out.stdout.as_str()), (0, "resumed anthropic\n"), "{}", out.stderr);
 
     // A tool prints the key (Claude Code hands its tools its environment); nothing kugetsu
     // writes holds it (the run logs hold Claude Code's whole output).
@@ -112,9 +121,11 @@ fn the_cli_drives_the_real_claude_code() {
     assert!(!wt.exists());
     let out = env.run(&["prune", "--force"]);
     assert_eq!(out.code, 0, "prune: {}{}", out.stdout, out.stderr);
-    // The word is alone on the first line; what the turns cost follows.
+    // The base and PM sessions survive, and no pause is left; what the turns cost is told
+    // (a refused turn cut before it reported anything is not counted).
     let status = env.run(&["status"]).stdout;
-    assert_eq!(status.lines().next(), Some("ok"), "the base and PM sessions survive: {status}");
+    assert!(status.starts_with("ok\nspent today (UTC): $"), "{status}");
+    assert!(!status.contains("paused") && !status.contains("unknown"), "{status}");
 }
 
 /// SIGINT to a `start` whose agent runs a tool command: the run ends as interrupted, and the

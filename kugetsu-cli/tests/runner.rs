@@ -11,6 +11,7 @@ mod support;
 mod webhook_receiver;
 
 mod budgets;
+mod claude_limits;
 mod cli_basics;
 mod daemon_service;
 mod dashboard;

@@ -62,6 +62,11 @@ fn an_unknown_session_is_not_found() {
     each_fake(check::an_unknown_session_is_not_found);
 }
 
+#[test]
+fn a_providers_refusal_ends_the_turn_rate_limited() {
+    each_fake(check::a_providers_refusal_ends_the_turn_rate_limited);
+}
+
 /// A driver built by its entry, running its bundled fake, in a temporary directory of its own
 /// (home, state directory, the session directories, the fake's script and store).
 struct FakeWorld {
@@ -148,6 +153,10 @@ impl World for FakeWorld {
         std::fs::write(&self.script, (self.fake.script)(file, "written\n", "done"))
             .expect("script");
         format!("write {file}")
+    }
+    fn next_turn_refused(&self, quota: bool) -> String {
+        std::fs::write(&self.script, (self.fake.refused)(quota)).expect("script");
+        "refused".into()
     }
     fn unknown_id(&self) -> SessionId {
         SessionId::new(self.fake.unknown_session).expect("the entry's unknown id is an id")

@@ -89,6 +89,24 @@ impl ClaudeDriver {
 }
 
 impl AgentDriver for ClaudeDriver {
+    /// [`crate::PROVIDER`], or the cloud Claude Code's environment routes it to: every turn
+    /// of a configuration goes to the same one, so one refusal holds them all.
+    fn provider(&self) -> Option<String> {
+        let on = |name: &str| {
+            self.env.iter().any(|(k, v)| k == name && !v.is_empty() && v != "0" && v != "false")
+        };
+        Some(
+            if on("CLAUDE_CODE_USE_BEDROCK") {
+                "bedrock"
+            } else if on("CLAUDE_CODE_USE_VERTEX") {
+                "vertex"
+            } else {
+                crate::PROVIDER
+            }
+            .to_owned(),
+        )
+    }
+
     /// Claude Code 2.x.
     fn agent_major(&self) -> u32 {
         2

@@ -17,10 +17,13 @@ use kugetsu_core::agent::{
     AgentEnv, AgentError, AgentEvent, CreateSessionRequest, EventSink, RunLimits, RunOutcome,
     RunReport, RunRequest, SessionId,
 };
+use kugetsu_core::interrupt::Interrupt;
 use kugetsu_core::secrets::{redact_line, secret_values};
 use kugetsu_core::usage::TurnUsage;
 use kugetsu_process::Io;
 use kugetsu_process::supervise::{self, Limits, Seen, Stream};
+
+use kugetsu_core::agent::AgentDriver;
 
 use super::ClaudeDriver;
 use crate::args::{Start, new_session_id, turn_args};
@@ -158,7 +161,7 @@ impl ClaudeDriver {
         let cmd = self.command(&args, t.dir, t.env, Io::PipedStdin);
         let secret_values = self.sensitive_values(t.env);
         let secrets: Vec<&str> = secret_values.iter().map(String::as_str).collect();
-        let mut events = EventLog::default();
+        let mut events = EventLog::for_provider(self.provider().unwrap_or_default());
         let limits = Limits {
             timeout: t.limits.timeout,
             idle: Some(t.limits.idle_timeout.max(self.opts.min_idle)),
@@ -166,7 +169,10 @@ impl ClaudeDriver {
         };
         let stop = &self.opts.interrupt;
         let prompt = Some(t.prompt.as_bytes().to_vec());
-        let ended = supervise::run(cmd, prompt, limits, stop, &mut |seen| {
+        // Cut at the provider's first refusal: Claude Code would retry a 429 for six minutes,
+        // holding a slot while every other turn is refused alike.
+        let cut = Interrupt::new();
+        let ended = supervise::run_cut(cmd, prompt, limits, None, stop, &cut, &mut |seen| {
             let (stream, bytes) = match seen {
                 Seen::Spawned(pid) => return sink.spawned(pid),
                 Seen::Line(stream, bytes) => (stream, bytes),
@@ -180,6 +186,9 @@ impl ClaudeDriver {
             match stream {
                 Stream::Stdout => {
                     for ev in events.stdout_line(&line) {
+                        if matches!(ev, AgentEvent::ProviderLimited(_)) {
+                            cut.trigger(0);
+                        }
                         sink.event(&ev);
                     }
                 }

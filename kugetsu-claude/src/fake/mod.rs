@@ -17,12 +17,20 @@
 //!
 //! Scripting: `FAKE_CLAUDE_SCRIPT=<file>`, JSON `{"turns": [TURN, ...], "default": TURN}`; each
 //! turn consumes the first TURN (removed from the file), else `default`, else `{"mode":"ok"}`.
-//! A TURN has a `mode`:
+//! A TURN's `cost` (default 0.0124) is what it adds to the session's `total_cost_usd`, which
+//! is the session's running total as in the real one (kept in the transcript, so a resume and
+//! a fork go on from it). A TURN has a `mode`:
 //! - `ok` (`text`): a text answer;
 //! - `tool` (`path`, `content`, `text`): a `Write` of `path` (relative to the cwd), then text;
 //! - `bash` (`command`, `text`): a `Bash` call running `sh -c command` in the cwd;
-//! - `api_error` (`status`, `message`, `retries`): `retries` `system/api_retry` lines, then an
-//!   `is_error` result (`terminal_reason: "api_error"`), exit 1;
+//! - `api_error` (`status`, `message`, `retries`, `delay_ms`, `error`): `retries`
+//!   `system/api_retry` lines (`error` from the status: 429 `rate_limit`, 529 `overloaded`),
+//!   each followed by a wait of `delay_ms` (default 10) as the real one waits out
+//!   `retry-after`, then the synthetic `assistant` line (`is_api_error_message`, `error`) and
+//!   an `is_error` result (`terminal_reason: "api_error"`), exit 1. With `error:
+//!   "billing_error"` (a used-up credit balance; `message` is the text) nothing is retried.
+//!   Unlike the real one, the delay has no jitter and the retries are not capped at 10 nor by
+//!   `CLAUDE_CODE_MAX_RETRIES`, and a 400 is not silently re-sent;
 //! - `hang` (`detached`): a `Bash` call that never ends; with `detached`, its command runs in
 //!   a process group of its own (as the real Bash tool's `setsid`) and prints its pid first;
 //!   the fake then ignores SIGTERM, as the real one takes a while to stop during a tool.
@@ -99,7 +107,11 @@ fn run(args: Vec<String>) -> Result<u8, String> {
         return Ok(1);
     };
     let turn = next_turn();
-    let out = Out { id: id.clone(), cwd: cwd.clone() };
+    // The session's running total, as the real one restores it on a resume (a fork's history
+    // carries its base's).
+    let spent_before = find(&config, &id).map(|p| spent_in(&p)).unwrap_or(0.0);
+    let cost = turn.get("cost").and_then(Value::as_f64).unwrap_or(DEFAULT_COST);
+    let out = Out { id: id.clone(), cwd: cwd.clone(), spent_before, cost };
     out.line(json!({"type": "system", "subtype": "init", "session_id": id, "cwd": cwd,
         "model": "claude-opus-5-5", "permissionMode": flags.mode.clone().unwrap_or("default".into()),
         "tools": tools(&flags), "claude_code_version": VERSION, "apiKeySource": "ANTHROPIC_API_KEY"}));
@@ -110,9 +122,10 @@ fn run(args: Vec<String>) -> Result<u8, String> {
         "message": {"role": "user", "content": prompt}}),
     )?;
     let code = play(&out, &flags, &turn)?;
+    let total = if code == 0 { spent_before + cost } else { spent_before };
     append(
         &transcript,
-        &json!({"type": "assistant", "sessionId": id, "cwd": cwd,
+        &json!({"type": "assistant", "sessionId": id, "cwd": cwd, "total_cost_usd": total,
         "message": {"role": "assistant", "content": [{"type": "text", "text": "turn done"}]}}),
     )?;
     Ok(code)
@@ -200,9 +213,26 @@ fn session(f: &Flags, config: &Path, cwd: &Path) -> Result<Option<String>, Strin
     }
 }
 
+/// What a turn costs unless its script says: one request at the default model's prices.
+const DEFAULT_COST: f64 = 0.0124;
+
+/// The last running total a transcript records.
+fn spent_in(transcript: &Path) -> f64 {
+    std::fs::read_to_string(transcript)
+        .unwrap_or_default()
+        .lines()
+        .rev()
+        .find_map(|l| serde_json::from_str::<Value>(l).ok()?.get("total_cost_usd")?.as_f64())
+        .unwrap_or(0.0)
+}
+
 struct Out {
     id: String,
     cwd: PathBuf,
+    /// The session's total before this turn.
+    spent_before: f64,
+    /// What this turn costs if it succeeds.
+    cost: f64,
 }
 
 impl Out {
@@ -226,7 +256,8 @@ impl Out {
 
     fn result(&self, text: &str, denials: &[Value], is_error: bool, reason: &str) {
         self.line(json!({"type": "result", "subtype": "success", "is_error": is_error,
-            "num_turns": 2, "result": text, "session_id": self.id, "total_cost_usd": 0.0124,
+            "num_turns": 2, "result": text, "session_id": self.id,
+            "total_cost_usd": self.spent_before + if is_error { 0.0 } else { self.cost },
             "stop_reason": if is_error { Value::Null } else { json!("end_turn") },
             "terminal_reason": reason,
             "usage": {"input_tokens": 40, "cache_creation_input_tokens": 2000,
@@ -298,13 +329,32 @@ fn play(out: &Out, f: &Flags, turn: &Value) -> Result<u8, String> {
         "api_error" => {
             let retries = turn.get("retries").and_then(Value::as_u64).unwrap_or(0);
             let status = turn.get("status").and_then(Value::as_u64).unwrap_or(529);
-            let kind = if status == 429 { "rate_limit" } else { "overloaded" };
+            let delay = turn.get("delay_ms").and_then(Value::as_u64).unwrap_or(10);
+            let kind = match (s("error").as_str(), status) {
+                ("", 429) => "rate_limit".to_owned(),
+                ("", 529) => "overloaded".to_owned(),
+                ("", 401) => "authentication_failed".to_owned(),
+                ("", _) => "unknown".to_owned(),
+                (error, _) => error.to_owned(),
+            };
+            // A used-up credit balance is not retried.
+            let retries = if kind == "billing_error" { 0 } else { retries };
             for attempt in 1..=retries {
                 out.line(json!({"type": "system", "subtype": "api_retry", "attempt": attempt,
-                    "max_retries": 10, "retry_delay_ms": 10, "error_status": status, "error": kind}));
+                    "max_retries": 10, "retry_delay_ms": delay, "error_status": status,
+                    "error": kind}));
+                // Claude Code waits out `retry-after` before the next attempt.
+                std::thread::sleep(std::time::Duration::from_millis(delay));
             }
-            let message = format!("API Error: {status} {}", s("message"));
-            out.assistant(json!([{"type": "text", "text": message}]));
+            let message = match kind.as_str() {
+                "billing_error" => s("message"),
+                "rate_limit" => format!("API Error: Request rejected (429) · {}", s("message")),
+                _ => format!("API Error: {status} {}", s("message")),
+            };
+            out.line(json!({"type": "assistant", "session_id": out.id, "error": kind,
+                "api_error_status": status, "is_api_error_message": true,
+                "message": {"role": "assistant", "model": "<synthetic>",
+                    "content": [{"type": "text", "text": message}]}}));
             out.result(&message, &[], true, "api_error");
             return Ok(1);
         }

@@ -13,6 +13,8 @@
 //! - `ECHOENV:<name>`: a `Bash` call `printenv <name>` (what a tool may print of its environment);
 //! - `PIDSLEEP:<file>`: a `Bash` call that writes its shell's pid to `<file>` and sleeps;
 //! - `RATELIMIT`: HTTP 429 `rate_limit_error` with `retry-after: 1`;
+//! - `QUOTA`: HTTP 400 `invalid_request_error` with the Anthropic API's words for a used-up
+//!   credit balance;
 //! - `OVERLOADED`: HTTP 529 `overloaded_error`;
 //! - `STALL`: a 200 with `message_start`, then silence (the connection held open);
 //! - anything else: a text answer `hello`.
@@ -24,6 +26,9 @@ use std::thread;
 use std::time::Duration;
 
 use serde_json::{Value, json};
+
+/// What the Anthropic API says to an account whose credit balance is used up.
+pub const CREDIT: &str = "Your credit balance is too low to access the Anthropic API. Please go to Plans & Billing to upgrade or purchase credits.";
 
 /// A running stand-in; its thread lives as long as the test process.
 pub struct MockApi {
@@ -114,6 +119,9 @@ fn answer(out: &mut TcpStream, body: &Value) -> std::io::Result<()> {
     };
     if !tool_result && text.contains("RATELIMIT") {
         return error(out, 429, "Too Many Requests", "rate_limit_error", "mock rate limit");
+    }
+    if !tool_result && text.contains("QUOTA") {
+        return error(out, 400, "Bad Request", "invalid_request_error", CREDIT);
     }
     if !tool_result && text.contains("OVERLOADED") {
         return error(out, 529, "Overloaded", "overloaded_error", "mock overloaded");

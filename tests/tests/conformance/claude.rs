@@ -64,6 +64,11 @@ impl World for Real {
         // The stand-in answers a prompt holding `WRITEFILE:<file>` with a Bash call writing it.
         format!("please WRITEFILE:{file} now")
     }
+    fn next_turn_refused(&self, quota: bool) -> String {
+        // The stand-in answers `RATELIMIT` with a 429 (`retry-after: 1`) and `QUOTA` with a used-up
+        // credit balance.
+        if quota { "QUOTA now" } else { "please RATELIMIT" }.into()
+    }
     fn unknown_id(&self) -> SessionId {
         SessionId::new(UNKNOWN).expect("id")
     }

@@ -21,6 +21,7 @@ use kugetsu_core::agent::{
     AgentDriver, AgentEnv, AgentError, AgentEvent, CreateSessionRequest, EventSink, ForkRequest,
     RunLimits, RunOutcome, RunRequest, SessionId,
 };
+use kugetsu_core::pause::LimitKind;
 
 /// One driver in a fresh world of its own: directories, the agent's store, a log.
 pub trait World {
@@ -33,6 +34,9 @@ pub trait World {
     /// Gets the agent ready to write `file` in the directory it works in, with a tool call, on
     /// its next turn; returns the prompt that asks for it.
     fn next_turn_writes(&self, file: &str) -> String;
+    /// Gets the agent's provider ready to refuse the next turn for a rate limit (with `quota`:
+    /// a used-up quota); returns the prompt that meets the refusal.
+    fn next_turn_refused(&self, quota: bool) -> String;
     /// An id in this agent's format that no session has.
     fn unknown_id(&self) -> SessionId;
 }
@@ -50,6 +54,13 @@ macro_rules! suite {
             fn a_session_is_created_forked_run_and_deleted() {
                 if let Some(world) = $make() {
                     check::a_session_is_created_forked_run_and_deleted(&world);
+                }
+            }
+
+            #[test]
+            fn a_providers_refusal_ends_the_turn_rate_limited() {
+                if let Some(world) = $make() {
+                    check::a_providers_refusal_ends_the_turn_rate_limited(&world);
                 }
             }
 
@@ -174,5 +185,56 @@ pub fn an_unknown_session_is_not_found(w: &dyn World) {
     match d.delete_session(&id) {
         Err(AgentError::SessionNotFound { id: missing }) => assert_eq!(missing, id),
         other => panic!("deleting an unknown session: {other:?}"),
+    }
+}
+
+/// A provider refusing for a limit: the driver reports a rate limit as it happens, stops the
+/// turn and ends it `rate_limited` (not failed, not hung), for the provider it says it uses when it
+/// knows one; a rate limit may carry a reset time, a used-up quota has none.
+pub fn a_providers_refusal_ends_the_turn_rate_limited(w: &dyn World) {
+    let d = w.driver();
+    let create = CreateSessionRequest {
+        title: "kugetsu base".into(),
+        prompt: w.next_turn_writes("primed.txt"),
+        dir: w.dir("base"),
+        env: AgentEnv::default(),
+        interactive: false,
+        limits: limits(),
+        log_path: w.log(),
+    };
+    let base = d.create_session(&create, &mut Vec::new()).expect("create").session;
+    for (quota, kind) in [(false, LimitKind::RateLimit), (true, LimitKind::Quota)] {
+        let mut events = Events::default();
+        let req = RunRequest {
+            session: base.clone(),
+            dir: w.dir("base"),
+            prompt: w.next_turn_refused(quota),
+            env: AgentEnv::default(),
+            limits: limits(),
+            log_path: w.log(),
+        };
+        let report = d.run(&req, &mut events).expect("run");
+        let RunOutcome::RateLimited(limit) = &report.outcome else {
+            panic!("{kind:?}: {:?}\nlog:\n{}", report.outcome, read(&w.log()))
+        };
+        assert_eq!(limit.kind, kind, "{limit:?}");
+        if let Some(provider) = d.provider() {
+            assert_eq!(limit.provider, provider, "the refusal names the provider it said");
+        }
+        if kind == LimitKind::Quota {
+            assert_eq!(limit.until, None, "a used-up quota has no reset time");
+        }
+        // A rate limit is retried while the turn runs, so it is told as it happens (a used-up
+        // quota may simply end the turn: opencode 2 fails it at once).
+        if kind == LimitKind::RateLimit {
+            assert!(
+                events
+                    .events
+                    .iter()
+                    .any(|e| matches!(e, AgentEvent::ProviderLimited(l) if l == limit)),
+                "the refusal is reported as it happens: {:?}",
+                events.events
+            );
+        }
     }
 }

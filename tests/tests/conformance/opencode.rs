@@ -77,6 +77,10 @@ impl World for Real {
         // The mock model answers a prompt holding `WRITEFILE:<file>` with a `write` tool call.
         format!("please WRITEFILE:{file} now")
     }
+    fn next_turn_refused(&self, quota: bool) -> String {
+        // The mock model answers `RATELIMIT` with a 429 and `QUOTA` with a used-up quota.
+        if quota { "QUOTA now" } else { "please RATELIMIT" }.into()
+    }
     fn unknown_id(&self) -> SessionId {
         SessionId::new(UNKNOWN).expect("id")
     }
