@@ -23,6 +23,7 @@ pub mod queue;
 pub mod report;
 pub mod repos;
 pub mod retry;
+pub mod run_log;
 pub mod secrets;
 pub mod servers;
 pub mod session;

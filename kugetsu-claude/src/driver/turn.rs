@@ -8,8 +8,6 @@
 //! own process groups along with Claude Code's, at a limit, a stop request and after the run.
 
 use std::ffi::OsString;
-use std::fs::File;
-use std::io::Write;
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -18,7 +16,8 @@ use kugetsu_core::agent::{
     RunReport, RunRequest, SessionId,
 };
 use kugetsu_core::interrupt::Interrupt;
-use kugetsu_core::secrets::{redact_line, secret_values};
+use kugetsu_core::run_log::RunLog;
+use kugetsu_core::secrets::redact_line;
 use kugetsu_core::usage::TurnUsage;
 use kugetsu_process::Io;
 use kugetsu_process::supervise::{self, Limits, Seen, Stream};
@@ -154,10 +153,10 @@ impl ClaudeDriver {
             source: std::io::Error::other(e),
         })?;
         let args = turn_args(t.start, self.opts.model.as_deref());
-        let mut log_file = open_log(t.log_path)?;
+        let mut log = RunLog::open(t.log_path)?;
         let header =
             format!("=== {} claude {} (in {})\n", unix_now(), shown(&args), t.dir.display());
-        let mut log_err = write_log(&mut log_file, header.as_bytes(), None);
+        log.line(&header);
         let cmd = self.command(&args, t.dir, t.env, Io::PipedStdin);
         let secret_values = self.sensitive_values(t.env);
         let secrets: Vec<&str> = secret_values.iter().map(String::as_str).collect();
@@ -179,10 +178,7 @@ impl ClaudeDriver {
             };
             // Secrets never reach the log or the caller, even when the agent prints them.
             let line = redact_line(&String::from_utf8_lossy(bytes), &secrets);
-            log_err = write_log(&mut log_file, line.as_bytes(), log_err.take());
-            if !line.ends_with('\n') {
-                log_err = write_log(&mut log_file, b"\n", log_err.take());
-            }
+            log.line(&line);
             match stream {
                 Stream::Stdout => {
                     for ev in events.stdout_line(&line) {
@@ -211,25 +207,15 @@ impl ClaudeDriver {
             None => String::new(),
         };
         let footer = format!("=== {} {}{spent}\n", unix_now(), outcome.describe());
-        log_err = write_log(&mut log_file, footer.as_bytes(), log_err.take());
-        if let Some(source) = log_err {
-            return Err(AgentError::Io {
-                action: "append to the run log",
-                path: t.log_path.to_owned(),
-                source,
-            });
-        }
+        log.line(&footer);
+        log.finish()?;
         Ok((events, outcome, code, usage))
     }
 
     /// The secret values of the driver's env and the agent's env, and the values it was told
     /// to mask too.
     fn sensitive_values(&self, env: &AgentEnv) -> Vec<String> {
-        let from_base = self.env.iter().filter_map(|(k, v)| Some((k.to_str()?, v.to_str()?)));
-        let from_env = env.0.iter().map(|(k, v)| (k.as_str(), v.as_str()));
-        let mut values = secret_values(from_base.chain(from_env));
-        values.extend(self.opts.also_mask.iter().filter(|v| !v.is_empty()).cloned());
-        values
+        kugetsu_core::run_log::sensitive_values(&self.env, env, &self.opts.also_mask)
     }
 }
 
@@ -239,34 +225,4 @@ fn shown(args: &[OsString]) -> String {
 
 fn unix_now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
-}
-
-fn open_log(path: &Path) -> Result<File, AgentError> {
-    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent).map_err(|source| AgentError::Io {
-            action: "create the directory of the run log",
-            path: parent.to_owned(),
-            source,
-        })?;
-    }
-    kugetsu_core::storage::open_private(path, kugetsu_core::storage::PrivateOpen::Append).map_err(
-        |e| AgentError::Io {
-            action: "open the run log",
-            path: path.to_owned(),
-            source: std::io::Error::other(e),
-        },
-    )
-}
-
-/// Appends to the log, keeping the first error (the run goes on; the error is reported at the
-/// end).
-fn write_log(
-    file: &mut File,
-    bytes: &[u8],
-    prev: Option<std::io::Error>,
-) -> Option<std::io::Error> {
-    if prev.is_some() {
-        return prev;
-    }
-    file.write_all(bytes).err()
 }

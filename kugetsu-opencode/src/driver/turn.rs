@@ -7,8 +7,6 @@
 //! and framed by a header (time, argv, directory) and a footer (time, outcome).
 
 use std::ffi::OsString;
-use std::fs::File;
-use std::io::Write;
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -17,7 +15,8 @@ use kugetsu_core::agent::{
 };
 use kugetsu_core::interrupt::Interrupt;
 use kugetsu_core::pause::ProviderLimit;
-use kugetsu_core::secrets::{redact_line, secret_values};
+use kugetsu_core::run_log::RunLog;
+use kugetsu_core::secrets::redact_line;
 use kugetsu_process::Io;
 use kugetsu_process::supervise::{self, Ended, Limits, Seen, Stream};
 
@@ -107,14 +106,14 @@ impl OpencodeDriver {
                 source: std::io::Error::new(std::io::ErrorKind::NotFound, "not a directory"),
             });
         }
-        let mut log_file = open_log(log_path)?;
+        let mut log = RunLog::open(log_path)?;
         let header = format!(
             "=== {} opencode {} (in {})\n",
             unix_now(),
             args.iter().map(|a| a.to_string_lossy()).collect::<Vec<_>>().join(" "),
             dir.display()
         );
-        let mut log_err = write_log(&mut log_file, header.as_bytes(), None);
+        log.line(&header);
         let cmd = self.command(args, Some(dir), Some(env), Io::PipedStdin);
         let secret_values = sensitive_values(&self.opts, env);
         let secrets: Vec<&str> = secret_values.iter().map(String::as_str).collect();
@@ -151,10 +150,7 @@ impl OpencodeDriver {
                 // Secrets never reach the log or the caller, even when the agent prints them
                 // (masked on the decoded JSON, so no escape hides one).
                 let line = redact_line(&String::from_utf8_lossy(bytes), &secrets);
-                log_err = write_log(&mut log_file, line.as_bytes(), log_err.take());
-                if !line.ends_with('\n') {
-                    log_err = write_log(&mut log_file, b"\n", log_err.take());
-                }
+                log.line(&line);
                 match stream {
                     Stream::Stdout => {
                         for ev in events.stdout_line(&line) {
@@ -188,14 +184,8 @@ impl OpencodeDriver {
             None => classify(ended, &events, stop),
         };
         let footer = format!("=== {} {}\n", unix_now(), outcome.describe());
-        log_err = write_log(&mut log_file, footer.as_bytes(), log_err.take());
-        if let Some(source) = log_err {
-            return Err(AgentError::Io {
-                action: "append to the run log",
-                path: log_path.to_owned(),
-                source,
-            });
-        }
+        log.line(&footer);
+        log.finish()?;
         Ok((events, outcome, code))
     }
 }
@@ -218,43 +208,9 @@ impl OpencodeDriver {
 /// The secret values of the base env and the agent's env, by the one rule of
 /// [`kugetsu_core::secrets::secret_values`], and the values the driver was told to mask too.
 pub(crate) fn sensitive_values(opts: &OpencodeOptions, env: &AgentEnv) -> Vec<String> {
-    let from_base = opts.base_env.iter().filter_map(|(k, v)| Some((k.to_str()?, v.to_str()?)));
-    let from_env = env.0.iter().map(|(k, v)| (k.as_str(), v.as_str()));
-    let mut values = secret_values(from_base.chain(from_env));
-    values.extend(opts.also_mask.iter().filter(|v| !v.is_empty()).cloned());
-    values
+    kugetsu_core::run_log::sensitive_values(&opts.base_env, env, &opts.also_mask)
 }
 
 fn unix_now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
-}
-
-fn open_log(path: &Path) -> Result<File, AgentError> {
-    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent).map_err(|source| AgentError::Io {
-            action: "create the directory of the run log",
-            path: parent.to_owned(),
-            source,
-        })?;
-    }
-    kugetsu_core::storage::open_private(path, kugetsu_core::storage::PrivateOpen::Append).map_err(
-        |e| AgentError::Io {
-            action: "open the run log",
-            path: path.to_owned(),
-            source: std::io::Error::other(e),
-        },
-    )
-}
-
-/// Appends to the log, keeping the first error (the run goes on; the error is reported at the
-/// end).
-fn write_log(
-    file: &mut File,
-    bytes: &[u8],
-    prev: Option<std::io::Error>,
-) -> Option<std::io::Error> {
-    if prev.is_some() {
-        return prev;
-    }
-    file.write_all(bytes).err()
 }
