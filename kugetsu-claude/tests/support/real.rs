@@ -3,7 +3,6 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::OnceLock;
 
 /// The Claude Code version the suite is checked against.
@@ -29,42 +28,15 @@ pub fn claude() -> Option<PathBuf> {
     }
 }
 
-fn version_of(bin: &Path) -> Option<String> {
-    let out = Command::new(bin).arg("--version").output().ok()?;
-    Some(String::from_utf8_lossy(&out.stdout).trim().to_owned())
-}
-
-/// npm `@anthropic-ai/claude-code@VERSION` into the target dir. The package's postinstall (which
-/// npm may not run) only links the platform package's binary: the one npm put in
-/// `@anthropic-ai/claude-code/bin` is used whichever way.
+/// npm `@anthropic-ai/claude-code@VERSION` into the target dir.
 fn install() -> Result<PathBuf, String> {
     let prefix = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("claude-npm-{VERSION}"));
-    let bin = prefix.join("node_modules/.bin/claude");
     let printed = format!("{VERSION} (Claude Code)");
-    if version_of(&bin).as_deref() == Some(printed.as_str()) {
-        return Ok(bin);
-    }
-    std::fs::create_dir_all(&prefix)
-        .map_err(|e| format!("cannot create {}: {e}", prefix.display()))?;
-    let out = Command::new("npm")
-        // Bounded waits: an unreachable registry must end in a skip, not a stuck test.
-        .args([
-            "install",
-            "--no-audit",
-            "--no-fund",
-            "--fetch-timeout=60000",
-            "--fetch-retries=1",
-            "--prefix",
-        ])
-        .arg(&prefix)
-        .arg(format!("@anthropic-ai/claude-code@{VERSION}"))
-        .output()
-        .map_err(|e| format!("cannot run npm: {e}"))?;
-    if !out.status.success() {
-        return Err(format!("npm install failed: {}", String::from_utf8_lossy(&out.stderr).trim()));
-    }
-    match version_of(&bin) {
-        Some(v) if v == printed => Ok(bin),
-        other => Err(format!("{} --version said {other:?}", bin.display())),
-    }
+    let package = kugetsu_test_support::npm::Package {
+        name: "@anthropic-ai/claude-code",
+        version: VERSION,
+        bin: "claude",
+        printed: &printed,
+    };
+    kugetsu_test_support::npm::install(&prefix, &package)
 }

@@ -3,7 +3,6 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::OnceLock;
 
 /// The opencode version the suite is checked against.
@@ -42,39 +41,10 @@ fn found(found: &Result<PathBuf, String>, version: &str) -> Option<PathBuf> {
     }
 }
 
-fn version_of(bin: &Path) -> Option<String> {
-    let out = Command::new(bin).arg("--version").output().ok()?;
-    Some(String::from_utf8_lossy(&out.stdout).trim().to_owned())
-}
-
 /// npm `package@version` into the target dir; its `opencode` must print `printed`.
 fn install(package: &str, version: &str, printed: &str) -> Result<PathBuf, String> {
     let prefix = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("opencode-npm-{version}"));
-    let bin = prefix.join("node_modules/.bin/opencode");
-    if version_of(&bin).as_deref() == Some(printed) {
-        return Ok(bin);
-    }
-    std::fs::create_dir_all(&prefix)
-        .map_err(|e| format!("cannot create {}: {e}", prefix.display()))?;
-    let out = Command::new("npm")
-        // Bounded waits: an unreachable registry must end in a skip, not a stuck test.
-        .args([
-            "install",
-            "--no-audit",
-            "--no-fund",
-            "--fetch-timeout=60000",
-            "--fetch-retries=1",
-            "--prefix",
-        ])
-        .arg(&prefix)
-        .arg(format!("{package}@{version}"))
-        .output()
-        .map_err(|e| format!("cannot run npm: {e}"))?;
-    if !out.status.success() {
-        return Err(format!("npm install failed: {}", String::from_utf8_lossy(&out.stderr).trim()));
-    }
-    match version_of(&bin) {
-        Some(v) if v == printed => Ok(bin),
-        other => Err(format!("{} --version said {other:?}", bin.display())),
-    }
+    let package =
+        kugetsu_test_support::npm::Package { name: package, version, bin: "opencode", printed };
+    kugetsu_test_support::npm::install(&prefix, &package)
 }

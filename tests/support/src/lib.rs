@@ -7,6 +7,7 @@
 //! so that linking it costs a test binary next to nothing.
 
 pub mod forge;
+pub mod npm;
 
 use std::path::Path;
 use std::process::{Command, Stdio};
