@@ -18,25 +18,9 @@ use crate::events::EventLog;
 
 /// Turns how a run ended and what it printed into an outcome (and the exit code, if it exited).
 pub fn classify(ended: Ended, events: &EventLog, stop: &Interrupt) -> (RunOutcome, Option<i32>) {
-    if let Some(limit) = &events.provider_limit
-        && !matches!(ended, Ended::Interrupted)
-    {
-        return (RunOutcome::RateLimited(limit.clone()), None);
-    }
-    match ended {
-        // Only a refusal cuts a run short, and that is handled above.
-        Ended::Cut => (RunOutcome::Failed { message: "the run was cut short".into() }, None),
-        Ended::Interrupted => (RunOutcome::Interrupted { signal: stop.describe() }, None),
-        Ended::TimedOut(d) => (RunOutcome::TimedOut { after_secs: d.as_secs() }, None),
-        Ended::Hung(d) => (
-            RunOutcome::Hung {
-                silent_secs: d.as_secs(),
-                processes_idle: kugetsu_process::activity_is_watched(),
-                last_tool: events.last_tool(),
-            },
-            None,
-        ),
-        Ended::Exited(status) => (classify_exit(status.code(), events), status.code()),
+    match ended.outcome(stop, events.provider_limit.as_ref(), || events.last_tool()) {
+        Ok(outcome) => (outcome, None),
+        Err(status) => (classify_exit(status.code(), events), status.code()),
     }
 }
 

@@ -2,6 +2,7 @@
 
 pub mod activity;
 pub mod command;
+mod ended;
 pub mod host;
 pub mod identity;
 mod pre_exec;
