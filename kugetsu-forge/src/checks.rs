@@ -2,7 +2,8 @@
 //! of a branch (its head commit, open or merged), the checks of a commit (GitHub check runs
 //! and the combined commit status; Gitea the combined status; GitLab the commit's latest
 //! pipeline, with the tail of each failed job's log), and the reviews that request changes
-//! (GitHub `CHANGES_REQUESTED`, Gitea `REQUEST_CHANGES`; GitLab has none: an empty list).
+//! (GitHub `CHANGES_REQUESTED`, Gitea `REQUEST_CHANGES`; GitLab a reviewer whose state is
+//! `requested_changes`, with that reviewer's latest comment on the merge request).
 
 use kugetsu_core::forge::{Checks, ChecksState, ForgeError, ForgeKind, PullState, Review};
 use serde_json::Value;
@@ -161,7 +162,7 @@ impl Writer<'_> {
         let word = match self.kind {
             ForgeKind::Github => "CHANGES_REQUESTED",
             ForgeKind::Gitea => "REQUEST_CHANGES",
-            ForgeKind::Gitlab => return Ok(Vec::new()),
+            ForgeKind::Gitlab => return self.gitlab_changes_requested(repo, number),
         };
         let url = format!("{}/pulls/{number}/reviews?per_page=100", self.base(repo));
         let mut out: Vec<Review> = self
@@ -173,6 +174,43 @@ impl Writer<'_> {
                     id: r.get("id")?.as_u64()?,
                     author: text(r, "/user/login"),
                     body: text(r, "/body"),
+                })
+            })
+            .collect();
+        out.sort_by_key(|r| r.id);
+        Ok(out)
+    }
+
+    /// GitLab keeps no review object: a reviewer's state says changes were requested
+    /// (`GET …/reviewers`, GitLab 17), and what to change is in their comments. Each reviewer
+    /// asking is one review, named by their latest comment's id (so a new comment is a new
+    /// review); one who asked without commenting is not acted on, having said nothing to do.
+    fn gitlab_changes_requested(&self, repo: &str, number: u64) -> Result<Vec<Review>, ForgeError> {
+        let base = self.base(repo);
+        let asking: Vec<String> = self
+            .get_all(&format!("{base}/merge_requests/{number}/reviewers"))?
+            .iter()
+            .filter(|r| text(r, "/state") == "requested_changes")
+            .map(|r| text(r, "/user/username"))
+            .filter(|who| !who.is_empty())
+            .collect();
+        if asking.is_empty() {
+            return Ok(Vec::new());
+        }
+        let notes = self.get_all(&format!(
+            "{base}/merge_requests/{number}/notes?sort=desc&order_by=created_at&per_page=100"
+        ))?;
+        let mut out: Vec<Review> = asking
+            .into_iter()
+            .filter_map(|who| {
+                let note = notes.iter().find(|n| {
+                    text(n, "/author/username") == who
+                        && !n.get("system").and_then(Value::as_bool).unwrap_or(false)
+                })?;
+                Some(Review {
+                    id: note.get("id")?.as_u64()?,
+                    author: who,
+                    body: text(note, "/body"),
                 })
             })
             .collect();

@@ -108,7 +108,8 @@ impl StandInForge {
     /// Adds a review of pull request `pull` by `author` that requests changes.
     pub fn request_changes(&self, pull: u64, author: &str, body: &str) {
         let mut s = self.state.lock().expect("stand-in state");
-        s.next_id += 1;
+        // Two ids a review: GitLab's stand-in gives each a system note too.
+        s.next_id += 2;
         let id = 7000 + s.next_id;
         s.reviews.push(Rev { pull, id, author: author.into(), body: body.into() });
     }
@@ -357,6 +358,43 @@ impl StandInForge {
                                     "user": {"login": r.author}})
                     })
                     .collect();
+                self.listing(&s, items)
+            }
+            ("GET", ["merge_requests", _, "reviewers"]) if gitlab => {
+                let n = number(1).unwrap_or(0);
+                let mut asked: Vec<&str> = Vec::new();
+                for r in s.reviews.iter().filter(|r| r.pull == n) {
+                    if !asked.contains(&r.author.as_str()) {
+                        asked.push(&r.author);
+                    }
+                }
+                let items = asked
+                    .iter()
+                    .enumerate()
+                    .map(|(i, who)| {
+                        json!({"user": {"id": i + 1, "username": who}, "state": "requested_changes"})
+                    })
+                    .collect();
+                self.listing(&s, items)
+            }
+            ("GET", ["merge_requests", _, "notes"]) if gitlab => {
+                let n = number(1).unwrap_or(0);
+                // Newest first, as asked; a system note between them, as GitLab writes one for
+                // each state change.
+                let mut items: Vec<Value> = s
+                    .reviews
+                    .iter()
+                    .filter(|r| r.pull == n)
+                    .flat_map(|r| {
+                        [
+                            json!({"id": r.id, "body": r.body, "system": false,
+                                   "author": {"username": r.author}}),
+                            json!({"id": r.id + 1, "body": "requested changes", "system": true,
+                                   "author": {"username": r.author}}),
+                        ]
+                    })
+                    .collect();
+                items.reverse();
                 self.listing(&s, items)
             }
             ("GET", ["pipelines"]) if gitlab => {
