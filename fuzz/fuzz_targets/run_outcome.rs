@@ -11,6 +11,8 @@
 //!   descriptions when there are any, else `tool <name>` for every rejected tool call), and
 //!   nothing is reported without one; a tool call failing with opencode's rejection text is
 //!   a rejection;
+//! - a `stream error` line is at most a provider's refusal, of the provider it names, recorded
+//!   (and appended as an event) the first time only;
 //! - `first_error` is the first error event, `last_stderr_error` the last `Error:` line, and
 //!   `ended_mid_turn` is true unless the last step finished with a reason other than
 //!   `tool-calls`;
@@ -58,7 +60,10 @@ fuzz_target!(|data: &[u8]| {
         } else if let Some(line) = line.strip_prefix("2>") {
             assert!(!strip_ansi(line).contains('\u{1b}'));
             let expected = parse_stderr_line(line);
+            let limited_before = log.provider_limit.is_some();
             let got = log.stderr_line(line);
+            // What the line added to the log: its event, but a refusal only the first time.
+            let mut appended: Vec<AgentEvent> = got.clone().into_iter().collect();
             match expected {
                 StderrLine::PermissionRejected(p) => {
                     assert!(!p.is_empty());
@@ -70,8 +75,19 @@ fuzz_target!(|data: &[u8]| {
                     model.last_error_line = Some(m);
                 }
                 StderrLine::Other => assert_eq!(got, None),
+                StderrLine::StreamError { provider, .. } => match &got {
+                    None => assert_eq!(log.provider_limit.is_some(), limited_before),
+                    Some(AgentEvent::ProviderLimited(limit)) => {
+                        assert_eq!(limit.provider, provider);
+                        assert!(log.provider_limit.is_some());
+                        if limited_before {
+                            appended.clear();
+                        }
+                    }
+                    Some(other) => panic!("a stream error gave {other:?}"),
+                },
             }
-            assert_eq!(log.events[before..], got.into_iter().collect::<Vec<_>>()[..]);
+            assert_eq!(log.events[before..], appended[..]);
         } else {
             let parsed = parse_stdout_line(line);
             let got = log.stdout_line(line);
