@@ -278,8 +278,9 @@ pub const SETTINGS: &[Setting] = &[
         aliases: &[],
         default: DefaultValue::Is(DEFAULT_DRIVER),
         summary: "The coding agent that runs the sessions (its driver's name)",
-        doc: "the coding agent's driver (`opencode` is the one built in); a session remembers the \
-              driver that made it, and `continue` and `destroy` refuse a session of another",
+        doc: "the coding agent's driver: one of those the command line is built with (`opencode`, \
+              `claude`); a session remembers the driver that made it, and `continue` and \
+              `destroy` refuse a session of another",
         example: None,
         secret: false,
         parse: |c, v| {
