@@ -295,6 +295,24 @@ mod tests {
         }
     }
 
+    /// What `sh -c script`'s tree used in the second after its first descendant came up; the
+    /// tree is killed afterwards.
+    fn second_of(script: &str) -> Scan {
+        let mut child = std::process::Command::new("sh")
+            .args(["-c", script])
+            .stdin(std::process::Stdio::null())
+            .spawn()
+            .expect("sh");
+        let mut tree = Tree::new(child.id());
+        scan_until_a_descendant(&mut tree);
+        std::thread::sleep(std::time::Duration::from_millis(1000));
+        let used = tree.scan();
+        tree.signal(Signal::KILL);
+        let _ = child.kill();
+        let _ = child.wait();
+        used
+    }
+
     #[test]
     fn finds_and_kills_a_detached_grandchild() {
         if proc::read_stat(std::process::id()).is_none() {
@@ -324,22 +342,7 @@ mod tests {
         if proc::read_stat(std::process::id()).is_none() {
             return; // No /proc here.
         }
-        let run = |script: &str| -> Usage {
-            let mut child = std::process::Command::new("sh")
-                .args(["-c", script])
-                .stdin(std::process::Stdio::null())
-                .spawn()
-                .expect("sh");
-            let mut tree = Tree::new(child.id());
-            // Until the grandchild is up, then a second of measuring.
-            scan_until_a_descendant(&mut tree);
-            std::thread::sleep(std::time::Duration::from_millis(1000));
-            let used = tree.scan().total();
-            tree.signal(Signal::KILL);
-            let _ = child.kill();
-            let _ = child.wait();
-            used
-        };
+        let run = |script: &str| -> Usage { second_of(script).total() };
         let busy = run("setsid sh -c 'while :; do :; done' & wait");
         let ticks = proc::clock_ticks_per_second();
         // A whole core for a second; on a loaded machine a good part of it.
@@ -356,21 +359,7 @@ mod tests {
         if proc::read_stat(std::process::id()).is_none() {
             return; // No /proc here.
         }
-        let run = |script: &str| -> Scan {
-            let mut child = std::process::Command::new("sh")
-                .args(["-c", script])
-                .stdin(std::process::Stdio::null())
-                .spawn()
-                .expect("sh");
-            let mut tree = Tree::new(child.id());
-            scan_until_a_descendant(&mut tree);
-            std::thread::sleep(std::time::Duration::from_millis(1000));
-            let used = tree.scan();
-            tree.signal(Signal::KILL);
-            let _ = child.kill();
-            let _ = child.wait();
-            used
-        };
+        let run = second_of;
         let ticks = proc::clock_ticks_per_second();
         // A child running the agent's own program (here `sh`, as opencode runs itself): its own.
         let own = run("sh -c 'while :; do :; done' & wait");
