@@ -8,12 +8,14 @@
 //! with a turn pending or running is left alone for this round: its next push brings a new
 //! head commit. Each issue gets at most `limit` such rounds (`KUGETSU_LOOP_ROUNDS`), so a
 //! flapping CI cannot spend the night; reaching it is reported once. What was acted on is
-//! recorded in `watches.json` with the issue, so a restart acts on nothing twice.
+//! recorded in `watches.json` with the issue, so a restart acts on nothing twice, and each round
+//! is queued under a key naming its failure or review ([`TaskQueue::enqueue_once`]), so another
+//! host watching the repository on a shared queue does not ask for it again.
 
 use time::OffsetDateTime;
 
 use crate::forge::{ChecksState, Forge, ForgeError};
-use crate::queue::{NewTask, QueueStatus, RunOptions, TaskQueue};
+use crate::queue::{NewTask, Once, QueueStatus, RunOptions, TaskQueue};
 use crate::watch::{WatchError, Watches, untrusted_text};
 
 /// What one round of the loop did for a repository.
@@ -90,16 +92,24 @@ pub fn poll(
             {
                 let why = format!("checks failed on {}", pull.head_sha.get(..8).unwrap_or(""));
                 let message = checks_message(&issue_ref, &pull.head_sha, &checks.failures, secrets);
-                return Ok(Some((why, message, Some(pull.head_sha), None)));
+                let key = format!("loop-checks {issue_ref} {}", pull.head_sha);
+                return Ok(Some((why, message, key, Some(pull.head_sha), None)));
             }
             let reviews = forge.changes_requested(forge_repo, pull.number)?;
             let newer = reviews.into_iter().rfind(|r| Some(r.id) > taken.review_seen);
             Ok::<_, ForgeError>(newer.map(|r| {
                 let why = format!("changes requested by {}", r.author);
-                (why, review_message(&issue_ref, &r.author, &r.body, secrets), None, Some(r.id))
+                let key = format!("loop-review {issue_ref} {}", r.id);
+                (
+                    why,
+                    review_message(&issue_ref, &r.author, &r.body, secrets),
+                    key,
+                    None,
+                    Some(r.id),
+                )
             }))
         })();
-        let (why, message, sha, review) = match asked {
+        let (why, message, key, sha, review) = match asked {
             Ok(Some(asked)) => asked,
             Ok(None) => continue,
             Err(ForgeError::RateLimited { wait, .. }) => {
@@ -140,17 +150,17 @@ pub fn poll(
             record(watches, false, true)?;
             continue;
         }
-        let item = queue
-            .enqueue(NewTask {
-                message,
-                issue_ref: Some(issue_ref.clone()),
-                options: RunOptions::default(),
-            })
-            .map_err(queue_err)?;
-        // A crash between the enqueue and this record acts again on the same failure: at
-        // most one more round, never a lost one.
-        record(watches, true, false)?;
-        report.enqueued.push((issue_ref, item.id, why));
+        let task =
+            NewTask { message, issue_ref: Some(issue_ref.clone()), options: RunOptions::default() };
+        // Keyed on the failure or review, so a second host watching the repository on a shared
+        // queue finds this round instead of asking for another.
+        let once = queue.enqueue_once(task, &key).map_err(queue_err)?;
+        // A crash between the enqueue and this record finds the same item again: never a
+        // second round for one failure, never a lost one.
+        record(watches, matches!(once, Once::Added(_)), false)?;
+        if let Once::Added(item) = once {
+            report.enqueued.push((issue_ref, item.id, why));
+        }
     }
     Ok(report)
 }

@@ -181,6 +181,10 @@ pub struct QueueItem {
     /// (`held: daily budget $5.00 spent ($5.02)`); cleared when it runs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub held: Option<String>,
+    /// The key it was queued under by [`TaskQueue::enqueue_once`]: no second item with it is
+    /// queued, from any host of a shared queue.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub once_key: Option<String>,
     /// Fields written by other versions, kept as they are.
     #[serde(flatten)]
     pub extra: Map<String, Value>,
@@ -206,6 +210,7 @@ impl QueueItem {
             adopted_by: None,
             usage: None,
             held: None,
+            once_key: None,
             extra: Map::new(),
         }
     }
@@ -285,6 +290,38 @@ impl QueueStats {
     }
 }
 
+/// The longest [`TaskQueue::enqueue_once`] key accepted, in bytes (keys are an issue ref and a
+/// little more).
+pub const MAX_ONCE_KEY_BYTES: usize = 600;
+
+/// Refuses a [`TaskQueue::enqueue_once`] key that is empty, too long or has control characters.
+pub fn validate_once_key(key: &str) -> Result<(), QueueError> {
+    if key.is_empty() || key.len() > MAX_ONCE_KEY_BYTES || key.chars().any(char::is_control) {
+        return Err(QueueError::InvalidTask {
+            reason: format!("once key {key:?} is empty, too long or has control characters"),
+        });
+    }
+    Ok(())
+}
+
+/// What [`TaskQueue::enqueue_once`] did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Once {
+    /// The task was queued: this is its item.
+    Added(QueueItem),
+    /// An item with the key was already queued (by this host or another): this one, unchanged.
+    Found(QueueItem),
+}
+
+impl Once {
+    /// The item, new or found.
+    pub fn item(&self) -> &QueueItem {
+        match self {
+            Once::Added(item) | Once::Found(item) => item,
+        }
+    }
+}
+
 /// Items plus the files that could not be read, so one bad file never hides the rest.
 #[derive(Debug, Clone, Default)]
 pub struct QueueListing {
@@ -352,6 +389,24 @@ pub enum QueueError {
 pub trait TaskQueue: Send + Sync {
     /// Adds a pending item; returns it as stored. Either the whole item is stored or nothing.
     fn enqueue(&self, task: NewTask) -> Result<QueueItem, QueueError>;
+    /// Adds a pending item for `task` under `key` unless an item with that key is stored already
+    /// (in any state; [`TaskQueue::clear`] forgets it with its item). The check and the add are
+    /// one step against every other `enqueue_once` on the same queue, from any host of a shared
+    /// one: how two hosts watching one repository queue each issue once.
+    ///
+    /// The default lists, then enqueues, then records the key: atomic only for a queue that
+    /// nothing else writes at the same time. The file and PostgreSQL queues do it atomically.
+    fn enqueue_once(&self, task: NewTask, key: &str) -> Result<Once, QueueError> {
+        validate_once_key(key)?;
+        if let Some(found) =
+            self.list()?.items.into_iter().find(|i| i.once_key.as_deref() == Some(key))
+        {
+            return Ok(Once::Found(found));
+        }
+        let item = self.enqueue(task)?;
+        let item = self.update(&item.id, &mut |i| i.once_key = Some(key.to_string()))?;
+        Ok(Once::Added(item))
+    }
     /// Every item, oldest first, and the files that could not be read.
     fn list(&self) -> Result<QueueListing, QueueError>;
     /// Counts per state.

@@ -9,9 +9,10 @@
 //!
 //! Each issue is taken once: the record in `watches.json` is written right after its enqueue,
 //! and a crash between the two is caught by the queue itself, where the item's key is the issue
-//! ref (an item of that issue queued as a `start` means it was taken). With a queue shared by
-//! several hosts, watch a repository on one host only: two hosts polling the same repository
-//! could both enqueue before either sees the other's item.
+//! ref (an item of that issue queued as a `start` means it was taken). Several hosts of a
+//! shared queue may watch the same repository: the `start` is queued with
+//! [`TaskQueue::enqueue_once`], so the second host finds the first one's item and takes it as
+//! its own record.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -23,7 +24,7 @@ use time::OffsetDateTime;
 
 use crate::forge::{Forge, ForgeError, Issue, ListQuery, Listing};
 use crate::issue_ref::{IssueRefError, RepoRef};
-use crate::queue::{NewTask, QueueError, QueueStatus, RunOptions, TaskQueue};
+use crate::queue::{NewTask, Once, QueueError, QueueStatus, RunOptions, TaskQueue};
 use crate::secrets::redact;
 use crate::state::StateDir;
 use crate::storage::{self, StorageError};
@@ -281,6 +282,11 @@ pub fn issue_message(issue_ref: &str, issue: &Issue, secrets: &[&str]) -> String
     )
 }
 
+/// The [`TaskQueue::enqueue_once`] key of the `start` a watch queues for `issue_ref`.
+pub fn start_key(issue_ref: &str) -> String {
+    format!("watch-start {issue_ref}")
+}
+
 /// Polls the watch of `repo` once at `now`: lists its labelled open issues through `forge`
 /// (`forge_repo` is the repository's path there), enqueues a `start` on `queue` for each one not
 /// taken yet, and drops the pending items of taken issues that left the listing. `secrets` are
@@ -357,15 +363,19 @@ pub fn poll(
         let item = match queued {
             Some(item) => item.id.clone(),
             None => {
-                let item = queue
-                    .enqueue(NewTask {
-                        message: issue_message(&issue_ref, issue, secrets),
-                        issue_ref: Some(issue_ref.clone()),
-                        options: RunOptions { start: true, ..RunOptions::default() },
-                    })
-                    .map_err(queue_err)?;
-                report.enqueued.push((issue_ref.clone(), item.id.clone()));
-                item.id
+                let task = NewTask {
+                    message: issue_message(&issue_ref, issue, secrets),
+                    issue_ref: Some(issue_ref.clone()),
+                    options: RunOptions { start: true, ..RunOptions::default() },
+                };
+                // Another host watching the repository on a shared queue may have queued it.
+                match queue.enqueue_once(task, &start_key(&issue_ref)).map_err(queue_err)? {
+                    Once::Added(item) => {
+                        report.enqueued.push((issue_ref.clone(), item.id.clone()));
+                        item.id
+                    }
+                    Once::Found(item) => item.id,
+                }
             }
         };
         let taken = Taken {

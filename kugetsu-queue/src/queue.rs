@@ -30,7 +30,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use kugetsu_core::StateDir;
 use kugetsu_core::clock::{Clock, SystemClock};
 use kugetsu_core::queue::{
-    Claim, ClaimLane, NewTask, QueueError, QueueItem, QueueListing, QueueStats, QueueStatus,
+    Claim, ClaimLane, NewTask, Once, QueueError, QueueItem, QueueListing, QueueStats, QueueStatus,
     TaskQueue,
 };
 use kugetsu_core::storage::{self, StorageError};
@@ -501,19 +501,44 @@ pub(crate) fn validate(task: &NewTask) -> Result<(), QueueError> {
     Ok(())
 }
 
+impl FileQueue {
+    /// Writes a new pending item for `task` (under the queue lock, which the caller holds).
+    fn add_locked(&self, task: &NewTask, once_key: Option<&str>) -> Result<QueueItem, QueueError> {
+        let id = self.next_id()?;
+        let mut item = QueueItem::pending(id.clone(), task, self.clock.now());
+        item.once_key = once_key.map(str::to_string);
+        storage::write_json(&self.items_dir.join(format!("{id}.json")), &item)?;
+        Ok(item)
+    }
+}
+
 impl TaskQueue for FileQueue {
     fn enqueue(&self, task: NewTask) -> Result<QueueItem, QueueError> {
         validate(&task)?;
         self.ensure_dirs()?;
-        let item = storage::with_exclusive_lock(&self.lock_path, || {
-            let id = self.next_id()?;
-            let now = self.clock.now();
-            let item = QueueItem::pending(id.clone(), &task, now);
-            storage::write_json(&self.items_dir.join(format!("{id}.json")), &item)?;
-            Ok::<_, QueueError>(item)
-        })?;
+        let item = storage::with_exclusive_lock(&self.lock_path, || self.add_locked(&task, None))?;
         wake::poke(&self.wake_path);
         Ok(item)
+    }
+
+    fn enqueue_once(&self, task: NewTask, key: &str) -> Result<Once, QueueError> {
+        validate(&task)?;
+        kugetsu_core::queue::validate_once_key(key)?;
+        self.ensure_dirs()?;
+        let once = storage::with_exclusive_lock(&self.lock_path, || {
+            // Under the lock every item written before is on disk, and a key never changes; the
+            // directory is listed anew (its mtime may not have ticked since the last listing).
+            self.cache().last = None;
+            let scan = self.scan()?;
+            if let Some(found) = scan.items.iter().find(|i| i.once_key.as_deref() == Some(key)) {
+                return Ok::<_, QueueError>(Once::Found((**found).clone()));
+            }
+            self.add_locked(&task, Some(key)).map(Once::Added)
+        })?;
+        if matches!(once, Once::Added(_)) {
+            wake::poke(&self.wake_path);
+        }
+        Ok(once)
     }
 
     fn list(&self) -> Result<QueueListing, QueueError> {

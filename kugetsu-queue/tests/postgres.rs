@@ -34,6 +34,13 @@ fn postgres_backend() {
             .queue
     });
 
+    // Two hosts queueing the same keys at once: one item per key.
+    let url = pg.database();
+    conformance::racing_hosts_enqueue_each_key_once(
+        postgres::backend(options(&url, "r1", None, Duration::from_secs(30))).unwrap().queue,
+        postgres::backend(options(&url, "r2", None, Duration::from_secs(30))).unwrap().queue,
+    );
+
     // The schema is created once, versioned, and migrating again changes nothing.
     let url = pg.database();
     let first = postgres::migrate(&url).unwrap();
@@ -150,4 +157,73 @@ fn postgres_backend() {
     q.enqueue(conformance::task("after", None)).unwrap();
     let messages: Vec<String> = q.list().unwrap().items.into_iter().map(|i| i.message).collect();
     assert_eq!(messages, vec!["before", "after"], "nothing half-written while it was down");
+}
+
+/// Two hosts watching the same repository on one shared queue, polling at the same moment:
+/// each labelled issue is queued once, and both hosts record that one item as the issue's.
+#[test]
+fn two_hosts_watching_one_repository_queue_each_issue_once() {
+    use kugetsu_core::forge::{Forge, ForgeError, Issue, ListQuery, Listing};
+    use kugetsu_core::state::StateDir;
+    use kugetsu_core::watch::{Watches, poll};
+
+    struct Labelled;
+    impl Forge for Labelled {
+        fn list_issues(&self, _: &str, _: &ListQuery) -> Result<Listing, ForgeError> {
+            let issue = |number| Issue {
+                number,
+                title: format!("issue {number}"),
+                body: String::new(),
+                open: true,
+                labels: vec!["kugetsu".into()],
+            };
+            Ok(Listing::Issues { issues: (1..=6).map(issue).collect(), etag: None, pause: None })
+        }
+        fn get_issue(&self, _: &str, _: u64) -> Result<Issue, ForgeError> {
+            unreachable!()
+        }
+    }
+
+    let Some(pg) = pg::Pg::start() else { return };
+    let url = pg.database();
+    let repo = "github.com/o/r";
+    let hosts: Vec<_> = ["wa", "wb"]
+        .into_iter()
+        .map(|host| {
+            let dir = tempfile::tempdir().unwrap();
+            let state = StateDir::new(dir.path().join("k"));
+            state.ensure().unwrap();
+            let watches = Watches::new(&state);
+            watches.add(repo, "kugetsu").unwrap();
+            let queue = postgres::backend(options(&url, host, None, Duration::from_secs(30)))
+                .unwrap()
+                .queue;
+            (dir, watches, queue)
+        })
+        .collect();
+    let start = std::sync::Barrier::new(hosts.len());
+    let enqueued: usize = std::thread::scope(|s| {
+        let polls: Vec<_> = hosts
+            .iter()
+            .map(|(_, watches, queue)| {
+                let start = &start;
+                s.spawn(move || {
+                    start.wait();
+                    let now = OffsetDateTime::now_utc();
+                    poll(watches, repo, &Labelled, "o/r", &**queue, &[], now)
+                        .unwrap()
+                        .enqueued
+                        .len()
+                })
+            })
+            .collect();
+        polls.into_iter().map(|p| p.join().unwrap()).sum()
+    });
+    let items = hosts[0].2.list().unwrap().items;
+    assert_eq!((enqueued, items.len()), (6, 6), "{items:#?}");
+    for (_, watches, _) in &hosts {
+        let taken = &watches.load().unwrap().watches[repo].taken;
+        let ids: Vec<&str> = taken.values().map(|t| t.item.as_str()).collect();
+        assert_eq!(ids, items.iter().map(|i| i.id.as_str()).collect::<Vec<_>>());
+    }
 }

@@ -261,4 +261,9 @@ fn the_file_queue_passes_the_conformance_suite() {
         dirs.lock().unwrap().push(env);
         q
     });
+    let env = common::env();
+    conformance::racing_hosts_enqueue_each_key_once(
+        Arc::new(FileQueue::new(&env.state)),
+        Arc::new(FileQueue::new(&env.state)),
+    );
 }

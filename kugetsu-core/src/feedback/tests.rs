@@ -127,6 +127,43 @@ fn a_failed_check_and_a_review_each_queue_one_continue_until_the_round_limit() {
     assert_eq!((taken.rounds, taken.review_seen, taken.limit_told), (2, Some(7), true));
 }
 
+/// Two hosts of one shared queue watching the same repository: the failure one host acted on
+/// is not acted on again by the other once that round has run.
+#[test]
+fn a_second_host_watching_the_repository_asks_no_second_round_for_one_failure() {
+    let (_d, watches, queue) = setup();
+    let other_dir = tempfile::tempdir().unwrap();
+    let other_state = StateDir::new(other_dir.path().join("k"));
+    other_state.ensure().unwrap();
+    let other = Watches::new(&other_state);
+    other.add(REPO, "kugetsu").unwrap();
+    // The other host takes the issue from the queue, as its watch would.
+    let start = queue.list().unwrap().items[0].clone();
+    let taken = crate::watch::Taken {
+        item: start.id,
+        at: NOW,
+        stopped: false,
+        rounds: 0,
+        checked_sha: None,
+        review_seen: None,
+        limit_told: false,
+        cleaned: None,
+    };
+    other.update_watch(REPO, |w| drop(w.taken.insert(1, taken.clone()))).unwrap();
+    finish_all(&queue);
+    let forge = PullForge::default();
+    *forge.head.lock().unwrap() = "aaaaaaaaaa".into();
+    *forge.failed.lock().unwrap() = vec!["test: 1 failed".into()];
+    let here = poll(&watches, REPO, &forge, "o/r", &queue, &[], NOW, 3).unwrap();
+    assert_eq!(here.enqueued.len(), 1, "{here:?}");
+    finish_all(&queue);
+    let there = poll(&other, REPO, &forge, "o/r", &queue, &[], NOW, 3).unwrap();
+    assert!(there.enqueued.is_empty(), "{there:?}");
+    assert_eq!(queue.list().unwrap().items.len(), 2, "the start and one round");
+    let seen = &other.load().unwrap().watches[REPO].taken[&1];
+    assert_eq!((seen.checked_sha.as_deref(), seen.rounds), (Some("aaaaaaaaaa"), 0));
+}
+
 #[test]
 fn a_limit_of_zero_asks_the_forge_nothing() {
     let (_d, watches, queue) = setup();

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use kugetsu_core::clock::{Clock, SystemClock};
 use kugetsu_core::queue::{
-    Claim, ClaimLane, NewTask, QueueError, QueueItem, QueueListing, QueueStats, QueueStatus,
+    Claim, ClaimLane, NewTask, Once, QueueError, QueueItem, QueueListing, QueueStats, QueueStatus,
     TaskQueue,
 };
 use postgres::Row;
@@ -250,31 +250,74 @@ impl PgQueue {
     }
 }
 
+/// The advisory lock key under which [`TaskQueue::enqueue_once`] checks and adds.
+const ONCE_LOCK: i64 = 0x6b75_6765_7473_7504;
+
+/// Adds a pending item for `task` in `tx`, under a fresh id; notifies the daemons at commit.
+fn insert(
+    tx: &mut postgres::Transaction<'_>,
+    task: &NewTask,
+    once_key: Option<&str>,
+    now: OffsetDateTime,
+) -> Result<QueueItem, PgFail> {
+    // Ids sort in enqueue order like the file queue's (`q_<unix ns>`); a collision with another
+    // host's id (same nanosecond) moves on to the next free one.
+    let mut n = now.unix_timestamp_nanos().max(0);
+    let item = loop {
+        let mut item = QueueItem::pending(format!("q_{n:020}"), task, now);
+        item.once_key = once_key.map(str::to_string);
+        let added = tx.execute(
+            "INSERT INTO kugetsu_queue (id, status, issue_ref, updated_us, doc)
+             VALUES ($1, 'pending', $2, $3, $4) ON CONFLICT (id) DO NOTHING",
+            &[&item.id, &item.issue_ref, &to_us(now), &doc_of(&item)?],
+        )?;
+        if added == 1 {
+            break item;
+        }
+        n += 1;
+    };
+    // Delivered when the transaction commits, to every daemon listening.
+    tx.execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &item.id])?;
+    Ok(item)
+}
+
 impl TaskQueue for PgQueue {
     fn enqueue(&self, task: NewTask) -> Result<QueueItem, QueueError> {
         crate::queue::validate(&task)?;
         let now = self.clock.now();
         self.conn.with(|c| {
             let mut tx = c.transaction()?;
-            // Ids sort in enqueue order like the file queue's (`q_<unix ns>`); a collision
-            // with another host's id (same nanosecond) moves on to the next free one.
-            let mut n = now.unix_timestamp_nanos().max(0);
-            let item = loop {
-                let item = QueueItem::pending(format!("q_{n:020}"), &task, now);
-                let added = tx.execute(
-                    "INSERT INTO kugetsu_queue (id, status, issue_ref, updated_us, doc)
-                     VALUES ($1, 'pending', $2, $3, $4) ON CONFLICT (id) DO NOTHING",
-                    &[&item.id, &item.issue_ref, &to_us(now), &doc_of(&item)?],
-                )?;
-                if added == 1 {
-                    break item;
-                }
-                n += 1;
-            };
-            // Delivered when the transaction commits, to every daemon listening.
-            tx.execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &item.id])?;
+            let item = insert(&mut tx, &task, None, now)?;
             tx.commit()?;
             Ok(item)
+        })
+    }
+
+    fn enqueue_once(&self, task: NewTask, key: &str) -> Result<Once, QueueError> {
+        crate::queue::validate(&task)?;
+        kugetsu_core::queue::validate_once_key(key)?;
+        let now = self.clock.now();
+        self.conn.with(|c| {
+            let mut tx = c.transaction()?;
+            // Every host's check-and-add in turn: two cannot both miss the other's item.
+            tx.execute("SELECT pg_advisory_xact_lock($1)", &[&ONCE_LOCK])?;
+            let rows = tx.query(
+                &format!(
+                    "SELECT {COLUMNS} FROM kugetsu_queue WHERE issue_ref IS NOT DISTINCT FROM $1"
+                ),
+                &[&task.issue_ref],
+            )?;
+            for row in &rows {
+                // An unreadable row is not this key's: `list` reports it.
+                if let Ok(item) = item_of(row)
+                    && item.once_key.as_deref() == Some(key)
+                {
+                    return Ok(Once::Found(item));
+                }
+            }
+            let item = insert(&mut tx, &task, Some(key), now)?;
+            tx.commit()?;
+            Ok(Once::Added(item))
         })
     }
 

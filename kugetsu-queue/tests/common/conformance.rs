@@ -6,7 +6,7 @@
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
-use kugetsu_core::queue::{Claim, ClaimLane, NewTask, QueueError, QueueStatus, TaskQueue};
+use kugetsu_core::queue::{Claim, ClaimLane, NewTask, Once, QueueError, QueueStatus, TaskQueue};
 use time::{Duration, OffsetDateTime};
 
 pub fn claim(lease: &str) -> Claim {
@@ -38,6 +38,61 @@ pub fn run_all(make: &dyn Fn() -> Arc<dyn TaskQueue>) {
     bad_tasks_are_refused(&*make());
     clear_removes_only_old_finished_items(&*make());
     racing_threads_never_share_an_item(make().clone());
+    enqueue_once_queues_one_item_per_key(&*make());
+}
+
+fn enqueue_once_queues_one_item_per_key(q: &dyn TaskQueue) {
+    let issue = Some("github.com/o/r#1");
+    let first = q.enqueue_once(task("start", issue), "watch-start github.com/o/r#1").unwrap();
+    let Once::Added(item) = &first else { panic!("{first:?}") };
+    assert_eq!(item.once_key.as_deref(), Some("watch-start github.com/o/r#1"));
+    // Claimed, finished: the key still stands.
+    let now = OffsetDateTime::now_utc();
+    assert_eq!(q.claim_next(&claim("o1"), now).unwrap().unwrap().id, item.id);
+    q.update(&item.id, &mut |i| i.status = QueueStatus::Completed).unwrap();
+    let again = q.enqueue_once(task("start again", issue), "watch-start github.com/o/r#1").unwrap();
+    assert_eq!(again, Once::Found(q.get(&item.id).unwrap()));
+    // Another key, or a plain enqueue, adds.
+    let other = q.enqueue_once(task("round", issue), "loop-checks github.com/o/r#1 abc").unwrap();
+    assert!(matches!(other, Once::Added(_)), "{other:?}");
+    q.enqueue(task("plain", issue)).unwrap();
+    assert_eq!(q.list().unwrap().items.len(), 3);
+    for bad in ["", "a\nb"] {
+        let err = q.enqueue_once(task("x", issue), bad).unwrap_err();
+        assert!(matches!(err, QueueError::InvalidTask { .. }), "{err:?}");
+    }
+}
+
+/// Two handles on one queue (two hosts of a shared one), several threads each, all queueing
+/// the same keys at once: one item per key.
+pub fn racing_hosts_enqueue_each_key_once(a: Arc<dyn TaskQueue>, b: Arc<dyn TaskQueue>) {
+    let keys = 5;
+    let threads: Vec<_> = (0..6)
+        .map(|t| {
+            let q = if t % 2 == 0 { a.clone() } else { b.clone() };
+            std::thread::spawn(move || {
+                (0..keys)
+                    .map(|k| {
+                        let issue = format!("github.com/o/r#{k}");
+                        let once = q
+                            .enqueue_once(
+                                task(&format!("t{t}"), Some(&issue)),
+                                &format!("s {issue}"),
+                            )
+                            .unwrap();
+                        matches!(once, Once::Added(_))
+                    })
+                    .filter(|added| *added)
+                    .count()
+            })
+        })
+        .collect();
+    let added: usize = threads.into_iter().map(|t| t.join().unwrap()).sum();
+    assert_eq!(added, keys, "one item added per key");
+    let items = a.list().unwrap().items;
+    assert_eq!(items.len(), keys, "{items:?}");
+    let unique: HashSet<Option<String>> = items.into_iter().map(|i| i.once_key).collect();
+    assert_eq!(unique.len(), keys);
 }
 
 fn fifo_and_each_item_once(q: &dyn TaskQueue) {
