@@ -114,3 +114,20 @@ fn a_bad_export_is_refused_and_writes_nothing() {
         Err(AgentError::SessionNotFound { .. })
     ));
 }
+
+#[test]
+fn a_fork_not_yet_run_moves_with_its_bases_history() {
+    let (a, b) = (World::new(), World::new());
+    let base = a.create("base").session;
+    let req = ForkRequest {
+        base,
+        dir: a.dir("tree"),
+        title: "issue 7".into(),
+        env: AgentEnv::default(),
+    };
+    let fork = a.driver.fork_session(&req).expect("fork");
+    let export = a.driver.export_session(&fork, &AgentEnv::default()).expect("export a fork");
+    let moved = b.driver.import_session(&export, &import_req(&b, "tree")).expect("import");
+    let text = std::fs::read_to_string(b.transcript(&moved).expect("made")).expect("read");
+    assert!(text.contains("prime me"), "{text}");
+}
