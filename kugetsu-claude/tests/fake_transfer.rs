@@ -120,7 +120,7 @@ fn a_fork_not_yet_run_moves_with_its_bases_history() {
     let (a, b) = (World::new(), World::new());
     let base = a.create("base").session;
     let req = ForkRequest {
-        base,
+        base: base.clone(),
         dir: a.dir("tree"),
         title: "issue 7".into(),
         env: AgentEnv::default(),
@@ -130,4 +130,5 @@ fn a_fork_not_yet_run_moves_with_its_bases_history() {
     let moved = b.driver.import_session(&export, &import_req(&b, "tree")).expect("import");
     let text = std::fs::read_to_string(b.transcript(&moved).expect("made")).expect("read");
     assert!(text.contains("prime me"), "{text}");
+    assert!(!text.contains(base.as_str()), "the base's id is left in the history:\n{text}");
 }

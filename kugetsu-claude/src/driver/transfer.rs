@@ -23,6 +23,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::ClaudeDriver;
+use crate::args::is_uuid;
 use crate::store::{self, Record};
 
 /// The agent an export is of: another agent's import refuses it.
@@ -180,8 +181,9 @@ fn parse(text: &str) -> Result<Export, AgentError> {
 }
 
 /// The entries as the new session's transcript (JSONL): each entry's `uuid` replaced by a
-/// fresh one wherever it appears (parents, summaries' leaves, snapshots' message ids), the old
-/// session id by `new_id`, and `cwd` set to `cwd`.
+/// fresh one wherever it appears (parents, summaries' leaves, snapshots' message ids), the
+/// session ids they name (the export's, or its base's for a fork not yet run) by `new_id`, and
+/// `cwd` set to `cwd`. Only UUIDs are replaced: no other word of the history is touched.
 fn rewrite(
     mut entries: Vec<Value>,
     old_id: &str,
@@ -193,9 +195,13 @@ fn rewrite(
         return Err(protocol("import", "the export holds no history".into()));
     }
     let mut map: HashMap<String, String> = HashMap::new();
-    map.insert(old_id.to_owned(), new_id.to_owned());
+    let sessions = entries.iter().filter_map(|e| e.get("sessionId")?.as_str());
+    for old in std::iter::once(old_id).chain(sessions).filter(|id| is_uuid(id)) {
+        map.insert(old.to_owned(), new_id.to_owned());
+    }
     for entry in &entries {
         if let Some(uuid) = entry.get("uuid").and_then(Value::as_str)
+            && is_uuid(uuid)
             && !map.contains_key(uuid)
         {
             map.insert(uuid.to_owned(), new_uuid()?);
@@ -230,9 +236,8 @@ fn replace(v: &mut Value, map: &HashMap<String, String>) {
 }
 
 /// The project directory's name for `cwd`, as Claude Code makes it: every character but an
-/// ASCII letter or digit becomes `-`. Claude Code cuts a long one and adds a hash; here it is
-/// only cut (with the length kept apart from another's by the cut), as the session is found
-/// by its id anyway.
+/// ASCII letter or digit becomes `-`. Claude Code cuts a long one and adds a hash of its own;
+/// here it is cut and given its length, as the session is found by its id in any directory.
 fn project_name(cwd: &str) -> String {
     let name: String =
         cwd.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '-' }).collect();
@@ -247,14 +252,19 @@ mod tests {
 
     const OLD: &str = "11111111-1111-4111-8111-111111111111";
     const NEW: &str = "22222222-2222-4222-8222-222222222222";
+    const U1: &str = "aaaaaaaa-0000-4000-8000-000000000001";
+    const U2: &str = "aaaaaaaa-0000-4000-8000-000000000002";
 
     fn entries() -> Vec<Value> {
         vec![
-            json!({"type": "user", "uuid": "u-1", "parentUuid": null, "sessionId": OLD,
-                   "cwd": "/old", "message": {"role": "user", "content": "hi u-1"}}),
-            json!({"type": "assistant", "uuid": "u-2", "parentUuid": "u-1", "sessionId": OLD,
+            json!({"type": "user", "uuid": U1, "parentUuid": null, "sessionId": OLD,
+                   "cwd": "/old", "message": {"role": "user", "content": format!("hi {U1}")}}),
+            json!({"type": "assistant", "uuid": U2, "parentUuid": U1, "sessionId": OLD,
                    "cwd": "/old", "message": {"role": "assistant", "content": "hello"}}),
-            json!({"type": "summary", "leafUuid": "u-2", "summary": "a chat"}),
+            json!({"type": "summary", "leafUuid": U2, "summary": "a chat"}),
+            // Not a UUID: left alone, and so is every string like it.
+            json!({"type": "user", "uuid": "user", "sessionId": "", "cwd": "/old",
+                   "message": {"role": "user", "content": ""}}),
         ]
     }
 
@@ -267,16 +277,21 @@ mod tests {
         };
         let out = rewrite(entries(), OLD, NEW, "/new", &mut fresh).unwrap();
         let lines: Vec<Value> = out.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
-        assert_eq!(lines.len(), 3);
+        assert_eq!(lines.len(), 4);
         assert_eq!(
             (&lines[0]["uuid"], &lines[1]["parentUuid"]),
             (&json!("fresh-1"), &json!("fresh-1"))
         );
         assert_eq!(lines[2]["leafUuid"], "fresh-2");
         assert!(lines[..2].iter().all(|l| l["sessionId"] == NEW && l["cwd"] == "/new"));
+        assert_eq!((&lines[3]["uuid"], &lines[3]["sessionId"]), (&json!("user"), &json!("")));
+        assert_eq!(
+            (&lines[3]["message"]["role"], &lines[3]["message"]["content"]),
+            (&json!("user"), &json!(""))
+        );
         assert!(lines[2].get("cwd").is_none(), "an entry without a cwd gets none");
         // Only whole strings are ids: text that mentions one is the user's.
-        assert_eq!(lines[0]["message"]["content"], "hi u-1");
+        assert_eq!(lines[0]["message"]["content"], format!("hi {U1}"));
         assert!(!out.contains(OLD));
     }
 
