@@ -13,15 +13,17 @@ use kugetsu_core::interrupt::Interrupt;
 use kugetsu_core::pause::LimitKind;
 use serde_json::{Value, json};
 
-struct World {
+/// A scratch `HOME` and state directory with a driver of the fake (shared with the other
+/// tests against the fake).
+pub(crate) struct World {
     _tmp: tempfile::TempDir,
-    root: PathBuf,
-    driver: ClaudeDriver,
+    pub(crate) root: PathBuf,
+    pub(crate) driver: ClaudeDriver,
     stop: Interrupt,
 }
 
 impl World {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         let tmp = tempfile::tempdir().expect("tmp");
         let root = tmp.path().canonicalize().expect("canonical");
         for d in ["home", "base", "tree", "state"] {
@@ -46,16 +48,16 @@ impl World {
         World { _tmp: tmp, root: root.clone(), driver: ClaudeDriver::new(options), stop }
     }
 
-    fn dir(&self, name: &str) -> PathBuf {
+    pub(crate) fn dir(&self, name: &str) -> PathBuf {
         self.root.join(name)
     }
 
-    fn script(&self, turns: Value) {
+    pub(crate) fn script(&self, turns: Value) {
         std::fs::write(self.dir("script.json"), json!({ "turns": turns }).to_string())
             .expect("script");
     }
 
-    fn create(&self, dir: &str) -> RunReport {
+    pub(crate) fn create(&self, dir: &str) -> RunReport {
         let req = CreateSessionRequest {
             title: "kugetsu base".into(),
             prompt: "prime me".into(),
@@ -68,7 +70,12 @@ impl World {
         self.driver.create_session(&req, &mut Vec::new()).expect("create")
     }
 
-    fn run(&self, session: &SessionId, dir: &str, prompt: &str) -> Result<RunReport, AgentError> {
+    pub(crate) fn run(
+        &self,
+        session: &SessionId,
+        dir: &str,
+        prompt: &str,
+    ) -> Result<RunReport, AgentError> {
         self.run_limited(session, dir, prompt, limits())
     }
 
@@ -99,7 +106,7 @@ impl World {
     }
 
     /// The project directory a transcript of `id` is in, if any.
-    fn transcript(&self, id: &SessionId) -> Option<PathBuf> {
+    pub(crate) fn transcript(&self, id: &SessionId) -> Option<PathBuf> {
         let projects = self.dir("home/.claude/projects");
         std::fs::read_dir(projects)
             .ok()?
@@ -120,7 +127,7 @@ impl World {
     }
 }
 
-fn limits() -> RunLimits {
+pub(crate) fn limits() -> RunLimits {
     RunLimits { timeout: Duration::from_secs(120), idle_timeout: Duration::from_secs(60) }
 }
 
@@ -341,7 +348,7 @@ fn a_session_claude_code_does_not_know_is_not_found() {
     assert!(matches!(fork, Err(AgentError::SessionNotFound { id }) if id == unknown));
 }
 
-fn log(w: &World) -> String {
+pub(crate) fn log(w: &World) -> String {
     std::fs::read_to_string(w.dir("run.log")).unwrap_or_default()
 }
 

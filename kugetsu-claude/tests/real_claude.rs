@@ -308,3 +308,68 @@ fn last_footer(w: &World) -> String {
         .unwrap()
         .to_owned()
 }
+
+/// A session carried to another host: exported on one `HOME` (a secret a tool printed
+/// masked), imported into another `HOME` and directory, where its next turn (`--resume`) has
+/// the earlier turn in its request and its tools run in the new directory.
+#[test]
+fn a_session_exported_on_one_host_carries_on_in_another() {
+    let Some(a) = world() else { return };
+    let Some(b) = world() else { return };
+    let base = a.create("remember the word PELICAN-7 please").session;
+    let secret = "tok-transfer-2b9f61d0c4e8a7";
+    let env = [("SERVICE_TOKEN", secret)];
+    let report =
+        a.run_with(&base, "base", "ECHOENV:SERVICE_TOKEN", &env, limits(), &mut Vec::new());
+    assert_eq!(report.unwrap().outcome, RunOutcome::Completed, "{}", a.log());
+    let transcript = a.dir("home/.claude/projects");
+    assert!(std::fs::read_dir(&transcript).is_ok_and(|mut d| d.next().is_some()));
+
+    let agent_env = AgentEnv(env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect());
+    let export = a.driver.export_session(&base, &agent_env).unwrap();
+    assert!(export.contains("PELICAN-7"), "the history is in the export");
+    assert!(!export.contains(secret), "a secret of the env reached the export");
+    assert!(!export.contains(KEY), "the API key reached the export");
+
+    let req = ForkRequest {
+        base: base.clone(),
+        dir: b.dir("tree"),
+        title: "moved issue".into(),
+        env: AgentEnv::default(),
+    };
+    let moved = b.driver.import_session(&export, &req).unwrap();
+    assert_ne!(moved, base);
+    let info = b.driver.session_info(&moved).unwrap().unwrap();
+    assert_eq!((info.title.as_str(), info.directory), ("moved issue", b.dir("tree")));
+    // Written as a fork is: every entry names the new session and directory.
+    let text = transcript_of(&b, &moved);
+    assert!(!text.contains(base.as_str()), "the old session id is left in the transcript");
+    let tree = b.dir("tree").display().to_string();
+    for entry in text.lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()) {
+        assert!(entry.get("cwd").is_none_or(|c| *c == *tree), "{entry}");
+    }
+
+    let report = b.run(&moved, "tree", "WRITEFILE:moved.txt");
+    assert_eq!(report.outcome, RunOutcome::Completed, "{}", b.log());
+    assert!(b.dir("tree/moved.txt").is_file(), "{}", b.log());
+    let requests = b.api.requests.lock().unwrap().clone();
+    let first = &requests.iter().find(|(l, _, _)| l.starts_with("POST /v1/messages")).unwrap().2;
+    assert!(first["messages"].to_string().contains("PELICAN-7"), "{first}");
+    // The session's total came along: the turn is charged its own cost only.
+    assert!(last_footer(&b).ends_with("completed (tokens 24104, $0.0248)"), "{}", b.log());
+
+    let again = b.driver.import_session(&export, &req).unwrap();
+    assert_ne!(again, moved, "a second import is a second session");
+    assert_eq!(b.driver.list_sessions(&b.dir("tree")).unwrap().len(), 2);
+}
+
+/// The text of session `id`'s transcript in `w`'s `HOME`.
+fn transcript_of(w: &World, id: &SessionId) -> String {
+    let projects = w.dir("home/.claude/projects");
+    let found = std::fs::read_dir(&projects)
+        .unwrap()
+        .map(|p| p.unwrap().path().join(format!("{id}.jsonl")))
+        .find(|p| p.is_file())
+        .unwrap();
+    std::fs::read_to_string(found).unwrap()
+}

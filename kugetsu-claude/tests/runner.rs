@@ -4,3 +4,5 @@
 mod events;
 #[cfg(feature = "fake")]
 mod fake_driver;
+#[cfg(feature = "fake")]
+mod fake_transfer;

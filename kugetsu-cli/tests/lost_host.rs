@@ -3,7 +3,8 @@
 //! ran two turns of issue #1 and is running its third when its daemon is SIGKILLed and its
 //! state directory deleted. With `KUGETSU_HOST_LOST_SECONDS` small, every item completes on
 //! the two others, each exactly once, and the move is reported (notification, `queue hosts`).
-//! Once with the fake's opencode 1.x dialect and once with its 2.x one.
+//! Once with the fake's opencode 1.x dialect and once with its 2.x one; and, on two hosts, with
+//! the fake Claude Code.
 #![cfg(feature = "postgres")]
 #![allow(clippy::unwrap_used)]
 
@@ -273,4 +274,127 @@ fn lost_host(agent: Agent) {
     wait_completed(&[a, b, c], 9);
     assert_eq!(count(&traces[0], "start "), before, "A ran nothing of #1");
     assert_eq!(count(&took_trace, "start "), took_before + 1);
+}
+
+/// A host whose agent is the bundled fake Claude Code (this `kugetsu` linked as `claude`),
+/// scripted by `script.json` (each turn writes `file`), its issues' repository at `remote`.
+fn claude_host(
+    url: &str,
+    remote: Option<&std::path::Path>,
+    file: &str,
+) -> (Env, std::path::PathBuf) {
+    let env = Env::new();
+    let bin = env.tmp.path().join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let claude = bin.join("claude");
+    std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_kugetsu"), &claude).unwrap();
+    let repo = support::sample_repo(&env, &claude);
+    let repo = remote.map_or(repo, std::path::Path::to_path_buf);
+    std::fs::write(
+        env.path("repos.json"),
+        format!("{{\"local.test/demo/app\": \"{}\"}}\n", repo.display()),
+    )
+    .unwrap();
+    // The priming turns of `init` write nothing.
+    claude_script(&env, r#"{"mode": "ok", "text": "primed"}"#);
+    for (k, v) in [("FAKE_CLAUDE_SCRIPT", "script.json"), ("FAKE_CLAUDE_RECORD", "record.jsonl")] {
+        let path = env.tmp.path().join(v);
+        assert_eq!(env.run(&["env", "set", k, path.to_str().unwrap()]).code, 0);
+    }
+    let config = read(&env.path("config"));
+    std::fs::write(
+        env.path("config"),
+        format!(
+            "{config}KUGETSU_AGENT=claude\nKUGETSU_AGENT_BIN={}\nMAX_CONCURRENT_AGENTS=2\n\
+             QUEUE_DAEMON_INTERVAL_MINUTES=60\nKUGETSU_QUEUE_LEASE_SECONDS=2\n\
+             KUGETSU_HOST_LOST_SECONDS=3\nKUGETSU_QUEUE_URL='{url}'\n",
+            claude.display()
+        ),
+    )
+    .unwrap();
+    let out = env.run(&["init", "--headless"]);
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    claude_script(&env, &claude_writing(file));
+    (env, repo)
+}
+
+/// The fake Claude Code's turns from now on.
+fn claude_script(env: &Env, turn: &str) {
+    std::fs::write(env.tmp.path().join("script.json"), format!(r#"{{"default": {turn}}}"#))
+        .unwrap();
+}
+
+/// A turn writing `file` (uncommitted) in the issue's worktree.
+fn claude_writing(file: &str) -> String {
+    format!(
+        r#"{{"mode": "tool", "path": "{file}", "content": "written by a turn\n", "text": "wrote {file}"}}"#
+    )
+}
+
+/// The fake Claude Code's invocations on `env` whose prompt has `text`.
+fn claude_runs(env: &Env, text: &str) -> Vec<serde_json::Value> {
+    read(&env.tmp.path().join("record.jsonl"))
+        .lines()
+        .map(json)
+        .filter(|r| r["stdin"].as_str().is_some_and(|s| s.contains(text)))
+        .collect()
+}
+
+/// With Claude Code: the lost host's issue moves to the other with its session (its Claude Code
+/// transcript, imported into the other host's `HOME`) and its uncommitted work, and its next
+/// turn resumes that session there.
+#[test]
+fn a_lost_hosts_claude_issue_moves_with_its_history() {
+    let Some(pg) = pg::Pg::start() else { return };
+    let url = pg.database();
+    let (a, remote) = claude_host(&url, None, "A.md");
+    let (b, _) = claude_host(&url, Some(&remote), "WORK.md");
+    let hosts = [a, b];
+    let _stop = Daemons(&hosts);
+    let (a, b) = (&hosts[0], &hosts[1]);
+
+    start_daemon(a);
+    enqueue(a, "#1", "first turn");
+    wait_completed(&[a], 1);
+    enqueue(a, "#1", "second turn");
+    wait_completed(&[a], 2);
+
+    // A's next turn never ends (the API overloaded, retried for ever); B joins.
+    claude_script(
+        a,
+        r#"{"mode": "api_error", "status": 529, "message": "busy", "retries": 1000000, "delay_ms": 1000}"#,
+    );
+    start_daemon(b);
+    enqueue(a, "#1", "third turn");
+    wait_for("A to run #1's third turn", || !claude_runs(a, "third turn").is_empty());
+    let status = json(&a.run(&["queue-daemon", "status", "--json"]).stdout);
+    let pid = status["pid"].as_u64().unwrap() as u32;
+    support::signal(pid, "KILL");
+    wait_for("A's daemon to be gone", || !support::alive(pid));
+    std::fs::remove_dir_all(&a.state).unwrap();
+
+    wait_completed(&[b], 3);
+    let s = stats(b);
+    assert_eq!((s["completed"].as_u64(), s["error"].as_u64()), (Some(3), Some(0)), "{s}");
+
+    // B resumed a session of its own Claude Code store holding the two earlier turns.
+    let runs = claude_runs(b, "third turn");
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    let argv: Vec<String> = serde_json::from_value(runs[0]["argv"].clone()).unwrap();
+    let resumed = argv.iter().position(|a| a == "--resume").map(|i| argv[i + 1].clone());
+    let resumed = resumed.unwrap_or_else(|| panic!("not a resume: {argv:?}"));
+    let projects = b.home.join(".claude/projects");
+    let transcript = std::fs::read_dir(&projects)
+        .unwrap()
+        .flatten()
+        .map(|p| p.path().join(format!("{resumed}.jsonl")))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| panic!("{resumed} is not in B's Claude Code store"));
+    let text = read(&transcript);
+    for turn in ["first turn", "second turn", "third turn"] {
+        assert!(text.contains(turn), "{turn} missing from the moved session:\n{text}");
+    }
+    let worktree = std::path::PathBuf::from(runs[0]["cwd"].as_str().unwrap());
+    assert_eq!(read(&worktree.join("A.md")), "written by a turn\n", "A's work came along");
+    assert_eq!(read(&worktree.join("WORK.md")), "written by a turn\n", "and B's turn ran there");
 }

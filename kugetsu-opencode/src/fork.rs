@@ -27,6 +27,13 @@ pub enum ForkDocError {
     NotASession(String),
 }
 
+/// Why `doc` is another agent's export, when it names its agent (`agent`: the export
+/// documents of other drivers do; opencode's `{info, messages}` never has one).
+pub fn other_agents(doc: &Value) -> Option<String> {
+    let agent = doc.get("agent")?;
+    Some(format!("the export is of agent {agent}, not of opencode"))
+}
+
 /// Whether `s` looks like an opencode id with one of the prefixes that name session objects.
 pub fn is_object_id(s: &str) -> bool {
     let Some((prefix, rest)) = s.split_once('_') else { return false };

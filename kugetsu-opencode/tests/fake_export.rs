@@ -46,4 +46,12 @@ fn a_session_moves_to_another_store_with_its_history_and_no_secret() {
     let gone = SessionId::new("ses_ffffffffffffAAAAAAAAAAAAAA").expect("id");
     assert!(matches!(d.export_session(&gone, &env), Err(AgentError::SessionNotFound { .. })));
     assert!(matches!(d2.import_session("not json", &req), Err(AgentError::Protocol { .. })));
+    // Another agent's export (the documents of other drivers name their agent).
+    let other = json!({"agent": "another", "version": 1, "entries": []}).to_string();
+    match d2.import_session(&other, &req) {
+        Err(AgentError::Protocol { detail, .. }) => {
+            assert!(detail.contains("\"another\""), "{detail}")
+        }
+        other => panic!("{other:?}"),
+    }
 }

@@ -68,4 +68,12 @@ fn a_2x_session_moves_to_another_data_dir_with_its_history_and_no_secret() {
     let v1 = json!({"info": {"id": "ses_ffffffffffffAAAAAAAAAAAAAA", "directory": "/x"},
                     "messages": []});
     assert!(d2.import_session(&v1.to_string(), &req).is_err());
+    // Another agent's export (the documents of other drivers name their agent).
+    let other = json!({"agent": "another", "version": 1, "entries": []}).to_string();
+    match d2.import_session(&other, &req) {
+        Err(AgentError::Protocol { detail, .. }) => {
+            assert!(detail.contains("\"another\""), "{detail}")
+        }
+        other => panic!("{other:?}"),
+    }
 }

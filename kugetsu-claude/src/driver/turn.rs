@@ -214,7 +214,7 @@ impl ClaudeDriver {
 
     /// The secret values of the driver's env and the agent's env, and the values it was told
     /// to mask too.
-    fn sensitive_values(&self, env: &AgentEnv) -> Vec<String> {
+    pub(super) fn sensitive_values(&self, env: &AgentEnv) -> Vec<String> {
         kugetsu_core::run_log::sensitive_values(&self.env, env, &self.opts.also_mask)
     }
 }

@@ -20,7 +20,7 @@ use super::helper::os;
 use super::turn::sensitive_values;
 use crate::events::strip_ansi;
 use crate::export_cache;
-use crate::fork::{IdGen, replay_body, rewrite_export};
+use crate::fork::{IdGen, other_agents, replay_body, rewrite_export};
 use crate::serve::{self, ServeHandle};
 
 impl OpencodeDriver {
@@ -174,6 +174,9 @@ impl OpencodeDriver {
             command: "import".into(),
             detail: format!("the export is not JSON: {e}"),
         })?;
+        if let Some(detail) = other_agents(&doc) {
+            return Err(AgentError::Protocol { command: "import".into(), detail });
+        }
         let dir = dir_text(&req.dir)?;
         self.import_fork(&doc, req, &dir)
     }

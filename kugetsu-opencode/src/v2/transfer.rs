@@ -17,7 +17,7 @@ use super::OpencodeV2Driver;
 use super::http::escape;
 use super::sessions::{Stored, ensure_rules, http_error, session_path};
 use crate::driver::turn::sensitive_values;
-use crate::fork::{IdGen, is_object_id};
+use crate::fork::{IdGen, is_object_id, other_agents};
 
 fn protocol(command: &str, detail: String) -> AgentError {
     AgentError::Protocol { command: command.into(), detail }
@@ -50,6 +50,9 @@ impl OpencodeV2Driver {
     ) -> Result<SessionId, AgentError> {
         let mut doc: Value = serde_json::from_str(export)
             .map_err(|e| protocol("import", format!("the export is not JSON: {e}")))?;
+        if let Some(detail) = other_agents(&doc) {
+            return Err(protocol("import", detail));
+        }
         let dir = req
             .dir
             .to_str()
