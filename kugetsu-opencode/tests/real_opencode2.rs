@@ -217,6 +217,29 @@ fn real2_create_fork_run_continue_and_delete_through_a_private_serve() {
     assert!(other.session_exists(&fork).expect("exists"));
     assert_eq!(other.own_serve(), None, "it kept the serve it found");
     std::fs::rename(&aside, &file).expect("rename back");
+    // A fork is moved into its directory in the background: its first turn right after the
+    // fork runs there, and a driver dropped right after a fork leaves it moved and titled.
+    let fork_into = |driver: &OpencodeV2Driver, dir: &str| {
+        std::fs::create_dir_all(r.sb.path(dir)).expect("dir");
+        let req = ForkRequest {
+            base: base.clone(),
+            dir: r.sb.path(dir),
+            title: format!("issue {dir}"),
+            env: agent_env(&[]),
+        };
+        driver.fork_session(&req).expect("fork")
+    };
+    let quick = fork_into(&other, "tree2");
+    let report = other
+        .run(&r.sb.run_req(&quick, "tree2", "WRITEFILE:quick.txt"), &mut Sink::default())
+        .expect("run");
+    assert_eq!(report.outcome, RunOutcome::Completed, "log:\n{}", read(&r.sb.log()));
+    assert!(r.sb.path("tree2").join("quick.txt").is_file(), "the first turn ran in the fork's dir");
+    let dropped = OpencodeV2Driver::new(r.options.clone());
+    let left = fork_into(&dropped, "tree3");
+    drop(dropped);
+    let info = other.session_info(&left).expect("info").expect("the fork exists");
+    assert_eq!((info.directory, info.title.as_str()), (r.sb.path("tree3"), "issue tree3"));
     drop(warm);
     assert_group_gone(warm_pid);
     assert!(!r.cache().join("opencode2-serve.json").exists(), "unregistered");

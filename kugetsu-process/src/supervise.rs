@@ -145,12 +145,29 @@ pub fn run_watching(
     run_cut(cmd, stdin, limits, also, stop, &Interrupt::new(), seen)
 }
 
+/// What [`run_cut`] writes to the child's stdin before closing it.
+#[derive(Debug)]
+pub enum Stdin {
+    /// These bytes, at once (none: stdin is closed at once).
+    Now(Option<Vec<u8>>),
+    /// The bytes sent here, once they come: the child starts meanwhile (an agent's client boots
+    /// while what its turn needs is made ready). If the sender is dropped without sending,
+    /// nothing is written and the pipe is closed; the run does not wait for either.
+    Later(mpsc::Receiver<Vec<u8>>),
+}
+
+impl From<Option<Vec<u8>>> for Stdin {
+    fn from(bytes: Option<Vec<u8>>) -> Self {
+        Stdin::Now(bytes)
+    }
+}
+
 /// [`run_watching`], ended as [`Ended::Cut`] (the same way as a stop) once `cut` is triggered:
 /// by `seen` on a line that says the run cannot get anywhere, or by another thread watching
 /// the run from elsewhere. Unlike `stop`, `cut` is the run's own.
 pub fn run_cut(
     mut cmd: Command,
-    stdin: Option<Vec<u8>>,
+    stdin: impl Into<Stdin>,
     limits: Limits,
     also: Option<u32>,
     stop: &Interrupt,
@@ -177,9 +194,14 @@ pub fn run_cut(
     drop(tx);
     // The prompt can be larger than a pipe buffer: write it from a thread while the output is
     // read, and close the pipe when done (an agent may read stdin to EOF before it starts).
+    let stdin = stdin.into();
+    let joined = matches!(stdin, Stdin::Now(_));
     let writer = child.stdin.take().map(|mut pipe| {
-        let bytes = stdin.unwrap_or_default();
         thread::spawn(move || {
+            let bytes = match stdin {
+                Stdin::Now(bytes) => bytes.unwrap_or_default(),
+                Stdin::Later(rx) => rx.recv().unwrap_or_default(),
+            };
             // A child that exits without reading makes this fail with EPIPE: nothing to do.
             let _ = pipe.write_all(&bytes);
         })
@@ -273,7 +295,9 @@ pub fn run_cut(
             break;
         }
     }
-    if let Some(w) = writer {
+    // A later stdin's sender may outlive the run (it keeps the pipe open until the child is
+    // gone): its writer ends on its own once the sender is dropped.
+    if let Some(w) = writer.filter(|_| joined) {
         let _ = w.join();
     }
     Ok(ended.unwrap_or(Ended::Exited(status)))
@@ -417,6 +441,48 @@ mod tests {
                 .expect("sh");
         assert!(matches!(ended, Ended::Exited(s) if s.success()), "{ended:?}");
         assert_eq!((out.as_slice(), err.as_slice()), (&b"hello\n"[..], &b"done\n"[..]));
+    }
+
+    #[test]
+    fn a_later_stdin_is_written_once_sent_while_the_child_already_runs() {
+        // The child says it started before it reads anything: the bytes are sent only then.
+        let cmd = sh("echo started >&2; cat", Io::PipedStdin);
+        let (tx, rx) = mpsc::channel();
+        let mut tx = Some(tx);
+        let mut out = Vec::new();
+        let (stop, cut) = (Interrupt::new(), Interrupt::new());
+        let ended = run_cut(
+            cmd,
+            Stdin::Later(rx),
+            limits(20_000, None),
+            None,
+            &stop,
+            &cut,
+            &mut |s| match s {
+                Seen::Line(Stream::Stderr, b"started\n") => {
+                    let _ = tx.take().expect("started once").send(b"late\n".to_vec());
+                }
+                Seen::Line(Stream::Stdout, line) => out.extend_from_slice(line),
+                _ => {}
+            },
+        )
+        .expect("sh");
+        assert!(matches!(ended, Ended::Exited(s) if s.success()), "{ended:?}");
+        assert_eq!(out, b"late\n");
+        // A sender dropped without sending: stdin is closed empty and the run ends.
+        let (tx, rx) = mpsc::channel::<Vec<u8>>();
+        drop(tx);
+        let cmd = sh("cat; echo eof", Io::PipedStdin);
+        let mut out = Vec::new();
+        let ended =
+            run_cut(cmd, Stdin::Later(rx), limits(20_000, None), None, &stop, &cut, &mut |s| {
+                if let Seen::Line(Stream::Stdout, line) = s {
+                    out.extend_from_slice(line);
+                }
+            })
+            .expect("sh");
+        assert!(matches!(ended, Ended::Exited(s) if s.success()), "{ended:?}");
+        assert_eq!(out, b"eof\n");
     }
 
     #[test]

@@ -37,6 +37,7 @@ impl OpencodeDriver {
                 judge: None,
                 tools_under: None,
                 watch: None,
+                ready: None,
             },
             sink,
         )?;

@@ -32,6 +32,7 @@ impl OpencodeDriver {
                 judge: None,
                 tools_under: None,
                 watch: None,
+                ready: None,
             },
             sink,
         )?;

@@ -18,7 +18,7 @@ use kugetsu_core::pause::ProviderLimit;
 use kugetsu_core::run_log::RunLog;
 use kugetsu_core::secrets::redact_line;
 use kugetsu_process::Io;
-use kugetsu_process::supervise::{self, Ended, Limits, Seen, Stream};
+use kugetsu_process::supervise::{self, Ended, Limits, Seen, Stdin, Stream};
 
 use super::OpencodeDriver;
 use super::helper::os;
@@ -47,7 +47,15 @@ pub(crate) struct Turn<'a> {
     /// Asked every few seconds while the turn runs (from another thread) whether the
     /// provider refuses it (2.x reads its session); a refusal cuts the run.
     pub(crate) watch: Option<Watch<'a>>,
+    /// What must be done before the prompt is sent, done while the run's process starts (2.x:
+    /// the session's move, rules and environment on the serve, while its client boots). The
+    /// prompt is written once it succeeded; an error ends the run before any prompt, and is
+    /// the turn's.
+    pub(crate) ready: Option<Ready<'a>>,
 }
+
+/// See [`Turn::ready`].
+pub(crate) type Ready<'a> = &'a (dyn Fn() -> Result<(), AgentError> + Sync);
 
 /// See [`Turn::watch`].
 pub(crate) type Watch<'a> = &'a (dyn Fn() -> Option<ProviderLimit> + Sync);
@@ -97,7 +105,8 @@ impl OpencodeDriver {
         t: &Turn<'_>,
         sink: &mut dyn EventSink,
     ) -> Result<TurnResult, AgentError> {
-        let Turn { args, dir, env, prompt, limits, log_path, judge, tools_under, watch } = *t;
+        let Turn { args, dir, env, prompt, limits, log_path, judge, tools_under, watch, ready } =
+            *t;
         // Checked here: a missing cwd would otherwise look like a missing opencode program.
         if !dir.is_dir() {
             return Err(AgentError::Io {
@@ -124,9 +133,13 @@ impl OpencodeDriver {
             grace: self.opts.kill_grace,
         };
         let stop = &self.opts.interrupt;
-        let prompt = Some(prompt.as_bytes().to_vec());
-        // Cut by a refusal seen in the output, or by the watcher.
+        let prompt = prompt.as_bytes().to_vec();
+        // Cut by a refusal seen in the output, or by the watcher, or by a failed `ready`.
         let cut = Interrupt::new();
+        let (send_prompt, prompt_later) = std::sync::mpsc::channel();
+        // A failed `ready` keeps the prompt's pipe open here until the run is over, so that the
+        // agent never reads an empty prompt before it is stopped.
+        let unready: std::sync::Mutex<Option<(AgentError, _)>> = std::sync::Mutex::new(None);
         let watched: std::sync::Mutex<Option<ProviderLimit>> = std::sync::Mutex::new(None);
         let done = std::sync::atomic::AtomicBool::new(false);
         let ended = std::thread::scope(|scope| {
@@ -142,7 +155,22 @@ impl OpencodeDriver {
                     }
                 })
             });
-            let ended = self.supervised(cmd, prompt, plimits, tools_under, &cut, &mut |seen| {
+            let stdin = match ready {
+                None => Stdin::Now(Some(prompt)),
+                Some(ready) => {
+                    let (cut, unready) = (&cut, &unready);
+                    scope.spawn(move || match ready() {
+                        Ok(()) => drop(send_prompt.send(prompt)),
+                        Err(e) => {
+                            *unready.lock().unwrap_or_else(|e| e.into_inner()) =
+                                Some((e, send_prompt));
+                            cut.trigger(0);
+                        }
+                    });
+                    Stdin::Later(prompt_later)
+                }
+            };
+            let ended = self.supervised(cmd, stdin, plimits, tools_under, &cut, &mut |seen| {
                 let (stream, bytes) = match seen {
                     Seen::Spawned(pid) => return sink.spawned(pid),
                     Seen::Line(stream, bytes) => (stream, bytes),
@@ -175,6 +203,11 @@ impl OpencodeDriver {
             ended
         })
         .map_err(|e| self.spawn_error(e.into_io()))?;
+        if let Some((e, _pipe)) = unready.into_inner().unwrap_or_else(|e| e.into_inner()) {
+            log.line(&format!("=== {} not run: {e}\n", unix_now()));
+            log.finish()?;
+            return Err(e);
+        }
         if let Some(limit) = watched.into_inner().unwrap_or_else(|e| e.into_inner()) {
             let ev = events.limited(limit);
             sink.event(&ev);
@@ -195,7 +228,7 @@ impl OpencodeDriver {
     fn supervised(
         &self,
         cmd: std::process::Command,
-        stdin: Option<Vec<u8>>,
+        stdin: Stdin,
         limits: Limits,
         tools_under: Option<u32>,
         cut: &Interrupt,

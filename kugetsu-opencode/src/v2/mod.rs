@@ -11,6 +11,7 @@ mod sessions;
 mod transfer;
 mod turn;
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
@@ -31,6 +32,18 @@ pub struct OpencodeV2Driver {
     /// The registered serve once found answering: asked again only if its process ends, so a
     /// command's operations do not each re-read the registration and call `/api/info`.
     found: Arc<Mutex<Option<Registration>>>,
+    /// Forks made and still being moved into their directories (see [`sessions`]).
+    forks: Arc<Mutex<HashMap<SessionId, FinishingFork>>>,
+}
+
+/// The background work that puts a fork where it belongs (see [`sessions`]).
+type FinishingFork = std::thread::JoinHandle<Result<(), AgentError>>;
+
+impl Drop for OpencodeV2Driver {
+    /// A fork begun is finished before the driver (and a serve it owns) goes.
+    fn drop(&mut self) {
+        self.settle_all();
+    }
 }
 
 impl OpencodeV2Driver {
@@ -47,6 +60,7 @@ impl OpencodeV2Driver {
             v1: OpencodeDriver::new(options),
             owned: Arc::default(),
             found: Arc::default(),
+            forks: Arc::default(),
         }
     }
 

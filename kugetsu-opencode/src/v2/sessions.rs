@@ -2,9 +2,14 @@
 //! directory, read, listed, repaired and deleted.
 //!
 //! A fork is `POST /api/session/BASE/fork` then `POST /api/session/F/move {directory}` on the
-//! running serve (0.05 s; the whole history and the permission rules are kept, and tools then
-//! run in the new directory). `run -s BASE --fork` would leave the fork in the base's
-//! directory, and an empty session cannot be forked (the base always has its priming turn).
+//! running serve (the whole history and the permission rules are kept, and tools then run in
+//! the new directory). `run -s BASE --fork` would leave the fork in the base's directory, and
+//! an empty session cannot be forked (the base always has its priming turn). The move is the
+//! slow part (0.1–0.4 s on 2.1.2, more than a whole turn): it is finished in the background
+//! while the caller goes on, and whatever next uses the fork waits for it ([`settled`]); a
+//! fork's first turn does so while its client starts.
+//!
+//! [`settled`]: OpencodeV2Driver::settled
 
 use std::path::{Path, PathBuf};
 
@@ -121,6 +126,7 @@ impl OpencodeV2Driver {
 
     /// The session as stored, `None` if the serve does not know it.
     pub(crate) fn stored(&self, id: &SessionId) -> Result<Option<Stored>, AgentError> {
+        self.settled(id)?;
         match self.client()?.get(&session_path(id)) {
             Ok(v) => Stored::parse_value(v).map(Some),
             Err(e) if e.is_not_found() => Ok(None),
@@ -135,32 +141,64 @@ impl OpencodeV2Driver {
             .post(&format!("{}/fork", session_path(&req.base)), &json!({}))
             .map_err(|e| http_error(e, base))?;
         let fork = Stored::parse_value(forked)?;
-        let at = Some(&fork.id);
-        let moved = json!({"directory": req.dir.display().to_string()});
-        let done = client
-            .post(&format!("{}/move", session_path(&fork.id)), &moved)
-            .map_err(|e| http_error(e, at))
-            .and_then(|_| {
-                // The rules were copied from the base; a base made in the TUI may lack them.
-                let mut permissions = fork.permissions.clone();
-                ensure_rules(&mut permissions);
-                let patch = json!({"title": req.title, "permissions": permissions});
-                client.patch(&session_path(&fork.id), &patch).map_err(|e| http_error(e, at))
-            });
-        if let Err(e) = done {
-            // No half-made fork is left behind.
-            let _ = client.delete(&session_path(&fork.id));
-            return Err(e);
-        }
+        // The rules were copied from the base; a base made in the TUI may lack them.
+        let mut permissions = fork.permissions;
+        ensure_rules(&mut permissions);
+        let (id, dir, title) = (fork.id.clone(), req.dir.display().to_string(), req.title.clone());
+        let finish = std::thread::spawn(move || {
+            let at = Some(&id);
+            let done = client
+                .post(&format!("{}/move", session_path(&id)), &json!({"directory": dir}))
+                .and_then(|_| {
+                    let patch = json!({"title": title, "permissions": permissions});
+                    client.patch(&session_path(&id), &patch)
+                })
+                .map(drop)
+                .map_err(|e| http_error(e, at));
+            if done.is_err() {
+                // No half-made fork is left behind.
+                let _ = client.delete(&session_path(&id));
+            }
+            done
+        });
+        self.forks.lock().unwrap_or_else(|e| e.into_inner()).insert(fork.id.clone(), finish);
         Ok(fork.id)
     }
 
+    /// Waits until the fork `id` this driver made is in its directory with its title and
+    /// rules, and says whether that failed (the fork is then deleted). Nothing to wait for with
+    /// any other session, or once asked.
+    pub(crate) fn settled(&self, id: &SessionId) -> Result<(), AgentError> {
+        let finish = self.forks.lock().unwrap_or_else(|e| e.into_inner()).remove(id);
+        match finish.map(std::thread::JoinHandle::join) {
+            None => Ok(()),
+            Some(Ok(done)) => done,
+            Some(Err(panic)) => std::panic::resume_unwind(panic),
+        }
+    }
+
+    /// [`Self::settled`] for every fork this driver made; their errors were the forks' to report.
+    pub(crate) fn settle_all(&self) {
+        let ids: Vec<SessionId> =
+            self.forks.lock().unwrap_or_else(|e| e.into_inner()).keys().cloned().collect();
+        for id in ids {
+            if let Err(e) = self.settled(&id) {
+                tracing::warn!(session = %id, error = %e, "the fork could not be moved");
+            }
+        }
+    }
+
     pub(super) fn delete(&self, id: &SessionId) -> Result<(), AgentError> {
+        // A fork whose move failed is gone already: deleting it is done.
+        if let Err(e) = self.settled(id) {
+            tracing::debug!(session = %id, error = %e, "deleting a fork that was not made");
+        }
         self.client()?.delete(&session_path(id)).map_err(|e| http_error(e, Some(id)))?;
         Ok(())
     }
 
     pub(super) fn sessions_in(&self, dir: &Path) -> Result<Vec<AgentSessionInfo>, AgentError> {
+        self.settle_all();
         let path = format!("/api/session?directory={}", escape(&dir.display().to_string()));
         let listed = self.client()?.get(&path).map_err(|e| http_error(e, None))?;
         let Value::Array(items) = listed else {

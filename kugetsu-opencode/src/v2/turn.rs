@@ -45,8 +45,9 @@ struct TurnOf<'a> {
     prompt: &'a str,
     limits: RunLimits,
     log_path: &'a Path,
-    /// The session as stored before the turn (`None`: a new one, with nothing used yet).
-    before: Option<&'a Value>,
+    /// Whether the session is one kugetsu recorded (looked up and checked before the prompt
+    /// goes, and what it had used read then), not one just made with nothing used yet.
+    recorded: bool,
 }
 
 impl OpencodeV2Driver {
@@ -64,7 +65,7 @@ impl OpencodeV2Driver {
             prompt: &req.prompt,
             limits: req.limits,
             log_path: &req.log_path,
-            before: None,
+            recorded: false,
         };
         let (outcome, exit_code, usage) = self.turn(&t, sink)?;
         Ok(RunReport { session, outcome, exit_code, usage })
@@ -76,21 +77,6 @@ impl OpencodeV2Driver {
         req: &RunRequest,
         sink: &mut dyn EventSink,
     ) -> Result<RunReport, AgentError> {
-        let Some(stored) = self.stored(&req.session)? else {
-            return Err(AgentError::SessionNotFound { id: req.session.clone() });
-        };
-        if !same_dir(&stored.directory, &req.dir) {
-            return Err(AgentError::CommandFailed {
-                command: "run".into(),
-                message: format!(
-                    "session {} lives in {}, not in {}; opencode runs a session only in its own \
-                     directory",
-                    req.session,
-                    stored.directory.display(),
-                    req.dir.display()
-                ),
-            });
-        }
         let t = TurnOf {
             session: &req.session,
             dir: &req.dir,
@@ -98,10 +84,30 @@ impl OpencodeV2Driver {
             prompt: &req.prompt,
             limits: req.limits,
             log_path: &req.log_path,
-            before: Some(&stored.raw),
+            recorded: true,
         };
         let (outcome, exit_code, usage) = self.turn(&t, sink)?;
         Ok(RunReport { session: req.session.clone(), outcome, exit_code, usage })
+    }
+
+    /// Session `id` as stored, once it is where kugetsu recorded it (`dir`): an unknown session
+    /// is not run (`-s ID` of one would make a new empty session), nor one elsewhere.
+    fn recorded(&self, id: &SessionId, dir: &Path) -> Result<Stored, AgentError> {
+        let Some(stored) = self.stored(id)? else {
+            return Err(AgentError::SessionNotFound { id: id.clone() });
+        };
+        if !same_dir(&stored.directory, dir) {
+            return Err(AgentError::CommandFailed {
+                command: "run".into(),
+                message: format!(
+                    "session {id} lives in {}, not in {}; opencode runs a session only in its own \
+                     directory",
+                    stored.directory.display(),
+                    dir.display()
+                ),
+            });
+        }
+        Ok(stored)
     }
 
     /// The environment of an opencode client of `reg`: the agent's, and the serve's password.
@@ -125,7 +131,15 @@ impl OpencodeV2Driver {
         args.extend(["--format", "json"].map(OsString::from));
         args.extend(self.model_args());
         let env = Self::client_env(&reg, t.env);
-        self.set_environment(&client, t.session, t.dir, t.env)?;
+        // Done while the client starts (its boot is about as long as a turn on a warm serve).
+        let before = std::sync::Mutex::new(None);
+        let ready = || {
+            if t.recorded {
+                let stored = self.recorded(t.session, t.dir)?;
+                *before.lock().unwrap_or_else(|e| e.into_inner()) = Some(stored.raw);
+            }
+            self.set_environment(&client, t.session, t.dir, t.env)
+        };
         let stop = &self.options().interrupt;
         let after = std::cell::RefCell::new(None);
         let since_ms =
@@ -147,6 +161,7 @@ impl OpencodeV2Driver {
                 judge: Some(&judge),
                 tools_under: Some(reg.pid),
                 watch: Some(&watch),
+                ready: Some(&ready),
             },
             sink,
         )?;
@@ -154,7 +169,8 @@ impl OpencodeV2Driver {
         // read has only its stream's steps.
         let usage = match after.into_inner() {
             Some(after) => {
-                let usage = usage_between(t.before, &after);
+                let before = before.into_inner().unwrap_or_else(|e| e.into_inner());
+                let usage = usage_between(before.as_ref(), &after);
                 note_usage(t.log_path, &usage);
                 Some(usage)
             }
