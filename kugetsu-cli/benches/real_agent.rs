@@ -324,22 +324,22 @@ fn main() {
     // `-- v1` or `-- v2`: only that opencode's part.
     let only = |v: &str| std::env::args().skip(1).any(|a| a == v);
     let (v1, v2) = (only("v1"), only("v2"));
+    // Another build of kugetsu (an older commit's) to time in the same rounds.
+    let baseline = std::env::var_os("KUGETSU_BENCH_BASELINE").map(PathBuf::from);
     if v1 || !v2 {
-        v1_rounds(rounds);
+        v1_rounds(rounds, baseline.as_deref());
     }
     if v2 || !v1 {
-        v2::run(rounds);
+        v2::run(rounds, baseline.as_deref());
     }
 }
 
 /// The 1.x part.
-fn v1_rounds(rounds: usize) {
+fn v1_rounds(rounds: usize, baseline: Option<&Path>) {
     let Some(bin) = real::opencode() else {
         println!("real opencode unavailable: nothing measured");
         return;
     };
-    // Another build of kugetsu (an older commit's) to time in the same rounds.
-    let baseline = std::env::var_os("KUGETSU_BENCH_BASELINE").map(PathBuf::from);
     let kinds = if baseline.is_some() { KINDS.len() } else { 6 };
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     println!("opencode {} at {}", real::VERSION, bin.display());
@@ -382,7 +382,7 @@ fn v1_rounds(rounds: usize) {
             // Rotate the order: each kind goes first in some round.
             let kind = (k + round) % kinds;
             let prompt = format!("hi, round {round}");
-            let base = baseline.as_deref();
+            let base = baseline;
             let s = match kind {
                 0 => w.bare_run(&session, &worktree, &prompt),
                 1 => w.kugetsu(None, &["continue", "#1", &prompt]),

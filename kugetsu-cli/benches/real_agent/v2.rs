@@ -20,13 +20,17 @@ use serde_json::Value;
 
 use super::{Daemon, Sample, World, like, median, secs};
 
-const KINDS: [&str; 6] = [
+const KINDS: [&str; 10] = [
     "bare run --server",
     "kugetsu continue",
     "kugetsu start",
     "bare run --standalone",
     "cold start",
     "cold continue",
+    "baseline continue",
+    "baseline start",
+    "baseline cold start",
+    "baseline cold cont.",
 ];
 
 impl World {
@@ -77,7 +81,9 @@ impl World {
     }
 }
 
-pub(super) fn run(rounds: usize) {
+pub(super) fn run(rounds: usize, baseline: Option<&Path>) {
+    // With a baseline build, its four kugetsu kinds are timed in the same rounds.
+    let kinds = if baseline.is_some() { KINDS.len() } else { 6 };
     let Some(bin) = super::real::opencode2() else {
         println!("real opencode 2 unavailable: nothing measured");
         return;
@@ -112,11 +118,11 @@ pub(super) fn run(rounds: usize) {
         "the cold state dir has a registered serve"
     );
 
-    let mut samples: Vec<Vec<Sample>> = vec![Vec::new(); KINDS.len()];
+    let mut samples: Vec<Vec<Sample>> = vec![Vec::new(); kinds];
     println!("\nper round, seconds: spawn -> model request / -> exit");
     for round in 0..rounds {
-        for k in 0..KINDS.len() {
-            let kind = (k + round) % KINDS.len();
+        for k in 0..kinds {
+            let kind = (k + round) % kinds;
             let prompt = format!("hi, round {round}");
             let s = match kind {
                 0 => warm.bare_run2(
@@ -136,13 +142,17 @@ pub(super) fn run(rounds: usize) {
                 4 => {
                     cold.kugetsu(None, &["--debug", "start", &format!("#{}", 10 + round), &prompt])
                 }
-                _ => cold.kugetsu(None, &["continue", "#1", &prompt]),
+                5 => cold.kugetsu(None, &["continue", "#1", &prompt]),
+                6 => warm.kugetsu(baseline, &["continue", "#1", &prompt]),
+                7 => warm.kugetsu(baseline, &["start", &format!("#{}", 1000 + round), &prompt]),
+                8 => cold.kugetsu(baseline, &["start", &format!("#{}", 1000 + round), &prompt]),
+                _ => cold.kugetsu(baseline, &["continue", "#1", &prompt]),
             };
             samples[kind].push(s);
             std::thread::sleep(Duration::from_millis(200));
         }
         let mut line = format!("round {round}:");
-        for (k, name) in KINDS.iter().enumerate() {
+        for (k, name) in KINDS.iter().enumerate().take(kinds) {
             let s = samples[k][round];
             line.push_str(&format!("  {name} {:.2}/{:.2}", secs(s.to_request), secs(s.total)));
         }
@@ -153,14 +163,27 @@ pub(super) fn run(rounds: usize) {
     let med = |k: usize, f: &dyn Fn(&Sample) -> f64| median(samples[k].iter().map(f).collect());
     let total = |s: &Sample| secs(s.total);
     let req = |s: &Sample| secs(s.to_request);
-    for (k, name) in KINDS.iter().enumerate() {
+    for (k, name) in KINDS.iter().enumerate().take(kinds) {
         println!("{name:22} to request {:6.2}   total {:6.2}", med(k, &req), med(k, &total));
     }
     let per_round = |a: usize, b: usize, f: &dyn Fn(&Sample) -> f64| {
         median(samples[a].iter().zip(&samples[b]).map(|(x, y)| f(x) / f(y)).collect())
     };
     println!("\nratios, total (median of per-round ratios; ratio of medians)");
-    for (a, b, what, target) in [
+    let against_baseline: &[(usize, usize, &str, &str)] = if baseline.is_some() {
+        &[
+            (1, 6, "continue / baseline continue", "the change"),
+            (2, 7, "start / baseline start", "the change"),
+            (4, 8, "cold start / baseline cold start", "the change"),
+            (5, 9, "cold continue / baseline cold cont.", "the change"),
+            (6, 0, "baseline continue / bare --server", ""),
+            (7, 0, "baseline start / bare --server", ""),
+            (8, 3, "baseline cold start / bare --standalone", ""),
+        ]
+    } else {
+        &[]
+    };
+    for &(a, b, what, target) in [
         (1, 0, "warm continue / bare --server", "target <= 1.1"),
         (2, 0, "warm start / bare --server", "target <= 1.1"),
         (1, 3, "warm continue / bare --standalone", "target well under 1"),
@@ -168,7 +191,10 @@ pub(super) fn run(rounds: usize) {
         (4, 3, "cold start / bare --standalone", "target <= 1.2"),
         (5, 3, "cold continue / bare --standalone", "no target"),
         (0, 3, "bare --server / bare --standalone", "the floors"),
-    ] {
+    ]
+    .iter()
+    .chain(against_baseline)
+    {
         println!(
             "{what:36} {:.2}   ({:.2})   {target}",
             per_round(a, b, &total),
