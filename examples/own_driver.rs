@@ -294,6 +294,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             limits: RunLimits {
                 timeout: Duration::from_secs(60),
                 idle_timeout: Duration::from_secs(1),
+                spend_cap: None,
             },
             log_path: scratch.join("sleeper.log"),
         },

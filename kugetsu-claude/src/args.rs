@@ -20,6 +20,7 @@
 use std::ffi::OsString;
 
 use kugetsu_core::agent::SessionId;
+use kugetsu_core::usage::Usd;
 
 /// How a turn starts its session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,8 +74,10 @@ pub fn session_args(start: Start<'_>) -> Vec<OsString> {
     v.into_iter().map(OsString::from).collect()
 }
 
-/// The whole argv of one headless turn (the prompt goes on stdin).
-pub fn turn_args(start: Start<'_>, model: Option<&str>) -> Vec<OsString> {
+/// The whole argv of one headless turn (the prompt goes on stdin): `spend_cap`, when set, is
+/// what the turn may spend (Claude Code prices its requests itself and stops at the cap after
+/// the request that reached it).
+pub fn turn_args(start: Start<'_>, model: Option<&str>, spend_cap: Option<Usd>) -> Vec<OsString> {
     let mut args: Vec<OsString> =
         ["-p", "--output-format", "stream-json", "--verbose"].map(OsString::from).to_vec();
     args.extend(session_args(start));
@@ -83,7 +86,19 @@ pub fn turn_args(start: Start<'_>, model: Option<&str>) -> Vec<OsString> {
         args.push("--model".into());
         args.push(model.into());
     }
+    if let Some(cap) = spend_cap {
+        args.push("--max-budget-usd".into());
+        args.push(usd_arg(cap).into());
+    }
     args
+}
+
+/// A spending cap as Claude Code reads it: whole micro-dollars (what is left of a budget is a
+/// difference of floats, `0.010000000000000002`), never zero (a turn runs only with something
+/// left).
+fn usd_arg(cap: Usd) -> String {
+    let text = format!("{:.6}", cap.get().max(0.000_001));
+    text.trim_end_matches('0').trim_end_matches('.').to_owned()
 }
 
 /// Variables every Claude Code process gets: no traffic but the API's (no update check, no
@@ -117,4 +132,18 @@ pub fn is_uuid(id: &str) -> bool {
     let parts: Vec<&str> = id.split('-').collect();
     parts.iter().map(|p| p.len()).eq([8, 4, 4, 4, 12])
         && parts.iter().all(|p| p.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_spending_cap_is_given_in_whole_micro_dollars_and_never_as_zero() {
+        let usd = |v| Usd::new(v).expect("usd");
+        assert_eq!(usd_arg(usd(0.05 - 0.04)), "0.01");
+        assert_eq!(usd_arg(usd(2.0)), "2");
+        assert_eq!(usd_arg(usd(0.1234567)), "0.123457");
+        assert_eq!(usd_arg(usd(0.0)), "0.000001");
+    }
 }

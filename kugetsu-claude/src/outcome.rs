@@ -16,6 +16,12 @@ use kugetsu_process::Ended;
 
 use crate::events::EventLog;
 
+/// The `result` subtype of a turn that reached its `--max-budget-usd`.
+const BUDGET_EXHAUSTED: &str = "error_max_budget_usd";
+
+/// What stopped a turn at its spending cap, in [`RunOutcome::Interrupted`]'s words.
+pub const SPEND_CAP: &str = "its spending cap";
+
 /// Turns how a run ended and what it printed into an outcome (and the exit code, if it exited).
 pub fn classify(ended: Ended, events: &EventLog, stop: &Interrupt) -> (RunOutcome, Option<i32>) {
     match ended.outcome(stop, events.provider_limit.as_ref(), || events.last_tool()) {
@@ -27,6 +33,11 @@ pub fn classify(ended: Ended, events: &EventLog, stop: &Interrupt) -> (RunOutcom
 /// The outcome of a run that exited by itself with `code` (`None`: killed by a signal nobody
 /// here sent) after printing `events`.
 pub fn classify_exit(code: Option<i32>, events: &EventLog) -> RunOutcome {
+    // Stopped by the spending cap the driver gave it (`--max-budget-usd`): the orchestrator
+    // tells which budget was reached, as for a turn it stops itself.
+    if events.result.as_ref().is_some_and(|r| r.subtype == BUDGET_EXHAUSTED) {
+        return RunOutcome::Interrupted { signal: SPEND_CAP.into() };
+    }
     if let Some(result) = &events.result
         && result.is_error
     {

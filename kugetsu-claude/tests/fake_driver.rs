@@ -128,7 +128,11 @@ impl World {
 }
 
 pub(crate) fn limits() -> RunLimits {
-    RunLimits { timeout: Duration::from_secs(120), idle_timeout: Duration::from_secs(60) }
+    RunLimits {
+        timeout: Duration::from_secs(120),
+        idle_timeout: Duration::from_secs(60),
+        spend_cap: None,
+    }
 }
 
 fn argv(record: &Value) -> Vec<String> {
@@ -227,6 +231,27 @@ fn a_write_outside_the_directory_is_blocked_and_an_api_error_fails() {
     }
 }
 
+/// The fake keeps a spending cap as the real one does (the same check on the real CLI is in
+/// `real_claude`): counted per process, after each request, no tool past it.
+#[test]
+fn a_spending_cap_stops_the_turn_after_the_request_that_reaches_it() {
+    let w = World::new();
+    let base = w.create("base").session;
+    let capped = |cap: f64, file: &str| {
+        w.script(json!([{"mode": "tool", "path": file, "content": "x", "cost": 0.0248}]));
+        let limits = RunLimits { spend_cap: kugetsu_core::usage::Usd::new(cap), ..limits() };
+        w.run_limited(&base, "base", "write", limits).expect("run")
+    };
+    assert_eq!(capped(0.03, "roomy.txt").outcome, RunOutcome::Completed, "{}", log(&w));
+    assert!(w.dir("base").join("roomy.txt").is_file());
+    let report = capped(0.01, "capped.txt");
+    let stopped = RunOutcome::Interrupted { signal: kugetsu_claude::outcome::SPEND_CAP.into() };
+    assert_eq!(report.outcome, stopped, "{}", log(&w));
+    assert!(!w.dir("base").join("capped.txt").exists(), "the tool ran past the cap");
+    let cost = report.usage.and_then(|u| u.cost_usd).map(kugetsu_core::usage::Usd::get);
+    assert!(cost.is_some_and(|c| (c - 0.0124).abs() < 1e-9), "charged {cost:?}");
+}
+
 /// A 429 is the provider refusing: the driver reports it with the reset time Claude Code's
 /// retry line tells (its `retry-after`), cuts the run at once instead of letting Claude Code
 /// retry for minutes, and the turn ends `rate_limited`, not failed.
@@ -308,6 +333,7 @@ fn a_timed_out_run_leaves_no_tool_process_behind_even_out_of_its_group() {
         limits: RunLimits {
             timeout: Duration::from_secs(3),
             idle_timeout: Duration::from_secs(60),
+            spend_cap: None,
         },
         log_path: w.dir("run.log"),
     };

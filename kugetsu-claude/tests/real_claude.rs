@@ -61,7 +61,11 @@ fn world_with(min_idle: Duration) -> Option<World> {
 }
 
 fn limits() -> RunLimits {
-    RunLimits { timeout: Duration::from_secs(300), idle_timeout: Duration::from_secs(120) }
+    RunLimits {
+        timeout: Duration::from_secs(300),
+        idle_timeout: Duration::from_secs(120),
+        spend_cap: None,
+    }
 }
 
 impl World {
@@ -225,8 +229,11 @@ fn a_rate_limit_and_a_used_up_credit_pause_and_overload_fails_after_retries() {
 fn a_stalled_stream_is_hung_at_the_idle_limit() {
     let Some(w) = world_with(Duration::ZERO) else { return };
     let base = w.create("hello").session;
-    let limits =
-        RunLimits { timeout: Duration::from_secs(120), idle_timeout: Duration::from_secs(4) };
+    let limits = RunLimits {
+        timeout: Duration::from_secs(120),
+        idle_timeout: Duration::from_secs(4),
+        spend_cap: None,
+    };
     let report = w.run_with(&base, "base", "STALL", &[], limits, &mut Vec::new()).unwrap();
     assert!(matches!(report.outcome, RunOutcome::Hung { .. }), "{:?}\n{}", report.outcome, w.log());
 }
@@ -239,8 +246,11 @@ fn a_tool_command_in_its_own_session_does_not_outlive_a_timed_out_run() {
     let Some(w) = world() else { return };
     let base = w.create("hello").session;
     let pidfile = w.dir("tool.pid");
-    let limits =
-        RunLimits { timeout: Duration::from_secs(8), idle_timeout: Duration::from_secs(120) };
+    let limits = RunLimits {
+        timeout: Duration::from_secs(8),
+        idle_timeout: Duration::from_secs(120),
+        spend_cap: None,
+    };
     let prompt = format!("PIDSLEEP:{}", pidfile.display());
     let report = w.run_with(&base, "base", &prompt, &[], limits, &mut Vec::new()).unwrap();
     assert!(
@@ -372,4 +382,32 @@ fn transcript_of(w: &World, id: &SessionId) -> String {
         .find(|p| p.is_file())
         .unwrap();
     std::fs::read_to_string(found).unwrap()
+}
+
+/// A turn's spending cap (what is left of its budgets) is Claude Code's `--max-budget-usd`: it
+/// counts what this process spends, not the session's running total, and stops after the
+/// request that reaches it, before any tool that request asked for.
+#[test]
+fn a_spending_cap_stops_the_turn_after_the_request_that_reaches_it() {
+    let Some(w) = world() else { return };
+    // The session has spent $0.0248 already: a cap below it still lets a turn run.
+    let base = w.create("WRITEFILE:primed.txt").session;
+    let capped = |cap: f64, file: &str| {
+        let mut limits = limits();
+        limits.spend_cap = kugetsu_core::usage::Usd::new(cap);
+        let prompt = format!("WRITEFILE:{file}");
+        w.run_with(&base, "base", &prompt, &[], limits, &mut Vec::new()).expect("run")
+    };
+    // Two requests of $0.0124: both fit in $0.03.
+    let report = capped(0.03, "roomy.txt");
+    assert_eq!(report.outcome, RunOutcome::Completed, "{}", w.log());
+    assert!(w.dir("base").join("roomy.txt").is_file());
+    // The first request reaches $0.01: its tool call is not run.
+    let report = capped(0.01, "capped.txt");
+    let stopped = RunOutcome::Interrupted { signal: kugetsu_claude::outcome::SPEND_CAP.into() };
+    assert_eq!(report.outcome, stopped, "{}", w.log());
+    assert!(!w.dir("base").join("capped.txt").exists(), "the tool ran past the cap");
+    let cost = report.usage.and_then(|u| u.cost_usd).map(kugetsu_core::usage::Usd::get);
+    assert!(cost.is_some_and(|c| (c - 0.0124).abs() < 1e-9), "charged {cost:?}");
+    assert!(w.log().contains("--max-budget-usd 0.01 "), "{}", w.log());
 }

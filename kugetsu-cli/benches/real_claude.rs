@@ -66,7 +66,7 @@ fn main() {
 
     let bare = || {
         let mut cmd = Command::new(&bin);
-        cmd.args(turn_args(Start::Resume(&session), None))
+        cmd.args(turn_args(Start::Resume(&session), None, None))
             .current_dir(&worktree)
             .env("PWD", &worktree)
             .env("HOME", &env.home)

@@ -1,9 +1,9 @@
 //! `KUGETSU_AGENT=claude` through the binary with the bundled fake Claude Code acting out what
 //! the real one does: a 429 (a `system/api_retry` line per attempt) pauses the `anthropic`
 //! provider for the reset its retry line tells, the queue holds the next item without counting
-//! it and runs it once the pause is over; and a daily budget spent by a Claude Code turn holds
-//! the next item (Claude Code prices a turn only in its final result, so its budgets are
-//! checked when a turn ends).
+//! it and runs it once the pause is over; a daily budget spent by a Claude Code turn holds the
+//! next item; and a turn is given what is left of its budgets as Claude Code's spending cap,
+//! which stops it at the request that reaches it.
 
 // Setup helpers unwrap too: a failed setup should fail the test loudly.
 #![allow(clippy::unwrap_used)]
@@ -144,4 +144,40 @@ fn a_daily_budget_spent_by_a_claude_turn_holds_the_next_item() {
     assert!(text.contains("(held: daily budget $0.04 spent ($0.04))"), "{text}");
     let status = env.run(&["status"]).stdout;
     assert!(status.contains("spent today (UTC): $0.04 of a daily budget of $0.04"), "{status}");
+}
+
+/// A Claude Code turn is given what is left of its budgets as its spending cap: the turn whose
+/// first request reaches the issue's budget stops there, before its tool runs, and ends
+/// `over_budget` (exit 5) with what it spent; the next turn of the issue is refused.
+#[test]
+fn a_claude_turn_stops_at_the_request_that_reaches_the_issue_budget() {
+    let env = ready_claude();
+    script(&env, "", &working(0.04));
+    configure(&env, "KUGETSU_ISSUE_BUDGET_USD=0.05");
+    let out = env.run(&["start", "#1", "first"]);
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    // $0.01 left: the next turn's first request ($0.02 of its $0.04) reaches it.
+    script(
+        &env,
+        "",
+        r#"{"mode": "tool", "path": "SECOND.md", "content": "x", "text": "wrote", "cost": 0.04}"#,
+    );
+    let out = env.run(&["continue", "#1", "again"]);
+    assert_eq!(out.code, 5, "{}{}", out.stdout, out.stderr);
+    let said = format!("{}{}", out.stdout, out.stderr);
+    assert!(said.contains("issue budget $0.05 spent ($0.06)"), "{said}");
+    assert!(!env.path("worktrees/local.test-demo-app-1/SECOND.md").exists(), "its tool ran");
+    let file = env.path("sessions/local.test-demo-app-1.json");
+    let session: serde_json::Value = serde_json::from_str(&read(&file)).unwrap();
+    assert_eq!(session["last_run"]["outcome"], "over_budget", "{session}");
+    assert_eq!(session["usage"]["cost_usd"], 0.06, "{session}");
+    let logs: String = std::fs::read_dir(env.path("logs"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.to_string_lossy().ends_with("-local.test-demo-app-1.log"))
+        .map(|p| read(&p))
+        .collect();
+    assert!(logs.contains("--max-budget-usd 0.01 "), "{logs}");
+    let out = env.run(&["continue", "#1", "once more"]);
+    assert_eq!(out.code, 5, "{}{}", out.stdout, out.stderr);
 }

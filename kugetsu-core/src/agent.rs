@@ -130,6 +130,11 @@ pub struct RunLimits {
     /// Kill the run if, for this long, it prints nothing and its processes (the agent and every
     /// command it started) use no CPU or I/O worth counting (an agent can hang silently).
     pub idle_timeout: Duration,
+    /// The most the turn may spend: what is left of the tightest budget when it starts
+    /// (`None`: no budget). A driver whose agent can stop itself at a spending cap gives it
+    /// this one, so that a turn whose cost is only told at its end cannot run past a budget;
+    /// the orchestrator stops the others at the step whose usage reaches a budget.
+    pub spend_cap: Option<crate::usage::Usd>,
 }
 
 impl Default for RunLimits {
@@ -137,6 +142,7 @@ impl Default for RunLimits {
         RunLimits {
             timeout: Duration::from_secs(60 * 60),
             idle_timeout: Duration::from_secs(15 * 60),
+            spend_cap: None,
         }
     }
 }

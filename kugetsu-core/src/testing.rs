@@ -149,6 +149,8 @@ pub struct FakeCall {
     pub prompt: String,
     /// Names of env variables it received (never their values).
     pub env_keys: Vec<String>,
+    /// The spending cap a run was given.
+    pub spend_cap: Option<crate::usage::Usd>,
 }
 
 /// An in-memory agent: sessions with directories, scripted turns, recorded calls and a live
@@ -220,6 +222,7 @@ impl FakeAgent {
             dir: dir.into(),
             prompt: prompt.into(),
             env_keys: env.0.keys().cloned().collect(),
+            spend_cap: None,
         });
     }
     fn turn(&self, sink: &mut dyn EventSink) -> (RunOutcome, Option<crate::usage::TurnUsage>) {
@@ -316,6 +319,9 @@ impl AgentDriver for FakeAgent {
             });
         }
         self.record("run", req.session.as_str(), &req.dir, &req.prompt, &req.env);
+        if let Some(call) = lock(&self.calls).last_mut() {
+            call.spend_cap = req.limits.spend_cap;
+        }
         let (outcome, usage) = self.turn(sink);
         Ok(RunReport { session: req.session.clone(), outcome, exit_code: Some(0), usage })
     }

@@ -190,6 +190,38 @@ fn the_daily_budget_counts_every_issue_and_unknown_cost_stays_unknown() {
     assert_eq!(start(&orch, "github.com/o/r#3").unwrap(), RunOutcome::Completed);
 }
 
+/// Each turn is told what it may still spend: the least left of the budgets that apply to it
+/// (the PM agent's, the daily one only).
+#[test]
+fn a_turn_is_given_what_is_left_of_its_budgets_as_its_spending_cap() {
+    let w = World::new();
+    init(&w);
+    let last_cap = |w: &World| {
+        let calls = w.agent.calls.lock().unwrap();
+        calls.iter().rfind(|c| c.op == "run").unwrap().spend_cap.map(Usd::get)
+    };
+    let (orch, stop) = w.orch(Budgets::default());
+    w.agent.script([FakeTurn::Steps(vec![step(0.4)], stop)]);
+    assert_eq!(start(&orch, "github.com/o/r#1").unwrap(), RunOutcome::Completed);
+    assert_eq!(last_cap(&w), None, "no budget, no cap");
+    let issue = IssueRef::parse("github.com/o/r#1").unwrap();
+    let cap_with = |budgets: Budgets| {
+        let (orch, _) = w.orch(budgets);
+        orch.continue_issue(&issue, "more", &mut NoEvents).unwrap();
+        last_cap(&w).unwrap()
+    };
+    // $0.40 spent by the issue and today: $0.60 left of $1.00 of either.
+    assert!((cap_with(Budgets { issue: usd(1.0), daily: None }) - 0.6).abs() < 1e-9);
+    assert!((cap_with(Budgets { issue: None, daily: usd(1.0) }) - 0.6).abs() < 1e-9);
+    // The tighter of the two.
+    let both = cap_with(Budgets { issue: usd(3.0), daily: usd(0.5) });
+    assert!((both - 0.1).abs() < 1e-9, "{both}");
+    // The PM agent is limited by the daily budget only.
+    let (orch, _) = w.orch(Budgets { issue: usd(0.45), daily: usd(2.0) });
+    orch.message_pm("hi", &mut NoEvents).unwrap();
+    assert!((last_cap(&w).unwrap() - 1.6).abs() < 1e-9, "{:?}", last_cap(&w));
+}
+
 #[test]
 fn old_session_files_without_usage_still_load() {
     let file: SessionFile = serde_json::from_value(serde_json::json!({

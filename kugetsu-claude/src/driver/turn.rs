@@ -152,7 +152,7 @@ impl ClaudeDriver {
             path: tmp.clone(),
             source: std::io::Error::other(e),
         })?;
-        let args = turn_args(t.start, self.opts.model.as_deref());
+        let args = turn_args(t.start, self.opts.model.as_deref(), t.limits.spend_cap);
         let mut log = RunLog::open(t.log_path)?;
         let header =
             format!("=== {} claude {} (in {})\n", unix_now(), shown(&args), t.dir.display());

@@ -13,7 +13,11 @@
 //!   at once (`system/permission_denied`, `permission_denials`) and the run exits 0;
 //! - stream-json lines shaped like the real ones (`system/init`, `assistant`, `user`,
 //!   `system/api_retry`, `result` with `usage` and `total_cost_usd`); unknown flags:
-//!   `error: unknown option '--x'`, exit 1; `--version`.
+//!   `error: unknown option '--x'`, exit 1; `--version`;
+//! - `--max-budget-usd X`: checked after each model request of the turn (a turn with a tool
+//!   call makes two, each half its `cost`): once what the process spent reaches X, no tool
+//!   runs and the turn ends with an `error_max_budget_usd` result
+//!   (`terminal_reason: "budget_exhausted"`), exit 1.
 //!
 //! Scripting: `FAKE_CLAUDE_SCRIPT=<file>`, JSON `{"turns": [TURN, ...], "default": TURN}`; each
 //! turn consumes the first TURN (removed from the file), else `default`, else `{"mode":"ok"}`.
@@ -58,6 +62,8 @@ struct Flags {
     resume: Option<String>,
     fork: bool,
     mode: Option<String>,
+    /// `--max-budget-usd`.
+    max_budget: Option<f64>,
     allowed: Vec<String>,
     disallowed: Vec<String>,
     prompt: Option<String>,
@@ -111,7 +117,8 @@ fn run(args: Vec<String>) -> Result<u8, String> {
     // carries its base's).
     let spent_before = find(&config, &id).map(|p| spent_in(&p)).unwrap_or(0.0);
     let cost = turn.get("cost").and_then(Value::as_f64).unwrap_or(DEFAULT_COST);
-    let out = Out { id: id.clone(), cwd: cwd.clone(), spent_before, cost };
+    let out =
+        Out { id: id.clone(), cwd: cwd.clone(), spent_before, cost, spent: Default::default() };
     out.line(json!({"type": "system", "subtype": "init", "session_id": id, "cwd": cwd,
         "model": "claude-opus-5-5", "permissionMode": flags.mode.clone().unwrap_or("default".into()),
         "tools": tools(&flags), "claude_code_version": VERSION, "apiKeySource": "ANTHROPIC_API_KEY"}));
@@ -122,7 +129,7 @@ fn run(args: Vec<String>) -> Result<u8, String> {
         "message": {"role": "user", "content": prompt}}),
     )?;
     let code = play(&out, &flags, &turn)?;
-    let total = if code == 0 { spent_before + cost } else { spent_before };
+    let total = if code == 0 { spent_before + cost } else { spent_before + out.spent.get() };
     append(
         &transcript,
         &json!({"type": "assistant", "sessionId": id, "cwd": cwd, "total_cost_usd": total,
@@ -145,6 +152,13 @@ fn parse(args: &[String]) -> Result<Flags, String> {
             "--session-id" => f.session_id = Some(value()?),
             "--resume" | "-r" => f.resume = Some(value()?),
             "--permission-mode" => f.mode = Some(value()?),
+            "--max-budget-usd" => {
+                let v = value()?;
+                let usd = v.parse::<f64>().ok().filter(|u| *u > 0.0);
+                f.max_budget = Some(usd.ok_or_else(|| {
+                    format!("error: --max-budget-usd {v} is not a positive number")
+                })?);
+            }
             "--model" => {
                 value()?;
             }
@@ -233,6 +247,8 @@ struct Out {
     spent_before: f64,
     /// What this turn costs if it succeeds.
     cost: f64,
+    /// What a turn that did not succeed spent (its requests up to a spending cap).
+    spent: std::cell::Cell<f64>,
 }
 
 impl Out {
@@ -265,6 +281,21 @@ impl Out {
             "permission_denials": denials, "result_index": 0}));
     }
 
+    /// Whether `--max-budget-usd` is reached once `spent` of this turn's cost is: then the
+    /// turn's result says so.
+    fn capped(&self, f: &Flags, spent: f64, requests: u32) -> bool {
+        let Some(cap) = f.max_budget.filter(|cap| spent >= *cap) else { return false };
+        self.spent.set(spent);
+        self.line(json!({"type": "result", "subtype": "error_max_budget_usd", "is_error": true,
+            "num_turns": requests, "session_id": self.id,
+            "total_cost_usd": self.spent_before + spent, "terminal_reason": "budget_exhausted",
+            "usage": {"input_tokens": 0, "cache_creation_input_tokens": 0,
+                "cache_read_input_tokens": 0, "output_tokens": 0},
+            "errors": [format!("Reached maximum budget (${cap})")],
+            "permission_denials": [], "result_index": 0}));
+        true
+    }
+
     /// A tool call the permissions refuse: reported three ways, as the real CLI does.
     fn deny(&self, tool: &str, tool_id: &str, input: &Value, why: &str, denials: &mut Vec<Value>) {
         self.line(json!({"type": "system", "subtype": "permission_denied", "tool_name": tool,
@@ -286,6 +317,9 @@ fn play(out: &Out, f: &Flags, turn: &Value) -> Result<u8, String> {
             out.assistant(
                 json!([{"type": "tool_use", "id": "toolu_1", "name": "Write", "input": input}]),
             );
+            if out.capped(f, out.cost / 2.0, 1) {
+                return Ok(1);
+            }
             let target = out.cwd.join(&path);
             let inside = !Path::new(&path).is_absolute() && !path.split('/').any(|p| p == "..");
             if f.mode.as_deref() == Some("acceptEdits")
@@ -309,6 +343,9 @@ fn play(out: &Out, f: &Flags, turn: &Value) -> Result<u8, String> {
             out.assistant(
                 json!([{"type": "tool_use", "id": "toolu_1", "name": "Bash", "input": input}]),
             );
+            if out.capped(f, out.cost / 2.0, 1) {
+                return Ok(1);
+            }
             if !f.allowed.iter().any(|t| t == "Bash") {
                 out.deny("Bash", "toolu_1", &input, "This command requires approval", &mut denials);
             } else if hang {
@@ -361,6 +398,10 @@ fn play(out: &Out, f: &Flags, turn: &Value) -> Result<u8, String> {
         _ => {}
     }
     out.assistant(json!([{"type": "text", "text": text}]));
+    let requests = if matches!(s("mode").as_str(), "tool" | "bash") { 2 } else { 1 };
+    if out.capped(f, out.cost, requests) {
+        return Ok(1);
+    }
     out.result(&text, &denials, false, "completed");
     Ok(0)
 }

@@ -355,6 +355,7 @@ impl Config {
         crate::agent::RunLimits {
             timeout: Duration::from_secs(self.agent_timeout_minutes * 60),
             idle_timeout: Duration::from_secs(self.agent_idle_minutes * 60),
+            spend_cap: None,
         }
     }
 }

@@ -101,6 +101,25 @@ impl Orchestrator {
         Ok(budgets.exhausted(&issue_totals, &today, Usd::ZERO))
     }
 
+    /// The run limits of a turn of `issue` (`None`: the PM agent, which only the daily budget
+    /// limits): the configured ones, capped at what is left of its budgets. What cannot be read
+    /// caps nothing here: the budget check before the turn reads it too.
+    pub(super) fn turn_limits(&self, issue: Option<&IssueRef>) -> RunLimits {
+        let mut limits = self.settings.limits;
+        let budgets = self.settings.budgets;
+        if budgets.issue.is_none() && budgets.daily.is_none() {
+            return limits;
+        }
+        let issue_totals = match issue {
+            Some(issue) if budgets.issue.is_some() => self.issue_usage(issue).unwrap_or_default(),
+            _ => UsageTotals::default(),
+        };
+        let issue_budgets =
+            crate::usage::budget::Budgets { issue: issue.and(budgets.issue), ..budgets };
+        limits.spend_cap = issue_budgets.left(&issue_totals, &self.today());
+        limits
+    }
+
     /// Refuses a turn whose budget is spent.
     pub(super) fn check_budget(&self, issue: Option<&IssueRef>) -> Result<(), OrchestratorError> {
         match self.budget_spent(issue)? {

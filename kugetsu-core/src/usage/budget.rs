@@ -72,6 +72,18 @@ impl Exhausted {
 }
 
 impl Budgets {
+    /// What a turn may still spend before it reaches the first budget (the least left of any),
+    /// given `issue` (the issue's totals) and `today` (this host's, today); `None` with no budget.
+    pub fn left(&self, issue: &UsageTotals, today: &UsageTotals) -> Option<Usd> {
+        let left = |limit: Option<Usd>, totals: &UsageTotals| {
+            limit.map(|l| Usd::new((l.get() - totals.spent().get()).max(0.0)).unwrap_or(Usd::ZERO))
+        };
+        match (left(self.issue, issue), left(self.daily, today)) {
+            (Some(a), Some(b)) => Some(if a.get() <= b.get() { a } else { b }),
+            (a, b) => a.or(b),
+        }
+    }
+
     /// The first budget `issue` (the issue's totals) or `today` (this host's, today) have
     /// reached, with `running` (what the turn in progress has spent so far) added to both.
     pub fn exhausted(

@@ -87,6 +87,7 @@ pub fn limits(timeout_secs: u64, idle_secs: u64) -> RunLimits {
     RunLimits {
         timeout: Duration::from_secs(timeout_secs),
         idle_timeout: Duration::from_secs(idle_secs),
+        spend_cap: None,
     }
 }
 

@@ -78,7 +78,11 @@ pub(crate) use suite;
 
 /// Limits no check should reach: generous, since the machines running the suite are shared.
 fn limits() -> RunLimits {
-    RunLimits { timeout: Duration::from_secs(300), idle_timeout: Duration::from_secs(120) }
+    RunLimits {
+        timeout: Duration::from_secs(300),
+        idle_timeout: Duration::from_secs(120),
+        spend_cap: None,
+    }
 }
 
 fn read(path: &Path) -> String {
