@@ -45,9 +45,11 @@ impl WatchThread {
 fn run(ctx: &Ctx, log: &LogLine, stopped: &Receiver<()>) {
     // Built once and kept (a shared queue is a database connection), again after a failure.
     let mut queue = None;
+    // The forges' answers, kept from one pass to the next: asking again is conditional.
+    let reads = Arc::new(kugetsu_forge::ReadCache::new());
     loop {
         let interval = ctx.config().map(|c| c.watch_interval()).unwrap_or(Duration::from_secs(60));
-        pass(ctx, log, &mut queue);
+        pass(ctx, log, &mut queue, &reads);
         match stopped.recv_timeout(interval) {
             Err(RecvTimeoutError::Timeout) => {}
             _ => return,
@@ -56,8 +58,13 @@ fn run(ctx: &Ctx, log: &LogLine, stopped: &Receiver<()>) {
 }
 
 /// Polls every watched repository once, through `queue` (built when `None`, dropped after a
-/// queue failure).
-pub fn pass(ctx: &Ctx, log: &LogLine, cached: &mut Option<Arc<dyn TaskQueue>>) {
+/// queue failure), its reads conditional on the answers in `reads`.
+pub fn pass(
+    ctx: &Ctx,
+    log: &LogLine,
+    cached: &mut Option<Arc<dyn TaskQueue>>,
+    reads: &Arc<kugetsu_forge::ReadCache>,
+) {
     let watches = Watches::new(&ctx.state);
     let Ok(file) = watches.load() else {
         log("cannot read watches.json; nothing polled");
@@ -99,7 +106,8 @@ pub fn pass(ctx: &Ctx, log: &LogLine, cached: &mut Option<Arc<dyn TaskQueue>>) {
             .and_then(|e| e.0.get(target.forge.token_var()))
             .filter(|t| !t.is_empty())
             .map(|t| Secret::new(t.clone()));
-        let forge = kugetsu_forge::HttpForge::new(target.forge, &target.url, token);
+        let forge = kugetsu_forge::HttpForge::new(target.forge, &target.url, token)
+            .with_cache(reads.clone());
         let now = time::OffsetDateTime::now_utc();
         match watch::poll(&watches, repo, &forge, &target.repo, &*queue, &secret_refs, now) {
             Ok(report) => {

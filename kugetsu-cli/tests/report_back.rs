@@ -296,6 +296,16 @@ fn failed_checks_and_reviews_requesting_changes_continue_the_issue_up_to_the_rou
         "{asked}"
     );
     assert!(!asked.contains("ghp_reportTOKEN77"), "masked: {asked}");
+    // The loop's later polls ask again conditionally: an unchanged answer is a 304, which
+    // spends none of GitHub's quota.
+    let checks = format!("/commits/{head}/check-runs");
+    let conditional = |status: u16| {
+        forge.seen().iter().filter(|r| r.target.contains(&checks) && r.status == status).count()
+    };
+    wait_for("a poll's checks answered 304", || conditional(304) >= 2);
+    let seen = forge.seen();
+    let whole = seen.iter().filter(|r| r.target.contains(&checks) && r.if_none_match.is_none());
+    assert_eq!(whole.count(), 1, "only the first read of the checks is whole");
 
     // A review requests changes: one more round.
     forge.request_changes(pull, "alice", "Please rename parse to read.");

@@ -8,6 +8,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use kugetsu_core::forge::{ForgeError, ForgeKind};
 use kugetsu_core::secrets::Secret;
 
+use crate::cache::ReadCache;
+
 /// The longest one request may take, connecting included.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(20);
 /// The longest wait the forge may impose on us at once; a longer one is waited in turns.
@@ -38,6 +40,8 @@ pub struct Http {
     pub(crate) api: String,
     kind: ForgeKind,
     token: Option<Secret>,
+    /// Answers of earlier reads, asked for again conditionally ([`Http::read`]).
+    pub(crate) cache: Arc<ReadCache>,
 }
 
 fn header(r: &ureq::http::Response<ureq::Body>, name: &str) -> Option<String> {
@@ -118,7 +122,13 @@ pub fn encode(s: &str) -> String {
 impl Http {
     /// A client of the API at `api` (no trailing `/`).
     pub fn new(kind: ForgeKind, api: &str, token: Option<Secret>) -> Self {
-        Http { agent: agent(), api: api.trim_end_matches('/').to_string(), kind, token }
+        Http {
+            agent: agent(),
+            api: api.trim_end_matches('/').to_string(),
+            kind,
+            token,
+            cache: Arc::default(),
+        }
     }
 
     /// Whether `url` is under this API (so the token may go there): a `Link` from the forge is
@@ -131,6 +141,28 @@ impl Http {
     /// [`ForgeError::RateLimited`]; other statuses are returned for the caller to judge.
     pub fn get(&self, url: &str, etag: Option<&str>) -> Result<Answer, ForgeError> {
         self.send("GET", url, etag, None)
+    }
+
+    /// GETs `url` conditionally on the answer kept for it, which a 304 gives back (as a 200);
+    /// a new answer with an `ETag` is kept.
+    pub fn read(&self, url: &str) -> Result<Answer, ForgeError> {
+        let kept = self.cache.get(url);
+        let mut answer = self.get(url, kept.as_ref().map(|k| k.etag.as_str()))?;
+        match kept {
+            Some(kept) if answer.status == 304 => {
+                answer.status = 200;
+                answer.body = kept.body;
+                answer.next = kept.next;
+                answer.etag = Some(kept.etag);
+            }
+            _ if (200..300).contains(&answer.status) => {
+                if let Some(etag) = &answer.etag {
+                    self.cache.put(url, etag, &answer.body, answer.next.as_deref());
+                }
+            }
+            _ => {}
+        }
+        Ok(answer)
     }
 
     /// Sends `method` to `url` with `body` as JSON (a write), judged as [`Http::get`] is.

@@ -12,6 +12,7 @@
 //! `X-RateLimit-Remaining: 0` until `X-RateLimit-Reset` on GitHub and Gitea, `RateLimit-*` on
 //! GitLab) is [`ForgeError::RateLimited`]; a success that spends the quota says to pause.
 
+mod cache;
 mod checks;
 mod dialect;
 mod http;
@@ -23,6 +24,7 @@ use kugetsu_core::forge::{
 };
 use kugetsu_core::secrets::Secret;
 
+pub use cache::ReadCache;
 pub use http::{MAX_WAIT, REQUEST_TIMEOUT};
 
 /// The most pages one listing reads.
@@ -38,6 +40,13 @@ impl HttpForge {
     /// A client of `kind`'s API at `api`, sending `token` (if any) with each request.
     pub fn new(kind: ForgeKind, api: &str, token: Option<Secret>) -> Self {
         HttpForge { http: http::Http::new(kind, api, token), kind }
+    }
+
+    /// Shares `cache` with the other clients that get it: a process that makes a client per
+    /// pass (the daemon's watcher) keeps its answers from one pass to the next.
+    pub fn with_cache(mut self, cache: std::sync::Arc<ReadCache>) -> Self {
+        self.http.cache = cache;
+        self
     }
 
     fn writer(&self) -> writes::Writer<'_> {

@@ -69,7 +69,7 @@ impl Writer<'_> {
         let mut url = first.to_string();
         let mut out = Vec::new();
         for _ in 0..MAX_PAGES {
-            let answer = self.http.get(&url, None)?;
+            let answer = self.http.read(&url)?;
             if !ok(answer.status) {
                 return Err(self.status("GET", first, answer.status));
             }
@@ -87,7 +87,7 @@ impl Writer<'_> {
     }
 
     pub(crate) fn get_one(&self, url: &str) -> Result<Value, ForgeError> {
-        let answer = self.http.get(url, None)?;
+        let answer = self.http.read(url)?;
         if !ok(answer.status) {
             return Err(self.status("GET", url, answer.status));
         }

@@ -132,3 +132,36 @@ fn the_loop_reads_a_pulls_head_its_checks_and_reviews_requesting_changes() {
         assert!(merged.merged && !merged.open, "{kind}");
     }
 }
+
+/// The loop's reads are kept with their `ETag`, also across clients sharing the cache: asked
+/// again unchanged, GitHub answers 304 (no quota spent) and the kept answer is used; a changed
+/// answer is read whole.
+#[test]
+fn reads_asked_again_are_conditional_and_a_304_gives_the_kept_answer() {
+    let stand_in = StandInForge::start(Dialect::Github);
+    stand_in.add(1, "one", "", &["kugetsu"], false);
+    let cache = std::sync::Arc::new(kugetsu_forge::ReadCache::new());
+    let client = || {
+        HttpForge::new(ForgeKind::Github, &stand_in.api_url(), Some(Secret::new("t0ken")))
+            .with_cache(cache.clone())
+    };
+    let pull = client().ensure_draft_pull("o/r", "fix/issue-1", "one", "b").unwrap();
+    stand_in.set_head(pull.number, "abc123");
+    stand_in.add_check("abc123", "unit", false, "assertion failed");
+    let first = client().checks("o/r", "abc123").unwrap();
+    let again = client().checks("o/r", "abc123").unwrap();
+    assert_eq!(again, first);
+    assert_eq!(client().find_pull("o/r", "fix/issue-1").unwrap().unwrap().head_sha, "abc123");
+    let found = client().find_pull("o/r", "fix/issue-1").unwrap().unwrap();
+    assert_eq!(found.head_sha, "abc123");
+    let statuses = |path: &str| -> Vec<u16> {
+        stand_in.seen().iter().filter(|r| r.target.contains(path)).map(|r| r.status).collect()
+    };
+    assert_eq!(statuses("/check-runs"), [200, 304], "the checks asked again");
+    assert_eq!(statuses("/pulls?"), [200, 200, 304], "made, then read whole, then 304");
+    // Changed: read whole, and kept anew.
+    stand_in.add_check("abc123", "lint", true, "");
+    assert_eq!(client().checks("o/r", "abc123").unwrap().failures.len(), 1);
+    assert_eq!(statuses("/check-runs").last(), Some(&200));
+    assert!(cache.len() >= 2);
+}
