@@ -99,10 +99,9 @@ fn each_turn_labels_the_issue_and_keeps_one_comment_across_a_lost_answer_and_res
     ok(&env, &["queue-daemon", "stop"]);
     let writes = |f: &StandInForge| f.seen().iter().filter(|s| s.method != "GET").count();
     let before = writes(&forge);
+    let idle = forge.idle_polls();
     ok(&env, &["queue-daemon", "start"]);
-    wait_for("an idle poll after the restart", || {
-        forge.seen().iter().filter(|s| s.status == 304).count() >= 2
-    });
+    wait_for("an idle poll after the restart", || forge.idle_polls() > idle);
     assert_eq!(writes(&forge), before, "a restart writes nothing");
 
     // A second turn is blocked on a permission: the same comment says so, labelled blocked.
@@ -222,10 +221,8 @@ fn commits_are_pushed_and_one_draft_pull_request_opened_and_kept_across_turns_an
     let writes = |f: &StandInForge| f.seen().iter().filter(|s| s.method != "GET").count();
     let before = writes(&forge);
     ok(&env, &["queue-daemon", "start"]);
-    let idle = forge.seen().iter().filter(|s| s.status == 304).count();
-    wait_for("an idle poll after the restart", || {
-        forge.seen().iter().filter(|s| s.status == 304).count() > idle
-    });
+    let idle = forge.idle_polls();
+    wait_for("an idle poll after the restart", || forge.idle_polls() > idle);
     assert_eq!(writes(&forge), before, "a restart writes nothing");
 
     // Another commit and turn: the same branch moves on, the same pull request and comment.

@@ -34,7 +34,7 @@ fn of_issue(env: &Env, n: u64) -> Vec<serde_json::Value> {
 }
 
 fn not_modified(forge: &StandInForge) -> usize {
-    forge.seen().iter().filter(|s| s.status == 304).count()
+    forge.idle_polls()
 }
 
 /// An https front for `forge` on its own loopback port, with the certificate of the throwaway

@@ -218,6 +218,17 @@ impl StandInForge {
         self.state.lock().expect("stand-in state").seen.clone()
     }
 
+    /// How many polls of the issue listing were answered 304 (the listing unchanged; other
+    /// reads asked again answer 304 too, and are not counted).
+    pub fn idle_polls(&self) -> usize {
+        let s = self.state.lock().expect("stand-in state");
+        let listing = |target: &str| {
+            let path = target.split('?').next().unwrap_or(target);
+            path.strip_prefix(self.prefix()).is_some_and(|rest| rest == "/issues")
+        };
+        s.seen.iter().filter(|r| r.status == 304 && listing(&r.target)).count()
+    }
+
     fn serve(&self, stream: TcpStream) {
         let mut reader = BufReader::new(match stream.try_clone() {
             Ok(s) => s,
