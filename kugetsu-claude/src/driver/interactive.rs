@@ -29,7 +29,9 @@ impl ClaudeDriver {
         if let Some(model) = &self.opts.model {
             args.extend([OsString::from("--model"), model.into()]);
         }
-        args.push(req.prompt.clone().into());
+        // `--disallowedTools` takes every word up to the next option: without `--` the prompt
+        // would be read as more tool names, and the TUI would open with no prompt.
+        args.extend([OsString::from("--"), req.prompt.clone().into()]);
         let mut cmd = self.command(&args, &req.dir, &req.env, Io::Terminal);
         let child = cmd.spawn().map_err(|e| self.spawn_error(e))?;
         let stop = &self.opts.interrupt;
