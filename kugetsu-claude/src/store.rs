@@ -81,6 +81,18 @@ pub fn transcript_cwd(path: &Path) -> Option<PathBuf> {
     })
 }
 
+/// Whether a transcript holds an answer of the model. Claude Code writes the prompt as soon as
+/// it is sent, and an API failure (a refused key, say) as an assistant message of its own
+/// flagged `isApiErrorMessage`: neither is an answer.
+pub fn answered(path: &Path) -> bool {
+    let Ok(file) = std::fs::File::open(path) else { return false };
+    BufReader::new(file).lines().map_while(Result::ok).any(|line| {
+        line.contains("\"assistant\"")
+            && serde_json::from_str::<serde_json::Value>(&line)
+                .is_ok_and(|v| v["type"] == "assistant" && v["isApiErrorMessage"] != true)
+    })
+}
+
 /// The driver's records, under `<state>/sessions`.
 #[derive(Debug, Clone)]
 pub struct Records {

@@ -4,8 +4,9 @@
 //! `support`): init --headless, start whose tool call writes inside the issue's worktree,
 //! continue in the same session, a refused write reported as blocked, a 429 and a used-up
 //! credit balance pausing the provider (not failing), doctor (--fix), SIGINT to a start whose tool runs,
-//! destroy, prune; delegate through the daemon to a PM agent whose Bash runs start. The API
-//! key is given as a user gives it, in the env file, and must show nowhere kugetsu writes.
+//! destroy, prune; delegate through the daemon to a PM agent whose Bash runs start; and the
+//! interactive `init`, its TUIs on a pseudo-terminal. The API key is given as a user gives it,
+//! in the env file, and must show nowhere kugetsu writes.
 //! Without npm or the registry it prints why and passes as skipped (`KUGETSU_REAL_CLAUDE=1`
 //! makes that a failure).
 
@@ -19,6 +20,8 @@ mod support;
 mod mock_api;
 #[path = "../../kugetsu-claude/tests/support/real.rs"]
 mod real;
+// The interactive `init` on a terminal (shared with the opencode suite).
+mod pty;
 
 use support::{Env, signal, wait_exit, wait_for};
 
@@ -188,4 +191,171 @@ fn delegate_reaches_the_pm_agent_whose_bash_starts_an_issue() {
     let wt = env.path("worktrees/local.test-demo-app-2");
     assert!(wt.join("pm.txt").is_file(), "the PM agent's start worked in #2's worktree\n{log}");
     assert_eq!(env.run(&["queue-daemon", "stop"]).code, 0);
+}
+
+/// The live `claude` processes started with this sandbox's home.
+fn claude_processes(env: &Env) -> Vec<String> {
+    let marker = format!("HOME={}", env.home.display());
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else { continue };
+        let environ = std::fs::read(e.path().join("environ")).unwrap_or_default();
+        let cmdline = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        if support::alive(pid)
+            && String::from_utf8_lossy(&environ).split('\0').any(|v| v == marker)
+            && cmdline.contains("claude")
+        {
+            out.push(format!("{pid}: {cmdline}"));
+        }
+    }
+    out
+}
+
+/// `s` without its blanks: the TUI draws some as cursor moves, which the terminal's text may
+/// not show.
+fn flat(s: &str) -> String {
+    s.split_whitespace().collect()
+}
+
+/// `kugetsu init` (no `--headless`) on a terminal (a pseudo-terminal relayed by python3) whose
+/// user answers the first run's dialogs as a user does, with keystrokes: trusts the workspace,
+/// and answers whether to use the API key of the environment with Yes (`use_key`) or with the
+/// default, No. Each TUI is left with `/exit` once its priming prompt was answered, by the
+/// stand-in or, without the key, by the TUI's own refusal. What init exited with, and the
+/// terminal's last lines.
+fn init_in_the_tui(env: &Env, api: &mock_api::MockApi, use_key: bool) -> (Option<i32>, String) {
+    // Claude Code's onboarding (on a configuration that has never run it) first checks that
+    // Anthropic's own hosts answer, whatever ANTHROPIC_BASE_URL says, and exits 1 when they do
+    // not: out of reach of a test that talks to a stand-in on 127.0.0.1. So the scratch home
+    // starts past the onboarding; the dialogs that follow it are answered below.
+    std::fs::write(env.home.join(".claude.json"), "{\"hasCompletedOnboarding\": true}\n").unwrap();
+    let mut terminal = pty::Terminal::start(env, &["init"]);
+    // Each dialog: once it is drawn, the arrow key that selects the wanted answer (none keeps
+    // the default), then Enter once the selection is redrawn (the TUI redraws only the moved
+    // `❯`). (what it asks, the key, None until drawn then the `❯` drawn when the key was
+    // typed, answered)
+    let key_answer = if use_key { "\x1b[A" } else { "" };
+    let mut dialogs = [
+        ("Is this a project you created or one you trust?", "\x1b[B", None, false),
+        ("Do you want to use this API key?", key_answer, None, false),
+    ];
+    // Which TUI runs is told by the prompts the stand-in got (or the refusals drawn); each
+    // is left once answered, and again if it is still there 15 s later.
+    let markers = ["developer agent managed by kugetsu", "PM agent of kugetsu"];
+    let prompted = |marker: &str| {
+        api.requests.lock().unwrap().iter().any(|(_, _, body)| body.to_string().contains(marker))
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(180);
+    let mut quit_sent: Option<(usize, std::time::Instant)> = None;
+    let status = loop {
+        if let Some(status) = terminal.try_wait() {
+            break status;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "init never finished; the terminal showed:\n{}",
+            terminal.last(3000)
+        );
+        let shown = flat(&terminal.shown());
+        for (asks, key, selecting, answered) in &mut dialogs {
+            let Some(pointers) =
+                shown.rfind(&flat(asks)).map(|at| shown[at..].matches('❯').count())
+            else {
+                continue;
+            };
+            match selecting {
+                None => {
+                    // Keys typed while it is still being drawn can be lost.
+                    std::thread::sleep(std::time::Duration::from_secs(1));
+                    terminal.type_keys(key.as_bytes());
+                    *selecting = Some(pointers);
+                }
+                Some(before) if !*answered && (key.is_empty() || pointers > *before) => {
+                    terminal.type_keys(b"\r");
+                    *answered = true;
+                }
+                _ => {}
+            }
+        }
+        let refused = shown.matches("Notloggedin·Pleaserun/login").count().checked_sub(1);
+        let current = markers.iter().rposition(|m| prompted(m)).max(refused);
+        let due = current.is_some_and(|tui| match quit_sent {
+            Some((sent, at)) if sent == tui => at.elapsed() > std::time::Duration::from_secs(15),
+            _ => true,
+        });
+        if let (true, Some(tui)) = (due, current) {
+            // Let the answer arrive and be drawn; the command is typed, then sent.
+            std::thread::sleep(std::time::Duration::from_secs(2));
+            terminal.type_keys(b"/exit");
+            std::thread::sleep(std::time::Duration::from_millis(500));
+            terminal.type_keys(b"\r");
+            quit_sent = Some((tui, std::time::Instant::now()));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    let shown = terminal.last(3000);
+    for (asks, _, _, answered) in dialogs {
+        assert!(answered, "the first run never asked {asks:?}:\n{shown}");
+    }
+    assert_eq!(claude_processes(env), Vec::<String>::new(), "claude left running after init");
+    (status.code(), shown)
+}
+
+/// The interactive `init` on Claude Code's TUI: the first run asks to trust the workspace and
+/// to use the API key, each TUI sends its priming prompt, and kugetsu records both sessions,
+/// which work headless afterwards. The key, whose end the TUI showed, is in nothing kugetsu
+/// keeps.
+#[test]
+fn interactive_init_runs_the_real_claude_tui() {
+    let Some(bin) = real::claude() else { return };
+    if !pty::relay_available("KUGETSU_REAL_CLAUDE") {
+        return;
+    }
+    let api = mock_api::MockApi::start();
+    let env = real_env(&bin, &api);
+    let (code, shown) = init_in_the_tui(&env, &api, true);
+    assert_eq!(code, Some(0), "kugetsu init:\n{shown}");
+    let list: serde_json::Value =
+        serde_json::from_str(&env.run(&["list", "--json"]).stdout).unwrap();
+    assert_eq!(list.as_array().unwrap().len(), 2, "{list}");
+    let shown_part = &KEY[KEY.len() - 20..];
+    for file in env.all_files() {
+        if file.starts_with(env.path("")) && !file.starts_with(env.path("env")) {
+            let text =
+                String::from_utf8_lossy(&std::fs::read(&file).unwrap_or_default()).into_owned();
+            assert!(!text.contains(shown_part), "the key is in {}", file.display());
+        }
+    }
+    // The TUI's sessions work headless afterwards: an issue forks from the base.
+    let out = env.run(&["start", "#1", "WRITEFILE:proof.txt"]);
+    assert_eq!(out.code, 0, "start: {}{}", out.stdout, out.stderr);
+    assert!(env.path("worktrees/local.test-demo-app-1/proof.txt").is_file());
+    assert_eq!(claude_processes(&env), Vec::<String>::new(), "claude left running after start");
+}
+
+/// The same, the API key declined (the TUI's default answer): the TUI cannot call the API, so
+/// the priming prompt gets no answer, and init fails saying so rather than keep a base that was
+/// never primed; nothing is recorded, and the session Claude Code began is deleted.
+#[test]
+fn interactive_init_fails_when_the_tui_got_no_answer() {
+    let Some(bin) = real::claude() else { return };
+    if !pty::relay_available("KUGETSU_REAL_CLAUDE") {
+        return;
+    }
+    let api = mock_api::MockApi::start();
+    let env = real_env(&bin, &api);
+    let (code, shown) = init_in_the_tui(&env, &api, false);
+    assert_eq!(code, Some(1), "kugetsu init:\n{shown}");
+    assert!(flat(&shown).contains(&flat("the priming prompt got no answer")), "{shown}");
+    assert!(api.requests.lock().unwrap().is_empty(), "nothing reached the API");
+    let out = env.run(&["status"]);
+    assert_eq!(out.code, 3, "not initialized: {}{}", out.stdout, out.stderr);
+    let left = std::fs::read_dir(env.home.join(".claude/projects")).unwrap().flatten().any(|p| {
+        std::fs::read_dir(p.path())
+            .unwrap()
+            .flatten()
+            .any(|f| f.path().extension().is_some_and(|e| e == "jsonl"))
+    });
+    assert!(!left, "the unprimed session was deleted");
 }

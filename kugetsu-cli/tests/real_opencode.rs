@@ -17,6 +17,8 @@ mod support;
 mod mock_model;
 #[path = "../../kugetsu-opencode/tests/support/real.rs"]
 mod real;
+// The interactive `init` on a terminal.
+mod pty;
 mod real_loop;
 mod real_opencode2;
 // The smart-HTTP git server of kugetsu-git's tests: the loop's pushes go there.
@@ -84,107 +86,18 @@ fn the_cli_drives_the_real_opencode() {
     assert!(file.contains("\"state\": \"blocked\""), "{file}");
 }
 
-/// Relays a pseudo-terminal (40x120) between its child and its own stdin/stdout-less caller:
-/// what the child draws goes to `PTY_LOG`, what arrives on stdin is typed into it.
-const PTY_RELAY: &str = r#"
-import os, pty, sys, struct, fcntl, termios, select
-pid, fd = pty.fork()
-if pid == 0:
-    os.execvp(sys.argv[1], sys.argv[1:])
-fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack('HHHH', 40, 120, 0, 0))
-out = open(os.environ["PTY_LOG"], "wb")
-stdin_open = True
-while True:
-    r, _, _ = select.select([fd] + ([0] if stdin_open else []), [], [], 0.2)
-    if fd in r:
-        try:
-            data = os.read(fd, 65536)
-        except OSError:
-            break
-        if not data:
-            break
-        out.write(data)
-        out.flush()
-    if 0 in r:
-        data = os.read(0, 1024)
-        if data:
-            os.write(fd, data)
-        else:
-            stdin_open = False
-_, status = os.waitpid(pid, 0)
-sys.exit(os.waitstatus_to_exitcode(status))
-"#;
-
-/// What a terminal showed, without its escape sequences, last `max` characters: for messages.
-fn visible(drawn: &str, max: usize) -> String {
-    let mut out = String::new();
-    let mut chars = drawn.chars().peekable();
-    while let Some(c) = chars.next() {
-        match c {
-            '\u{1b}' => match chars.next() {
-                // OSC: up to BEL or ESC \.
-                Some(']') => {
-                    while let Some(c) = chars.next() {
-                        if c == '\u{7}' || (c == '\u{1b}' && chars.next_if_eq(&'\\').is_some()) {
-                            break;
-                        }
-                    }
-                }
-                // CSI and the rest: up to the final letter.
-                _ => {
-                    for c in chars.by_ref() {
-                        if c.is_ascii_alphabetic() || c == '~' {
-                            break;
-                        }
-                    }
-                }
-            },
-            c if c.is_control() && c != '\n' => {}
-            c => out.push(c),
-        }
-    }
-    let skip = out.chars().count().saturating_sub(max);
-    out.chars().skip(skip).collect()
-}
-
 /// `kugetsu init` without `--headless` opens the real opencode TUI on a terminal (a
 /// pseudo-terminal relayed by python3): each priming prompt is submitted, the user quits each
 /// TUI with Ctrl-C, and kugetsu, which must survive that Ctrl-C, records both sessions.
 #[test]
 fn interactive_init_runs_the_real_tui() {
-    use std::io::Write;
     let Some(bin) = real::opencode() else { return };
-    if std::process::Command::new("python3").arg("--version").output().is_err() {
-        assert!(
-            std::env::var_os("KUGETSU_REAL_OPENCODE").is_none_or(|v| v != "1"),
-            "KUGETSU_REAL_OPENCODE=1 but python3 (the pseudo-terminal relay) is missing"
-        );
-        let _ = writeln!(std::io::stderr(), "SKIPPED: no python3 to relay a pseudo-terminal");
+    if !pty::relay_available("KUGETSU_REAL_OPENCODE") {
         return;
     }
     let model = mock_model::MockModel::start();
     let env = real_env(&bin, &model);
-    let relay = env.tmp.path().join("pty_relay.py");
-    std::fs::write(&relay, PTY_RELAY).unwrap();
-    let log = env.tmp.path().join("pty.log");
-    let kugetsu = env.command(&["init"]);
-    let mut cmd = std::process::Command::new("python3");
-    cmd.arg(&relay).arg(kugetsu.get_program()).args(kugetsu.get_args());
-    cmd.env_clear();
-    for (k, v) in kugetsu.get_envs() {
-        if let Some(v) = v {
-            cmd.env(k, v);
-        }
-    }
-    cmd.env("TERM", "xterm-256color").env("PTY_LOG", &log);
-    cmd.current_dir(kugetsu.get_current_dir().unwrap());
-    let mut child = cmd
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
+    let mut terminal = pty::Terminal::start(&env, &["init"]);
     // Quit each TUI the usual way once the model has answered its prompt: Ctrl-C, once, and
     // again only if that TUI is still there 15 s later. A TUI that quits prints how to continue
     // its session (`opencode -s ses_...`), which tells whose turn it is.
@@ -192,15 +105,14 @@ fn interactive_init_runs_the_real_tui() {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(180);
     let mut quit_sent: Option<(usize, std::time::Instant)> = None;
     let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
+        if let Some(status) = terminal.try_wait() {
             break status;
         }
-        let drawn =
-            visible(&String::from_utf8_lossy(&std::fs::read(&log).unwrap_or_default()), usize::MAX);
+        let drawn = terminal.shown();
         assert!(
             std::time::Instant::now() < deadline,
             "init never finished; the terminal showed:\n{}",
-            visible(&drawn, 3000)
+            terminal.last(3000)
         );
         let current = drawn.matches("opencode -s ses_").count();
         let prompted = markers.get(current).is_some_and(|marker| {
@@ -216,13 +128,12 @@ fn interactive_init_runs_the_real_tui() {
         if due {
             // Let the TUI draw the answer first.
             std::thread::sleep(std::time::Duration::from_secs(2));
-            let _ = stdin.write_all(b"\x03");
+            terminal.type_keys(b"\x03");
             quit_sent = Some((current, std::time::Instant::now()));
         }
         std::thread::sleep(std::time::Duration::from_millis(200));
     };
-    let drawn = String::from_utf8_lossy(&std::fs::read(&log).unwrap_or_default()).into_owned();
-    let shown = visible(&drawn, 3000);
+    let shown = terminal.last(3000);
     assert_eq!(status.code(), Some(0), "kugetsu init survives Ctrl-C in the TUI:\n{shown}");
     assert!(shown.contains("base session"), "{shown}");
     let prompts: Vec<String> =

@@ -221,49 +221,26 @@ fn delegate_reaches_the_real_opencode2_pm_agent_through_the_daemon() {
 /// with Ctrl-C, and the sessions work headless afterwards.
 #[test]
 fn interactive_init_runs_the_real_opencode2_tui() {
-    use std::io::Write;
     let Some(bin) = real::opencode2() else { return };
-    if std::process::Command::new("python3").arg("--version").output().is_err() {
-        let _ = writeln!(std::io::stderr(), "SKIPPED: no python3 to relay a pseudo-terminal");
+    if !super::pty::relay_available("KUGETSU_REAL_OPENCODE") {
         return;
     }
     let model = mock_model::MockModel::start();
     let env = real_env(&bin, &model);
-    let relay = env.tmp.path().join("pty_relay.py");
-    std::fs::write(&relay, super::PTY_RELAY).unwrap();
-    let log = env.tmp.path().join("pty.log");
-    let kugetsu = env.command(&["init"]);
-    let mut cmd = std::process::Command::new("python3");
-    cmd.arg(&relay).arg(kugetsu.get_program()).args(kugetsu.get_args());
-    cmd.env_clear();
-    for (k, v) in kugetsu.get_envs() {
-        if let Some(v) = v {
-            cmd.env(k, v);
-        }
-    }
-    cmd.env("TERM", "xterm-256color").env("PTY_LOG", &log);
-    cmd.current_dir(kugetsu.get_current_dir().unwrap());
-    let mut child = cmd
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
+    let mut terminal = super::pty::Terminal::start(&env, &["init"]);
     // Quit each TUI with Ctrl-C once the model has answered its prompt (and again if it is
     // still there 15 s later): which TUI runs is told by the prompts the model got.
     let markers = ["developer agent managed by kugetsu", "PM agent of kugetsu"];
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(180);
     let mut quit_sent: Option<(usize, std::time::Instant)> = None;
     let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
+        if let Some(status) = terminal.try_wait() {
             break status;
         }
-        let drawn = String::from_utf8_lossy(&std::fs::read(&log).unwrap_or_default()).into_owned();
         assert!(
             std::time::Instant::now() < deadline,
             "init never finished; the terminal showed:\n{}",
-            super::visible(&drawn, 3000)
+            terminal.last(3000)
         );
         let seen: Vec<String> =
             model.requests.lock().unwrap().iter().map(|r| r.to_string()).collect();
@@ -274,13 +251,12 @@ fn interactive_init_runs_the_real_opencode2_tui() {
         });
         if let (true, Some(tui)) = (due, current) {
             std::thread::sleep(std::time::Duration::from_secs(2));
-            let _ = stdin.write_all(b"\x03");
+            terminal.type_keys(b"\x03");
             quit_sent = Some((tui, std::time::Instant::now()));
         }
         std::thread::sleep(std::time::Duration::from_millis(200));
     };
-    let drawn = String::from_utf8_lossy(&std::fs::read(&log).unwrap_or_default()).into_owned();
-    let shown = super::visible(&drawn, 3000);
+    let shown = terminal.last(3000);
     assert_eq!(status.code(), Some(0), "kugetsu init survives Ctrl-C in the TUI:\n{shown}");
     let list = json(&env.run(&["list", "--json"]).stdout);
     assert_eq!(list.as_array().unwrap().len(), 2, "{list}");

@@ -1,0 +1,171 @@
+//! `kugetsu` on a terminal, as a user at one runs it: a python3 relay gives it a 40x120
+//! pseudo-terminal, keeps everything drawn, and types what the test writes. For the suites
+//! whose agent opens a TUI (the interactive `init`).
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::{Child, ChildStdin, ExitStatus, Stdio};
+
+use super::support::Env;
+
+/// Relays a pseudo-terminal (40x120) between its child and its own stdin/stdout-less caller:
+/// what the child draws goes to `PTY_LOG`, what arrives on stdin is typed into it.
+const PTY_RELAY: &str = r#"
+import os, pty, sys, struct, fcntl, termios, select
+pid, fd = pty.fork()
+if pid == 0:
+    os.execvp(sys.argv[1], sys.argv[1:])
+fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack('HHHH', 40, 120, 0, 0))
+out = open(os.environ["PTY_LOG"], "wb")
+stdin_open = True
+while True:
+    r, _, _ = select.select([fd] + ([0] if stdin_open else []), [], [], 0.2)
+    if fd in r:
+        try:
+            data = os.read(fd, 65536)
+        except OSError:
+            break
+        if not data:
+            break
+        out.write(data)
+        out.flush()
+    if 0 in r:
+        data = os.read(0, 1024)
+        if data:
+            os.write(fd, data)
+        else:
+            stdin_open = False
+_, status = os.waitpid(pid, 0)
+sys.exit(os.waitstatus_to_exitcode(status))
+"#;
+
+/// Whether python3 (the relay) runs; without it the test is skipped after saying so, unless
+/// the variable `required` is `1` (then it fails).
+pub fn relay_available(required: &str) -> bool {
+    if std::process::Command::new("python3").arg("--version").output().is_ok() {
+        return true;
+    }
+    assert!(
+        std::env::var_os(required).is_none_or(|v| v != "1"),
+        "{required}=1 but python3 (the pseudo-terminal relay) is missing"
+    );
+    let _ = writeln!(std::io::stderr(), "SKIPPED: no python3 to relay a pseudo-terminal");
+    false
+}
+
+/// A `kugetsu` running on a pseudo-terminal.
+pub struct Terminal {
+    child: Child,
+    keys: ChildStdin,
+    log: PathBuf,
+}
+
+impl Terminal {
+    /// `kugetsu args...` started as [`Env::command`] starts it, but on a terminal
+    /// (`TERM=xterm-256color`).
+    pub fn start(env: &Env, args: &[&str]) -> Terminal {
+        let relay = env.tmp.path().join("pty_relay.py");
+        std::fs::write(&relay, PTY_RELAY).unwrap();
+        let log = env.tmp.path().join("pty.log");
+        let kugetsu = env.command(args);
+        let mut cmd = std::process::Command::new("python3");
+        cmd.arg(&relay).arg(kugetsu.get_program()).args(kugetsu.get_args());
+        for (k, v) in kugetsu.get_envs() {
+            match v {
+                Some(v) => cmd.env(k, v),
+                None => cmd.env_remove(k),
+            };
+        }
+        cmd.env("TERM", "xterm-256color").env("PTY_LOG", &log);
+        cmd.current_dir(kugetsu.get_current_dir().unwrap());
+        let mut child = cmd
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let keys = child.stdin.take().unwrap();
+        Terminal { child, keys, log }
+    }
+
+    /// Types `keys` (Ctrl-C is `\x03`, Enter `\r`).
+    pub fn type_keys(&mut self, keys: &[u8]) {
+        let _ = self.keys.write_all(keys);
+    }
+
+    /// Everything drawn so far, without escape sequences.
+    pub fn shown(&self) -> String {
+        self.last(usize::MAX)
+    }
+
+    /// The last `max` characters drawn, without escape sequences: for messages.
+    pub fn last(&self, max: usize) -> String {
+        visible(&String::from_utf8_lossy(&std::fs::read(&self.log).unwrap_or_default()), max)
+    }
+
+    /// How `kugetsu` exited, once it has.
+    pub fn try_wait(&mut self) -> Option<ExitStatus> {
+        self.child.try_wait().unwrap()
+    }
+}
+
+impl Drop for Terminal {
+    /// A test that failed midway leaves nothing running: the relay's end closes the terminal,
+    /// which hangs up on `kugetsu` and its TUI.
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// What a terminal showed, without its escape sequences, last `max` characters. Cursor moves
+/// along the line (`CSI n C` forward, `CSI n G` to a column: how some TUIs draw blanks) are
+/// shown as spaces.
+fn visible(drawn: &str, max: usize) -> String {
+    let mut out = String::new();
+    let mut col = 0usize;
+    let mut chars = drawn.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\u{1b}' => match chars.next() {
+                // OSC: up to BEL or ESC \.
+                Some(']') => {
+                    while let Some(c) = chars.next() {
+                        if c == '\u{7}' || (c == '\u{1b}' && chars.next_if_eq(&'\\').is_some()) {
+                            break;
+                        }
+                    }
+                }
+                // CSI and the rest: up to the final letter.
+                _ => {
+                    let mut param = String::new();
+                    for c in chars.by_ref() {
+                        if c.is_ascii_alphabetic() || c == '~' {
+                            let n: usize = param.parse().unwrap_or(1).min(1000);
+                            let blanks = match c {
+                                'C' => n,
+                                'G' => n.saturating_sub(1).saturating_sub(col),
+                                _ => 0,
+                            };
+                            out.extend(std::iter::repeat_n(' ', blanks));
+                            col += blanks;
+                            break;
+                        }
+                        param.push(c);
+                    }
+                }
+            },
+            '\n' => {
+                out.push(c);
+                col = 0;
+            }
+            c if c.is_control() => {}
+            c => {
+                out.push(c);
+                col += 1;
+            }
+        }
+    }
+    let skip = out.chars().count().saturating_sub(max);
+    out.chars().skip(skip).collect()
+}
