@@ -104,6 +104,22 @@ pub struct Taken {
     pub cleaned: Option<String>,
 }
 
+impl Taken {
+    /// Queue item `item` taken at `at`: nothing acted on yet.
+    pub fn new(item: String, at: OffsetDateTime) -> Self {
+        Taken {
+            item,
+            at,
+            stopped: false,
+            rounds: 0,
+            checked_sha: None,
+            review_seen: None,
+            limit_told: false,
+            cleaned: None,
+        }
+    }
+}
+
 fn is_zero(n: &u32) -> bool {
     *n == 0
 }
@@ -378,16 +394,7 @@ pub fn poll(
                 }
             }
         };
-        let taken = Taken {
-            item,
-            at: now,
-            stopped: false,
-            rounds: 0,
-            checked_sha: None,
-            review_seen: None,
-            limit_told: false,
-            cleaned: None,
-        };
+        let taken = Taken::new(item, now);
         watches.update_watch(repo, |w| {
             w.taken.insert(issue.number, taken);
         })?;

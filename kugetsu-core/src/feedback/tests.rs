@@ -139,16 +139,7 @@ fn a_second_host_watching_the_repository_asks_no_second_round_for_one_failure() 
     other.add(REPO, "kugetsu").unwrap();
     // The other host takes the issue from the queue, as its watch would.
     let start = queue.list().unwrap().items[0].clone();
-    let taken = crate::watch::Taken {
-        item: start.id,
-        at: NOW,
-        stopped: false,
-        rounds: 0,
-        checked_sha: None,
-        review_seen: None,
-        limit_told: false,
-        cleaned: None,
-    };
+    let taken = crate::watch::Taken::new(start.id, NOW);
     other.update_watch(REPO, |w| drop(w.taken.insert(1, taken.clone()))).unwrap();
     finish_all(&queue);
     let forge = PullForge::default();
