@@ -5,6 +5,7 @@
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::{Child, ChildStdin, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
 
 use super::support::Env;
 
@@ -106,6 +107,40 @@ impl Terminal {
     /// How `kugetsu` exited, once it has.
     pub fn try_wait(&mut self) -> Option<ExitStatus> {
         self.child.try_wait().unwrap()
+    }
+}
+
+/// Drives a command that runs one TUI after another (`init`: the base's, then the PM's) until it
+/// exits: each round `step` looks at the terminal and says which TUI now runs, if it can tell
+/// (by the prompts the model got); that TUI is left with `quit` once, 2 s later (its answer
+/// drawn), and again if it is still there 15 s after. Fails after 180 s with what was shown.
+pub fn leave_each_tui(
+    terminal: &mut Terminal,
+    mut step: impl FnMut(&mut Terminal) -> Option<usize>,
+    quit: impl Fn(&mut Terminal),
+) -> ExitStatus {
+    let deadline = Instant::now() + Duration::from_secs(180);
+    let mut quit_sent: Option<(usize, Instant)> = None;
+    loop {
+        if let Some(status) = terminal.try_wait() {
+            return status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the command never finished; the terminal showed:\n{}",
+            terminal.last(3000)
+        );
+        let current = step(terminal);
+        let due = current.is_some_and(|tui| match quit_sent {
+            Some((sent, at)) if sent == tui => at.elapsed() > Duration::from_secs(15),
+            _ => true,
+        });
+        if let (true, Some(tui)) = (due, current) {
+            std::thread::sleep(Duration::from_secs(2));
+            quit(terminal);
+            quit_sent = Some((tui, Instant::now()));
+        }
+        std::thread::sleep(Duration::from_millis(200));
     }
 }
 

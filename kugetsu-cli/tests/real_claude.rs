@@ -246,54 +246,40 @@ fn init_in_the_tui(env: &Env, api: &mock_api::MockApi, use_key: bool) -> (Option
     let prompted = |marker: &str| {
         api.requests.lock().unwrap().iter().any(|(_, _, body)| body.to_string().contains(marker))
     };
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(180);
-    let mut quit_sent: Option<(usize, std::time::Instant)> = None;
-    let status = loop {
-        if let Some(status) = terminal.try_wait() {
-            break status;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "init never finished; the terminal showed:\n{}",
-            terminal.last(3000)
-        );
-        let shown = flat(&terminal.shown());
-        for (asks, key, selecting, answered) in &mut dialogs {
-            let Some(pointers) =
-                shown.rfind(&flat(asks)).map(|at| shown[at..].matches('❯').count())
-            else {
-                continue;
-            };
-            match selecting {
-                None => {
-                    // Keys typed while it is still being drawn can be lost.
-                    std::thread::sleep(std::time::Duration::from_secs(1));
-                    terminal.type_keys(key.as_bytes());
-                    *selecting = Some(pointers);
+    let status = pty::leave_each_tui(
+        &mut terminal,
+        |terminal| {
+            let shown = flat(&terminal.shown());
+            for (asks, key, selecting, answered) in &mut dialogs {
+                let Some(pointers) =
+                    shown.rfind(&flat(asks)).map(|at| shown[at..].matches('❯').count())
+                else {
+                    continue;
+                };
+                match selecting {
+                    None => {
+                        // Keys typed while it is still being drawn can be lost.
+                        std::thread::sleep(std::time::Duration::from_secs(1));
+                        terminal.type_keys(key.as_bytes());
+                        *selecting = Some(pointers);
+                    }
+                    Some(before) if !*answered && (key.is_empty() || pointers > *before) => {
+                        terminal.type_keys(b"\r");
+                        *answered = true;
+                    }
+                    _ => {}
                 }
-                Some(before) if !*answered && (key.is_empty() || pointers > *before) => {
-                    terminal.type_keys(b"\r");
-                    *answered = true;
-                }
-                _ => {}
             }
-        }
-        let refused = shown.matches("Notloggedin·Pleaserun/login").count().checked_sub(1);
-        let current = markers.iter().rposition(|m| prompted(m)).max(refused);
-        let due = current.is_some_and(|tui| match quit_sent {
-            Some((sent, at)) if sent == tui => at.elapsed() > std::time::Duration::from_secs(15),
-            _ => true,
-        });
-        if let (true, Some(tui)) = (due, current) {
-            // Let the answer arrive and be drawn; the command is typed, then sent.
-            std::thread::sleep(std::time::Duration::from_secs(2));
+            let refused = shown.matches("Notloggedin·Pleaserun/login").count().checked_sub(1);
+            markers.iter().rposition(|m| prompted(m)).max(refused)
+        },
+        |terminal| {
+            // The command is typed, then sent.
             terminal.type_keys(b"/exit");
             std::thread::sleep(std::time::Duration::from_millis(500));
             terminal.type_keys(b"\r");
-            quit_sent = Some((tui, std::time::Instant::now()));
-        }
-        std::thread::sleep(std::time::Duration::from_millis(200));
-    };
+        },
+    );
     let shown = terminal.last(3000);
     for (asks, _, _, answered) in dialogs {
         assert!(answered, "the first run never asked {asks:?}:\n{shown}");

@@ -228,34 +228,18 @@ fn interactive_init_runs_the_real_opencode2_tui() {
     let model = mock_model::MockModel::start();
     let env = real_env(&bin, &model);
     let mut terminal = super::pty::Terminal::start(&env, &["init"]);
-    // Quit each TUI with Ctrl-C once the model has answered its prompt (and again if it is
-    // still there 15 s later): which TUI runs is told by the prompts the model got.
+    // Each TUI is quit with Ctrl-C once the model got its prompt: which one runs is told by
+    // the prompts the model got.
     let markers = ["developer agent managed by kugetsu", "PM agent of kugetsu"];
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(180);
-    let mut quit_sent: Option<(usize, std::time::Instant)> = None;
-    let status = loop {
-        if let Some(status) = terminal.try_wait() {
-            break status;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "init never finished; the terminal showed:\n{}",
-            terminal.last(3000)
-        );
-        let seen: Vec<String> =
-            model.requests.lock().unwrap().iter().map(|r| r.to_string()).collect();
-        let current = markers.iter().rposition(|m| seen.iter().any(|r| r.contains(m)));
-        let due = current.is_some_and(|tui| match quit_sent {
-            Some((sent, at)) if sent == tui => at.elapsed() > std::time::Duration::from_secs(15),
-            _ => true,
-        });
-        if let (true, Some(tui)) = (due, current) {
-            std::thread::sleep(std::time::Duration::from_secs(2));
-            terminal.type_keys(b"\x03");
-            quit_sent = Some((tui, std::time::Instant::now()));
-        }
-        std::thread::sleep(std::time::Duration::from_millis(200));
-    };
+    let status = super::pty::leave_each_tui(
+        &mut terminal,
+        |_| {
+            let seen: Vec<String> =
+                model.requests.lock().unwrap().iter().map(|r| r.to_string()).collect();
+            markers.iter().rposition(|m| seen.iter().any(|r| r.contains(m)))
+        },
+        |terminal| terminal.type_keys(b"\x03"),
+    );
     let shown = terminal.last(3000);
     assert_eq!(status.code(), Some(0), "kugetsu init survives Ctrl-C in the TUI:\n{shown}");
     let list = json(&env.run(&["list", "--json"]).stdout);
