@@ -33,15 +33,6 @@ fn script(env: &Env, turns: &str) {
     .unwrap();
 }
 
-/// Adds `line` to the state directory's `config` (what the daemon reads afresh for each item).
-fn configure(env: &Env, line: &str) {
-    let path = env.path("config");
-    let mut text = read(&path);
-    text.push_str(line);
-    text.push('\n');
-    std::fs::write(&path, text).unwrap();
-}
-
 fn runs(env: &Env) -> usize {
     read(&env.tmp.path().join("trace.log")).lines().filter(|l| l.starts_with("start ")).count()
 }
@@ -63,7 +54,7 @@ fn an_opencode2_turn_reaching_its_issue_budget_is_stopped_and_the_next_is_refuse
 }
 
 fn stopped_at_the_issue_budget(env: &Env) {
-    configure(env, "KUGETSU_ISSUE_BUDGET_USD=0.05");
+    env.configure("KUGETSU_ISSUE_BUDGET_USD=0.05");
     script(env, SPENDER);
     let out = env.run(&["start", "#1", "spend away"]);
     assert_eq!(out.code, 5, "{}{}", out.stdout, out.stderr);
@@ -127,7 +118,7 @@ fn stopped_at_the_issue_budget(env: &Env) {
     );
     assert_eq!(runs(env), before, "no agent started");
     // Raised, it goes on.
-    configure(env, "KUGETSU_ISSUE_BUDGET_USD=5");
+    env.configure("KUGETSU_ISSUE_BUDGET_USD=5");
     let out = env.run(&["continue", "#1", "more"]);
     assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
 }
@@ -140,7 +131,7 @@ fn queued_items_wait_while_the_daily_budget_is_spent() {
     script(&env, r#"{"mode": "ok", "cost": 0.04, "text": "done"}"#);
     let out = env.run(&["start", "#1", "first"]);
     assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
-    configure(&env, "KUGETSU_DAILY_BUDGET_USD=0.04");
+    env.configure("KUGETSU_DAILY_BUDGET_USD=0.04");
     let out = env.run(&["start", "#5", "refused"]);
     assert_eq!(out.code, 5, "{}{}", out.stdout, out.stderr);
     assert!(out.stderr.contains("daily budget $0.04 spent ($0.04)"), "{}", out.stderr);

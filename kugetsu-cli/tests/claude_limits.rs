@@ -19,7 +19,7 @@ fn ready_claude() -> Env {
     let claude = bin.join("claude");
     std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_kugetsu"), &claude).unwrap();
     sample_repo(&env, &claude);
-    configure(&env, &format!("KUGETSU_AGENT=claude\nKUGETSU_AGENT_BIN={}", claude.display()));
+    env.configure(&format!("KUGETSU_AGENT=claude\nKUGETSU_AGENT_BIN={}", claude.display()));
     script(&env, "", r#"{"mode": "ok", "cost": 0, "text": "primed"}"#);
     let script = env.tmp.path().join("script.json");
     let out = env.run(&["env", "set", "FAKE_CLAUDE_SCRIPT", script.to_str().unwrap()]);
@@ -43,25 +43,6 @@ fn working(cost: f64) -> String {
     format!(
         r#"{{"mode": "tool", "path": "WORK.md", "content": "done\n", "text": "wrote WORK.md", "cost": {cost}}}"#
     )
-}
-
-fn configure(env: &Env, line: &str) {
-    let path = env.path("config");
-    let mut text = read(&path);
-    text.push_str(line);
-    text.push('\n');
-    std::fs::write(&path, text).unwrap();
-}
-
-fn item_of(env: &Env, issue: &str) -> serde_json::Value {
-    let listing = json(&env.run(&["--json", "queue", "list"]).stdout);
-    listing["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|i| i["issue_ref"].as_str().is_some_and(|r| r.ends_with(issue)))
-        .cloned()
-        .unwrap_or_default()
 }
 
 fn told(env: &Env, kind: &str) -> usize {
@@ -92,11 +73,11 @@ fn a_claude_429_pauses_anthropic_holds_the_queue_uncounted_and_resumes() {
     wait_for("the daemon to hold dispatch", || {
         env.run(&["queue-daemon", "logs"]).stdout.contains("dispatch held: paused until")
     });
-    let item = item_of(&env, "#2");
+    let item = env.queue_item("#2");
     assert_eq!((item["status"].as_str(), item["attempts"].as_u64()), (Some("pending"), Some(0)));
-    wait_for("the held item to complete", || item_of(&env, "#2")["status"] == "completed");
+    wait_for("the held item to complete", || env.queue_item("#2")["status"] == "completed");
     assert_eq!(env.run(&["queue-daemon", "stop"]).code, 0);
-    let item = item_of(&env, "#2");
+    let item = env.queue_item("#2");
     assert_eq!(item["attempts"], 1, "{item}");
     assert!(!env.run(&["status"]).stdout.contains("paused"));
     assert_eq!((told(&env, "paused"), told(&env, "resumed")), (1, 1));
@@ -111,10 +92,10 @@ fn a_claude_429_in_the_queue_is_requeued_without_counting_the_attempt() {
     let out = env.run(&["queue", "enqueue", "#1", "do the work"]);
     assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
     wait_for("the item to complete after the pause", || {
-        item_of(&env, "#1")["status"] == "completed"
+        env.queue_item("#1")["status"] == "completed"
     });
     assert_eq!(env.run(&["queue-daemon", "stop"]).code, 0);
-    let item = item_of(&env, "#1");
+    let item = env.queue_item("#1");
     assert_eq!(item["attempts"], 1, "the refused attempt is not counted: {item}");
     let log = env.run(&["queue-daemon", "logs"]).stdout;
     assert!(
@@ -133,12 +114,12 @@ fn a_daily_budget_spent_by_a_claude_turn_holds_the_next_item() {
     let out = env.run(&["start", "#1", "first"]);
     assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
     assert!(out.stdout.contains("cost $0.04"), "{}", out.stdout);
-    configure(&env, "KUGETSU_DAILY_BUDGET_USD=0.04");
+    env.configure("KUGETSU_DAILY_BUDGET_USD=0.04");
     assert_eq!(env.run(&["queue", "enqueue", "#2", "later"]).code, 0);
     assert_eq!(env.run(&["queue-daemon", "start"]).code, 0);
-    wait_for("the item held", || item_of(&env, "#2")["held"].is_string());
+    wait_for("the item held", || env.queue_item("#2")["held"].is_string());
     assert_eq!(env.run(&["queue-daemon", "stop"]).code, 0);
-    let item = item_of(&env, "#2");
+    let item = env.queue_item("#2");
     assert_eq!((item["status"].as_str(), item["attempts"].as_u64()), (Some("pending"), Some(0)));
     let text = env.run(&["queue", "list"]).stdout;
     assert!(text.contains("(held: daily budget $0.04 spent ($0.04))"), "{text}");
@@ -153,7 +134,7 @@ fn a_daily_budget_spent_by_a_claude_turn_holds_the_next_item() {
 fn a_claude_turn_stops_at_the_request_that_reaches_the_issue_budget() {
     let env = ready_claude();
     script(&env, "", &working(0.04));
-    configure(&env, "KUGETSU_ISSUE_BUDGET_USD=0.05");
+    env.configure("KUGETSU_ISSUE_BUDGET_USD=0.05");
     let out = env.run(&["start", "#1", "first"]);
     assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
     // $0.01 left: the next turn's first request ($0.02 of its $0.04) reaches it.

@@ -42,18 +42,6 @@ fn count(list: &[String], kind: &str) -> usize {
     list.iter().filter(|k| *k == kind).count()
 }
 
-fn item_of(env: &Env, issue: &str) -> serde_json::Value {
-    let out = env.run(&["--json", "queue", "list"]);
-    let listing = json(&out.stdout);
-    listing["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|i| i["issue_ref"].as_str().is_some_and(|r| r.ends_with(issue)))
-        .cloned()
-        .unwrap_or_default()
-}
-
 #[test]
 fn a_used_up_quota_pauses_until_a_person_resumes() {
     let mut env = ready();
@@ -88,7 +76,7 @@ fn a_used_up_quota_pauses_until_a_person_resumes() {
     wait_for("the daemon to hold dispatch", || {
         env.run(&["queue-daemon", "logs"]).stdout.contains("dispatch held: paused until")
     });
-    let item = item_of(&env, "#2");
+    let item = env.queue_item("#2");
     assert_eq!((item["status"].as_str(), item["attempts"].as_u64()), (Some("pending"), Some(0)));
     {
         let d = Dashboard::start(&env);
@@ -102,7 +90,7 @@ fn a_used_up_quota_pauses_until_a_person_resumes() {
     // A person resumes it; the item runs and completes.
     let out = env.run(&["queue", "resume"]);
     assert_eq!((out.code, out.stdout.as_str()), (0, "resumed mock\n"), "{}", out.stderr);
-    wait_for("the held item to complete", || item_of(&env, "#2")["status"] == "completed");
+    wait_for("the held item to complete", || env.queue_item("#2")["status"] == "completed");
     // Posted by the daemon's sender while it runs.
     let events = || -> Vec<String> {
         rx.requests().iter().filter_map(|r| r.json()["event"].as_str().map(str::to_owned)).collect()
@@ -129,10 +117,10 @@ fn a_rate_limit_in_the_queue_is_not_counted_and_resumes_by_itself() {
     let out = env.run(&["queue", "enqueue", "#1", "do the work"]);
     assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
     wait_for("the item to complete after the pause", || {
-        item_of(&env, "#1")["status"] == "completed"
+        env.queue_item("#1")["status"] == "completed"
     });
     assert_eq!(env.run(&["queue-daemon", "stop"]).code, 0);
-    let item = item_of(&env, "#1");
+    let item = env.queue_item("#1");
     assert_eq!(item["attempts"], 1, "the refused attempt is not counted: {item}");
     let told = kinds(&env);
     assert_eq!((count(&told, "paused"), count(&told, "resumed")), (1, 1), "{told:?}");

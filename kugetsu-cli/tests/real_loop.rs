@@ -6,29 +6,11 @@
 //! comment on the issue throughout, one pull request.
 
 use super::git_http::GitHttpServer;
-use super::support::{Env, git, json};
+use super::support::git;
 use super::{mock_model, real, real_env, wait_for_long};
 use kugetsu_test_support::forge::{Dialect, StandInForge};
 
 const REPO: &str = "127.0.0.1/o/r";
-
-fn ok(env: &Env, args: &[&str]) -> String {
-    let out = env.run(args);
-    assert_eq!(out.code, 0, "{args:?}: {}{}", out.stdout, out.stderr);
-    out.stdout
-}
-
-fn completed(env: &Env) -> usize {
-    let v = json(&ok(env, &["--json", "queue", "list"]));
-    let list = v.get("items").cloned().unwrap_or(v);
-    let issue = format!("{REPO}#1");
-    list.as_array()
-        .cloned()
-        .unwrap_or_default()
-        .iter()
-        .filter(|i| i["issue_ref"] == issue.as_str() && i["status"] == "completed")
-        .count()
-}
 
 /// Runs the loop with the opencode at `bin` (1.18.33 or 2.1.2).
 pub fn the_loop(bin: &std::path::Path) {
@@ -36,7 +18,7 @@ pub fn the_loop(bin: &std::path::Path) {
     let forge = StandInForge::start(Dialect::Github);
     forge.add(1, "Fix the parser", "Please fix it. WRITEFILE:fix.txt\n", &["kugetsu"], false);
     let mut env = real_env(bin, &model);
-    ok(&env, &["init", "--headless"]);
+    env.ok(&["init", "--headless"]);
 
     // The sample repository, served over smart HTTP as the watched repository's clone URL.
     let git_home = env.tmp.path().join("git-home");
@@ -63,19 +45,19 @@ pub fn the_loop(bin: &std::path::Path) {
     };
     let remote_branch = || at_remote("refs/heads/fix/issue-1");
 
-    ok(&env, &["server", "add", "standin", &forge.base_url(), "--api", &forge.api_url()]);
+    env.ok(&["server", "add", "standin", &forge.base_url(), "--api", &forge.api_url()]);
     env.set("KUGETSU_WATCH_INTERVAL_SECONDS", "1");
-    ok(&env, &["watch", "add", REPO, "--label", "kugetsu"]);
-    ok(&env, &["env", "set", "GITHUB_TOKEN", "ghp_loopTOKEN4242"]);
+    env.ok(&["watch", "add", REPO, "--label", "kugetsu"]);
+    env.ok(&["env", "set", "GITHUB_TOKEN", "ghp_loopTOKEN4242"]);
 
     // label → start → comment → draft pull request.
-    ok(&env, &["queue-daemon", "start"]);
+    env.ok(&["queue-daemon", "start"]);
     wait_for_long("the draft pull request", || !forge.pulls().is_empty());
     wait_for_long("the push", || !remote_branch().is_empty());
     wait_for_long("the comment linking it", || {
         forge.comments(1).iter().any(|c| c.contains("Pull request:"))
     });
-    let log = || ok(&env, &["queue-daemon", "logs"]);
+    let log = || env.ok(&["queue-daemon", "logs"]);
     assert_eq!(show("fix/issue-1:fix.txt"), "written by the mock\n", "{}", log());
     let wt = std::fs::read_dir(env.path("worktrees"))
         .unwrap()
@@ -105,16 +87,16 @@ pub fn the_loop(bin: &std::path::Path) {
     let polls = |f: &StandInForge| f.seen().iter().filter(|s| s.target.contains("/check")).count();
     let seen = polls(&forge);
     wait_for_long("a look at the green check", || polls(&forge) > seen + 1);
-    wait_for_long("the second turn done", || completed(&env) == 2);
+    wait_for_long("the second turn done", || env.completed(&format!("{REPO}#1")) == 2);
 
     // merge → cleanup.
     forge.merge(pull.number);
     wait_for_long("the cleanup", || {
-        ok(&env, &["notify", "list"]).contains("pull request was merged")
+        env.ok(&["notify", "list"]).contains("pull request was merged")
     });
-    ok(&env, &["queue-daemon", "stop"]);
-    assert_eq!(completed(&env), 2, "no third turn after the green check");
-    let notes = ok(&env, &["notify", "list"]);
+    env.ok(&["queue-daemon", "stop"]);
+    assert_eq!(env.completed(&format!("{REPO}#1")), 2, "no third turn after the green check");
+    let notes = env.ok(&["notify", "list"]);
     assert!(notes.contains("removed its worktree and agent session"), "{notes}");
     assert!(!wt.exists(), "{}", wt.display());
     assert_eq!(forge.pulls().len(), 1);

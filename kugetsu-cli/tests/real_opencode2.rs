@@ -67,7 +67,7 @@ fn the_cli_drives_the_real_opencode2() {
     let wt = env.path("worktrees/local.test-demo-app-1");
     assert_eq!(std::fs::read_to_string(wt.join("proof.txt")).unwrap(), "written by the mock\n");
     assert!(!env.path("workspace/proof.txt").exists(), "not in the base session's directory");
-    assert_usage_recorded(&env);
+    super::assert_usage_recorded(&env);
     let session = |env: &Env| -> String {
         let list = json(&env.run(&["list", "--json"]).stdout);
         list.as_array().unwrap()[2]["session_id"].as_str().unwrap().to_string()
@@ -248,21 +248,4 @@ fn interactive_init_runs_the_real_opencode2_tui() {
     let out = env.run(&["start", "#1", "WRITEFILE:proof.txt"]);
     assert_eq!(out.code, 0, "start: {}{}", out.stdout, out.stderr);
     assert!(env.path("worktrees/local.test-demo-app-1/proof.txt").is_file());
-}
-
-/// What the turn cost and used, priced by opencode from the mock model's `cost`, is recorded in
-/// the session file (the turn and the total) and shown by `list`.
-fn assert_usage_recorded(env: &Env) {
-    let file: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(env.path("sessions/local.test-demo-app-1.json")).unwrap(),
-    )
-    .unwrap();
-    let turn = &file["last_run"]["usage"];
-    assert!(turn["cost_usd"].as_f64().is_some_and(|c| c > 0.0), "the turn's cost: {file}");
-    assert!(turn["tokens"]["input"].as_u64().is_some_and(|n| n > 0), "its tokens: {file}");
-    assert!(turn["tokens"]["output"].as_u64().is_some_and(|n| n > 0), "its tokens: {file}");
-    assert_eq!(file["usage"]["cost_usd"], turn["cost_usd"], "the issue's total: {file}");
-    let list: serde_json::Value =
-        serde_json::from_str(&env.run(&["list", "--json"]).stdout).unwrap();
-    assert_eq!(list[2]["cost_usd"], turn["cost_usd"], "{list}");
 }

@@ -15,14 +15,8 @@ use crate::support::{Env, git, json, ready, wait_for};
 
 const REPO: &str = "127.0.0.1/o/r";
 
-fn ok(env: &Env, args: &[&str]) -> String {
-    let out = env.run(args);
-    assert_eq!(out.code, 0, "{args:?}: {}{}", out.stdout, out.stderr);
-    out.stdout
-}
-
 fn pending_reports(env: &Env) -> usize {
-    let v = json(&ok(env, &["--json", "notify", "outbox"]));
+    let v = json(&env.ok(&["--json", "notify", "outbox"]));
     let list = v.get("entries").cloned().unwrap_or(v);
     list.as_array()
         .cloned()
@@ -30,18 +24,6 @@ fn pending_reports(env: &Env) -> usize {
         .iter()
         .flat_map(|e| e["deliveries"].as_array().cloned().unwrap_or_default())
         .filter(|d| d["state"] == "pending")
-        .count()
-}
-
-fn completed(env: &Env, n: u64) -> usize {
-    let v = json(&ok(env, &["--json", "queue", "list"]));
-    let list = v.get("items").cloned().unwrap_or(v);
-    let issue = format!("{REPO}#{n}");
-    list.as_array()
-        .cloned()
-        .unwrap_or_default()
-        .iter()
-        .filter(|i| i["issue_ref"] == issue.as_str() && i["status"] == "completed")
         .count()
 }
 
@@ -53,11 +35,11 @@ fn watched(forge: &StandInForge) -> Env {
     let sample = map["local.test/demo/app"].clone();
     map.insert(REPO.into(), sample);
     std::fs::write(env.path("repos.json"), serde_json::to_string(&map).unwrap()).unwrap();
-    ok(&env, &["server", "add", "standin", &forge.base_url(), "--api", &forge.api_url()]);
+    env.ok(&["server", "add", "standin", &forge.base_url(), "--api", &forge.api_url()]);
     env.set("KUGETSU_WATCH_INTERVAL_SECONDS", "1");
     env.set("KUGETSU_PULL_REQUESTS", "off");
-    ok(&env, &["watch", "add", REPO, "--label", "kugetsu"]);
-    ok(&env, &["env", "set", "GITHUB_TOKEN", "ghp_reportTOKEN77"]);
+    env.ok(&["watch", "add", REPO, "--label", "kugetsu"]);
+    env.ok(&["env", "set", "GITHUB_TOKEN", "ghp_reportTOKEN77"]);
     env
 }
 
@@ -75,8 +57,8 @@ fn each_turn_labels_the_issue_and_keeps_one_comment_across_a_lost_answer_and_res
     // The comment is posted, but its answer never comes: the retry must find it, not repost.
     forge.lose_answer_of_next("POST", "/issues/1/comments");
 
-    ok(&env, &["queue-daemon", "start"]);
-    wait_for("the first turn", || completed(&env, 1) == 1);
+    env.ok(&["queue-daemon", "start"]);
+    wait_for("the first turn", || env.completed(&format!("{REPO}#1")) == 1);
     wait_for("the report made", || {
         forge.comments(1).iter().any(|c| c.contains("completed")) && pending_reports(&env) == 0
     });
@@ -92,22 +74,22 @@ fn each_turn_labels_the_issue_and_keeps_one_comment_across_a_lost_answer_and_res
         f.seen().iter().filter(|s| s.method == "POST" && s.target.ends_with("/comments")).count()
     };
     assert_eq!(posts(&forge), 1, "one POST of the comment, its retry found it");
-    let outbox = ok(&env, &["notify", "outbox"]);
+    let outbox = env.ok(&["notify", "outbox"]);
     assert!(outbox.contains(&format!("forge:{REPO}#1")), "a report's target is shown: {outbox}");
 
     // A restart resumes nothing that was made, and posts nothing.
-    ok(&env, &["queue-daemon", "stop"]);
+    env.ok(&["queue-daemon", "stop"]);
     let writes = |f: &StandInForge| f.seen().iter().filter(|s| s.method != "GET").count();
     let before = writes(&forge);
     let idle = forge.idle_polls();
-    ok(&env, &["queue-daemon", "start"]);
+    env.ok(&["queue-daemon", "start"]);
     wait_for("an idle poll after the restart", || forge.idle_polls() > idle);
     assert_eq!(writes(&forge), before, "a restart writes nothing");
 
     // A second turn is blocked on a permission: the same comment says so, labelled blocked.
     let script = |json: &str| std::fs::write(env.tmp.path().join("script.json"), json).unwrap();
     script(r#"{"default": {"mode": "permission"}}"#);
-    ok(&env, &["queue", "enqueue", &format!("{REPO}#1"), "and the tests too"]);
+    env.ok(&["queue", "enqueue", &format!("{REPO}#1"), "and the tests too"]);
     wait_for("the blocked turn's report", || {
         forge.comments(1).iter().any(|c| c.contains("**blocked: permission rejected"))
     });
@@ -116,15 +98,15 @@ fn each_turn_labels_the_issue_and_keeps_one_comment_across_a_lost_answer_and_res
     script(
         r#"{"default": {"mode": "tool", "path": "T.md", "content": "t\n", "text": "added tests"}}"#,
     );
-    ok(&env, &["queue", "enqueue", &format!("{REPO}#1"), "go on"]);
-    wait_for("the third turn", || completed(&env, 1) == 2);
+    env.ok(&["queue", "enqueue", &format!("{REPO}#1"), "go on"]);
+    wait_for("the third turn", || env.completed(&format!("{REPO}#1")) == 2);
     wait_for("its report", || forge.comments(1).iter().any(|c| c.contains("> added tests")));
     wait_for("nothing left to report", || pending_reports(&env) == 0);
-    ok(&env, &["queue-daemon", "stop"]);
+    env.ok(&["queue-daemon", "stop"]);
     assert_eq!(forge.comments(1).len(), 1, "{:?}", forge.comments(1));
     assert_eq!(posts(&forge), 1);
     assert_eq!(forge.labels(1), ["kugetsu", "kugetsu:done"]);
-    let log = ok(&env, &["queue-daemon", "logs"]);
+    let log = env.ok(&["queue-daemon", "logs"]);
     assert!(!log.contains("ghp_reportTOKEN77"), "{log}");
     assert!(forge.seen().iter().all(|s| s.auth.as_deref() == Some("Bearer ghp_reportTOKEN77")));
 }
@@ -134,15 +116,15 @@ fn a_foreground_turn_on_a_watched_repositorys_issue_reports_too_and_others_do_no
     let forge = StandInForge::start(Dialect::Github);
     forge.add(2, "By hand", "", &[], false);
     let env = watched(&forge);
-    ok(&env, &["start", &format!("{REPO}#2"), "go"]);
+    env.ok(&["start", &format!("{REPO}#2"), "go"]);
     wait_for("the report of the foreground turn", || {
         forge.comments(2).iter().any(|c| c.contains("**completed**"))
     });
     assert_eq!(forge.labels(2), ["kugetsu:done"]);
     // Not watched: nothing is asked of any forge.
     let before = forge.seen().len();
-    ok(&env, &["start", "local.test/demo/app#3", "go"]);
-    ok(&env, &["notify", "flush"]);
+    env.ok(&["start", "local.test/demo/app#3", "go"]);
+    env.ok(&["notify", "flush"]);
     assert_eq!(forge.seen().len(), before);
 }
 
@@ -191,8 +173,8 @@ fn commits_are_pushed_and_one_draft_pull_request_opened_and_kept_across_turns_an
     let (_server, remote_branch) = serve_repo(&env);
 
     // A first turn without commits: reported, nothing pushed, no pull request.
-    ok(&env, &["queue-daemon", "start"]);
-    wait_for("the first turn", || completed(&env, 1) == 1);
+    env.ok(&["queue-daemon", "start"]);
+    wait_for("the first turn", || env.completed(&format!("{REPO}#1")) == 1);
     wait_for("its report", || forge.comments(1).iter().any(|c| c.contains("**completed**")));
     wait_for("nothing left to report", || pending_reports(&env) == 0);
     assert!(forge.pulls().is_empty() && remote_branch().is_empty());
@@ -203,7 +185,7 @@ fn commits_are_pushed_and_one_draft_pull_request_opened_and_kept_across_turns_an
     git(&wt, &["add", "-A"]);
     git(&wt, &["commit", "-q", "-m", "Fix the parser"]);
     let first = git(&wt, &["rev-parse", "HEAD"]).trim().to_string();
-    ok(&env, &["queue", "enqueue", &format!("{REPO}#1"), "push it"]);
+    env.ok(&["queue", "enqueue", &format!("{REPO}#1"), "push it"]);
     wait_for("the pull request", || !forge.pulls().is_empty());
     wait_for("its link in the comment", || {
         forge.comments(1).iter().any(|c| c.contains("Pull request:"))
@@ -217,10 +199,10 @@ fn commits_are_pushed_and_one_draft_pull_request_opened_and_kept_across_turns_an
 
     // A restart makes nothing again.
     wait_for("nothing left to report", || pending_reports(&env) == 0);
-    ok(&env, &["queue-daemon", "stop"]);
+    env.ok(&["queue-daemon", "stop"]);
     let writes = |f: &StandInForge| f.seen().iter().filter(|s| s.method != "GET").count();
     let before = writes(&forge);
-    ok(&env, &["queue-daemon", "start"]);
+    env.ok(&["queue-daemon", "start"]);
     let idle = forge.idle_polls();
     wait_for("an idle poll after the restart", || forge.idle_polls() > idle);
     assert_eq!(writes(&forge), before, "a restart writes nothing");
@@ -230,10 +212,10 @@ fn commits_are_pushed_and_one_draft_pull_request_opened_and_kept_across_turns_an
     git(&wt, &["add", "-A"]);
     git(&wt, &["commit", "-q", "-m", "And the tests"]);
     let second = git(&wt, &["rev-parse", "HEAD"]).trim().to_string();
-    ok(&env, &["queue", "enqueue", &format!("{REPO}#1"), "more"]);
+    env.ok(&["queue", "enqueue", &format!("{REPO}#1"), "more"]);
     wait_for("the second push", || remote_branch() == second);
     wait_for("nothing left to report", || pending_reports(&env) == 0);
-    ok(&env, &["queue-daemon", "stop"]);
+    env.ok(&["queue-daemon", "stop"]);
     assert_eq!(forge.pulls().len(), 1, "{:?}", forge.pulls());
     assert_eq!(forge.comments(1).len(), 1);
     let seen = forge.seen();
@@ -242,13 +224,13 @@ fn commits_are_pushed_and_one_draft_pull_request_opened_and_kept_across_turns_an
 
     // Merged: the worktree and session go (everything in them was pushed).
     forge.merge(pull.number);
-    ok(&env, &["queue-daemon", "start"]);
-    wait_for("the cleanup", || ok(&env, &["notify", "list"]).contains("pull request was merged"));
-    ok(&env, &["queue-daemon", "stop"]);
-    let notes = ok(&env, &["notify", "list"]);
+    env.ok(&["queue-daemon", "start"]);
+    wait_for("the cleanup", || env.ok(&["notify", "list"]).contains("pull request was merged"));
+    env.ok(&["queue-daemon", "stop"]);
+    let notes = env.ok(&["notify", "list"]);
     assert!(notes.contains("removed its worktree and agent session"), "{notes}");
     assert!(!wt.exists(), "{}", wt.display());
-    assert!(!ok(&env, &["list"]).contains(&format!("{REPO}#1")));
+    assert!(!env.ok(&["list"]).contains(&format!("{REPO}#1")));
 }
 
 #[test]
@@ -261,7 +243,7 @@ fn failed_checks_and_reviews_requesting_changes_continue_the_issue_up_to_the_rou
     env.set("KUGETSU_COMMIT_LEFTOVERS", "0");
     let (_server, remote_branch) = serve_repo(&env);
     let messages = |env: &Env| -> Vec<String> {
-        let v = json(&ok(env, &["--json", "queue", "list"]));
+        let v = json(&env.ok(&["--json", "queue", "list"]));
         let list = v.get("items").cloned().unwrap_or(v);
         list.as_array()
             .cloned()
@@ -271,12 +253,12 @@ fn failed_checks_and_reviews_requesting_changes_continue_the_issue_up_to_the_rou
             .collect()
     };
     // A first turn; the agent commits; a second turn pushes and opens the pull request.
-    ok(&env, &["queue-daemon", "start"]);
-    wait_for("the first turn", || completed(&env, 1) == 1);
+    env.ok(&["queue-daemon", "start"]);
+    wait_for("the first turn", || env.completed(&format!("{REPO}#1")) == 1);
     let wt = worktree_of(&env, 1);
     git(&wt, &["add", "-A"]);
     git(&wt, &["commit", "-q", "-m", "Fix the parser"]);
-    ok(&env, &["queue", "enqueue", &format!("{REPO}#1"), "push it"]);
+    env.ok(&["queue", "enqueue", &format!("{REPO}#1"), "push it"]);
     wait_for("the pull request", || !forge.pulls().is_empty());
     wait_for("the push", || !remote_branch().is_empty());
     let pull = forge.pulls()[0].number;
@@ -285,7 +267,7 @@ fn failed_checks_and_reviews_requesting_changes_continue_the_issue_up_to_the_rou
 
     // Its check fails: a continue with what the check said, once for that commit.
     forge.add_check(&head, "unit", false, "thread 'parse' panicked: ghp_reportTOKEN77 left: 1");
-    wait_for("the continue for the failed check", || completed(&env, 1) == 3);
+    wait_for("the continue for the failed check", || env.completed(&format!("{REPO}#1")) == 3);
     let asked = messages(&env).into_iter().find(|m| m.contains("checks of the pull request"));
     let asked = asked.expect("a continue about the checks");
     assert!(
@@ -306,15 +288,15 @@ fn failed_checks_and_reviews_requesting_changes_continue_the_issue_up_to_the_rou
 
     // A review requests changes: one more round.
     forge.request_changes(pull, "alice", "Please rename parse to read.");
-    wait_for("the continue for the review", || completed(&env, 1) == 4);
+    wait_for("the continue for the review", || env.completed(&format!("{REPO}#1")) == 4);
     assert!(messages(&env).iter().any(|m| m.contains("Please rename parse to read.")));
 
     // The next failure is past the limit (2): told once, not continued.
     forge.set_head(pull, "0123456789abcdef0123456789abcdef01234567");
     forge.add_check("0123456789abcdef0123456789abcdef01234567", "unit", false, "again");
-    wait_for("the loop's limit told", || ok(&env, &["notify", "list"]).contains("after 2 rounds"));
-    ok(&env, &["queue-daemon", "stop"]);
-    assert_eq!(completed(&env, 1), 4, "no fifth turn");
+    wait_for("the loop's limit told", || env.ok(&["notify", "list"]).contains("after 2 rounds"));
+    env.ok(&["queue-daemon", "stop"]);
+    assert_eq!(env.completed(&format!("{REPO}#1")), 4, "no fifth turn");
     let taken = &json(&std::fs::read_to_string(env.path("watches.json")).unwrap())["watches"][REPO]
         ["taken"]["1"];
     assert_eq!(taken["rounds"], 2, "{taken}");
@@ -322,10 +304,10 @@ fn failed_checks_and_reviews_requesting_changes_continue_the_issue_up_to_the_rou
     // Closed while its worktree holds uncommitted work: kept, and said so.
     std::fs::write(wt.join("NOTES.md"), "unsaved\n").unwrap();
     forge.close(1);
-    ok(&env, &["queue-daemon", "start"]);
-    wait_for("the cleanup's answer", || ok(&env, &["notify", "list"]).contains("it was closed"));
-    ok(&env, &["queue-daemon", "stop"]);
-    let notes = ok(&env, &["notify", "list"]);
+    env.ok(&["queue-daemon", "start"]);
+    wait_for("the cleanup's answer", || env.ok(&["notify", "list"]).contains("it was closed"));
+    env.ok(&["queue-daemon", "stop"]);
+    let notes = env.ok(&["notify", "list"]);
     assert!(notes.contains("1 changed files"), "{notes}");
     assert!(wt.join("NOTES.md").exists());
 }
@@ -346,7 +328,7 @@ fn work_left_uncommitted_is_committed_pushed_and_opens_the_pull_request() {
     .unwrap();
 
     // No commit by anyone but kugetsu: the turn's file is committed, pushed, the PR opened.
-    ok(&env, &["queue-daemon", "start"]);
+    env.ok(&["queue-daemon", "start"]);
     wait_for("the pull request", || !forge.pulls().is_empty());
     wait_for("the push", || !remote_branch().is_empty());
     wait_for("nothing left to report", || pending_reports(&env) == 0);
@@ -374,13 +356,13 @@ fn work_left_uncommitted_is_committed_pushed_and_opens_the_pull_request() {
     assert!(comment.contains("Pull request:") && !comment.contains("Not committed"), "{comment}");
 
     // A turn whose file holds a secret: left out, said so, nothing new pushed.
-    ok(&env, &["queue", "enqueue", &format!("{REPO}#1"), "again"]);
-    wait_for("the second turn", || completed(&env, 1) == 2);
+    env.ok(&["queue", "enqueue", &format!("{REPO}#1"), "again"]);
+    wait_for("the second turn", || env.completed(&format!("{REPO}#1")) == 2);
     wait_for("the comment about the file", || {
         forge.comments(1).iter().any(|c| c.contains("Not committed: leak.txt: holds a secret"))
     });
     wait_for("nothing left to report", || pending_reports(&env) == 0);
-    ok(&env, &["queue-daemon", "stop"]);
+    env.ok(&["queue-daemon", "stop"]);
     assert_eq!(git(&wt, &["rev-parse", "HEAD"]).trim(), head);
     assert_eq!(remote_branch(), head);
     assert_eq!(git(&wt, &["status", "--porcelain"]), "?? leak.txt\n");

@@ -121,6 +121,43 @@ impl Env {
         }
     }
 
+    /// Runs `kugetsu args...`, failing the test unless it exits 0; its stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert_eq!(out.code, 0, "{args:?}: {}{}", out.stdout, out.stderr);
+        out.stdout
+    }
+
+    /// Appends `line` to the state directory's `config`.
+    pub fn configure(&self, line: &str) {
+        let path = self.path("config");
+        let mut text = read(&path);
+        text.push_str(line);
+        text.push('\n');
+        std::fs::write(&path, text).expect("write config");
+    }
+
+    /// Every queue item, as `queue list --json` shows them.
+    pub fn queue_items(&self) -> Vec<serde_json::Value> {
+        let v = json(&self.ok(&["--json", "queue", "list"]));
+        let list = v.get("items").cloned().unwrap_or(v);
+        list.as_array().cloned().unwrap_or_default()
+    }
+
+    /// The first queue item whose issue ref ends with `issue` (`#1`), `null` if none.
+    pub fn queue_item(&self, issue: &str) -> serde_json::Value {
+        let ends =
+            |i: &serde_json::Value| i["issue_ref"].as_str().is_some_and(|r| r.ends_with(issue));
+        self.queue_items().into_iter().find(ends).unwrap_or_default()
+    }
+
+    /// How many queue items of `issue_ref` completed.
+    pub fn completed(&self, issue_ref: &str) -> usize {
+        let done =
+            |i: &&serde_json::Value| i["issue_ref"] == issue_ref && i["status"] == "completed";
+        self.queue_items().iter().filter(done).count()
+    }
+
     /// A path inside the state directory.
     pub fn path(&self, rel: &str) -> PathBuf {
         self.state.join(rel)

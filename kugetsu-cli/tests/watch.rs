@@ -16,14 +16,8 @@ use crate::support::{Env, json, read, ready, wait_for};
 
 const REPO: &str = "127.0.0.1/o/r";
 
-fn ok(env: &Env, args: &[&str]) -> String {
-    let out = env.run(args);
-    assert_eq!(out.code, 0, "{args:?}: {}{}", out.stdout, out.stderr);
-    out.stdout
-}
-
 fn items(env: &Env) -> Vec<serde_json::Value> {
-    let v = json(&ok(env, &["--json", "queue", "list"]));
+    let v = json(&env.ok(&["--json", "queue", "list"]));
     let list = v.get("items").cloned().unwrap_or(v);
     list.as_array().cloned().unwrap_or_default()
 }
@@ -85,10 +79,10 @@ fn watched_at(base: &str, api: &str) -> Env {
     let sample = map["local.test/demo/app"].clone();
     map.insert(REPO.into(), sample);
     std::fs::write(env.path("repos.json"), serde_json::to_string(&map).unwrap()).unwrap();
-    ok(&env, &["server", "add", "standin", base, "--api", api]);
+    env.ok(&["server", "add", "standin", base, "--api", api]);
     env.set("KUGETSU_WATCH_INTERVAL_SECONDS", "1");
     env.set("MAX_CONCURRENT_AGENTS", "1");
-    let said = ok(&env, &["watch", "add", REPO, "--label", "kugetsu"]);
+    let said = env.ok(&["watch", "add", REPO, "--label", "kugetsu"]);
     assert!(said.contains("watching 127.0.0.1/o/r") && said.contains("github API"), "{said}");
     env
 }
@@ -101,9 +95,9 @@ fn labelled_issues_are_started_once_across_restarts_and_closed_ones_dropped() {
     forge.add(3, "Add a changelog", "", &["kugetsu", "docs"], false);
     forge.add(4, "Not for us", "", &["bug"], false);
     let env = watched(&forge);
-    ok(&env, &["env", "set", "GITHUB_TOKEN", "ghp_plantedSECRET99"]);
+    env.ok(&["env", "set", "GITHUB_TOKEN", "ghp_plantedSECRET99"]);
 
-    ok(&env, &["queue-daemon", "start"]);
+    env.ok(&["queue-daemon", "start"]);
     wait_for("both starts completed", || {
         let done = |n| of_issue(&env, n).iter().any(|i| i["status"] == "completed");
         done(1) && done(3)
@@ -123,9 +117,9 @@ fn labelled_issues_are_started_once_across_restarts_and_closed_ones_dropped() {
     assert_eq!(seen.last().unwrap().status, 304, "{seen:?}");
 
     // A restarted daemon asks with the ETag it kept, and takes nothing again.
-    ok(&env, &["queue-daemon", "stop"]);
+    env.ok(&["queue-daemon", "stop"]);
     let before = not_modified(&forge);
-    ok(&env, &["queue-daemon", "start"]);
+    env.ok(&["queue-daemon", "start"]);
     wait_for("the restarted daemon's idle poll", || not_modified(&forge) > before);
     assert_eq!(items(&env).len(), 2);
 
@@ -135,13 +129,13 @@ fn labelled_issues_are_started_once_across_restarts_and_closed_ones_dropped() {
         r#"{"turns": [{"mode": "hang"}], "default": {"mode": "ok"}}"#,
     )
     .unwrap();
-    ok(&env, &["queue", "enqueue", "local.test/demo/app#9", "hold the slot"]);
+    env.ok(&["queue", "enqueue", "local.test/demo/app#9", "hold the slot"]);
     wait_for("the holding turn to run", || {
         items(&env)
             .iter()
             .any(|i| i["issue_ref"] == "local.test/demo/app#9" && i["status"] == "notified")
     });
-    ok(&env, &["queue", "enqueue", &format!("{REPO}#1"), "and the tests too"]);
+    env.ok(&["queue", "enqueue", &format!("{REPO}#1"), "and the tests too"]);
     forge.close(1);
     wait_for("the continue dropped", || of_issue(&env, 1).iter().any(|i| i["status"] == "error"));
     let dropped: Vec<_> =
@@ -149,8 +143,8 @@ fn labelled_issues_are_started_once_across_restarts_and_closed_ones_dropped() {
     assert_eq!(dropped.len(), 1);
     assert!(dropped[0]["last_error"].as_str().unwrap().contains("closed"), "{:?}", dropped[0]);
     // The notification follows the drop.
-    wait_for("the drop's notification", || ok(&env, &["notify", "list"]).contains("dropped q_"));
-    let notes = ok(&env, &["notify", "list"]);
+    wait_for("the drop's notification", || env.ok(&["notify", "list"]).contains("dropped q_"));
+    let notes = env.ok(&["notify", "list"]);
     assert!(notes.contains("127.0.0.1/o/r#1 was closed or lost its label"), "{notes}");
 
     // A 403 with Retry-After pauses the repository.
@@ -158,20 +152,20 @@ fn labelled_issues_are_started_once_across_restarts_and_closed_ones_dropped() {
     forge.add(5, "Later", "", &["kugetsu"], false);
     wait_for("the 403", || forge.seen().iter().any(|s| s.status == 403));
     wait_for("the pause recorded", || {
-        json(&ok(&env, &["--json", "watch", "list"]))[0]["paused_until"].is_string()
+        json(&env.ok(&["--json", "watch", "list"]))[0]["paused_until"].is_string()
     });
     // The next pass asks nothing.
     wait_for("the reports made", || {
-        ok(&env, &["notify", "outbox"]).lines().all(|l| !l.contains("pending"))
+        env.ok(&["notify", "outbox"]).lines().all(|l| !l.contains("pending"))
     });
     let requests = forge.seen().len();
-    let polled = |env: &Env| json(&ok(env, &["--json", "watch", "list"]))[0]["last_poll"].clone();
+    let polled = |env: &Env| json(&env.ok(&["--json", "watch", "list"]))[0]["last_poll"].clone();
     let paused_at = polled(&env);
     wait_for("a pass while paused", || polled(&env) != paused_at);
-    ok(&env, &["queue-daemon", "stop"]);
+    env.ok(&["queue-daemon", "stop"]);
     assert_eq!(forge.seen().len(), requests, "no request while paused");
     assert!(of_issue(&env, 5).is_empty(), "nothing taken while paused");
-    let log = ok(&env, &["queue-daemon", "logs"]);
+    let log = env.ok(&["queue-daemon", "logs"]);
     assert!(log.contains("paused until"), "{log}");
     for seen in forge.seen() {
         assert_eq!(seen.auth.as_deref(), Some("Bearer ghp_plantedSECRET99"));
@@ -190,11 +184,11 @@ fn a_watch_over_https_trusts_the_systems_roots_and_sends_the_token() {
     let mut env = watched_at(&base, &base);
     // The system's roots, as rustls-native-certs reads them: here, the throwaway CA alone.
     env.set("SSL_CERT_FILE", dir.path().join("ca.pem").to_str().unwrap());
-    ok(&env, &["env", "set", "GITHUB_TOKEN", "ghp_overTLS"]);
-    ok(&env, &["queue-daemon", "start"]);
+    env.ok(&["env", "set", "GITHUB_TOKEN", "ghp_overTLS"]);
+    env.ok(&["queue-daemon", "start"]);
     wait_for("the start over https", || !of_issue(&env, 1).is_empty());
     wait_for("an idle poll over https", || not_modified(&forge) >= 1);
-    ok(&env, &["queue-daemon", "stop"]);
+    env.ok(&["queue-daemon", "stop"]);
     assert_eq!(forge.seen()[0].auth.as_deref(), Some("Bearer ghp_overTLS"));
 }
 
@@ -218,8 +212,8 @@ fn bad_watches_and_api_urls_are_one_line_errors() {
     assert_eq!(out.code, 2, "{}", out.stderr);
     let out = env.run(&["watch", "remove", "github.com/o/r"]);
     assert_eq!(out.code, 1, "{}", out.stderr);
-    ok(&env, &["watch", "add", "github.com/o/r"]);
-    assert!(ok(&env, &["watch", "list"]).contains("github.com/o/r  label \"kugetsu\""));
-    ok(&env, &["watch", "remove", "github.com/o/r"]);
-    assert!(ok(&env, &["watch", "list"]).contains("no repositories watched"));
+    env.ok(&["watch", "add", "github.com/o/r"]);
+    assert!(env.ok(&["watch", "list"]).contains("github.com/o/r  label \"kugetsu\""));
+    env.ok(&["watch", "remove", "github.com/o/r"]);
+    assert!(env.ok(&["watch", "list"]).contains("no repositories watched"));
 }

@@ -9,39 +9,22 @@
 
 use crate::support;
 
-use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 
 use kugetsu_core::worktree::{Secret, WorktreeError};
-use support::http::{GitHttpServer, make_certificates, server_config};
-use support::{Fixture, error_text};
+use support::error_text;
 
 const TOKEN: &str = "kgs_tok_b81d0e6f4a2c9957";
-const CHILD_ENV: &str = "KUGETSU_HTTPS_TEST_DIR";
 
 #[test]
 fn token_over_https_is_used_and_never_stored() {
-    let certs = tempfile::tempdir().unwrap();
-    make_certificates(certs.path());
-    support::run_child_test(module_path!(), "https_child", |cmd| {
-        cmd.env(CHILD_ENV, certs.path())
-            .env("SSL_CERT_FILE", certs.path().join("ca.pem"))
-            .env_remove("SSL_CERT_DIR");
-    });
+    support::run_child_trusting_test_ca(module_path!(), "https_child");
 }
 
 #[test]
 #[ignore = "run by token_over_https_is_used_and_never_stored with SSL_CERT_FILE set"]
 fn https_child() {
-    let Some(certs) = std::env::var_os(CHILD_ENV).map(PathBuf::from) else { return };
-    let fx = Fixture::new();
-    let up = fx.upstream("app", &[("a", "1\n")]);
-    let server = GitHttpServer::start_tls(
-        up.parent().unwrap(),
-        &fx.home(),
-        Some(TOKEN),
-        server_config(&certs),
-    );
+    let Some((fx, up, server)) = support::https_upstream(Some(TOKEN)) else { return };
 
     let mut req = fx.request(&up, "app", 1);
     req.source.url = server.https_url("app");

@@ -12,10 +12,9 @@ use std::path::{Path, PathBuf};
 use kugetsu_core::worktree::{Secret, Worktrees as _};
 use kugetsu_git::{GitConfig, PushError, PushOutcome, push_branch};
 use support::Fixture;
-use support::http::{GitHttpServer, make_certificates, server_config};
+use support::http::GitHttpServer;
 
 const TOKEN: &str = "kgs_push_tok_5e1f08c2";
-const CHILD_ENV: &str = "KUGETSU_HTTPS_PUSH_TEST_DIR";
 
 /// Clones `app` from `url` with `token` into issue 1's worktree; returns its path.
 fn worktree(fx: &Fixture, up: &Path, url: String, token: Option<&str>) -> PathBuf {
@@ -110,26 +109,12 @@ fn only_http_and_https_remotes_are_pushed_to() {
 
 #[test]
 fn pushes_over_https_with_the_token() {
-    let certs = tempfile::tempdir().unwrap();
-    make_certificates(certs.path());
-    support::run_child_test(module_path!(), "https_push_child", |cmd| {
-        cmd.env(CHILD_ENV, certs.path())
-            .env("SSL_CERT_FILE", certs.path().join("ca.pem"))
-            .env_remove("SSL_CERT_DIR");
-    });
+    support::run_child_trusting_test_ca(module_path!(), "https_push_child");
 }
 
 #[test]
 #[ignore = "run by pushes_over_https_with_the_token with SSL_CERT_FILE set"]
 fn https_push_child() {
-    let Some(certs) = std::env::var_os(CHILD_ENV).map(PathBuf::from) else { return };
-    let fx = Fixture::new();
-    let up = fx.upstream("app", &[("a", "1\n")]);
-    let server = GitHttpServer::start_tls(
-        up.parent().unwrap(),
-        &fx.home(),
-        Some(TOKEN),
-        server_config(&certs),
-    );
+    let Some((fx, up, server)) = support::https_upstream(Some(TOKEN)) else { return };
     pushes_fast_forwards_only(&fx, &up, &server.https_url("app"), Some(TOKEN));
 }

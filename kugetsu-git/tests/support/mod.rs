@@ -219,3 +219,34 @@ pub fn run_child_test(module: &str, name: &str, configure: impl FnOnce(&mut Comm
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Where a child test run by [`run_child_trusting_test_ca`] finds the throwaway CA's files.
+const TEST_CA_ENV: &str = "KUGETSU_HTTPS_TEST_DIR";
+
+/// Runs the ignored test `child` of `module` in a process whose only trusted root is a
+/// throwaway CA for 127.0.0.1 (`SSL_CERT_FILE`, as a system's setting would give it).
+pub fn run_child_trusting_test_ca(module: &str, child: &str) {
+    let certs = tempfile::tempdir().unwrap();
+    http::make_certificates(certs.path());
+    run_child_test(module, child, |cmd| {
+        cmd.env(TEST_CA_ENV, certs.path())
+            .env("SSL_CERT_FILE", certs.path().join("ca.pem"))
+            .env_remove("SSL_CERT_DIR");
+    });
+}
+
+/// In a child of [`run_child_trusting_test_ca`]: a fixture, its upstream `app` (one commit of
+/// file `a`), and that upstream served over https, asking for `token` if given. `None` when
+/// not run as such a child (the test then does nothing).
+pub fn https_upstream(token: Option<&str>) -> Option<(Fixture, PathBuf, http::GitHttpServer)> {
+    let certs = PathBuf::from(std::env::var_os(TEST_CA_ENV)?);
+    let fx = Fixture::new();
+    let up = fx.upstream("app", &[("a", "1\n")]);
+    let server = http::GitHttpServer::start_tls(
+        up.parent().unwrap(),
+        &fx.home(),
+        token,
+        http::server_config(&certs),
+    );
+    Some((fx, up, server))
+}

@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use kugetsu_core::agent::{
     AgentDriver, AgentEnv, AgentError, AgentEvent, CreateSessionRequest, EventSink, ForkRequest,
-    RunLimits, RunOutcome, RunRequest, SessionId,
+    RunLimits, RunOutcome, RunReport, RunRequest, SessionId,
 };
 use kugetsu_core::pause::LimitKind;
 
@@ -126,10 +126,8 @@ fn run(w: &dyn World, session: &SessionId, dir: &str, file: &str) -> Events {
     events
 }
 
-/// The whole life of an issue's session: a base primed in its directory, forked into another
-/// directory (a worktree), where the fork's turns run and its tools work, then deleted.
-pub fn a_session_is_created_forked_run_and_deleted(w: &dyn World) {
-    let d = w.driver();
+/// A base session made in `base` by a turn that writes `primed.txt` there.
+fn prime(w: &dyn World) -> RunReport {
     let create = CreateSessionRequest {
         title: "kugetsu base".into(),
         prompt: w.next_turn_writes("primed.txt"),
@@ -139,7 +137,14 @@ pub fn a_session_is_created_forked_run_and_deleted(w: &dyn World) {
         limits: limits(),
         log_path: w.log(),
     };
-    let report = d.create_session(&create, &mut Vec::new()).expect("create");
+    w.driver().create_session(&create, &mut Vec::new()).expect("create")
+}
+
+/// The whole life of an issue's session: a base primed in its directory, forked into another
+/// directory (a worktree), where the fork's turns run and its tools work, then deleted.
+pub fn a_session_is_created_forked_run_and_deleted(w: &dyn World) {
+    let d = w.driver();
+    let report = prime(w);
     assert_eq!(report.outcome, RunOutcome::Completed, "log:\n{}", read(&w.log()));
     let base = report.session;
     assert!(w.dir("base").join("primed.txt").exists(), "the priming turn ran in the base's dir");
@@ -197,16 +202,7 @@ pub fn an_unknown_session_is_not_found(w: &dyn World) {
 /// knows one; a rate limit may carry a reset time, a used-up quota has none.
 pub fn a_providers_refusal_ends_the_turn_rate_limited(w: &dyn World) {
     let d = w.driver();
-    let create = CreateSessionRequest {
-        title: "kugetsu base".into(),
-        prompt: w.next_turn_writes("primed.txt"),
-        dir: w.dir("base"),
-        env: AgentEnv::default(),
-        interactive: false,
-        limits: limits(),
-        log_path: w.log(),
-    };
-    let base = d.create_session(&create, &mut Vec::new()).expect("create").session;
+    let base = prime(w).session;
     for (quota, kind) in [(false, LimitKind::RateLimit), (true, LimitKind::Quota)] {
         let mut events = Events::default();
         let req = RunRequest {
