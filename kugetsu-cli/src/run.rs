@@ -118,45 +118,27 @@ pub fn finish(
     queued: RunOptions,
     out: &mut dyn Write,
 ) -> Result<(), CliError> {
-    let summary = match result {
-        Ok(s) => s,
+    // With `--no-wait`, a turn that would wait (every slot busy, the provider paused) is
+    // queued for the daemon instead.
+    let waits = match &result {
         Err(kugetsu_core::orchestrator::OrchestratorError::Queue(
             kugetsu_core::queue::QueueError::NoSlot { limit, .. },
-        )) if flags.no_wait => {
-            let item = crate::wiring::enqueue(ctx, message, Some(issue.to_string()), queued)?;
-            if ctx.json {
-                return ctx.print_json(
-                    out,
-                    &serde_json::json!({ "queued": item.id, "issue_ref": issue }),
-                );
-            }
-            writeln!(
-                out,
-                "all {limit} agent slots are busy; queued as {} for the daemon",
-                item.id
-            )?;
-            return Ok(());
+        )) => Some(format!("all {limit} agent slots are busy")),
+        Err(kugetsu_core::orchestrator::OrchestratorError::ProviderPaused { pause }) => {
+            Some(format!("the agent's provider is {}", pause.describe()))
         }
-        Err(kugetsu_core::orchestrator::OrchestratorError::ProviderPaused { pause })
-            if flags.no_wait =>
-        {
-            let item = crate::wiring::enqueue(ctx, message, Some(issue.to_string()), queued)?;
-            if ctx.json {
-                return ctx.print_json(
-                    out,
-                    &serde_json::json!({ "queued": item.id, "issue_ref": issue }),
-                );
-            }
-            writeln!(
-                out,
-                "the agent's provider is {}; queued as {} for the daemon",
-                pause.describe(),
-                item.id
-            )?;
-            return Ok(());
-        }
-        Err(e) => return Err(e.into()),
+        _ => None,
     };
+    if let Some(why) = waits.filter(|_| flags.no_wait) {
+        let item = crate::wiring::enqueue(ctx, message, Some(issue.to_string()), queued)?;
+        if ctx.json {
+            return ctx
+                .print_json(out, &serde_json::json!({ "queued": item.id, "issue_ref": issue }));
+        }
+        writeln!(out, "{why}; queued as {} for the daemon", item.id)?;
+        return Ok(());
+    }
+    let summary = result?;
     if ctx.json {
         ctx.print_json(out, &summary)?;
     } else {
