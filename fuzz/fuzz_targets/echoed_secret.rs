@@ -7,18 +7,19 @@
 //! mask could spell it) and must be at least `MIN_REDACTED_LEN` long. What must hold, for each
 //! kind of line (text, reasoning, tool title and error, error message, stderr `Error:`), built
 //! both by a JSON serializer and with every character as a `\uXXXX` escape:
-//! - the kept line holds none of `encoded_forms(secret)`;
+//! - the kept line holds none of `encoded_forms(secret)`, not even once its terminal escapes
+//!   are gone (a terminal shows text around an escape as one);
 //! - no event, and no stderr error, parsed from the kept line holds the secret, unless the
 //!   secret is part of a word the parser fills in itself (`no message`, a tool's name): a
 //!   masked key can leave an event to its defaults, which show nothing of the agent's.
 #![no_main]
 
 use kugetsu_core::agent::AgentEvent;
+use kugetsu_core::ansi;
 use kugetsu_core::secrets::{MIN_REDACTED_LEN, encoded_forms, redact_line};
 use kugetsu_opencode::events::EventLog;
 use libfuzzer_sys::fuzz_target;
 use serde_json::json;
-
 
 /// What the parser and these lines show on their own: a tool's name and the defaults of an
 /// event whose fields are missing.
@@ -52,18 +53,31 @@ fuzz_target!(|data: &[u8]| {
     .iter()
     .map(|v| (true, v.to_string()))
     .collect();
-    lines.push((true, format!("{{\"type\":\"text\",\"part\":{{\"text\":\"{}\"}}}}", escaped(&said))));
+    lines.push((
+        true,
+        format!("{{\"type\":\"text\",\"part\":{{\"text\":\"{}\"}}}}", escaped(&said)),
+    ));
     lines.push((false, format!("Error: {said}")));
     let forms = encoded_forms(&secret);
     for (stdout, line) in lines {
         let kept = redact_line(&line, &[secret.as_str()]);
+        let shown = ansi::strip(&kept);
         for form in &forms {
             assert!(!kept.contains(form.as_str()), "{form:?} kept in {kept:?}");
+            assert!(!shown.contains(form.as_str()), "{form:?} shown in {kept:?}");
         }
         let mut log = EventLog::default();
-        let events =
-            if stdout { log.stdout_line(&kept) } else { log.stderr_line(&kept).into_iter().collect() };
-        for text in events.iter().flat_map(AgentEvent::texts).map(str::to_owned).chain(log.last_stderr_error.clone()) {
+        let events = if stdout {
+            log.stdout_line(&kept)
+        } else {
+            log.stderr_line(&kept).into_iter().collect()
+        };
+        for text in events
+            .iter()
+            .flat_map(AgentEvent::texts)
+            .map(str::to_owned)
+            .chain(log.last_stderr_error.clone())
+        {
             assert!(own_words || !text.contains(secret.as_str()), "{secret:?} shown in {text:?}");
         }
     }

@@ -26,9 +26,8 @@ use std::os::unix::process::ExitStatusExt;
 use std::process::ExitStatus;
 
 use kugetsu_core::agent::{AgentEvent, RunOutcome, SessionId, ToolStatus};
-use kugetsu_opencode::events::{
-    EventLog, StderrLine, parse_stderr_line, parse_stdout_line, strip_ansi,
-};
+use kugetsu_core::ansi;
+use kugetsu_opencode::events::{EventLog, StderrLine, parse_stderr_line, parse_stdout_line};
 use kugetsu_opencode::outcome::classify_exit;
 use libfuzzer_sys::fuzz_target;
 
@@ -58,7 +57,7 @@ fuzz_target!(|data: &[u8]| {
         } else if let Some(n) = line.strip_prefix("signal ").and_then(|n| n.parse::<u8>().ok()) {
             status = ExitStatus::from_raw(i32::from(n % 64 + 1));
         } else if let Some(line) = line.strip_prefix("2>") {
-            assert!(!strip_ansi(line).contains('\u{1b}'));
+            assert!(!ansi::strip(line).contains('\u{1b}'));
             let expected = parse_stderr_line(line);
             let limited_before = log.provider_limit.is_some();
             let got = log.stderr_line(line);

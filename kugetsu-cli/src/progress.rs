@@ -69,13 +69,25 @@ impl<W: Write> EventPrinter<W> {
     }
 }
 
+/// The first non-blank line of an agent's `text`, cut to `max` characters, as printable text.
 fn one_line(text: &str, max: usize) -> String {
     let first = text.lines().find(|l| !l.trim().is_empty()).unwrap_or("").trim();
     if first.chars().count() > max {
-        format!("{}…", first.chars().take(max).collect::<String>())
+        format!("{}…", shown(&first.chars().take(max).collect::<String>()))
     } else {
-        first.to_string()
+        shown(first)
     }
+}
+
+/// `text` with its control characters spelled out (`\u{1b}`): what an agent prints must not
+/// drive the user's terminal (an escape can retitle it, set its clipboard, or redraw lines).
+fn shown(text: &str) -> String {
+    if !text.chars().any(char::is_control) {
+        return text.to_owned();
+    }
+    text.chars()
+        .map(|c| if c.is_control() { c.escape_debug().to_string() } else { c.to_string() })
+        .collect()
 }
 
 impl<W: Write> EventSink for EventPrinter<W> {
@@ -89,21 +101,47 @@ impl<W: Write> EventSink for EventPrinter<W> {
                 let what = title.as_deref().map(|t| one_line(t, 80)).unwrap_or_default();
                 match status {
                     ToolStatus::Error => format!(
-                        "  tool {tool} failed: {}",
+                        "  tool {} failed: {}",
+                        shown(tool),
                         one_line(error.as_deref().unwrap_or("error"), 80)
                     ),
-                    _ if what.is_empty() || what == *tool => format!("  tool {tool}"),
-                    _ => format!("  tool {tool}: {what}"),
+                    _ if what.is_empty() || what == *tool => format!("  tool {}", shown(tool)),
+                    _ => format!("  tool {}: {what}", shown(tool)),
                 }
             }
             AgentEvent::PermissionRejected { permission } => {
-                format!("  permission rejected: {permission}")
+                format!("  permission rejected: {}", shown(permission))
             }
             AgentEvent::Error { name, message } => {
-                format!("  error {name}: {}", one_line(message, 100))
+                format!("  error {}: {}", shown(name), one_line(message, 100))
             }
             _ => return,
         };
         let _ = writeln!(self.out, "{line}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_agents_words_cannot_drive_the_terminal() {
+        let mut out = Vec::new();
+        let mut printer = EventPrinter::new(&mut out, false);
+        let osc52 = "\u{1b}]52;c;aGk=\u{7}done \u{1b}[2J";
+        printer.event(&AgentEvent::Text { text: osc52.into() });
+        printer.event(&AgentEvent::ToolUse {
+            tool: "ba\u{1b}[1msh".into(),
+            status: ToolStatus::Error,
+            title: None,
+            error: Some("\u{9b}31m".into()),
+        });
+        printer.event(&AgentEvent::PermissionRejected { permission: "x\u{7}".into() });
+        printer.event(&AgentEvent::Error { name: "E\u{1b}".into(), message: "m\u{8}".into() });
+        let printed = String::from_utf8(out).unwrap();
+        assert!(!printed.chars().any(|c| c.is_control() && c != '\n'), "{printed:?}");
+        assert!(printed.contains("agent: \\u{1b}]52;c;aGk=\\u{7}done \\u{1b}[2J"), "{printed:?}");
+        assert!(printed.contains("tool ba\\u{1b}[1msh failed: \\u{9b}31m"), "{printed:?}");
     }
 }

@@ -4,6 +4,7 @@
 //! wire real or fake backends in.
 
 pub mod agent;
+pub mod ansi;
 pub mod cleanup;
 pub mod clock;
 pub mod config;

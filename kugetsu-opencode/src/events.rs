@@ -138,7 +138,7 @@ pub enum StderrLine {
 
 /// Classifies one stderr line (ANSI colours are ignored).
 pub fn parse_stderr_line(line: &str) -> StderrLine {
-    let plain = strip_ansi(line);
+    let plain = kugetsu_core::ansi::strip(line);
     let plain = plain.trim();
     if let Some(rest) = plain.strip_prefix('!') {
         let rest = rest.trim_start();
@@ -158,42 +158,6 @@ pub fn parse_stderr_line(line: &str) -> StderrLine {
         return StderrLine::StreamError { provider, message };
     }
     StderrLine::Other
-}
-
-/// Removes ANSI escape sequences (CSI `ESC [ ... final`, OSC `ESC ] ... BEL/ST`, and two-byte
-/// escapes) from a line.
-pub fn strip_ansi(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    let mut chars = s.chars().peekable();
-    while let Some(c) = chars.next() {
-        if c != '\u{1b}' {
-            out.push(c);
-            continue;
-        }
-        match chars.next() {
-            Some('[') => {
-                // Parameters and intermediates, then one final byte in @..~.
-                for c in chars.by_ref() {
-                    if ('@'..='~').contains(&c) {
-                        break;
-                    }
-                }
-            }
-            Some(']') => {
-                while let Some(c) = chars.next() {
-                    if c == '\u{7}' {
-                        break;
-                    }
-                    if c == '\u{1b}' && chars.peek() == Some(&'\\') {
-                        chars.next();
-                        break;
-                    }
-                }
-            }
-            _ => {}
-        }
-    }
-    out
 }
 
 /// The longest tool title [`EventLog::last_tool`] keeps (a command can be a whole script).
@@ -542,8 +506,6 @@ mod tests {
         assert!(!log.ended_mid_turn());
     }
 
-    const ESC: char = '\u{1b}';
-
     proptest::proptest! {
         #[test]
         fn any_input_is_handled_without_panic(line in ".*", raw in proptest::collection::vec(proptest::num::u8::ANY, 0..200)) {
@@ -551,7 +513,6 @@ mod tests {
             for l in [&line, &lossy] {
                 let _ = parse_stdout_line(l);
                 let _ = parse_stderr_line(l);
-                proptest::prop_assert!(!strip_ansi(l).contains(ESC), "escape left in output");
                 let mut log = EventLog::default();
                 log.stdout_line(l);
                 log.stderr_line(l);
@@ -564,13 +525,5 @@ mod tests {
             let line = format!("\u{1b}[93m\u{1b}[1m! \u{1b}[0mpermission requested: {what}; auto-rejecting");
             proptest::prop_assert_eq!(parse_stderr_line(&line), StderrLine::PermissionRejected(what.trim().to_owned()));
         }
-    }
-
-    #[test]
-    fn strip_ansi_removes_csi_and_osc() {
-        assert_eq!(strip_ansi("\u{1b}[93m\u{1b}[1m! \u{1b}[0mx"), "! x");
-        assert_eq!(strip_ansi("a\u{1b}]0;title\u{7}b"), "ab");
-        assert_eq!(strip_ansi("plain"), "plain");
-        assert_eq!(strip_ansi("trailing\u{1b}"), "trailing");
     }
 }

@@ -84,3 +84,27 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// opencode colours its stderr; a terminal shows a secret whose halves an escape sequence
+    /// separates as one, and the stderr parser reads the line without its escapes.
+    #[test]
+    fn a_secret_split_by_terminal_escapes_is_never_kept_or_shown(
+        secret in "[ -)+-~é€😀]{4,24}",
+        at in 1usize..24,
+        escape in prop::sample::select(vec!["\u{1b}[1m", "\u{1b}[0m\u{1b}[91m", "\u{1b}]0;t\u{7}", "\u{1b}(B"]),
+    ) {
+        let chars: Vec<char> = secret.chars().collect();
+        let at = at.min(chars.len() - 1);
+        let (head, tail): (String, String) = (chars[..at].iter().collect(), chars[at..].iter().collect());
+        let line = format!("\u{1b}[91mError: \u{1b}[0mkey {head}{escape}{tail} refused\n");
+        let kept = redact_line(&line, &[secret.as_str()]);
+        prop_assert!(!kugetsu_core::ansi::strip(&kept).contains(secret.as_str()), "kept {kept:?}");
+        let mut log = EventLog::default();
+        log.stderr_line(&kept);
+        let error = log.last_stderr_error.clone().unwrap_or_default();
+        prop_assert!(!error.contains(secret.as_str()), "shown {error:?}");
+    }
+}

@@ -152,6 +152,19 @@ fn all_forms(secrets: &[&str]) -> Vec<String> {
 }
 
 fn replace_forms(text: &str, forms: &[String]) -> String {
+    let out = replace_plain(text, forms);
+    // A terminal shows the text around an escape sequence as one: a secret split by one
+    // (coloured halves) is still shown whole. Such text loses its escapes with the secret.
+    if out.contains('\u{1b}') {
+        let plain = crate::ansi::strip(&out);
+        if forms.iter().any(|form| plain.contains(form.as_str())) {
+            return replace_plain(&plain, forms);
+        }
+    }
+    out
+}
+
+fn replace_plain(text: &str, forms: &[String]) -> String {
     let mut out = text.to_string();
     for form in forms {
         if out.contains(form.as_str()) {
@@ -166,7 +179,8 @@ fn replace_forms(text: &str, forms: &[String]) -> String {
 /// secret, and is written again only when that changed something (a line without secrets stays
 /// byte for byte); then, like any other line, it goes through [`redact`]. A secret in a spot
 /// no string covers (a number, across an escape) is still cut out of the text, at the price of
-/// the line no longer parsing: hiding the secret wins over reading the event.
+/// the line no longer parsing: hiding the secret wins over reading the event. A secret split
+/// by terminal escape sequences is cut out too, with the escapes of the text that held it.
 pub fn redact_line(line: &str, secrets: &[&str]) -> String {
     let forms = all_forms(secrets);
     if forms.is_empty() {
@@ -369,6 +383,13 @@ mod tests {
             redact_line("Error: ab\"cd\\ef\tSECRET9 x", &[secret]),
             format!("Error: {MASK}")
         );
+        // Split by a terminal escape, it is shown whole: the escapes go with it.
+        let coloured = "Error: ab\"cd\\e\u{1b}[1mf\tSECRET9 x\u{1b}[0m!";
+        assert_eq!(redact_line(coloured, &[secret]), format!("Error: {MASK}!"));
+        let json = "{\"text\":\"ab\\\"cd\\\\ef\\u001b[0m\\tSECRET9 x\"}";
+        assert_eq!(redact_line(json, &[secret]), format!("{{\"text\":\"{MASK}\"}}"));
+        let harmless = "\u{1b}[1mError:\u{1b}[0m hi";
+        assert_eq!(redact_line(harmless, &[secret]), harmless, "colours kept");
         let number = "{\"n\": 12345678}";
         assert!(
             !redact_line(number, &["12345678"]).contains("12345678"),

@@ -18,10 +18,10 @@ use serde_json::Value;
 use super::OpencodeDriver;
 use super::helper::os;
 use super::turn::sensitive_values;
-use crate::events::strip_ansi;
 use crate::export_cache;
 use crate::fork::{IdGen, other_agents, replay_body, rewrite_export};
 use crate::serve::{self, ServeHandle};
+use kugetsu_core::ansi;
 
 impl OpencodeDriver {
     /// The fork: through the serve when it can, else by import (once more from a fresh export
@@ -255,7 +255,7 @@ impl OpencodeDriver {
         if !import.ok() {
             return Err(import.failed("import"));
         }
-        let printed = strip_ansi(&import.stdout).lines().find_map(|l| {
+        let printed = ansi::strip(&import.stdout).lines().find_map(|l| {
             l.trim().strip_prefix("Imported session:").map(|id| id.trim().to_owned())
         });
         match printed {

@@ -11,7 +11,7 @@ use kugetsu_process::Io;
 use kugetsu_process::supervise::{self, Ended, Limits};
 
 use super::OpencodeDriver;
-use crate::events::strip_ansi;
+use kugetsu_core::ansi;
 
 /// One helper command's result.
 pub(super) struct Helper {
@@ -27,7 +27,7 @@ impl Helper {
 
     /// The `Error:` line of stderr without colours, else its last non-empty line.
     pub(super) fn error_line(&self) -> String {
-        let plain = strip_ansi(&self.stderr);
+        let plain = ansi::strip(&self.stderr);
         let lines: Vec<&str> = plain.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
         lines
             .iter()
@@ -42,7 +42,7 @@ impl Helper {
 
     /// Whether opencode said it does not know the session.
     pub(super) fn not_found(&self) -> bool {
-        strip_ansi(&self.stderr).contains("Session not found")
+        ansi::strip(&self.stderr).contains("Session not found")
     }
 
     /// The error of a helper that did not succeed: `command` failed with its error line.
