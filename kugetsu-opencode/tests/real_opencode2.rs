@@ -161,6 +161,9 @@ fn real2_create_fork_run_continue_and_delete_through_a_private_serve() {
     let info = r.driver.session_info(&fork).expect("info").expect("the fork exists");
     assert_eq!(info.directory, r.sb.path("tree"));
     assert_eq!(info.title, "issue 14");
+    // The serve lists it in the worktree with its title.
+    let listed = r.driver.list_sessions(&r.sb.path("tree")).expect("list the worktree");
+    assert!(listed.iter().any(|s| s.id == fork && s.title == "issue 14"), "{listed:?}");
     assert!(r.driver.repair_session(&fork).expect("repair").is_none(), "rules kept");
 
     let mut sink = Sink::default();

@@ -10,17 +10,23 @@
 //!
 //! The bare runs take the prompt on stdin, cwd and `PWD` the worktree, like the 1.x
 //! bare run.
+//!
+//! A third floor, for `start`: a bare `run --server` of the first turn of a fork of the base
+//! that the bench itself moved into a new worktree (`opencode api session.fork` and
+//! `session.move`, untimed). opencode's first turn in a directory costs more than a turn on a
+//! session already running there, whoever made the session; this floor has that cost too, so
+//! `start` against it is what kugetsu adds to a new issue's first turn.
 
 use std::io::Write;
-use std::path::Path;
-use std::process::Stdio;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
 use super::{Daemon, Sample, World, like, median, secs};
 
-const KINDS: [&str; 10] = [
+const KINDS: [&str; 11] = [
     "bare run --server",
     "kugetsu continue",
     "kugetsu start",
@@ -31,7 +37,11 @@ const KINDS: [&str; 10] = [
     "baseline start",
     "baseline cold start",
     "baseline cold cont.",
+    "bare first turn, new dir",
 ];
+
+/// Kinds timed without a baseline build: all but the four baseline ones.
+const OWN: [usize; 7] = [0, 1, 2, 3, 4, 5, 10];
 
 impl World {
     /// A bare `opencode run` of `session` with `flags` before its `-s`, timed like
@@ -69,6 +79,51 @@ impl World {
         s
     }
 
+    /// A fork of the base session, moved over `url` into a new worktree of the sample
+    /// repository, as `start` makes one (untimed): the fork and its worktree.
+    fn fork_into_new_worktree(&self, url: &str, password: &str, name: &str) -> (String, PathBuf) {
+        let base: Value = serde_json::from_str(
+            &std::fs::read_to_string(self.env.path("sessions/base.json")).unwrap(),
+        )
+        .unwrap();
+        let base = base["opencode_session_id"].as_str().unwrap();
+        let worktree = self.env.tmp.path().join(name);
+        let repo = self.env.tmp.path().join("repo");
+        let out = Command::new("git")
+            .arg("-C")
+            .arg(&repo)
+            .args(["worktree", "add", "-q", "--detach"])
+            .arg(&worktree)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "git worktree add: {out:?}");
+        let api = |args: &[&str]| -> String {
+            let mut cmd = like(&self.env.command(&[]), &self.bin);
+            let out = cmd
+                .env("OPENCODE_PASSWORD", password)
+                .current_dir(&worktree)
+                .env("PWD", &worktree)
+                .args(["api", "--server", url])
+                .args(args)
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "opencode api {args:?}: {out:?}");
+            String::from_utf8(out.stdout).unwrap()
+        };
+        let fork: Value = serde_json::from_str(&api(&[
+            "session.fork",
+            "--param",
+            &format!("sessionID={base}"),
+            "-d",
+            "{}",
+        ]))
+        .unwrap();
+        let fork = fork["data"]["id"].as_str().or(fork["id"].as_str()).unwrap().to_owned();
+        let to = serde_json::json!({"directory": worktree}).to_string();
+        api(&["session.move", "--param", &format!("sessionID={fork}"), "-d", &to]);
+        (fork, worktree)
+    }
+
     /// `init --headless` and a first `start #1`; #1's session and worktree.
     fn prepare(&self, what: &str) -> (String, std::path::PathBuf) {
         let t = Instant::now();
@@ -83,7 +138,8 @@ impl World {
 
 pub(super) fn run(rounds: usize, baseline: Option<&Path>) {
     // With a baseline build, its four kugetsu kinds are timed in the same rounds.
-    let kinds = if baseline.is_some() { KINDS.len() } else { 6 };
+    let kinds: Vec<usize> =
+        if baseline.is_some() { (0..KINDS.len()).collect() } else { OWN.to_vec() };
     let Some(bin) = super::real::opencode2() else {
         println!("real opencode 2 unavailable: nothing measured");
         return;
@@ -118,11 +174,11 @@ pub(super) fn run(rounds: usize, baseline: Option<&Path>) {
         "the cold state dir has a registered serve"
     );
 
-    let mut samples: Vec<Vec<Sample>> = vec![Vec::new(); kinds];
+    let mut samples: Vec<Vec<Sample>> = vec![Vec::new(); KINDS.len()];
     println!("\nper round, seconds: spawn -> model request / -> exit");
     for round in 0..rounds {
-        for k in 0..kinds {
-            let kind = (k + round) % kinds;
+        for k in 0..kinds.len() {
+            let kind = kinds[(k + round) % kinds.len()];
             let prompt = format!("hi, round {round}");
             let s = match kind {
                 0 => warm.bare_run2(
@@ -146,13 +202,19 @@ pub(super) fn run(rounds: usize, baseline: Option<&Path>) {
                 6 => warm.kugetsu(baseline, &["continue", "#1", &prompt]),
                 7 => warm.kugetsu(baseline, &["start", &format!("#{}", 1000 + round), &prompt]),
                 8 => cold.kugetsu(baseline, &["start", &format!("#{}", 1000 + round), &prompt]),
-                _ => cold.kugetsu(baseline, &["continue", "#1", &prompt]),
+                9 => cold.kugetsu(baseline, &["continue", "#1", &prompt]),
+                _ => {
+                    let (fork, dir) =
+                        warm.fork_into_new_worktree(&url, &password, &format!("bare-{round}"));
+                    warm.bare_run2(&["--server", &url], Some(&password), &fork, &dir, &prompt)
+                }
             };
             samples[kind].push(s);
             std::thread::sleep(Duration::from_millis(200));
         }
         let mut line = format!("round {round}:");
-        for (k, name) in KINDS.iter().enumerate().take(kinds) {
+        for &k in &kinds {
+            let name = KINDS[k];
             let s = samples[k][round];
             line.push_str(&format!("  {name} {:.2}/{:.2}", secs(s.to_request), secs(s.total)));
         }
@@ -163,8 +225,9 @@ pub(super) fn run(rounds: usize, baseline: Option<&Path>) {
     let med = |k: usize, f: &dyn Fn(&Sample) -> f64| median(samples[k].iter().map(f).collect());
     let total = |s: &Sample| secs(s.total);
     let req = |s: &Sample| secs(s.to_request);
-    for (k, name) in KINDS.iter().enumerate().take(kinds) {
-        println!("{name:22} to request {:6.2}   total {:6.2}", med(k, &req), med(k, &total));
+    for &k in &kinds {
+        let name = KINDS[k];
+        println!("{name:24} to request {:6.2}   total {:6.2}", med(k, &req), med(k, &total));
     }
     let per_round = |a: usize, b: usize, f: &dyn Fn(&Sample) -> f64| {
         median(samples[a].iter().zip(&samples[b]).map(|(x, y)| f(x) / f(y)).collect())
@@ -186,6 +249,8 @@ pub(super) fn run(rounds: usize, baseline: Option<&Path>) {
     for &(a, b, what, target) in [
         (1, 0, "warm continue / bare --server", "target <= 1.1"),
         (2, 0, "warm start / bare --server", "target <= 1.1"),
+        (2, 10, "warm start / bare first turn, new dir", "what kugetsu adds to it"),
+        (10, 0, "bare first turn, new dir / bare --server", "opencode's own"),
         (1, 3, "warm continue / bare --standalone", "target well under 1"),
         (2, 3, "warm start / bare --standalone", "target well under 1"),
         (4, 3, "cold start / bare --standalone", "target <= 1.2"),
@@ -196,7 +261,7 @@ pub(super) fn run(rounds: usize, baseline: Option<&Path>) {
     .chain(against_baseline)
     {
         println!(
-            "{what:36} {:.2}   ({:.2})   {target}",
+            "{what:42} {:.2}   ({:.2})   {target}",
             per_round(a, b, &total),
             med(a, &total) / med(b, &total)
         );
