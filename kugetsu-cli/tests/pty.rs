@@ -104,6 +104,17 @@ impl Terminal {
         visible(&String::from_utf8_lossy(&std::fs::read(&self.log).unwrap_or_default()), max)
     }
 
+    /// The pid of the command on the terminal (the relay's child), while it runs.
+    pub fn command_pid(&self) -> Option<u32> {
+        let relay = self.child.id();
+        std::fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
+            let pid = e.file_name().to_string_lossy().parse::<u32>().ok()?;
+            let stat = std::fs::read_to_string(e.path().join("stat")).ok()?;
+            let ppid = stat.rsplit_once(')')?.1.split_whitespace().nth(1)?.parse::<u32>().ok()?;
+            (ppid == relay).then_some(pid)
+        })
+    }
+
     /// How `kugetsu` exited, once it has.
     pub fn try_wait(&mut self) -> Option<ExitStatus> {
         self.child.try_wait().unwrap()

@@ -231,15 +231,7 @@ fn init_in_the_tui(env: &Env, api: &mock_api::MockApi, use_key: bool) -> (Option
     // starts past the onboarding; the dialogs that follow it are answered below.
     std::fs::write(env.home.join(".claude.json"), "{\"hasCompletedOnboarding\": true}\n").unwrap();
     let mut terminal = pty::Terminal::start(env, &["init"]);
-    // Each dialog: once it is drawn, the arrow key that selects the wanted answer (none keeps
-    // the default), then Enter once the selection is redrawn (the TUI redraws only the moved
-    // `❯`). (what it asks, the key, None until drawn then the `❯` drawn when the key was
-    // typed, answered)
-    let key_answer = if use_key { "\x1b[A" } else { "" };
-    let mut dialogs = [
-        ("Is this a project you created or one you trust?", "\x1b[B", None, false),
-        ("Do you want to use this API key?", key_answer, None, false),
-    ];
+    let mut dialogs = FirstRunDialogs::new(use_key);
     // Which TUI runs is told by the prompts the stand-in got (or the refusals drawn); each
     // is left once answered, and again if it is still there 15 s later.
     let markers = ["developer agent managed by kugetsu", "PM agent of kugetsu"];
@@ -249,27 +241,8 @@ fn init_in_the_tui(env: &Env, api: &mock_api::MockApi, use_key: bool) -> (Option
     let status = pty::leave_each_tui(
         &mut terminal,
         |terminal| {
+            dialogs.answer(terminal);
             let shown = flat(&terminal.shown());
-            for (asks, key, selecting, answered) in &mut dialogs {
-                let Some(pointers) =
-                    shown.rfind(&flat(asks)).map(|at| shown[at..].matches('❯').count())
-                else {
-                    continue;
-                };
-                match selecting {
-                    None => {
-                        // Keys typed while it is still being drawn can be lost.
-                        std::thread::sleep(std::time::Duration::from_secs(1));
-                        terminal.type_keys(key.as_bytes());
-                        *selecting = Some(pointers);
-                    }
-                    Some(before) if !*answered && (key.is_empty() || pointers > *before) => {
-                        terminal.type_keys(b"\r");
-                        *answered = true;
-                    }
-                    _ => {}
-                }
-            }
             let refused = shown.matches("Notloggedin·Pleaserun/login").count().checked_sub(1);
             markers.iter().rposition(|m| prompted(m)).max(refused)
         },
@@ -281,11 +254,125 @@ fn init_in_the_tui(env: &Env, api: &mock_api::MockApi, use_key: bool) -> (Option
         },
     );
     let shown = terminal.last(3000);
-    for (asks, _, _, answered) in dialogs {
-        assert!(answered, "the first run never asked {asks:?}:\n{shown}");
-    }
+    dialogs.assert_answered(&shown);
     assert_eq!(claude_processes(env), Vec::<String>::new(), "claude left running after init");
     (status.code(), shown)
+}
+
+/// The dialogs of Claude Code's first run in a directory, answered as a user does: trust the
+/// workspace, and use the API key of the environment (Yes, or the default No).
+struct FirstRunDialogs {
+    /// Each dialog: what it asks, the arrow key that selects the wanted answer (none keeps the
+    /// default), then `None` until it is drawn, then the `❯` drawn when the key was typed, and
+    /// whether it was answered.
+    dialogs: [(&'static str, &'static str, Option<usize>, bool); 2],
+}
+
+impl FirstRunDialogs {
+    fn new(use_key: bool) -> Self {
+        let key_answer = if use_key { "\x1b[A" } else { "" };
+        FirstRunDialogs {
+            dialogs: [
+                ("Is this a project you created or one you trust?", "\x1b[B", None, false),
+                ("Do you want to use this API key?", key_answer, None, false),
+            ],
+        }
+    }
+
+    /// Answers what the terminal now shows: once a dialog is drawn, its key; then Enter once
+    /// the selection is redrawn (the TUI redraws only the moved `❯`).
+    fn answer(&mut self, terminal: &mut pty::Terminal) {
+        let shown = flat(&terminal.shown());
+        for (asks, key, selecting, answered) in &mut self.dialogs {
+            let Some(pointers) =
+                shown.rfind(&flat(asks)).map(|at| shown[at..].matches('❯').count())
+            else {
+                continue;
+            };
+            match selecting {
+                None => {
+                    // Keys typed while it is still being drawn can be lost.
+                    std::thread::sleep(std::time::Duration::from_secs(1));
+                    terminal.type_keys(key.as_bytes());
+                    *selecting = Some(pointers);
+                }
+                Some(before) if !*answered && (key.is_empty() || pointers > *before) => {
+                    terminal.type_keys(b"\r");
+                    *answered = true;
+                }
+                _ => {}
+            }
+        }
+    }
+
+    fn assert_answered(&self, shown: &str) {
+        for (asks, _, _, answered) in &self.dialogs {
+            assert!(answered, "the first run never asked {asks:?}:\n{shown}");
+        }
+    }
+}
+
+/// Session files Claude Code keeps under the scratch home.
+fn transcripts(env: &Env) -> Vec<std::path::PathBuf> {
+    let Ok(projects) = std::fs::read_dir(env.home.join(".claude/projects")) else {
+        return Vec::new();
+    };
+    projects
+        .flatten()
+        .flat_map(|p| std::fs::read_dir(p.path()).into_iter().flatten().flatten())
+        .map(|f| f.path())
+        .filter(|f| f.extension().is_some_and(|e| e == "jsonl"))
+        .collect()
+}
+
+/// An interactive `init` stopped by SIGTERM (a closed SSH session, a `kill`) while the TUI
+/// waits for its priming prompt's answer: the TUI is stopped, and the session it had begun
+/// (its file written when the prompt was sent), which nobody could name afterwards, is removed.
+#[test]
+fn interactive_init_stopped_by_a_signal_leaves_no_session_behind() {
+    let Some(bin) = real::claude() else { return };
+    if !pty::relay_available("KUGETSU_REAL_CLAUDE") {
+        return;
+    }
+    let api = mock_api::MockApi::start();
+    api.stall_all.store(true, std::sync::atomic::Ordering::SeqCst);
+    let env = real_env(&bin, &api);
+    std::fs::write(env.home.join(".claude.json"), "{\"hasCompletedOnboarding\": true}\n").unwrap();
+    let mut terminal = pty::Terminal::start(&env, &["init"]);
+    let mut dialogs = FirstRunDialogs::new(true);
+    let t = std::time::Instant::now();
+    let prompted = || {
+        api.requests
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|(_, _, body)| body.to_string().contains("developer agent managed by kugetsu"))
+    };
+    while !prompted() || transcripts(&env).is_empty() {
+        assert!(
+            t.elapsed() < std::time::Duration::from_secs(90),
+            "the TUI never sent its prompt:\n{}",
+            terminal.last(3000)
+        );
+        assert!(terminal.try_wait().is_none(), "init ended:\n{}", terminal.last(3000));
+        dialogs.answer(&mut terminal);
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let kugetsu = terminal.command_pid().expect("kugetsu runs on the terminal");
+    support::signal(kugetsu, "TERM");
+    let status = loop {
+        if let Some(status) = terminal.try_wait() {
+            break status;
+        }
+        assert!(t.elapsed() < std::time::Duration::from_secs(120), "init did not stop");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    let shown = terminal.last(3000);
+    assert_ne!(status.code(), Some(0), "init stopped:\n{shown}");
+    assert_eq!(transcripts(&env), Vec::<std::path::PathBuf>::new(), "{shown}");
+    assert_eq!(claude_processes(&env), Vec::<String>::new(), "claude left running");
+    let out = env.run(&["status"]);
+    assert_eq!(out.code, 3, "not initialized: {}{}", out.stdout, out.stderr);
 }
 
 /// The interactive `init` on Claude Code's TUI: the first run asks to trust the workspace and

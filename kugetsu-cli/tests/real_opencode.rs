@@ -86,6 +86,68 @@ fn the_cli_drives_the_real_opencode() {
     assert!(file.contains("\"state\": \"blocked\""), "{file}");
 }
 
+/// The ids of every session opencode 1.x keeps for this sandbox (`opencode db`).
+fn session_ids(env: &Env, bin: &std::path::Path) -> Vec<String> {
+    let template = env.command(&[]);
+    let mut cmd = std::process::Command::new(bin);
+    for (k, v) in template.get_envs() {
+        match v {
+            Some(v) => cmd.env(k, v),
+            None => cmd.env_remove(k),
+        };
+    }
+    let out = cmd
+        .current_dir(env.tmp.path())
+        .env("PWD", env.tmp.path())
+        .args(["db", "SELECT id FROM session", "--format", "json"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "opencode db: {out:?}");
+    let rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    rows.as_array().unwrap().iter().map(|r| r["id"].as_str().unwrap().to_owned()).collect()
+}
+
+/// An interactive `init` stopped by SIGTERM (a closed SSH session, a `kill`) once its first
+/// TUI sent the priming prompt: the TUI stops, and the session it made, which nobody could
+/// name afterwards, is deleted.
+#[test]
+fn interactive_init_stopped_by_a_signal_leaves_no_session_behind() {
+    let Some(bin) = real::opencode() else { return };
+    if !pty::relay_available("KUGETSU_REAL_OPENCODE") {
+        return;
+    }
+    let model = mock_model::MockModel::start();
+    let env = real_env(&bin, &model);
+    let mut terminal = pty::Terminal::start(&env, &["init"]);
+    let t = std::time::Instant::now();
+    let prompted = || {
+        let seen = model.requests.lock().unwrap();
+        seen.iter().any(|r| r.to_string().contains("developer agent managed by kugetsu"))
+    };
+    while !prompted() {
+        assert!(
+            t.elapsed() < std::time::Duration::from_secs(120),
+            "the TUI never sent its prompt:\n{}",
+            terminal.last(3000)
+        );
+        assert!(terminal.try_wait().is_none(), "init ended:\n{}", terminal.last(3000));
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    signal(terminal.command_pid().expect("kugetsu runs on the terminal"), "TERM");
+    let status = loop {
+        if let Some(status) = terminal.try_wait() {
+            break status;
+        }
+        assert!(t.elapsed() < std::time::Duration::from_secs(180), "init did not stop");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    let shown = terminal.last(3000);
+    assert_ne!(status.code(), Some(0), "init stopped:\n{shown}");
+    assert_eq!(session_ids(&env, &bin), Vec::<String>::new(), "{shown}");
+    let out = env.run(&["status"]);
+    assert_eq!(out.code, 3, "not initialized: {}{}", out.stdout, out.stderr);
+}
+
 /// `kugetsu init` without `--headless` opens the real opencode TUI on a terminal (a
 /// pseudo-terminal relayed by python3): each priming prompt is submitted, the user quits each
 /// TUI with Ctrl-C, and kugetsu, which must survive that Ctrl-C, records both sessions.

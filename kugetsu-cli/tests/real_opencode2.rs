@@ -249,3 +249,70 @@ fn interactive_init_runs_the_real_opencode2_tui() {
     assert_eq!(out.code, 0, "start: {}{}", out.stdout, out.stderr);
     assert!(env.path("worktrees/local.test-demo-app-1/proof.txt").is_file());
 }
+
+/// The titles of every session opencode keeps for this sandbox, read with opencode's own
+/// `api --standalone` (no serve of kugetsu's runs then).
+fn session_titles(env: &Env, bin: &std::path::Path) -> Vec<String> {
+    let template = env.command(&[]);
+    let mut cmd = std::process::Command::new(bin);
+    for (k, v) in template.get_envs() {
+        match v {
+            Some(v) => cmd.env(k, v),
+            None => cmd.env_remove(k),
+        };
+    }
+    let dir = template.get_current_dir().unwrap();
+    let out = cmd
+        .current_dir(dir)
+        .env("PWD", dir)
+        .args(["api", "--standalone", "GET", "/api/session"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "opencode api: {out:?}");
+    let listed = json(&String::from_utf8_lossy(&out.stdout));
+    let items = listed.as_array().or(listed["data"].as_array()).cloned().unwrap_or_default();
+    items.iter().map(|s| s["title"].as_str().unwrap_or_default().to_owned()).collect()
+}
+
+/// An interactive `init` stopped by SIGTERM (a closed SSH session, a `kill`) while its first
+/// TUI runs: the TUI and kugetsu's serve stop, and the session made for that TUI, which nobody
+/// could name afterwards, is deleted.
+#[test]
+fn interactive_init_stopped_by_a_signal_leaves_no_session_behind() {
+    let Some(bin) = real::opencode2() else { return };
+    if !super::pty::relay_available("KUGETSU_REAL_OPENCODE") {
+        return;
+    }
+    let model = mock_model::MockModel::start();
+    let env = real_env(&bin, &model);
+    let mut terminal = super::pty::Terminal::start(&env, &["init"]);
+    let t = std::time::Instant::now();
+    let prompted = || {
+        let seen = model.requests.lock().unwrap();
+        seen.iter().any(|r| r.to_string().contains("developer agent managed by kugetsu"))
+    };
+    while !prompted() {
+        assert!(
+            t.elapsed() < std::time::Duration::from_secs(90),
+            "the TUI never sent its prompt:\n{}",
+            terminal.last(3000)
+        );
+        assert!(terminal.try_wait().is_none(), "init ended:\n{}", terminal.last(3000));
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let kugetsu = terminal.command_pid().expect("kugetsu runs on the terminal");
+    signal(kugetsu, "TERM");
+    let status = loop {
+        if let Some(status) = terminal.try_wait() {
+            break status;
+        }
+        assert!(t.elapsed() < std::time::Duration::from_secs(120), "init did not stop");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    let shown = terminal.last(3000);
+    assert_ne!(status.code(), Some(0), "init stopped:\n{shown}");
+    assert_nothing_left(&env, "the stopped init");
+    assert_eq!(session_titles(&env, &bin), Vec::<String>::new(), "{shown}");
+    let out = env.run(&["status"]);
+    assert_eq!(out.code, 3, "not initialized: {}{}", out.stdout, out.stderr);
+}

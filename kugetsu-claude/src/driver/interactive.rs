@@ -12,7 +12,7 @@
 //!
 //! The session is kept only if the model answered its priming prompt: Claude Code writes the
 //! transcript when the prompt is sent, so a TUI left before the answer, or whose API call was
-//! refused, leaves a session that was never primed.
+//! refused, leaves a session that was never primed. An init stopped by a signal removes it too.
 
 use std::ffi::OsString;
 use std::io::IsTerminal;
@@ -48,6 +48,12 @@ impl ClaudeDriver {
         let status = supervise::wait_foreground(child, self.opts.kill_grace, stop)
             .map_err(|e| self.spawn_error(e.into_io()))?;
         if stop.is_triggered() {
+            // The TUI may have begun the session (its file is written once the prompt is
+            // sent); nobody will know its id, so it goes with the interrupted init.
+            match self.delete(&id) {
+                Ok(()) | Err(AgentError::SessionNotFound { .. }) => {}
+                Err(e) => tracing::warn!(session = %id, error = %e, "cannot remove the session"),
+            }
             return Err(AgentError::Interrupted { signal: stop.describe() });
         }
         // Ctrl-C (twice) is how a user leaves the TUI: a quit, not a failed priming.

@@ -18,9 +18,12 @@
 //! - `OVERLOADED`: HTTP 529 `overloaded_error`;
 //! - `STALL`: a 200 with `message_start`, then silence (the connection held open);
 //! - anything else: a text answer `hello`.
+//!
+//! With [`MockApi::stall_all`] set, every request to the Messages API gets no answer at all.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::Duration;
@@ -36,6 +39,9 @@ pub struct MockApi {
     pub base_url: String,
     /// Every request: (request line, `x-api-key` present, body).
     pub requests: Arc<Mutex<Vec<(String, bool, Value)>>>,
+    /// Holds every Messages API request unanswered, whatever it asks, while set.
+    #[allow(dead_code)] // Not every test binary that includes the stand-in sets it.
+    pub stall_all: Arc<AtomicBool>,
 }
 
 impl MockApi {
@@ -44,19 +50,25 @@ impl MockApi {
         let port = listener.local_addr().expect("addr").port();
         let requests = Arc::new(Mutex::new(Vec::new()));
         let seen = requests.clone();
+        let stall_all = Arc::new(AtomicBool::new(false));
+        let stall = stall_all.clone();
         thread::spawn(move || {
             for stream in listener.incoming().flatten() {
-                let seen = seen.clone();
+                let (seen, stall) = (seen.clone(), stall.clone());
                 thread::spawn(move || {
-                    let _ = serve(stream, &seen);
+                    let _ = serve(stream, &seen, &stall);
                 });
             }
         });
-        MockApi { base_url: format!("http://127.0.0.1:{port}"), requests }
+        MockApi { base_url: format!("http://127.0.0.1:{port}"), requests, stall_all }
     }
 }
 
-fn serve(stream: TcpStream, seen: &Mutex<Vec<(String, bool, Value)>>) -> std::io::Result<()> {
+fn serve(
+    stream: TcpStream,
+    seen: &Mutex<Vec<(String, bool, Value)>>,
+    stall: &AtomicBool,
+) -> std::io::Result<()> {
     let mut reader = BufReader::new(stream.try_clone()?);
     let mut out = stream;
     loop {
@@ -88,6 +100,10 @@ fn serve(stream: TcpStream, seen: &Mutex<Vec<(String, bool, Value)>>) -> std::io
         if !request_line.starts_with("POST /v1/messages") {
             out.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")?;
             continue;
+        }
+        if stall.load(Ordering::SeqCst) {
+            thread::sleep(Duration::from_secs(3600));
+            return Ok(());
         }
         answer(&mut out, &body)?;
         // One request per connection keeps the stand-in simple.

@@ -13,6 +13,7 @@ use std::io::IsTerminal;
 use kugetsu_core::agent::{
     AgentError, CreateSessionRequest, EventSink, RunOutcome, RunReport, SessionId,
 };
+use kugetsu_core::interrupt::Interrupt;
 use kugetsu_process::{Io, supervise};
 
 use super::OpencodeDriver;
@@ -66,6 +67,16 @@ impl OpencodeDriver {
         let status = supervise::wait_foreground(child, self.opts.kill_grace, stop)
             .map_err(|e| self.spawn_error(e.into_io()))?;
         if stop.is_triggered() {
+            // The TUI may have made its session (once the prompt was sent); nobody could name
+            // it after this init, so it goes with it: looked up and deleted by helpers that
+            // the stop already requested does not cut short (each still under its timeout).
+            let cleanup = OpencodeDriver::new(self.opts.clone().interrupt(Interrupt::new()));
+            let made = cleanup.sessions_in(&req.dir).unwrap_or_default();
+            for new in made.iter().filter(|s| !before.contains(&s.id)) {
+                if let Err(e) = cleanup.delete(&new.id) {
+                    tracing::warn!(session = %new.id, error = %e, "cannot remove the session");
+                }
+            }
             return Err(AgentError::Interrupted { signal: stop.describe() });
         }
         // Ctrl-C is how a user leaves the TUI; pressed twice, the second can end opencode by the

@@ -241,6 +241,10 @@ impl OpencodeV2Driver {
             .map_err(|e| self.v1.spawn_error(e.into_io()))?;
         if opts.interrupt.is_triggered() {
             let _ = client.post(&format!("{}/interrupt", session_path(&session)), &json!({}));
+            // Made for this init, whose caller never learns its id: it goes with the init.
+            if let Err(e) = self.delete(&session) {
+                tracing::warn!(session = %session, error = %e, "cannot remove the session");
+            }
             return Err(AgentError::Interrupted { signal: opts.interrupt.describe() });
         }
         // Ctrl-C is how a user leaves the TUI: a quit, not a failed priming.
