@@ -13,6 +13,7 @@ use std::io::Write;
 use std::path::Path;
 
 use kugetsu_core::agent::{AgentEnv, AgentError, ForkRequest, SessionId, WarmGuard};
+use kugetsu_core::ansi;
 use serde_json::Value;
 
 use super::OpencodeDriver;
@@ -21,7 +22,6 @@ use super::turn::sensitive_values;
 use crate::export_cache;
 use crate::fork::{IdGen, other_agents, replay_body, rewrite_export};
 use crate::serve::{self, ServeHandle};
-use kugetsu_core::ansi;
 
 impl OpencodeDriver {
     /// The fork: through the serve when it can, else by import (once more from a fresh export

@@ -7,11 +7,11 @@ use std::path::Path;
 use std::process::ExitStatus;
 
 use kugetsu_core::agent::{AgentEnv, AgentError};
+use kugetsu_core::ansi;
 use kugetsu_process::Io;
 use kugetsu_process::supervise::{self, Ended, Limits};
 
 use super::OpencodeDriver;
-use kugetsu_core::ansi;
 
 /// One helper command's result.
 pub(super) struct Helper {
