@@ -68,17 +68,9 @@ impl Terminal {
         let relay = env.tmp.path().join("pty_relay.py");
         std::fs::write(&relay, PTY_RELAY).unwrap();
         let log = env.tmp.path().join("pty.log");
-        let kugetsu = env.command(args);
-        let mut cmd = std::process::Command::new("python3");
-        cmd.arg(&relay).arg(kugetsu.get_program()).args(kugetsu.get_args());
-        for (k, v) in kugetsu.get_envs() {
-            match v {
-                Some(v) => cmd.env(k, v),
-                None => cmd.env_remove(k),
-            };
-        }
+        let mut cmd = env.program("python3");
+        cmd.arg(&relay).arg(env!("CARGO_BIN_EXE_kugetsu")).args(args);
         cmd.env("TERM", "xterm-256color").env("PTY_LOG", &log);
-        cmd.current_dir(kugetsu.get_current_dir().unwrap());
         let mut child = cmd
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -118,6 +110,32 @@ impl Terminal {
     /// How `kugetsu` exited, once it has.
     pub fn try_wait(&mut self) -> Option<ExitStatus> {
         self.child.try_wait().unwrap()
+    }
+}
+
+/// Waits until `ready` (called every 200 ms; it may type) says the moment has come, then sends
+/// `sig` (a `kill -s` name) to the command on the terminal and waits for it to exit. Fails if
+/// the command ends first, or after 120 s with what was shown. How it exited, and its last
+/// lines.
+pub fn signal_when(
+    terminal: &mut Terminal,
+    mut ready: impl FnMut(&mut Terminal) -> bool,
+    sig: &str,
+) -> (ExitStatus, String) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !ready(terminal) {
+        assert!(Instant::now() < deadline, "never ready:\n{}", terminal.last(3000));
+        assert!(terminal.try_wait().is_none(), "it ended first:\n{}", terminal.last(3000));
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let pid = terminal.command_pid().expect("the command runs on the terminal");
+    super::support::signal(pid, sig);
+    loop {
+        if let Some(status) = terminal.try_wait() {
+            return (status, terminal.last(3000));
+        }
+        assert!(Instant::now() < deadline, "it did not stop:\n{}", terminal.last(3000));
+        std::thread::sleep(Duration::from_millis(100));
     }
 }
 

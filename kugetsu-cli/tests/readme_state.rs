@@ -432,17 +432,9 @@ fn env_rm_removes_a_variable() {
 
 /// Runs `kugetsu args...` as `env.run` does, under the usual umask 022.
 fn run_with_umask_022(env: &Env, args: &[&str]) -> support::Output {
-    let kugetsu = env.command(args);
-    let mut cmd = std::process::Command::new("sh");
-    cmd.args(["-c", "umask 022 && exec \"$0\" \"$@\""]).arg(kugetsu.get_program());
-    cmd.args(kugetsu.get_args()).current_dir(kugetsu.get_current_dir().unwrap());
-    for (k, v) in kugetsu.get_envs() {
-        match v {
-            Some(v) => cmd.env(k, v),
-            None => cmd.env_remove(k),
-        };
-    }
-    let out = cmd.stdin(std::process::Stdio::null()).output().unwrap();
+    let mut cmd = env.program("sh");
+    cmd.args(["-c", "umask 022 && exec \"$0\" \"$@\""]).arg(env!("CARGO_BIN_EXE_kugetsu"));
+    let out = cmd.args(args).output().unwrap();
     let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
     support::Output {
         code: out.status.code().unwrap_or(-1),

@@ -340,34 +340,18 @@ fn interactive_init_stopped_by_a_signal_leaves_no_session_behind() {
     std::fs::write(env.home.join(".claude.json"), "{\"hasCompletedOnboarding\": true}\n").unwrap();
     let mut terminal = pty::Terminal::start(&env, &["init"]);
     let mut dialogs = FirstRunDialogs::new(true);
-    let t = std::time::Instant::now();
-    let prompted = || {
-        api.requests
-            .lock()
-            .unwrap()
-            .iter()
-            .any(|(_, _, body)| body.to_string().contains("developer agent managed by kugetsu"))
-    };
-    while !prompted() || transcripts(&env).is_empty() {
-        assert!(
-            t.elapsed() < std::time::Duration::from_secs(90),
-            "the TUI never sent its prompt:\n{}",
-            terminal.last(3000)
-        );
-        assert!(terminal.try_wait().is_none(), "init ended:\n{}", terminal.last(3000));
-        dialogs.answer(&mut terminal);
-        std::thread::sleep(std::time::Duration::from_millis(200));
-    }
-    let kugetsu = terminal.command_pid().expect("kugetsu runs on the terminal");
-    support::signal(kugetsu, "TERM");
-    let status = loop {
-        if let Some(status) = terminal.try_wait() {
-            break status;
-        }
-        assert!(t.elapsed() < std::time::Duration::from_secs(120), "init did not stop");
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    };
-    let shown = terminal.last(3000);
+    let (status, shown) = pty::signal_when(
+        &mut terminal,
+        |terminal| {
+            dialogs.answer(terminal);
+            let requests = api.requests.lock().unwrap();
+            let prompted = requests.iter().any(|(_, _, body)| {
+                body.to_string().contains("developer agent managed by kugetsu")
+            });
+            prompted && !transcripts(&env).is_empty()
+        },
+        "TERM",
+    );
     assert_ne!(status.code(), Some(0), "init stopped:\n{shown}");
     assert_eq!(transcripts(&env), Vec::<std::path::PathBuf>::new(), "{shown}");
     assert_eq!(claude_processes(&env), Vec::<String>::new(), "claude left running");

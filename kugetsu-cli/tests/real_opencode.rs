@@ -88,17 +88,8 @@ fn the_cli_drives_the_real_opencode() {
 
 /// The ids of every session opencode 1.x keeps for this sandbox (`opencode db`).
 fn session_ids(env: &Env, bin: &std::path::Path) -> Vec<String> {
-    let template = env.command(&[]);
-    let mut cmd = std::process::Command::new(bin);
-    for (k, v) in template.get_envs() {
-        match v {
-            Some(v) => cmd.env(k, v),
-            None => cmd.env_remove(k),
-        };
-    }
-    let out = cmd
-        .current_dir(env.tmp.path())
-        .env("PWD", env.tmp.path())
+    let out = env
+        .program(bin)
         .args(["db", "SELECT id FROM session", "--format", "json"])
         .output()
         .unwrap();
@@ -119,29 +110,14 @@ fn interactive_init_stopped_by_a_signal_leaves_no_session_behind() {
     let model = mock_model::MockModel::start();
     let env = real_env(&bin, &model);
     let mut terminal = pty::Terminal::start(&env, &["init"]);
-    let t = std::time::Instant::now();
-    let prompted = || {
-        let seen = model.requests.lock().unwrap();
-        seen.iter().any(|r| r.to_string().contains("developer agent managed by kugetsu"))
-    };
-    while !prompted() {
-        assert!(
-            t.elapsed() < std::time::Duration::from_secs(120),
-            "the TUI never sent its prompt:\n{}",
-            terminal.last(3000)
-        );
-        assert!(terminal.try_wait().is_none(), "init ended:\n{}", terminal.last(3000));
-        std::thread::sleep(std::time::Duration::from_millis(200));
-    }
-    signal(terminal.command_pid().expect("kugetsu runs on the terminal"), "TERM");
-    let status = loop {
-        if let Some(status) = terminal.try_wait() {
-            break status;
-        }
-        assert!(t.elapsed() < std::time::Duration::from_secs(180), "init did not stop");
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    };
-    let shown = terminal.last(3000);
+    let (status, shown) = pty::signal_when(
+        &mut terminal,
+        |_| {
+            let seen = model.requests.lock().unwrap();
+            seen.iter().any(|r| r.to_string().contains("developer agent managed by kugetsu"))
+        },
+        "TERM",
+    );
     assert_ne!(status.code(), Some(0), "init stopped:\n{shown}");
     assert_eq!(session_ids(&env, &bin), Vec::<String>::new(), "{shown}");
     let out = env.run(&["status"]);

@@ -253,21 +253,8 @@ fn interactive_init_runs_the_real_opencode2_tui() {
 /// The titles of every session opencode keeps for this sandbox, read with opencode's own
 /// `api --standalone` (no serve of kugetsu's runs then).
 fn session_titles(env: &Env, bin: &std::path::Path) -> Vec<String> {
-    let template = env.command(&[]);
-    let mut cmd = std::process::Command::new(bin);
-    for (k, v) in template.get_envs() {
-        match v {
-            Some(v) => cmd.env(k, v),
-            None => cmd.env_remove(k),
-        };
-    }
-    let dir = template.get_current_dir().unwrap();
-    let out = cmd
-        .current_dir(dir)
-        .env("PWD", dir)
-        .args(["api", "--standalone", "GET", "/api/session"])
-        .output()
-        .unwrap();
+    let out =
+        env.program(bin).args(["api", "--standalone", "GET", "/api/session"]).output().unwrap();
     assert!(out.status.success(), "opencode api: {out:?}");
     let listed = json(&String::from_utf8_lossy(&out.stdout));
     let items = listed.as_array().or(listed["data"].as_array()).cloned().unwrap_or_default();
@@ -286,30 +273,14 @@ fn interactive_init_stopped_by_a_signal_leaves_no_session_behind() {
     let model = mock_model::MockModel::start();
     let env = real_env(&bin, &model);
     let mut terminal = super::pty::Terminal::start(&env, &["init"]);
-    let t = std::time::Instant::now();
-    let prompted = || {
-        let seen = model.requests.lock().unwrap();
-        seen.iter().any(|r| r.to_string().contains("developer agent managed by kugetsu"))
-    };
-    while !prompted() {
-        assert!(
-            t.elapsed() < std::time::Duration::from_secs(90),
-            "the TUI never sent its prompt:\n{}",
-            terminal.last(3000)
-        );
-        assert!(terminal.try_wait().is_none(), "init ended:\n{}", terminal.last(3000));
-        std::thread::sleep(std::time::Duration::from_millis(200));
-    }
-    let kugetsu = terminal.command_pid().expect("kugetsu runs on the terminal");
-    signal(kugetsu, "TERM");
-    let status = loop {
-        if let Some(status) = terminal.try_wait() {
-            break status;
-        }
-        assert!(t.elapsed() < std::time::Duration::from_secs(120), "init did not stop");
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    };
-    let shown = terminal.last(3000);
+    let (status, shown) = super::pty::signal_when(
+        &mut terminal,
+        |_| {
+            let seen = model.requests.lock().unwrap();
+            seen.iter().any(|r| r.to_string().contains("developer agent managed by kugetsu"))
+        },
+        "TERM",
+    );
     assert_ne!(status.code(), Some(0), "init stopped:\n{shown}");
     assert_nothing_left(&env, "the stopped init");
     assert_eq!(session_titles(&env, &bin), Vec::<String>::new(), "{shown}");

@@ -87,9 +87,16 @@ impl Env {
 
     /// A `kugetsu` command as a shell in [`Env::elsewhere`] would start it, stdin closed.
     pub fn command(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_kugetsu"));
-        let elsewhere = self.elsewhere();
+        let mut cmd = self.program(env!("CARGO_BIN_EXE_kugetsu"));
         cmd.args(args);
+        cmd
+    }
+
+    /// `program` (no arguments yet) as a shell in [`Env::elsewhere`] would start it: the
+    /// environment and directory [`Env::command`] gives kugetsu, stdin closed.
+    pub fn program(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        let mut cmd = Command::new(program);
+        let elsewhere = self.elsewhere();
         for (key, _) in std::env::vars_os() {
             if is_users_setting(&key.to_string_lossy()) {
                 cmd.env_remove(&key);
