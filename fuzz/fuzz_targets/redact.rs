@@ -10,8 +10,9 @@
 //! - none of them appears in the redacted text. Values containing `*` are left out of this check: the mask is made
 //!   of `*`, so such a value can be spelled by the mask and its neighbours without leaking
 //!   anything (`a*` next to a masked word);
-//! - a text holding no sensitive value in any of its spellings (`encoded_forms`) comes back
-//!   unchanged, and redacting twice changes nothing more;
+//! - a text holding no sensitive value in any of its spellings (`encoded_forms`), not even
+//!   once its terminal escapes are gone (`ansi::strip`: a terminal shows the text around an
+//!   escape as one), comes back unchanged, and redacting twice changes nothing more;
 //! - non-sensitive values are never secrets; the environment's Debug output shows sensitive
 //!   values only as `********`.
 #![no_main]
@@ -19,6 +20,7 @@
 use std::collections::BTreeMap;
 
 use kugetsu_core::agent::AgentEnv;
+use kugetsu_core::ansi;
 use kugetsu_core::secrets::{
     MASK, MIN_REDACTED_LEN, SENSITIVE_KEYS, encoded_forms, is_sensitive, mask_value, redact,
     webhook,
@@ -74,7 +76,12 @@ fuzz_target!(|data: &[u8]| {
     for secret in secrets.iter().filter(|s| !s.is_empty() && !s.contains('*')) {
         assert!(!out.contains(secret), "{secret:?} left in {out:?} (from {text:?})");
     }
-    if secrets.iter().flat_map(|s| encoded_forms(s)).all(|f| f.is_empty() || !text.contains(&f)) {
+    let shown = ansi::strip(text);
+    if secrets
+        .iter()
+        .flat_map(|s| encoded_forms(s))
+        .all(|f| f.is_empty() || !(text.contains(&f) || shown.contains(&f)))
+    {
         assert_eq!(out, text, "nothing to redact, nothing changed");
     }
     if secrets.iter().all(|s| !s.contains('*')) {
