@@ -235,16 +235,13 @@ fn init_in_the_tui(env: &Env, api: &mock_api::MockApi, use_key: bool) -> (Option
     // Which TUI runs is told by the prompts the stand-in got (or the refusals drawn); each
     // is left once answered, and again if it is still there 15 s later.
     let markers = ["developer agent managed by kugetsu", "PM agent of kugetsu"];
-    let prompted = |marker: &str| {
-        api.requests.lock().unwrap().iter().any(|(_, _, body)| body.to_string().contains(marker))
-    };
     let status = pty::leave_each_tui(
         &mut terminal,
         |terminal| {
             dialogs.answer(terminal);
             let shown = flat(&terminal.shown());
             let refused = shown.matches("Notloggedin·Pleaserun/login").count().checked_sub(1);
-            markers.iter().rposition(|m| prompted(m)).max(refused)
+            markers.iter().rposition(|m| api.asked(m)).max(refused)
         },
         |terminal| {
             // The command is typed, then sent.
@@ -344,11 +341,7 @@ fn interactive_init_stopped_by_a_signal_leaves_no_session_behind() {
         &mut terminal,
         |terminal| {
             dialogs.answer(terminal);
-            let requests = api.requests.lock().unwrap();
-            let prompted = requests.iter().any(|(_, _, body)| {
-                body.to_string().contains("developer agent managed by kugetsu")
-            });
-            prompted && !transcripts(&env).is_empty()
+            api.asked("developer agent managed by kugetsu") && !transcripts(&env).is_empty()
         },
         "TERM",
     );

@@ -112,10 +112,7 @@ fn interactive_init_stopped_by_a_signal_leaves_no_session_behind() {
     let mut terminal = pty::Terminal::start(&env, &["init"]);
     let (status, shown) = pty::signal_when(
         &mut terminal,
-        |_| {
-            let seen = model.requests.lock().unwrap();
-            seen.iter().any(|r| r.to_string().contains("developer agent managed by kugetsu"))
-        },
+        |_| model.asked("developer agent managed by kugetsu"),
         "TERM",
     );
     assert_ne!(status.code(), Some(0), "init stopped:\n{shown}");
@@ -153,9 +150,7 @@ fn interactive_init_runs_the_real_tui() {
             terminal.last(3000)
         );
         let current = drawn.matches("opencode -s ses_").count();
-        let prompted = markers.get(current).is_some_and(|marker| {
-            model.requests.lock().unwrap().iter().any(|r| r.to_string().contains(marker))
-        });
+        let prompted = markers.get(current).is_some_and(|marker| model.asked(marker));
         let due = prompted
             && match quit_sent {
                 Some((tui, at)) if tui == current => {

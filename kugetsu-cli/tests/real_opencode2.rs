@@ -233,11 +233,7 @@ fn interactive_init_runs_the_real_opencode2_tui() {
     let markers = ["developer agent managed by kugetsu", "PM agent of kugetsu"];
     let status = super::pty::leave_each_tui(
         &mut terminal,
-        |_| {
-            let seen: Vec<String> =
-                model.requests.lock().unwrap().iter().map(|r| r.to_string()).collect();
-            markers.iter().rposition(|m| seen.iter().any(|r| r.contains(m)))
-        },
+        |_| markers.iter().rposition(|m| model.asked(m)),
         |terminal| terminal.type_keys(b"\x03"),
     );
     let shown = terminal.last(3000);
@@ -275,10 +271,7 @@ fn interactive_init_stopped_by_a_signal_leaves_no_session_behind() {
     let mut terminal = super::pty::Terminal::start(&env, &["init"]);
     let (status, shown) = super::pty::signal_when(
         &mut terminal,
-        |_| {
-            let seen = model.requests.lock().unwrap();
-            seen.iter().any(|r| r.to_string().contains("developer agent managed by kugetsu"))
-        },
+        |_| model.asked("developer agent managed by kugetsu"),
         "TERM",
     );
     assert_ne!(status.code(), Some(0), "init stopped:\n{shown}");

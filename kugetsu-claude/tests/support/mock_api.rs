@@ -45,6 +45,14 @@ pub struct MockApi {
 }
 
 impl MockApi {
+    /// Whether a request so far holds `text` in its body (a priming prompt's words tell whose
+    /// turn it is).
+    #[allow(dead_code)] // Not every test binary that includes the stand-in asks.
+    pub fn asked(&self, text: &str) -> bool {
+        let requests = self.requests.lock().expect("requests");
+        requests.iter().any(|(_, _, body)| body.to_string().contains(text))
+    }
+
     pub fn start() -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind the mock API");
         let port = listener.local_addr().expect("addr").port();

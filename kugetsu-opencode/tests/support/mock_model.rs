@@ -37,6 +37,12 @@ pub struct MockModel {
 }
 
 impl MockModel {
+    /// Whether a request so far holds `text` (a priming prompt's words tell whose turn it is).
+    #[allow(dead_code)] // Not every test binary that includes the mock asks.
+    pub fn asked(&self, text: &str) -> bool {
+        self.requests.lock().expect("requests").iter().any(|r| r.to_string().contains(text))
+    }
+
     pub fn start() -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind mock model");
         let port = listener.local_addr().expect("addr").port();
