@@ -350,8 +350,7 @@ mod tests {
         std::thread::spawn(move || {
             for mut stream in listener.incoming().flatten() {
                 seen.fetch_add(1, Ordering::SeqCst);
-                let mut buf = [0u8; 4096];
-                let _ = stream.read(&mut buf);
+                read_request(&mut stream);
                 let _ = write!(
                     stream,
                     "HTTP/1.1 {status} X\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
@@ -359,6 +358,30 @@ mod tests {
             }
         });
         (url, count)
+    }
+
+    /// Reads a whole request, body included: answering and closing with part of it unread
+    /// makes the kernel reset the connection, which the sender may see before the answer.
+    fn read_request(stream: &mut std::net::TcpStream) {
+        let mut got = Vec::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            if let Some(end) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+                let head = String::from_utf8_lossy(&got[..end]).to_ascii_lowercase();
+                let length = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length:"))
+                    .and_then(|v| v.trim().parse::<usize>().ok())
+                    .unwrap_or(0);
+                if got.len() >= end + 4 + length {
+                    return;
+                }
+            }
+            match stream.read(&mut buf) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+        }
     }
 
     #[test]
