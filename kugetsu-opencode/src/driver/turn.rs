@@ -145,13 +145,18 @@ impl OpencodeDriver {
         let ended = std::thread::scope(|scope| {
             let watcher = watch.map(|watch| {
                 scope.spawn(|| {
-                    while !done.load(std::sync::atomic::Ordering::SeqCst) {
+                    // Not at once: there is nothing to see before the turn has begun, and a
+                    // read then competes with the turn's setup on a serve still warming up.
+                    loop {
+                        std::thread::park_timeout(WATCH_EVERY);
+                        if done.load(std::sync::atomic::Ordering::SeqCst) {
+                            return;
+                        }
                         if let Some(limit) = watch() {
                             *watched.lock().unwrap_or_else(|e| e.into_inner()) = Some(limit);
                             cut.trigger(0);
                             return;
                         }
-                        std::thread::park_timeout(WATCH_EVERY);
                     }
                 })
             });
