@@ -133,6 +133,19 @@ fn an_issue_started_under_opencode1_continues_under_opencode2() {
     let last = seen.iter().rev().find(|b| b.to_string().contains("WRITEFILE:two.txt")).unwrap();
     assert!(last.to_string().contains("OKAPI"), "the 1.x history reached the model");
     assert_nothing_left(&env, "continue under 2.x");
+    // A new issue forks the base 1.x primed (no daemon: by import on kugetsu's own serve).
+    let out = env.run(&["start", "#2", "WRITEFILE:three.txt"]);
+    assert_eq!(out.code, 0, "start under 2.x: {}{}", out.stdout, out.stderr);
+    let wt2 = env.path("worktrees/local.test-demo-app-2");
+    assert_eq!(std::fs::read_to_string(wt2.join("three.txt")).unwrap(), "written by the mock\n");
+    let seen = model.requests.lock().unwrap().clone();
+    let last = seen.iter().rev().find(|b| b.to_string().contains("WRITEFILE:three.txt")).unwrap();
+    assert!(
+        last.to_string().contains("developer agent managed by kugetsu"),
+        "the base's 1.x priming reached the model"
+    );
+    assert!(!last.to_string().contains("OKAPI"), "not issue #1's history");
+    assert_nothing_left(&env, "start under 2.x");
 
     // And back: refused, with what to do.
     env.set("KUGETSU_AGENT_BIN", bin1.to_str().unwrap());

@@ -1,5 +1,6 @@
 //! The checks of the opencode 2 contract (see `v2_contract.rs`), each run on both subjects.
 
+use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -706,4 +707,90 @@ pub fn export_import_on_another_data_dir(s: &Subject) {
     let history = api("GET", &format!("/api/session/{base}/message"), None).json();
     assert!(has_prompt(&history["data"]), "the old turn is still there: {history}");
     drop(serve);
+}
+
+/// The base's export imported on its own serve with fresh ids into another directory is a
+/// fork made without the serve loading the base's directory (what the driver does on a serve
+/// it has just started): the title, rules and zero usage given, the base's history, tools run
+/// in the new directory, the base untouched. `GET /api/location` loads a directory; a missing
+/// one is 404.
+pub fn import_is_a_fork_on_the_same_serve(s: &Subject) {
+    let rules = json!([{"action": "question", "resource": "*", "effect": "deny"}]);
+    let base = s.create("base", "base", rules.clone())["id"].as_str().expect("id").to_owned();
+    let out = s.run("elsewhere", &base, Turn::Plain, &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let first_prompt = s.prompt(Turn::Plain);
+    let messages = |id: &str| {
+        let listed = s.api("GET", &format!("/api/session/{id}/message"), None).json();
+        listed["data"].as_array().expect("messages").clone()
+    };
+    let base_messages = messages(&base);
+    let doc = s.api("GET", &format!("/api/experimental/session/{base}/export"), None).json();
+    // Fresh ids: the same time part (so the same order), another random part.
+    let mut text_doc = doc["data"].to_string();
+    let mut n = 0;
+    for prefix in ["ses_", "msg_"] {
+        let mut at = 0;
+        while let Some(i) = text_doc[at..].find(prefix).map(|i| at + i) {
+            let id = &text_doc[i..(i + 30).min(text_doc.len())];
+            if id.len() == 30 && id[4..].bytes().all(|b| b.is_ascii_alphanumeric()) {
+                n += 1;
+                let fresh = format!("{}Fresh{n:09}", &id[..16]);
+                text_doc = text_doc.replace(&id.to_owned(), &fresh);
+            }
+            at = i + 4;
+        }
+    }
+    let mut doc: Value = serde_json::from_str(&text_doc).expect("json");
+    let id = doc["info"]["id"].as_str().expect("id").to_owned();
+    assert_ne!(id, base);
+    let info = doc["info"].as_object_mut().expect("info");
+    info.remove("fork");
+    info.insert("title".into(), json!("issue"));
+    info.insert("cost".into(), json!(0));
+    info.insert(
+        "tokens".into(),
+        json!({"input": 0, "output": 0, "reasoning": 0, "cache": {"read": 0, "write": 0}}),
+    );
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_millis() as u64;
+    info.insert("time".into(), json!({"created": now, "updated": now}));
+    let tree = s.sb.path("tree");
+    let body = json!({"info": doc["info"], "messages": doc["messages"],
+                      "location": {"directory": tree}});
+    let made = s.api("POST", "/api/experimental/session/import", Some(body));
+    assert_eq!(made.status, 200, "{}", made.body);
+    let made = made.json()["data"].clone();
+    assert_eq!(made["id"], id.as_str(), "{made}");
+    assert_eq!(made["title"], "issue", "{made}");
+    assert_eq!(made["permissions"], rules, "{made}");
+    assert_eq!(made["location"]["directory"], tree.to_str().expect("utf-8"), "{made}");
+    assert_eq!(made["tokens"]["input"], 0, "{made}");
+    assert_eq!(made["time"]["created"], now, "{made}");
+    assert_eq!(messages(&id).len(), base_messages.len(), "the base's history");
+    assert!(
+        messages(&id).iter().any(|m| m["type"] == "user"
+            && m["text"].as_str().is_some_and(|t| t.contains(&first_prompt))),
+        "the import holds the base's prompt"
+    );
+
+    let location = |dir: &Path| {
+        let q = dir.to_str().expect("utf-8").replace('/', "%2F");
+        s.api("GET", &format!("/api/location?location%5Bdirectory%5D={q}"), None)
+    };
+    let loaded = location(&tree);
+    assert_eq!(loaded.status, 200, "{}", loaded.body);
+    assert_eq!(loaded.json()["directory"], tree.to_str().expect("utf-8"), "{}", loaded.body);
+    let missing = location(&s.sb.path("no-such-dir"));
+    assert_eq!(missing.status, 404, "{}", missing.body);
+    assert_eq!(missing.json()["_tag"], "LocationNotFoundError", "{}", missing.body);
+
+    let out = s.run("elsewhere", &id, Turn::Write("imported.txt"), &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(tree.join("imported.txt").exists(), "written in the import's directory");
+    assert!(!s.sb.path("base").join("imported.txt").exists());
+    assert_eq!(s.get(&id)["outcome"], "succeeded");
+    assert_eq!(messages(&base).len(), base_messages.len(), "the base is untouched");
 }

@@ -354,7 +354,7 @@ macro_rules! contract_tests {
             permission_ask_is_rejected, http_turn_and_permission_reply, provider_error, run_fork_stays_in_the_base_directory,
             client_refusals, new_session_directory_is_pwd, gone_commands,
             v1_sessions_continue_under_2x, standalone_run_starts_no_service,
-            export_import_on_another_data_dir);
+            export_import_on_another_data_dir, import_is_a_fork_on_the_same_serve);
     };
     (@each $subject:expr; $($check:ident),*) => {
         $(

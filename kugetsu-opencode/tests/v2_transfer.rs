@@ -77,3 +77,50 @@ fn a_2x_session_moves_to_another_data_dir_with_its_history_and_no_secret() {
         other => panic!("{other:?}"),
     }
 }
+
+/// A driver on a serve of its own (no daemon's) forks by importing the base's export into the
+/// worktree: there with its title, the rules and the base's history, and no `fork` lineage,
+/// which only the serve's fork records. When the serve refuses the import, its own fork and
+/// move make the fork instead.
+#[test]
+fn a_driver_on_its_own_serve_forks_by_import_else_by_the_serves_fork() {
+    for refuse_import in [false, true] {
+        let f = Fake::new();
+        let d = if refuse_import {
+            let mut env = f.base_env();
+            env.push(("FAKE_OPENCODE_VERSION".into(), "2.1.2".into()));
+            env.push(("FAKE_OPENCODE_FAIL".into(), "serve-import".into()));
+            OpencodeV2Driver::new(f.options().base_env(env).export_cache(f.sb.path("cache")))
+        } else {
+            driver(&f)
+        };
+        f.script(json!([{"mode": "ok", "text": "primed"}]));
+        let base = d
+            .create_session(&f.sb.create_req("base", "kugetsu base", "prime"), &mut Vec::new())
+            .expect("create")
+            .session;
+        assert!(d.own_serve().is_some(), "the driver started its serve");
+        let fork = d
+            .fork_session(&ForkRequest {
+                base: base.clone(),
+                dir: f.sb.path("tree"),
+                title: "issue 14".into(),
+                env: agent_env(&[]),
+            })
+            .expect("fork");
+        let info = d.session_info(&fork).expect("info").expect("the fork exists");
+        assert_eq!((info.directory, info.title.as_str()), (f.sb.path("tree"), "issue 14"));
+        assert!(d.repair_session(&fork).expect("repair").is_none(), "with the deny rules");
+        let export: serde_json::Value =
+            serde_json::from_str(&d.export_session(&fork, &agent_env(&[])).expect("export"))
+                .expect("json");
+        assert_eq!(export["info"].get("fork").is_some(), refuse_import, "{export}");
+        assert!(export["messages"].to_string().contains("prime"), "the base's history");
+        f.script(json!([{"mode": "tool", "path": "forked.txt"}]));
+        let run = f.sb.run_req(&fork, "tree", "WRITEFILE:forked.txt");
+        assert_eq!(d.run(&run, &mut Sink::default()).expect("run").outcome, RunOutcome::Completed);
+        assert!(f.sb.path("tree").join("forked.txt").exists(), "ran in the worktree");
+        let listed = d.list_sessions(&f.sb.path("tree")).expect("list");
+        assert_eq!(listed.len(), 1, "one fork, nothing half-made: {listed:?}");
+    }
+}

@@ -62,7 +62,8 @@
 //!   detached helper processes left running when the turn ends) and `cost` (the dollars each
 //!   `step_finish` reports, 0 by default, as the real one for a model without a price).
 //! - `FAKE_OPENCODE_FAIL=<cmd>[,<cmd>...]`: those subcommands (`db`, `import`, ...) fail with
-//!   `Error: injected failure`, exit 1.
+//!   `Error: injected failure`, exit 1. `serve-import`: the 2.x serve's session import answers
+//!   500.
 //! - `FAKE_OPENCODE_TRACE=<file>`: appends `start|end <session> <unix ns>` around each turn.
 //! - `FAKE_OPENCODE_RECORD=<file>`: appends one JSON line per invocation:
 //!   `{"argv", "cwd", "env_names", "stdin", "message"}` (`stdin`/`message` only for `run`).

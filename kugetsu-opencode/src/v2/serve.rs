@@ -106,6 +106,7 @@ impl Warm for ServeHandle {
 impl Drop for ServeHandle {
     fn drop(&mut self) {
         let pid = self.child.id();
+        tracing::debug!(pid, "stopping the opencode serve");
         if let Some(cache) = &self.cache
             && load(cache).is_some_and(|r| r.pid == pid)
         {

@@ -7,9 +7,13 @@
 //! an empty session cannot be forked (the base always has its priming turn). The move is the
 //! slow part (0.1–0.4 s on 2.1.2, more than a whole turn): it is finished in the background
 //! while the caller goes on, and whatever next uses the fork waits for it ([`settled`]); a
-//! fork's first turn does so while its client starts.
+//! fork's first turn does so while its client starts. On a serve this driver has just started
+//! (no daemon keeps one warm), the base's export is imported into the directory instead
+//! ([`fork_by_import`]), and the directory is loaded on the serve in the background the same
+//! way.
 //!
 //! [`settled`]: OpencodeV2Driver::settled
+//! [`fork_by_import`]: OpencodeV2Driver::fork_by_import
 
 use std::path::{Path, PathBuf};
 
@@ -136,6 +140,18 @@ impl OpencodeV2Driver {
 
     pub(super) fn fork(&self, req: &ForkRequest) -> Result<SessionId, AgentError> {
         let client = self.client()?;
+        if self.owns_serve() {
+            match self.fork_by_import(&client, req) {
+                Ok(id) => {
+                    self.load_in_background(&id, &req.dir)?;
+                    return Ok(id);
+                }
+                // Whatever the export lacks, the serve's own fork may still do.
+                Err(e) => tracing::debug!(
+                    base = %req.base, error = %e, "cannot fork by import; forking on the serve"
+                ),
+            }
+        }
         let base = Some(&req.base);
         let forked = client
             .post(&format!("{}/fork", session_path(&req.base)), &json!({}))
@@ -163,6 +179,28 @@ impl OpencodeV2Driver {
         });
         self.forks.lock().unwrap_or_else(|e| e.into_inner()).insert(fork.id.clone(), finish);
         Ok(fork.id)
+    }
+
+    /// Whether the serve in use is one this driver started for itself (no daemon keeps one).
+    fn owns_serve(&self) -> bool {
+        self.owned.lock().is_ok_and(|owned| owned.is_some())
+    }
+
+    /// Has the serve load `dir` (its project, config and instructions) for the fork `id` while
+    /// the caller goes on, as the move does for a fork made on the serve. Only a head start:
+    /// the first turn loads it anyway, so a failure here is the turn's to report.
+    fn load_in_background(&self, id: &SessionId, dir: &Path) -> Result<(), AgentError> {
+        let client = self.client()?;
+        let path =
+            format!("/api/location?location%5Bdirectory%5D={}", escape(&dir.display().to_string()));
+        let load = std::thread::spawn(move || {
+            if let Err(e) = client.get(&path) {
+                tracing::debug!(error = %e, "the serve did not load the fork's directory ahead");
+            }
+            Ok(())
+        });
+        self.forks.lock().unwrap_or_else(|e| e.into_inner()).insert(id.clone(), load);
+        Ok(())
     }
 
     /// Waits until the fork `id` this driver made is in its directory with its title and

@@ -1,5 +1,5 @@
 //! `serve` in 2.x: the `/api` routes a driver uses, behind HTTP Basic auth (user `opencode`),
-//! answers wrapped in `{"data": ...}` (except `/api/info`), errors shaped as the real ones.
+//! answers wrapped in `{"data": ...}` (except `/api/info` and `/api/location`), errors shaped as the real ones.
 //! SIGTERM ends it at once (the default action: nothing is registered for it).
 
 use std::collections::BTreeMap;
@@ -157,10 +157,44 @@ fn route(server: &Server, method: &str, path: &str, query: &str, body: &Value) -
             })?;
             data(session::to_json(&s))
         }
+        // Loads a directory's project (what a fork's first turn in it would otherwise do).
+        ("GET", ["location"]) => {
+            let dir = match query_value(query, "location[directory]") {
+                Some(d) => PathBuf::from(d),
+                None => cwd()?,
+            };
+            let d = path_str(&dir);
+            if dir.is_dir() {
+                let project = store::project_of(&dir);
+                // Not wrapped in `data`, as `/api/info`.
+                let body = json!({"directory": d,
+                                  "project": {"id": project, "directory": d, "canonical": d}});
+                Reply(200, body.to_string(), "")
+            } else {
+                Reply(
+                    404,
+                    json!({"_tag": "LocationNotFoundError", "location": {"directory": d},
+                           "message": format!("Location not found: {d}")})
+                    .to_string(),
+                    "",
+                )
+            }
+        }
         ("GET", ["session", "active"]) => {
             let running: serde_json::Map<String, Value> =
                 turn::active().into_iter().map(|id| (id, json!({"type": "running"}))).collect();
             data(Value::Object(running))
+        }
+        // `FAKE_OPENCODE_FAIL=serve-import`: the serve's import fails as on a server error.
+        ("POST", ["experimental", "session", "import"])
+            if std::env::var("FAKE_OPENCODE_FAIL")
+                .is_ok_and(|f| f.split(',').any(|c| c == "serve-import")) =>
+        {
+            Reply(
+                500,
+                json!({"_tag": "UnknownError", "message": "Internal Server Error"}).to_string(),
+                "",
+            )
         }
         ("POST", ["experimental", "session", "import"]) => {
             match with_store(|store| Ok(session::import(store, body)))? {
@@ -276,7 +310,7 @@ fn session_route(method: &str, s: &Session, rest: &[&str], body: &Value) -> Res<
 fn query_value(query: &str, name: &str) -> Option<String> {
     query.split('&').find_map(|kv| {
         let (k, v) = kv.split_once('=')?;
-        (k == name).then(|| percent_decode(v))
+        (percent_decode(k) == name).then(|| percent_decode(v))
     })
 }
 
