@@ -32,7 +32,8 @@ pub struct OpencodeV2Driver {
     /// The registered serve once found answering: asked again only if its process ends, so a
     /// command's operations do not each re-read the registration and call `/api/info`.
     found: Arc<Mutex<Option<Registration>>>,
-    /// Forks made and still being moved into their directories (see [`sessions`]).
+    /// Forks made whose move into their directories (or that directory's load) still runs in
+    /// the background (see [`sessions`]).
     forks: Arc<Mutex<HashMap<SessionId, FinishingFork>>>,
 }
 

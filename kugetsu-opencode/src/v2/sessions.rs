@@ -203,9 +203,10 @@ impl OpencodeV2Driver {
         Ok(())
     }
 
-    /// Waits until the fork `id` this driver made is in its directory with its title and
-    /// rules, and says whether that failed (the fork is then deleted). Nothing to wait for with
-    /// any other session, or once asked.
+    /// Waits for what this driver still does in the background for the fork `id` it made (its
+    /// move, title and rules, or the load of its directory) and says whether that failed (a
+    /// fork that could not be moved is then deleted). Nothing to wait for with any other
+    /// session, or once asked.
     pub(crate) fn settled(&self, id: &SessionId) -> Result<(), AgentError> {
         let finish = self.forks.lock().unwrap_or_else(|e| e.into_inner()).remove(id);
         match finish.map(std::thread::JoinHandle::join) {

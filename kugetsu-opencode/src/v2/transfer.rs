@@ -1,4 +1,6 @@
-//! `export_session` and `import_session`: a session whole, to another host's serve.
+//! `export_session` and `import_session`: a session whole, to another host's serve; and a fork
+//! made the same way on this host's serve when that is cheaper
+//! ([`OpencodeV2Driver::fork_by_import`]).
 //!
 //! `GET /api/experimental/session/ID/export` gives `{info, messages}`, and
 //! `POST /api/experimental/session/import {info, messages, location}` makes it a session of
@@ -85,9 +87,7 @@ impl OpencodeV2Driver {
         }
         Ok(made.id)
     }
-}
 
-impl OpencodeV2Driver {
     /// A fork of `req.base` made by importing the base's export into `req.dir` (fresh ids,
     /// `req.title`, the deny rules, nothing used yet, made now) rather than by `POST …/fork` and
     /// a move: on a serve that has just started, the fork and the move each load a directory's
@@ -116,7 +116,8 @@ impl OpencodeV2Driver {
         let info = doc["info"].as_object_mut().expect("rewrite checked an object");
         let mut permissions = info.get("permissions").cloned().unwrap_or(Value::Null);
         ensure_rules(&mut permissions);
-        let now = time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000;
+        let now = i64::try_from(time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000)
+            .unwrap_or(0);
         info.insert("permissions".into(), permissions);
         // As `POST …/fork` makes it: the base's usage is the base's.
         info.insert("cost".into(), json!(0));
@@ -124,7 +125,7 @@ impl OpencodeV2Driver {
             "tokens".into(),
             json!({"input": 0, "output": 0, "reasoning": 0, "cache": {"read": 0, "write": 0}}),
         );
-        info.insert("time".into(), json!({"created": now as i64, "updated": now as i64}));
+        info.insert("time".into(), json!({"created": now, "updated": now}));
         let body = json!({
             "info": doc["info"],
             "messages": doc["messages"],

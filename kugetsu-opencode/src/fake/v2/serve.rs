@@ -1,5 +1,6 @@
 //! `serve` in 2.x: the `/api` routes a driver uses, behind HTTP Basic auth (user `opencode`),
-//! answers wrapped in `{"data": ...}` (except `/api/info` and `/api/location`), errors shaped as the real ones.
+//! answers wrapped in `{"data": ...}` (except `/api/info` and `/api/location`), errors shaped as
+//! the real ones.
 //! SIGTERM ends it at once (the default action: nothing is registered for it).
 
 use std::collections::BTreeMap;
