@@ -50,42 +50,9 @@ impl OpencodeV2Driver {
         export: &str,
         req: &ForkRequest,
     ) -> Result<SessionId, AgentError> {
-        let mut doc: Value = serde_json::from_str(export)
+        let doc: Value = serde_json::from_str(export)
             .map_err(|e| protocol("import", format!("the export is not JSON: {e}")))?;
-        if let Some(detail) = other_agents(&doc) {
-            return Err(protocol("import", detail));
-        }
-        let dir = req
-            .dir
-            .to_str()
-            .ok_or_else(|| protocol("import", format!("{} is not UTF-8", req.dir.display())))?;
-        let new_id = rewrite(&mut doc, &req.title)?;
-        let body = json!({
-            "info": doc["info"],
-            "messages": doc["messages"],
-            "location": {"directory": dir},
-        });
-        let client = self.client()?;
-        let made = client
-            .post("/api/experimental/session/import", &body)
-            .map_err(|e| http_error(e, None))?;
-        let made = Stored::parse_value(made)?;
-        if made.id.as_str() != new_id {
-            return Err(protocol("import", format!("the serve made {}, not {new_id}", made.id)));
-        }
-        // The rules travel in the export, but one made by the TUI (or an older kugetsu) may
-        // lack them, and a run without them can wait for a question forever.
-        let mut permissions = made.permissions.clone();
-        ensure_rules(&mut permissions);
-        let at = Some(&made.id);
-        let patch = json!({"title": req.title, "permissions": permissions});
-        if let Err(e) = client.patch(&session_path(&made.id), &patch).map_err(|e| http_error(e, at))
-        {
-            // No half-made session is left behind.
-            let _ = client.delete(&session_path(&made.id));
-            return Err(e);
-        }
-        Ok(made.id)
+        import(&self.client()?, doc, req, Import::Moved)
     }
 
     /// A fork of `req.base` made by importing the base's export into `req.dir` (fresh ids,
@@ -102,45 +69,68 @@ impl OpencodeV2Driver {
         client: &Client,
         req: &ForkRequest,
     ) -> Result<SessionId, AgentError> {
-        let base = Some(&req.base);
         let path = format!("/api/experimental/session/{}/export", escape(req.base.as_str()));
-        let mut doc = client.get(&path).map_err(|e| http_error(e, base))?;
-        if let Some(detail) = other_agents(&doc) {
-            return Err(protocol("fork", detail));
-        }
-        let dir = req
-            .dir
-            .to_str()
-            .ok_or_else(|| protocol("fork", format!("{} is not UTF-8", req.dir.display())))?;
-        let new_id = rewrite(&mut doc, &req.title)?;
-        let info = doc["info"].as_object_mut().expect("rewrite checked an object");
-        let mut permissions = info.get("permissions").cloned().unwrap_or(Value::Null);
-        ensure_rules(&mut permissions);
+        let doc = client.get(&path).map_err(|e| http_error(e, Some(&req.base)))?;
+        import(client, doc, req, Import::Forked)
+    }
+}
+
+/// What an import makes of an export.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Import {
+    /// The same session, carried from another host: its usage and times are its own.
+    Moved,
+    /// A new session of this host that starts where the exported one is, as `POST …/fork`
+    /// makes it: nothing used yet, made now.
+    Forked,
+}
+
+/// Imports `doc` (an export) into `req.dir` as a new session with fresh ids, `req.title` and the
+/// deny rules (they travel in the export, but one made by the TUI or an older kugetsu may lack
+/// them, and a run without them can wait for a question forever).
+fn import(
+    client: &Client,
+    mut doc: Value,
+    req: &ForkRequest,
+    what: Import,
+) -> Result<SessionId, AgentError> {
+    let command = if what == Import::Forked { "fork" } else { "import" };
+    if let Some(detail) = other_agents(&doc) {
+        return Err(protocol(command, detail));
+    }
+    let dir = req
+        .dir
+        .to_str()
+        .ok_or_else(|| protocol(command, format!("{} is not UTF-8", req.dir.display())))?;
+    let new_id = rewrite(&mut doc, &req.title)?;
+    let info = doc["info"].as_object_mut().expect("rewrite checked an object");
+    let mut permissions = info.get("permissions").cloned().unwrap_or(Value::Null);
+    ensure_rules(&mut permissions);
+    info.insert("permissions".into(), permissions);
+    if what == Import::Forked {
         let now = i64::try_from(time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000)
             .unwrap_or(0);
-        info.insert("permissions".into(), permissions);
-        // As `POST …/fork` makes it: the base's usage is the base's.
         info.insert("cost".into(), json!(0));
         info.insert(
             "tokens".into(),
             json!({"input": 0, "output": 0, "reasoning": 0, "cache": {"read": 0, "write": 0}}),
         );
         info.insert("time".into(), json!({"created": now, "updated": now}));
-        let body = json!({
-            "info": doc["info"],
-            "messages": doc["messages"],
-            "location": {"directory": dir},
-        });
-        let made = client
-            .post("/api/experimental/session/import", &body)
-            .map_err(|e| http_error(e, base))?;
-        let made = Stored::parse_value(made)?;
-        if made.id.as_str() != new_id {
-            let _ = client.delete(&session_path(&made.id));
-            return Err(protocol("fork", format!("the serve made {}, not {new_id}", made.id)));
-        }
-        Ok(made.id)
     }
+    let body = json!({
+        "info": doc["info"],
+        "messages": doc["messages"],
+        "location": {"directory": dir},
+    });
+    let made =
+        client.post("/api/experimental/session/import", &body).map_err(|e| http_error(e, None))?;
+    let made = Stored::parse_value(made)?;
+    if made.id.as_str() != new_id {
+        // No session kugetsu cannot name is left behind.
+        let _ = client.delete(&session_path(&made.id));
+        return Err(protocol(command, format!("the serve made {}, not {new_id}", made.id)));
+    }
+    Ok(made.id)
 }
 
 /// Gives `doc` (an export) fresh session and message ids, in the old ids' order (opencode
