@@ -234,9 +234,6 @@ fn run(req: &Value, sink: &mut Sink) -> Res<u8> {
     let flag = ACTIVE.lock().ok().and_then(|a| a.get(&session.id).cloned()).unwrap_or_default();
     let tool_env = tool_environment(&session.id);
     let played = play(&turn, &session, &tool_env, req["auto"].as_bool() == Some(true), &flag, sink);
-    if let Ok(mut a) = ACTIVE.lock() {
-        a.remove(&session.id);
-    }
     trace_at(trace_to, "end", &session.id);
     let (outcome, calls, code) = match played {
         _ if flag.load(Ordering::SeqCst) => {
@@ -253,7 +250,7 @@ fn run(req: &Value, sink: &mut Sink) -> Res<u8> {
     let (cost, calls) = (cost + spent, calls + spent_calls);
     let mut content = std::mem::take(&mut sink.tools);
     content.push(json!({"type": "text", "text": turn["text"].as_str().unwrap_or("hello")}));
-    with_store(|store| {
+    let stored = with_store(|store| {
         let idle = new_id(store, "msg");
         let s = session::find(store, &session.id)?;
         s.updated = now_ms();
@@ -271,7 +268,13 @@ fn run(req: &Value, sink: &mut Sink) -> Res<u8> {
         v.messages.push(json!({"id": idle, "time": {"created": now_ms()}, "type": "idle",
                                "outcome": outcome}));
         Ok(())
-    })?;
+    });
+    // Idle only once the outcome is stored: a `wait` (or the active list) that saw the turn end
+    // reads it, as from the real serve.
+    if let Ok(mut a) = ACTIVE.lock() {
+        a.remove(&session.id);
+    }
+    stored?;
     Ok(code)
 }
 
