@@ -139,6 +139,21 @@ pub fn signal_when(
     }
 }
 
+/// `kugetsu init` on a terminal, stopped by SIGTERM (a closed SSH session, a `kill`) once
+/// `ready` says so (see [`signal_when`]): asserts that it failed; what it showed last.
+pub fn init_stopped_by_sigterm(env: &Env, ready: impl FnMut(&mut Terminal) -> bool) -> String {
+    let mut terminal = Terminal::start(env, &["init"]);
+    let (status, shown) = signal_when(&mut terminal, ready, "TERM");
+    assert_ne!(status.code(), Some(0), "init stopped:\n{shown}");
+    shown
+}
+
+/// `kugetsu status` says kugetsu is not initialized (exit 3).
+pub fn assert_not_initialized(env: &Env) {
+    let out = env.run(&["status"]);
+    assert_eq!(out.code, 3, "not initialized: {}{}", out.stdout, out.stderr);
+}
+
 /// Drives a command that runs one TUI after another (`init`: the base's, then the PM's) until it
 /// exits: each round `step` looks at the terminal and says which TUI now runs, if it can tell
 /// (by the prompts the model got); that TUI is left with `quit` once, 2 s later (its answer

@@ -335,21 +335,14 @@ fn interactive_init_stopped_by_a_signal_leaves_no_session_behind() {
     api.stall_all.store(true, std::sync::atomic::Ordering::SeqCst);
     let env = real_env(&bin, &api);
     std::fs::write(env.home.join(".claude.json"), "{\"hasCompletedOnboarding\": true}\n").unwrap();
-    let mut terminal = pty::Terminal::start(&env, &["init"]);
     let mut dialogs = FirstRunDialogs::new(true);
-    let (status, shown) = pty::signal_when(
-        &mut terminal,
-        |terminal| {
-            dialogs.answer(terminal);
-            api.asked("developer agent managed by kugetsu") && !transcripts(&env).is_empty()
-        },
-        "TERM",
-    );
-    assert_ne!(status.code(), Some(0), "init stopped:\n{shown}");
+    let shown = pty::init_stopped_by_sigterm(&env, |terminal| {
+        dialogs.answer(terminal);
+        api.asked("developer agent managed by kugetsu") && !transcripts(&env).is_empty()
+    });
     assert_eq!(transcripts(&env), Vec::<std::path::PathBuf>::new(), "{shown}");
     assert_eq!(claude_processes(&env), Vec::<String>::new(), "claude left running");
-    let out = env.run(&["status"]);
-    assert_eq!(out.code, 3, "not initialized: {}{}", out.stdout, out.stderr);
+    pty::assert_not_initialized(&env);
 }
 
 /// The interactive `init` on Claude Code's TUI: the first run asks to trust the workspace and
@@ -399,13 +392,6 @@ fn interactive_init_fails_when_the_tui_got_no_answer() {
     assert_eq!(code, Some(1), "kugetsu init:\n{shown}");
     assert!(flat(&shown).contains(&flat("the priming prompt got no answer")), "{shown}");
     assert!(api.requests.lock().unwrap().is_empty(), "nothing reached the API");
-    let out = env.run(&["status"]);
-    assert_eq!(out.code, 3, "not initialized: {}{}", out.stdout, out.stderr);
-    let left = std::fs::read_dir(env.home.join(".claude/projects")).unwrap().flatten().any(|p| {
-        std::fs::read_dir(p.path())
-            .unwrap()
-            .flatten()
-            .any(|f| f.path().extension().is_some_and(|e| e == "jsonl"))
-    });
-    assert!(!left, "the unprimed session was deleted");
+    pty::assert_not_initialized(&env);
+    assert_eq!(transcripts(&env), Vec::<std::path::PathBuf>::new(), "the unprimed session");
 }

@@ -109,16 +109,10 @@ fn interactive_init_stopped_by_a_signal_leaves_no_session_behind() {
     }
     let model = mock_model::MockModel::start();
     let env = real_env(&bin, &model);
-    let mut terminal = pty::Terminal::start(&env, &["init"]);
-    let (status, shown) = pty::signal_when(
-        &mut terminal,
-        |_| model.asked("developer agent managed by kugetsu"),
-        "TERM",
-    );
-    assert_ne!(status.code(), Some(0), "init stopped:\n{shown}");
+    let shown =
+        pty::init_stopped_by_sigterm(&env, |_| model.asked("developer agent managed by kugetsu"));
     assert_eq!(session_ids(&env, &bin), Vec::<String>::new(), "{shown}");
-    let out = env.run(&["status"]);
-    assert_eq!(out.code, 3, "not initialized: {}{}", out.stdout, out.stderr);
+    pty::assert_not_initialized(&env);
 }
 
 /// `kugetsu init` without `--headless` opens the real opencode TUI on a terminal (a

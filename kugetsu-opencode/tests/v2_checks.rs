@@ -624,10 +624,7 @@ pub fn v1_sessions_continue_under_2x(s: &Subject) {
 /// continues there. An id the target has already is refused (409), as is a message id it has
 /// already (a server error), and an export without `info.location` (what 1.x exports).
 pub fn export_import_on_another_data_dir(s: &Subject) {
-    let rules = json!([{"action": "question", "resource": "*", "effect": "deny"}]);
-    let base = s.create("moving", "base", rules.clone())["id"].as_str().expect("id").to_owned();
-    let out = s.run("elsewhere", &base, Turn::Plain, &[]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let (base, rules) = base_after_a_turn(s, "moving");
     let first_prompt = s.prompt(Turn::Plain);
     let exported = s.api("GET", &format!("/api/experimental/session/{base}/export"), None);
     assert_eq!(exported.status, 200, "{}", exported.body);
@@ -715,10 +712,7 @@ pub fn export_import_on_another_data_dir(s: &Subject) {
 /// in the new directory, the base untouched. `GET /api/location` loads a directory; a missing
 /// one is 404.
 pub fn import_is_a_fork_on_the_same_serve(s: &Subject) {
-    let rules = json!([{"action": "question", "resource": "*", "effect": "deny"}]);
-    let base = s.create("base", "base", rules.clone())["id"].as_str().expect("id").to_owned();
-    let out = s.run("elsewhere", &base, Turn::Plain, &[]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let (base, rules) = base_after_a_turn(s, "base");
     let first_prompt = s.prompt(Turn::Plain);
     let messages = |id: &str| {
         let listed = s.api("GET", &format!("/api/session/{id}/message"), None).json();
@@ -793,4 +787,14 @@ pub fn import_is_a_fork_on_the_same_serve(s: &Subject) {
     assert!(!s.sb.path("base").join("imported.txt").exists());
     assert_eq!(s.get(&id)["outcome"], "succeeded");
     assert_eq!(messages(&base).len(), base_messages.len(), "the base is untouched");
+}
+
+/// A session titled `title` in `base` with the deny rules and one plain turn run from
+/// elsewhere: its id and rules.
+fn base_after_a_turn(s: &Subject, title: &str) -> (String, Value) {
+    let rules = json!([{"action": "question", "resource": "*", "effect": "deny"}]);
+    let base = s.create(title, "base", rules.clone())["id"].as_str().expect("id").to_owned();
+    let out = s.run("elsewhere", &base, Turn::Plain, &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    (base, rules)
 }
