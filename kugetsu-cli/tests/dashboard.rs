@@ -437,3 +437,30 @@ fn actions_do_what_their_commands_do() {
     let list = json(&d.get("/api/queue").1);
     assert_eq!(list["items"].as_array().unwrap().len(), 1);
 }
+
+/// A refused change gets its 401 or 403, never a reset connection, however much of its body
+/// the client still has to write: the dashboard reads the body (up to the largest it accepts)
+/// before refusing.
+#[test]
+fn a_refused_post_is_answered_not_reset() {
+    let env = Env::new();
+    let d = Dashboard::start(&env);
+    let body = json!({"message": "x".repeat(200_000)}).to_string();
+    for i in 0..40 {
+        for (how, req, status) in [
+            ("no token", d.http.post(format!("{}/api/delegate", d.base)), 401),
+            (
+                "another origin",
+                d.http
+                    .post(format!("{}/api/delegate", d.base))
+                    .bearer_auth(&d.token)
+                    .header("origin", "http://127.0.0.1:1"),
+                403,
+            ),
+        ] {
+            let sent = req.header("content-type", "application/json").body(body.clone()).send();
+            let r = sent.unwrap_or_else(|e| panic!("{how}, try {i}: {e:?}"));
+            assert_eq!(r.status().as_u16(), status, "{how}");
+        }
+    }
+}

@@ -183,11 +183,11 @@ pub async fn require_token(
     let headers = request.headers();
     let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("");
     if !app.reach.allows(host) {
-        return StatusCode::FORBIDDEN.into_response();
+        return refuse(StatusCode::FORBIDDEN, request).await;
     }
     let reads = request.method() == Method::GET || request.method() == Method::HEAD;
     if !reads && !same_origin(headers) {
-        return StatusCode::FORBIDDEN.into_response();
+        return refuse(StatusCode::FORBIDDEN, request).await;
     }
     if check(&app.token, request.method(), headers, request.uri()).is_some() {
         return next.run(request).await;
@@ -195,8 +195,20 @@ pub async fn require_token(
     match request.uri().path() {
         "/" if reads => super::page::shell(app).await,
         path if reads && PUBLIC.contains(&path) => next.run(request).await,
-        _ => StatusCode::UNAUTHORIZED.into_response(),
+        _ => refuse(StatusCode::UNAUTHORIZED, request).await,
     }
+}
+
+/// How long a refused request's body may take to arrive before the refusal goes anyway.
+const REFUSED_BODY_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// `status`, once the request's body (up to the largest one accepted) has been read, for a
+/// little while at most: answered before it, the connection closes while the client still
+/// writes the body, and the client sees a reset (a broken pipe) instead of the refusal.
+async fn refuse(status: StatusCode, request: Request) -> Response {
+    let body = axum::body::to_bytes(request.into_body(), super::server::MAX_BODY);
+    let _ = tokio::time::timeout(REFUSED_BODY_WAIT, body).await;
+    status.into_response()
 }
 
 #[cfg(test)]
